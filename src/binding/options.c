@@ -1,0 +1,231 @@
+/*
+ * options.c: per-binding options (certhash=, appid=, backend=, proxyprotocol=,
+ * ccspath= and the HTTP.sys enable|disable toggles) and their validation.
+ */
+#include "binding/binding.h"
+
+#include <arpa/inet.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/socket.h>
+
+static const struct {
+    const char *name;
+    uint32_t bit;
+} flag_names[] = {
+#define CB_XX(id, text, bit) {text, CB_OPT_##id},
+    CB_OPT_FLAG_MAP(CB_XX)
+#undef CB_XX
+};
+
+#define N_FLAGS (sizeof(flag_names) / sizeof(flag_names[0]))
+
+const char *cb_opt_flag_name(uint32_t bit)
+{
+    for (size_t i = 0; i < N_FLAGS; i++)
+        if (flag_names[i].bit == bit)
+            return flag_names[i].name;
+    return "?";
+}
+
+const char *cb_proxy_name(enum cb_proxy_proto p)
+{
+    return p == CB_PROXY_V1 ? "v1" : p == CB_PROXY_V2 ? "v2" : "off";
+}
+
+void cb_binding_init(struct cb_binding *b)
+{
+    memset(b, 0, sizeof(*b));
+    b->proxy = CB_PROXY_OFF;
+}
+
+static int parse_appid(const char *v, char out[CB_APPID_LEN + 1], struct cb_err *err)
+{
+    static const int groups[5] = {8, 4, 4, 4, 12};
+    const char *p = v;
+    size_t n = 0;
+    bool braced = *p == '{';
+
+    if (braced)
+        p++;
+    out[n++] = '{';
+    for (int g = 0; g < 5; g++) {
+        for (int i = 0; i < groups[g]; i++, p++) {
+            char c = *p;
+            if (c >= 'A' && c <= 'F')
+                c = (char)(c + 32);
+            if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f')))
+                goto bad;
+            out[n++] = c;
+        }
+        if (g < 4) {
+            if (*p++ != '-')
+                goto bad;
+            out[n++] = '-';
+        }
+    }
+    if (braced && *p++ != '}')
+        goto bad;
+    if (*p != '\0')
+        goto bad;
+    out[n++] = '}';
+    out[n] = '\0';
+    return 0;
+bad:
+    return cb_err_set(err, CB_EINVAL,
+                      "appid=%s is not a GUID; write it as "
+                      "{00112233-4455-6677-8899-aabbccddeeff}",
+                      v);
+}
+
+static int parse_backend(const char *v, char out[CB_BACKEND_MAX + 1], struct cb_err *err)
+{
+    struct cb_binding_key k;
+    struct cb_err kerr;
+    char host[CB_NAME_MAX + 1];
+    char addr[INET6_ADDRSTRLEN];
+    const char *colon = strrchr(v, ':');
+    uint16_t port;
+
+    if (colon == NULL || cb_port_parse(colon + 1, strlen(colon + 1), &port) != 0)
+        return cb_err_set(err, CB_EINVAL,
+                          "backend=%s: write HOST:PORT with a port from 1 to 65535, as in "
+                          "backend=127.0.0.1:8080 or backend=[::1]:8080",
+                          v);
+    if (v[0] == '[' || memchr(v, ':', (size_t)(colon - v)) != NULL || strchr(v, '.') != NULL) {
+        /* An address, maybe: reuse the ipport parser for brackets and v4-mapped forms. */
+        if (cb_key_parse("ipport", v, &k, &kerr) == 0) {
+            if (k.kind == CB_KEY_ANY_IP)
+                return cb_err_set(err, CB_EINVAL,
+                                  "backend=%s: a wildcard address cannot be connected to; give "
+                                  "the backend's address, such as 127.0.0.1",
+                                  v);
+            inet_ntop(k.family, k.addr, addr, sizeof(addr));
+            snprintf(out, CB_BACKEND_MAX + 1, k.family == AF_INET6 ? "[%s]:%u" : "%s:%u", addr,
+                     port);
+            return 0;
+        }
+        if (v[0] == '[' || memchr(v, ':', (size_t)(colon - v)) != NULL)
+            return cb_err_set(err, CB_EINVAL, "backend=%s: %s", v, kerr.msg + strlen("ipport="));
+    }
+    if (cb_name_normalize(v, (size_t)(colon - v), CB_NAME_IDN, host, &kerr) != 0)
+        return cb_err_set(err, CB_EINVAL, "backend=%s: %s", v, kerr.msg);
+    snprintf(out, CB_BACKEND_MAX + 1, "%s:%u", host, port);
+    return 0;
+}
+
+int cb_binding_set_option(struct cb_binding *b, const char *name, const char *value,
+                          unsigned *fields, struct cb_err *err)
+{
+    if (strcmp(name, "certhash") == 0) {
+        if (cb_thumbprint_normalize(value, b->certhash, err) != 0)
+            return CB_EINVAL;
+        *fields |= CB_F_CERTHASH;
+        return 0;
+    }
+    if (strcmp(name, "appid") == 0) {
+        if (parse_appid(value, b->appid, err) != 0)
+            return CB_EINVAL;
+        *fields |= CB_F_APPID;
+        return 0;
+    }
+    if (strcmp(name, "backend") == 0) {
+        if (value[0] == '\0' || strcmp(value, "none") == 0)
+            b->backend[0] = '\0';
+        else if (parse_backend(value, b->backend, err) != 0)
+            return CB_EINVAL;
+        *fields |= CB_F_BACKEND;
+        return 0;
+    }
+    if (strcmp(name, "proxyprotocol") == 0) {
+        if (strcmp(value, "off") == 0)
+            b->proxy = CB_PROXY_OFF;
+        else if (strcmp(value, "v1") == 0)
+            b->proxy = CB_PROXY_V1;
+        else if (strcmp(value, "v2") == 0)
+            b->proxy = CB_PROXY_V2;
+        else
+            return cb_err_set(err, CB_EINVAL, "proxyprotocol=%s: use off, v1 or v2", value);
+        *fields |= CB_F_PROXY;
+        return 0;
+    }
+    if (strcmp(name, "ccspath") == 0) {
+        size_t n = strlen(value);
+        if (value[0] != '/' || n > CB_PATH_MAX)
+            return cb_err_set(err, CB_EINVAL,
+                              "ccspath=%s: give an absolute folder path (at most %d bytes)", value,
+                              CB_PATH_MAX);
+        memcpy(b->ccspath, value, n + 1);
+        while (n > 1 && b->ccspath[n - 1] == '/')
+            b->ccspath[--n] = '\0';
+        *fields |= CB_F_CCSPATH;
+        return 0;
+    }
+    for (size_t i = 0; i < N_FLAGS; i++) {
+        if (strcmp(name, flag_names[i].name) != 0)
+            continue;
+        if (strcmp(value, "enable") == 0)
+            b->flags |= flag_names[i].bit;
+        else if (strcmp(value, "disable") == 0)
+            b->flags &= ~flag_names[i].bit;
+        else
+            return cb_err_set(err, CB_EINVAL, "%s=%s: use %s=enable or %s=disable", name, value,
+                              name, name);
+        b->flags_set |= flag_names[i].bit;
+        *fields |= CB_F_FLAGS;
+        return 0;
+    }
+    return cb_err_set(err, CB_EINVAL,
+                      "unknown option '%s'; binding options are certhash, appid, backend, "
+                      "proxyprotocol, ccspath, disablehttp2, disabletls12, disabletls13, "
+                      "disablelegacytls, clientcertnegotiation, enablesessionticket, "
+                      "disableocspstapling, reject",
+                      name);
+}
+
+void cb_binding_merge(struct cb_binding *dst, const struct cb_binding *src, unsigned fields)
+{
+    if (fields & CB_F_CERTHASH)
+        memcpy(dst->certhash, src->certhash, sizeof(dst->certhash));
+    if (fields & CB_F_APPID)
+        memcpy(dst->appid, src->appid, sizeof(dst->appid));
+    if (fields & CB_F_BACKEND)
+        memcpy(dst->backend, src->backend, sizeof(dst->backend));
+    if (fields & CB_F_PROXY)
+        dst->proxy = src->proxy;
+    if (fields & CB_F_CCSPATH)
+        memcpy(dst->ccspath, src->ccspath, sizeof(dst->ccspath));
+    if (fields & CB_F_FLAGS)
+        dst->flags = (dst->flags & ~src->flags_set) | (src->flags & src->flags_set);
+}
+
+int cb_binding_validate(const struct cb_binding *b, struct cb_err *err)
+{
+    char key[CB_KEY_TEXT_MAX];
+
+    cb_key_format(&b->key, key, sizeof(key));
+    if (b->key.kind == CB_KEY_CCS) {
+        if (b->ccspath[0] == '\0')
+            return cb_err_set(err, CB_EINVAL,
+                              "%s needs ccspath=/folder, the folder that holds NAME.pem files",
+                              key);
+        if (b->certhash[0] != '\0')
+            return cb_err_set(err, CB_EINVAL,
+                              "%s takes its certificates from ccspath; drop certhash=", key);
+        return 0;
+    }
+    if (b->ccspath[0] != '\0')
+        return cb_err_set(err, CB_EINVAL, "ccspath= is only for ccs= bindings; drop it from %s",
+                          key);
+    if (b->certhash[0] == '\0')
+        return cb_err_set(err, CB_EINVAL,
+                          "%s needs certhash=THUMBPRINT; list certificates with 'certbind show "
+                          "cert'",
+                          key);
+    if ((b->flags & CB_OPT_DISABLETLS12) && (b->flags & CB_OPT_DISABLETLS13))
+        return cb_err_set(err, CB_EINVAL,
+                          "%s: disabletls12 and disabletls13 together leave no protocol; enable "
+                          "one of them",
+                          key);
+    return 0;
+}

@@ -1,0 +1,248 @@
+/* args.c: command-line words, global flags, and helpers shared by the commands. */
+#include "cli/cli.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <jansson.h>
+
+static void default_state(char *out, size_t size)
+{
+    const char *env = getenv("CERTBIND_STATE");
+    const char *xdg = getenv("XDG_STATE_HOME");
+    const char *home = getenv("HOME");
+
+    if (env != NULL && env[0] != '\0')
+        snprintf(out, size, "%s", env);
+    else if (geteuid() == 0)
+        snprintf(out, size, "/var/lib/certbind");
+    else if (xdg != NULL && xdg[0] == '/')
+        snprintf(out, size, "%s/certbind", xdg);
+    else
+        snprintf(out, size, "%s/.local/state/certbind", home ? home : ".");
+}
+
+/* An option word is NAME=VALUE with NAME made of [a-z0-9-]. */
+static bool is_option(const char *w)
+{
+    const char *eq = strchr(w, '=');
+    if (eq == NULL || eq == w)
+        return false;
+    for (const char *p = w; p < eq; p++)
+        if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') ||
+              *p == '-' || *p == '_'))
+            return false;
+    return true;
+}
+
+static int int_flag(struct cb_cli *cli, const char *flag, const char *v, int lo, int hi, int *out)
+{
+    char *end;
+    long n;
+
+    if (v == NULL)
+        return cb_err_set(&cli->err, CB_EINVAL, "%s needs a value", flag);
+    errno = 0;
+    n = strtol(v, &end, 10);
+    if (errno != 0 || *end != '\0' || end == v || n < lo || n > hi)
+        return cb_err_set(&cli->err, CB_EINVAL, "%s %s: give a number from %d to %d", flag, v, lo,
+                          hi);
+    *out = (int)n;
+    return 0;
+}
+
+int cb_cli_parse(struct cb_cli *cli, int argc, char **argv)
+{
+    const char *state = NULL;
+
+    for (int i = 1; i < argc; i++) {
+        const char *w = argv[i];
+        const char *val = NULL;
+        char flag[32];
+
+        if (w[0] == '-' && w[1] == '-' && w[2] != '\0') {
+            const char *eq = strchr(w, '=');
+            size_t n = eq ? (size_t)(eq - w) : strlen(w);
+            if (n >= sizeof(flag))
+                return cb_err_set(&cli->err, CB_EINVAL, "unknown flag %s; see certbind --help", w);
+            memcpy(flag, w, n);
+            flag[n] = '\0';
+            bool takes = strcmp(flag, "--state") == 0 || strcmp(flag, "--workers") == 0 ||
+                         strcmp(flag, "--admin") == 0 || strcmp(flag, "--handshake-timeout") == 0 ||
+                         strcmp(flag, "--idle-timeout") == 0;
+            if (takes) {
+                val = eq ? eq + 1 : (i + 1 < argc ? argv[++i] : NULL);
+                if (val == NULL || val[0] == '\0')
+                    return cb_err_set(&cli->err, CB_EINVAL, "%s needs a value", flag);
+            } else if (eq != NULL) {
+                return cb_err_set(&cli->err, CB_EINVAL, "%s takes no value", flag);
+            }
+            if (strcmp(flag, "--json") == 0)
+                cli->json = true;
+            else if (strcmp(flag, "--help") == 0)
+                cli->help = true;
+            else if (strcmp(flag, "--version") == 0)
+                cli->verb = "--version";
+            else if (strcmp(flag, "--state") == 0)
+                state = val;
+            else if (strcmp(flag, "--admin") == 0)
+                cli->admin = val;
+            else if (strcmp(flag, "--workers") == 0) {
+                if (int_flag(cli, flag, val, 1, 256, &cli->workers) != 0)
+                    return CB_EINVAL;
+            } else if (strcmp(flag, "--handshake-timeout") == 0) {
+                if (int_flag(cli, flag, val, 1, 3600, &cli->handshake_timeout) != 0)
+                    return CB_EINVAL;
+            } else if (strcmp(flag, "--idle-timeout") == 0) {
+                if (int_flag(cli, flag, val, 1, 86400, &cli->idle_timeout) != 0)
+                    return CB_EINVAL;
+            } else
+                return cb_err_set(&cli->err, CB_EINVAL, "unknown flag %s; see certbind --help",
+                                  flag);
+            continue;
+        }
+        if (strcmp(w, "-h") == 0) {
+            cli->help = true;
+            continue;
+        }
+        if (cli->verb == NULL) {
+            cli->verb = w;
+        } else if (cli->object == NULL && !is_option(w)) {
+            cli->object = w;
+        } else if (is_option(w)) {
+            const char *eq = strchr(w, '=');
+            size_t n = (size_t)(eq - w);
+            struct cb_cli_opt *o;
+            if (cli->n_opts == CB_CLI_MAX_OPTS)
+                return cb_err_set(&cli->err, CB_EINVAL, "too many options");
+            if (n >= sizeof(o->name_buf))
+                return cb_err_set(&cli->err, CB_EINVAL, "unknown option '%.*s'", (int)n, w);
+            o = &cli->opts[cli->n_opts];
+            memcpy(o->name_buf, w, n);
+            o->name_buf[n] = '\0';
+            for (char *p = o->name_buf; *p; p++)
+                if (*p >= 'A' && *p <= 'Z')
+                    *p = (char)(*p + 32); /* netsh keys are case-insensitive */
+            o->name = o->name_buf;
+            o->value = eq + 1;
+            for (int j = 0; j < cli->n_opts; j++)
+                if (strcmp(cli->opts[j].name, o->name) == 0)
+                    return cb_err_set(&cli->err, CB_EINVAL, "option %s= given twice", o->name);
+            cli->n_opts++;
+        } else {
+            if (cli->n_pos == CB_CLI_MAX_POS)
+                return cb_err_set(&cli->err, CB_EINVAL, "unexpected word '%s'", w);
+            cli->pos[cli->n_pos++] = w;
+        }
+    }
+    if (state != NULL)
+        snprintf(cli->state_dir, sizeof(cli->state_dir), "%s", state);
+    else
+        default_state(cli->state_dir, sizeof(cli->state_dir));
+    return 0;
+}
+
+int cb_cli_expect(struct cb_cli *cli, const char *const *allowed, int max_pos)
+{
+    for (int i = 0; i < cli->n_opts; i++) {
+        bool ok = false;
+        for (const char *const *a = allowed; *a != NULL && !ok; a++)
+            ok = strcmp(*a, cli->opts[i].name) == 0;
+        if (!ok) {
+            char list[512] = "";
+            for (const char *const *a = allowed; *a != NULL; a++) {
+                strncat(list, *a, sizeof(list) - strlen(list) - 1);
+                strncat(list, a[1] ? ", " : "", sizeof(list) - strlen(list) - 1);
+            }
+            return cb_err_set(
+                &cli->err, CB_EINVAL, "'certbind %s %s' does not take %s=; it takes: %s", cli->verb,
+                cli->object ? cli->object : "", cli->opts[i].name, list[0] ? list : "no options");
+        }
+    }
+    if (cli->n_pos > max_pos)
+        return cb_err_set(&cli->err, CB_EINVAL, "unexpected word '%s' after 'certbind %s %s'",
+                          cli->pos[max_pos], cli->verb, cli->object ? cli->object : "");
+    return 0;
+}
+
+const char *cb_cli_opt(const struct cb_cli *cli, const char *name)
+{
+    for (int i = 0; i < cli->n_opts; i++)
+        if (strcmp(cli->opts[i].name, name) == 0)
+            return cli->opts[i].value;
+    return NULL;
+}
+
+int cb_cli_yesno(struct cb_cli *cli, const char *name, bool *out)
+{
+    const char *v = cb_cli_opt(cli, name);
+    *out = false;
+    if (v == NULL || strcmp(v, "no") == 0)
+        return 0;
+    if (strcmp(v, "yes") == 0) {
+        *out = true;
+        return 0;
+    }
+    return cb_err_set(&cli->err, CB_EINVAL, "%s=%s: use %s=yes or %s=no", name, v, name, name);
+}
+
+/* mkdir -p for the parents of the state folder (the folder itself is made by the store). */
+static void make_parents(const char *dir)
+{
+    char path[CB_PATH_MAX + 1];
+    snprintf(path, sizeof(path), "%s", dir);
+    for (char *p = path + 1; *p; p++) {
+        if (*p != '/')
+            continue;
+        *p = '\0';
+        mkdir(path, 0700);
+        *p = '/';
+    }
+}
+
+int cb_cli_open_store(struct cb_cli *cli, enum cb_store_mode mode, struct cb_store **out)
+{
+    if (mode == CB_STORE_WRITE)
+        make_parents(cli->state_dir);
+    return cb_store_open(cli->state_dir, mode, out, &cli->err);
+}
+
+int cb_cli_read_password(struct cb_cli *cli, const char *path, char *out, size_t size)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    ssize_t n;
+
+    if (fd < 0)
+        return cb_err_set(&cli->err, CB_EIO, "cannot read password-file %s: %s", path,
+                          strerror(errno));
+    n = read(fd, out, size - 1);
+    close(fd);
+    if (n < 0)
+        return cb_err_set(&cli->err, CB_EIO, "cannot read password-file %s: %s", path,
+                          strerror(errno));
+    out[n] = '\0';
+    out[strcspn(out, "\r\n")] = '\0';
+    return 0;
+}
+
+void cb_cli_print_json(json_t *value)
+{
+    json_dumpf(value, stdout, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+    fputc('\n', stdout);
+    json_decref(value);
+}
+
+void cb_cli_time(int64_t t, char *buf, size_t size)
+{
+    time_t tt = (time_t)t;
+    struct tm tm;
+    if (gmtime_r(&tt, &tm) == NULL)
+        snprintf(buf, size, "?");
+    else
+        strftime(buf, size, "%Y-%m-%dT%H:%M:%SZ", &tm);
+}

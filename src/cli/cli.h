@@ -1,0 +1,81 @@
+/*
+ * The netsh-style command line: `certbind VERB OBJECT [WORD] key=value … [--flags]`.
+ * Each command is a function that returns 0 or a CB_E* code with cli->err filled.
+ */
+#ifndef CB_CLI_CLI_H
+#define CB_CLI_CLI_H
+
+#include "binding/binding.h"
+#include "store/store.h"
+
+#include <stdbool.h>
+#include <stdio.h>
+
+#define CB_CLI_MAX_OPTS 48
+#define CB_CLI_MAX_POS 4
+
+struct cb_cli_opt {
+    const char *name; /* borrowed from argv, up to '=' (copied) */
+    const char *value;
+    char name_buf[32];
+};
+
+struct cb_cli {
+    char state_dir[CB_PATH_MAX + 1];
+    bool json;
+    bool help;
+    const char *verb;
+    const char *object;
+    const char *pos[CB_CLI_MAX_POS];
+    int n_pos;
+    struct cb_cli_opt opts[CB_CLI_MAX_OPTS];
+    int n_opts;
+    /* serve flags */
+    int workers;
+    const char *admin;
+    int handshake_timeout;
+    int idle_timeout;
+    struct cb_err err;
+};
+
+/* Parses argv (borrowed: cli keeps pointers into it). CB_EINVAL on malformed words. */
+int cb_cli_parse(struct cb_cli *cli, int argc, char **argv) CB_MUST_CHECK;
+/* Refuses options not in the NULL-terminated list `allowed`, and extra positionals. */
+int cb_cli_expect(struct cb_cli *cli, const char *const *allowed, int max_pos) CB_MUST_CHECK;
+/* The value of option `name`, or NULL. */
+const char *cb_cli_opt(const struct cb_cli *cli, const char *name);
+/* yes/no option: *out false when absent. CB_EINVAL when not yes|no. */
+int cb_cli_yesno(struct cb_cli *cli, const char *name, bool *out) CB_MUST_CHECK;
+int cb_cli_open_store(struct cb_cli *cli, enum cb_store_mode mode,
+                      struct cb_store **out) CB_MUST_CHECK;
+/* Reads a password file's first line into out (size bytes). */
+int cb_cli_read_password(struct cb_cli *cli, const char *path, char *out,
+                         size_t size) CB_MUST_CHECK;
+
+int cb_cmd_add_cert(struct cb_cli *cli) CB_MUST_CHECK;
+int cb_cmd_show_cert(struct cb_cli *cli) CB_MUST_CHECK;
+int cb_cmd_delete_cert(struct cb_cli *cli) CB_MUST_CHECK;
+int cb_cmd_add_sslcert(struct cb_cli *cli) CB_MUST_CHECK;
+int cb_cmd_update_sslcert(struct cb_cli *cli) CB_MUST_CHECK;
+int cb_cmd_delete_sslcert(struct cb_cli *cli) CB_MUST_CHECK;
+int cb_cmd_show_sslcert(struct cb_cli *cli) CB_MUST_CHECK;
+int cb_cmd_resolve(struct cb_cli *cli) CB_MUST_CHECK;
+int cb_cmd_set(struct cb_cli *cli) CB_MUST_CHECK;
+int cb_cmd_serve(struct cb_cli *cli) CB_MUST_CHECK;
+
+/* Prints a JSON value (stolen) on stdout, followed by a newline. */
+struct json_t;
+void cb_cli_print_json(struct json_t *value);
+/* ISO 8601 UTC time. */
+void cb_cli_time(int64_t t, char *buf, size_t size);
+
+#endif
+
+/*
+ * Tests whether certificate `thumb`'s key is usable as the service user (as root,
+ * by switching to it in a child), else as the current user. Returns 0 when usable;
+ * CB_ENOENT when the certificate is not in the store; CB_EKEY with the reason in
+ * `reason` otherwise.
+ */
+int cb_cli_key_usable(struct cb_store *st, const char *thumb, char *reason,
+                      size_t size) CB_MUST_CHECK;

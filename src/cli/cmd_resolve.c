@@ -1,0 +1,261 @@
+/* cmd_resolve.c: `resolve` (which binding answers a ClientHello, and why) and `set`. */
+#include "cli/cli.h"
+#include "util/priv.h"
+
+#include <arpa/inet.h>
+#include <dirent.h>
+#include <errno.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <jansson.h>
+
+static const char *rule_story(enum cb_rule r)
+{
+    switch (r) {
+    case CB_RULE_IP:
+        return "rule 1: an IP binding on exactly this address and port (it wins over any SNI "
+               "binding)";
+    case CB_RULE_SNI_EXACT:
+        return "rule 2: an SNI binding with exactly this name on this port";
+    case CB_RULE_SNI_WILDCARD:
+        return "rule 3: an SNI wildcard binding (*.parent) on this port";
+    case CB_RULE_CCS:
+        return "rule 4: a central store binding on this port, by file name";
+    case CB_RULE_WILDCARD_IP:
+        return "rule 5: a wildcard IP binding on this port";
+    case CB_RULE_NONE:
+        break;
+    }
+    return "rule 6: nothing matches";
+}
+
+/* The certificate of a ccs file: its thumbprint, and whether its key is usable. */
+static int ccs_cert(const char *path, char *thumb, char *reason, size_t size)
+{
+    struct cb_cert_bundle *b = NULL;
+    struct cb_cert_info info;
+    struct cb_err err = {0};
+    int ret = cb_cert_bundle_load(path, NULL, NULL, &b, &err);
+
+    if (ret == 0 && (ret = cb_cert_bundle_info(b, &info, &err)) == 0) {
+        snprintf(thumb, CB_THUMB_LEN + 1, "%s", info.thumbprint);
+        cb_cert_info_clear(&info);
+    }
+    cb_cert_bundle_free(b);
+    snprintf(reason, size, "%s", ret == 0 ? "ok" : err.msg);
+    return ret;
+}
+
+int cb_cmd_resolve(struct cb_cli *cli)
+{
+    static const char *const allowed[] = {"ip", "port", "sni", NULL};
+    const char *ip = cb_cli_opt(cli, "ip"), *port = cb_cli_opt(cli, "port");
+    const char *sni = cb_cli_opt(cli, "sni");
+    struct cb_resolve_query q = {0};
+    struct cb_resolution r;
+    struct cb_snapshot *snap = NULL;
+    struct cb_store *st = NULL;
+    char name[CB_NAME_MAX + 1], thumb[CB_THUMB_LEN + 1] = "", reason[1024] = "";
+    const struct cb_snap_binding *b = NULL;
+    bool usable = false;
+    int ret;
+
+    if ((ret = cb_cli_expect(cli, allowed, 0)) != 0)
+        return ret;
+    if (ip == NULL || port == NULL)
+        return cb_err_set(&cli->err, CB_EINVAL,
+                          "give the local address and port: certbind resolve ip=ADDR port=N "
+                          "[sni=NAME]");
+    if (cb_addr_parse(ip[0] == '[' ? "" : ip, &q.family, q.addr) != 0) {
+        /* Accept [v6] too. */
+        char tmp[64];
+        size_t n = strlen(ip);
+        if (ip[0] != '[' || n < 3 || n > sizeof(tmp) || ip[n - 1] != ']')
+            return cb_err_set(&cli->err, CB_EINVAL, "ip=%s is not an IPv4 or IPv6 address", ip);
+        memcpy(tmp, ip + 1, n - 2);
+        tmp[n - 2] = '\0';
+        if (cb_addr_parse(tmp, &q.family, q.addr) != 0)
+            return cb_err_set(&cli->err, CB_EINVAL, "ip=%s is not an IPv4 or IPv6 address", ip);
+    }
+    if (cb_port_parse(port, strlen(port), &q.port) != 0)
+        return cb_err_set(&cli->err, CB_EINVAL, "port=%s: give a number from 1 to 65535", port);
+    if (sni != NULL) {
+        struct cb_err nerr;
+        if (cb_name_normalize(sni, strlen(sni), CB_NAME_IDN, name, &nerr) != 0)
+            return cb_err_set(&cli->err, CB_EINVAL, "sni=%s: %s", sni, nerr.msg);
+        q.sni = name;
+    }
+    if ((ret = cb_cli_open_store(cli, CB_STORE_READ, &st)) != 0 && ret != CB_ENOENT)
+        return ret;
+    if (st != NULL && (ret = cb_store_load_snapshot(st, &snap, &cli->err)) != 0)
+        goto out_close;
+    if (snap != NULL)
+        cb_resolve(snap, &q, &r);
+    else
+        r.rule = CB_RULE_NONE;
+    if (r.rule != CB_RULE_NONE) {
+        b = cb_snapshot_binding(snap, r.binding);
+        if (r.rule == CB_RULE_CCS) {
+            usable = ccs_cert(r.ccs->path, thumb, reason, sizeof(reason)) == 0;
+        } else {
+            snprintf(thumb, sizeof(thumb), "%s", b->certhash);
+            usable = cb_cli_key_usable(st, b->certhash, reason, sizeof(reason)) == 0;
+        }
+        if (usable && (b->flags & CB_OPT_REJECT)) {
+            usable = false;
+            snprintf(reason, sizeof(reason),
+                     "the binding is set reject=enable: the handshake is refused with alert "
+                     "handshake_failure");
+        } else if (!usable) {
+            size_t n = strlen(reason);
+            snprintf(reason + n, sizeof(reason) - n,
+                     "; the handshake fails with alert internal_error (no fall-back)");
+        }
+    } else {
+        snprintf(reason, sizeof(reason),
+                 "no binding matches; the handshake is refused with alert %s",
+                 q.sni ? "unrecognized_name" : "handshake_failure");
+    }
+    if (cli->json) {
+        json_t *o = json_object();
+        json_object_set_new(o, "binding", b ? json_string(b->key_text) : json_null());
+        json_object_set_new(o, "certhash", thumb[0] ? json_string(thumb) : json_null());
+        json_object_set_new(o, "rule", json_string(cb_rule_name(r.rule)));
+        json_object_set_new(o, "usable", json_boolean(usable));
+        json_object_set_new(o, "reason", json_string(reason));
+        if (r.rule == CB_RULE_CCS)
+            json_object_set_new(o, "file", json_string(r.ccs->path));
+        cb_cli_print_json(o);
+    } else {
+        printf("Binding     : %s\n", b ? b->key_text : "(none)");
+        printf("Rule        : %s (%s)\n", cb_rule_name(r.rule), rule_story(r.rule));
+        if (r.rule == CB_RULE_CCS)
+            printf("File        : %s\n", r.ccs->path);
+        printf("Certificate : %s\n", thumb[0] ? thumb : "(none)");
+        printf("Usable      : %s\n", usable ? "yes" : "no");
+        printf("Reason      : %s\n", reason);
+        if (b != NULL && !q.sni)
+            printf("Note        : the client sent no server name, so only rules 1 and 5 apply\n");
+    }
+    ret = 0;
+    cb_snapshot_unref(snap);
+out_close:
+    cb_store_close(st);
+    return ret;
+}
+
+struct own_ctx {
+    struct cb_store *st;
+    struct cb_user *user;
+    size_t n, bad;
+    char (*paths)[2][CB_PATH_MAX + 1];
+    char (*thumbs)[CB_THUMB_LEN + 1];
+};
+
+static int collect_cert(const struct cb_cert_row *row, void *arg)
+{
+    struct own_ctx *oc = arg;
+    void *np = realloc(oc->paths, (oc->n + 1) * sizeof(*oc->paths));
+    if (np == NULL)
+        return CB_ENOMEM;
+    oc->paths = np;
+    np = realloc(oc->thumbs, (oc->n + 1) * sizeof(*oc->thumbs));
+    if (np == NULL)
+        return CB_ENOMEM;
+    oc->thumbs = np;
+    snprintf(oc->paths[oc->n][0], CB_PATH_MAX + 1, "%s", row->cert_path);
+    snprintf(oc->paths[oc->n][1], CB_PATH_MAX + 1, "%s", row->key_path);
+    snprintf(oc->thumbs[oc->n], CB_THUMB_LEN + 1, "%s", row->info.thumbprint);
+    oc->n++;
+    return 0;
+}
+
+static int check_stored_pair(size_t i, void *arg, struct cb_err *err)
+{
+    struct own_ctx *oc = arg;
+    return cb_cert_check_pair(oc->paths[i][0], oc->paths[i][1], err);
+}
+
+/* Gives the state folder to the service user: it is the user's working state, as
+ * systemd's StateDirectory= does. The keys stay 0600. */
+static void give_state(struct cb_cli *cli, struct own_ctx *oc)
+{
+    static const char *const files[] = {
+        "", "/certbind.db", "/certbind.db-wal", "/certbind.db-shm", "/certs", "/keys"};
+    char path[CB_PATH_MAX + 64];
+
+    for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++) {
+        snprintf(path, sizeof(path), "%s%s", cli->state_dir, files[i]);
+        if (chown(path, oc->user->uid, oc->user->gid) != 0 && errno != ENOENT)
+            fprintf(stderr, "certbind: warning: cannot give %s to %s: %s\n", path, oc->user->name,
+                    strerror(errno));
+    }
+    for (size_t i = 0; i < oc->n; i++)
+        for (int j = 0; j < 2; j++)
+            if (strncmp(oc->paths[i][j], cli->state_dir, strlen(cli->state_dir)) == 0 &&
+                chown(oc->paths[i][j], oc->user->uid, oc->user->gid) != 0)
+                fprintf(stderr, "certbind: warning: cannot give %s to %s: %s\n", oc->paths[i][j],
+                        oc->user->name, strerror(errno));
+}
+
+int cb_cmd_set(struct cb_cli *cli)
+{
+    static const char *const allowed[] = {"user", NULL};
+    const char *name = cb_cli_opt(cli, "user");
+    struct cb_store *st = NULL;
+    struct cb_user user;
+    struct own_ctx oc = {.user = &user};
+    int ret;
+
+    if ((ret = cb_cli_expect(cli, allowed, 0)) != 0)
+        return ret;
+    if (name == NULL)
+        return cb_err_set(&cli->err, CB_EINVAL, "give the service user: certbind set user=NAME");
+    if ((ret = cb_user_lookup(name, &user, &cli->err)) != 0)
+        return ret;
+    if ((ret = cb_cli_open_store(cli, CB_STORE_WRITE, &st)) != 0)
+        return ret;
+    oc.st = st;
+    if ((ret = cb_store_begin(st, &cli->err)) != 0)
+        goto out_close;
+    if ((ret = cb_store_setting_set(st, "user", user.name, &cli->err)) != 0 ||
+        (ret = cb_store_cert_foreach(st, collect_cert, &oc, &cli->err)) != 0 ||
+        (ret = cb_store_commit(st, &cli->err)) != 0) {
+        if (ret == CB_ENOMEM)
+            cb_err_set(&cli->err, ret, "out of memory");
+        cb_store_rollback(st);
+        goto out_close;
+    }
+    printf("Service user is now %s (uid %u).\n", user.name, (unsigned)user.uid);
+    if (geteuid() == 0)
+        give_state(cli, &oc);
+    if (oc.n > 0) {
+        bool *ok = calloc(oc.n, sizeof(*ok));
+        char(*reasons)[256] = calloc(oc.n, sizeof(*reasons));
+        struct cb_err terr = {0};
+        if (ok == NULL || reasons == NULL) {
+            ret = cb_err_set(&cli->err, CB_ENOMEM, "out of memory");
+        } else if (cb_priv_test_as(&user, oc.n, check_stored_pair, &oc, ok, reasons, &terr) != 0) {
+            fprintf(stderr, "certbind: warning: key access not tested: %s\n", terr.msg);
+        } else {
+            for (size_t i = 0; i < oc.n; i++) {
+                if (ok[i])
+                    continue;
+                oc.bad++;
+                fprintf(stderr, "certbind: warning: %s cannot use the key of %s: %s\n", user.name,
+                        oc.thumbs[i], reasons[i]);
+            }
+            printf("Key access tested as %s: %zu of %zu keys usable.\n", user.name, oc.n - oc.bad,
+                   oc.n);
+        }
+        free(ok);
+        free(reasons);
+    }
+out_close:
+    free(oc.paths);
+    free(oc.thumbs);
+    cb_store_close(st);
+    return ret;
+}

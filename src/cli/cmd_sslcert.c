@@ -1,0 +1,282 @@
+/* cmd_sslcert.c: `add|update|delete|show sslcert`, the binding commands. */
+#include "cli/cli.h"
+
+#include <string.h>
+
+#include <jansson.h>
+
+#define BINDING_OPTIONS                                                                            \
+    "certhash", "appid", "backend", "proxyprotocol", "ccspath", "disablehttp2", "disabletls12",    \
+        "disabletls13", "disablelegacytls", "clientcertnegotiation", "enablesessionticket",        \
+        "disableocspstapling", "reject"
+
+static bool is_key_name(const char *name)
+{
+    return strcmp(name, "ipport") == 0 || strcmp(name, "hostnameport") == 0 ||
+           strcmp(name, "ccs") == 0;
+}
+
+/* Reads the one binding key among the options. */
+static int cli_key(struct cb_cli *cli, struct cb_binding_key *key)
+{
+    const struct cb_cli_opt *found = NULL;
+
+    for (int i = 0; i < cli->n_opts; i++) {
+        if (!is_key_name(cli->opts[i].name))
+            continue;
+        if (found != NULL)
+            return cb_err_set(&cli->err, CB_EINVAL,
+                              "give one binding key, not both %s= and %s=", found->name,
+                              cli->opts[i].name);
+        found = &cli->opts[i];
+    }
+    if (found == NULL)
+        return cb_err_set(&cli->err, CB_EINVAL,
+                          "give the binding key: ipport=ADDR:PORT, hostnameport=NAME:PORT or "
+                          "ccs=PORT");
+    return cb_key_parse(found->name, found->value, key, &cli->err);
+}
+
+/* Applies every non-key option to b; *fields says which were given. */
+static int cli_options(struct cb_cli *cli, struct cb_binding *b, unsigned *fields)
+{
+    for (int i = 0; i < cli->n_opts; i++) {
+        const struct cb_cli_opt *o = &cli->opts[i];
+        if (is_key_name(o->name) || strcmp(o->name, "force") == 0)
+            continue;
+        if (cb_binding_set_option(b, o->name, o->value, fields, &cli->err) != 0)
+            return CB_EINVAL;
+    }
+    return 0;
+}
+
+/* A binding must name a certificate in the store whose key the service user can use. */
+static int check_certificate(struct cb_cli *cli, struct cb_store *st, const struct cb_binding *b,
+                             bool force)
+{
+    char reason[512];
+    char key[CB_KEY_TEXT_MAX];
+
+    if (b->key.kind == CB_KEY_CCS)
+        return 0;
+    cb_key_format(&b->key, key, sizeof(key));
+    int ret = cb_cli_key_usable(st, b->certhash, reason, sizeof(reason));
+    if (ret == 0)
+        return 0;
+    if (force) {
+        fprintf(stderr, "certbind: warning: %s: %s; handshakes on it will fail until fixed\n", key,
+                reason);
+        return 0;
+    }
+    if (ret == CB_ENOENT)
+        return cb_err_set(&cli->err, CB_ENOENT,
+                          "no certificate %s in the store; import it first with 'certbind add "
+                          "cert FILE' (or add force=yes to bind it anyway)",
+                          b->certhash);
+    return cb_err_set(&cli->err, CB_EKEY,
+                      "%s: the key of certificate %s is unusable (%s); fix the key file or its "
+                      "owner, or add force=yes to bind it anyway",
+                      key, b->certhash, reason);
+}
+
+int cb_cmd_add_sslcert(struct cb_cli *cli)
+{
+    static const char *const allowed[] = {"ipport",        "hostnameport", "ccs",
+                                          BINDING_OPTIONS, "force",        NULL};
+    struct cb_store *st = NULL;
+    struct cb_binding b;
+    char key[CB_KEY_TEXT_MAX];
+    unsigned fields = 0;
+    bool force;
+    int ret;
+
+    cb_binding_init(&b);
+    if ((ret = cb_cli_expect(cli, allowed, 0)) != 0 ||
+        (ret = cb_cli_yesno(cli, "force", &force)) != 0 || (ret = cli_key(cli, &b.key)) != 0 ||
+        (ret = cli_options(cli, &b, &fields)) != 0 ||
+        (ret = cb_binding_validate(&b, &cli->err)) != 0)
+        return ret;
+    cb_key_format(&b.key, key, sizeof(key));
+    if ((ret = cb_cli_open_store(cli, CB_STORE_WRITE, &st)) != 0)
+        return ret;
+    if ((ret = cb_store_begin(st, &cli->err)) != 0)
+        goto out_close;
+    if ((ret = check_certificate(cli, st, &b, force)) != 0 ||
+        (ret = cb_store_binding_insert(st, &b, &cli->err)) != 0 ||
+        (ret = cb_store_commit(st, &cli->err)) != 0)
+        goto out_rollback;
+    printf("Added binding %s.\n", key);
+out_rollback:
+    cb_store_rollback(st);
+out_close:
+    cb_store_close(st);
+    return ret;
+}
+
+int cb_cmd_update_sslcert(struct cb_cli *cli)
+{
+    static const char *const allowed[] = {"ipport",        "hostnameport", "ccs",
+                                          BINDING_OPTIONS, "force",        NULL};
+    struct cb_store *st = NULL;
+    struct cb_binding change, current;
+    char key[CB_KEY_TEXT_MAX];
+    unsigned fields = 0;
+    bool force;
+    int ret;
+
+    cb_binding_init(&change);
+    if ((ret = cb_cli_expect(cli, allowed, 0)) != 0 ||
+        (ret = cb_cli_yesno(cli, "force", &force)) != 0 || (ret = cli_key(cli, &change.key)) != 0 ||
+        (ret = cli_options(cli, &change, &fields)) != 0)
+        return ret;
+    cb_key_format(&change.key, key, sizeof(key));
+    if (fields == 0)
+        return cb_err_set(&cli->err, CB_EINVAL,
+                          "nothing to change; give options such as certhash=… or backend=…");
+    if ((ret = cb_cli_open_store(cli, CB_STORE_READ, &st)) != 0)
+        return ret == CB_ENOENT ? cb_err_set(&cli->err, CB_ENOENT,
+                                             "no binding %s (the store is empty); create it with "
+                                             "'certbind add sslcert'",
+                                             key)
+                                : ret;
+    if ((ret = cb_store_begin(st, &cli->err)) != 0)
+        goto out_close;
+    if ((ret = cb_store_binding_get(st, &change.key, &current, &cli->err)) != 0)
+        goto out_rollback;
+    cb_binding_merge(&current, &change, fields);
+    if ((ret = cb_binding_validate(&current, &cli->err)) != 0)
+        goto out_rollback;
+    if ((fields & CB_F_CERTHASH) && (ret = check_certificate(cli, st, &current, force)) != 0)
+        goto out_rollback;
+    if ((ret = cb_store_binding_update(st, &current, &cli->err)) != 0 ||
+        (ret = cb_store_commit(st, &cli->err)) != 0)
+        goto out_rollback;
+    printf("Updated binding %s.\n", key);
+out_rollback:
+    cb_store_rollback(st);
+out_close:
+    cb_store_close(st);
+    return ret;
+}
+
+int cb_cmd_delete_sslcert(struct cb_cli *cli)
+{
+    static const char *const allowed[] = {"ipport", "hostnameport", "ccs", NULL};
+    struct cb_store *st = NULL;
+    struct cb_binding_key k;
+    char key[CB_KEY_TEXT_MAX];
+    int ret;
+
+    if ((ret = cb_cli_expect(cli, allowed, 0)) != 0 || (ret = cli_key(cli, &k)) != 0)
+        return ret;
+    cb_key_format(&k, key, sizeof(key));
+    if ((ret = cb_cli_open_store(cli, CB_STORE_READ, &st)) != 0)
+        return ret == CB_ENOENT
+                   ? cb_err_set(&cli->err, CB_ENOENT, "no binding %s (the store is empty)", key)
+                   : ret;
+    if ((ret = cb_store_begin(st, &cli->err)) != 0)
+        goto out_close;
+    if ((ret = cb_store_binding_delete(st, &k, &cli->err)) != 0 ||
+        (ret = cb_store_commit(st, &cli->err)) != 0)
+        goto out_rollback;
+    printf("Deleted binding %s.\n", key);
+out_rollback:
+    cb_store_rollback(st);
+out_close:
+    cb_store_close(st);
+    return ret;
+}
+
+static json_t *binding_json(const struct cb_binding *b)
+{
+    char key[CB_KEY_TEXT_MAX];
+    json_t *o;
+
+    cb_key_format(&b->key, key, sizeof(key));
+    o = json_pack("{s:s}", "key", key);
+    json_object_set_new(o, "certhash", b->certhash[0] ? json_string(b->certhash) : json_null());
+    json_object_set_new(o, "appid", b->appid[0] ? json_string(b->appid) : json_null());
+    json_object_set_new(o, "backend", b->backend[0] ? json_string(b->backend) : json_null());
+    if (b->key.kind == CB_KEY_CCS)
+        json_object_set_new(o, "ccspath", json_string(b->ccspath));
+    json_object_set_new(o, "proxyprotocol", json_string(cb_proxy_name(b->proxy)));
+    for (uint32_t bit = 1; bit <= CB_OPT_REJECT; bit <<= 1)
+        json_object_set_new(o, cb_opt_flag_name(bit),
+                            json_string(b->flags & bit ? "enable" : "disable"));
+    return o;
+}
+
+struct show_ctx {
+    json_t *array;
+    size_t count;
+};
+
+static int show_one(const struct cb_binding *b, void *arg)
+{
+    struct show_ctx *sc = arg;
+    char key[CB_KEY_TEXT_MAX];
+
+    sc->count++;
+    if (sc->array != NULL) {
+        json_array_append_new(sc->array, binding_json(b));
+        return 0;
+    }
+    cb_key_format(&b->key, key, sizeof(key));
+    printf("%s%s\n", sc->count > 1 ? "\n" : "", key);
+    if (b->key.kind == CB_KEY_CCS)
+        printf("    %-22s: %s\n", "ccspath", b->ccspath);
+    else
+        printf("    %-22s: %s\n", "certhash", b->certhash);
+    printf("    %-22s: %s\n", "backend", b->backend[0] ? b->backend : "(none: answers 503)");
+    printf("    %-22s: %s\n", "proxyprotocol", cb_proxy_name(b->proxy));
+    if (b->appid[0])
+        printf("    %-22s: %s\n", "appid", b->appid);
+    for (uint32_t bit = 1; bit <= CB_OPT_REJECT; bit <<= 1)
+        printf("    %-22s: %s\n", cb_opt_flag_name(bit), b->flags & bit ? "enable" : "disable");
+    return 0;
+}
+
+int cb_cmd_show_sslcert(struct cb_cli *cli)
+{
+    static const char *const allowed[] = {"ipport", "hostnameport", "ccs", NULL};
+    struct show_ctx sc = {0};
+    struct cb_store *st = NULL;
+    struct cb_binding_key k;
+    struct cb_binding b;
+    int ret;
+
+    if ((ret = cb_cli_expect(cli, allowed, 0)) != 0)
+        return ret;
+    bool one = cli->n_opts > 0;
+    if (one && (ret = cli_key(cli, &k)) != 0)
+        return ret;
+    if ((ret = cb_cli_open_store(cli, CB_STORE_READ, &st)) != 0) {
+        if (ret != CB_ENOENT)
+            return ret;
+        if (one) {
+            char key[CB_KEY_TEXT_MAX];
+            cb_key_format(&k, key, sizeof(key));
+            return cb_err_set(&cli->err, CB_ENOENT, "no binding %s (the store is empty)", key);
+        }
+        if (cli->json)
+            cb_cli_print_json(json_pack("{s:[]}", "bindings"));
+        else
+            printf("No bindings. Add one with 'certbind add sslcert KEY certhash=…'.\n");
+        return 0;
+    }
+    if (cli->json)
+        sc.array = json_array();
+    if (one) {
+        if ((ret = cb_store_binding_get(st, &k, &b, &cli->err)) == 0)
+            ret = show_one(&b, &sc);
+    } else {
+        ret = cb_store_binding_foreach(st, NULL, show_one, &sc, &cli->err);
+        if (ret == 0 && sc.count == 0 && !cli->json)
+            printf("No bindings. Add one with 'certbind add sslcert KEY certhash=…'.\n");
+    }
+    if (ret == 0 && cli->json)
+        cb_cli_print_json(json_pack("{s:O}", "bindings", sc.array));
+    json_decref(sc.array);
+    cb_store_close(st);
+    return ret;
+}

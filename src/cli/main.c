@@ -1,0 +1,96 @@
+/* main.c: certbind's entry point: parse the words, run the command, report. */
+#include "cli/cli.h"
+
+#include <openssl/crypto.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+static const char usage[] =
+    "usage: certbind VERB OBJECT [ARGS] [key=value ...] [--json] [--state DIR]\n"
+    "\n"
+    "Certificates:\n"
+    "  add cert FILE [key=FILE] [password-file=FILE]   import PEM or PKCS#12; prints the "
+    "thumbprint\n"
+    "  show cert [THUMBPRINT]                          list or show certificates\n"
+    "  delete cert THUMBPRINT [force=yes]              remove (refused while bindings use it)\n"
+    "Bindings (KEY is ipport=ADDR:PORT, hostnameport=NAME:PORT or ccs=PORT):\n"
+    "  add sslcert KEY certhash=THUMBPRINT [options]   add a binding\n"
+    "  update sslcert KEY [options]                    change a binding\n"
+    "  delete sslcert KEY                              remove a binding\n"
+    "  show sslcert [KEY]                              list bindings or show one\n"
+    "  options: backend=HOST:PORT proxyprotocol=off|v1|v2 appid={GUID} ccspath=/DIR force=yes\n"
+    "           disablehttp2 disabletls12 disabletls13 disablelegacytls clientcertnegotiation\n"
+    "           enablesessionticket disableocspstapling reject  (each =enable|disable)\n"
+    "Resolution and service:\n"
+    "  resolve ip=ADDR port=N [sni=NAME]               which binding answers, and by which rule\n"
+    "  set user=NAME                                   the service user serve runs as\n"
+    "  serve [--workers N] [--handshake-timeout S] [--idle-timeout S]\n"
+    "                                                  terminate TLS on every bound endpoint\n"
+    "\n"
+    "Global flags: --state DIR (default $CERTBIND_STATE, /var/lib/certbind as root, else\n"
+    "$XDG_STATE_HOME/certbind), --json, --help, --version.\n"
+    "Exit status: 0 success, 1 the operation failed, 2 malformed command line or input file.\n";
+
+struct command {
+    const char *verb, *object;
+    int (*run)(struct cb_cli *cli);
+};
+
+static const struct command commands[] = {
+    {"add", "cert", cb_cmd_add_cert},
+    {"show", "cert", cb_cmd_show_cert},
+    {"delete", "cert", cb_cmd_delete_cert},
+    {"add", "sslcert", cb_cmd_add_sslcert},
+    {"update", "sslcert", cb_cmd_update_sslcert},
+    {"delete", "sslcert", cb_cmd_delete_sslcert},
+    {"show", "sslcert", cb_cmd_show_sslcert},
+    {"resolve", NULL, cb_cmd_resolve},
+    {"set", NULL, cb_cmd_set},
+    {"serve", NULL, cb_cmd_serve},
+};
+
+int main(int argc, char **argv)
+{
+    static struct cb_cli cli;
+    int ret;
+
+    umask(077);
+    if ((ret = cb_cli_parse(&cli, argc, argv)) != 0)
+        goto out_report;
+    if (cli.verb != NULL && strcmp(cli.verb, "--version") == 0) {
+        printf("certbind %s (%s)\n", CB_VERSION, OpenSSL_version(OPENSSL_VERSION));
+        return 0;
+    }
+    if (cli.help || cli.verb == NULL) {
+        fputs(usage, cli.help ? stdout : stderr);
+        return cli.help ? 0 : 2;
+    }
+    for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++) {
+        const struct command *c = &commands[i];
+        if (strcmp(c->verb, cli.verb) != 0)
+            continue;
+        if (c->object != NULL && (cli.object == NULL || strcmp(c->object, cli.object) != 0))
+            continue;
+        if (c->object == NULL && cli.object != NULL) {
+            ret = cb_err_set(&cli.err, CB_EINVAL, "unexpected word '%s' after 'certbind %s'",
+                             cli.object, cli.verb);
+            goto out_report;
+        }
+        ret = c->run(&cli);
+        fflush(stdout);
+        goto out_report;
+    }
+    if (cli.object != NULL && (strcmp(cli.verb, "add") == 0 || strcmp(cli.verb, "show") == 0 ||
+                               strcmp(cli.verb, "delete") == 0 || strcmp(cli.verb, "update") == 0))
+        ret = cb_err_set(&cli.err, CB_EINVAL,
+                         "'certbind %s %s' is not a command; the objects are cert and sslcert",
+                         cli.verb, cli.object);
+    else
+        ret = cb_err_set(&cli.err, CB_EINVAL, "'%s' is not a command; see 'certbind --help'",
+                         cli.verb);
+out_report:
+    if (ret != 0)
+        fprintf(stderr, "certbind: error: %s\n", cli.err.msg[0] ? cli.err.msg : cb_strerror(ret));
+    return cb_exit_status(ret);
+}

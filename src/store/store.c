@@ -1,0 +1,742 @@
+/*
+ * store.c: the SQLite store. One database, certbind.db, in the state folder, with
+ * certs/ and keys/ beside it. WAL mode so `serve` reads while a command writes;
+ * BEGIN IMMEDIATE so two writers serialise (or the second is told to try again).
+ */
+#include "store/store.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <sqlite3.h>
+
+struct cb_store {
+    sqlite3 *db;
+    char dir[CB_PATH_MAX + 1];
+    bool in_tx;
+};
+
+static const char *const migrations[] = {
+    /* 0 -> 1 */
+    "CREATE TABLE meta(name TEXT PRIMARY KEY, value TEXT NOT NULL);"
+    "CREATE TABLE certs("
+    "  thumbprint TEXT PRIMARY KEY, sha256 TEXT NOT NULL, subject TEXT NOT NULL,"
+    "  not_before INTEGER NOT NULL, not_after INTEGER NOT NULL, key_type TEXT NOT NULL,"
+    "  chain_len INTEGER NOT NULL, cert_path TEXT NOT NULL, key_path TEXT NOT NULL,"
+    "  added_at INTEGER NOT NULL);"
+    "CREATE TABLE cert_names(thumbprint TEXT NOT NULL REFERENCES certs(thumbprint)"
+    "  ON DELETE CASCADE, pos INTEGER NOT NULL, name TEXT NOT NULL,"
+    "  PRIMARY KEY(thumbprint, pos));"
+    "CREATE INDEX cert_names_name ON cert_names(name);"
+    "CREATE TABLE bindings("
+    "  key TEXT PRIMARY KEY, certhash TEXT NOT NULL, appid TEXT NOT NULL,"
+    "  backend TEXT NOT NULL, ccspath TEXT NOT NULL, flags INTEGER NOT NULL,"
+    "  proxy INTEGER NOT NULL);"
+    "CREATE INDEX bindings_certhash ON bindings(certhash);"
+    "INSERT INTO meta VALUES('generation', '0');",
+};
+
+#define N_MIGRATIONS (sizeof(migrations) / sizeof(migrations[0]))
+
+static int db_error(struct cb_store *st, struct cb_err *err, int rc, const char *what)
+{
+    if (rc == SQLITE_BUSY || rc == SQLITE_LOCKED)
+        return cb_err_set(err, CB_EBUSY,
+                          "the store in %s is busy (another certbind command is changing it); "
+                          "try again",
+                          st->dir);
+    if (rc == SQLITE_READONLY || rc == SQLITE_CANTOPEN || rc == SQLITE_PERM)
+        return cb_err_set(err, CB_EPERM,
+                          "cannot write the store in %s (%s); run as root or as the owner of "
+                          "the state folder",
+                          st->dir, sqlite3_errmsg(st->db));
+    if (rc == SQLITE_CORRUPT || rc == SQLITE_NOTADB)
+        return cb_err_set(err, CB_ESTORE,
+                          "the store %s/certbind.db is damaged (%s); restore it from a backup",
+                          st->dir, sqlite3_errmsg(st->db));
+    if (rc == SQLITE_FULL || rc == SQLITE_IOERR)
+        return cb_err_set(err, CB_EIO, "cannot write the store in %s (%s); check free disk space",
+                          st->dir, sqlite3_errmsg(st->db));
+    return cb_err_set(err, CB_ESTORE, "store error while %s: %s", what, sqlite3_errmsg(st->db));
+}
+
+static int exec(struct cb_store *st, const char *sql, struct cb_err *err)
+{
+    int rc = sqlite3_exec(st->db, sql, NULL, NULL, NULL);
+    return rc == SQLITE_OK ? 0 : db_error(st, err, rc, "updating the schema");
+}
+
+static int prepare(struct cb_store *st, const char *sql, sqlite3_stmt **stmt, struct cb_err *err)
+{
+    int rc = sqlite3_prepare_v2(st->db, sql, -1, stmt, NULL);
+    return rc == SQLITE_OK ? 0 : db_error(st, err, rc, "preparing a query");
+}
+
+static int migrate(struct cb_store *st, struct cb_err *err)
+{
+    sqlite3_stmt *stmt;
+    int version, ret;
+
+    if ((ret = prepare(st, "PRAGMA user_version", &stmt, err)) != 0)
+        return ret;
+    version = sqlite3_step(stmt) == SQLITE_ROW ? sqlite3_column_int(stmt, 0) : -1;
+    sqlite3_finalize(stmt);
+    if (version < 0)
+        return db_error(st, err, sqlite3_errcode(st->db), "reading the schema version");
+    if (version > (int)N_MIGRATIONS)
+        return cb_err_set(err, CB_ESTORE,
+                          "the store in %s has schema version %d, newer than this certbind "
+                          "knows (%d); upgrade certbind",
+                          st->dir, version, (int)N_MIGRATIONS);
+    if (version == (int)N_MIGRATIONS)
+        return 0;
+    if ((ret = cb_store_begin(st, err)) != 0)
+        return ret;
+    /* Re-read inside the write lock: another process may have migrated meanwhile. */
+    if ((ret = prepare(st, "PRAGMA user_version", &stmt, err)) != 0)
+        goto out_rollback;
+    version = sqlite3_step(stmt) == SQLITE_ROW ? sqlite3_column_int(stmt, 0) : 0;
+    sqlite3_finalize(stmt);
+    for (; version < (int)N_MIGRATIONS; version++) {
+        char pragma[64];
+        if ((ret = exec(st, migrations[version], err)) != 0)
+            goto out_rollback;
+        snprintf(pragma, sizeof(pragma), "PRAGMA user_version=%d", version + 1);
+        if ((ret = exec(st, pragma, err)) != 0)
+            goto out_rollback;
+    }
+    return cb_store_commit(st, err);
+out_rollback:
+    cb_store_rollback(st);
+    return ret;
+}
+
+int cb_store_open(const char *dir, enum cb_store_mode mode, struct cb_store **out,
+                  struct cb_err *err)
+{
+    struct cb_store *st;
+    char path[CB_PATH_MAX + 32];
+    struct stat sb;
+    int ret, rc;
+
+    if (strlen(dir) > CB_PATH_MAX - 64)
+        return cb_err_set(err, CB_EINVAL, "state folder path too long: %s", dir);
+    if (stat(dir, &sb) != 0) {
+        if (errno != ENOENT)
+            return cb_err_set(err, errno == EACCES ? CB_EPERM : CB_EIO,
+                              "cannot open the state folder %s: %s", dir, strerror(errno));
+        if (mode == CB_STORE_READ)
+            return cb_err_set(err, CB_ENOENT,
+                              "no store in %s yet; add a certificate first ('certbind add cert "
+                              "FILE') or pass --state DIR",
+                              dir);
+        if (mkdir(dir, 0700) != 0 && errno != EEXIST)
+            return cb_err_set(err, errno == EACCES ? CB_EPERM : CB_EIO,
+                              "cannot create the state folder %s: %s; create it or pass --state "
+                              "DIR",
+                              dir, strerror(errno));
+    } else if (!S_ISDIR(sb.st_mode)) {
+        return cb_err_set(err, CB_EIO, "state folder %s is not a folder; pass --state DIR", dir);
+    }
+    if (mode == CB_STORE_WRITE) {
+        for (int i = 0; i < 2; i++) {
+            snprintf(path, sizeof(path), "%s/%s", dir, i == 0 ? "certs" : "keys");
+            if (mkdir(path, i == 0 ? 0755 : 0700) != 0 && errno != EEXIST)
+                return cb_err_set(err, errno == EACCES ? CB_EPERM : CB_EIO, "cannot create %s: %s",
+                                  path, strerror(errno));
+        }
+    }
+    st = calloc(1, sizeof(*st));
+    if (st == NULL)
+        return cb_err_set(err, CB_ENOMEM, "out of memory");
+    snprintf(st->dir, sizeof(st->dir), "%s", dir);
+    snprintf(path, sizeof(path), "%s/certbind.db", dir);
+    if (mode == CB_STORE_READ && access(path, F_OK) != 0) {
+        ret = cb_err_set(err, CB_ENOENT,
+                         "no store in %s yet; add a certificate first ('certbind add cert FILE') "
+                         "or pass --state DIR",
+                         dir);
+        goto out_free;
+    }
+    rc = sqlite3_open_v2(path, &st->db,
+                         SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX |
+                             SQLITE_OPEN_EXRESCODE,
+                         NULL);
+    if (rc != SQLITE_OK) {
+        ret = db_error(st, err, rc & 0xff, "opening the store");
+        goto out_close;
+    }
+    sqlite3_busy_timeout(st->db, 5000);
+    sqlite3_extended_result_codes(st->db, 0);
+    if ((ret = exec(st,
+                    "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; "
+                    "PRAGMA foreign_keys=ON;",
+                    err)) != 0)
+        goto out_close;
+    if ((ret = migrate(st, err)) != 0)
+        goto out_close;
+    *out = st;
+    return 0;
+out_close:
+    sqlite3_close(st->db);
+out_free:
+    free(st);
+    return ret;
+}
+
+void cb_store_close(struct cb_store *st)
+{
+    if (st == NULL)
+        return;
+    if (st->in_tx)
+        cb_store_rollback(st);
+    sqlite3_close(st->db);
+    free(st);
+}
+
+const char *cb_store_dir(const struct cb_store *st)
+{
+    return st->dir;
+}
+
+int cb_store_begin(struct cb_store *st, struct cb_err *err)
+{
+    int rc = sqlite3_exec(st->db, "BEGIN IMMEDIATE", NULL, NULL, NULL);
+    if (rc != SQLITE_OK)
+        return db_error(st, err, rc, "starting a transaction");
+    st->in_tx = true;
+    return 0;
+}
+
+int cb_store_commit(struct cb_store *st, struct cb_err *err)
+{
+    int rc = sqlite3_exec(st->db,
+                          "UPDATE meta SET value = CAST(value AS INTEGER) + 1 "
+                          "WHERE name = 'generation'",
+                          NULL, NULL, NULL);
+    if (rc == SQLITE_OK)
+        rc = sqlite3_exec(st->db, "COMMIT", NULL, NULL, NULL);
+    if (rc != SQLITE_OK) {
+        int ret = db_error(st, err, rc, "committing");
+        cb_store_rollback(st);
+        return ret;
+    }
+    st->in_tx = false;
+    return 0;
+}
+
+void cb_store_rollback(struct cb_store *st)
+{
+    if (sqlite3_get_autocommit(st->db) == 0)
+        sqlite3_exec(st->db, "ROLLBACK", NULL, NULL, NULL);
+    st->in_tx = false;
+}
+
+/* Text column as a C string, "" for NULL. */
+static const char *col_text(sqlite3_stmt *stmt, int i)
+{
+    const unsigned char *t = sqlite3_column_text(stmt, i);
+    return t ? (const char *)t : "";
+}
+
+static void abs_path(const struct cb_store *st, const char *stored, char *out, size_t size)
+{
+    int n = stored[0] == '/' ? snprintf(out, size, "%s", stored)
+                             : snprintf(out, size, "%s/%s", st->dir, stored);
+    if (n < 0 || (size_t)n >= size)
+        out[0] = '\0'; /* too long: an empty path fails loudly where it is used */
+}
+
+/* Stores paths inside the state folder relative to it, so the folder can move. */
+static const char *rel_path(const struct cb_store *st, const char *path)
+{
+    size_t n = strlen(st->dir);
+    if (strncmp(path, st->dir, n) == 0 && path[n] == '/')
+        return path + n + 1;
+    return path;
+}
+
+void cb_store_cert_paths(const struct cb_store *st, const char *thumbprint, char *cert_path,
+                         char *key_path, size_t size)
+{
+    snprintf(cert_path, size, "%s/certs/%s.pem", st->dir, thumbprint);
+    snprintf(key_path, size, "%s/keys/%s.key", st->dir, thumbprint);
+}
+
+int cb_store_cert_put(struct cb_store *st, const struct cb_cert_info *info, const char *cert_path,
+                      const char *key_path, struct cb_err *err)
+{
+    sqlite3_stmt *stmt = NULL;
+    int ret, rc;
+
+    if ((ret = prepare(
+             st, "INSERT OR REPLACE INTO certs VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+             &stmt, err)) != 0)
+        return ret;
+    sqlite3_bind_text(stmt, 1, info->thumbprint, -1, SQLITE_STATIC);
+    sqlite3_bind_text(stmt, 2, info->sha256, -1, SQLITE_STATIC);
+    sqlite3_bind_text(stmt, 3, info->subject ? info->subject : "", -1, SQLITE_STATIC);
+    sqlite3_bind_int64(stmt, 4, info->not_before);
+    sqlite3_bind_int64(stmt, 5, info->not_after);
+    sqlite3_bind_text(stmt, 6, info->key_type, -1, SQLITE_STATIC);
+    sqlite3_bind_int(stmt, 7, info->chain_len);
+    sqlite3_bind_text(stmt, 8, rel_path(st, cert_path), -1, SQLITE_STATIC);
+    sqlite3_bind_text(stmt, 9, rel_path(st, key_path), -1, SQLITE_STATIC);
+    sqlite3_bind_int64(stmt, 10, (sqlite3_int64)time(NULL));
+    rc = sqlite3_step(stmt);
+    sqlite3_finalize(stmt);
+    if (rc != SQLITE_DONE)
+        return db_error(st, err, rc, "adding a certificate");
+    if ((ret = prepare(st, "DELETE FROM cert_names WHERE thumbprint = ?1", &stmt, err)) != 0)
+        return ret;
+    sqlite3_bind_text(stmt, 1, info->thumbprint, -1, SQLITE_STATIC);
+    rc = sqlite3_step(stmt);
+    sqlite3_finalize(stmt);
+    if (rc != SQLITE_DONE)
+        return db_error(st, err, rc, "adding a certificate");
+    if ((ret = prepare(st, "INSERT INTO cert_names VALUES(?1, ?2, ?3)", &stmt, err)) != 0)
+        return ret;
+    for (size_t i = 0; i < info->n_names; i++) {
+        sqlite3_reset(stmt);
+        sqlite3_bind_text(stmt, 1, info->thumbprint, -1, SQLITE_STATIC);
+        sqlite3_bind_int64(stmt, 2, (sqlite3_int64)i);
+        sqlite3_bind_text(stmt, 3, info->names[i], -1, SQLITE_STATIC);
+        if ((rc = sqlite3_step(stmt)) != SQLITE_DONE) {
+            sqlite3_finalize(stmt);
+            return db_error(st, err, rc, "adding a certificate's names");
+        }
+    }
+    sqlite3_finalize(stmt);
+    return 0;
+}
+
+static const char cert_columns[] =
+    "SELECT thumbprint, sha256, subject, not_before, not_after, key_type, chain_len, "
+    "cert_path, key_path, added_at FROM certs";
+
+static int names_of(struct cb_store *st, sqlite3_stmt *names, struct cb_cert_row *row)
+{
+    int rc;
+
+    sqlite3_reset(names);
+    sqlite3_bind_text(names, 1, row->info.thumbprint, -1, SQLITE_STATIC);
+    while ((rc = sqlite3_step(names)) == SQLITE_ROW) {
+        char **nn = realloc(row->info.names, (row->info.n_names + 1) * sizeof(*nn));
+        if (nn == NULL)
+            return CB_ENOMEM;
+        row->info.names = nn;
+        if ((nn[row->info.n_names] = strdup(col_text(names, 0))) == NULL)
+            return CB_ENOMEM;
+        row->info.n_names++;
+    }
+    (void)st;
+    return rc == SQLITE_DONE ? 0 : CB_ESTORE;
+}
+
+static int row_from_stmt(struct cb_store *st, sqlite3_stmt *stmt, sqlite3_stmt *names,
+                         struct cb_cert_row *row, struct cb_err *err)
+{
+    memset(row, 0, sizeof(*row));
+    snprintf(row->info.thumbprint, sizeof(row->info.thumbprint), "%s", col_text(stmt, 0));
+    snprintf(row->info.sha256, sizeof(row->info.sha256), "%s", col_text(stmt, 1));
+    row->info.subject = strdup(col_text(stmt, 2));
+    row->info.not_before = sqlite3_column_int64(stmt, 3);
+    row->info.not_after = sqlite3_column_int64(stmt, 4);
+    snprintf(row->info.key_type, sizeof(row->info.key_type), "%s", col_text(stmt, 5));
+    row->info.chain_len = sqlite3_column_int(stmt, 6);
+    abs_path(st, col_text(stmt, 7), row->cert_path, sizeof(row->cert_path));
+    abs_path(st, col_text(stmt, 8), row->key_path, sizeof(row->key_path));
+    row->added_at = sqlite3_column_int64(stmt, 9);
+    int ret = row->info.subject == NULL ? CB_ENOMEM : names_of(st, names, row);
+    if (ret != 0) {
+        cb_cert_row_clear(row);
+        return ret == CB_ENOMEM ? cb_err_set(err, ret, "out of memory")
+                                : db_error(st, err, sqlite3_errcode(st->db), "reading names");
+    }
+    return 0;
+}
+
+void cb_cert_row_clear(struct cb_cert_row *row)
+{
+    cb_cert_info_clear(&row->info);
+}
+
+int cb_store_cert_get(struct cb_store *st, const char *thumbprint, struct cb_cert_row *row,
+                      struct cb_err *err)
+{
+    sqlite3_stmt *stmt = NULL, *names = NULL;
+    char sql[sizeof(cert_columns) + 32];
+    int ret, rc;
+
+    snprintf(sql, sizeof(sql), "%s WHERE thumbprint = ?1", cert_columns);
+    if ((ret = prepare(st, sql, &stmt, err)) != 0)
+        return ret;
+    if ((ret = prepare(st, "SELECT name FROM cert_names WHERE thumbprint = ?1 ORDER BY pos", &names,
+                       err)) != 0)
+        goto out_finalize;
+    sqlite3_bind_text(stmt, 1, thumbprint, -1, SQLITE_STATIC);
+    rc = sqlite3_step(stmt);
+    if (rc == SQLITE_ROW)
+        ret = row_from_stmt(st, stmt, names, row, err);
+    else if (rc == SQLITE_DONE)
+        ret = cb_err_set(err, CB_ENOENT,
+                         "no certificate %s in the store; list them with 'certbind show cert'",
+                         thumbprint);
+    else
+        ret = db_error(st, err, rc, "reading a certificate");
+out_finalize:
+    sqlite3_finalize(names);
+    sqlite3_finalize(stmt);
+    return ret;
+}
+
+int cb_store_cert_delete(struct cb_store *st, const char *thumbprint, struct cb_err *err)
+{
+    sqlite3_stmt *stmt;
+    int ret, rc;
+
+    if ((ret = prepare(st, "DELETE FROM certs WHERE thumbprint = ?1", &stmt, err)) != 0)
+        return ret;
+    sqlite3_bind_text(stmt, 1, thumbprint, -1, SQLITE_STATIC);
+    rc = sqlite3_step(stmt);
+    sqlite3_finalize(stmt);
+    if (rc != SQLITE_DONE)
+        return db_error(st, err, rc, "deleting a certificate");
+    if (sqlite3_changes(st->db) == 0)
+        return cb_err_set(err, CB_ENOENT,
+                          "no certificate %s in the store; list them with 'certbind show cert'",
+                          thumbprint);
+    return 0;
+}
+
+int cb_store_cert_foreach(struct cb_store *st, cb_cert_fn fn, void *ctx, struct cb_err *err)
+{
+    sqlite3_stmt *stmt = NULL, *names = NULL;
+    char sql[sizeof(cert_columns) + 32];
+    struct cb_cert_row row;
+    int ret, rc;
+
+    snprintf(sql, sizeof(sql), "%s ORDER BY thumbprint", cert_columns);
+    if ((ret = prepare(st, sql, &stmt, err)) != 0)
+        return ret;
+    if ((ret = prepare(st, "SELECT name FROM cert_names WHERE thumbprint = ?1 ORDER BY pos", &names,
+                       err)) != 0)
+        goto out_finalize;
+    while ((rc = sqlite3_step(stmt)) == SQLITE_ROW) {
+        if ((ret = row_from_stmt(st, stmt, names, &row, err)) != 0)
+            goto out_finalize;
+        ret = fn(&row, ctx);
+        cb_cert_row_clear(&row);
+        if (ret != 0)
+            goto out_finalize;
+    }
+    if (rc != SQLITE_DONE)
+        ret = db_error(st, err, rc, "listing certificates");
+out_finalize:
+    sqlite3_finalize(names);
+    sqlite3_finalize(stmt);
+    return ret;
+}
+
+int cb_store_decode_binding(const char *key, const char *certhash, const char *appid,
+                            const char *backend, const char *ccspath, int64_t flags, int64_t proxy,
+                            struct cb_binding *out, struct cb_err *err)
+{
+    struct cb_err e;
+    unsigned fields = 0;
+
+    cb_binding_init(out);
+    if (cb_key_parse_word(key, &out->key, &e) != 0)
+        goto bad;
+    if (certhash[0] && cb_binding_set_option(out, "certhash", certhash, &fields, &e) != 0)
+        goto bad;
+    if (appid[0] && cb_binding_set_option(out, "appid", appid, &fields, &e) != 0)
+        goto bad;
+    if (backend[0] && cb_binding_set_option(out, "backend", backend, &fields, &e) != 0)
+        goto bad;
+    if (ccspath[0] && cb_binding_set_option(out, "ccspath", ccspath, &fields, &e) != 0)
+        goto bad;
+    if (flags < 0 || flags > 0xff || proxy < CB_PROXY_OFF || proxy > CB_PROXY_V2) {
+        snprintf(e.msg, sizeof(e.msg), "option values out of range");
+        goto bad;
+    }
+    out->flags = (uint32_t)flags;
+    out->proxy = (enum cb_proxy_proto)proxy;
+    if (cb_binding_validate(out, &e) != 0)
+        goto bad;
+    return 0;
+bad:
+    return cb_err_set(err, CB_ESTORE,
+                      "the store holds a damaged binding '%.200s' (%.300s); delete it with "
+                      "'certbind delete sslcert' or restore the store from a backup",
+                      key, e.msg);
+}
+
+static const char binding_columns[] =
+    "SELECT key, certhash, appid, backend, ccspath, flags, proxy FROM bindings";
+
+static int binding_from_stmt(sqlite3_stmt *stmt, struct cb_binding *b, struct cb_err *err)
+{
+    return cb_store_decode_binding(
+        col_text(stmt, 0), col_text(stmt, 1), col_text(stmt, 2), col_text(stmt, 3),
+        col_text(stmt, 4), sqlite3_column_int64(stmt, 5), sqlite3_column_int64(stmt, 6), b, err);
+}
+
+int cb_store_binding_get(struct cb_store *st, const struct cb_binding_key *key,
+                         struct cb_binding *out, struct cb_err *err)
+{
+    char text[CB_KEY_TEXT_MAX];
+    char sql[sizeof(binding_columns) + 32];
+    sqlite3_stmt *stmt;
+    int ret, rc;
+
+    cb_key_format(key, text, sizeof(text));
+    snprintf(sql, sizeof(sql), "%s WHERE key = ?1", binding_columns);
+    if ((ret = prepare(st, sql, &stmt, err)) != 0)
+        return ret;
+    sqlite3_bind_text(stmt, 1, text, -1, SQLITE_STATIC);
+    rc = sqlite3_step(stmt);
+    if (rc == SQLITE_ROW)
+        ret = binding_from_stmt(stmt, out, err);
+    else if (rc == SQLITE_DONE)
+        ret = cb_err_set(err, CB_ENOENT,
+                         "no binding %s; list bindings with 'certbind show sslcert' or create "
+                         "it with 'certbind add sslcert'",
+                         text);
+    else
+        ret = db_error(st, err, rc, "reading a binding");
+    sqlite3_finalize(stmt);
+    return ret;
+}
+
+static int binding_write(struct cb_store *st, const struct cb_binding *b, bool insert,
+                         struct cb_err *err)
+{
+    char text[CB_KEY_TEXT_MAX];
+    sqlite3_stmt *stmt;
+    int ret, rc;
+
+    cb_key_format(&b->key, text, sizeof(text));
+    if ((ret = prepare(st,
+                       insert ? "INSERT INTO bindings VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7)"
+                              : "UPDATE bindings SET certhash = ?2, appid = ?3, backend = ?4, "
+                                "ccspath = ?5, flags = ?6, proxy = ?7 WHERE key = ?1",
+                       &stmt, err)) != 0)
+        return ret;
+    sqlite3_bind_text(stmt, 1, text, -1, SQLITE_STATIC);
+    sqlite3_bind_text(stmt, 2, b->certhash, -1, SQLITE_STATIC);
+    sqlite3_bind_text(stmt, 3, b->appid, -1, SQLITE_STATIC);
+    sqlite3_bind_text(stmt, 4, b->backend, -1, SQLITE_STATIC);
+    sqlite3_bind_text(stmt, 5, b->ccspath, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(stmt, 6, b->flags);
+    sqlite3_bind_int64(stmt, 7, b->proxy);
+    rc = sqlite3_step(stmt);
+    sqlite3_finalize(stmt);
+    if (insert && rc == SQLITE_CONSTRAINT)
+        return cb_err_set(err, CB_EEXIST,
+                          "binding %s already exists; change it with 'certbind update sslcert "
+                          "%s …'",
+                          text, text);
+    if (rc != SQLITE_DONE)
+        return db_error(st, err, rc, "writing a binding");
+    if (!insert && sqlite3_changes(st->db) == 0)
+        return cb_err_set(err, CB_ENOENT,
+                          "no binding %s; create it with 'certbind add sslcert %s certhash=…'",
+                          text, text);
+    return 0;
+}
+
+int cb_store_binding_insert(struct cb_store *st, const struct cb_binding *b, struct cb_err *err)
+{
+    return binding_write(st, b, true, err);
+}
+
+int cb_store_binding_update(struct cb_store *st, const struct cb_binding *b, struct cb_err *err)
+{
+    return binding_write(st, b, false, err);
+}
+
+int cb_store_binding_delete(struct cb_store *st, const struct cb_binding_key *key,
+                            struct cb_err *err)
+{
+    char text[CB_KEY_TEXT_MAX];
+    sqlite3_stmt *stmt;
+    int ret, rc;
+
+    cb_key_format(key, text, sizeof(text));
+    if ((ret = prepare(st, "DELETE FROM bindings WHERE key = ?1", &stmt, err)) != 0)
+        return ret;
+    sqlite3_bind_text(stmt, 1, text, -1, SQLITE_STATIC);
+    rc = sqlite3_step(stmt);
+    sqlite3_finalize(stmt);
+    if (rc != SQLITE_DONE)
+        return db_error(st, err, rc, "deleting a binding");
+    if (sqlite3_changes(st->db) == 0)
+        return cb_err_set(err, CB_ENOENT,
+                          "no binding %s; list bindings with 'certbind show sslcert'", text);
+    return 0;
+}
+
+int cb_store_binding_foreach(struct cb_store *st, const char *thumbprint, cb_binding_fn fn,
+                             void *ctx, struct cb_err *err)
+{
+    char sql[sizeof(binding_columns) + 64];
+    struct cb_binding b;
+    sqlite3_stmt *stmt;
+    int ret, rc;
+
+    snprintf(sql, sizeof(sql), "%s%s ORDER BY key", binding_columns,
+             thumbprint ? " WHERE certhash = ?1" : "");
+    if ((ret = prepare(st, sql, &stmt, err)) != 0)
+        return ret;
+    if (thumbprint)
+        sqlite3_bind_text(stmt, 1, thumbprint, -1, SQLITE_STATIC);
+    while ((rc = sqlite3_step(stmt)) == SQLITE_ROW) {
+        if ((ret = binding_from_stmt(stmt, &b, err)) != 0 || (ret = fn(&b, ctx)) != 0)
+            goto out_finalize;
+    }
+    ret = rc == SQLITE_DONE ? 0 : db_error(st, err, rc, "listing bindings");
+out_finalize:
+    sqlite3_finalize(stmt);
+    return ret;
+}
+
+int cb_store_setting_get(struct cb_store *st, const char *name, char *out, size_t size,
+                         struct cb_err *err)
+{
+    sqlite3_stmt *stmt;
+    int ret, rc;
+
+    if ((ret = prepare(st, "SELECT value FROM meta WHERE name = ?1", &stmt, err)) != 0)
+        return ret;
+    sqlite3_bind_text(stmt, 1, name, -1, SQLITE_STATIC);
+    rc = sqlite3_step(stmt);
+    if (rc == SQLITE_ROW) {
+        snprintf(out, size, "%s", col_text(stmt, 0));
+        ret = 0;
+    } else if (rc == SQLITE_DONE) {
+        ret = cb_err_set(err, CB_ENOENT, "setting '%s' is not set", name);
+    } else {
+        ret = db_error(st, err, rc, "reading a setting");
+    }
+    sqlite3_finalize(stmt);
+    return ret;
+}
+
+int cb_store_setting_set(struct cb_store *st, const char *name, const char *value,
+                         struct cb_err *err)
+{
+    sqlite3_stmt *stmt;
+    int ret, rc;
+
+    if ((ret = prepare(st, "INSERT OR REPLACE INTO meta VALUES(?1, ?2)", &stmt, err)) != 0)
+        return ret;
+    sqlite3_bind_text(stmt, 1, name, -1, SQLITE_STATIC);
+    sqlite3_bind_text(stmt, 2, value, -1, SQLITE_STATIC);
+    rc = sqlite3_step(stmt);
+    sqlite3_finalize(stmt);
+    return rc == SQLITE_DONE ? 0 : db_error(st, err, rc, "writing a setting");
+}
+
+int cb_store_data_version(struct cb_store *st, uint64_t *out)
+{
+    sqlite3_stmt *stmt;
+    int rc;
+
+    if (sqlite3_prepare_v2(st->db, "PRAGMA data_version", -1, &stmt, NULL) != SQLITE_OK)
+        return CB_ESTORE;
+    rc = sqlite3_step(stmt);
+    if (rc == SQLITE_ROW)
+        *out = (uint64_t)sqlite3_column_int64(stmt, 0);
+    sqlite3_finalize(stmt);
+    return rc == SQLITE_ROW ? 0 : CB_ESTORE;
+}
+
+int cb_store_generation(struct cb_store *st, uint64_t *out)
+{
+    char buf[32];
+    int ret = cb_store_setting_get(st, "generation", buf, sizeof(buf), NULL);
+    if (ret == 0)
+        *out = strtoull(buf, NULL, 10);
+    return ret;
+}
+
+/* Central store folder: NAME.pem / NAME.pfx, and _.PARENT.pem for *.PARENT. */
+static int scan_ccs(struct cb_snapshot_builder *sb, uint32_t index, const char *dir,
+                    struct cb_err *err)
+{
+    DIR *d = opendir(dir);
+    struct dirent *de;
+    int ret = 0;
+
+    if (d == NULL)
+        return 0; /* reported by `check` as ccs-missing; resolution skips step 4 */
+    /* Two passes so NAME.pem wins over NAME.pfx whatever the directory order. */
+    for (int pass = 0; pass < 2 && ret == 0; pass++) {
+        const char *ext = pass == 0 ? ".pem" : ".pfx";
+        rewinddir(d);
+        while ((de = readdir(d)) != NULL) {
+            char name[CB_NAME_MAX + 3], norm[CB_NAME_MAX + 1], path[CB_PATH_MAX + 300];
+            size_t n = strlen(de->d_name);
+            if (n <= 4 || strcmp(de->d_name + n - 4, ext) != 0 || n - 4 > CB_NAME_MAX)
+                continue;
+            memcpy(name, de->d_name, n - 4);
+            name[n - 4] = '\0';
+            if (name[0] == '_' && name[1] == '.')
+                name[0] = '*';
+            if (cb_name_normalize(name, strlen(name), CB_NAME_WILDCARD, norm, NULL) != 0)
+                continue;
+            snprintf(path, sizeof(path), "%s/%s", dir, de->d_name);
+            if ((ret = cb_snapshot_builder_add_ccs_file(sb, index, norm, path, err)) != 0)
+                break;
+        }
+    }
+    closedir(d);
+    return ret;
+}
+
+struct load_ctx {
+    struct cb_snapshot_builder *sb;
+    struct cb_err *err;
+};
+
+static int load_one(const struct cb_binding *b, void *arg)
+{
+    struct load_ctx *lc = arg;
+    uint32_t index;
+    int ret = cb_snapshot_builder_add(lc->sb, b, &index, lc->err);
+
+    if (ret == 0 && b->key.kind == CB_KEY_CCS)
+        ret = scan_ccs(lc->sb, index, b->ccspath, lc->err);
+    return ret;
+}
+
+int cb_store_load_snapshot(struct cb_store *st, struct cb_snapshot **out, struct cb_err *err)
+{
+    struct load_ctx lc = {.sb = cb_snapshot_builder_new(), .err = err};
+    uint64_t generation = 0;
+    int ret;
+
+    if (lc.sb == NULL)
+        return cb_err_set(err, CB_ENOMEM, "out of memory");
+    /* One read transaction: the bindings and the generation are of the same commit. */
+    if (sqlite3_exec(st->db, "BEGIN", NULL, NULL, NULL) != SQLITE_OK) {
+        cb_snapshot_builder_free(lc.sb);
+        return db_error(st, err, sqlite3_errcode(st->db), "reading the bindings");
+    }
+    ret = cb_store_generation(st, &generation);
+    if (ret == 0)
+        ret = cb_store_binding_foreach(st, NULL, load_one, &lc, err);
+    sqlite3_exec(st->db, "COMMIT", NULL, NULL, NULL);
+    if (ret != 0) {
+        cb_snapshot_builder_free(lc.sb);
+        return ret;
+    }
+    return cb_snapshot_builder_finish(lc.sb, generation, out, err);
+}

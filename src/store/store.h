@@ -1,0 +1,96 @@
+/*
+ * The store: certificates, bindings and settings in SQLite (WAL mode) inside the
+ * state folder, beside the certificate and key files. The only module that
+ * includes sqlite3.h. Every changing command runs in one transaction between
+ * cb_store_begin() and cb_store_commit(); bad input is refused before anything is
+ * written, and a failure rolls back.
+ */
+#ifndef CB_STORE_STORE_H
+#define CB_STORE_STORE_H
+
+#include "binding/binding.h"
+#include "binding/snapshot.h"
+#include "tls/cert.h"
+
+#define CB_STORE_SCHEMA_VERSION 1
+
+struct cb_store;
+
+/* A stored certificate. info's strings are owned: release with cb_cert_row_clear(). */
+struct cb_cert_row {
+    struct cb_cert_info info;
+    char cert_path[CB_PATH_MAX + 1]; /* absolute */
+    char key_path[CB_PATH_MAX + 1];  /* absolute */
+    int64_t added_at;
+};
+
+enum cb_store_mode { CB_STORE_READ = 0, CB_STORE_WRITE = 1 };
+
+/*
+ * Opens (WRITE: creating if needed, mode 0700) the state folder `dir` and its
+ * database, migrating the schema. Returns an owned store in *out.
+ * Errors: CB_EIO/CB_EPERM (folder), CB_ENOENT (READ and no store yet), CB_ESTORE.
+ */
+int cb_store_open(const char *dir, enum cb_store_mode mode, struct cb_store **out,
+                  struct cb_err *err) CB_MUST_CHECK;
+void cb_store_close(struct cb_store *st);
+const char *cb_store_dir(const struct cb_store *st);
+
+/* BEGIN IMMEDIATE: CB_EBUSY with "try again" if another writer holds the store. */
+int cb_store_begin(struct cb_store *st, struct cb_err *err) CB_MUST_CHECK;
+int cb_store_commit(struct cb_store *st, struct cb_err *err) CB_MUST_CHECK;
+void cb_store_rollback(struct cb_store *st);
+
+/* Certificates. Paths are stored relative to the state folder when inside it. */
+int cb_store_cert_put(struct cb_store *st, const struct cb_cert_info *info, const char *cert_path,
+                      const char *key_path, struct cb_err *err) CB_MUST_CHECK;
+/* CB_ENOENT when absent. Fills *row (clear with cb_cert_row_clear). */
+int cb_store_cert_get(struct cb_store *st, const char *thumbprint, struct cb_cert_row *row,
+                      struct cb_err *err) CB_MUST_CHECK;
+int cb_store_cert_delete(struct cb_store *st, const char *thumbprint,
+                         struct cb_err *err) CB_MUST_CHECK;
+/* Calls fn for each certificate in thumbprint order; fn borrows row. A non-zero
+ * return from fn stops the walk and is returned. */
+typedef int (*cb_cert_fn)(const struct cb_cert_row *row, void *ctx);
+int cb_store_cert_foreach(struct cb_store *st, cb_cert_fn fn, void *ctx,
+                          struct cb_err *err) CB_MUST_CHECK;
+void cb_cert_row_clear(struct cb_cert_row *row);
+
+/* Bindings. */
+int cb_store_binding_get(struct cb_store *st, const struct cb_binding_key *key,
+                         struct cb_binding *out, struct cb_err *err) CB_MUST_CHECK;
+int cb_store_binding_insert(struct cb_store *st, const struct cb_binding *b,
+                            struct cb_err *err) CB_MUST_CHECK;
+int cb_store_binding_update(struct cb_store *st, const struct cb_binding *b,
+                            struct cb_err *err) CB_MUST_CHECK;
+int cb_store_binding_delete(struct cb_store *st, const struct cb_binding_key *key,
+                            struct cb_err *err) CB_MUST_CHECK;
+/* fn borrows b; thumbprint NULL walks all bindings, else those using that certificate. */
+typedef int (*cb_binding_fn)(const struct cb_binding *b, void *ctx);
+int cb_store_binding_foreach(struct cb_store *st, const char *thumbprint, cb_binding_fn fn,
+                             void *ctx, struct cb_err *err) CB_MUST_CHECK;
+
+/* Settings ("user"). CB_ENOENT when unset. */
+int cb_store_setting_get(struct cb_store *st, const char *name, char *out, size_t size,
+                         struct cb_err *err) CB_MUST_CHECK;
+int cb_store_setting_set(struct cb_store *st, const char *name, const char *value,
+                         struct cb_err *err) CB_MUST_CHECK;
+
+/* Changes whenever another connection commits (PRAGMA data_version). */
+int cb_store_data_version(struct cb_store *st, uint64_t *out) CB_MUST_CHECK;
+/* The commit counter kept in the store: bumped by every changing command. */
+int cb_store_generation(struct cb_store *st, uint64_t *out) CB_MUST_CHECK;
+
+/* Builds a resolver snapshot of every binding, scanning ccs folders. Owned result. */
+int cb_store_load_snapshot(struct cb_store *st, struct cb_snapshot **out,
+                           struct cb_err *err) CB_MUST_CHECK;
+/* Decodes a stored binding row (key text and option columns) into *out. */
+int cb_store_decode_binding(const char *key, const char *certhash, const char *appid,
+                            const char *backend, const char *ccspath, int64_t flags, int64_t proxy,
+                            struct cb_binding *out, struct cb_err *err) CB_MUST_CHECK;
+
+/* Paths inside the state folder for a thumbprint's files. */
+void cb_store_cert_paths(const struct cb_store *st, const char *thumbprint, char *cert_path,
+                         char *key_path, size_t size);
+
+#endif

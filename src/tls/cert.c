@@ -1,0 +1,511 @@
+/*
+ * cert.c: certificate import (PEM, PKCS#12), fingerprints and names, and writing
+ * the pair into the state folder.
+ */
+#include "tls/cert.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <openssl/core_names.h>
+#include <openssl/err.h>
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+#include <openssl/pkcs12.h>
+#include <openssl/x509.h>
+#include <openssl/x509v3.h>
+
+#define CB_MAX_INPUT_FILE (16 * 1024 * 1024)
+
+struct cb_cert_bundle {
+    X509 *leaf;
+    STACK_OF(X509) * chain;
+    EVP_PKEY *key;
+};
+
+void cb_tls_err_append(struct cb_err *err)
+{
+    unsigned long e;
+    char buf[256];
+
+    while ((e = ERR_get_error()) != 0) {
+        if (err == NULL)
+            continue;
+        size_t n = strlen(err->msg);
+        if (n + 4 >= sizeof(err->msg))
+            continue;
+        ERR_error_string_n(e, buf, sizeof(buf));
+        snprintf(err->msg + n, sizeof(err->msg) - n, " (%s)", buf);
+    }
+}
+
+void cb_cert_bundle_free(struct cb_cert_bundle *b)
+{
+    if (b == NULL)
+        return;
+    X509_free(b->leaf);
+    sk_X509_pop_free(b->chain, X509_free);
+    EVP_PKEY_free(b->key);
+    free(b);
+}
+
+/* Reads a whole file (at most 16 MiB) into an owned buffer. */
+static int read_file(const char *path, unsigned char **out, size_t *len, struct cb_err *err)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    struct stat st;
+    unsigned char *buf;
+    size_t got = 0;
+
+    if (fd < 0 && errno == ENOENT)
+        return cb_err_set(err, CB_EINVAL, "no such file: %s", path);
+    if (fd < 0)
+        return cb_err_set(err, errno == EACCES ? CB_EPERM : CB_EIO, "cannot read %s: %s", path,
+                          strerror(errno));
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || st.st_size > CB_MAX_INPUT_FILE) {
+        close(fd);
+        return cb_err_set(err, CB_EBADFILE, "%s is not a regular file of at most 16 MiB", path);
+    }
+    buf = malloc((size_t)st.st_size + 1);
+    if (buf == NULL) {
+        close(fd);
+        return cb_err_set(err, CB_ENOMEM, "out of memory reading %s", path);
+    }
+    while (got < (size_t)st.st_size) {
+        ssize_t n = read(fd, buf + got, (size_t)st.st_size - got);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            break;
+        got += (size_t)n;
+    }
+    close(fd);
+    buf[got] = '\0';
+    *out = buf;
+    *len = got;
+    return 0;
+}
+
+static int on_pem_password(char *buf, int size, int rwflag, void *u)
+{
+    const char *pw = u;
+    (void)rwflag;
+    if (pw == NULL)
+        return -1; /* no password: fail instead of prompting on the terminal */
+    int n = (int)strlen(pw);
+    if (n > size)
+        n = size;
+    memcpy(buf, pw, (size_t)n);
+    return n;
+}
+
+static bool is_pem(const unsigned char *buf, size_t len)
+{
+    (void)len;
+    return strstr((const char *)buf, "-----BEGIN ") != NULL;
+}
+
+/* Collects every certificate of a PEM buffer into *certs. */
+static int pem_certs(const unsigned char *buf, size_t len, STACK_OF(X509) * certs)
+{
+    BIO *bio = BIO_new_mem_buf(buf, (int)len);
+    X509 *x;
+
+    if (bio == NULL)
+        return CB_ENOMEM;
+    while ((x = PEM_read_bio_X509(bio, NULL, NULL, NULL)) != NULL) {
+        if (!sk_X509_push(certs, x)) {
+            X509_free(x);
+            BIO_free(bio);
+            return CB_ENOMEM;
+        }
+    }
+    ERR_clear_error(); /* the loop ends on "no start line" */
+    BIO_free(bio);
+    return 0;
+}
+
+static EVP_PKEY *pem_key(const unsigned char *buf, size_t len, const char *password, bool *enc)
+{
+    BIO *bio = BIO_new_mem_buf(buf, (int)len);
+    EVP_PKEY *k;
+
+    if (bio == NULL)
+        return NULL;
+    k = PEM_read_bio_PrivateKey(bio, NULL, on_pem_password, (void *)password);
+    BIO_free(bio);
+    *enc = strstr((const char *)buf, "ENCRYPTED") != NULL;
+    return k;
+}
+
+static int load_pem(const char *path, const unsigned char *buf, size_t len, const char *key_path,
+                    const char *password, struct cb_cert_bundle *b, struct cb_err *err)
+{
+    STACK_OF(X509) *certs = sk_X509_new_null();
+    unsigned char *kbuf = NULL;
+    size_t klen = 0;
+    bool enc = false;
+    int ret;
+
+    if (certs == NULL)
+        return cb_err_set(err, CB_ENOMEM, "out of memory");
+    if ((ret = pem_certs(buf, len, certs)) != 0) {
+        cb_err_set(err, ret, "out of memory reading %s", path);
+        goto out_free_certs;
+    }
+    if (sk_X509_num(certs) == 0) {
+        ret = cb_err_set(err, CB_EBADFILE,
+                         "%s holds no PEM certificate (-----BEGIN CERTIFICATE-----); give the "
+                         "certificate file",
+                         path);
+        goto out_free_certs;
+    }
+    if (key_path != NULL) {
+        if ((ret = read_file(key_path, &kbuf, &klen, err)) != 0)
+            goto out_free_certs;
+        b->key = pem_key(kbuf, klen, password, &enc);
+    } else {
+        b->key = pem_key(buf, len, password, &enc);
+    }
+    if (b->key == NULL) {
+        const char *where = key_path ? key_path : path;
+        if (enc && password == NULL)
+            ret = cb_err_set(err, CB_EBADFILE,
+                             "the private key in %s is encrypted; give its password with "
+                             "password-file=FILE",
+                             where);
+        else if (enc)
+            ret = cb_err_set(err, CB_EBADFILE,
+                             "cannot decrypt the private key in %s: wrong password in "
+                             "password-file?",
+                             where);
+        else if (key_path != NULL)
+            ret = cb_err_set(err, CB_EBADFILE, "%s holds no PEM private key", key_path);
+        else
+            ret = cb_err_set(err, CB_EBADFILE,
+                             "%s holds no private key; give the key file with key=FILE", path);
+        ERR_clear_error();
+        goto out_free_key;
+    }
+    /* The leaf is the certificate whose public key is the private key's. */
+    for (int i = 0; i < sk_X509_num(certs); i++) {
+        X509 *x = sk_X509_value(certs, i);
+        if (X509_check_private_key(x, b->key) == 1) {
+            b->leaf = x;
+            (void)sk_X509_delete(certs, i);
+            break;
+        }
+    }
+    ERR_clear_error();
+    if (b->leaf == NULL) {
+        ret = cb_err_set(err, CB_EBADFILE,
+                         "the private key%s%s does not match the certificate in %s; give the "
+                         "key that was made with this certificate",
+                         key_path ? " in " : "", key_path ? key_path : "", path);
+        goto out_free_key;
+    }
+    b->chain = certs;
+    certs = NULL;
+    ret = 0;
+out_free_key:
+    if (kbuf != NULL) {
+        OPENSSL_cleanse(kbuf, klen);
+        free(kbuf);
+    }
+out_free_certs:
+    sk_X509_pop_free(certs, X509_free);
+    return ret;
+}
+
+static int load_pkcs12(const char *path, const unsigned char *buf, size_t len, const char *password,
+                       struct cb_cert_bundle *b, struct cb_err *err)
+{
+    BIO *bio = BIO_new_mem_buf(buf, (int)len);
+    PKCS12 *p12;
+    int ret = 0;
+
+    if (bio == NULL)
+        return cb_err_set(err, CB_ENOMEM, "out of memory");
+    p12 = d2i_PKCS12_bio(bio, NULL);
+    BIO_free(bio);
+    if (p12 == NULL) {
+        ERR_clear_error();
+        return cb_err_set(err, CB_EBADFILE,
+                          "%s is neither PEM nor PKCS#12; export the certificate as .pem or "
+                          ".pfx",
+                          path);
+    }
+    if (!PKCS12_parse(p12, password ? password : "", &b->key, &b->leaf, &b->chain)) {
+        ERR_clear_error();
+        ret = cb_err_set(err, CB_EBADFILE,
+                         password ? "cannot open PKCS#12 file %s: wrong password in password-file?"
+                                  : "cannot open PKCS#12 file %s: it needs a password; give "
+                                    "password-file=FILE",
+                         path);
+        goto out_free_p12;
+    }
+    if (b->leaf == NULL || b->key == NULL) {
+        ret = cb_err_set(err, CB_EBADFILE, "PKCS#12 file %s lacks a certificate or its key", path);
+        goto out_free_p12;
+    }
+    if (X509_check_private_key(b->leaf, b->key) != 1) {
+        ERR_clear_error();
+        ret = cb_err_set(err, CB_EBADFILE, "the key in %s does not match its certificate", path);
+        goto out_free_p12;
+    }
+    if (b->chain == NULL && (b->chain = sk_X509_new_null()) == NULL)
+        ret = cb_err_set(err, CB_ENOMEM, "out of memory");
+out_free_p12:
+    PKCS12_free(p12);
+    return ret;
+}
+
+int cb_cert_bundle_load(const char *path, const char *key_path, const char *password,
+                        struct cb_cert_bundle **out, struct cb_err *err)
+{
+    struct cb_cert_bundle *b = calloc(1, sizeof(*b));
+    unsigned char *buf = NULL;
+    size_t len = 0;
+    int ret;
+
+    if (b == NULL)
+        return cb_err_set(err, CB_ENOMEM, "out of memory");
+    if ((ret = read_file(path, &buf, &len, err)) != 0)
+        goto out_free_bundle;
+    if (is_pem(buf, len)) {
+        ret = load_pem(path, buf, len, key_path, password, b, err);
+    } else if (key_path != NULL) {
+        ret = cb_err_set(err, CB_EBADFILE,
+                         "%s is not PEM; key= is only for PEM certificates (a PKCS#12 file "
+                         "carries its own key)",
+                         path);
+    } else {
+        ret = load_pkcs12(path, buf, len, password, b, err);
+    }
+    OPENSSL_cleanse(buf, len);
+    free(buf);
+    if (ret != 0)
+        goto out_free_bundle;
+    *out = b;
+    return 0;
+out_free_bundle:
+    cb_cert_bundle_free(b);
+    return ret;
+}
+
+static void hex_upper(const unsigned char *md, unsigned n, char *out)
+{
+    static const char digits[] = "0123456789ABCDEF";
+    for (unsigned i = 0; i < n; i++) {
+        out[2 * i] = digits[md[i] >> 4];
+        out[2 * i + 1] = digits[md[i] & 15];
+    }
+    out[2 * n] = '\0';
+}
+
+static int64_t asn1_time_epoch(const ASN1_TIME *t)
+{
+    struct tm tm;
+    if (t == NULL || !ASN1_TIME_to_tm(t, &tm))
+        return 0;
+    return (int64_t)timegm(&tm);
+}
+
+static int add_name(struct cb_cert_info *info, const char *name, size_t len)
+{
+    char norm[CB_NAME_MAX + 1];
+    char **nn;
+
+    /* Names OpenSSL decoded for us; keep the ones that are valid DNS names. */
+    if (cb_name_normalize(name, len, CB_NAME_WILDCARD, norm, NULL) != 0)
+        return 0;
+    for (size_t i = 0; i < info->n_names; i++)
+        if (strcmp(info->names[i], norm) == 0)
+            return 0;
+    nn = realloc(info->names, (info->n_names + 1) * sizeof(*nn));
+    if (nn == NULL)
+        return CB_ENOMEM;
+    info->names = nn;
+    if ((nn[info->n_names] = strdup(norm)) == NULL)
+        return CB_ENOMEM;
+    info->n_names++;
+    return 0;
+}
+
+static int collect_names(X509 *x, struct cb_cert_info *info)
+{
+    GENERAL_NAMES *sans = X509_get_ext_d2i(x, NID_subject_alt_name, NULL, NULL);
+    int ret = 0;
+    bool had_dns = false;
+
+    for (int i = 0; sans != NULL && i < sk_GENERAL_NAME_num(sans); i++) {
+        const GENERAL_NAME *gn = sk_GENERAL_NAME_value(sans, i);
+        if (gn->type != GEN_DNS)
+            continue;
+        had_dns = true;
+        const ASN1_IA5STRING *s = gn->d.dNSName;
+        if ((ret = add_name(info, (const char *)ASN1_STRING_get0_data(s),
+                            (size_t)ASN1_STRING_length(s))) != 0)
+            break;
+    }
+    GENERAL_NAMES_free(sans);
+    if (ret != 0 || had_dns)
+        return ret;
+    /* No DNS SANs: fall back to the common name, as clients did before RFC 6125. */
+    X509_NAME *subj = X509_get_subject_name(x);
+    int idx = X509_NAME_get_index_by_NID(subj, NID_commonName, -1);
+    if (idx >= 0) {
+        ASN1_STRING *cn = X509_NAME_ENTRY_get_data(X509_NAME_get_entry(subj, idx));
+        unsigned char *utf8 = NULL;
+        int n = ASN1_STRING_to_UTF8(&utf8, cn);
+        if (n > 0)
+            ret = add_name(info, (const char *)utf8, (size_t)n);
+        OPENSSL_free(utf8);
+    }
+    return ret;
+}
+
+static void key_type(EVP_PKEY *k, char *out, size_t size)
+{
+    char group[64] = "";
+    switch (EVP_PKEY_get_base_id(k)) {
+    case EVP_PKEY_RSA:
+        snprintf(out, size, "RSA-%d", EVP_PKEY_get_bits(k));
+        break;
+    case EVP_PKEY_EC:
+        EVP_PKEY_get_utf8_string_param(k, OSSL_PKEY_PARAM_GROUP_NAME, group, sizeof(group), NULL);
+        if (strcmp(group, "prime256v1") == 0)
+            snprintf(out, size, "EC-P256");
+        else if (strcmp(group, "secp384r1") == 0)
+            snprintf(out, size, "EC-P384");
+        else if (strcmp(group, "secp521r1") == 0)
+            snprintf(out, size, "EC-P521");
+        else
+            snprintf(out, size, "EC-%s", group);
+        break;
+    case EVP_PKEY_ED25519:
+        snprintf(out, size, "ED25519");
+        break;
+    case EVP_PKEY_ED448:
+        snprintf(out, size, "ED448");
+        break;
+    default:
+        snprintf(out, size, "%s", EVP_PKEY_get0_type_name(k) ? EVP_PKEY_get0_type_name(k) : "?");
+    }
+}
+
+int cb_cert_bundle_info(const struct cb_cert_bundle *b, struct cb_cert_info *info,
+                        struct cb_err *err)
+{
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned n = 0;
+    BIO *bio;
+    char *p;
+    long len;
+
+    memset(info, 0, sizeof(*info));
+    if (!X509_digest(b->leaf, EVP_sha1(), md, &n))
+        goto out_tls;
+    hex_upper(md, n, info->thumbprint);
+    if (!X509_digest(b->leaf, EVP_sha256(), md, &n))
+        goto out_tls;
+    hex_upper(md, n, info->sha256);
+    if ((bio = BIO_new(BIO_s_mem())) == NULL)
+        goto out_tls;
+    X509_NAME_print_ex(bio, X509_get_subject_name(b->leaf), 0, XN_FLAG_RFC2253);
+    len = BIO_get_mem_data(bio, &p);
+    info->subject = strndup(p, (size_t)len);
+    BIO_free(bio);
+    if (info->subject == NULL || collect_names(b->leaf, info) != 0) {
+        cb_cert_info_clear(info);
+        return cb_err_set(err, CB_ENOMEM, "out of memory");
+    }
+    info->not_before = asn1_time_epoch(X509_get0_notBefore(b->leaf));
+    info->not_after = asn1_time_epoch(X509_get0_notAfter(b->leaf));
+    key_type(b->key, info->key_type, sizeof(info->key_type));
+    info->chain_len = b->chain ? sk_X509_num(b->chain) : 0;
+    return 0;
+out_tls:
+    cb_err_set(err, CB_ETLS, "cannot compute the certificate's fingerprint");
+    cb_tls_err_append(err);
+    cb_cert_info_clear(info);
+    return CB_ETLS;
+}
+
+void cb_cert_info_clear(struct cb_cert_info *info)
+{
+    for (size_t i = 0; i < info->n_names; i++)
+        free(info->names[i]);
+    free(info->names);
+    free(info->subject);
+    info->names = NULL;
+    info->subject = NULL;
+    info->n_names = 0;
+}
+
+/* Writes through path.tmp, fsync, rename: a crash leaves the old file or the new one. */
+static int write_pem(const char *path, mode_t mode, const struct cb_cert_bundle *b, bool key,
+                     struct cb_err *err)
+{
+    char tmp[CB_PATH_MAX + 16];
+    int fd;
+    FILE *f;
+    int ok;
+
+    snprintf(tmp, sizeof(tmp), "%s.tmp%ld", path, (long)getpid());
+    unlink(tmp);
+    fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode);
+    if (fd < 0)
+        return cb_err_set(err, CB_EIO, "cannot create %s: %s", tmp, strerror(errno));
+    f = fdopen(fd, "w");
+    if (f == NULL) {
+        close(fd);
+        unlink(tmp);
+        return cb_err_set(err, CB_EIO, "cannot write %s: %s", tmp, strerror(errno));
+    }
+    if (key) {
+        ok = PEM_write_PrivateKey(f, b->key, NULL, NULL, 0, NULL, NULL);
+    } else {
+        ok = PEM_write_X509(f, b->leaf);
+        for (int i = 0; ok && b->chain && i < sk_X509_num(b->chain); i++)
+            ok = PEM_write_X509(f, sk_X509_value(b->chain, i));
+    }
+    ok = ok && fflush(f) == 0 && fsync(fileno(f)) == 0;
+    if (fclose(f) != 0)
+        ok = 0;
+    if (!ok || rename(tmp, path) != 0) {
+        unlink(tmp);
+        cb_err_set(err, CB_EIO, "cannot write %s: %s", path, strerror(errno));
+        cb_tls_err_append(err);
+        return CB_EIO;
+    }
+    return 0;
+}
+
+int cb_cert_bundle_write(const struct cb_cert_bundle *b, const char *cert_path,
+                         const char *key_path, struct cb_err *err)
+{
+    int ret = write_pem(key_path, 0600, b, true, err);
+    if (ret != 0)
+        return ret;
+    ret = write_pem(cert_path, 0644, b, false, err);
+    if (ret != 0)
+        unlink(key_path);
+    return ret;
+}
+
+int cb_cert_check_pair(const char *cert_path, const char *key_path, struct cb_err *err)
+{
+    struct cb_cert_bundle *b = NULL;
+    int ret = cb_cert_bundle_load(cert_path, key_path, NULL, &b, err);
+    if (ret == CB_EBADFILE)
+        ret = CB_EKEY;
+    cb_cert_bundle_free(b);
+    return ret;
+}

@@ -1,0 +1,53 @@
+/*
+ * Certificates and keys: import from PEM or PKCS#12, thumbprints, names, and the
+ * files kept in the state folder. The only module besides tls/ctx.c that includes
+ * OpenSSL headers; everything X.509 is OpenSSL's.
+ */
+#ifndef CB_TLS_CERT_H
+#define CB_TLS_CERT_H
+
+#include "binding/binding.h"
+#include <stdint.h>
+
+/* What the store records about a certificate. Owned strings; see cb_cert_info_clear(). */
+struct cb_cert_info {
+    char thumbprint[CB_THUMB_LEN + 1]; /* SHA-1 of the DER certificate, upper-case hex */
+    char sha256[65];                   /* SHA-256, upper-case hex */
+    char *subject;                     /* RFC 2253 form */
+    char **names;                      /* DNS SANs (lower case), or the CN without SANs */
+    size_t n_names;
+    int64_t not_before, not_after; /* seconds since the epoch, UTC */
+    char key_type[32];             /* "RSA-2048", "EC-P256", "ED25519" */
+    int chain_len;                 /* certificates after the leaf */
+};
+
+struct cb_cert_bundle; /* a leaf, its chain and its private key */
+
+/*
+ * Loads `path` (PEM with certificate, chain and maybe key; or PKCS#12) and the key
+ * from `key_path` when given (NULL: the key is in `path`). `password` decrypts an
+ * encrypted PEM key or PKCS#12 (NULL: none). Checks that the key matches the leaf.
+ * Returns an owned bundle in *out, freed with cb_cert_bundle_free(). Errors:
+ * CB_EIO (unreadable), CB_EBADFILE (not a certificate, no key, wrong password,
+ * key does not match).
+ */
+int cb_cert_bundle_load(const char *path, const char *key_path, const char *password,
+                        struct cb_cert_bundle **out, struct cb_err *err) CB_MUST_CHECK;
+void cb_cert_bundle_free(struct cb_cert_bundle *b);
+/* Fills *info (owned by the caller, cleared with cb_cert_info_clear()). */
+int cb_cert_bundle_info(const struct cb_cert_bundle *b, struct cb_cert_info *info,
+                        struct cb_err *err) CB_MUST_CHECK;
+/* Writes the leaf and chain to cert_path (0644) and the key to key_path (0600,
+ * unencrypted PKCS#8), each through a temporary file, fsync and rename. */
+int cb_cert_bundle_write(const struct cb_cert_bundle *b, const char *cert_path,
+                         const char *key_path, struct cb_err *err) CB_MUST_CHECK;
+void cb_cert_info_clear(struct cb_cert_info *info);
+
+/* Loads a stored pair and checks the key matches: the test `serve` will pass or fail. */
+int cb_cert_check_pair(const char *cert_path, const char *key_path,
+                       struct cb_err *err) CB_MUST_CHECK;
+
+/* Appends OpenSSL's queued errors to err->msg (and clears the queue). */
+void cb_tls_err_append(struct cb_err *err);
+
+#endif
