@@ -44,7 +44,7 @@ struct cb_err {
 
 /* Sets err (when not NULL) and returns code, so callers can `return cb_err_set(...)`. */
 int cb_err_set(struct cb_err *err, int code, const char *fmt, ...) CB_PRINTF(3, 4);
-int cb_err_setv(struct cb_err *err, int code, const char *fmt, va_list ap);
+int cb_err_setv(struct cb_err *err, int code, const char *fmt, va_list ap) CB_PRINTF(3, 0);
 /* Short text for a code ("not found"). */
 const char *cb_strerror(int code);
 /* Process exit status for a code: 0 for 0, 2 for malformed input, 1 otherwise. */

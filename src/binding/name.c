@@ -123,6 +123,20 @@ const char *cb_name_parent(const char *name)
     return dot != NULL && dot[1] != '\0' ? dot + 1 : NULL;
 }
 
+/* Length of a name without its one trailing dot. */
+static size_t len_without_dot(const char *name)
+{
+    size_t n = strlen(name);
+    return n > 0 && name[n - 1] == '.' ? n - 1 : n;
+}
+
+/* Case-insensitive equality, ignoring one trailing dot on either side. */
+static bool equal_without_dot(const char *a, const char *b)
+{
+    size_t n = len_without_dot(a);
+    return n == len_without_dot(b) && strncasecmp(a, b, n) == 0;
+}
+
 bool cb_name_covers(const char *cert_name, const char *host)
 {
     if (cert_name[0] == '*' && cert_name[1] == '.') {
@@ -132,15 +146,9 @@ bool cb_name_covers(const char *cert_name, const char *host)
             return false;
         if (strchr(cert_name + 2, '*') != NULL)
             return false;
-        return strcasecmp(parent, cert_name + 2) == 0;
+        return equal_without_dot(parent, cert_name + 2);
     }
     if (strchr(cert_name, '*') != NULL)
         return false; /* partial-label wildcards are not honoured (RFC 6125 6.4.3) */
-    size_t n = strlen(cert_name);
-    if (n > 0 && cert_name[n - 1] == '.')
-        n--;
-    size_t h = strlen(host);
-    if (h > 0 && host[h - 1] == '.')
-        h--;
-    return n == h && strncasecmp(cert_name, host, n) == 0;
+    return equal_without_dot(cert_name, host);
 }

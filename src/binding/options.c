@@ -110,6 +110,16 @@ static int parse_backend(const char *v, char out[CB_BACKEND_MAX + 1], struct cb_
     }
     if (cb_name_normalize(v, (size_t)(colon - v), CB_NAME_IDN, host, &kerr) != 0)
         return cb_err_set(err, CB_EINVAL, "backend=%s: %s", v, kerr.msg);
+    /* Names that the resolver reads as numbers ("10.0.1", "0x7f.1", an all-digit last
+     * label) are mistyped IPv4 addresses, not host names: refuse them. */
+    const char *last = strrchr(host, '.');
+    struct in_addr a4;
+    last = last != NULL ? last + 1 : host;
+    if (strspn(last, "0123456789") == strlen(last) || inet_aton(host, &a4) != 0)
+        return cb_err_set(err, CB_EINVAL,
+                          "backend=%s: '%s' is not a valid IPv4 address; write four numbers "
+                          "from 0 to 255, as in backend=127.0.0.1:8080",
+                          v, host);
     snprintf(out, CB_BACKEND_MAX + 1, "%s:%u", host, port);
     return 0;
 }
@@ -153,8 +163,8 @@ int cb_binding_set_option(struct cb_binding *b, const char *name, const char *va
         size_t n = strlen(value);
         if (value[0] != '/' || n > CB_PATH_MAX)
             return cb_err_set(err, CB_EINVAL,
-                              "ccspath=%s: give an absolute folder path (at most %d bytes)", value,
-                              CB_PATH_MAX);
+                              "ccspath=%.200s: give an absolute folder path (at most %d bytes)",
+                              value, CB_PATH_MAX);
         memcpy(b->ccspath, value, n + 1);
         while (n > 1 && b->ccspath[n - 1] == '/')
             b->ccspath[--n] = '\0';
@@ -204,6 +214,11 @@ int cb_binding_validate(const struct cb_binding *b, struct cb_err *err)
     char key[CB_KEY_TEXT_MAX];
 
     cb_key_format(&b->key, key, sizeof(key));
+    if ((b->flags & CB_OPT_DISABLETLS12) && (b->flags & CB_OPT_DISABLETLS13))
+        return cb_err_set(err, CB_EINVAL,
+                          "%s: disabletls12 and disabletls13 together leave no protocol; enable "
+                          "one of them",
+                          key);
     if (b->key.kind == CB_KEY_CCS) {
         if (b->ccspath[0] == '\0')
             return cb_err_set(err, CB_EINVAL,
@@ -221,11 +236,6 @@ int cb_binding_validate(const struct cb_binding *b, struct cb_err *err)
         return cb_err_set(err, CB_EINVAL,
                           "%s needs certhash=THUMBPRINT; list certificates with 'certbind show "
                           "cert'",
-                          key);
-    if ((b->flags & CB_OPT_DISABLETLS12) && (b->flags & CB_OPT_DISABLETLS13))
-        return cb_err_set(err, CB_EINVAL,
-                          "%s: disabletls12 and disabletls13 together leave no protocol; enable "
-                          "one of them",
                           key);
     return 0;
 }

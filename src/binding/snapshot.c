@@ -256,7 +256,8 @@ static bool binding_equal(const struct cb_snap_binding *a, const struct cb_snap_
         return false;
     if (a->kind == CB_KEY_IP || a->kind == CB_KEY_ANY_IP)
         return a->family == b->family && memcmp(a->addr, b->addr, 16) == 0;
-    return na == nb && memcmp(pa, pb, na) == 0;
+    /* ccs keys hash no bytes (pa and pb are NULL): memcmp must not see them. */
+    return na == nb && (na == 0 || memcmp(pa, pb, na) == 0);
 }
 
 static uint32_t file_hash(const struct cb_ccs_file *f)

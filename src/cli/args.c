@@ -73,7 +73,7 @@ int cb_cli_parse(struct cb_cli *cli, int argc, char **argv)
             memcpy(flag, w, n);
             flag[n] = '\0';
             bool takes = strcmp(flag, "--state") == 0 || strcmp(flag, "--workers") == 0 ||
-                         strcmp(flag, "--admin") == 0 || strcmp(flag, "--handshake-timeout") == 0 ||
+                         strcmp(flag, "--grace") == 0 || strcmp(flag, "--handshake-timeout") == 0 ||
                          strcmp(flag, "--idle-timeout") == 0;
             if (takes) {
                 val = eq ? eq + 1 : (i + 1 < argc ? argv[++i] : NULL);
@@ -90,9 +90,10 @@ int cb_cli_parse(struct cb_cli *cli, int argc, char **argv)
                 cli->verb = "--version";
             else if (strcmp(flag, "--state") == 0)
                 state = val;
-            else if (strcmp(flag, "--admin") == 0)
-                cli->admin = val;
-            else if (strcmp(flag, "--workers") == 0) {
+            else if (strcmp(flag, "--grace") == 0) {
+                if (int_flag(cli, flag, val, 0, 3600, &cli->grace) != 0)
+                    return CB_EINVAL;
+            } else if (strcmp(flag, "--workers") == 0) {
                 if (int_flag(cli, flag, val, 1, 256, &cli->workers) != 0)
                     return CB_EINVAL;
             } else if (strcmp(flag, "--handshake-timeout") == 0) {

@@ -32,7 +32,7 @@ struct cb_cli {
     int n_opts;
     /* serve flags */
     int workers;
-    const char *admin;
+    int grace;
     int handshake_timeout;
     int idle_timeout;
     struct cb_err err;

@@ -106,6 +106,11 @@ int cb_cmd_add_sslcert(struct cb_cli *cli)
         (ret = cb_store_commit(st, &cli->err)) != 0)
         goto out_rollback;
     printf("Added binding %s.\n", key);
+    if (b.backend[0] && !(b.flags_set & CB_OPT_DISABLEHTTP2))
+        fprintf(stderr,
+                "certbind: note: clients are offered h2 (HTTP/2), as HTTP.sys does; if %s "
+                "speaks only HTTP/1.1, add disablehttp2=enable\n",
+                b.backend);
 out_rollback:
     cb_store_rollback(st);
 out_close:

@@ -1,7 +1,384 @@
-/* serve.c: placeholder until the server lands (issue 3). */
+/*
+ * serve.c: `certbind serve`. The master reads the store once to check what it
+ * must listen on, drops to the service user (keeping only CAP_NET_BIND_SERVICE),
+ * forks one worker per core and supervises them: it forwards SIGTERM (drain) and
+ * SIGHUP (re-read), and replaces a worker that dies. Each worker runs its own
+ * libuv loop, opens its own SO_REUSEPORT listeners, loads keys as the service
+ * user, and swaps in a new runtime within a second of a store change.
+ */
 #include "cli/cli.h"
+#include "daemon/runtime_build.h"
+#include "net/server.h"
+#include "util/log.h"
+#include "util/priv.h"
+
+#include <errno.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <openssl/rand.h>
+
+#define CB_WORKER_FATAL 3 /* a worker's exit status for "cannot start: do not retry" */
+#define CB_STORE_POLL_MS 250
+
+struct serve_opts {
+    char state_dir[CB_PATH_MAX + 1];
+    struct cb_server_config cfg;
+    int workers;
+};
+
+struct worker {
+    const struct serve_opts *opts;
+    uv_loop_t loop;
+    struct cb_store *st;
+    struct cb_tls_cache *cache;
+    struct cb_server *srv;
+    uv_timer_t poll_timer;
+    uv_signal_t sigterm, sigint, sighup;
+    uint64_t data_version;
+    bool stopping;
+};
+
+/* ---- worker ------------------------------------------------------------- */
+
+static int reload(struct worker *w, bool force, bool starting, struct cb_err *err)
+{
+    struct cb_runtime *rt = NULL;
+    struct cb_runtime_stats stats;
+    struct cb_listen_addr *addrs = NULL;
+    size_t n = 0;
+    int ret;
+
+    if (force) {
+        struct cb_tls_cache *fresh = cb_tls_cache_new();
+        if (fresh == NULL)
+            return cb_err_set(err, CB_ENOMEM, "out of memory");
+        cb_tls_cache_free(w->cache);
+        w->cache = fresh;
+    }
+    bool log_broken = w->opts->cfg.worker == 0;
+    if ((ret = cb_runtime_build(w->st, w->cache, log_broken, &rt, &stats, err)) != 0)
+        return ret;
+    if ((ret = cb_listen_plan(rt->snap, &addrs, &n, err)) != 0)
+        goto out_unref;
+    ret = cb_server_listen(w->srv, addrs, n, err);
+    free(addrs);
+    if (ret != 0 && starting)
+        goto out_unref;
+    if (ret != 0) {
+        char q[900];
+        cb_log("error", "listen_failed", "worker=%d reason=%s", w->opts->cfg.worker,
+               cb_log_quote(err->msg, q, sizeof(q)));
+    }
+    cb_server_swap_runtime(w->srv, rt);
+    if (w->opts->cfg.worker == 0)
+        cb_log("info", "snapshot",
+               "generation=%llu bindings=%zu broken=%zu certs_loaded=%zu certs_reused=%zu "
+               "build_ms=%.1f",
+               (unsigned long long)stats.generation, stats.bindings, stats.broken,
+               stats.certs_loaded, stats.certs_reused, stats.ms);
+    ret = 0;
+out_unref:
+    cb_runtime_unref(rt);
+    return ret;
+}
+
+static void on_poll_store(uv_timer_t *t)
+{
+    struct worker *w = t->data;
+    struct cb_err err = {0};
+    uint64_t v;
+
+    if (w->stopping || cb_store_data_version(w->st, &v) != 0 || v == w->data_version)
+        return;
+    w->data_version = v;
+    if (reload(w, false, false, &err) != 0) {
+        char q[900];
+        cb_log("error", "reload_failed", "worker=%d reason=%s", w->opts->cfg.worker,
+               cb_log_quote(err.msg, q, sizeof(q)));
+    }
+}
+
+static void close_walk(uv_handle_t *h, void *arg)
+{
+    (void)arg;
+    if (!uv_is_closing(h))
+        uv_close(h, NULL);
+}
+
+static void stop_worker(struct worker *w)
+{
+    uv_timer_stop(&w->poll_timer);
+    uv_signal_stop(&w->sigterm);
+    uv_signal_stop(&w->sigint);
+    uv_signal_stop(&w->sighup);
+    cb_server_free(w->srv);
+    w->srv = NULL;
+    uv_walk(&w->loop, close_walk, NULL);
+}
+
+static struct worker *the_worker;
+
+static void on_worker_drained(struct cb_server *srv)
+{
+    (void)srv;
+    cb_log("info", "drained", "worker=%d", the_worker->opts->cfg.worker);
+    stop_worker(the_worker);
+}
+
+static void on_signal(uv_signal_t *h, int signum)
+{
+    struct worker *w = h->data;
+    struct cb_err err = {0};
+
+    if (signum == SIGHUP) {
+        if (reload(w, true, false, &err) != 0) {
+            char q[900];
+            cb_log("error", "reload_failed", "worker=%d reason=%s", w->opts->cfg.worker,
+                   cb_log_quote(err.msg, q, sizeof(q)));
+        }
+        return;
+    }
+    if (w->stopping)
+        return;
+    w->stopping = true;
+    if (w->opts->cfg.worker == 0)
+        cb_log("info", "draining", "open_connections=%zu grace_ms=%llu",
+               cb_server_connections(w->srv), (unsigned long long)w->opts->cfg.grace_ms);
+    cb_server_drain(w->srv, on_worker_drained);
+}
+
+static int worker_main(const struct serve_opts *opts, int ready_fd)
+{
+    struct worker w = {.opts = opts};
+    struct cb_err err = {0};
+    char q[900];
+    int ret;
+
+    the_worker = &w;
+    if (uv_loop_init(&w.loop) != 0)
+        return CB_WORKER_FATAL;
+    if ((ret = cb_store_open(opts->state_dir, CB_STORE_READ, &w.st, &err)) != 0)
+        goto out_fatal;
+    if ((w.cache = cb_tls_cache_new()) == NULL ||
+        cb_server_new(&w.loop, &opts->cfg, &w.srv, &err) != 0) {
+        cb_err_set(&err, CB_ENOMEM, "out of memory");
+        goto out_fatal;
+    }
+    if (cb_store_data_version(w.st, &w.data_version) != 0 ||
+        (ret = reload(&w, false, true, &err)) != 0)
+        goto out_fatal;
+    uv_timer_init(&w.loop, &w.poll_timer);
+    w.poll_timer.data = &w;
+    uv_timer_start(&w.poll_timer, on_poll_store, CB_STORE_POLL_MS, CB_STORE_POLL_MS);
+    uv_signal_init(&w.loop, &w.sigterm);
+    uv_signal_init(&w.loop, &w.sigint);
+    uv_signal_init(&w.loop, &w.sighup);
+    w.sigterm.data = w.sigint.data = w.sighup.data = &w;
+    uv_signal_start(&w.sigterm, on_signal, SIGTERM);
+    uv_signal_start(&w.sigint, on_signal, SIGINT);
+    uv_signal_start(&w.sighup, on_signal, SIGHUP);
+    sigset_t none;
+    sigemptyset(&none);
+    sigprocmask(SIG_SETMASK, &none, NULL);
+    if (write(ready_fd, "R", 1) != 1)
+        goto out_fatal;
+    close(ready_fd);
+    uv_run(&w.loop, UV_RUN_DEFAULT);
+    uv_loop_close(&w.loop);
+    cb_tls_cache_free(w.cache);
+    cb_store_close(w.st);
+    return 0;
+out_fatal:
+    cb_log("error", "worker_failed", "worker=%d reason=%s", opts->cfg.worker,
+           cb_log_quote(err.msg[0] ? err.msg : "cannot start", q, sizeof(q)));
+    if (write(ready_fd, "F", 1) != 1)
+        _exit(CB_WORKER_FATAL);
+    _exit(CB_WORKER_FATAL);
+}
+
+/* ---- master ------------------------------------------------------------- */
+
+static pid_t spawn(struct serve_opts *opts, int index, int ready_w, int ready_r)
+{
+    pid_t pid = fork();
+    if (pid != 0)
+        return pid;
+    close(ready_r);
+    opts->cfg.worker = index;
+    signal(SIGCHLD, SIG_DFL);
+    _exit(worker_main(opts, ready_w));
+}
+
+/* Reads the store once, as the master, to check it and what it listens on. */
+static int preflight(struct cb_cli *cli, struct serve_opts *opts, struct cb_user *user,
+                     bool *have_user)
+{
+    struct cb_store *st = NULL;
+    struct cb_snapshot *snap = NULL;
+    struct cb_listen_addr *addrs = NULL;
+    char name[64];
+    size_t n = 0;
+    int ret;
+
+    if ((ret = cb_store_open(opts->state_dir, CB_STORE_READ, &st, &cli->err)) != 0)
+        return ret;
+    *have_user = cb_store_setting_get(st, "user", name, sizeof(name), NULL) == 0;
+    if (*have_user && (ret = cb_user_lookup(name, user, &cli->err)) != 0)
+        goto out_close;
+    if (geteuid() == 0 && (!*have_user || user->uid == 0)) {
+        ret = cb_err_set(&cli->err, CB_EPERM,
+                         "serve does not run as root; set the service user first: certbind set "
+                         "user=NAME (a system user such as certbind)");
+        goto out_close;
+    }
+    if ((ret = cb_store_load_snapshot(st, &snap, &cli->err)) != 0 ||
+        (ret = cb_listen_plan(snap, &addrs, &n, &cli->err)) != 0)
+        goto out_close;
+    if (n == 0)
+        cb_log("warn", "no_bindings",
+               "reason=\"nothing to listen on yet; add a binding with 'certbind add sslcert'\"");
+    ret = cb_listen_probe(addrs, n, &cli->err);
+out_close:
+    free(addrs);
+    cb_snapshot_unref(snap);
+    cb_store_close(st);
+    return ret;
+}
 
 int cb_cmd_serve(struct cb_cli *cli)
 {
-    return cb_err_set(&cli->err, CB_EFAILED, "serve is being built");
+    static const char *const allowed[] = {NULL};
+    static struct serve_opts opts;
+    struct cb_user user;
+    bool have_user = false;
+    int ready[2];
+    int ret;
+
+    if ((ret = cb_cli_expect(cli, allowed, 0)) != 0)
+        return ret;
+    snprintf(opts.state_dir, sizeof(opts.state_dir), "%s", cli->state_dir);
+    long cores = sysconf(_SC_NPROCESSORS_ONLN);
+    opts.workers = cli->workers > 0 ? cli->workers : (cores > 0 ? (int)cores : 1);
+    opts.cfg.handshake_timeout_ms =
+        (uint64_t)(cli->handshake_timeout ? cli->handshake_timeout : 10) * 1000;
+    opts.cfg.connect_timeout_ms = 10000;
+    opts.cfg.idle_timeout_ms = (uint64_t)(cli->idle_timeout ? cli->idle_timeout : 300) * 1000;
+    opts.cfg.grace_ms = (uint64_t)(cli->grace ? cli->grace : 30) * 1000;
+    if (getenv("INVOCATION_ID") != NULL && getenv("JOURNAL_STREAM") != NULL)
+        cb_log_set_journal(1);
+
+    /* Everything after this runs as the service user, with at most one capability. */
+    if (geteuid() == 0) {
+        if ((ret = preflight(cli, &opts, &user, &have_user)) != 0)
+            return ret;
+        if ((ret = cb_priv_drop(&user, true, &cli->err)) != 0)
+            return ret;
+    }
+    /* Checked again as the user: the store and listeners must work for it. */
+    if ((ret = preflight(cli, &opts, &user, &have_user)) != 0)
+        return ret;
+    if (RAND_bytes(opts.cfg.ticket_keys, sizeof(opts.cfg.ticket_keys)) != 1)
+        return cb_err_set(&cli->err, CB_ETLS, "cannot make session ticket keys");
+
+    sigset_t mask, old;
+    sigemptyset(&mask);
+    sigaddset(&mask, SIGTERM);
+    sigaddset(&mask, SIGINT);
+    sigaddset(&mask, SIGHUP);
+    sigaddset(&mask, SIGCHLD);
+    sigprocmask(SIG_BLOCK, &mask, &old);
+    signal(SIGPIPE, SIG_IGN);
+    if (pipe(ready) != 0)
+        return cb_err_set(&cli->err, CB_EIO, "pipe: %s", strerror(errno));
+
+    pid_t *pids = calloc((size_t)opts.workers, sizeof(*pids));
+    if (pids == NULL)
+        return cb_err_set(&cli->err, CB_ENOMEM, "out of memory");
+    cb_log("info", "start", "version=%s workers=%d state=%s user=%s", CB_VERSION, opts.workers,
+           opts.state_dir, have_user ? user.name : "(current)");
+    for (int i = 0; i < opts.workers; i++)
+        pids[i] = spawn(&opts, i, ready[1], ready[0]);
+
+    /* Wait until every worker listens (or one cannot start). */
+    int ready_count = 0;
+    bool fatal = false;
+    while (ready_count < opts.workers && !fatal) {
+        struct pollfd pfd = {.fd = ready[0], .events = POLLIN};
+        if (poll(&pfd, 1, 60000) <= 0) {
+            fatal = true;
+            break;
+        }
+        char c;
+        if (read(ready[0], &c, 1) == 1) {
+            if (c == 'R')
+                ready_count++;
+            else
+                fatal = true;
+        }
+    }
+    if (fatal) {
+        for (int i = 0; i < opts.workers; i++)
+            kill(pids[i], SIGTERM);
+        while (wait(NULL) > 0)
+            ;
+        free(pids);
+        return cb_err_set(&cli->err, CB_EFAILED,
+                          "a worker could not start (see the worker_failed line above)");
+    }
+    cb_log("info", "ready", "workers=%d", opts.workers);
+
+    bool stopping = false;
+    int alive = opts.workers;
+    while (alive > 0) {
+        siginfo_t si;
+        int sig = sigwaitinfo(&mask, &si);
+        if (sig < 0)
+            continue;
+        if (sig == SIGTERM || sig == SIGINT) {
+            if (!stopping)
+                cb_log("info", "stopping", "signal=%s", sig == SIGTERM ? "TERM" : "INT");
+            stopping = true;
+            for (int i = 0; i < opts.workers; i++)
+                if (pids[i] > 0)
+                    kill(pids[i], SIGTERM);
+        } else if (sig == SIGHUP) {
+            cb_log("info", "reload", "reason=SIGHUP");
+            for (int i = 0; i < opts.workers; i++)
+                if (pids[i] > 0)
+                    kill(pids[i], SIGHUP);
+        } else if (sig == SIGCHLD) {
+            int status;
+            pid_t pid;
+            while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
+                for (int i = 0; i < opts.workers; i++) {
+                    if (pids[i] != pid)
+                        continue;
+                    pids[i] = 0;
+                    alive--;
+                    if (stopping || (WIFEXITED(status) && WEXITSTATUS(status) == 0))
+                        break;
+                    cb_log("error", "worker_died", "worker=%d status=%d signal=%d", i,
+                           WIFEXITED(status) ? WEXITSTATUS(status) : -1,
+                           WIFSIGNALED(status) ? WTERMSIG(status) : 0);
+                    sleep(1); /* no tight respawn loop */
+                    pids[i] = spawn(&opts, i, ready[1], ready[0]);
+                    if (pids[i] > 0)
+                        alive++;
+                    break;
+                }
+            }
+        }
+    }
+    free(pids);
+    close(ready[0]);
+    close(ready[1]);
+    sigprocmask(SIG_SETMASK, &old, NULL);
+    cb_log("info", "stopped", "reason=\"all workers exited\"");
+    return 0;
 }

@@ -18,6 +18,7 @@
 #include <openssl/evp.h>
 #include <openssl/pem.h>
 #include <openssl/pkcs12.h>
+#include <openssl/ssl.h>
 #include <openssl/x509.h>
 #include <openssl/x509v3.h>
 
@@ -508,4 +509,14 @@ int cb_cert_check_pair(const char *cert_path, const char *key_path, struct cb_er
         ret = CB_EKEY;
     cb_cert_bundle_free(b);
     return ret;
+}
+
+int cb_cert_bundle_use(const struct cb_cert_bundle *b, SSL_CTX *ctx, struct cb_err *err)
+{
+    if (SSL_CTX_use_cert_and_key(ctx, b->leaf, b->key, b->chain, 1) != 1) {
+        cb_err_set(err, CB_ETLS, "the TLS library refused the certificate and key");
+        cb_tls_err_append(err);
+        return CB_ETLS;
+    }
+    return 0;
 }

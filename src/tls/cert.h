@@ -50,4 +50,9 @@ int cb_cert_check_pair(const char *cert_path, const char *key_path,
 /* Appends OpenSSL's queued errors to err->msg (and clears the queue). */
 void cb_tls_err_append(struct cb_err *err);
 
+typedef struct ssl_ctx_st SSL_CTX;
+/* Installs the bundle's leaf, chain and key in ctx (which takes its own references). */
+int cb_cert_bundle_use(const struct cb_cert_bundle *b, SSL_CTX *ctx,
+                       struct cb_err *err) CB_MUST_CHECK;
+
 #endif

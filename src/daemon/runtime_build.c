@@ -1,0 +1,183 @@
+/* runtime_build.c: from the store to what a worker serves. */
+#include "daemon/runtime_build.h"
+#include "util/log.h"
+
+#include <netdb.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+struct cert_ref {
+    char thumb[CB_THUMB_LEN + 1];
+    char *cert_path, *key_path;
+};
+
+struct certs {
+    struct cert_ref *v;
+    size_t n, cap;
+};
+
+static int collect(const struct cb_cert_row *row, void *arg)
+{
+    struct certs *cs = arg;
+    if (cs->n == cs->cap) {
+        size_t cap = cs->cap ? cs->cap * 2 : 64;
+        struct cert_ref *nv = realloc(cs->v, cap * sizeof(*nv));
+        if (nv == NULL)
+            return CB_ENOMEM;
+        cs->v = nv;
+        cs->cap = cap;
+    }
+    struct cert_ref *r = &cs->v[cs->n];
+    memcpy(r->thumb, row->info.thumbprint, sizeof(r->thumb));
+    r->cert_path = strdup(row->cert_path);
+    r->key_path = strdup(row->key_path);
+    if (r->cert_path == NULL || r->key_path == NULL) {
+        free(r->cert_path);
+        free(r->key_path);
+        return CB_ENOMEM;
+    }
+    cs->n++;
+    return 0;
+}
+
+static int cmp_ref(const void *a, const void *b)
+{
+    return strcmp(((const struct cert_ref *)a)->thumb, ((const struct cert_ref *)b)->thumb);
+}
+
+static void certs_free(struct certs *cs)
+{
+    for (size_t i = 0; i < cs->n; i++) {
+        free(cs->v[i].cert_path);
+        free(cs->v[i].key_path);
+    }
+    free(cs->v);
+}
+
+/* Backend HOST:PORT to an address. Names are resolved here, once per snapshot. */
+static void resolve_backend(const char *text, struct cb_backend *be)
+{
+    char host[CB_BACKEND_MAX + 1];
+    const char *colon = strrchr(text, ':');
+    struct addrinfo hints = {.ai_socktype = SOCK_STREAM, .ai_flags = AI_NUMERICSERV};
+    struct addrinfo *res = NULL;
+
+    be->addr_len = 0;
+    be->error = NULL;
+    if (colon == NULL)
+        return;
+    size_t n = (size_t)(colon - text);
+    if (text[0] == '[') {
+        memcpy(host, text + 1, n - 2);
+        host[n - 2] = '\0';
+    } else {
+        memcpy(host, text, n);
+        host[n] = '\0';
+    }
+    int rc = getaddrinfo(host, colon + 1, &hints, &res);
+    if (rc != 0 || res == NULL) {
+        be->error = strdup(gai_strerror(rc));
+        return;
+    }
+    memcpy(&be->addr, res->ai_addr, res->ai_addrlen);
+    be->addr_len = res->ai_addrlen;
+    freeaddrinfo(res);
+}
+
+int cb_runtime_build(struct cb_store *st, struct cb_tls_cache *cache, bool log_broken,
+                     struct cb_runtime **out, struct cb_runtime_stats *stats, struct cb_err *err)
+{
+    struct certs cs = {0};
+    struct cb_runtime *rt;
+    struct timespec t0, t1;
+    int ret;
+
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    memset(stats, 0, sizeof(*stats));
+    rt = calloc(1, sizeof(*rt));
+    if (rt == NULL)
+        return cb_err_set(err, CB_ENOMEM, "out of memory");
+    rt->refs = 1;
+    if ((ret = cb_store_load_snapshot(st, &rt->snap, err)) != 0)
+        goto out_free;
+    if ((ret = cb_store_cert_foreach(st, collect, &cs, err)) != 0) {
+        if (ret == CB_ENOMEM)
+            cb_err_set(err, ret, "out of memory");
+        goto out_free;
+    }
+    qsort(cs.v, cs.n, sizeof(*cs.v), cmp_ref);
+    size_t n = cb_snapshot_count(rt->snap), nf = cb_snapshot_ccs_count(rt->snap);
+    rt->bind_tls = calloc(n ? n : 1, sizeof(*rt->bind_tls));
+    rt->backends = calloc(n ? n : 1, sizeof(*rt->backends));
+    rt->file_tls = calloc(nf ? nf : 1, sizeof(*rt->file_tls));
+    if (rt->bind_tls == NULL || rt->backends == NULL || rt->file_tls == NULL) {
+        ret = cb_err_set(err, CB_ENOMEM, "out of memory");
+        goto out_free;
+    }
+    cb_tls_cache_mark(cache);
+    for (uint32_t i = 0; i < n; i++) {
+        const struct cb_snap_binding *b = cb_snapshot_binding(rt->snap, i);
+        bool reused = false;
+        if (b->backend != NULL)
+            resolve_backend(b->backend, &rt->backends[i]);
+        if (b->kind == CB_KEY_CCS)
+            continue;
+        struct cert_ref key, *ref;
+        memcpy(key.thumb, b->certhash, sizeof(key.thumb));
+        ref = bsearch(&key, cs.v, cs.n, sizeof(*cs.v), cmp_ref);
+        if (ref == NULL) {
+            char msg[200];
+            snprintf(msg, sizeof(msg),
+                     "certificate %s is not in the store; import it with 'certbind add cert'",
+                     b->certhash);
+            rt->bind_tls[i].error = strdup(msg);
+        } else {
+            cb_tls_cache_get(cache, ref->thumb, ref->cert_path, ref->key_path, &rt->bind_tls[i],
+                             &reused);
+            if (reused)
+                stats->certs_reused++;
+            else
+                stats->certs_loaded++;
+        }
+        if (rt->bind_tls[i].ctx == NULL) {
+            rt->n_broken++;
+            if (log_broken) {
+                char q[900];
+                cb_log("error", "binding_broken", "binding=%s certhash=%s reason=%s", b->key_text,
+                       b->certhash,
+                       cb_log_quote(rt->bind_tls[i].error ? rt->bind_tls[i].error : "unusable", q,
+                                    sizeof(q)));
+            }
+        }
+    }
+    for (size_t i = 0; i < nf; i++) {
+        const struct cb_ccs_file *f = cb_snapshot_ccs_file(rt->snap, i);
+        bool reused = false;
+        cb_tls_cache_get(cache, f->path, f->path, NULL, &rt->file_tls[i], &reused);
+        if (rt->file_tls[i].ctx == NULL && log_broken) {
+            char q[900];
+            cb_log("error", "ccs_file_broken", "file=%s reason=%s", f->path,
+                   cb_log_quote(rt->file_tls[i].error ? rt->file_tls[i].error : "unusable", q,
+                                sizeof(q)));
+        }
+    }
+    cb_tls_cache_sweep(cache);
+    certs_free(&cs);
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    stats->bindings = n;
+    stats->broken = rt->n_broken;
+    stats->generation = cb_snapshot_generation(rt->snap);
+    stats->ms = (double)(t1.tv_sec - t0.tv_sec) * 1e3 + (double)(t1.tv_nsec - t0.tv_nsec) / 1e6;
+    *out = rt;
+    return 0;
+out_free:
+    certs_free(&cs);
+    if (rt->snap == NULL) {
+        free(rt);
+        return ret;
+    }
+    cb_runtime_unref(rt);
+    return ret;
+}

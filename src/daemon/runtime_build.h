@@ -1,0 +1,24 @@
+/* Building a worker's runtime (snapshot + TLS contexts + backend addresses) from the store. */
+#ifndef CB_DAEMON_RUNTIME_BUILD_H
+#define CB_DAEMON_RUNTIME_BUILD_H
+
+#include "net/runtime.h"
+#include "store/store.h"
+
+struct cb_runtime_stats {
+    size_t bindings, certs_loaded, certs_reused, broken;
+    uint64_t generation;
+    double ms;
+};
+
+/*
+ * Reads every binding, finds or loads each certificate's context through `cache`
+ * (unchanged certificates are not parsed again), resolves backends, and returns an
+ * owned runtime (refcount 1) in *out. When log_broken, each binding whose
+ * certificate is unusable is logged once, with its reason.
+ */
+int cb_runtime_build(struct cb_store *st, struct cb_tls_cache *cache, bool log_broken,
+                     struct cb_runtime **out, struct cb_runtime_stats *stats,
+                     struct cb_err *err) CB_MUST_CHECK;
+
+#endif

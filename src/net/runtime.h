@@ -1,0 +1,35 @@
+/*
+ * What a worker serves from: a resolver snapshot plus, for each binding and each
+ * central-store file, its TLS context (or why it is broken) and its backend's
+ * address. Immutable once built and reference-counted: a connection keeps the
+ * runtime it resolved against until it closes, so a swap never disturbs it.
+ * A worker is single-threaded, so the count is a plain integer.
+ */
+#ifndef CB_NET_RUNTIME_H
+#define CB_NET_RUNTIME_H
+
+#include "binding/snapshot.h"
+#include "tls/ctx.h"
+
+#include <sys/socket.h>
+
+struct cb_backend {
+    struct sockaddr_storage addr;
+    socklen_t addr_len; /* 0: no backend configured, or it could not be resolved */
+    char *error;        /* owned: why a configured backend has no address */
+};
+
+struct cb_runtime {
+    int refs;
+    struct cb_snapshot *snap;      /* owned reference */
+    struct cb_tls_entry *bind_tls; /* per binding (unused for ccs bindings) */
+    struct cb_tls_entry *file_tls; /* per central-store file */
+    struct cb_backend *backends;   /* per binding */
+    size_t n_broken;
+};
+
+struct cb_runtime *cb_runtime_ref(struct cb_runtime *rt);
+/* Drops one reference; frees at zero. NULL is a no-op. */
+void cb_runtime_unref(struct cb_runtime *rt);
+
+#endif

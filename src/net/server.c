@@ -1,0 +1,1143 @@
+/*
+ * server.c: listeners, TLS handshakes and forwarding for one worker.
+ *
+ * Each connection is two non-blocking sockets watched with uv_poll: the client's,
+ * driven through OpenSSL, and the backend's. Data moves through one shared
+ * scratch buffer; only bytes the other side cannot take yet are copied into a
+ * per-connection buffer, and while such bytes wait, their source is not read
+ * (back-pressure). Nothing on the handshake path allocates beyond OpenSSL's own
+ * objects, locks, or scans: certificate choice is one cb_resolve() call.
+ */
+#include "net/server.h"
+#include "net/proxy.h"
+#include "tls/cert.h"
+#include "util/log.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <openssl/x509.h>
+
+#define CB_BUF_SIZE 16384
+#define CB_ACCEPT_BATCH 64
+#define CB_PUMP_ROUNDS 8
+
+enum conn_state { ST_HANDSHAKE, ST_CONNECTING, ST_RELAY, ST_CLOSED };
+
+struct dir_buf {
+    char *data; /* allocated only while bytes wait */
+    uint32_t off, len;
+};
+
+struct conn {
+    struct cb_server *srv;
+    struct cb_runtime *rt;
+    const struct cb_snap_binding *binding;
+    uint32_t bidx; /* the binding's index in rt */
+    SSL *ssl;
+    int cfd, bfd;
+    uv_poll_t cpoll, bpoll;
+    uv_timer_t timer;
+    enum conn_state state;
+    int cevents, bevents; /* what each poll watches now */
+    int pending_closes;
+    bool client_eof, backend_eof, backend_shut, client_shut, respond_503;
+    bool want_cr, want_cw, want_br, want_bw;
+    uint64_t last_active;
+    struct sockaddr_storage local, peer;
+    char sni[CB_NAME_MAX + 1];
+    struct dir_buf c2b, b2c;
+    struct conn *prev, *next;
+};
+
+struct listener {
+    uv_poll_t poll;
+    int fd;
+    struct cb_listen_addr addr;
+    bool keep;
+    struct listener *next;
+};
+
+struct cb_server {
+    uv_loop_t *loop;
+    int closing; /* handles of the server itself still closing */
+    struct cb_server_config cfg;
+    SSL_CTX *default_ctx;
+    struct cb_runtime *rt;
+    struct listener *listeners;
+    struct conn *conns;
+    size_t n_conns;
+    bool draining;
+    void (*on_drained)(struct cb_server *srv);
+    uv_timer_t accept_pause, grace;
+    bool accept_paused;
+    char scratch[CB_BUF_SIZE];
+};
+
+static int conn_index = -1; /* SSL ex_data slot for struct conn */
+
+struct cb_runtime *cb_runtime_ref(struct cb_runtime *rt)
+{
+    rt->refs++;
+    return rt;
+}
+
+void cb_runtime_unref(struct cb_runtime *rt)
+{
+    if (rt == NULL || --rt->refs > 0)
+        return;
+    size_t n = rt->snap ? cb_snapshot_count(rt->snap) : 0;
+    size_t nf = rt->snap ? cb_snapshot_ccs_count(rt->snap) : 0;
+    for (size_t i = 0; i < n; i++) {
+        if (rt->bind_tls != NULL)
+            cb_tls_entry_clear(&rt->bind_tls[i]);
+        if (rt->backends != NULL)
+            free(rt->backends[i].error);
+    }
+    for (size_t i = 0; rt->file_tls != NULL && i < nf; i++)
+        cb_tls_entry_clear(&rt->file_tls[i]);
+    free(rt->bind_tls);
+    free(rt->file_tls);
+    free(rt->backends);
+    cb_snapshot_unref(rt->snap);
+    free(rt);
+}
+
+/* ---- logging helpers ---------------------------------------------------- */
+
+static void addr_text(const struct sockaddr_storage *ss, char *buf, size_t size)
+{
+    char a[INET6_ADDRSTRLEN] = "?";
+    if (ss->ss_family == AF_INET) {
+        const struct sockaddr_in *s = (const void *)ss;
+        inet_ntop(AF_INET, &s->sin_addr, a, sizeof(a));
+        snprintf(buf, size, "%s:%u", a, ntohs(s->sin_port));
+    } else if (ss->ss_family == AF_INET6) {
+        const struct sockaddr_in6 *s = (const void *)ss;
+        inet_ntop(AF_INET6, &s->sin6_addr, a, sizeof(a));
+        snprintf(buf, size, "[%s]:%u", a, ntohs(s->sin6_port));
+    } else {
+        snprintf(buf, size, "?");
+    }
+}
+
+/* One log line about a connection: event, binding, client, and a reason. */
+static void conn_log(struct conn *c, const char *level, const char *event, const char *reason)
+{
+    char peer[64], local[64], q[600], sni[300];
+    addr_text(&c->peer, peer, sizeof(peer));
+    addr_text(&c->local, local, sizeof(local));
+    cb_log(level, event, "worker=%d client=%s local=%s sni=%s binding=%s reason=%s",
+           c->srv->cfg.worker, peer, local,
+           c->sni[0] ? cb_log_quote(c->sni, sni, sizeof(sni)) : "-",
+           c->binding ? c->binding->key_text : "-", cb_log_quote(reason, q, sizeof(q)));
+}
+
+/* ---- connection teardown ------------------------------------------------ */
+
+static void on_conn_handle_closed(uv_handle_t *h)
+{
+    struct conn *c = h->data;
+    if (--c->pending_closes > 0)
+        return;
+    struct cb_server *srv = c->srv;
+    free(c);
+    if (srv->draining && srv->n_conns == 0 && srv->on_drained != NULL)
+        srv->on_drained(srv);
+}
+
+static void conn_close(struct conn *c)
+{
+    struct cb_server *srv = c->srv;
+
+    if (c->state == ST_CLOSED)
+        return;
+    c->state = ST_CLOSED;
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        srv->conns = c->next;
+    if (c->next)
+        c->next->prev = c->prev;
+    srv->n_conns--;
+    c->pending_closes = 1;
+    uv_close((uv_handle_t *)&c->timer, on_conn_handle_closed);
+    c->pending_closes++;
+    uv_close((uv_handle_t *)&c->cpoll, on_conn_handle_closed);
+    if (c->bfd >= 0) {
+        c->pending_closes++;
+        uv_close((uv_handle_t *)&c->bpoll, on_conn_handle_closed);
+        close(c->bfd);
+        c->bfd = -1;
+    }
+    SSL_free(c->ssl);
+    c->ssl = NULL;
+    close(c->cfd);
+    free(c->c2b.data);
+    free(c->b2c.data);
+    c->c2b.data = c->b2c.data = NULL;
+    cb_runtime_unref(c->rt);
+    c->rt = NULL;
+}
+
+static void conn_fail(struct conn *c, const char *event, const char *reason)
+{
+    conn_log(c, "warn", event, reason);
+    conn_close(c);
+}
+
+/* The reason OpenSSL gave, for a log line. */
+static const char *ssl_reason(char *buf, size_t size)
+{
+    unsigned long e = ERR_peek_last_error();
+    if (e == 0) {
+        snprintf(buf, size, "%s", errno ? strerror(errno) : "connection closed by client");
+    } else {
+        const char *r = ERR_reason_error_string(e);
+        snprintf(buf, size, "%s", r ? r : "TLS error");
+    }
+    ERR_clear_error();
+    return buf;
+}
+
+/* ---- ClientHello: the one place a certificate is chosen ------------------ */
+
+/* Extracts the host_name of a server_name extension (RFC 6066 section 3). */
+static int parse_sni(const unsigned char *p, size_t len, const unsigned char **name,
+                     size_t *name_len)
+{
+    if (len < 2 || (size_t)((p[0] << 8) | p[1]) != len - 2)
+        return -1;
+    p += 2;
+    len -= 2;
+    if (len < 3 || p[0] != 0 /* host_name */)
+        return -1;
+    size_t n = (size_t)((p[1] << 8) | p[2]);
+    if (n == 0 || n > len - 3)
+        return -1;
+    *name = p + 3;
+    *name_len = n;
+    return 0;
+}
+
+static int on_client_hello(SSL *ssl, int *alert, void *arg)
+{
+    struct conn *c = SSL_get_ex_data(ssl, conn_index);
+    const struct cb_runtime *rt = c->rt;
+    const unsigned char *ext, *name;
+    size_t ext_len, name_len;
+    struct cb_resolve_query q = {0};
+    struct cb_resolution r;
+    (void)arg;
+
+    if (SSL_client_hello_get0_ext(ssl, TLSEXT_TYPE_server_name, &ext, &ext_len) == 1) {
+        if (parse_sni(ext, ext_len, &name, &name_len) != 0 ||
+            cb_name_normalize((const char *)name, name_len, 0, c->sni, NULL) != 0) {
+            c->sni[0] = '\0';
+            *alert = SSL_AD_UNRECOGNIZED_NAME;
+            conn_log(c, "warn", "handshake_failed", "malformed server_name");
+            return SSL_CLIENT_HELLO_ERROR;
+        }
+        q.sni = c->sni;
+    }
+    if (c->local.ss_family == AF_INET) {
+        const struct sockaddr_in *s = (const void *)&c->local;
+        q.family = AF_INET;
+        memcpy(q.addr, &s->sin_addr, 4);
+        q.port = ntohs(s->sin_port);
+    } else {
+        const struct sockaddr_in6 *s = (const void *)&c->local;
+        q.family = AF_INET6;
+        memcpy(q.addr, &s->sin6_addr, 16);
+        q.port = ntohs(s->sin6_port);
+    }
+    cb_resolve(rt->snap, &q, &r);
+    if (r.rule == CB_RULE_NONE) {
+        *alert = q.sni ? SSL_AD_UNRECOGNIZED_NAME : SSL_AD_HANDSHAKE_FAILURE;
+        conn_log(c, "warn", "handshake_failed", "no binding matches");
+        return SSL_CLIENT_HELLO_ERROR;
+    }
+    c->binding = cb_snapshot_binding(rt->snap, r.binding);
+    c->bidx = r.binding;
+    const struct cb_tls_entry *tls = r.rule == CB_RULE_CCS
+                                         ? &rt->file_tls[r.ccs - cb_snapshot_ccs_file(rt->snap, 0)]
+                                         : &rt->bind_tls[r.binding];
+    if (c->binding->flags & CB_OPT_REJECT) {
+        *alert = SSL_AD_HANDSHAKE_FAILURE;
+        conn_log(c, "warn", "handshake_failed", "binding is set reject=enable");
+        return SSL_CLIENT_HELLO_ERROR;
+    }
+    if (tls->ctx == NULL) {
+        /* Never another binding's certificate: fail, and say why. */
+        *alert = SSL_AD_INTERNAL_ERROR;
+        conn_log(c, "warn", "handshake_failed", tls->error ? tls->error : "certificate unusable");
+        return SSL_CLIENT_HELLO_ERROR;
+    }
+    cb_tls_apply_binding(ssl, tls->ctx, c->binding);
+    return SSL_CLIENT_HELLO_SUCCESS;
+}
+
+/* ---- polling ------------------------------------------------------------ */
+
+static void on_client_event(uv_poll_t *h, int status, int events);
+static void on_backend_event(uv_poll_t *h, int status, int events);
+
+static void set_poll(uv_poll_t *p, int *cur, int want, uv_poll_cb cb)
+{
+    if (want == *cur)
+        return;
+    if (want == 0)
+        uv_poll_stop(p);
+    else
+        uv_poll_start(p, want, cb);
+    *cur = want;
+}
+
+static void update_polls(struct conn *c)
+{
+    if (c->state == ST_CLOSED)
+        return;
+    set_poll(&c->cpoll, &c->cevents,
+             (c->want_cr ? UV_READABLE : 0) | (c->want_cw ? UV_WRITABLE : 0), on_client_event);
+    if (c->bfd >= 0)
+        set_poll(&c->bpoll, &c->bevents,
+                 (c->want_br ? UV_READABLE : 0) | (c->want_bw ? UV_WRITABLE : 0), on_backend_event);
+}
+
+/* ---- the relay ---------------------------------------------------------- */
+
+static int buf_keep(struct dir_buf *b, const char *p, size_t n)
+{
+    if (b->data == NULL && (b->data = malloc(CB_BUF_SIZE)) == NULL)
+        return -1;
+    memcpy(b->data, p, n);
+    b->off = 0;
+    b->len = (uint32_t)n;
+    return 0;
+}
+
+static void buf_consumed(struct dir_buf *b, size_t n)
+{
+    b->off += (uint32_t)n;
+    b->len -= (uint32_t)n;
+    if (b->len == 0) {
+        free(b->data); /* an idle connection holds no buffer */
+        b->data = NULL;
+        b->off = 0;
+    }
+}
+
+static const char response_503_fmt[] = "HTTP/1.1 503 Service Unavailable\r\n"
+                                       "Content-Type: text/plain; charset=utf-8\r\n"
+                                       "Content-Length: %d\r\n"
+                                       "Connection: close\r\n"
+                                       "\r\n"
+                                       "%s";
+
+static void queue_503(struct conn *c)
+{
+    char body[512], msg[700];
+    int blen = snprintf(body, sizeof(body),
+                        "certbind: binding %s has no backend.\n"
+                        "Give it one: certbind update sslcert %s backend=HOST:PORT\n",
+                        c->binding->key_text, c->binding->key_text);
+    int n = snprintf(msg, sizeof(msg), response_503_fmt, blen, body);
+    if (n > 0 && buf_keep(&c->b2c, msg, (size_t)n) == 0)
+        c->backend_eof = true; /* nothing more will follow the response */
+}
+
+/* Client -> backend. Returns 1 on progress, 0 when blocked, -1 when closed. */
+static int pump_c2b(struct conn *c)
+{
+    char why[256];
+    int progress = 0;
+
+    if (c->c2b.len > 0) {
+        ssize_t n = send(c->bfd, c->c2b.data + c->c2b.off, c->c2b.len, MSG_NOSIGNAL);
+        if (n > 0) {
+            buf_consumed(&c->c2b, (size_t)n);
+            progress = 1;
+        } else if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+            c->want_bw = true;
+            return 0;
+        } else if (n < 0 && errno != EINTR) {
+            snprintf(why, sizeof(why), "backend write failed: %s", strerror(errno));
+            conn_fail(c, "backend_error", why);
+            return -1;
+        }
+        if (c->c2b.len > 0)
+            return progress;
+    }
+    if (c->client_eof) {
+        if (!c->backend_shut && c->bfd >= 0) {
+            shutdown(c->bfd, SHUT_WR);
+            c->backend_shut = true;
+        }
+        return progress;
+    }
+    ERR_clear_error();
+    errno = 0;
+    int n = SSL_read(c->ssl, c->srv->scratch, sizeof(c->srv->scratch));
+    if (n > 0) {
+        if (c->respond_503) {
+            if (c->b2c.len == 0 && !c->backend_eof)
+                queue_503(c);
+            return 1; /* the request itself is read and dropped */
+        }
+        ssize_t w = send(c->bfd, c->srv->scratch, (size_t)n, MSG_NOSIGNAL);
+        if (w < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
+            snprintf(why, sizeof(why), "backend write failed: %s", strerror(errno));
+            conn_fail(c, "backend_error", why);
+            return -1;
+        }
+        if (w < 0)
+            w = 0;
+        if (w < n && buf_keep(&c->c2b, c->srv->scratch + w, (size_t)(n - w)) != 0) {
+            conn_fail(c, "conn_error", "out of memory");
+            return -1;
+        }
+        return 1;
+    }
+    switch (SSL_get_error(c->ssl, n)) {
+    case SSL_ERROR_WANT_READ:
+        c->want_cr = true;
+        return progress;
+    case SSL_ERROR_WANT_WRITE:
+        c->want_cw = true;
+        return progress;
+    case SSL_ERROR_ZERO_RETURN:
+        c->client_eof = true;
+        return 1;
+    case SSL_ERROR_SYSCALL:
+        if (errno == 0) { /* EOF without close_notify: treat as a half-close */
+            c->client_eof = true;
+            return 1;
+        }
+        /* fall through */
+    default:
+        conn_fail(c, "client_error", ssl_reason(why, sizeof(why)));
+        return -1;
+    }
+}
+
+/* Backend -> client. */
+static int pump_b2c(struct conn *c)
+{
+    char why[256];
+    int progress = 0;
+
+    if (c->b2c.len > 0) {
+        ERR_clear_error();
+        int n = SSL_write(c->ssl, c->b2c.data + c->b2c.off, (int)c->b2c.len);
+        if (n > 0) {
+            buf_consumed(&c->b2c, (size_t)n);
+            progress = 1;
+        } else {
+            switch (SSL_get_error(c->ssl, n)) {
+            case SSL_ERROR_WANT_WRITE:
+                c->want_cw = true;
+                return 0;
+            case SSL_ERROR_WANT_READ:
+                c->want_cr = true;
+                return 0;
+            default:
+                conn_fail(c, "client_error", ssl_reason(why, sizeof(why)));
+                return -1;
+            }
+        }
+        if (c->b2c.len > 0)
+            return progress;
+    }
+    if (c->backend_eof) {
+        if (!c->client_shut) {
+            SSL_shutdown(c->ssl); /* close_notify: the client knows the reply is whole */
+            c->client_shut = true;
+            progress = 1;
+        }
+        return progress;
+    }
+    if (c->bfd < 0)
+        return progress;
+    ssize_t n = recv(c->bfd, c->srv->scratch, sizeof(c->srv->scratch), 0);
+    if (n > 0) {
+        ERR_clear_error();
+        int w = SSL_write(c->ssl, c->srv->scratch, (int)n);
+        if (w <= 0) {
+            int e = SSL_get_error(c->ssl, w);
+            if (e != SSL_ERROR_WANT_WRITE && e != SSL_ERROR_WANT_READ) {
+                conn_fail(c, "client_error", ssl_reason(why, sizeof(why)));
+                return -1;
+            }
+            w = 0; /* OpenSSL wants the same bytes again: keep them */
+        }
+        if (w < n && buf_keep(&c->b2c, c->srv->scratch + w, (size_t)(n - w)) != 0) {
+            conn_fail(c, "conn_error", "out of memory");
+            return -1;
+        }
+        return 1;
+    }
+    if (n == 0) {
+        c->backend_eof = true;
+        return 1;
+    }
+    if (errno == EAGAIN || errno == EWOULDBLOCK) {
+        c->want_br = true;
+        return progress;
+    }
+    if (errno == EINTR)
+        return progress;
+    snprintf(why, sizeof(why), "backend read failed: %s", strerror(errno));
+    conn_fail(c, "backend_error", why);
+    return -1;
+}
+
+static void pump(struct conn *c)
+{
+    for (int round = 0; round < CB_PUMP_ROUNDS; round++) {
+        c->want_cr = c->want_cw = c->want_br = c->want_bw = false;
+        int a = pump_c2b(c);
+        if (a < 0)
+            return;
+        int b = pump_b2c(c);
+        if (b < 0)
+            return;
+        if (a || b)
+            c->last_active = uv_now(c->srv->loop);
+        if (c->client_eof && c->backend_eof && c->c2b.len == 0 && c->b2c.len == 0 &&
+            c->client_shut) {
+            conn_close(c);
+            return;
+        }
+        if (!a && !b)
+            break;
+        if (round == CB_PUMP_ROUNDS - 1) {
+            /* Yield to other connections; level-triggered polls bring us back. */
+            c->want_cr = c->c2b.len == 0 && !c->client_eof;
+            c->want_br = c->b2c.len == 0 && !c->backend_eof && c->bfd >= 0;
+            c->want_cw = c->b2c.len > 0;
+            c->want_bw = c->c2b.len > 0;
+        }
+    }
+    if (c->respond_503 && c->backend_eof && c->b2c.len == 0 && c->client_shut) {
+        conn_close(c); /* the response and close_notify are out */
+        return;
+    }
+    update_polls(c);
+}
+
+/* ---- backend connection ------------------------------------------------- */
+
+static void write_proxy_header(struct conn *c)
+{
+    struct cb_proxy_info pi = {0};
+    unsigned char hdr[8192];
+    const unsigned char *alpn = NULL;
+    unsigned alpn_len = 0;
+    unsigned char *der = NULL;
+    char cn[256] = "";
+    int n;
+
+    pi.src = c->peer;
+    pi.dst = c->local;
+    if (c->binding->proxy == CB_PROXY_V1) {
+        n = cb_proxy_v1(&pi, (char *)hdr, sizeof(hdr));
+    } else {
+        X509 *peer = SSL_get0_peer_certificate(c->ssl);
+        SSL_get0_alpn_selected(c->ssl, &alpn, &alpn_len);
+        pi.sni = c->sni[0] ? c->sni : NULL;
+        pi.alpn = alpn;
+        pi.alpn_len = alpn_len;
+        pi.version = SSL_get_version(c->ssl);
+        pi.cipher = SSL_get_cipher_name(c->ssl);
+        if (peer != NULL) {
+            pi.client_cert = true;
+            if (X509_NAME_get_text_by_NID(X509_get_subject_name(peer), NID_commonName, cn,
+                                          sizeof(cn)) > 0)
+                pi.client_cn = cn;
+            int dl = i2d_X509(peer, &der);
+            if (dl > 0) {
+                pi.client_der = der;
+                pi.client_der_len = (size_t)dl;
+            }
+        }
+        n = cb_proxy_v2(&pi, hdr, sizeof(hdr));
+        OPENSSL_free(der);
+    }
+    if (n > 0 && buf_keep(&c->c2b, (const char *)hdr, (size_t)n) != 0)
+        conn_fail(c, "conn_error", "out of memory");
+}
+
+static void on_timer(uv_timer_t *t);
+
+static void start_relay(struct conn *c)
+{
+    c->state = ST_RELAY;
+    c->last_active = uv_now(c->srv->loop);
+    uv_timer_start(&c->timer, on_timer, c->srv->cfg.idle_timeout_ms, 0);
+    if (c->binding->proxy != CB_PROXY_OFF)
+        write_proxy_header(c);
+    if (c->state != ST_CLOSED)
+        pump(c);
+}
+
+static void connect_backend(struct conn *c)
+{
+    const struct cb_backend *be = &c->rt->backends[c->bidx];
+    char why[300];
+
+    if (c->binding->backend == NULL) {
+        c->respond_503 = true;
+        start_relay(c);
+        return;
+    }
+    if (be->addr_len == 0) {
+        snprintf(why, sizeof(why), "backend %s has no address: %s", c->binding->backend,
+                 be->error ? be->error : "unresolved");
+        conn_fail(c, "backend_error", why);
+        return;
+    }
+    c->bfd = socket(be->addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (c->bfd < 0) {
+        snprintf(why, sizeof(why), "cannot create a socket for backend %s: %s", c->binding->backend,
+                 strerror(errno));
+        conn_fail(c, "backend_error", why);
+        return;
+    }
+    int one = 1;
+    setsockopt(c->bfd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    uv_poll_init(c->srv->loop, &c->bpoll, c->bfd);
+    c->bpoll.data = c;
+    c->bevents = 0;
+    if (connect(c->bfd, (const struct sockaddr *)&be->addr, be->addr_len) != 0 &&
+        errno != EINPROGRESS) {
+        snprintf(why, sizeof(why), "backend %s refused the connection: %s", c->binding->backend,
+                 strerror(errno));
+        conn_fail(c, "backend_error", why);
+        return;
+    }
+    c->state = ST_CONNECTING;
+    uv_timer_start(&c->timer, on_timer, c->srv->cfg.connect_timeout_ms, 0);
+    c->want_cr = c->want_cw = c->want_br = false;
+    c->want_bw = true; /* writable = connected (or failed) */
+    update_polls(c);
+}
+
+static void on_connected(struct conn *c)
+{
+    char why[300];
+    int err = 0;
+    socklen_t len = sizeof(err);
+
+    if (getsockopt(c->bfd, SOL_SOCKET, SO_ERROR, &err, &len) != 0)
+        err = errno;
+    if (err != 0) {
+        snprintf(why, sizeof(why), "backend %s: %s", c->binding->backend, strerror(err));
+        conn_fail(c, "backend_error", why);
+        return;
+    }
+    start_relay(c);
+}
+
+/* ---- handshake ----------------------------------------------------------- */
+
+static void do_handshake(struct conn *c)
+{
+    char why[256];
+
+    ERR_clear_error();
+    errno = 0;
+    int rc = SSL_do_handshake(c->ssl);
+    if (rc == 1) {
+        connect_backend(c);
+        return;
+    }
+    c->want_cr = c->want_cw = c->want_br = c->want_bw = false;
+    switch (SSL_get_error(c->ssl, rc)) {
+    case SSL_ERROR_WANT_READ:
+        c->want_cr = true;
+        break;
+    case SSL_ERROR_WANT_WRITE:
+        c->want_cw = true;
+        break;
+    default:
+        if (ERR_GET_REASON(ERR_peek_last_error()) == SSL_R_CALLBACK_FAILED) {
+            /* The ClientHello callback refused, and logged why. */
+            ERR_clear_error();
+            conn_close(c);
+            return;
+        }
+        conn_fail(c, "handshake_failed", ssl_reason(why, sizeof(why)));
+        return;
+    }
+    update_polls(c);
+}
+
+/* ---- events ------------------------------------------------------------- */
+
+static void on_client_event(uv_poll_t *h, int status, int events)
+{
+    struct conn *c = h->data;
+    (void)events;
+    if (status < 0 && status != UV_EBADF) {
+        conn_fail(c, "client_error", uv_strerror(status));
+        return;
+    }
+    if (c->state == ST_HANDSHAKE)
+        do_handshake(c);
+    else if (c->state == ST_RELAY)
+        pump(c);
+}
+
+static void on_backend_event(uv_poll_t *h, int status, int events)
+{
+    struct conn *c = h->data;
+    (void)events;
+    if (c->state == ST_CONNECTING) {
+        on_connected(c);
+        return;
+    }
+    if (status < 0) {
+        char why[200];
+        snprintf(why, sizeof(why), "backend %s: %s", c->binding->backend, uv_strerror(status));
+        conn_fail(c, "backend_error", why);
+        return;
+    }
+    if (c->state == ST_RELAY)
+        pump(c);
+}
+
+static void on_timer(uv_timer_t *t)
+{
+    struct conn *c = t->data;
+    uint64_t now = uv_now(c->srv->loop);
+    char why[200];
+
+    switch (c->state) {
+    case ST_HANDSHAKE:
+        snprintf(why, sizeof(why), "no handshake within %llu ms",
+                 (unsigned long long)c->srv->cfg.handshake_timeout_ms);
+        conn_fail(c, "handshake_timeout", why);
+        return;
+    case ST_CONNECTING:
+        snprintf(why, sizeof(why), "backend %s did not answer within %llu ms", c->binding->backend,
+                 (unsigned long long)c->srv->cfg.connect_timeout_ms);
+        conn_fail(c, "backend_timeout", why);
+        return;
+    case ST_RELAY:
+        if (now - c->last_active >= c->srv->cfg.idle_timeout_ms) {
+            snprintf(why, sizeof(why), "idle for %llu ms",
+                     (unsigned long long)c->srv->cfg.idle_timeout_ms);
+            conn_log(c, "info", "idle_timeout", why);
+            conn_close(c);
+            return;
+        }
+        uv_timer_start(&c->timer, on_timer, c->srv->cfg.idle_timeout_ms - (now - c->last_active),
+                       0);
+        return;
+    case ST_CLOSED:
+        return;
+    }
+}
+
+/* ---- accepting ---------------------------------------------------------- */
+
+static void to_v4_if_mapped(struct sockaddr_storage *ss)
+{
+    struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)ss;
+    if (ss->ss_family != AF_INET6 || !IN6_IS_ADDR_V4MAPPED(&s6->sin6_addr))
+        return;
+    struct sockaddr_in s4 = {.sin_family = AF_INET, .sin_port = s6->sin6_port};
+    memcpy(&s4.sin_addr, &s6->sin6_addr.s6_addr[12], 4);
+    memset(ss, 0, sizeof(*ss));
+    memcpy(ss, &s4, sizeof(s4));
+}
+
+static void accept_one(struct cb_server *srv, int fd, const struct sockaddr_storage *peer)
+{
+    struct conn *c = calloc(1, sizeof(*c));
+    socklen_t len = sizeof(c->local);
+
+    if (c == NULL || getsockname(fd, (struct sockaddr *)&c->local, &len) != 0 ||
+        (c->ssl = SSL_new(srv->default_ctx)) == NULL) {
+        if (c != NULL)
+            free(c);
+        close(fd);
+        cb_log("error", "accept_failed", "worker=%d reason=\"out of memory\"", srv->cfg.worker);
+        return;
+    }
+    c->srv = srv;
+    c->cfd = fd;
+    c->bfd = -1;
+    c->peer = *peer;
+    to_v4_if_mapped(&c->local);
+    to_v4_if_mapped(&c->peer);
+    c->rt = cb_runtime_ref(srv->rt);
+    c->state = ST_HANDSHAKE;
+    SSL_set_fd(c->ssl, fd);
+    SSL_set_accept_state(c->ssl);
+    SSL_set_ex_data(c->ssl, conn_index, c);
+    uv_poll_init(srv->loop, &c->cpoll, fd);
+    c->cpoll.data = c;
+    uv_timer_init(srv->loop, &c->timer);
+    c->timer.data = c;
+    uv_timer_start(&c->timer, on_timer, srv->cfg.handshake_timeout_ms, 0);
+    c->next = srv->conns;
+    if (srv->conns)
+        srv->conns->prev = c;
+    srv->conns = c;
+    srv->n_conns++;
+    c->want_cr = true;
+    update_polls(c);
+}
+
+static void on_accept_resume(uv_timer_t *t);
+
+static void on_listener(uv_poll_t *h, int status, int events)
+{
+    struct listener *l = h->data;
+    struct cb_server *srv = (struct cb_server *)h->loop->data;
+    (void)events;
+    if (status < 0)
+        return;
+    for (int i = 0; i < CB_ACCEPT_BATCH; i++) {
+        struct sockaddr_storage peer;
+        socklen_t len = sizeof(peer);
+        int fd = accept4(l->fd, (struct sockaddr *)&peer, &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd >= 0) {
+            int one = 1;
+            setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+            accept_one(srv, fd, &peer);
+            continue;
+        }
+        if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
+            /* Out of descriptors: stop accepting for a moment instead of spinning. */
+            if (!srv->accept_paused) {
+                cb_log("error", "accept_paused",
+                       "worker=%d reason=\"%s\" open_connections=%zu resume_in_ms=100",
+                       srv->cfg.worker, strerror(errno), srv->n_conns);
+                srv->accept_paused = true;
+                for (struct listener *x = srv->listeners; x; x = x->next)
+                    uv_poll_stop(&x->poll);
+                uv_timer_start(&srv->accept_pause, on_accept_resume, 100, 0);
+            }
+            return;
+        }
+        return; /* EAGAIN, or a connection that went away before accept */
+    }
+}
+
+static void on_accept_resume(uv_timer_t *t)
+{
+    struct cb_server *srv = t->data;
+    srv->accept_paused = false;
+    if (srv->draining)
+        return;
+    for (struct listener *x = srv->listeners; x; x = x->next)
+        uv_poll_start(&x->poll, UV_READABLE, on_listener);
+}
+
+/* ---- listeners ---------------------------------------------------------- */
+
+static int open_listener(const struct cb_listen_addr *a, int *out, struct cb_err *err)
+{
+    int fd = socket(a->addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    int one = 1, zero = 0;
+
+    if (fd < 0)
+        return cb_err_set(err, CB_EIO, "cannot listen on %s: %s", a->text, strerror(errno));
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one));
+    if (a->addr.ss_family == AF_INET6)
+        setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, a->dual_stack ? &zero : &one, sizeof(one));
+    if (bind(fd, (const struct sockaddr *)&a->addr, a->len) != 0 || listen(fd, 4096) != 0) {
+        int e = errno;
+        close(fd);
+        if (e == EADDRINUSE)
+            return cb_err_set(err, CB_EIO,
+                              "cannot listen on %s: the address is in use by another program; "
+                              "stop it or move the binding to another port",
+                              a->text);
+        if (e == EACCES || e == EPERM)
+            return cb_err_set(err, CB_EPERM,
+                              "cannot listen on %s: permission denied; ports below 1024 need "
+                              "root or CAP_NET_BIND_SERVICE",
+                              a->text);
+        if (e == EADDRNOTAVAIL)
+            return cb_err_set(err, CB_EIO,
+                              "cannot listen on %s: no such local address on this machine; fix "
+                              "or delete the IP binding",
+                              a->text);
+        return cb_err_set(err, CB_EIO, "cannot listen on %s: %s", a->text, strerror(e));
+    }
+    *out = fd;
+    return 0;
+}
+
+static void on_listener_closed(uv_handle_t *h)
+{
+    struct listener *l = h->data;
+    close(l->fd);
+    free(l);
+}
+
+int cb_listen_probe(const struct cb_listen_addr *addrs, size_t n, struct cb_err *err)
+{
+    for (size_t i = 0; i < n; i++) {
+        int fd, ret = open_listener(&addrs[i], &fd, err);
+        if (ret != 0)
+            return ret;
+        close(fd);
+    }
+    return 0;
+}
+
+int cb_server_listen(struct cb_server *srv, const struct cb_listen_addr *addrs, size_t n,
+                     struct cb_err *err)
+{
+    struct listener *l, **pp;
+    int ret = 0;
+
+    for (l = srv->listeners; l; l = l->next)
+        l->keep = false;
+    for (size_t i = 0; i < n && ret == 0; i++) {
+        for (l = srv->listeners; l; l = l->next)
+            if (strcmp(l->addr.text, addrs[i].text) == 0)
+                break;
+        if (l != NULL) {
+            l->keep = true;
+            continue;
+        }
+        int fd;
+        if ((ret = open_listener(&addrs[i], &fd, err)) != 0)
+            break;
+        l = calloc(1, sizeof(*l));
+        if (l == NULL) {
+            close(fd);
+            ret = cb_err_set(err, CB_ENOMEM, "out of memory");
+            break;
+        }
+        l->fd = fd;
+        l->addr = addrs[i];
+        l->keep = true;
+        uv_poll_init(srv->loop, &l->poll, fd);
+        l->poll.data = l;
+        if (!srv->accept_paused && !srv->draining)
+            uv_poll_start(&l->poll, UV_READABLE, on_listener);
+        l->next = srv->listeners;
+        srv->listeners = l;
+        if (srv->cfg.worker == 0)
+            cb_log("info", "listen", "addr=%s", l->addr.text);
+    }
+    if (ret != 0)
+        return ret;
+    for (pp = &srv->listeners; *pp;) {
+        l = *pp;
+        if (l->keep) {
+            pp = &l->next;
+            continue;
+        }
+        *pp = l->next;
+        if (srv->cfg.worker == 0)
+            cb_log("info", "unlisten", "addr=%s", l->addr.text);
+        uv_close((uv_handle_t *)&l->poll, on_listener_closed);
+    }
+    return 0;
+}
+
+static int plan_add(struct cb_listen_addr **arr, size_t *n, size_t *cap, int family,
+                    const uint8_t *addr, uint16_t port, bool dual)
+{
+    struct cb_listen_addr a = {0};
+    char text[INET6_ADDRSTRLEN];
+
+    if (family == AF_INET) {
+        struct sockaddr_in *s = (struct sockaddr_in *)&a.addr;
+        s->sin_family = AF_INET;
+        s->sin_port = htons(port);
+        memcpy(&s->sin_addr, addr, 4);
+        a.len = sizeof(*s);
+        inet_ntop(AF_INET, addr, text, sizeof(text));
+        snprintf(a.text, sizeof(a.text), "%s:%u", text, port);
+    } else {
+        struct sockaddr_in6 *s = (struct sockaddr_in6 *)&a.addr;
+        s->sin6_family = AF_INET6;
+        s->sin6_port = htons(port);
+        memcpy(&s->sin6_addr, addr, 16);
+        a.len = sizeof(*s);
+        inet_ntop(AF_INET6, addr, text, sizeof(text));
+        snprintf(a.text, sizeof(a.text), "[%s]:%u", text, port);
+    }
+    a.dual_stack = dual;
+    for (size_t i = 0; i < *n; i++)
+        if (strcmp((*arr)[i].text, a.text) == 0)
+            return 0;
+    if (*n == *cap) {
+        size_t nc = *cap ? *cap * 2 : 16;
+        struct cb_listen_addr *na = realloc(*arr, nc * sizeof(*na));
+        if (na == NULL)
+            return CB_ENOMEM;
+        *arr = na;
+        *cap = nc;
+    }
+    (*arr)[(*n)++] = a;
+    return 0;
+}
+
+static bool ipv6_available(void)
+{
+    static int known = -1;
+    if (known < 0) {
+        int fd = socket(AF_INET6, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        known = fd >= 0;
+        if (fd >= 0)
+            close(fd);
+    }
+    return known;
+}
+
+int cb_listen_plan(const struct cb_snapshot *snap, struct cb_listen_addr **out, size_t *n,
+                   struct cb_err *err)
+{
+    static const uint8_t any[16];
+    size_t count = cb_snapshot_count(snap), cap = 0;
+    uint8_t *wild = calloc(65536, 1); /* ports where any local address must answer */
+    struct cb_listen_addr *arr = NULL;
+
+    *n = 0;
+    if (wild == NULL)
+        return cb_err_set(err, CB_ENOMEM, "out of memory");
+    for (uint32_t i = 0; i < count; i++) {
+        const struct cb_snap_binding *b = cb_snapshot_binding(snap, i);
+        if (b->kind != CB_KEY_IP)
+            wild[b->port] = 1;
+    }
+    for (uint32_t port = 1; port < 65536; port++) {
+        if (!wild[port])
+            continue;
+        /* One dual-stack socket answers every local address, v4 and v6. */
+        int ret = ipv6_available() ? plan_add(&arr, n, &cap, AF_INET6, any, (uint16_t)port, true)
+                                   : plan_add(&arr, n, &cap, AF_INET, any, (uint16_t)port, false);
+        if (ret != 0)
+            goto out_nomem;
+    }
+    for (uint32_t i = 0; i < count; i++) {
+        const struct cb_snap_binding *b = cb_snapshot_binding(snap, i);
+        if (b->kind == CB_KEY_IP && !wild[b->port] &&
+            plan_add(&arr, n, &cap, b->family, b->addr, b->port, false) != 0)
+            goto out_nomem;
+    }
+    free(wild);
+    *out = arr;
+    return 0;
+out_nomem:
+    free(wild);
+    free(arr);
+    *n = 0;
+    return cb_err_set(err, CB_ENOMEM, "out of memory");
+}
+
+/* ---- server ------------------------------------------------------------- */
+
+int cb_server_new(uv_loop_t *loop, const struct cb_server_config *cfg, struct cb_server **out,
+                  struct cb_err *err)
+{
+    struct cb_server *srv = calloc(1, sizeof(*srv));
+
+    if (srv == NULL)
+        return cb_err_set(err, CB_ENOMEM, "out of memory");
+    if (conn_index < 0)
+        conn_index = SSL_get_ex_new_index(0, NULL, NULL, NULL, NULL);
+    srv->loop = loop;
+    srv->cfg = *cfg;
+    srv->default_ctx = cb_tls_default_ctx(on_client_hello);
+    if (srv->default_ctx == NULL) {
+        free(srv);
+        cb_err_set(err, CB_ETLS, "cannot create the TLS context");
+        cb_tls_err_append(err);
+        return CB_ETLS;
+    }
+    SSL_CTX_set_tlsext_ticket_keys(srv->default_ctx, (void *)srv->cfg.ticket_keys,
+                                   sizeof(srv->cfg.ticket_keys));
+    loop->data = srv;
+    uv_timer_init(loop, &srv->accept_pause);
+    srv->accept_pause.data = srv;
+    uv_timer_init(loop, &srv->grace);
+    srv->grace.data = srv;
+    *out = srv;
+    return 0;
+}
+
+void cb_server_swap_runtime(struct cb_server *srv, struct cb_runtime *rt)
+{
+    struct cb_runtime *old = srv->rt;
+    srv->rt = cb_runtime_ref(rt);
+    cb_runtime_unref(old); /* connections still on it keep their own references */
+}
+
+size_t cb_server_connections(const struct cb_server *srv)
+{
+    return srv->n_conns;
+}
+
+static void on_grace(uv_timer_t *t)
+{
+    struct cb_server *srv = t->data;
+    if (srv->n_conns > 0)
+        cb_log("warn", "drain_timeout", "worker=%d closing=%zu", srv->cfg.worker, srv->n_conns);
+    while (srv->conns != NULL)
+        conn_close(srv->conns);
+    if (srv->on_drained != NULL && srv->n_conns == 0)
+        srv->on_drained(srv);
+}
+
+void cb_server_drain(struct cb_server *srv, void (*on_drained)(struct cb_server *srv))
+{
+    struct cb_err err;
+
+    srv->draining = true;
+    srv->on_drained = on_drained;
+    if (cb_server_listen(srv, NULL, 0, &err) != 0)
+        return;
+    uv_timer_stop(&srv->accept_pause);
+    if (srv->n_conns == 0) {
+        on_drained(srv);
+        return;
+    }
+    uv_timer_start(&srv->grace, on_grace, srv->cfg.grace_ms, 0);
+}
+
+static void on_server_handle_closed(uv_handle_t *h)
+{
+    struct cb_server *srv = h->data;
+    if (--srv->closing == 0)
+        free(srv);
+}
+
+void cb_server_free(struct cb_server *srv)
+{
+    struct cb_err err;
+
+    if (srv == NULL)
+        return;
+    srv->on_drained = NULL;
+    while (srv->conns != NULL)
+        conn_close(srv->conns);
+    if (cb_server_listen(srv, NULL, 0, &err) != 0)
+        return;
+    cb_runtime_unref(srv->rt);
+    srv->rt = NULL;
+    SSL_CTX_free(srv->default_ctx);
+    srv->default_ctx = NULL;
+    /* srv is freed when its last handle has closed, on a later loop turn. */
+    srv->closing = 2;
+    uv_close((uv_handle_t *)&srv->accept_pause, on_server_handle_closed);
+    uv_close((uv_handle_t *)&srv->grace, on_server_handle_closed);
+}
