@@ -18,6 +18,7 @@
 #include <openssl/evp.h>
 #include <openssl/pem.h>
 #include <openssl/pkcs12.h>
+#include <openssl/provider.h>
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
 #include <openssl/x509v3.h>
@@ -224,6 +225,23 @@ out_free_certs:
     return ret;
 }
 
+/*
+ * PKCS12_parse, retried once with OpenSSL's legacy provider loaded: PKCS#12 files from
+ * older exporters (Windows before Server 2019 among them) encrypt with RC2-40, which
+ * OpenSSL 3 keeps there. The provider stays loaded for the life of the process.
+ */
+static int p12_parse(PKCS12 *p12, const char *password, struct cb_cert_bundle *b)
+{
+    static OSSL_PROVIDER *legacy;
+
+    if (PKCS12_parse(p12, password, &b->key, &b->leaf, &b->chain))
+        return 1;
+    if (legacy != NULL || (legacy = OSSL_PROVIDER_try_load(NULL, "legacy", 1)) == NULL)
+        return 0;
+    ERR_clear_error();
+    return PKCS12_parse(p12, password, &b->key, &b->leaf, &b->chain);
+}
+
 static int load_pkcs12(const char *path, const unsigned char *buf, size_t len, const char *password,
                        struct cb_cert_bundle *b, struct cb_err *err)
 {
@@ -242,13 +260,22 @@ static int load_pkcs12(const char *path, const unsigned char *buf, size_t len, c
                           ".pfx",
                           path);
     }
-    if (!PKCS12_parse(p12, password ? password : "", &b->key, &b->leaf, &b->chain)) {
+    if (!p12_parse(p12, password ? password : "", b)) {
         ERR_clear_error();
-        ret = cb_err_set(err, CB_EBADFILE,
-                         password ? "cannot open PKCS#12 file %s: wrong password in password-file?"
-                                  : "cannot open PKCS#12 file %s: it needs a password; give "
-                                    "password-file=FILE",
-                         path);
+        if (PKCS12_verify_mac(p12, password ? password : "", -1))
+            ret = cb_err_set(err, CB_EBADFILE,
+                             "cannot open PKCS#12 file %s: the password is right but the file "
+                             "uses an encryption this system's OpenSSL cannot read; export it "
+                             "again with AES-256 or as PEM",
+                             path);
+        else
+            ret = cb_err_set(err, CB_EBADFILE,
+                             password
+                                 ? "cannot open PKCS#12 file %s: wrong password in password-file?"
+                                 : "cannot open PKCS#12 file %s: it needs a password; give "
+                                   "password-file=FILE",
+                             path);
+        ERR_clear_error();
         goto out_free_p12;
     }
     if (b->leaf == NULL || b->key == NULL) {
