@@ -7,6 +7,7 @@
 #include <arpa/inet.h>
 #include <stdio.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/socket.h>
 
 static const struct {
@@ -148,11 +149,11 @@ int cb_binding_set_option(struct cb_binding *b, const char *name, const char *va
         return 0;
     }
     if (strcmp(name, "proxyprotocol") == 0) {
-        if (strcmp(value, "off") == 0)
+        if (strcasecmp(value, "off") == 0)
             b->proxy = CB_PROXY_OFF;
-        else if (strcmp(value, "v1") == 0)
+        else if (strcasecmp(value, "v1") == 0)
             b->proxy = CB_PROXY_V1;
-        else if (strcmp(value, "v2") == 0)
+        else if (strcasecmp(value, "v2") == 0)
             b->proxy = CB_PROXY_V2;
         else
             return cb_err_set(err, CB_EINVAL, "proxyprotocol=%s: use off, v1 or v2", value);
@@ -174,9 +175,9 @@ int cb_binding_set_option(struct cb_binding *b, const char *name, const char *va
     for (size_t i = 0; i < N_FLAGS; i++) {
         if (strcmp(name, flag_names[i].name) != 0)
             continue;
-        if (strcmp(value, "enable") == 0)
+        if (strcasecmp(value, "enable") == 0)
             b->flags |= flag_names[i].bit;
-        else if (strcmp(value, "disable") == 0)
+        else if (strcasecmp(value, "disable") == 0)
             b->flags &= ~flag_names[i].bit;
         else
             return cb_err_set(err, CB_EINVAL, "%s=%s: use %s=enable or %s=disable", name, value,

@@ -78,7 +78,7 @@ int cb_priv_test_as(const struct cb_user *user, size_t n, cb_priv_check_fn check
             char rec[257];
             e.msg[0] = '\0';
             rec[0] = check(i, arg, &e) == 0 ? '1' : '0';
-            snprintf(rec + 1, 256, "%s", e.msg);
+            snprintf(rec + 1, 256, "%.255s", e.msg);
             if (write(fds[1], rec, sizeof(rec)) != (ssize_t)sizeof(rec))
                 _exit(4);
         }
