@@ -12,17 +12,37 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 
 enum tag { TAG_IP = 1, TAG_NAME, TAG_WILD, TAG_CCS, TAG_FILE, TAG_FILE_WILD };
 
+/* A binding index slot: one cache line holding everything a lookup compares, so a
+ * hit costs one miss (prefetched) and never touches the binding record. */
+#define SLOT_KEY 52
+#define SLOT_LONG 255 /* key longer than SLOT_KEY: compare with the record */
 struct slot {
     uint32_t hash;
     uint32_t idx1; /* index + 1; 0 marks an empty slot */
+    uint16_t port;
+    uint8_t kind;
+    uint8_t len;
+    char key[SLOT_KEY];
 };
 
 struct index {
     struct slot *slots;
+    uint32_t cap; /* about 1.3 x entries: positions come from a multiply, not a mask */
+};
+
+/* The central-store file index: hash and position only. */
+struct fslot {
+    uint32_t hash;
+    uint32_t idx1;
+};
+
+struct findex {
+    struct fslot *slots;
     uint32_t mask;
 };
 
@@ -39,9 +59,10 @@ struct cb_snapshot {
     size_t n_bindings;
     struct cb_ccs_file *files;
     size_t n_files;
-    struct index bidx;
-    struct index fidx;
+    struct index bidx[TAG_CCS + 1]; /* one table per rule: each probe walks a small one */
+    struct findex fidx;
     struct arena_chunk *arena;
+    size_t arena_bytes;
 };
 
 struct cb_snapshot_builder {
@@ -49,21 +70,54 @@ struct cb_snapshot_builder {
     size_t cap_bindings, cap_files;
 };
 
-/* FNV-1a over a tag, a port and bytes, with a final avalanche. */
+/* A multiply-mix hash over 8-byte words: a handful of cycles for a host name. */
+static inline uint64_t mix(uint64_t a, uint64_t b)
+{
+    __uint128_t r = (__uint128_t)a * b;
+    return (uint64_t)r ^ (uint64_t)(r >> 64);
+}
+
 static uint32_t hash_key(enum tag tag, uint16_t port, const void *p, size_t n)
 {
-    uint64_t h = 0xcbf29ce484222325ull;
     const unsigned char *b = p;
+    uint64_t h = 0x9e3779b97f4a7c15ull ^ ((uint64_t)tag << 56) ^ ((uint64_t)port << 32) ^ n;
 
-    h = (h ^ (uint64_t)tag) * 0x100000001b3ull;
-    h = (h ^ (port & 0xff)) * 0x100000001b3ull;
-    h = (h ^ (port >> 8)) * 0x100000001b3ull;
-    for (size_t i = 0; i < n; i++)
-        h = (h ^ b[i]) * 0x100000001b3ull;
-    h ^= h >> 33;
-    h *= 0xff51afd7ed558ccdull;
-    h ^= h >> 33;
-    return (uint32_t)h;
+    for (; n >= 8; b += 8, n -= 8) {
+        uint64_t v;
+        memcpy(&v, b, 8);
+        h = mix(h ^ v, 0xbf58476d1ce4e5b9ull);
+    }
+    if (n > 0) {
+        uint64_t v = 0;
+        memcpy(&v, b, n);
+        h = mix(h ^ v, 0x94d049bb133111ebull);
+    }
+    h = mix(h, 0x9e3779b97f4a7c15ull);
+    return (uint32_t)(h ^ (h >> 32));
+}
+
+#define HUGE_PAGE (2u << 20)
+
+/*
+ * Zeroed memory for the big tables. From 2 MiB up it is aligned to huge pages and
+ * marked for them: at 10^6 bindings lookups are bound by cache and TLB misses, and
+ * huge pages remove most of the latter. Freed with free().
+ */
+static void *big_calloc(size_t n, size_t size)
+{
+    size_t bytes = n * size;
+    void *p;
+
+    if (size != 0 && bytes / size != n)
+        return NULL;
+    size_t align = bytes < HUGE_PAGE ? 64 : HUGE_PAGE;
+    bytes = (bytes + align - 1) & ~(align - 1);
+    if (posix_memalign(&p, align, bytes) != 0)
+        return NULL;
+    if (align == HUGE_PAGE)
+        madvise(p, bytes, MADV_HUGEPAGE);
+    memset(p, 0, bytes);
+    return p;
 }
 
 static void *arena_alloc(struct cb_snapshot *s, size_t n)
@@ -72,14 +126,18 @@ static void *arena_alloc(struct cb_snapshot *s, size_t n)
 
     n = (n + 7) & ~(size_t)7;
     if (c == NULL || c->size - c->used < n) {
-        size_t size = n > 65536 ? n : 65536;
-        c = malloc(sizeof(*c) + size);
+        /* Small chunks while small; huge-page chunks once the table is big. */
+        size_t chunk = s->arena_bytes >= 4 * HUGE_PAGE ? HUGE_PAGE - sizeof(*c) : 65536;
+        size_t size = n > chunk ? n : chunk;
+        c = s->arena_bytes >= 4 * HUGE_PAGE ? big_calloc(1, sizeof(*c) + size)
+                                            : malloc(sizeof(*c) + size);
         if (c == NULL)
             return NULL;
         c->next = s->arena;
         c->used = 0;
         c->size = size;
         s->arena = c;
+        s->arena_bytes += size;
     }
     void *p = c->data + c->used;
     c->used += n;
@@ -106,7 +164,8 @@ static void snapshot_free(struct cb_snapshot *s)
     }
     free(s->bindings);
     free(s->files);
-    free(s->bidx.slots);
+    for (int t = 0; t <= TAG_CCS; t++)
+        free(s->bidx[t].slots);
     free(s->fidx.slots);
     free(s);
 }
@@ -158,6 +217,7 @@ int cb_snapshot_builder_add(struct cb_snapshot_builder *sb, const struct cb_bind
     if ((b->key.kind == CB_KEY_HOST || b->key.kind == CB_KEY_HOST_WILD) &&
         (e->host = arena_strdup(s, b->key.host)) == NULL)
         return cb_err_set(err, CB_ENOMEM, "out of memory building the binding table");
+    e->host_len = e->host ? (uint8_t)strlen(e->host) : 0;
     if ((b->backend[0] && (e->backend = arena_strdup(s, b->backend)) == NULL) ||
         (b->ccspath[0] && (e->ccspath = arena_strdup(s, b->ccspath)) == NULL) ||
         (b->appid[0] && (e->appid = arena_strdup(s, b->appid)) == NULL))
@@ -212,11 +272,11 @@ static enum tag binding_tag(const struct cb_snap_binding *e, const void **p, siz
         return TAG_IP;
     case CB_KEY_HOST:
         *p = e->host;
-        *n = strlen(e->host);
+        *n = e->host_len;
         return TAG_NAME;
     case CB_KEY_HOST_WILD:
         *p = e->host + 2;
-        *n = strlen(e->host + 2);
+        *n = e->host_len - 2u;
         return TAG_WILD;
     default:
         *p = NULL;
@@ -269,6 +329,19 @@ static uint32_t file_hash(const struct cb_ccs_file *f)
 
 static int index_init(struct index *ix, size_t n)
 {
+    size_t cap = n + n / 3 + 8;
+
+    if (cap > UINT32_MAX)
+        return CB_ENOMEM;
+    ix->slots = big_calloc(cap, sizeof(*ix->slots));
+    if (ix->slots == NULL)
+        return CB_ENOMEM;
+    ix->cap = (uint32_t)cap;
+    return 0;
+}
+
+static int findex_init(struct findex *ix, size_t n)
+{
     size_t cap = 16;
 
     while (cap < n * 2)
@@ -280,6 +353,29 @@ static int index_init(struct index *ix, size_t n)
     return 0;
 }
 
+static inline uint32_t slot_pos(const struct index *ix, uint32_t h)
+{
+    return (uint32_t)(((uint64_t)h * ix->cap) >> 32);
+}
+
+/* The bytes a slot compares: [family, address] for IP keys, the name (or the
+ * wildcard's parent) for names, nothing for ccs. */
+static size_t index_key(const struct cb_snap_binding *e, const char **name, uint8_t *ipbuf)
+{
+    const void *p;
+    size_t n;
+    enum tag t = binding_tag(e, &p, &n);
+
+    if (t == TAG_IP) {
+        ipbuf[0] = e->family;
+        memcpy(ipbuf + 1, e->addr, n);
+        *name = (const char *)ipbuf;
+        return n + 1;
+    }
+    *name = p;
+    return n;
+}
+
 int cb_snapshot_builder_finish(struct cb_snapshot_builder *sb, uint64_t generation,
                                struct cb_snapshot **out, struct cb_err *err)
 {
@@ -287,17 +383,41 @@ int cb_snapshot_builder_finish(struct cb_snapshot_builder *sb, uint64_t generati
     int ret;
 
     s->generation = generation;
-    if (index_init(&s->bidx, s->n_bindings) != 0 || index_init(&s->fidx, s->n_files) != 0) {
+    size_t per_tag[TAG_CCS + 1] = {0};
+    for (size_t i = 0; i < s->n_bindings; i++) {
+        const void *p;
+        size_t n;
+        per_tag[binding_tag(&s->bindings[i], &p, &n)]++;
+    }
+    for (int t = TAG_IP; t <= TAG_CCS; t++) {
+        if (index_init(&s->bidx[t], per_tag[t]) != 0) {
+            ret = cb_err_set(err, CB_ENOMEM, "out of memory building the binding index");
+            goto out_free;
+        }
+    }
+    if (findex_init(&s->fidx, s->n_files) != 0) {
         ret = cb_err_set(err, CB_ENOMEM, "out of memory building the binding index");
         goto out_free;
     }
     for (size_t i = 0; i < s->n_bindings; i++) {
-        uint32_t h = binding_hash(&s->bindings[i]);
-        for (uint32_t pos = h & s->bidx.mask;; pos = (pos + 1) & s->bidx.mask) {
-            struct slot *sl = &s->bidx.slots[pos];
+        const void *p;
+        size_t n;
+        const struct cb_snap_binding *e = &s->bindings[i];
+        struct index *ix = &s->bidx[binding_tag(e, &p, &n)];
+        uint32_t h = binding_hash(e);
+        for (uint32_t pos = slot_pos(ix, h);; pos = pos + 1 == ix->cap ? 0 : pos + 1) {
+            struct slot *sl = &ix->slots[pos];
             if (sl->idx1 == 0) {
+                uint8_t ipbuf[17];
+                const char *key;
+                size_t len = index_key(e, &key, ipbuf);
                 sl->hash = h;
                 sl->idx1 = (uint32_t)i + 1;
+                sl->port = e->port;
+                sl->kind = e->kind;
+                sl->len = len <= SLOT_KEY ? (uint8_t)len : SLOT_LONG;
+                if (len <= SLOT_KEY)
+                    memcpy(sl->key, key, len);
                 break;
             }
             if (sl->hash == h && binding_equal(&s->bindings[sl->idx1 - 1], &s->bindings[i])) {
@@ -311,7 +431,7 @@ int cb_snapshot_builder_finish(struct cb_snapshot_builder *sb, uint64_t generati
         const struct cb_ccs_file *f = &s->files[i];
         uint32_t h = file_hash(f);
         for (uint32_t pos = h & s->fidx.mask;; pos = (pos + 1) & s->fidx.mask) {
-            struct slot *sl = &s->fidx.slots[pos];
+            struct fslot *sl = &s->fidx.slots[pos];
             if (sl->idx1 == 0) {
                 sl->hash = h;
                 sl->idx1 = (uint32_t)i + 1;
@@ -370,32 +490,46 @@ const struct cb_ccs_file *cb_snapshot_ccs_file(const struct cb_snapshot *s, size
     return index < s->n_files ? &s->files[index] : NULL;
 }
 
-/* Probe for a binding with this tag, port and bytes; kind_ok filters IP vs ANY_IP. */
-static long probe(const struct cb_snapshot *s, enum tag tag, uint16_t port, uint8_t family,
+/* Probes the table of `tag` for hash h and key bytes p[0..n) (for IP keys: family,
+ * then the address); want_kind tells IP from ANY_IP. */
+static long probe(const struct cb_snapshot *s, enum tag tag, uint32_t h, uint16_t port,
                   const void *p, size_t n, uint8_t want_kind)
 {
-    uint32_t h = tag == TAG_IP ? hash_ip(family, p, port) : hash_key(tag, port, p, n);
+    const struct index *ix = &s->bidx[tag];
 
-    for (uint32_t pos = h & s->bidx.mask;; pos = (pos + 1) & s->bidx.mask) {
-        const struct slot *sl = &s->bidx.slots[pos];
+    for (uint32_t pos = slot_pos(ix, h);; pos = pos + 1 == ix->cap ? 0 : pos + 1) {
+        const struct slot *sl = &ix->slots[pos];
         if (sl->idx1 == 0)
             return -1;
-        if (sl->hash != h)
+        if (sl->hash != h || sl->port != port || sl->kind != want_kind)
             continue;
-        const struct cb_snap_binding *e = &s->bindings[sl->idx1 - 1];
-        if (e->port != port || e->kind != want_kind)
+        if (sl->len != SLOT_LONG) {
+            if (sl->len == n && memcmp(sl->key, p, n) == 0)
+                return (long)sl->idx1 - 1;
             continue;
-        if (tag == TAG_IP) {
-            if (e->family == family && memcmp(e->addr, p, family == AF_INET ? 4 : 16) == 0)
-                return (long)sl->idx1 - 1;
-        } else if (tag == TAG_CCS) {
-            return (long)sl->idx1 - 1;
-        } else {
-            const char *name = tag == TAG_WILD ? e->host + 2 : e->host;
-            if (strlen(name) == n && memcmp(name, p, n) == 0)
-                return (long)sl->idx1 - 1;
         }
+        const struct cb_snap_binding *e = &s->bindings[sl->idx1 - 1];
+        size_t off = tag == TAG_WILD ? 2 : 0;
+        if (e->host != NULL && e->host_len - off == n && memcmp(e->host + off, p, n) == 0)
+            return (long)sl->idx1 - 1;
     }
+}
+
+static inline void prefetch_slot(const struct cb_snapshot *s, enum tag tag, uint32_t h)
+{
+    __builtin_prefetch(&s->bidx[tag].slots[slot_pos(&s->bidx[tag], h)]);
+}
+
+/* An IP probe: the key is the family byte and the address. */
+static long probe_ip(const struct cb_snapshot *s, uint32_t h, uint16_t port, uint8_t family,
+                     const uint8_t *addr, uint8_t want_kind)
+{
+    uint8_t key[17];
+    size_t n = family == AF_INET ? 4 : 16;
+
+    key[0] = family;
+    memcpy(key + 1, addr, n);
+    return probe(s, TAG_IP, h, port, key, n + 1, want_kind);
 }
 
 static const struct cb_ccs_file *probe_file(const struct cb_snapshot *s, enum tag tag,
@@ -404,7 +538,7 @@ static const struct cb_ccs_file *probe_file(const struct cb_snapshot *s, enum ta
     uint32_t h = hash_key(tag, port, name, n);
 
     for (uint32_t pos = h & s->fidx.mask;; pos = (pos + 1) & s->fidx.mask) {
-        const struct slot *sl = &s->fidx.slots[pos];
+        const struct fslot *sl = &s->fidx.slots[pos];
         if (sl->idx1 == 0)
             return NULL;
         const struct cb_ccs_file *f = &s->files[sl->idx1 - 1];
@@ -419,17 +553,24 @@ static const struct cb_ccs_file *probe_file(const struct cb_snapshot *s, enum ta
 
 long cb_snapshot_find(const struct cb_snapshot *s, const struct cb_binding_key *key)
 {
+    size_t n;
+
     switch (key->kind) {
     case CB_KEY_IP:
     case CB_KEY_ANY_IP:
-        return probe(s, TAG_IP, key->port, key->family, key->addr, 0, (uint8_t)key->kind);
+        return probe_ip(s, hash_ip(key->family, key->addr, key->port), key->port, key->family,
+                        key->addr, (uint8_t)key->kind);
     case CB_KEY_HOST:
-        return probe(s, TAG_NAME, key->port, 0, key->host, strlen(key->host), CB_KEY_HOST);
+        n = strlen(key->host);
+        return probe(s, TAG_NAME, hash_key(TAG_NAME, key->port, key->host, n), key->port, key->host,
+                     n, CB_KEY_HOST);
     case CB_KEY_HOST_WILD:
-        return probe(s, TAG_WILD, key->port, 0, key->host + 2, strlen(key->host + 2),
-                     CB_KEY_HOST_WILD);
+        n = strlen(key->host + 2);
+        return probe(s, TAG_WILD, hash_key(TAG_WILD, key->port, key->host + 2, n), key->port,
+                     key->host + 2, n, CB_KEY_HOST_WILD);
     case CB_KEY_CCS:
-        return probe(s, TAG_CCS, key->port, 0, NULL, 0, CB_KEY_CCS);
+        return probe(s, TAG_CCS, hash_key(TAG_CCS, key->port, NULL, 0), key->port, NULL, 0,
+                     CB_KEY_CCS);
     }
     return -1;
 }
@@ -438,32 +579,52 @@ void cb_resolve(const struct cb_snapshot *s, const struct cb_resolve_query *q,
                 struct cb_resolution *out)
 {
     static const uint8_t any[16];
+    const char *parent = NULL;
+    size_t n = 0, pn = 0;
+    uint32_t h_ip, h_name = 0, h_wild = 0;
     long i;
 
+    /* Hash every candidate first and prefetch their slots, so the cache misses of
+     * rules 1-3 overlap instead of following one another. */
+    h_ip = hash_ip(q->family, q->addr, q->port);
+    prefetch_slot(s, TAG_IP, h_ip);
+    uint32_t h_any4 = hash_ip(AF_INET, any, q->port);
+    uint32_t h_any6 = q->family == AF_INET6 ? hash_ip(AF_INET6, any, q->port) : 0;
+    prefetch_slot(s, TAG_IP, h_any4);
+    if (q->sni != NULL) {
+        n = strlen(q->sni);
+        parent = cb_name_parent(q->sni);
+        h_name = hash_key(TAG_NAME, q->port, q->sni, n);
+        prefetch_slot(s, TAG_NAME, h_name);
+        if (parent != NULL) {
+            pn = n - (size_t)(parent - q->sni);
+            h_wild = hash_key(TAG_WILD, q->port, parent, pn);
+            prefetch_slot(s, TAG_WILD, h_wild);
+        }
+    }
     out->ccs = NULL;
     /* 1. IP binding on exactly the local address and port. */
-    if ((i = probe(s, TAG_IP, q->port, q->family, q->addr, 0, CB_KEY_IP)) >= 0) {
+    if ((i = probe_ip(s, h_ip, q->port, q->family, q->addr, CB_KEY_IP)) >= 0) {
         out->rule = CB_RULE_IP;
         goto found;
     }
     if (q->sni != NULL) {
-        size_t n = strlen(q->sni);
-        const char *parent = cb_name_parent(q->sni);
         /* 2. exact name; 3. wildcard: one extra label over the parent. */
-        if ((i = probe(s, TAG_NAME, q->port, 0, q->sni, n, CB_KEY_HOST)) >= 0) {
+        if ((i = probe(s, TAG_NAME, h_name, q->port, q->sni, n, CB_KEY_HOST)) >= 0) {
             out->rule = CB_RULE_SNI_EXACT;
             goto found;
         }
         if (parent != NULL &&
-            (i = probe(s, TAG_WILD, q->port, 0, parent, strlen(parent), CB_KEY_HOST_WILD)) >= 0) {
+            (i = probe(s, TAG_WILD, h_wild, q->port, parent, pn, CB_KEY_HOST_WILD)) >= 0) {
             out->rule = CB_RULE_SNI_WILDCARD;
             goto found;
         }
         /* 4. central store: NAME, then _.PARENT. */
-        if (s->n_files > 0 && probe(s, TAG_CCS, q->port, 0, NULL, 0, CB_KEY_CCS) >= 0) {
+        if (s->n_files > 0 && probe(s, TAG_CCS, hash_key(TAG_CCS, q->port, NULL, 0), q->port, NULL,
+                                    0, CB_KEY_CCS) >= 0) {
             const struct cb_ccs_file *f = probe_file(s, TAG_FILE, q->port, q->sni, n);
             if (f == NULL && parent != NULL)
-                f = probe_file(s, TAG_FILE_WILD, q->port, parent, strlen(parent));
+                f = probe_file(s, TAG_FILE_WILD, q->port, parent, pn);
             if (f != NULL) {
                 out->rule = CB_RULE_CCS;
                 out->ccs = f;
@@ -474,11 +635,11 @@ void cb_resolve(const struct cb_snapshot *s, const struct cb_resolve_query *q,
     }
     /* 5. wildcard IP: [::] then 0.0.0.0 for IPv6 connections, 0.0.0.0 for IPv4. */
     if (q->family == AF_INET6 &&
-        (i = probe(s, TAG_IP, q->port, AF_INET6, any, 0, CB_KEY_ANY_IP)) >= 0) {
+        (i = probe_ip(s, h_any6, q->port, AF_INET6, any, CB_KEY_ANY_IP)) >= 0) {
         out->rule = CB_RULE_WILDCARD_IP;
         goto found;
     }
-    if ((i = probe(s, TAG_IP, q->port, AF_INET, any, 0, CB_KEY_ANY_IP)) >= 0) {
+    if ((i = probe_ip(s, h_any4, q->port, AF_INET, any, CB_KEY_ANY_IP)) >= 0) {
         out->rule = CB_RULE_WILDCARD_IP;
         goto found;
     }

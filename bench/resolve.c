@@ -1,0 +1,150 @@
+/*
+ * bench/resolve.c: the resolver at scale. Fills a store with N bindings (half exact
+ * SNI names, a quarter wildcard names, a quarter IP bindings), then measures the
+ * time to load them into a snapshot, the resident memory per binding, and resolver
+ * lookups per second on one core. Run through bench/resolve.
+ */
+#include "binding/snapshot.h"
+#include "store/store.h"
+
+#include <arpa/inet.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+static double now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static long rss_kb(void)
+{
+    long pages = 0, rss = 0;
+    FILE *f = fopen("/proc/self/statm", "r");
+    if (f == NULL)
+        return 0;
+    if (fscanf(f, "%ld %ld", &pages, &rss) != 2)
+        rss = 0;
+    fclose(f);
+    return rss * (sysconf(_SC_PAGESIZE) / 1024);
+}
+
+static void key_of(size_t i, size_t n, struct cb_binding *b)
+{
+    char word[CB_KEY_TEXT_MAX];
+    struct cb_err err;
+
+    if (i < n / 2)
+        snprintf(word, sizeof(word), "hostnameport=site%zu.example.com:443", i);
+    else if (i < n / 2 + n / 4)
+        snprintf(word, sizeof(word), "hostnameport=*.zone%zu.example.net:443", i);
+    else
+        snprintf(word, sizeof(word), "ipport=10.%zu.%zu.%zu:443", (i >> 16) & 255, (i >> 8) & 255,
+                 i & 255);
+    if (cb_key_parse_word(word, &b->key, &err) != 0) {
+        fprintf(stderr, "bad key %s: %s\n", word, err.msg);
+        exit(1);
+    }
+}
+
+int main(int argc, char **argv)
+{
+    size_t n = argc > 1 ? strtoul(argv[1], NULL, 10) : 1000000;
+    char dir[] = "/tmp/cb-bench-resolve.XXXXXX";
+    struct cb_store *st;
+    struct cb_snapshot *snap;
+    struct cb_err err = {0};
+    struct cb_binding b;
+
+    if (mkdtemp(dir) == NULL || cb_store_open(dir, CB_STORE_WRITE, &st, &err) != 0) {
+        fprintf(stderr, "store: %s\n", err.msg);
+        return 1;
+    }
+    double t0 = now();
+    if (cb_store_begin(st, &err) != 0)
+        return 1;
+    cb_binding_init(&b);
+    memcpy(b.certhash, "0123456789ABCDEF0123456789ABCDEF01234567", 41);
+    for (size_t i = 0; i < n; i++) {
+        key_of(i, n, &b);
+        if (cb_store_binding_insert(st, &b, &err) != 0) {
+            fprintf(stderr, "insert: %s\n", err.msg);
+            return 1;
+        }
+    }
+    if (cb_store_commit(st, &err) != 0)
+        return 1;
+    double t_fill = now() - t0;
+    cb_store_close(st);
+
+    /* Load in a fresh handle, as serve does. */
+    if (cb_store_open(dir, CB_STORE_READ, &st, &err) != 0)
+        return 1;
+    long rss0 = rss_kb();
+    t0 = now();
+    if (cb_store_load_snapshot(st, &snap, &err) != 0) {
+        fprintf(stderr, "load: %s\n", err.msg);
+        return 1;
+    }
+    double t_load = now() - t0;
+    long rss1 = rss_kb();
+    cb_store_close(st);
+
+    /* Queries: hits of each kind and misses, normalised as serve does. */
+    size_t nq = 1 << 20;
+    struct cb_resolve_query *q = calloc(nq, sizeof(*q));
+    char(*names)[64] = calloc(nq, sizeof(*names));
+    unsigned seed = 12345;
+    for (size_t i = 0; i < nq; i++) {
+        size_t k = (size_t)rand_r(&seed) % n;
+        q[i].family = AF_INET;
+        q[i].addr[0] = 127;
+        q[i].addr[3] = 1;
+        q[i].port = 443;
+        if (k < n / 2)
+            snprintf(names[i], sizeof(names[i]), "site%zu.example.com", k);
+        else if (k < n / 2 + n / 4)
+            snprintf(names[i], sizeof(names[i]), "www.zone%zu.example.net", k);
+        else if (i % 2)
+            snprintf(names[i], sizeof(names[i]), "miss%zu.example.org", k);
+        else {
+            q[i].addr[0] = 10;
+            q[i].addr[1] = (uint8_t)(k >> 16);
+            q[i].addr[2] = (uint8_t)(k >> 8);
+            q[i].addr[3] = (uint8_t)k;
+        }
+        q[i].sni = names[i][0] ? names[i] : NULL;
+    }
+    struct cb_resolution r;
+    size_t hits = 0, lookups = 0;
+    t0 = now();
+    double t1;
+    do {
+        for (size_t i = 0; i < nq; i++) {
+            cb_resolve(snap, &q[i], &r);
+            hits += r.rule != CB_RULE_NONE;
+        }
+        lookups += nq;
+        t1 = now();
+    } while (t1 - t0 < 2.0);
+    double rate = (double)lookups / (t1 - t0);
+
+    printf("bindings            %zu\n", n);
+    printf("store fill          %.2f s (setup, not a target)\n", t_fill);
+    printf("load into snapshot  %.3f s          (target < 2 s)\n", t_load);
+    printf("resident memory     %.0f bytes/binding (target < 300)\n",
+           (double)(rss1 - rss0) * 1024.0 / (double)n);
+    printf("lookups             %.2f million/s on one core (target >= 5)\n", rate / 1e6);
+    printf("hit ratio           %.3f\n", (double)hits / (double)lookups);
+    cb_snapshot_unref(snap);
+    free(q);
+    free(names);
+    char cmd[128];
+    snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
+    return system(cmd) == 0 ? 0 : 1;
+}
