@@ -62,6 +62,7 @@ int cb_cmd_show_sslcert(struct cb_cli *cli) CB_MUST_CHECK;
 int cb_cmd_resolve(struct cb_cli *cli) CB_MUST_CHECK;
 int cb_cmd_set(struct cb_cli *cli) CB_MUST_CHECK;
 int cb_cmd_serve(struct cb_cli *cli) CB_MUST_CHECK;
+int cb_cmd_check(struct cb_cli *cli) CB_MUST_CHECK;
 
 /* Prints a JSON value (stolen) on stdout, followed by a newline. */
 struct json_t;

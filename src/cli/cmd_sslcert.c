@@ -79,6 +79,72 @@ static int check_certificate(struct cb_cli *cli, struct cb_store *st, const stru
                       key, b->certhash, reason);
 }
 
+struct shadow_ctx {
+    const struct cb_binding *b;
+    char list[512];
+    size_t count;
+};
+
+static bool is_sni_kind(enum cb_key_kind k)
+{
+    return k == CB_KEY_HOST || k == CB_KEY_HOST_WILD || k == CB_KEY_CCS;
+}
+
+static int collect_shadow(const struct cb_binding *o, void *arg)
+{
+    struct shadow_ctx *sc = arg;
+    char key[CB_KEY_TEXT_MAX];
+    bool hit = sc->b->key.kind == CB_KEY_IP ? is_sni_kind(o->key.kind) : o->key.kind == CB_KEY_IP;
+
+    if (!hit)
+        return 0;
+    if (sc->count++ < 5) {
+        cb_key_format(&o->key, key, sizeof(key));
+        strncat(sc->list, sc->count > 1 ? ", " : "", sizeof(sc->list) - strlen(sc->list) - 1);
+        strncat(sc->list, key, sizeof(sc->list) - strlen(sc->list) - 1);
+    }
+    return 0;
+}
+
+/* Refuses a binding that creates a new ip-shadows-sni finding of `check`. */
+static int check_shadowing(struct cb_cli *cli, struct cb_store *st, const struct cb_binding *b,
+                           bool force)
+{
+    struct shadow_ctx sc = {.b = b};
+    char key[CB_KEY_TEXT_MAX];
+    int ret;
+
+    if (b->key.kind != CB_KEY_IP && !is_sni_kind(b->key.kind))
+        return 0;
+    ret = cb_store_binding_foreach_port(st, b->key.port, collect_shadow, &sc, &cli->err);
+    if (ret != 0 || sc.count == 0)
+        return ret;
+    cb_key_format(&b->key, key, sizeof(key));
+    const char *more = sc.count > 5 ? " and more" : "";
+    if (b->key.kind == CB_KEY_IP) {
+        if (force) {
+            fprintf(stderr, "certbind: warning: %s hides the SNI bindings %s%s from its clients\n",
+                    key, sc.list, more);
+            return 0;
+        }
+        return cb_err_set(&cli->err, CB_EFAILED,
+                          "ip-shadows-sni: %s would answer every client of its address first, so "
+                          "those clients would never reach the SNI bindings %s%s on port %u; bind "
+                          "ipport=0.0.0.0:%u as a default instead, or add force=yes",
+                          key, sc.list, more, b->key.port, b->key.port);
+    }
+    if (force) {
+        fprintf(stderr, "certbind: warning: clients of the address of %s%s never reach %s\n",
+                sc.list, more, key);
+        return 0;
+    }
+    return cb_err_set(&cli->err, CB_EFAILED,
+                      "ip-shadows-sni: clients connecting to the address of %s%s would never "
+                      "reach %s, because that IP binding answers first; delete it, or add "
+                      "force=yes",
+                      sc.list, more, key);
+}
+
 int cb_cmd_add_sslcert(struct cb_cli *cli)
 {
     static const char *const allowed[] = {"ipport",        "hostnameport", "ccs",
@@ -101,8 +167,10 @@ int cb_cmd_add_sslcert(struct cb_cli *cli)
         return ret;
     if ((ret = cb_store_begin(st, &cli->err)) != 0)
         goto out_close;
-    if ((ret = check_certificate(cli, st, &b, force)) != 0 ||
-        (ret = cb_store_binding_insert(st, &b, &cli->err)) != 0 ||
+    /* Insert first: "already exists" must not come after a force=yes warning. */
+    if ((ret = cb_store_binding_insert(st, &b, &cli->err)) != 0 ||
+        (ret = check_certificate(cli, st, &b, force)) != 0 ||
+        (ret = check_shadowing(cli, st, &b, force)) != 0 ||
         (ret = cb_store_commit(st, &cli->err)) != 0)
         goto out_rollback;
     printf("Added binding %s.\n", key);

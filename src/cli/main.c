@@ -24,6 +24,8 @@ static const char usage[] =
     "           enablesessionticket disableocspstapling reject  (each =enable|disable)\n"
     "Resolution and service:\n"
     "  resolve ip=ADDR port=N [sni=NAME]               which binding answers, and by which rule\n"
+    "  check [soon=DAYS]                               every certificate trap, before a client\n"
+    "                                                  meets it (exit 1 when errors)\n"
     "  set user=NAME                                   the service user serve runs as\n"
     "  serve [--workers N] [--handshake-timeout S] [--idle-timeout S]\n"
     "                                                  terminate TLS on every bound endpoint\n"
@@ -48,6 +50,7 @@ static const struct command commands[] = {
     {"resolve", NULL, cb_cmd_resolve},
     {"set", NULL, cb_cmd_set},
     {"serve", NULL, cb_cmd_serve},
+    {"check", NULL, cb_cmd_check},
 };
 
 int main(int argc, char **argv)
@@ -62,9 +65,14 @@ int main(int argc, char **argv)
         printf("certbind %s (%s)\n", CB_VERSION, OpenSSL_version(OPENSSL_VERSION));
         return 0;
     }
-    if (cli.help || cli.verb == NULL) {
-        fputs(usage, cli.help ? stdout : stderr);
-        return cli.help ? 0 : 2;
+    if (cli.help) {
+        fputs(usage, stdout);
+        return 0;
+    }
+    if (cli.verb == NULL) {
+        ret = cb_err_set(&cli.err, CB_EINVAL,
+                         "give a command, such as 'certbind show sslcert'; see 'certbind --help'");
+        goto out_report;
     }
     for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++) {
         const struct command *c = &commands[i];

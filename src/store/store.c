@@ -607,6 +607,35 @@ out_finalize:
     return ret;
 }
 
+int cb_store_binding_foreach_port(struct cb_store *st, uint16_t port, cb_binding_fn fn, void *ctx,
+                                  struct cb_err *err)
+{
+    char sql[sizeof(binding_columns) + 160];
+    char p[8];
+    struct cb_binding b;
+    sqlite3_stmt *stmt;
+    int ret, rc;
+
+    snprintf(p, sizeof(p), "%u", port);
+    snprintf(sql, sizeof(sql),
+             "%s WHERE key LIKE 'ipport=%%:' || ?1 OR key LIKE 'hostnameport=%%:' || ?1 "
+             "OR key = 'ccs=' || ?1 ORDER BY key",
+             binding_columns);
+    if ((ret = prepare(st, sql, &stmt, err)) != 0)
+        return ret;
+    sqlite3_bind_text(stmt, 1, p, -1, SQLITE_TRANSIENT);
+    while ((rc = sqlite3_step(stmt)) == SQLITE_ROW) {
+        if ((ret = binding_from_stmt(stmt, &b, err)) != 0)
+            goto out_finalize;
+        if (b.key.port == port && (ret = fn(&b, ctx)) != 0)
+            goto out_finalize;
+    }
+    ret = rc == SQLITE_DONE ? 0 : db_error(st, err, rc, "listing bindings");
+out_finalize:
+    sqlite3_finalize(stmt);
+    return ret;
+}
+
 int cb_store_setting_get(struct cb_store *st, const char *name, char *out, size_t size,
                          struct cb_err *err)
 {

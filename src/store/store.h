@@ -70,6 +70,10 @@ typedef int (*cb_binding_fn)(const struct cb_binding *b, void *ctx);
 int cb_store_binding_foreach(struct cb_store *st, const char *thumbprint, cb_binding_fn fn,
                              void *ctx, struct cb_err *err) CB_MUST_CHECK;
 
+/* Walks the bindings of one port (every kind), in key order. */
+int cb_store_binding_foreach_port(struct cb_store *st, uint16_t port, cb_binding_fn fn, void *ctx,
+                                  struct cb_err *err) CB_MUST_CHECK;
+
 /* Settings ("user"). CB_ENOENT when unset. */
 int cb_store_setting_get(struct cb_store *st, const char *name, char *out, size_t size,
                          struct cb_err *err) CB_MUST_CHECK;

@@ -547,3 +547,112 @@ int cb_cert_bundle_use(const struct cb_cert_bundle *b, SSL_CTX *ctx, struct cb_e
     }
     return 0;
 }
+
+/* The system's trust anchors, loaded once per process. */
+static X509_STORE *system_store(void)
+{
+    static X509_STORE *store;
+    if (store == NULL && (store = X509_STORE_new()) != NULL) {
+        X509_STORE_set_default_paths(store);
+        ERR_clear_error();
+    }
+    return store;
+}
+
+static bool weak_sig(X509 *x)
+{
+    int md = NID_undef, pk = NID_undef;
+    if (!OBJ_find_sigid_algs(X509_get_signature_nid(x), &md, &pk))
+        return false;
+    return md == NID_sha1 || md == NID_md5 || md == NID_md4;
+}
+
+static bool self_signed(X509 *x)
+{
+    return X509_check_issued(x, x) == X509_V_OK;
+}
+
+int cb_cert_audit_file(const char *cert_path, struct cb_cert_audit *out, struct cb_err *err)
+{
+    STACK_OF(X509) *certs = sk_X509_new_null(), *anchors = sk_X509_new_null();
+    X509_STORE_CTX *vctx = NULL;
+    unsigned char *buf = NULL;
+    size_t len = 0;
+    int ret;
+
+    memset(out, 0, sizeof(*out));
+    if (certs == NULL || anchors == NULL) {
+        ret = cb_err_set(err, CB_ENOMEM, "out of memory");
+        goto out_free;
+    }
+    if ((ret = read_file(cert_path, &buf, &len, err)) != 0)
+        goto out_free;
+    if (is_pem(buf, len)) {
+        if ((ret = pem_certs(buf, len, certs)) != 0) {
+            cb_err_set(err, ret, "out of memory");
+            goto out_free;
+        }
+    } else {
+        struct cb_cert_bundle *b = NULL;
+        if ((ret = cb_cert_bundle_load(cert_path, NULL, NULL, &b, err)) != 0)
+            goto out_free;
+        X509_up_ref(b->leaf);
+        sk_X509_push(certs, b->leaf);
+        for (int i = 0; i < sk_X509_num(b->chain); i++) {
+            X509_up_ref(sk_X509_value(b->chain, i));
+            sk_X509_push(certs, sk_X509_value(b->chain, i));
+        }
+        cb_cert_bundle_free(b);
+    }
+    if (sk_X509_num(certs) == 0) {
+        ret = cb_err_set(err, CB_EBADFILE, "%s holds no certificate", cert_path);
+        goto out_free;
+    }
+    X509 *leaf = sk_X509_value(certs, 0);
+    for (int i = 0; i < sk_X509_num(certs); i++) {
+        X509 *x = sk_X509_value(certs, i);
+        if (self_signed(x)) {
+            sk_X509_push(anchors, x);
+            continue; /* a root's own signature is not what clients check */
+        }
+        if (!out->weak && weak_sig(x)) {
+            out->weak = true;
+            snprintf(out->weak_reason, sizeof(out->weak_reason), "%s is signed with SHA-1 or MD5",
+                     i == 0 ? "the certificate" : "a chain certificate");
+        }
+    }
+    EVP_PKEY *pub = X509_get0_pubkey(leaf);
+    if (!out->weak && pub != NULL && EVP_PKEY_get_base_id(pub) == EVP_PKEY_RSA &&
+        EVP_PKEY_get_bits(pub) < 2048) {
+        out->weak = true;
+        snprintf(out->weak_reason, sizeof(out->weak_reason), "RSA key of %d bits (under 2048)",
+                 EVP_PKEY_get_bits(pub));
+    }
+    X509_STORE *store = system_store();
+    if (store == NULL || (vctx = X509_STORE_CTX_new()) == NULL ||
+        !X509_STORE_CTX_init(vctx, store, leaf, certs)) {
+        ret = cb_err_set(err, CB_ENOMEM, "out of memory");
+        goto out_free;
+    }
+    /* The chain's own self-signed root counts as an anchor; dates are judged elsewhere. */
+    if (sk_X509_num(anchors) > 0)
+        X509_STORE_CTX_set0_trusted_stack(vctx, anchors);
+    X509_VERIFY_PARAM_set_flags(X509_STORE_CTX_get0_param(vctx), X509_V_FLAG_NO_CHECK_TIME);
+    if (X509_verify_cert(vctx) == 1) {
+        out->chain_ok = true;
+    } else {
+        snprintf(out->chain_error, sizeof(out->chain_error), "%s",
+                 X509_verify_cert_error_string(X509_STORE_CTX_get_error(vctx)));
+    }
+    ERR_clear_error();
+    ret = 0;
+out_free:
+    X509_STORE_CTX_free(vctx);
+    sk_X509_free(anchors); /* borrowed from certs */
+    sk_X509_pop_free(certs, X509_free);
+    if (buf != NULL) {
+        OPENSSL_cleanse(buf, len);
+        free(buf);
+    }
+    return ret;
+}

@@ -55,4 +55,17 @@ typedef struct ssl_ctx_st SSL_CTX;
 int cb_cert_bundle_use(const struct cb_cert_bundle *b, SSL_CTX *ctx,
                        struct cb_err *err) CB_MUST_CHECK;
 
+/* What `check` needs to know about a stored certificate beyond its dates. */
+struct cb_cert_audit {
+    bool chain_ok;        /* the chain reaches a self-signed or system-trusted root */
+    char chain_error[160];
+    bool weak;            /* RSA key under 2048 bits, or a SHA-1/MD5 signature below the root */
+    char weak_reason[160];
+};
+
+/* Audits the certificate chain in `cert_path` (PEM leaf first, or a PKCS#12 without
+ * password). Validity dates are not judged here. */
+int cb_cert_audit_file(const char *cert_path, struct cb_cert_audit *out,
+                       struct cb_err *err) CB_MUST_CHECK;
+
 #endif

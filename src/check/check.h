@@ -1,0 +1,41 @@
+/*
+ * `certbind check` (design/bindings.md section 5): every way the configuration
+ * serves the wrong certificate, no certificate, or an expired one, found before a
+ * client meets it. Each finding has a stable code, a severity, the bindings
+ * involved and a sentence that says how to fix it.
+ */
+#ifndef CB_CHECK_CHECK_H
+#define CB_CHECK_CHECK_H
+
+#include "store/store.h"
+
+enum cb_severity { CB_SEV_WARNING = 1, CB_SEV_ERROR = 2 };
+
+struct cb_finding {
+    const char *code; /* "ip-shadows-sni", "key-unusable", … (static) */
+    enum cb_severity severity;
+    uint16_t port;   /* for grouping; 0 when the finding is about no single port */
+    char *message;   /* owned */
+    char **bindings; /* owned canonical keys, the first one being the one at fault */
+    size_t n_bindings;
+};
+
+struct cb_findings {
+    struct cb_finding *v;
+    size_t n, cap;
+    size_t errors, warnings;
+};
+
+struct cb_check_opts {
+    int soon_days; /* expires-soon threshold (14) */
+    int64_t now;   /* seconds since the epoch */
+};
+
+/* Runs every check against the store; fills *out (owned: cb_findings_clear()),
+ * sorted by port, then binding, then severity. */
+int cb_check_run(struct cb_store *st, const struct cb_check_opts *opts, struct cb_findings *out,
+                 struct cb_err *err) CB_MUST_CHECK;
+void cb_findings_clear(struct cb_findings *f);
+const char *cb_severity_name(enum cb_severity s);
+
+#endif
