@@ -80,3 +80,15 @@ void cb_cli_time(int64_t t, char *buf, size_t size);
  */
 int cb_cli_key_usable(struct cb_store *st, const char *thumb, char *reason,
                       size_t size) CB_MUST_CHECK;
+
+/*
+ * Imports a loaded certificate into the store inside the caller's transaction:
+ * writes its files into the state folder (or, with link, records the given paths
+ * in place), gives them to the service user, and adds the store row. *existed is
+ * set when the thumbprint was already there (nothing is written then). Files
+ * written are removed again if the row cannot be added.
+ */
+int cb_cli_import(struct cb_cli *cli, struct cb_store *st, const struct cb_cert_bundle *bundle,
+                  const struct cb_cert_info *info, const char *link_cert, const char *link_key,
+                  bool *existed) CB_MUST_CHECK;
+int cb_cmd_deploy(struct cb_cli *cli) CB_MUST_CHECK;

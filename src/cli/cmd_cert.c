@@ -50,42 +50,31 @@ static int bindings_of(struct cb_cli *cli, struct cb_store *st, const char *thum
     return ret;
 }
 
-/* Gives imported files to the service user, so `serve` can read them after dropping. */
-static void chown_to_service_user(struct cb_store *st, const char *cert, const char *key)
-{
-    char name[64];
-    struct cb_user u;
-
-    if (geteuid() != 0 || cb_store_setting_get(st, "user", name, sizeof(name), NULL) != 0 ||
-        cb_user_lookup(name, &u, NULL) != 0)
-        return;
-    if (chown(key, u.uid, u.gid) != 0 || chown(cert, u.uid, u.gid) != 0)
-        fprintf(stderr, "certbind: warning: cannot give %s to user %s: %s\n", key, name,
-                strerror(errno));
-}
-
 int cb_cmd_add_cert(struct cb_cli *cli)
 {
-    static const char *const allowed[] = {"key", "password-file", NULL};
+    static const char *const allowed[] = {"key", "password-file", "link", NULL};
     struct cb_cert_bundle *bundle = NULL;
     struct cb_cert_info info;
-    struct cb_cert_row row;
     struct cb_store *st = NULL;
     char password[1024];
-    char cert_path[CB_PATH_MAX + 1], key_path[CB_PATH_MAX + 1];
-    const char *pwfile = cb_cli_opt(cli, "password-file");
+    const char *pwfile = cb_cli_opt(cli, "password-file"), *key = cb_cli_opt(cli, "key");
+    bool link, existed = false;
     int ret;
 
-    if ((ret = cb_cli_expect(cli, allowed, 1)) != 0)
+    if ((ret = cb_cli_expect(cli, allowed, 1)) != 0 ||
+        (ret = cb_cli_yesno(cli, "link", &link)) != 0)
         return ret;
     if (cli->n_pos != 1)
         return cb_err_set(&cli->err, CB_EINVAL,
                           "give the certificate file: certbind add cert FILE [key=FILE] "
-                          "[password-file=FILE]");
+                          "[password-file=FILE] [link=yes]");
+    if (link && (key == NULL || pwfile != NULL))
+        return cb_err_set(&cli->err, CB_EINVAL,
+                          "link=yes keeps a PEM certificate and its unencrypted key where they "
+                          "are: give both files, certbind add cert FILE key=FILE link=yes");
     if (pwfile && (ret = cb_cli_read_password(cli, pwfile, password, sizeof(password))) != 0)
         return ret;
-    ret = cb_cert_bundle_load(cli->pos[0], cb_cli_opt(cli, "key"), pwfile ? password : NULL,
-                              &bundle, &cli->err);
+    ret = cb_cert_bundle_load(cli->pos[0], key, pwfile ? password : NULL, &bundle, &cli->err);
     explicit_bzero(password, sizeof(password));
     if (ret != 0)
         return ret;
@@ -95,27 +84,25 @@ int cb_cmd_add_cert(struct cb_cli *cli)
         goto out_clear_info;
     if ((ret = cb_store_begin(st, &cli->err)) != 0)
         goto out_close;
-    ret = cb_store_cert_get(st, info.thumbprint, &row, NULL);
-    if (ret == 0) {
+    if ((ret = cb_cli_import(cli, st, bundle, &info, link ? cli->pos[0] : NULL, key, &existed)) !=
+        0)
+        goto out_rollback;
+    if (existed) {
         /* Importing the same certificate again is harmless: say so and succeed. */
-        cb_cert_row_clear(&row);
-        cb_store_rollback(st);
         fprintf(stderr, "certbind: certificate %s is already in the store\n", info.thumbprint);
         printf("%s\n", info.thumbprint);
-        goto out_close;
-    }
-    cb_store_cert_paths(st, info.thumbprint, cert_path, key_path, sizeof(cert_path));
-    if ((ret = cb_cert_bundle_write(bundle, cert_path, key_path, &cli->err)) != 0)
         goto out_rollback;
-    chown_to_service_user(st, cert_path, key_path);
-    if ((ret = cb_store_cert_put(st, &info, cert_path, key_path, &cli->err)) != 0 ||
-        (ret = cb_store_commit(st, &cli->err)) != 0) {
-        unlink(cert_path);
-        unlink(key_path);
+    }
+    if ((ret = cb_store_commit(st, &cli->err)) != 0) {
+        if (!link) {
+            char cert_path[CB_PATH_MAX + 1], key_path[CB_PATH_MAX + 1];
+            cb_store_cert_paths(st, info.thumbprint, cert_path, key_path, sizeof(cert_path));
+            unlink(cert_path);
+            unlink(key_path);
+        }
         goto out_rollback;
     }
     printf("%s\n", info.thumbprint);
-    goto out_close;
 out_rollback:
     cb_store_rollback(st);
 out_close:
@@ -260,10 +247,18 @@ int cb_cmd_delete_cert(struct cb_cli *cli)
         goto out_clear_row;
     if (keys.n > 0 && !force) {
         char list[512] = "";
-        for (size_t i = 0; i < keys.n; i++) {
-            strncat(list, i ? ", " : "", sizeof(list) - strlen(list) - 1);
-            strncat(list, keys.keys[i], sizeof(list) - strlen(list) - 1);
+        size_t shown = 0;
+        /* Whole keys only: a long list ends with "and N more", never with half a key. */
+        for (; shown < keys.n; shown++) {
+            size_t room = shown + 1 < keys.n ? 100 : 2; /* for "and N more" */
+            if (strlen(list) + strlen(keys.keys[shown]) + room >= sizeof(list))
+                break;
+            strcat(list, shown ? ", " : "");
+            strcat(list, keys.keys[shown]);
         }
+        if (shown < keys.n)
+            snprintf(list + strlen(list), sizeof(list) - strlen(list),
+                     " and %zu more: 'certbind show cert %s' lists them", keys.n - shown, thumb);
         ret = cb_err_set(&cli->err, CB_EINUSE,
                          "certificate %s is used by %zu binding%s (%s); move them to another "
                          "certificate with 'certbind update sslcert KEY certhash=…', or add "

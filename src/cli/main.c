@@ -26,6 +26,9 @@ static const char usage[] =
     "  resolve ip=ADDR port=N [sni=NAME]               which binding answers, and by which rule\n"
     "  check [soon=DAYS]                               every certificate trap, before a client\n"
     "                                                  meets it (exit 1 when errors)\n"
+    "  deploy FILE [key=FILE] [match=previous|hostname|both] [preview=yes] [prune=yes]\n"
+    "                                                  import a renewed certificate and move\n"
+    "                                                  every binding it replaces, at once\n"
     "  set user=NAME                                   the service user serve runs as\n"
     "  serve [--workers N] [--handshake-timeout S] [--idle-timeout S]\n"
     "                                                  terminate TLS on every bound endpoint\n"
@@ -51,6 +54,7 @@ static const struct command commands[] = {
     {"set", NULL, cb_cmd_set},
     {"serve", NULL, cb_cmd_serve},
     {"check", NULL, cb_cmd_check},
+    {"deploy", "*", cb_cmd_deploy}, /* "*": the word after the verb is the file */
 };
 
 int main(int argc, char **argv)
@@ -78,7 +82,8 @@ int main(int argc, char **argv)
         const struct command *c = &commands[i];
         if (strcmp(c->verb, cli.verb) != 0)
             continue;
-        if (c->object != NULL && (cli.object == NULL || strcmp(c->object, cli.object) != 0))
+        if (c->object != NULL && strcmp(c->object, "*") != 0 &&
+            (cli.object == NULL || strcmp(c->object, cli.object) != 0))
             continue;
         if (c->object == NULL && cli.object != NULL) {
             ret = cb_err_set(&cli.err, CB_EINVAL, "unexpected word '%s' after 'certbind %s'",

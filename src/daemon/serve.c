@@ -8,6 +8,7 @@
  */
 #include "cli/cli.h"
 #include "daemon/runtime_build.h"
+#include "daemon/watch.h"
 #include "net/server.h"
 #include "util/log.h"
 #include "util/priv.h"
@@ -38,6 +39,7 @@ struct worker {
     struct cb_store *st;
     struct cb_tls_cache *cache;
     struct cb_server *srv;
+    struct cb_watch *watch; /* worker 0 only: linked certificate files */
     uv_timer_t poll_timer;
     uv_signal_t sigterm, sigint, sighup;
     uint64_t data_version;
@@ -76,6 +78,8 @@ static int reload(struct worker *w, bool force, bool starting, struct cb_err *er
                cb_log_quote(err->msg, q, sizeof(q)));
     }
     cb_server_swap_runtime(w->srv, rt);
+    if (w->watch != NULL)
+        cb_watch_refresh(w->watch);
     if (w->opts->cfg.worker == 0)
         cb_log("info", "snapshot",
                "generation=%llu bindings=%zu broken=%zu certs_loaded=%zu certs_reused=%zu "
@@ -104,6 +108,22 @@ static void on_poll_store(uv_timer_t *t)
     }
 }
 
+/* The watcher changed the store itself: this connection sees no data_version change. */
+static void on_watch_change(void *arg)
+{
+    struct worker *w = arg;
+    struct cb_err err = {0};
+    uint64_t v;
+
+    if (cb_store_data_version(w->st, &v) == 0)
+        w->data_version = v;
+    if (reload(w, false, false, &err) != 0) {
+        char q[900];
+        cb_log("error", "reload_failed", "worker=%d reason=%s", w->opts->cfg.worker,
+               cb_log_quote(err.msg, q, sizeof(q)));
+    }
+}
+
 static void close_walk(uv_handle_t *h, void *arg)
 {
     (void)arg;
@@ -117,6 +137,8 @@ static void stop_worker(struct worker *w)
     uv_signal_stop(&w->sigterm);
     uv_signal_stop(&w->sigint);
     uv_signal_stop(&w->sighup);
+    cb_watch_close(w->watch);
+    w->watch = NULL;
     cb_server_free(w->srv);
     w->srv = NULL;
     uv_walk(&w->loop, close_walk, NULL);
@@ -172,6 +194,9 @@ static int worker_main(const struct serve_opts *opts, int ready_fd)
     }
     if (cb_store_data_version(w.st, &w.data_version) != 0 ||
         (ret = reload(&w, false, true, &err)) != 0)
+        goto out_fatal;
+    if (opts->cfg.worker == 0 &&
+        cb_watch_new(&w.loop, w.st, on_watch_change, &w, &w.watch, &err) != 0)
         goto out_fatal;
     uv_timer_init(&w.loop, &w.poll_timer);
     w.poll_timer.data = &w;

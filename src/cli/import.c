@@ -1,0 +1,53 @@
+/* import.c: putting a certificate into the store, shared by `add cert` and `deploy`. */
+#include "cli/cli.h"
+#include "util/priv.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+/* Gives imported files to the service user, so `serve` can read them after dropping. */
+static void give_to_service_user(struct cb_store *st, const char *cert, const char *key)
+{
+    char name[64];
+    struct cb_user u;
+
+    if (geteuid() != 0 || cb_store_setting_get(st, "user", name, sizeof(name), NULL) != 0 ||
+        cb_user_lookup(name, &u, NULL) != 0)
+        return;
+    if (chown(key, u.uid, u.gid) != 0 || chown(cert, u.uid, u.gid) != 0)
+        fprintf(stderr, "certbind: warning: cannot give %s to user %s: %s\n", key, name,
+                strerror(errno));
+}
+
+int cb_cli_import(struct cb_cli *cli, struct cb_store *st, const struct cb_cert_bundle *bundle,
+                  const struct cb_cert_info *info, const char *link_cert, const char *link_key,
+                  bool *existed)
+{
+    char cert_path[CB_PATH_MAX + 1], key_path[CB_PATH_MAX + 1];
+    struct cb_cert_row row;
+    int ret;
+
+    *existed = cb_store_cert_get(st, info->thumbprint, &row, NULL) == 0;
+    if (*existed) {
+        cb_cert_row_clear(&row);
+        return 0;
+    }
+    if (link_cert != NULL) {
+        /* In place: the files stay where they are and are watched by serve. */
+        if (realpath(link_cert, cert_path) == NULL || realpath(link_key, key_path) == NULL)
+            return cb_err_set(&cli->err, CB_EINVAL, "cannot resolve %s or %s: %s", link_cert,
+                              link_key, strerror(errno));
+        return cb_store_cert_put(st, info, cert_path, key_path, &cli->err);
+    }
+    cb_store_cert_paths(st, info->thumbprint, cert_path, key_path, sizeof(cert_path));
+    if ((ret = cb_cert_bundle_write(bundle, cert_path, key_path, &cli->err)) != 0)
+        return ret;
+    give_to_service_user(st, cert_path, key_path);
+    if ((ret = cb_store_cert_put(st, info, cert_path, key_path, &cli->err)) != 0) {
+        unlink(cert_path);
+        unlink(key_path);
+    }
+    return ret;
+}
