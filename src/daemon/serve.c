@@ -23,6 +23,7 @@
 #include <unistd.h>
 
 #include <openssl/rand.h>
+#include <systemd/sd-daemon.h>
 
 #define CB_WORKER_FATAL 3 /* a worker's exit status for "cannot start: do not retry" */
 #define CB_STORE_POLL_MS 250
@@ -357,6 +358,8 @@ int cb_cmd_serve(struct cb_cli *cli)
                           "a worker could not start (see the worker_failed line above)");
     }
     cb_log("info", "ready", "workers=%d", opts.workers);
+    sd_notifyf(0, "READY=1\nSTATUS=serving with %d workers\nMAINPID=%lu", opts.workers,
+               (unsigned long)getpid());
 
     bool stopping = false;
     int alive = opts.workers;
@@ -366,17 +369,21 @@ int cb_cmd_serve(struct cb_cli *cli)
         if (sig < 0)
             continue;
         if (sig == SIGTERM || sig == SIGINT) {
-            if (!stopping)
+            if (!stopping) {
                 cb_log("info", "stopping", "signal=%s", sig == SIGTERM ? "TERM" : "INT");
+                sd_notify(0, "STOPPING=1");
+            }
             stopping = true;
             for (int i = 0; i < opts.workers; i++)
                 if (pids[i] > 0)
                     kill(pids[i], SIGTERM);
         } else if (sig == SIGHUP) {
             cb_log("info", "reload", "reason=SIGHUP");
+            sd_notify(0, "RELOADING=1");
             for (int i = 0; i < opts.workers; i++)
                 if (pids[i] > 0)
                     kill(pids[i], SIGHUP);
+            sd_notify(0, "READY=1");
         } else if (sig == SIGCHLD) {
             int status;
             pid_t pid;

@@ -54,6 +54,11 @@ void cb_log(const char *level, const char *event, const char *fmt, ...)
         n = strftime(line, sizeof(line), "ts=%Y-%m-%dT%H:%M:%S", &tm);
         n += (size_t)snprintf(line + n, sizeof(line) - n, ".%03ldZ ", (long)tv.tv_usec / 1000);
     }
+    if (journal) /* journald reads the priority from a "<N>" prefix */
+        n += (size_t)snprintf(line + n, sizeof(line) - n, "<%c>",
+                              level[0] == 'e'   ? '3'
+                              : level[0] == 'w' ? '4'
+                                                : '6');
     n += (size_t)snprintf(line + n, sizeof(line) - n, "level=%s pid=%ld event=%s", level,
                           (long)getpid(), event);
     if (fmt != NULL && fmt[0] != '\0' && n < sizeof(line) - 2) {
