@@ -92,3 +92,4 @@ int cb_cli_import(struct cb_cli *cli, struct cb_store *st, const struct cb_cert_
                   const struct cb_cert_info *info, const char *link_cert, const char *link_key,
                   bool *existed) CB_MUST_CHECK;
 int cb_cmd_deploy(struct cb_cli *cli) CB_MUST_CHECK;
+int cb_cmd_import(struct cb_cli *cli) CB_MUST_CHECK;

@@ -29,6 +29,9 @@ static const char usage[] =
     "  deploy FILE [key=FILE] [match=previous|hostname|both] [preview=yes] [prune=yes]\n"
     "                                                  import a renewed certificate and move\n"
     "                                                  every binding it replaces, at once\n"
+    "  import netsh FILE [preview=yes] [ccspath=DIR] [backend=HOST:PORT]\n"
+    "                                                  the bindings of 'netsh http show sslcert'\n"
+    "  import iis applicationHost.config preview=yes   the https site bindings of IIS\n"
     "  set user=NAME                                   the service user serve runs as\n"
     "  serve [--workers N] [--handshake-timeout S] [--idle-timeout S]\n"
     "                                                  terminate TLS on every bound endpoint\n"
@@ -55,6 +58,7 @@ static const struct command commands[] = {
     {"serve", NULL, cb_cmd_serve},
     {"check", NULL, cb_cmd_check},
     {"deploy", "*", cb_cmd_deploy}, /* "*": the word after the verb is the file */
+    {"import", "*", cb_cmd_import}, /* import netsh FILE, import iis FILE */
 };
 
 int main(int argc, char **argv)

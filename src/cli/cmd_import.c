@@ -1,0 +1,269 @@
+/*
+ * cmd_import.c: `import netsh FILE` and `import iis FILE` — moving from Windows.
+ */
+#include "cli/cli.h"
+#include "migrate/migrate.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <jansson.h>
+
+#define CB_IMPORT_MAX (64 * 1024 * 1024)
+
+static int read_input(struct cb_cli *cli, const char *path, char **out, size_t *len)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    struct stat st;
+
+    if (fd < 0)
+        return cb_err_set(&cli->err, errno == ENOENT ? CB_EINVAL : CB_EIO, "cannot read %s: %s",
+                          path, strerror(errno));
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || st.st_size > CB_IMPORT_MAX) {
+        close(fd);
+        return cb_err_set(&cli->err, CB_EBADFILE, "%s is not a regular file of at most 64 MiB",
+                          path);
+    }
+    char *buf = malloc((size_t)st.st_size + 1);
+    size_t got = 0;
+    if (buf == NULL) {
+        close(fd);
+        return cb_err_set(&cli->err, CB_ENOMEM, "out of memory");
+    }
+    while (got < (size_t)st.st_size) {
+        ssize_t n = read(fd, buf + got, (size_t)st.st_size - got);
+        if (n <= 0)
+            break;
+        got += (size_t)n;
+    }
+    close(fd);
+    buf[got] = '\0';
+    *out = buf;
+    *len = got;
+    return 0;
+}
+
+/* The binding as the certbind command that creates it. */
+static void command_text(const struct cb_binding *b, char *buf, size_t size)
+{
+    char key[CB_KEY_TEXT_MAX];
+    size_t n;
+
+    cb_key_format(&b->key, key, sizeof(key));
+    n = (size_t)snprintf(buf, size, "certbind add sslcert %s", key);
+    if (b->key.kind == CB_KEY_CCS)
+        n += (size_t)snprintf(buf + n, size - n, " ccspath=%s", b->ccspath[0] ? b->ccspath : "?");
+    else
+        n +=
+            (size_t)snprintf(buf + n, size - n, " certhash=%s", b->certhash[0] ? b->certhash : "?");
+    if (b->appid[0] && n < size)
+        n += (size_t)snprintf(buf + n, size - n, " appid=%s", b->appid);
+    if (b->backend[0] && n < size)
+        n += (size_t)snprintf(buf + n, size - n, " backend=%s", b->backend);
+    for (uint32_t bit = 1; bit <= CB_OPT_REJECT && n < size; bit <<= 1)
+        if (b->flags & bit)
+            n += (size_t)snprintf(buf + n, size - n, " %s=enable", cb_opt_flag_name(bit));
+}
+
+enum status { ST_ADD, ST_EXISTS, ST_NO_CERT };
+
+static const char *status_text(enum status s)
+{
+    return s == ST_ADD ? "add" : s == ST_EXISTS ? "exists" : "missing-certificate";
+}
+
+static int import_netsh(struct cb_cli *cli, const char *text, size_t len, bool preview)
+{
+    const char *ccspath = cb_cli_opt(cli, "ccspath"), *backend = cb_cli_opt(cli, "backend");
+    struct cb_import imp;
+    struct cb_store *st = NULL;
+    enum status *status = NULL;
+    size_t added = 0, missing = 0, exists = 0;
+    int ret;
+
+    if ((ret = cb_netsh_parse(text, len, &imp, &cli->err)) != 0)
+        return ret;
+    for (size_t i = 0; i < imp.n; i++) {
+        struct cb_binding *b = &imp.v[i].b;
+        unsigned fields = 0;
+        if (b->key.kind == CB_KEY_CCS) {
+            if (ccspath == NULL) {
+                ret = cb_err_set(&cli->err, CB_EINVAL,
+                                 "line %d: a central certificate store binding; netsh does not "
+                                 "print its folder: give it with ccspath=/DIR",
+                                 imp.v[i].line);
+                goto out_clear;
+            }
+            if (cb_binding_set_option(b, "ccspath", ccspath, &fields, &cli->err) != 0) {
+                ret = CB_EINVAL;
+                goto out_clear;
+            }
+        }
+        if (backend != NULL && b->backend[0] == '\0' &&
+            cb_binding_set_option(b, "backend", backend, &fields, &cli->err) != 0) {
+            ret = CB_EINVAL;
+            goto out_clear;
+        }
+    }
+    if ((status = calloc(imp.n, sizeof(*status))) == NULL) {
+        ret = cb_err_set(&cli->err, CB_ENOMEM, "out of memory");
+        goto out_clear;
+    }
+    if ((ret = cb_cli_open_store(cli, CB_STORE_WRITE, &st)) != 0)
+        goto out_clear;
+    if ((ret = cb_store_begin(st, &cli->err)) != 0)
+        goto out_close;
+    for (size_t i = 0; i < imp.n; i++) {
+        struct cb_binding *b = &imp.v[i].b, cur;
+        struct cb_cert_row row;
+        if (cb_store_binding_get(st, &b->key, &cur, NULL) == 0) {
+            status[i] = ST_EXISTS;
+            exists++;
+            continue;
+        }
+        if (b->key.kind != CB_KEY_CCS && cb_store_cert_get(st, b->certhash, &row, NULL) != 0) {
+            status[i] = ST_NO_CERT;
+            missing++;
+            continue;
+        }
+        if (b->key.kind != CB_KEY_CCS)
+            cb_cert_row_clear(&row);
+        status[i] = ST_ADD;
+        if (!preview && (ret = cb_store_binding_insert(st, b, &cli->err)) != 0)
+            goto out_rollback;
+        added++;
+    }
+    if (!preview && added > 0 && (ret = cb_store_commit(st, &cli->err)) != 0)
+        goto out_rollback;
+    if (cli->json) {
+        json_t *arr = json_array();
+        for (size_t i = 0; i < imp.n; i++) {
+            char key[CB_KEY_TEXT_MAX];
+            cb_key_format(&imp.v[i].b.key, key, sizeof(key));
+            json_array_append_new(arr, json_pack("{s:s, s:s, s:s, s:i}", "binding", key, "certhash",
+                                                 imp.v[i].b.certhash, "status",
+                                                 status_text(status[i]), "line", imp.v[i].line));
+        }
+        cb_cli_print_json(json_pack("{s:b, s:o}", "preview", preview, "bindings", arr));
+    } else {
+        for (size_t i = 0; i < imp.n; i++) {
+            char cmd[1024];
+            command_text(&imp.v[i].b, cmd, sizeof(cmd));
+            printf("%-20s %s\n",
+                   status[i] == ST_ADD      ? (preview ? "would add:" : "added:")
+                   : status[i] == ST_EXISTS ? "exists, kept:"
+                                            : "no certificate:",
+                   cmd);
+        }
+        printf("%s%zu binding%s, %zu already there, %zu waiting for their certificate.\n",
+               preview ? "Preview: would add " : "Added ", added, added == 1 ? "" : "s", exists,
+               missing);
+    }
+    if (missing > 0) {
+        char list[600] = "";
+        for (size_t i = 0, shown = 0; i < imp.n && shown < 8; i++) {
+            if (status[i] != ST_NO_CERT)
+                continue;
+            bool dup = false;
+            for (size_t j = 0; j < i && !dup; j++)
+                dup = status[j] == ST_NO_CERT &&
+                      strcmp(imp.v[j].b.certhash, imp.v[i].b.certhash) == 0;
+            if (dup)
+                continue;
+            strncat(list, shown++ ? ", " : "", sizeof(list) - strlen(list) - 1);
+            strncat(list, imp.v[i].b.certhash, sizeof(list) - strlen(list) - 1);
+        }
+        ret = cb_err_set(&cli->err, CB_ENOENT,
+                         "%zu binding%s not %s: certificates not in the store: %s; export them "
+                         "from Windows (.pfx), import them with 'certbind add cert FILE "
+                         "password-file=…', and run the import again",
+                         missing, missing == 1 ? "" : "s", preview ? "addable" : "added", list);
+    }
+out_rollback:
+    cb_store_rollback(st);
+out_close:
+    cb_store_close(st);
+out_clear:
+    free(status);
+    cb_import_clear(&imp);
+    return ret;
+}
+
+static int import_iis(struct cb_cli *cli, const char *text, size_t len, bool preview)
+{
+    struct cb_import imp;
+    struct cb_store *st = NULL;
+    int ret;
+
+    if (!preview)
+        return cb_err_set(&cli->err, CB_EINVAL,
+                          "applicationHost.config holds no certificate hashes (they live in "
+                          "HTTP.sys): run 'certbind import iis FILE preview=yes' to see the "
+                          "bindings, and 'certbind import netsh' on the output of 'netsh http "
+                          "show sslcert' to create them");
+    if ((ret = cb_iis_parse(text, len, &imp, &cli->err)) != 0)
+        return ret;
+    /* The store, when there is one, tells which bindings exist already. */
+    if (cb_cli_open_store(cli, CB_STORE_READ, &st) != 0)
+        st = NULL;
+    json_t *arr = cli->json ? json_array() : NULL;
+    for (size_t i = 0; i < imp.n; i++) {
+        struct cb_binding cur;
+        char key[CB_KEY_TEXT_MAX], cmd[1024];
+        bool exists = st != NULL && cb_store_binding_get(st, &imp.v[i].b.key, &cur, NULL) == 0;
+        cb_key_format(&imp.v[i].b.key, key, sizeof(key));
+        if (arr != NULL) {
+            json_array_append_new(arr, json_pack("{s:s, s:s, s:i, s:s}", "binding", key, "site",
+                                                 imp.v[i].site, "line", imp.v[i].line, "status",
+                                                 exists ? "exists" : "add"));
+            continue;
+        }
+        command_text(&imp.v[i].b, cmd, sizeof(cmd));
+        printf("%-14s %s   # site \"%s\", line %d\n", exists ? "exists:" : "would add:", cmd,
+               imp.v[i].site, imp.v[i].line);
+    }
+    if (arr != NULL)
+        cb_cli_print_json(json_pack("{s:b, s:o}", "preview", true, "bindings", arr));
+    else
+        printf("Preview: %zu https binding%s; certhash=? comes from 'netsh http show sslcert'.\n",
+               imp.n, imp.n == 1 ? "" : "s");
+    cb_store_close(st);
+    cb_import_clear(&imp);
+    return 0;
+}
+
+int cb_cmd_import(struct cb_cli *cli)
+{
+    static const char *const allowed[] = {"preview", "ccspath", "backend", NULL};
+    char *text = NULL;
+    size_t len = 0;
+    bool preview;
+    int ret;
+
+    if ((ret = cb_cli_expect(cli, allowed, 1)) != 0 ||
+        (ret = cb_cli_yesno(cli, "preview", &preview)) != 0)
+        return ret;
+    if (cli->object == NULL || cli->n_pos != 1 ||
+        (strcmp(cli->object, "netsh") != 0 && strcmp(cli->object, "iis") != 0))
+        return cb_err_set(&cli->err, CB_EINVAL,
+                          "use certbind import netsh FILE [preview=yes] [ccspath=DIR] "
+                          "[backend=HOST:PORT], or certbind import iis FILE preview=yes");
+    if ((ret = read_input(cli, cli->pos[0], &text, &len)) != 0)
+        return ret;
+    if (strcmp(cli->object, "netsh") == 0)
+        ret = import_netsh(cli, text, len, preview);
+    else
+        ret = import_iis(cli, text, len, preview);
+    if (ret == CB_EBADFILE) {
+        /* Prefix the file name to the parser's "line N: …". */
+        char msg[sizeof(cli->err.msg)];
+        snprintf(msg, sizeof(msg), "%s", cli->err.msg);
+        cb_err_set(&cli->err, CB_EBADFILE, "%s: %s", cli->pos[0], msg);
+    }
+    free(text);
+    return ret;
+}
