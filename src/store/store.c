@@ -143,6 +143,12 @@ int cb_store_open(const char *dir, enum cb_store_mode mode, struct cb_store **ou
                               dir, strerror(errno));
     } else if (!S_ISDIR(sb.st_mode)) {
         return cb_err_set(err, CB_EIO, "state folder %s is not a folder; pass --state DIR", dir);
+    } else if (sb.st_mode & (S_IWGRP | S_IRWXO)) {
+        /* It holds private keys: only its owner (and root) may look in. */
+        return cb_err_set(err, CB_EPERM,
+                          "the state folder %s is open to other users (mode %03o); it holds "
+                          "private keys: run chmod 700 %s",
+                          dir, (unsigned)(sb.st_mode & 0777), dir);
     }
     if (mode == CB_STORE_WRITE) {
         for (int i = 0; i < 2; i++) {

@@ -528,10 +528,32 @@ int cb_cert_bundle_write(const struct cb_cert_bundle *b, const char *cert_path,
     return ret;
 }
 
+int cb_key_file_safe(const char *path, struct cb_err *err)
+{
+    struct stat st;
+
+    if (stat(path, &st) != 0)
+        return 0; /* reading it will say what is wrong */
+    if (st.st_mode & S_IRWXO)
+        return cb_err_set(err, CB_EPERM,
+                          "the private key %s can be read by every user (mode %03o): run chmod "
+                          "600 %s (or 640 with the service user's group)",
+                          path, (unsigned)(st.st_mode & 0777), path);
+    if (st.st_mode & (S_IWGRP | S_IXGRP))
+        return cb_err_set(err, CB_EPERM,
+                          "the private key %s can be changed by its group (mode %03o): run chmod "
+                          "g-wx %s",
+                          path, (unsigned)(st.st_mode & 0777), path);
+    return 0;
+}
+
 int cb_cert_check_pair(const char *cert_path, const char *key_path, struct cb_err *err)
 {
     struct cb_cert_bundle *b = NULL;
-    int ret = cb_cert_bundle_load(cert_path, key_path, NULL, &b, err);
+    int ret = cb_key_file_safe(key_path ? key_path : cert_path, err);
+    if (ret != 0)
+        return CB_EKEY;
+    ret = cb_cert_bundle_load(cert_path, key_path, NULL, &b, err);
     if (ret == CB_EBADFILE)
         ret = CB_EKEY;
     cb_cert_bundle_free(b);

@@ -43,6 +43,10 @@ int cb_cert_bundle_write(const struct cb_cert_bundle *b, const char *cert_path,
                          const char *key_path, struct cb_err *err) CB_MUST_CHECK;
 void cb_cert_info_clear(struct cb_cert_info *info);
 
+/* Refuses a private key file that others may read or anyone but its owner may write:
+ * CB_EPERM with the chmod that fixes it. */
+int cb_key_file_safe(const char *path, struct cb_err *err) CB_MUST_CHECK;
+
 /* Loads a stored pair and checks the key matches: the test `serve` will pass or fail. */
 int cb_cert_check_pair(const char *cert_path, const char *key_path,
                        struct cb_err *err) CB_MUST_CHECK;

@@ -197,7 +197,8 @@ static void load(const char *key, const char *cert_path, const char *key_path,
 
     out->ctx = NULL;
     out->error = NULL;
-    if (cb_cert_bundle_load(cert_path, key_path, NULL, &bundle, &err) != 0)
+    if (cb_key_file_safe(key_path ? key_path : cert_path, &err) != 0 ||
+        cb_cert_bundle_load(cert_path, key_path, NULL, &bundle, &err) != 0)
         goto out_error;
     if ((ctx = new_ctx()) == NULL) {
         cb_err_set(&err, CB_ETLS, "cannot create a TLS context");
