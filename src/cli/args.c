@@ -73,7 +73,9 @@ int cb_cli_parse(struct cb_cli *cli, int argc, char **argv)
             memcpy(flag, w, n);
             flag[n] = '\0';
             bool takes = strcmp(flag, "--state") == 0 || strcmp(flag, "--workers") == 0 ||
-                         strcmp(flag, "--grace") == 0 || strcmp(flag, "--handshake-timeout") == 0 ||
+                         strcmp(flag, "--grace") == 0 || strcmp(flag, "--max-connections") == 0 ||
+                         strcmp(flag, "--max-connections-per-binding") == 0 ||
+                         strcmp(flag, "--handshake-timeout") == 0 ||
                          strcmp(flag, "--idle-timeout") == 0;
             if (takes) {
                 val = eq ? eq + 1 : (i + 1 < argc ? argv[++i] : NULL);
@@ -90,7 +92,13 @@ int cb_cli_parse(struct cb_cli *cli, int argc, char **argv)
                 cli->verb = "--version";
             else if (strcmp(flag, "--state") == 0)
                 state = val;
-            else if (strcmp(flag, "--grace") == 0) {
+            else if (strcmp(flag, "--max-connections") == 0) {
+                if (int_flag(cli, flag, val, 1, 10000000, &cli->max_conns) != 0)
+                    return CB_EINVAL;
+            } else if (strcmp(flag, "--max-connections-per-binding") == 0) {
+                if (int_flag(cli, flag, val, 1, 10000000, &cli->max_conns_binding) != 0)
+                    return CB_EINVAL;
+            } else if (strcmp(flag, "--grace") == 0) {
                 if (int_flag(cli, flag, val, 0, 3600, &cli->grace) != 0)
                     return CB_EINVAL;
             } else if (strcmp(flag, "--workers") == 0) {
@@ -218,9 +226,11 @@ int cb_cli_read_password(struct cb_cli *cli, const char *path, char *out, size_t
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     ssize_t n;
 
+    if (fd < 0 && errno == ENOENT)
+        return cb_err_set(&cli->err, CB_EINVAL, "no such file: password-file=%s", path);
     if (fd < 0)
-        return cb_err_set(&cli->err, CB_EIO, "cannot read password-file %s: %s", path,
-                          strerror(errno));
+        return cb_err_set(&cli->err, errno == EACCES ? CB_EPERM : CB_EIO,
+                          "cannot read password-file %s: %s", path, strerror(errno));
     n = read(fd, out, size - 1);
     close(fd);
     if (n < 0)

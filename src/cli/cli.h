@@ -33,6 +33,8 @@ struct cb_cli {
     /* serve flags */
     int workers;
     int grace;
+    int max_conns;
+    int max_conns_binding;
     int handshake_timeout;
     int idle_timeout;
     struct cb_err err;

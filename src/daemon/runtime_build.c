@@ -112,7 +112,9 @@ int cb_runtime_build(struct cb_store *st, struct cb_tls_cache *cache, bool log_b
     rt->bind_tls = calloc(n ? n : 1, sizeof(*rt->bind_tls));
     rt->backends = calloc(n ? n : 1, sizeof(*rt->backends));
     rt->file_tls = calloc(nf ? nf : 1, sizeof(*rt->file_tls));
-    if (rt->bind_tls == NULL || rt->backends == NULL || rt->file_tls == NULL) {
+    rt->active = calloc(n ? n : 1, sizeof(*rt->active));
+    if (rt->bind_tls == NULL || rt->backends == NULL || rt->file_tls == NULL ||
+        rt->active == NULL) {
         ret = cb_err_set(err, CB_ENOMEM, "out of memory");
         goto out_free;
     }

@@ -296,6 +296,10 @@ int cb_cmd_serve(struct cb_cli *cli)
     opts.cfg.connect_timeout_ms = 10000;
     opts.cfg.idle_timeout_ms = (uint64_t)(cli->idle_timeout ? cli->idle_timeout : 300) * 1000;
     opts.cfg.grace_ms = (uint64_t)(cli->grace ? cli->grace : 30) * 1000;
+    /* Caps are for the whole server: each worker takes its share (rounded up). */
+    opts.cfg.max_conns = (uint32_t)((cli->max_conns + opts.workers - 1) / opts.workers);
+    opts.cfg.max_conns_binding =
+        (uint32_t)((cli->max_conns_binding + opts.workers - 1) / opts.workers);
     if (getenv("INVOCATION_ID") != NULL && getenv("JOURNAL_STREAM") != NULL)
         cb_log_set_journal(1);
 

@@ -25,6 +25,7 @@ struct cb_runtime {
     struct cb_tls_entry *bind_tls; /* per binding (unused for ccs bindings) */
     struct cb_tls_entry *file_tls; /* per central-store file */
     struct cb_backend *backends;   /* per binding */
+    uint32_t *active;              /* per binding: open connections (for the per-binding cap) */
     size_t n_broken;
 };
 

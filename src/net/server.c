@@ -50,6 +50,7 @@ struct conn {
     int cevents, bevents; /* what each poll watches now */
     int pending_closes;
     bool client_eof, backend_eof, backend_shut, client_shut, respond_503;
+    bool counted; /* holds one of rt->active[bidx] */
     bool want_cr, want_cw, want_br, want_bw;
     uint64_t last_active;
     struct sockaddr_storage local, peer;
@@ -79,6 +80,8 @@ struct cb_server {
     void (*on_drained)(struct cb_server *srv);
     uv_timer_t accept_pause, grace;
     bool accept_paused;
+    uint64_t refused_total, refused_binding; /* over the caps, closed at once */
+    uint64_t last_refusal_log;
     char scratch[CB_BUF_SIZE];
 };
 
@@ -107,6 +110,7 @@ void cb_runtime_unref(struct cb_runtime *rt)
     free(rt->bind_tls);
     free(rt->file_tls);
     free(rt->backends);
+    free(rt->active);
     cb_snapshot_unref(rt->snap);
     free(rt);
 }
@@ -181,6 +185,8 @@ static void conn_close(struct conn *c)
     SSL_free(c->ssl);
     c->ssl = NULL;
     close(c->cfd);
+    if (c->counted)
+        c->rt->active[c->bidx]--;
     free(c->c2b.data);
     free(c->b2c.data);
     c->c2b.data = c->b2c.data = NULL;
@@ -231,12 +237,16 @@ static int parse_sni(const unsigned char *p, size_t len, const unsigned char **n
 static int on_client_hello(SSL *ssl, int *alert, void *arg)
 {
     struct conn *c = SSL_get_ex_data(ssl, conn_index);
-    const struct cb_runtime *rt = c->rt;
+    struct cb_runtime *rt = c->rt;
     const unsigned char *ext, *name;
     size_t ext_len, name_len;
     struct cb_resolve_query q = {0};
     struct cb_resolution r;
     (void)arg;
+
+    /* A second ClientHello (after HelloRetryRequest) keeps the first one's choice. */
+    if (c->binding != NULL)
+        return SSL_CLIENT_HELLO_SUCCESS;
 
     if (SSL_client_hello_get0_ext(ssl, TLSEXT_TYPE_server_name, &ext, &ext_len) == 1) {
         if (parse_sni(ext, ext_len, &name, &name_len) != 0 ||
@@ -275,6 +285,21 @@ static int on_client_hello(SSL *ssl, int *alert, void *arg)
         conn_log(c, "warn", "handshake_failed", "binding is set reject=enable");
         return SSL_CLIENT_HELLO_ERROR;
     }
+    if (c->srv->cfg.max_conns_binding != 0 &&
+        rt->active[r.binding] >= c->srv->cfg.max_conns_binding) {
+        struct cb_server *srv = c->srv;
+        srv->refused_binding++;
+        if (uv_now(srv->loop) - srv->last_refusal_log >= 1000) {
+            srv->last_refusal_log = uv_now(srv->loop);
+            cb_log("warn", "connection_cap", "worker=%d binding=%s cap=%u refused_total=%llu",
+                   srv->cfg.worker, c->binding->key_text, srv->cfg.max_conns_binding,
+                   (unsigned long long)srv->refused_binding);
+        }
+        *alert = SSL_AD_HANDSHAKE_FAILURE;
+        return SSL_CLIENT_HELLO_ERROR;
+    }
+    rt->active[r.binding]++;
+    c->counted = true;
     if (tls->ctx == NULL) {
         /* Never another binding's certificate: fail, and say why. */
         *alert = SSL_AD_INTERNAL_ERROR;
@@ -811,6 +836,17 @@ static void on_listener(uv_poll_t *h, int status, int events)
         struct sockaddr_storage peer;
         socklen_t len = sizeof(peer);
         int fd = accept4(l->fd, (struct sockaddr *)&peer, &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd >= 0 && srv->cfg.max_conns != 0 && srv->n_conns >= srv->cfg.max_conns) {
+            /* Over the cap: closed at once, counted, logged at most once a second. */
+            close(fd);
+            srv->refused_total++;
+            if (uv_now(srv->loop) - srv->last_refusal_log >= 1000) {
+                srv->last_refusal_log = uv_now(srv->loop);
+                cb_log("warn", "connection_cap", "worker=%d cap=%u refused_total=%llu",
+                       srv->cfg.worker, srv->cfg.max_conns, (unsigned long long)srv->refused_total);
+            }
+            continue;
+        }
         if (fd >= 0) {
             int one = 1;
             setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));

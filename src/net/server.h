@@ -16,6 +16,8 @@ struct cb_server_config {
     uint64_t connect_timeout_ms;   /* backend connect (10 s) */
     uint64_t idle_timeout_ms;      /* no byte either way (300 s) */
     uint64_t grace_ms;             /* SIGTERM: how long open connections may finish */
+    uint32_t max_conns;            /* this worker's share of --max-connections (0: none) */
+    uint32_t max_conns_binding;    /* its share of --max-connections-per-binding (0: none) */
     unsigned char ticket_keys[80]; /* shared by all workers so tickets resume anywhere */
     int worker;                    /* index, for logs */
 };
