@@ -93,5 +93,9 @@ int cb_cli_key_usable(struct cb_store *st, const char *thumb, char *reason,
 int cb_cli_import(struct cb_cli *cli, struct cb_store *st, const struct cb_cert_bundle *bundle,
                   const struct cb_cert_info *info, const char *link_cert, const char *link_key,
                   bool *existed) CB_MUST_CHECK;
+/* Loads certificate `file` with the command's key= and password-file= options and
+ * fills *info; on success the caller owns *bundle and *info. */
+int cb_cli_load_cert(struct cb_cli *cli, const char *file, struct cb_cert_bundle **bundle,
+                     struct cb_cert_info *info) CB_MUST_CHECK;
 int cb_cmd_deploy(struct cb_cli *cli) CB_MUST_CHECK;
 int cb_cmd_import(struct cb_cli *cli) CB_MUST_CHECK;

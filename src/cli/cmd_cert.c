@@ -56,7 +56,6 @@ int cb_cmd_add_cert(struct cb_cli *cli)
     struct cb_cert_bundle *bundle = NULL;
     struct cb_cert_info info;
     struct cb_store *st = NULL;
-    char password[1024];
     const char *pwfile = cb_cli_opt(cli, "password-file"), *key = cb_cli_opt(cli, "key");
     bool link, existed = false;
     int ret;
@@ -72,14 +71,8 @@ int cb_cmd_add_cert(struct cb_cli *cli)
         return cb_err_set(&cli->err, CB_EINVAL,
                           "link=yes keeps a PEM certificate and its unencrypted key where they "
                           "are: give both files, certbind add cert FILE key=FILE link=yes");
-    if (pwfile && (ret = cb_cli_read_password(cli, pwfile, password, sizeof(password))) != 0)
+    if ((ret = cb_cli_load_cert(cli, cli->pos[0], &bundle, &info)) != 0)
         return ret;
-    ret = cb_cert_bundle_load(cli->pos[0], key, pwfile ? password : NULL, &bundle, &cli->err);
-    explicit_bzero(password, sizeof(password));
-    if (ret != 0)
-        return ret;
-    if ((ret = cb_cert_bundle_info(bundle, &info, &cli->err)) != 0)
-        goto out_free_bundle;
     if ((ret = cb_cli_open_store(cli, CB_STORE_WRITE, &st)) != 0)
         goto out_clear_info;
     if ((ret = cb_store_begin(st, &cli->err)) != 0)
@@ -109,7 +102,6 @@ out_close:
     cb_store_close(st);
 out_clear_info:
     cb_cert_info_clear(&info);
-out_free_bundle:
     cb_cert_bundle_free(bundle);
     return ret;
 }

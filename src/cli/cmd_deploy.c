@@ -130,6 +130,16 @@ static int find_unused(struct cb_cli *cli, struct cb_store *st, const struct pla
     return 0;
 }
 
+/* Inside the state folder itself, not merely a path that starts with its name: the
+ * files of a linked certificate in "/srv/state-live" belong to the user. */
+static bool in_state_dir(const char *dir, const char *path)
+{
+    size_t n = strlen(dir);
+    while (n > 1 && dir[n - 1] == '/')
+        n--;
+    return strncmp(path, dir, n) == 0 && path[n] == '/';
+}
+
 static void report(struct cb_cli *cli, const struct plan *p, bool preview,
                    char (*unused)[CB_THUMB_LEN + 1], size_t n_unused, bool pruned)
 {
@@ -172,7 +182,6 @@ int cb_cmd_deploy(struct cb_cli *cli)
     static const char *const allowed[] = {"key",     "password-file", "match",
                                           "preview", "prune",         NULL};
     const char *file = cli->object, *match = cb_cli_opt(cli, "match");
-    const char *pwfile = cb_cli_opt(cli, "password-file");
     struct cb_cert_bundle *bundle = NULL;
     struct cb_cert_info info;
     struct cb_store *st = NULL;
@@ -181,7 +190,6 @@ int cb_cmd_deploy(struct cb_cli *cli)
     size_t n_unused = 0;
     struct cb_cert_row *pruned = NULL;
     size_t n_pruned = 0;
-    char password[1024];
     bool preview, prune, existed = false;
     int ret;
 
@@ -201,15 +209,8 @@ int cb_cmd_deploy(struct cb_cli *cli)
         plan.by_hostname = true;
     else
         return cb_err_set(&cli->err, CB_EINVAL, "match=%s: use previous, hostname or both", match);
-    if (pwfile && (ret = cb_cli_read_password(cli, pwfile, password, sizeof(password))) != 0)
+    if ((ret = cb_cli_load_cert(cli, file, &bundle, &info)) != 0)
         return ret;
-    ret = cb_cert_bundle_load(file, cb_cli_opt(cli, "key"), pwfile ? password : NULL, &bundle,
-                              &cli->err);
-    explicit_bzero(password, sizeof(password));
-    if (ret != 0)
-        return ret;
-    if ((ret = cb_cert_bundle_info(bundle, &info, &cli->err)) != 0)
-        goto out_free_bundle;
     if ((ret = cb_cli_open_store(cli, CB_STORE_READ, &st)) != 0)
         goto out_clear_info;
     if ((ret = cb_store_begin(st, &cli->err)) != 0)
@@ -263,10 +264,9 @@ int cb_cmd_deploy(struct cb_cli *cli)
         goto out_unimport;
     /* Files of pruned certificates go only after the commit, and only our own copies. */
     for (size_t i = 0; i < n_pruned; i++) {
-        const char *dir = cb_store_dir(st);
-        if (strncmp(pruned[i].cert_path, dir, strlen(dir)) == 0)
+        if (in_state_dir(cb_store_dir(st), pruned[i].cert_path))
             unlink(pruned[i].cert_path);
-        if (strncmp(pruned[i].key_path, dir, strlen(dir)) == 0)
+        if (in_state_dir(cb_store_dir(st), pruned[i].key_path))
             unlink(pruned[i].key_path);
     }
     report(cli, &plan, false, unused, n_unused, prune);
@@ -284,7 +284,6 @@ out_close:
     cb_store_close(st);
 out_clear_info:
     cb_cert_info_clear(&info);
-out_free_bundle:
     cb_cert_bundle_free(bundle);
     for (size_t i = 0; pruned != NULL && i < n_unused; i++)
         cb_cert_row_clear(&pruned[i]);

@@ -3,6 +3,7 @@
  */
 #include "cli/cli.h"
 #include "migrate/migrate.h"
+#include "util/file.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -14,38 +15,6 @@
 #include <jansson.h>
 
 #define CB_IMPORT_MAX (64 * 1024 * 1024)
-
-static int read_input(struct cb_cli *cli, const char *path, char **out, size_t *len)
-{
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    struct stat st;
-
-    if (fd < 0)
-        return cb_err_set(&cli->err, errno == ENOENT ? CB_EINVAL : CB_EIO, "cannot read %s: %s",
-                          path, strerror(errno));
-    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || st.st_size > CB_IMPORT_MAX) {
-        close(fd);
-        return cb_err_set(&cli->err, CB_EBADFILE, "%s is not a regular file of at most 64 MiB",
-                          path);
-    }
-    char *buf = malloc((size_t)st.st_size + 1);
-    size_t got = 0;
-    if (buf == NULL) {
-        close(fd);
-        return cb_err_set(&cli->err, CB_ENOMEM, "out of memory");
-    }
-    while (got < (size_t)st.st_size) {
-        ssize_t n = read(fd, buf + got, (size_t)st.st_size - got);
-        if (n <= 0)
-            break;
-        got += (size_t)n;
-    }
-    close(fd);
-    buf[got] = '\0';
-    *out = buf;
-    *len = got;
-    return 0;
-}
 
 /* The binding as the certbind command that creates it. */
 static void command_text(const struct cb_binding *b, char *buf, size_t size)
@@ -252,7 +221,7 @@ int cb_cmd_import(struct cb_cli *cli)
         return cb_err_set(&cli->err, CB_EINVAL,
                           "use certbind import netsh FILE [preview=yes] [ccspath=DIR] "
                           "[backend=HOST:PORT], or certbind import iis FILE preview=yes");
-    if ((ret = read_input(cli, cli->pos[0], &text, &len)) != 0)
+    if ((ret = cb_read_file(cli->pos[0], CB_IMPORT_MAX, &text, &len, &cli->err)) != 0)
         return ret;
     if (strcmp(cli->object, "netsh") == 0)
         ret = import_netsh(cli, text, len, preview);

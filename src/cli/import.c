@@ -51,3 +51,24 @@ int cb_cli_import(struct cb_cli *cli, struct cb_store *st, const struct cb_cert_
     }
     return ret;
 }
+
+int cb_cli_load_cert(struct cb_cli *cli, const char *file, struct cb_cert_bundle **bundle,
+                     struct cb_cert_info *info)
+{
+    const char *pwfile = cb_cli_opt(cli, "password-file");
+    char password[1024];
+    int ret;
+
+    if (pwfile && (ret = cb_cli_read_password(cli, pwfile, password, sizeof(password))) != 0)
+        return ret;
+    ret = cb_cert_bundle_load(file, cb_cli_opt(cli, "key"), pwfile ? password : NULL, bundle,
+                              &cli->err);
+    explicit_bzero(password, sizeof(password));
+    if (ret != 0)
+        return ret;
+    if ((ret = cb_cert_bundle_info(*bundle, info, &cli->err)) != 0) {
+        cb_cert_bundle_free(*bundle);
+        *bundle = NULL;
+    }
+    return ret;
+}

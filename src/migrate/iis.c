@@ -12,22 +12,6 @@
 #include <libxml/parser.h>
 #include <libxml/tree.h>
 
-static struct cb_import_entry *push(struct cb_import *imp)
-{
-    if (imp->n == imp->cap) {
-        size_t cap = imp->cap ? imp->cap * 2 : 16;
-        struct cb_import_entry *nv = realloc(imp->v, cap * sizeof(*nv));
-        if (nv == NULL)
-            return NULL;
-        imp->v = nv;
-        imp->cap = cap;
-    }
-    struct cb_import_entry *e = &imp->v[imp->n++];
-    memset(e, 0, sizeof(*e));
-    cb_binding_init(&e->b);
-    return e;
-}
-
 static bool is(const xmlNode *n, const char *name)
 {
     return n->type == XML_ELEMENT_NODE && strcmp((const char *)n->name, name) == 0;
@@ -89,7 +73,7 @@ static int one_binding(struct cb_import *out, const xmlNode *bn, const char *sit
         snprintf(word, sizeof(word), "ipport=0.0.0.0:%.*s", portlen, pcolon + 1);
     else
         snprintf(word, sizeof(word), "ipport=%.*s:%.*s", iplen, s, portlen, pcolon + 1);
-    struct cb_import_entry *e = push(out);
+    struct cb_import_entry *e = cb_import_push(out);
     if (e == NULL) {
         ret = cb_err_set(err, CB_ENOMEM, "out of memory");
         goto out_free;

@@ -28,5 +28,7 @@ int cb_netsh_parse(const char *text, size_t len, struct cb_import *out,
 int cb_iis_parse(const char *text, size_t len, struct cb_import *out,
                  struct cb_err *err) CB_MUST_CHECK;
 void cb_import_clear(struct cb_import *imp);
+/* Appends an entry with default options; NULL when out of memory. */
+struct cb_import_entry *cb_import_push(struct cb_import *imp);
 
 #endif

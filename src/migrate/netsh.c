@@ -10,28 +10,6 @@
 #include <string.h>
 #include <strings.h>
 
-void cb_import_clear(struct cb_import *imp)
-{
-    free(imp->v);
-    memset(imp, 0, sizeof(*imp));
-}
-
-static struct cb_import_entry *push(struct cb_import *imp)
-{
-    if (imp->n == imp->cap) {
-        size_t cap = imp->cap ? imp->cap * 2 : 16;
-        struct cb_import_entry *nv = realloc(imp->v, cap * sizeof(*nv));
-        if (nv == NULL)
-            return NULL;
-        imp->v = nv;
-        imp->cap = cap;
-    }
-    struct cb_import_entry *e = &imp->v[imp->n++];
-    memset(e, 0, sizeof(*e));
-    cb_binding_init(&e->b);
-    return e;
-}
-
 /* The netsh toggles certbind keeps; the others (revocation, DS mapper…) have no
  * meaning on Linux and are read and ignored. */
 static const struct {
@@ -139,7 +117,7 @@ int cb_netsh_parse(const char *text, size_t len, struct cb_import *out, struct c
         if (keyname != NULL) {
             if ((ret = entry_done(out, e, err)) != 0)
                 break;
-            if ((e = push(out)) == NULL) {
+            if ((e = cb_import_push(out)) == NULL) {
                 ret = cb_err_set(err, CB_ENOMEM, "out of memory");
                 break;
             }

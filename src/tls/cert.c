@@ -3,6 +3,7 @@
  * the pair into the state folder.
  */
 #include "tls/cert.h"
+#include "util/file.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -57,41 +58,10 @@ void cb_cert_bundle_free(struct cb_cert_bundle *b)
     free(b);
 }
 
-/* Reads a whole file (at most 16 MiB) into an owned buffer. */
+/* Reads a whole certificate or key file (at most 16 MiB). */
 static int read_file(const char *path, unsigned char **out, size_t *len, struct cb_err *err)
 {
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    struct stat st;
-    unsigned char *buf;
-    size_t got = 0;
-
-    if (fd < 0 && errno == ENOENT)
-        return cb_err_set(err, CB_EINVAL, "no such file: %s", path);
-    if (fd < 0)
-        return cb_err_set(err, errno == EACCES ? CB_EPERM : CB_EIO, "cannot read %s: %s", path,
-                          strerror(errno));
-    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || st.st_size > CB_MAX_INPUT_FILE) {
-        close(fd);
-        return cb_err_set(err, CB_EBADFILE, "%s is not a regular file of at most 16 MiB", path);
-    }
-    buf = malloc((size_t)st.st_size + 1);
-    if (buf == NULL) {
-        close(fd);
-        return cb_err_set(err, CB_ENOMEM, "out of memory reading %s", path);
-    }
-    while (got < (size_t)st.st_size) {
-        ssize_t n = read(fd, buf + got, (size_t)st.st_size - got);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0)
-            break;
-        got += (size_t)n;
-    }
-    close(fd);
-    buf[got] = '\0';
-    *out = buf;
-    *len = got;
-    return 0;
+    return cb_read_file(path, CB_MAX_INPUT_FILE, (char **)out, len, err);
 }
 
 static int on_pem_password(char *buf, int size, int rwflag, void *u)

@@ -1,0 +1,45 @@
+/* file.c: whole-file reads for input files. */
+#include "util/file.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+int cb_read_file(const char *path, size_t max, char **out, size_t *len, struct cb_err *err)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    struct stat st;
+    size_t got = 0;
+    char *buf;
+
+    if (fd < 0 && errno == ENOENT)
+        return cb_err_set(err, CB_EINVAL, "no such file: %s", path);
+    if (fd < 0)
+        return cb_err_set(err, errno == EACCES ? CB_EPERM : CB_EIO, "cannot read %s: %s", path,
+                          strerror(errno));
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || (size_t)st.st_size > max) {
+        close(fd);
+        return cb_err_set(err, CB_EBADFILE, "%s is not a regular file of at most %zu MiB", path,
+                          max >> 20);
+    }
+    if ((buf = malloc((size_t)st.st_size + 1)) == NULL) {
+        close(fd);
+        return cb_err_set(err, CB_ENOMEM, "out of memory reading %s", path);
+    }
+    while (got < (size_t)st.st_size) {
+        ssize_t n = read(fd, buf + got, (size_t)st.st_size - got);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            break;
+        got += (size_t)n;
+    }
+    close(fd);
+    buf[got] = '\0';
+    *out = buf;
+    *len = got;
+    return 0;
+}
