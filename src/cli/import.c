@@ -3,6 +3,8 @@
 #include "util/priv.h"
 
 #include <errno.h>
+#include <libgen.h>
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -21,6 +23,31 @@ static void give_to_service_user(struct cb_store *st, const char *cert, const ch
                 strerror(errno));
 }
 
+/*
+ * The absolute name of a linked file: its folder resolved, the file itself not, so a
+ * symlink (certbot's live/) stays one and re-pointing it is a change serve sees. The
+ * result must fit CB_PATH_MAX: ENAMETOOLONG otherwise.
+ */
+static int absolute_path(const char *path, char *out, size_t size)
+{
+    char dir[CB_PATH_MAX + 1], base[CB_PATH_MAX + 1], real[PATH_MAX];
+
+    if (snprintf(dir, sizeof(dir), "%s", path) >= (int)sizeof(dir)) {
+        errno = ENAMETOOLONG;
+        return -1;
+    }
+    snprintf(base, sizeof(base), "%s", path);
+    if (realpath(dirname(dir), real) == NULL)
+        return -1;
+    const char *name = basename(base);
+    int n = snprintf(out, size, "%s/%s", strcmp(real, "/") == 0 ? "" : real, name);
+    if (n < 0 || (size_t)n >= size) {
+        errno = ENAMETOOLONG;
+        return -1;
+    }
+    return 0;
+}
+
 int cb_cli_import(struct cb_cli *cli, struct cb_store *st, const struct cb_cert_bundle *bundle,
                   const struct cb_cert_info *info, const char *link_cert, const char *link_key,
                   bool *existed)
@@ -36,9 +63,16 @@ int cb_cli_import(struct cb_cli *cli, struct cb_store *st, const struct cb_cert_
     }
     if (link_cert != NULL) {
         /* In place: the files stay where they are and are watched by serve. */
-        if (realpath(link_cert, cert_path) == NULL || realpath(link_key, key_path) == NULL)
+        if (absolute_path(link_cert, cert_path, sizeof(cert_path)) != 0 ||
+            absolute_path(link_key, key_path, sizeof(key_path)) != 0) {
+            if (errno == ENAMETOOLONG)
+                return cb_err_set(&cli->err, CB_EINVAL,
+                                  "the absolute path of a linked file is too long (at most %d "
+                                  "characters): keep the certificate and key in a shorter path",
+                                  CB_PATH_MAX);
             return cb_err_set(&cli->err, CB_EINVAL, "cannot resolve %s or %s: %s", link_cert,
                               link_key, strerror(errno));
+        }
         return cb_store_cert_put(st, info, cert_path, key_path, &cli->err);
     }
     cb_store_cert_paths(st, info->thumbprint, cert_path, key_path, sizeof(cert_path));

@@ -3,6 +3,7 @@
 #include "util/log.h"
 
 #include <libgen.h>
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -40,11 +41,19 @@ struct collect {
     size_t n;
 };
 
+/* Inside the state folder itself, not merely a path that starts with its name. */
+static bool in_state_dir(const char *dir, const char *path)
+{
+    size_t n = strlen(dir);
+    while (n > 1 && dir[n - 1] == '/')
+        n--;
+    return strncmp(path, dir, n) == 0 && path[n] == '/';
+}
+
 static int collect_linked(const struct cb_cert_row *row, void *arg)
 {
     struct collect *c = arg;
-    const char *dir = cb_store_dir(c->w->st);
-    if (strncmp(row->cert_path, dir, strlen(dir)) == 0)
+    if (in_state_dir(cb_store_dir(c->w->st), row->cert_path))
         return 0; /* a copy in the state folder: never rewritten */
     struct linked *nv = realloc(c->v, (c->n + 1) * sizeof(*nv));
     if (nv == NULL)
@@ -195,10 +204,15 @@ void cb_watch_refresh(struct cb_watch *w)
     for (struct dir_watch *d = w->dirs; d; d = d->next)
         d->keep = false;
     for (size_t i = 0; i < w->n_linked; i++) {
-        for (int k = 0; k < 2; k++) {
-            char tmp[CB_PATH_MAX + 1];
-            snprintf(tmp, sizeof(tmp), "%s",
-                     k == 0 ? w->linked[i].cert_path : w->linked[i].key_path);
+        /* The folders of both files, and of their targets when they are symlinks: a
+         * re-pointed link changes the first, a target rewritten in place the second. */
+        for (int k = 0; k < 4; k++) {
+            char tmp[PATH_MAX];
+            const char *path = k % 2 == 0 ? w->linked[i].cert_path : w->linked[i].key_path;
+            if (k < 2)
+                snprintf(tmp, sizeof(tmp), "%s", path);
+            else if (realpath(path, tmp) == NULL || strlen(tmp) > CB_PATH_MAX)
+                continue;
             const char *dir = dirname(tmp);
             struct dir_watch *d;
             for (d = w->dirs; d; d = d->next)
