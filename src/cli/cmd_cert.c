@@ -262,8 +262,9 @@ int cb_cmd_delete_cert(struct cb_cli *cli)
         (ret = cb_store_commit(st, &cli->err)) != 0)
         goto out_free_keys;
     /* Files go only after the commit: a crash before it leaves the certificate whole. */
-    unlink(row.cert_path);
-    if (strncmp(row.key_path, cb_store_dir(st), strlen(cb_store_dir(st))) == 0)
+    if (cb_store_owns(st, row.cert_path)) /* a linked certificate's files are the user's */
+        unlink(row.cert_path);
+    if (cb_store_owns(st, row.key_path))
         unlink(row.key_path);
     for (size_t i = 0; i < keys.n; i++)
         fprintf(stderr,

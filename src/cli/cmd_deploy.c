@@ -130,16 +130,6 @@ static int find_unused(struct cb_cli *cli, struct cb_store *st, const struct pla
     return 0;
 }
 
-/* Inside the state folder itself, not merely a path that starts with its name: the
- * files of a linked certificate in "/srv/state-live" belong to the user. */
-static bool in_state_dir(const char *dir, const char *path)
-{
-    size_t n = strlen(dir);
-    while (n > 1 && dir[n - 1] == '/')
-        n--;
-    return strncmp(path, dir, n) == 0 && path[n] == '/';
-}
-
 static void report(struct cb_cli *cli, const struct plan *p, bool preview,
                    char (*unused)[CB_THUMB_LEN + 1], size_t n_unused, bool pruned)
 {
@@ -264,9 +254,9 @@ int cb_cmd_deploy(struct cb_cli *cli)
         goto out_unimport;
     /* Files of pruned certificates go only after the commit, and only our own copies. */
     for (size_t i = 0; i < n_pruned; i++) {
-        if (in_state_dir(cb_store_dir(st), pruned[i].cert_path))
+        if (cb_store_owns(st, pruned[i].cert_path))
             unlink(pruned[i].cert_path);
-        if (in_state_dir(cb_store_dir(st), pruned[i].key_path))
+        if (cb_store_owns(st, pruned[i].key_path))
             unlink(pruned[i].key_path);
     }
     report(cli, &plan, false, unused, n_unused, prune);

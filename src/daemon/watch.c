@@ -41,19 +41,10 @@ struct collect {
     size_t n;
 };
 
-/* Inside the state folder itself, not merely a path that starts with its name. */
-static bool in_state_dir(const char *dir, const char *path)
-{
-    size_t n = strlen(dir);
-    while (n > 1 && dir[n - 1] == '/')
-        n--;
-    return strncmp(path, dir, n) == 0 && path[n] == '/';
-}
-
 static int collect_linked(const struct cb_cert_row *row, void *arg)
 {
     struct collect *c = arg;
-    if (in_state_dir(cb_store_dir(c->w->st), row->cert_path))
+    if (cb_store_owns(c->w->st, row->cert_path))
         return 0; /* a copy in the state folder: never rewritten */
     struct linked *nv = realloc(c->v, (c->n + 1) * sizeof(*nv));
     if (nv == NULL)

@@ -268,6 +268,14 @@ static const char *rel_path(const struct cb_store *st, const char *path)
     return path;
 }
 
+bool cb_store_owns(const struct cb_store *st, const char *path)
+{
+    size_t n = strlen(st->dir);
+    while (n > 1 && st->dir[n - 1] == '/')
+        n--;
+    return strncmp(path, st->dir, n) == 0 && path[n] == '/';
+}
+
 void cb_store_cert_paths(const struct cb_store *st, const char *thumbprint, char *cert_path,
                          char *key_path, size_t size)
 {

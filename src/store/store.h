@@ -93,6 +93,10 @@ int cb_store_decode_binding(const char *key, const char *certhash, const char *a
                             const char *backend, const char *ccspath, int64_t flags, int64_t proxy,
                             struct cb_binding *out, struct cb_err *err) CB_MUST_CHECK;
 
+/* Whether path lies inside the state folder (a copy certbind owns and may delete), not
+ * merely a path that starts with the folder's name, such as a linked "/srv/state-live". */
+bool cb_store_owns(const struct cb_store *st, const char *path);
+
 /* Paths inside the state folder for a thumbprint's files. */
 void cb_store_cert_paths(const struct cb_store *st, const char *thumbprint, char *cert_path,
                          char *key_path, size_t size);

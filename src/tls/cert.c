@@ -398,6 +398,19 @@ static void key_type(EVP_PKEY *k, char *out, size_t size)
     }
 }
 
+int cb_cert_bundle_thumbprint(const struct cb_cert_bundle *b, char out[CB_THUMB_LEN + 1])
+{
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned n = 0;
+
+    if (!X509_digest(b->leaf, EVP_sha1(), md, &n) || n != CB_THUMB_LEN / 2) {
+        ERR_clear_error();
+        return CB_ETLS;
+    }
+    hex_upper(md, n, out);
+    return 0;
+}
+
 int cb_cert_bundle_info(const struct cb_cert_bundle *b, struct cb_cert_info *info,
                         struct cb_err *err)
 {

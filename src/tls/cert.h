@@ -34,6 +34,9 @@ struct cb_cert_bundle; /* a leaf, its chain and its private key */
 int cb_cert_bundle_load(const char *path, const char *key_path, const char *password,
                         struct cb_cert_bundle **out, struct cb_err *err) CB_MUST_CHECK;
 void cb_cert_bundle_free(struct cb_cert_bundle *b);
+/* The leaf's SHA-1 thumbprint, upper-case hex. */
+int cb_cert_bundle_thumbprint(const struct cb_cert_bundle *b,
+                              char out[CB_THUMB_LEN + 1]) CB_MUST_CHECK;
 /* Fills *info (owned by the caller, cleared with cb_cert_info_clear()). */
 int cb_cert_bundle_info(const struct cb_cert_bundle *b, struct cb_cert_info *info,
                         struct cb_err *err) CB_MUST_CHECK;
@@ -61,9 +64,9 @@ int cb_cert_bundle_use(const struct cb_cert_bundle *b, SSL_CTX *ctx,
 
 /* What `check` needs to know about a stored certificate beyond its dates. */
 struct cb_cert_audit {
-    bool chain_ok;        /* the chain reaches a self-signed or system-trusted root */
+    bool chain_ok; /* the chain reaches a self-signed or system-trusted root */
     char chain_error[160];
-    bool weak;            /* RSA key under 2048 bits, or a SHA-1/MD5 signature below the root */
+    bool weak; /* RSA key under 2048 bits, or a SHA-1/MD5 signature below the root */
     char weak_reason[160];
 };
 

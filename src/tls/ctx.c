@@ -200,6 +200,17 @@ static void load(const char *key, const char *cert_path, const char *key_path,
     if (cb_key_file_safe(key_path ? key_path : cert_path, &err) != 0 ||
         cb_cert_bundle_load(cert_path, key_path, NULL, &bundle, &err) != 0)
         goto out_error;
+    /* A linked pair rewritten since the store recorded it is not this certificate: serve
+     * nothing from it until the watcher has moved the bindings to what it now holds. */
+    char thumb[CB_THUMB_LEN + 1] = "(unreadable)";
+    if (strchr(key, '/') == NULL &&
+        (cb_cert_bundle_thumbprint(bundle, thumb) != 0 || strcmp(thumb, key) != 0)) {
+        cb_err_set(&err, CB_EKEY,
+                   "the files of certificate %s now hold certificate %s; waiting for the store "
+                   "to follow them",
+                   key, thumb);
+        goto out_error;
+    }
     if ((ctx = new_ctx()) == NULL) {
         cb_err_set(&err, CB_ETLS, "cannot create a TLS context");
         cb_tls_err_append(&err);
