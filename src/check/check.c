@@ -22,7 +22,8 @@
 struct cert {
     struct cb_cert_row row;
     bool used;
-    size_t users; /* bindings using it */
+    size_t users;         /* bindings using it */
+    uint32_t first, last; /* the first and last of them; next_cert[] links the rest */
     bool usable;
     char reason[256];
     struct cb_cert_audit audit;
@@ -42,6 +43,9 @@ struct ctx {
     size_t n_certs, cap_certs;
     const struct cb_check_opts *opts;
     char user[64];
+    /* Per binding: the next binding of the same certificate, and the next SNI or ccs
+     * binding of the same port, so no finding scans every binding. */
+    uint32_t *next_cert, *next_sni;
 };
 
 const char *cb_severity_name(enum cb_severity s)
@@ -145,6 +149,8 @@ static struct cert *find_cert(struct ctx *c, const char *thumb)
 {
     struct cert key;
     memcpy(key.row.info.thumbprint, thumb, sizeof(key.row.info.thumbprint));
+    if (c->n_certs == 0)
+        return NULL; /* c->certs is NULL then, which bsearch must not be given */
     return bsearch(&key, c->certs, c->n_certs, sizeof(*c->certs), cmp_cert);
 }
 
@@ -181,7 +187,7 @@ static int test_access(struct ctx *c, struct pair *pairs, size_t n, bool *ok, ch
     for (size_t i = 0; i < n; i++) {
         err.msg[0] = '\0';
         ok[i] = check_pair(i, pairs, &err) == 0;
-        snprintf(reasons[i], 256, "%s", err.msg);
+        snprintf(reasons[i], 256, "%.255s", err.msg);
     }
     return 0;
 }
@@ -215,10 +221,11 @@ static void names_text(char **names, size_t n, char *buf, size_t size)
 struct port_info {
     uint32_t n_sni;     /* SNI and ccs bindings on the port */
     uint32_t first_sni; /* index of the first */
+    uint32_t last_sni;  /* and of the last; next_sni[] links them */
     bool any4, any6;
 };
 
-static int cert_findings(struct ctx *c, const struct cb_snapshot *snap, size_t n)
+static int cert_findings(struct ctx *c, const struct cb_snapshot *snap)
 {
     struct cb_findings *f = c->out;
     /* One finding per certificate fact, naming every binding that uses it. */
@@ -276,15 +283,17 @@ static int cert_findings(struct ctx *c, const struct cb_snapshot *snap, size_t n
                 return CB_ENOMEM;
         if (nx == 0)
             continue;
+        /* add() may have moved f->v: this certificate's findings are the last nx. */
+        for (int i = 0; i < nx; i++)
+            x[i] = &f->v[f->n - (size_t)nx + (size_t)i];
         /* Name the bindings (and the first one's port, for grouping). */
-        for (uint32_t b = 0; b < n; b++) {
+        uint32_t b = ce->first;
+        for (size_t u = 0; u < ce->users && u < LIST_MAX; u++, b = c->next_cert[b]) {
             const struct cb_snap_binding *e = cb_snapshot_binding(snap, b);
-            if (e->kind == CB_KEY_CCS || strcmp(e->certhash, in->thumbprint) != 0)
-                continue;
             for (int i = 0; i < nx; i++) {
                 if (x[i]->n_bindings == 0)
                     x[i]->port = e->port;
-                if (x[i]->n_bindings < LIST_MAX && add_binding(x[i], e->key_text) != 0)
+                if (add_binding(x[i], e->key_text) != 0)
                     return CB_ENOMEM;
             }
         }
@@ -337,15 +346,13 @@ static int binding_findings(struct ctx *c, const struct cb_snapshot *snap, size_
             continue;
         char addr[64], list[1024] = "";
         inet_ntop(e->family, e->addr, addr, sizeof(addr));
-        size_t listed = 0;
-        for (uint32_t s = ports[e->port].first_sni; s < n && listed < LIST_MAX; s++) {
+        size_t listed;
+        uint32_t s = ports[e->port].first_sni;
+        for (listed = 0; listed < ports[e->port].n_sni && listed < LIST_MAX; listed++) {
             const struct cb_snap_binding *o = cb_snapshot_binding(snap, s);
-            if (o->port != e->port ||
-                (o->kind != CB_KEY_HOST && o->kind != CB_KEY_HOST_WILD && o->kind != CB_KEY_CCS))
-                continue;
             strncat(list, listed ? ", " : "", sizeof(list) - strlen(list) - 1);
             strncat(list, o->host ? o->host : o->key_text, sizeof(list) - strlen(list) - 1);
-            listed++;
+            s = c->next_sni[s];
         }
         if (ports[e->port].n_sni > listed) {
             size_t l = strlen(list);
@@ -361,15 +368,11 @@ static int binding_findings(struct ctx *c, const struct cb_snapshot *snap, size_
                 e->family == AF_INET6 ? "]" : "", e->port, e->port, list, e->key_text, e->port);
         if (x == NULL || add_binding(x, e->key_text) != 0)
             return CB_ENOMEM;
-        listed = 0;
-        for (uint32_t s = ports[e->port].first_sni; s < n && listed < LIST_MAX; s++) {
-            const struct cb_snap_binding *o = cb_snapshot_binding(snap, s);
-            if (o->port == e->port &&
-                (o->kind == CB_KEY_HOST || o->kind == CB_KEY_HOST_WILD || o->kind == CB_KEY_CCS)) {
-                if (add_binding(x, o->key_text) != 0)
-                    return CB_ENOMEM;
-                listed++;
-            }
+        s = ports[e->port].first_sni;
+        for (listed = 0; listed < ports[e->port].n_sni && listed < LIST_MAX; listed++) {
+            if (add_binding(x, cb_snapshot_binding(snap, s)->key_text) != 0)
+                return CB_ENOMEM;
+            s = c->next_sni[s];
         }
     }
     /* no-default-for-non-sni: a port with SNI bindings and an address where a client
@@ -388,15 +391,11 @@ static int binding_findings(struct ctx *c, const struct cb_snapshot *snap, size_
                 p, where, fix, p);
         if (x == NULL)
             return CB_ENOMEM;
-        size_t listed = 0;
-        for (uint32_t s = pi->first_sni; s < n && listed < LIST_MAX; s++) {
-            const struct cb_snap_binding *o = cb_snapshot_binding(snap, s);
-            if (o->port == p &&
-                (o->kind == CB_KEY_HOST || o->kind == CB_KEY_HOST_WILD || o->kind == CB_KEY_CCS)) {
-                if (add_binding(x, o->key_text) != 0)
-                    return CB_ENOMEM;
-                listed++;
-            }
+        uint32_t s = pi->first_sni;
+        for (size_t listed = 0; listed < pi->n_sni && listed < LIST_MAX; listed++) {
+            if (add_binding(x, cb_snapshot_binding(snap, s)->key_text) != 0)
+                return CB_ENOMEM;
+            s = c->next_sni[s];
         }
     }
     return 0;
@@ -482,12 +481,13 @@ static int ccs_findings(struct ctx *c, const struct cb_snapshot *snap, size_t n)
                         "central store file %s is served for %s, but its certificate covers %s; "
                         "rename the file or replace the certificate",
                         cf->path, cf->name, names);
-                if (x == NULL) {
+                if (x == NULL || add_binding(x, e->key_text) != 0) {
                     cb_cert_info_clear(&info);
                     cb_cert_bundle_free(bundle);
                     ret = CB_ENOMEM;
                     goto out_free;
                 }
+                x = NULL; /* named now: the add() below may move it */
             }
             if (info.not_after < c->opts->now) {
                 char d[32];
@@ -550,10 +550,13 @@ int cb_check_run(struct cb_store *st, const struct cb_check_opts *opts, struct c
         return ret;
     if ((ret = cb_store_cert_foreach(st, collect_cert, &c, err)) != 0)
         goto out_free;
-    qsort(c.certs, c.n_certs, sizeof(*c.certs), cmp_cert);
+    if (c.n_certs > 1)
+        qsort(c.certs, c.n_certs, sizeof(*c.certs), cmp_cert);
     size_t n = cb_snapshot_count(snap);
     ports = calloc(65536, sizeof(*ports));
-    if (ports == NULL) {
+    c.next_cert = calloc(n + 1, sizeof(*c.next_cert));
+    c.next_sni = calloc(n + 1, sizeof(*c.next_sni));
+    if (ports == NULL || c.next_cert == NULL || c.next_sni == NULL) {
         ret = CB_ENOMEM;
         goto out_free;
     }
@@ -563,6 +566,9 @@ int cb_check_run(struct cb_store *st, const struct cb_check_opts *opts, struct c
         if (e->kind == CB_KEY_HOST || e->kind == CB_KEY_HOST_WILD || e->kind == CB_KEY_CCS) {
             if (pi->n_sni++ == 0)
                 pi->first_sni = b;
+            else
+                c.next_sni[pi->last_sni] = b;
+            pi->last_sni = b;
         } else if (e->kind == CB_KEY_ANY_IP) {
             if (e->family == AF_INET)
                 pi->any4 = true;
@@ -572,8 +578,12 @@ int cb_check_run(struct cb_store *st, const struct cb_check_opts *opts, struct c
         if (e->kind != CB_KEY_CCS) {
             struct cert *ce = find_cert(&c, e->certhash);
             if (ce != NULL) {
+                if (ce->users++ == 0)
+                    ce->first = b;
+                else
+                    c.next_cert[ce->last] = b;
+                ce->last = b;
                 ce->used = true;
-                ce->users++;
             }
         }
     }
@@ -607,16 +617,19 @@ int cb_check_run(struct cb_store *st, const struct cb_check_opts *opts, struct c
         struct cb_err aerr;
         ce->audited = cb_cert_audit_file(ce->row.cert_path, &ce->audit, &aerr) == 0;
     }
-    if ((ret = cert_findings(&c, snap, n)) != 0 ||
-        (ret = binding_findings(&c, snap, n, ports)) != 0 || (ret = ccs_findings(&c, snap, n)) != 0)
+    if ((ret = cert_findings(&c, snap)) != 0 || (ret = binding_findings(&c, snap, n, ports)) != 0 ||
+        (ret = ccs_findings(&c, snap, n)) != 0)
         goto out_free;
-    qsort(out->v, out->n, sizeof(*out->v), cmp_finding);
+    if (out->n > 1) /* out->v is NULL without findings, which qsort must not be given */
+        qsort(out->v, out->n, sizeof(*out->v), cmp_finding);
 out_free:
     if (ret == CB_ENOMEM)
         cb_err_set(err, ret, "out of memory");
     for (size_t k = 0; k < c.n_certs; k++)
         cb_cert_row_clear(&c.certs[k].row);
     free(c.certs);
+    free(c.next_cert);
+    free(c.next_sni);
     free(ports);
     free(pairs);
     free(ok);

@@ -8,6 +8,42 @@
 
 #include <jansson.h>
 
+/* A JSON string of s. A path in a message can hold bytes that are not UTF-8, which
+ * json_string() refuses; they become '?' so that no finding is left out of --json. */
+static json_t *json_text(const char *s)
+{
+    json_t *j = json_string(s);
+    if (j != NULL)
+        return j;
+    char *t = strdup(s);
+    if (t == NULL)
+        return NULL;
+    unsigned char *p = (unsigned char *)t;
+    while (*p) {
+        size_t n = *p < 0x80   ? 1
+                   : *p < 0xc2 ? 0
+                   : *p < 0xe0 ? 2
+                   : *p < 0xf0 ? 3
+                   : *p < 0xf5 ? 4
+                               : 0;
+        size_t k = 1;
+        while (k < n && (p[k] & 0xc0) == 0x80)
+            k++;
+        if (n == 0 || k < n)
+            *p++ = '?';
+        else
+            p += n;
+    }
+    if ((j = json_string(t)) == NULL) { /* overlong forms, surrogates: keep ASCII only */
+        for (p = (unsigned char *)t; *p; p++)
+            if (*p >= 0x80)
+                *p = '?';
+        j = json_string(t);
+    }
+    free(t);
+    return j;
+}
+
 int cb_cmd_check(struct cb_cli *cli)
 {
     static const char *const allowed[] = {"soon", NULL};
@@ -46,9 +82,10 @@ int cb_cmd_check(struct cb_cli *cli)
             json_t *b = json_array();
             for (size_t j = 0; j < f.v[i].n_bindings; j++)
                 json_array_append_new(b, json_string(f.v[i].bindings[j]));
-            json_array_append_new(arr, json_pack("{s:s, s:s, s:o, s:s}", "code", f.v[i].code,
-                                                 "severity", cb_severity_name(f.v[i].severity),
-                                                 "bindings", b, "message", f.v[i].message));
+            json_array_append_new(arr,
+                                  json_pack("{s:s, s:s, s:o, s:o}", "code", f.v[i].code, "severity",
+                                            cb_severity_name(f.v[i].severity), "bindings", b,
+                                            "message", json_text(f.v[i].message)));
         }
         cb_cli_print_json(json_pack("{s:o}", "findings", arr));
     } else {
