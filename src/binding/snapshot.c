@@ -416,7 +416,7 @@ int cb_snapshot_builder_finish(struct cb_snapshot_builder *sb, uint64_t generati
                 sl->port = e->port;
                 sl->kind = e->kind;
                 sl->len = len <= SLOT_KEY ? (uint8_t)len : SLOT_LONG;
-                if (len <= SLOT_KEY)
+                if (len > 0 && len <= SLOT_KEY)
                     memcpy(sl->key, key, len);
                 break;
             }

@@ -25,14 +25,14 @@ struct cert {
     size_t users;         /* bindings using it */
     uint32_t first, last; /* the first and last of them; next_cert[] links the rest */
     bool usable;
-    char reason[256];
+    char reason[CB_PRIV_REASON];
     struct cb_cert_audit audit;
     bool audited;
 };
 
 struct ccs_file_fact {
     bool usable;
-    char reason[256];
+    char reason[CB_PRIV_REASON];
     struct cb_cert_info info;
     bool have_info;
 };
@@ -175,7 +175,8 @@ static int check_pair(size_t i, void *arg, struct cb_err *err)
     return cb_cert_check_pair(p->cert, p->key, err);
 }
 
-static int test_access(struct ctx *c, struct pair *pairs, size_t n, bool *ok, char (*reasons)[256])
+static int test_access(struct ctx *c, struct pair *pairs, size_t n, bool *ok,
+                       char (*reasons)[CB_PRIV_REASON])
 {
     struct cb_user user;
     struct cb_err err = {0};
@@ -187,7 +188,7 @@ static int test_access(struct ctx *c, struct pair *pairs, size_t n, bool *ok, ch
     for (size_t i = 0; i < n; i++) {
         err.msg[0] = '\0';
         ok[i] = check_pair(i, pairs, &err) == 0;
-        snprintf(reasons[i], 256, "%.255s", err.msg);
+        snprintf(reasons[i], CB_PRIV_REASON, "%s", err.msg);
     }
     return 0;
 }
@@ -407,7 +408,7 @@ static int ccs_findings(struct ctx *c, const struct cb_snapshot *snap, size_t n)
     size_t nf = cb_snapshot_ccs_count(snap), np = 0;
     struct pair *pairs = calloc(n + nf + 1, sizeof(*pairs));
     bool *ok = calloc(n + nf + 1, sizeof(*ok));
-    char(*reasons)[256] = calloc(n + nf + 1, sizeof(*reasons));
+    char(*reasons)[CB_PRIV_REASON] = calloc(n + nf + 1, sizeof(*reasons));
     char **folders = calloc(n + 1, sizeof(*folders));
     int ret = 0;
 
@@ -436,7 +437,7 @@ static int ccs_findings(struct ctx *c, const struct cb_snapshot *snap, size_t n)
     if (test_access(c, pairs, np, ok, reasons) != 0) {
         for (size_t i = 0; i < np; i++) {
             ok[i] = false;
-            snprintf(reasons[i], 256, "cannot switch to the service user to test");
+            snprintf(reasons[i], CB_PRIV_REASON, "cannot switch to the service user to test");
         }
     }
     np = 0;
@@ -540,7 +541,7 @@ int cb_check_run(struct cb_store *st, const struct cb_check_opts *opts, struct c
     struct port_info *ports = NULL;
     struct pair *pairs = NULL;
     bool *ok = NULL;
-    char(*reasons)[256] = NULL;
+    char(*reasons)[CB_PRIV_REASON] = NULL;
     int ret;
 
     memset(out, 0, sizeof(*out));
@@ -604,7 +605,7 @@ int cb_check_run(struct cb_store *st, const struct cb_check_opts *opts, struct c
     if (test_access(&c, pairs, nu, ok, reasons) != 0)
         for (size_t i = 0; i < nu; i++) {
             ok[i] = false;
-            snprintf(reasons[i], 256, "cannot switch to the service user to test");
+            snprintf(reasons[i], CB_PRIV_REASON, "cannot switch to the service user to test");
         }
     nu = 0;
     for (size_t k = 0; k < c.n_certs; k++) {

@@ -76,7 +76,7 @@ int cb_cmd_resolve(struct cb_cli *cli)
             return cb_err_set(&cli->err, CB_EINVAL, "ip=%s is not an IPv4 or IPv6 address", ip);
         memcpy(tmp, ip + 1, n - 2);
         tmp[n - 2] = '\0';
-        if (cb_addr_parse(tmp, &q.family, q.addr) != 0)
+        if (strchr(tmp, ':') == NULL || cb_addr_parse(tmp, &q.family, q.addr) != 0)
             return cb_err_set(&cli->err, CB_EINVAL, "ip=%s is not an IPv4 or IPv6 address", ip);
     }
     if (cb_port_parse(port, strlen(port), &q.port) != 0)
@@ -125,8 +125,6 @@ int cb_cmd_resolve(struct cb_cli *cli)
         json_object_set_new(o, "rule", json_string(cb_rule_name(r.rule)));
         json_object_set_new(o, "usable", json_boolean(usable));
         json_object_set_new(o, "reason", json_string(reason));
-        if (r.rule == CB_RULE_CCS)
-            json_object_set_new(o, "file", json_string(r.ccs->path));
         cb_cli_print_json(o);
     } else {
         printf("Binding     : %s\n", b ? b->key_text : "(none)");
@@ -233,7 +231,7 @@ int cb_cmd_set(struct cb_cli *cli)
         give_state(cli, &oc);
     if (oc.n > 0) {
         bool *ok = calloc(oc.n, sizeof(*ok));
-        char(*reasons)[256] = calloc(oc.n, sizeof(*reasons));
+        char(*reasons)[CB_PRIV_REASON] = calloc(oc.n, sizeof(*reasons));
         struct cb_err terr = {0};
         if (ok == NULL || reasons == NULL) {
             ret = cb_err_set(&cli->err, CB_ENOMEM, "out of memory");

@@ -54,7 +54,7 @@ static int cli_options(struct cb_cli *cli, struct cb_binding *b, unsigned *field
 static int check_certificate(struct cb_cli *cli, struct cb_store *st, const struct cb_binding *b,
                              bool force)
 {
-    char reason[512];
+    char reason[1024];
     char key[CB_KEY_TEXT_MAX];
 
     if (b->key.kind == CB_KEY_CCS)
@@ -74,8 +74,8 @@ static int check_certificate(struct cb_cli *cli, struct cb_store *st, const stru
                           "cert FILE' (or add force=yes to bind it anyway)",
                           b->certhash);
     return cb_err_set(&cli->err, CB_EKEY,
-                      "%s: the key of certificate %s is unusable (%s); fix the key file or its "
-                      "owner, or add force=yes to bind it anyway",
+                      "key-unusable: %s: the key of certificate %s is unusable (%s); fix the key "
+                      "file or its owner, or add force=yes to bind it anyway",
                       key, b->certhash, reason);
 }
 

@@ -21,7 +21,7 @@ int cb_cli_key_usable(struct cb_store *st, const char *thumb, char *reason, size
     struct cb_user user;
     struct cb_err err = {0};
     char name[64];
-    char reasons[1][256];
+    char reasons[1][CB_PRIV_REASON];
     bool ok[1];
     int ret;
 

@@ -64,7 +64,7 @@ int cb_priv_drop(const struct cb_user *user, bool keep_bind, struct cb_err *err)
 }
 
 int cb_priv_test_as(const struct cb_user *user, size_t n, cb_priv_check_fn check, void *arg,
-                    bool *ok, char (*reasons)[256], struct cb_err *err)
+                    bool *ok, char (*reasons)[CB_PRIV_REASON], struct cb_err *err)
 {
     int fds[2];
     pid_t pid;
@@ -89,10 +89,10 @@ int cb_priv_test_as(const struct cb_user *user, size_t n, cb_priv_check_fn check
             (setgroups(0, NULL) != 0 || setgid(user->gid) != 0 || setuid(user->uid) != 0))
             _exit(3);
         for (size_t i = 0; i < n; i++) {
-            char rec[257];
+            char rec[CB_PRIV_REASON + 1];
             e.msg[0] = '\0';
             rec[0] = check(i, arg, &e) == 0 ? '1' : '0';
-            snprintf(rec + 1, 256, "%.255s", e.msg);
+            snprintf(rec + 1, CB_PRIV_REASON, "%s", e.msg);
             if (write(fds[1], rec, sizeof(rec)) != (ssize_t)sizeof(rec))
                 _exit(4);
         }
@@ -100,7 +100,7 @@ int cb_priv_test_as(const struct cb_user *user, size_t n, cb_priv_check_fn check
     }
     close(fds[1]);
     for (size_t i = 0; i < n; i++) {
-        char rec[257];
+        char rec[CB_PRIV_REASON + 1];
         size_t got = 0;
         while (got < sizeof(rec)) {
             ssize_t r = read(fds[0], rec + got, sizeof(rec) - got);
@@ -112,12 +112,13 @@ int cb_priv_test_as(const struct cb_user *user, size_t n, cb_priv_check_fn check
         }
         if (got < sizeof(rec)) {
             ok[i] = false;
-            snprintf(reasons[i], 256, "key-access test as %s did not finish", user->name);
+            snprintf(reasons[i], CB_PRIV_REASON, "key-access test as %s did not finish",
+                     user->name);
             continue;
         }
         ok[i] = rec[0] == '1';
-        memcpy(reasons[i], rec + 1, 255);
-        reasons[i][255] = '\0';
+        memcpy(reasons[i], rec + 1, CB_PRIV_REASON - 1);
+        reasons[i][CB_PRIV_REASON - 1] = '\0';
     }
     close(fds[0]);
     while (waitpid(pid, &status, 0) < 0 && errno == EINTR)

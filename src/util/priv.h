@@ -9,6 +9,8 @@
 #include <stdbool.h>
 #include <sys/types.h>
 
+#define CB_PRIV_REASON 800 /* bytes of one key-access test's reason */
+
 struct cb_user {
     char name[64];
     uid_t uid;
@@ -32,6 +34,6 @@ int cb_priv_drop(const struct cb_user *user, bool keep_bind, struct cb_err *err)
  */
 typedef int (*cb_priv_check_fn)(size_t i, void *arg, struct cb_err *err);
 int cb_priv_test_as(const struct cb_user *user, size_t n, cb_priv_check_fn check, void *arg,
-                    bool *ok, char (*reasons)[256], struct cb_err *err) CB_MUST_CHECK;
+                    bool *ok, char (*reasons)[CB_PRIV_REASON], struct cb_err *err) CB_MUST_CHECK;
 
 #endif
