@@ -504,7 +504,8 @@ static long probe(const struct cb_snapshot *s, enum tag tag, uint32_t h, uint16_
         if (sl->hash != h || sl->port != port || sl->kind != want_kind)
             continue;
         if (sl->len != SLOT_LONG) {
-            if (sl->len == n && memcmp(sl->key, p, n) == 0)
+            /* ccs keys are empty and come with p == NULL: memcmp must not see them. */
+            if (sl->len == n && (n == 0 || memcmp(sl->key, p, n) == 0))
                 return (long)sl->idx1 - 1;
             continue;
         }
