@@ -58,8 +58,14 @@ int cb_cli_import(struct cb_cli *cli, struct cb_store *st, const struct cb_cert_
 
     *existed = cb_store_cert_get(st, info->thumbprint, &row, NULL) == 0;
     if (*existed) {
+        /* Already known: put back our copies if someone removed them. */
+        bool missing = cb_store_owns(st, row.cert_path) && cb_store_owns(st, row.key_path) &&
+                       (access(row.cert_path, F_OK) != 0 || access(row.key_path, F_OK) != 0);
+        ret = missing ? cb_cert_bundle_write(bundle, row.cert_path, row.key_path, &cli->err) : 0;
+        if (ret == 0 && missing)
+            give_to_service_user(st, row.cert_path, row.key_path);
         cb_cert_row_clear(&row);
-        return 0;
+        return ret;
     }
     if (link_cert != NULL) {
         /* In place: the files stay where they are and are watched by serve. */

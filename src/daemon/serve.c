@@ -232,6 +232,8 @@ out_fatal:
 
 static pid_t spawn(struct serve_opts *opts, int index, int ready_w, int ready_r)
 {
+    fflush(stdout);
+    fflush(stderr);
     pid_t pid = fork();
     if (pid != 0)
         return pid;

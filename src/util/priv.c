@@ -76,6 +76,8 @@ int cb_priv_test_as(const struct cb_user *user, size_t n, cb_priv_check_fn check
                           user->name);
     if (pipe(fds) != 0)
         return cb_err_set(err, CB_EIO, "pipe: %s", strerror(errno));
+    fflush(stdout); /* or the child's exit would print it twice */
+    fflush(stderr);
     pid = fork();
     if (pid < 0) {
         close(fds[0]);
@@ -90,6 +92,7 @@ int cb_priv_test_as(const struct cb_user *user, size_t n, cb_priv_check_fn check
             _exit(3);
         for (size_t i = 0; i < n; i++) {
             char rec[CB_PRIV_REASON + 1];
+            memset(rec, 0, sizeof(rec));
             e.msg[0] = '\0';
             rec[0] = check(i, arg, &e) == 0 ? '1' : '0';
             snprintf(rec + 1, CB_PRIV_REASON, "%s", e.msg);
