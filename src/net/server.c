@@ -69,7 +69,9 @@ struct listener {
 
 struct cb_server {
     uv_loop_t *loop;
-    int closing; /* handles of the server itself still closing */
+    int closing;          /* handles of the server itself still closing */
+    size_t conns_closing; /* closed connections whose handles are still closing */
+    bool freeing;         /* cb_server_free was called: free when nothing is closing */
     struct cb_server_config cfg;
     SSL_CTX *default_ctx;
     struct cb_runtime *rt;
@@ -147,6 +149,17 @@ static void conn_log(struct conn *c, const char *level, const char *event, const
 
 /* ---- connection teardown ------------------------------------------------ */
 
+/*
+ * libuv runs close callbacks newest first, so the server's own handles may finish
+ * closing before those of connections closed just before them: the server is freed
+ * only when both are done.
+ */
+static void server_free_when_closed(struct cb_server *srv)
+{
+    if (srv->closing == 0 && srv->conns_closing == 0)
+        free(srv);
+}
+
 static void on_conn_handle_closed(uv_handle_t *h)
 {
     struct conn *c = h->data;
@@ -154,6 +167,11 @@ static void on_conn_handle_closed(uv_handle_t *h)
         return;
     struct cb_server *srv = c->srv;
     free(c);
+    srv->conns_closing--;
+    if (srv->freeing) {
+        server_free_when_closed(srv);
+        return;
+    }
     if (srv->draining && srv->n_conns == 0 && srv->on_drained != NULL)
         srv->on_drained(srv);
 }
@@ -172,6 +190,7 @@ static void conn_close(struct conn *c)
     if (c->next)
         c->next->prev = c->prev;
     srv->n_conns--;
+    srv->conns_closing++;
     c->pending_closes = 1;
     uv_close((uv_handle_t *)&c->timer, on_conn_handle_closed);
     c->pending_closes++;
@@ -379,6 +398,30 @@ static void queue_503(struct conn *c)
         c->backend_eof = true; /* nothing more will follow the response */
 }
 
+/*
+ * An end of input is passed on as soon as it is seen (and the bytes before it are out),
+ * not on a later pump round: when the last round sees it, no poll would bring us back.
+ */
+static void client_ended(struct conn *c)
+{
+    if (!c->backend_shut && c->bfd >= 0) {
+        shutdown(c->bfd, SHUT_WR);
+        c->backend_shut = true;
+    }
+    /* No backend and no request before the client's end: nothing will be answered,
+     * so close now instead of holding the connection until the idle timeout. */
+    if (c->respond_503 && !c->backend_eof)
+        c->backend_eof = true;
+}
+
+static void backend_ended(struct conn *c)
+{
+    if (!c->client_shut) {
+        SSL_shutdown(c->ssl); /* close_notify: the client knows the reply is whole */
+        c->client_shut = true;
+    }
+}
+
 /* Client -> backend. Returns 1 on progress, 0 when blocked, -1 when closed. */
 static int pump_c2b(struct conn *c)
 {
@@ -402,10 +445,7 @@ static int pump_c2b(struct conn *c)
             return progress;
     }
     if (c->client_eof) {
-        if (!c->backend_shut && c->bfd >= 0) {
-            shutdown(c->bfd, SHUT_WR);
-            c->backend_shut = true;
-        }
+        client_ended(c);
         return progress;
     }
     ERR_clear_error();
@@ -440,10 +480,12 @@ static int pump_c2b(struct conn *c)
         return progress;
     case SSL_ERROR_ZERO_RETURN:
         c->client_eof = true;
+        client_ended(c);
         return 1;
     case SSL_ERROR_SYSCALL:
         if (errno == 0) { /* EOF without close_notify: treat as a half-close */
             c->client_eof = true;
+            client_ended(c);
             return 1;
         }
         /* fall through */
@@ -483,8 +525,7 @@ static int pump_b2c(struct conn *c)
     }
     if (c->backend_eof) {
         if (!c->client_shut) {
-            SSL_shutdown(c->ssl); /* close_notify: the client knows the reply is whole */
-            c->client_shut = true;
+            backend_ended(c);
             progress = 1;
         }
         return progress;
@@ -511,6 +552,7 @@ static int pump_b2c(struct conn *c)
     }
     if (n == 0) {
         c->backend_eof = true;
+        backend_ended(c);
         return 1;
     }
     if (errno == EAGAIN || errno == EWOULDBLOCK) {
@@ -1153,8 +1195,8 @@ void cb_server_drain(struct cb_server *srv, void (*on_drained)(struct cb_server 
 static void on_server_handle_closed(uv_handle_t *h)
 {
     struct cb_server *srv = h->data;
-    if (--srv->closing == 0)
-        free(srv);
+    srv->closing--;
+    server_free_when_closed(srv);
 }
 
 void cb_server_free(struct cb_server *srv)
@@ -1172,8 +1214,9 @@ void cb_server_free(struct cb_server *srv)
     srv->rt = NULL;
     SSL_CTX_free(srv->default_ctx);
     srv->default_ctx = NULL;
-    /* srv is freed when its last handle has closed, on a later loop turn. */
+    /* srv is freed when its last handle and connection have closed, on a later loop turn. */
     srv->closing = 2;
+    srv->freeing = true;
     uv_close((uv_handle_t *)&srv->accept_pause, on_server_handle_closed);
     uv_close((uv_handle_t *)&srv->grace, on_server_handle_closed);
 }
