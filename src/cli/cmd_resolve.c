@@ -41,6 +41,7 @@ static int ccs_cert(const char *path, char *thumb, char *reason, size_t size)
 
     if (ret == 0 && (ret = cb_cert_bundle_info(b, &info, &err)) == 0) {
         snprintf(thumb, CB_THUMB_LEN + 1, "%s", info.thumbprint);
+        ret = cb_key_file_safe(path, &err); /* serve refuses it the same way */
         cb_cert_info_clear(&info);
     }
     cb_cert_bundle_free(b);

@@ -130,10 +130,6 @@ def test_curl_resolve_gets_the_sni_certificate(world):
     assert "hostnameport=b.test:%d" % P in out
 
 
-@pytest.mark.xfail(reason="resolve checks a central store file's certificate and key but not the "
-                   "file mode, which serve refuses (world-readable key): resolve says usable=true "
-                   "while the handshake fails with internal_error (src/cli/cmd_resolve.c ccs_cert; "
-                   "check reports it as key-unusable)", strict=False)
 def test_resolve_agrees_with_serve_on_world_readable_ccs_file(st, pki):
     from cbe2e import handshake_error
 
