@@ -50,7 +50,8 @@ struct conn {
     int cevents, bevents; /* what each poll watches now */
     int pending_closes;
     bool client_eof, backend_eof, backend_shut, client_shut, respond_503;
-    bool counted; /* holds one of rt->active[bidx] */
+    bool counted;     /* holds one of srv->rt->active[cap_idx] (per-binding cap) */
+    uint32_t cap_idx; /* its binding's index in srv->rt, which may be newer than rt */
     bool want_cr, want_cw, want_br, want_bw;
     uint64_t last_active;
     struct sockaddr_storage local, peer;
@@ -84,6 +85,7 @@ struct cb_server {
     bool accept_paused;
     uint64_t refused_total, refused_binding; /* over the caps, closed at once */
     uint64_t last_refusal_log;
+    uint64_t pauses, last_pause_log; /* accept pauses for lack of descriptors */
     char scratch[CB_BUF_SIZE];
 };
 
@@ -205,7 +207,7 @@ static void conn_close(struct conn *c)
     c->ssl = NULL;
     close(c->cfd);
     if (c->counted)
-        c->rt->active[c->bidx]--;
+        srv->rt->active[c->cap_idx]--;
     free(c->c2b.data);
     free(c->b2c.data);
     c->c2b.data = c->b2c.data = NULL;
@@ -266,6 +268,11 @@ static int on_client_hello(SSL *ssl, int *alert, void *arg)
     /* A second ClientHello (after HelloRetryRequest) keeps the first one's choice. */
     if (c->binding != NULL)
         return SSL_CLIENT_HELLO_SUCCESS;
+    /* Nothing was chosen yet: resolve against the newest bindings (and count there). */
+    if (rt != c->srv->rt) {
+        cb_runtime_unref(rt);
+        rt = c->rt = cb_runtime_ref(c->srv->rt);
+    }
 
     if (SSL_client_hello_get0_ext(ssl, TLSEXT_TYPE_server_name, &ext, &ext_len) == 1) {
         if (parse_sni(ext, ext_len, &name, &name_len) != 0 ||
@@ -317,8 +324,11 @@ static int on_client_hello(SSL *ssl, int *alert, void *arg)
         *alert = SSL_AD_HANDSHAKE_FAILURE;
         return SSL_CLIENT_HELLO_ERROR;
     }
-    rt->active[r.binding]++;
-    c->counted = true;
+    if (c->srv->cfg.max_conns_binding != 0) {
+        rt->active[r.binding]++;
+        c->counted = true;
+        c->cap_idx = r.binding;
+    }
     if (tls->ctx == NULL) {
         /* Never another binding's certificate: fail, and say why. */
         *alert = SSL_AD_INTERNAL_ERROR;
@@ -772,8 +782,14 @@ static void on_backend_event(uv_poll_t *h, int status, int events)
         return;
     }
     if (status < 0) {
+        /* libuv reports POLLERR as UV_EBADF: the socket itself knows what went wrong. */
         char why[200];
-        snprintf(why, sizeof(why), "backend %s: %s", c->binding->backend, uv_strerror(status));
+        int err = 0;
+        socklen_t len = sizeof(err);
+        if (getsockopt(c->bfd, SOL_SOCKET, SO_ERROR, &err, &len) != 0)
+            err = 0;
+        snprintf(why, sizeof(why), "backend %s: %s", c->binding->backend,
+                 err != 0 ? strerror(err) : uv_strerror(status));
         conn_fail(c, "backend_error", why);
         return;
     }
@@ -898,9 +914,16 @@ static void on_listener(uv_poll_t *h, int status, int events)
         if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
             /* Out of descriptors: stop accepting for a moment instead of spinning. */
             if (!srv->accept_paused) {
-                cb_log("error", "accept_paused",
-                       "worker=%d reason=\"%s\" open_connections=%zu resume_in_ms=100",
-                       srv->cfg.worker, strerror(errno), srv->n_conns);
+                /* Counted, logged at most once a second: a flood must not flood the log. */
+                srv->pauses++;
+                if (uv_now(srv->loop) - srv->last_pause_log >= 1000) {
+                    srv->last_pause_log = uv_now(srv->loop);
+                    cb_log("error", "accept_paused",
+                           "worker=%d reason=\"%s\" open_connections=%zu resume_in_ms=100 "
+                           "pauses=%llu",
+                           srv->cfg.worker, strerror(errno), srv->n_conns,
+                           (unsigned long long)srv->pauses);
+                }
                 srv->accept_paused = true;
                 for (struct listener *x = srv->listeners; x; x = x->next)
                     uv_poll_stop(&x->poll);
@@ -1156,7 +1179,23 @@ int cb_server_new(uv_loop_t *loop, const struct cb_server_config *cfg, struct cb
 void cb_server_swap_runtime(struct cb_server *srv, struct cb_runtime *rt)
 {
     struct cb_runtime *old = srv->rt;
+    if (rt == old)
+        return;
     srv->rt = cb_runtime_ref(rt);
+    /* Open connections go on counting against their binding's cap in the new runtime. */
+    for (struct conn *c = srv->conns; c != NULL; c = c->next) {
+        struct cb_binding_key key;
+        long i;
+        if (!c->counted)
+            continue;
+        if (cb_key_parse_word(c->binding->key_text, &key, NULL) != 0 ||
+            (i = cb_snapshot_find(rt->snap, &key)) < 0) {
+            c->counted = false; /* the binding is gone: there is no cap left to hold */
+            continue;
+        }
+        c->cap_idx = (uint32_t)i;
+        rt->active[i]++;
+    }
     cb_runtime_unref(old); /* connections still on it keep their own references */
 }
 
