@@ -255,11 +255,12 @@ static int cert_findings(struct ctx *c, const struct cb_snapshot *snap)
                           in->thumbprint, names, d);
         } else if (in->not_after < c->opts->now + (int64_t)c->opts->soon_days * 86400) {
             fmt_date(in->not_after, d, sizeof(d));
-            x[nx++] =
-                add(f, "expires-soon", CB_SEV_WARNING, 0,
-                    "certificate %s (%s) expires on %s, in %lld days; renew it and move its "
-                    "bindings to the new one",
-                    in->thumbprint, names, d, (long long)((in->not_after - c->opts->now) / 86400));
+            x[nx++] = add(f, "expires-soon", CB_SEV_WARNING, 0,
+                          "certificate %s (%s) expires on %s, in %lld days; renew it and move its "
+                          "bindings to the new one",
+                          in->thumbprint, names,
+                          d, /* whole days left, rounded up: "in 10 days" all day long */
+                          (long long)((in->not_after - c->opts->now + 86399) / 86400));
         }
         if (in->not_before > c->opts->now) {
             fmt_date(in->not_before, d, sizeof(d));

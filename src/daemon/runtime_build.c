@@ -107,7 +107,8 @@ int cb_runtime_build(struct cb_store *st, struct cb_tls_cache *cache, bool log_b
             cb_err_set(err, ret, "out of memory");
         goto out_free;
     }
-    qsort(cs.v, cs.n, sizeof(*cs.v), cmp_ref);
+    if (cs.n > 0) /* qsort and bsearch take no NULL array, even when empty */
+        qsort(cs.v, cs.n, sizeof(*cs.v), cmp_ref);
     size_t n = cb_snapshot_count(rt->snap), nf = cb_snapshot_ccs_count(rt->snap);
     rt->bind_tls = calloc(n ? n : 1, sizeof(*rt->bind_tls));
     rt->backends = calloc(n ? n : 1, sizeof(*rt->backends));
@@ -128,7 +129,7 @@ int cb_runtime_build(struct cb_store *st, struct cb_tls_cache *cache, bool log_b
             continue;
         struct cert_ref key, *ref;
         memcpy(key.thumb, b->certhash, sizeof(key.thumb));
-        ref = bsearch(&key, cs.v, cs.n, sizeof(*cs.v), cmp_ref);
+        ref = cs.n ? bsearch(&key, cs.v, cs.n, sizeof(*cs.v), cmp_ref) : NULL;
         if (ref == NULL) {
             char msg[200];
             snprintf(msg, sizeof(msg),

@@ -110,6 +110,8 @@ def test_ccs(cb, certs, bound, tmp_path):
     (ccs / "www.example.com.pem").write_bytes(www.bundle_path.read_bytes())
     (ccs / "_.example.com.pem").write_bytes(wild.bundle_path.read_bytes())
     (ccs / "README.txt").write_text("not a certificate\n")
+    for f in ("www.example.com.pem", "_.example.com.pem"):  # they hold private keys
+        (ccs / f).chmod(0o600)
     cb.ok("add", "sslcert", "ccs=443", "ccspath=%s" % ccs)
     cb.ok("add", "sslcert", "ipport=0.0.0.0:443", "certhash=" + bound.thumbprint)
     for sni, c in (("www.example.com", www), ("WWW.example.com.", www),
