@@ -601,7 +601,8 @@ def connect_refused(host, port):
     s.settimeout(5)
     try:
         s.connect((host, port))
-    except ConnectionRefusedError:
+    except (ConnectionRefusedError, ConnectionResetError):
+        # Reset: the SYN was queued on the listener as it closed; nothing accepts it.
         return True
     finally:
         s.close()
