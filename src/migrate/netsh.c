@@ -94,13 +94,14 @@ int cb_netsh_parse(const char *text, size_t len, struct cb_import *out, struct c
             (strcmp(t, "SSL Certificate bindings:") == 0 || strspn(t, "-") == strlen(t)))
             continue;
         char *sep = strstr(t, " : ");
+        size_t tl = strlen(t);
         char *value;
         if (sep != NULL) {
             *sep = '\0';
             value = trim(sep + 3);
-        } else if (n >= 2 && t[strlen(t) - 1] == ':' && t[strlen(t) - 2] == ' ') {
-            t[strlen(t) - 1] = '\0';
-            value = t + strlen(t);
+        } else if (tl >= 2 && t[tl - 1] == ':' && t[tl - 2] == ' ') {
+            t[tl - 1] = '\0'; /* "Name :" with an empty value */
+            value = t + tl - 1;
         } else {
             ret = cb_err_set(err, CB_EBADFILE,
                              "line %d: expected 'Name : value' as netsh prints it, found '%.60s'",
