@@ -126,10 +126,20 @@ static int walk(struct cb_import *out, const xmlNode *n, struct cb_err *err)
     return 0;
 }
 
+/* libxml2 reports some problems (encoding errors) through its generic handler even with
+ * XML_PARSE_NOERROR: keep them off stderr, the parse result says what went wrong. */
+static void on_xml_error(void *ctx, const char *msg, ...)
+{
+    (void)ctx;
+    (void)msg;
+}
+
 int cb_iis_parse(const char *text, size_t len, struct cb_import *out, struct cb_err *err)
 {
     xmlDoc *doc;
     int ret;
+
+    xmlSetGenericErrorFunc(NULL, on_xml_error);
 
     memset(out, 0, sizeof(*out));
     if (len > 64 * 1024 * 1024)

@@ -225,3 +225,13 @@ def test_iis_needs_preview_and_refuses_malformed_xml_with_the_line(env):
     rc, out, err = run("--state", state, "import", "iis", write(d, "d.config", "<configuration/>"),
                        "preview=yes")
     assert rc == 2 and "no https" in err
+
+
+def test_iis_bad_encoding_is_one_error_line(env):
+    d, state, t = env
+    path = os.path.join(d, "enc.config")
+    with open(path, "wb") as f:
+        f.write(b'<?xml version="1.0" encoding="UTF-8"?>\n<configuration>\xf4 <site/></configuration>\n')
+    rc, out, err = run("--state", state, "import", "iis", path, "preview=yes")
+    assert rc == 2 and "line 2:" in err
+    assert err.count("\n") == 1 and err.startswith("certbind: error: "), err
