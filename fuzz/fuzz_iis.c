@@ -1,29 +1,13 @@
 /* fuzz_iis.c: IIS applicationHost.config site bindings (libxml2) into binding keys. */
-#include "migrate/migrate.h"
-
-#include <stdlib.h>
-#include <string.h>
+#include "fuzz_migrate.h"
 
 int LLVMFuzzerTestOneInput(const unsigned char *data, size_t size);
 
 int LLVMFuzzerTestOneInput(const unsigned char *data, size_t size)
 {
     struct cb_import imp;
-    struct cb_err err;
+    struct cb_err err = {0};
 
-    if (cb_iis_parse((const char *)data, size, &imp, &err) != 0) {
-        if (err.msg[0] == '\0')
-            abort();
-        return 0;
-    }
-    for (size_t i = 0; i < imp.n; i++) {
-        char text[CB_KEY_TEXT_MAX];
-        struct cb_binding_key again;
-        cb_key_format(&imp.v[i].b.key, text, sizeof(text));
-        if (cb_key_parse_word(text, &again, &err) != 0 ||
-            memcmp(&again, &imp.v[i].b.key, sizeof(again)) != 0)
-            abort();
-    }
-    cb_import_clear(&imp);
+    fuzz_check_import(cb_iis_parse((const char *)data, size, &imp, &err), &imp, &err);
     return 0;
 }
