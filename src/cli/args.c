@@ -76,7 +76,7 @@ int cb_cli_parse(struct cb_cli *cli, int argc, char **argv)
                          strcmp(flag, "--grace") == 0 || strcmp(flag, "--max-connections") == 0 ||
                          strcmp(flag, "--max-connections-per-binding") == 0 ||
                          strcmp(flag, "--handshake-timeout") == 0 ||
-                         strcmp(flag, "--idle-timeout") == 0;
+                         strcmp(flag, "--idle-timeout") == 0 || strcmp(flag, "--admin") == 0;
             if (takes) {
                 val = eq ? eq + 1 : (i + 1 < argc ? argv[++i] : NULL);
                 if (val == NULL || val[0] == '\0')
@@ -92,6 +92,10 @@ int cb_cli_parse(struct cb_cli *cli, int argc, char **argv)
                 cli->verb = "--version";
             else if (strcmp(flag, "--state") == 0)
                 state = val;
+            else if (strcmp(flag, "--admin") == 0)
+                cli->admin = val;
+            else if (strcmp(flag, "--admin-public") == 0)
+                cli->admin_public = true;
             else if (strcmp(flag, "--max-connections") == 0) {
                 if (int_flag(cli, flag, val, 1, 10000000, &cli->max_conns) != 0)
                     return CB_EINVAL;

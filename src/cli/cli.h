@@ -37,6 +37,8 @@ struct cb_cli {
     int max_conns_binding;
     int handshake_timeout;
     int idle_timeout;
+    const char *admin; /* --admin ADDR:PORT, borrowed from argv */
+    bool admin_public;
     struct cb_err err;
 };
 

@@ -114,8 +114,9 @@ int cb_runtime_build(struct cb_store *st, struct cb_tls_cache *cache, bool log_b
     rt->backends = calloc(n ? n : 1, sizeof(*rt->backends));
     rt->file_tls = calloc(nf ? nf : 1, sizeof(*rt->file_tls));
     rt->active = calloc(n ? n : 1, sizeof(*rt->active));
+    rt->stat = calloc(n ? n : 1, sizeof(*rt->stat));
     if (rt->bind_tls == NULL || rt->backends == NULL || rt->file_tls == NULL ||
-        rt->active == NULL) {
+        rt->active == NULL || rt->stat == NULL) {
         ret = cb_err_set(err, CB_ENOMEM, "out of memory");
         goto out_free;
     }

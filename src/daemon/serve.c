@@ -6,6 +6,7 @@
  * libuv loop, opens its own SO_REUSEPORT listeners, loads keys as the service
  * user, and swaps in a new runtime within a second of a store change.
  */
+#include "admin/admin.h"
 #include "cli/cli.h"
 #include "daemon/runtime_build.h"
 #include "daemon/watch.h"
@@ -27,11 +28,14 @@
 
 #define CB_WORKER_FATAL 3 /* a worker's exit status for "cannot start: do not retry" */
 #define CB_STORE_POLL_MS 250
+#define CB_STATS_CAPACITY (1u << 17) /* bindings with counters, per worker (a reservation) */
 
 struct serve_opts {
     char state_dir[CB_PATH_MAX + 1];
     struct cb_server_config cfg;
     int workers;
+    struct cb_stats *stats; /* shared counters when --admin is given, else NULL */
+    int admin_fd;           /* the admin port's listening socket, or -1 */
 };
 
 struct worker {
@@ -238,9 +242,46 @@ static pid_t spawn(struct serve_opts *opts, int index, int ready_w, int ready_r)
     if (pid != 0)
         return pid;
     close(ready_r);
-    opts->cfg.worker = index;
     signal(SIGCHLD, SIG_DFL);
+    if (index == opts->workers) {
+        /* The admin process: no TLS, no listeners of the workers. */
+        _exit(cb_admin_main(opts->state_dir, opts->admin_fd, opts->stats, ready_w));
+    }
+    if (opts->admin_fd >= 0)
+        close(opts->admin_fd);
+    opts->cfg.worker = index;
+    if (opts->stats != NULL &&
+        (opts->cfg.stats = cb_stats_writer_new(cb_stats_area(opts->stats, index))) == NULL) {
+        cb_log("error", "worker_failed", "worker=%d reason=\"out of memory\"", index);
+        if (write(ready_w, "F", 1) != 1)
+            _exit(CB_WORKER_FATAL);
+        _exit(CB_WORKER_FATAL);
+    }
     _exit(worker_main(opts, ready_w));
+}
+
+/* Opens the admin port (before the workers start, so that a busy port fails start-up). */
+static int open_admin(struct cb_cli *cli, int *out)
+{
+    struct sockaddr_storage addr;
+    socklen_t len;
+    int fd, one = 1, ret;
+
+    if ((ret = cb_admin_parse_addr(cli->admin, cli->admin_public, &addr, &len, &cli->err)) != 0)
+        return ret;
+    fd = socket(addr.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return cb_err_set(&cli->err, CB_EIO, "--admin %s: %s", cli->admin, strerror(errno));
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    if (bind(fd, (struct sockaddr *)&addr, len) != 0 || listen(fd, 64) != 0) {
+        int e = errno;
+        close(fd);
+        return cb_err_set(&cli->err, CB_EIO, "--admin %s: cannot listen: %s%s", cli->admin,
+                          strerror(e),
+                          e == EADDRINUSE ? "; another program uses this port, pick another" : "");
+    }
+    *out = fd;
+    return 0;
 }
 
 /* Reads the store once, as the master, to check it and what it listens on. */
@@ -302,8 +343,17 @@ int cb_cmd_serve(struct cb_cli *cli)
     opts.cfg.max_conns = (uint32_t)((cli->max_conns + opts.workers - 1) / opts.workers);
     opts.cfg.max_conns_binding =
         (uint32_t)((cli->max_conns_binding + opts.workers - 1) / opts.workers);
+    opts.admin_fd = -1;
     if (getenv("INVOCATION_ID") != NULL && getenv("JOURNAL_STREAM") != NULL)
         cb_log_set_journal(1);
+    if (cli->admin_public && cli->admin == NULL)
+        return cb_err_set(&cli->err, CB_EINVAL, "--admin-public needs --admin ADDR:PORT");
+    if (cli->admin != NULL) {
+        struct sockaddr_storage a;
+        socklen_t alen;
+        if ((ret = cb_admin_parse_addr(cli->admin, cli->admin_public, &a, &alen, &cli->err)) != 0)
+            return ret;
+    }
 
     /* Everything after this runs as the service user, with at most one capability. */
     if (geteuid() == 0) {
@@ -317,6 +367,15 @@ int cb_cmd_serve(struct cb_cli *cli)
         return ret;
     if (RAND_bytes(opts.cfg.ticket_keys, sizeof(opts.cfg.ticket_keys)) != 1)
         return cb_err_set(&cli->err, CB_ETLS, "cannot make session ticket keys");
+    if (cli->admin != NULL) {
+        if ((ret = open_admin(cli, &opts.admin_fd)) != 0)
+            return ret;
+        if ((ret = cb_stats_new(opts.workers, CB_STATS_CAPACITY, &opts.stats, &cli->err)) != 0) {
+            close(opts.admin_fd);
+            return ret;
+        }
+    }
+    int procs = opts.workers + (cli->admin != NULL ? 1 : 0); /* the admin process last */
 
     sigset_t mask, old;
     sigemptyset(&mask);
@@ -329,18 +388,18 @@ int cb_cmd_serve(struct cb_cli *cli)
     if (pipe(ready) != 0)
         return cb_err_set(&cli->err, CB_EIO, "pipe: %s", strerror(errno));
 
-    pid_t *pids = calloc((size_t)opts.workers, sizeof(*pids));
+    pid_t *pids = calloc((size_t)procs, sizeof(*pids));
     if (pids == NULL)
         return cb_err_set(&cli->err, CB_ENOMEM, "out of memory");
     cb_log("info", "start", "version=%s workers=%d state=%s user=%s", CB_VERSION, opts.workers,
            opts.state_dir, have_user ? user.name : "(current)");
-    for (int i = 0; i < opts.workers; i++)
+    for (int i = 0; i < procs; i++)
         pids[i] = spawn(&opts, i, ready[1], ready[0]);
 
     /* Wait until every worker listens (or one cannot start). */
     int ready_count = 0;
     bool fatal = false;
-    while (ready_count < opts.workers && !fatal) {
+    while (ready_count < procs && !fatal) {
         struct pollfd pfd = {.fd = ready[0], .events = POLLIN};
         if (poll(&pfd, 1, 60000) <= 0) {
             fatal = true;
@@ -355,7 +414,7 @@ int cb_cmd_serve(struct cb_cli *cli)
         }
     }
     if (fatal) {
-        for (int i = 0; i < opts.workers; i++)
+        for (int i = 0; i < procs; i++)
             kill(pids[i], SIGTERM);
         while (wait(NULL) > 0)
             ;
@@ -363,12 +422,14 @@ int cb_cmd_serve(struct cb_cli *cli)
         return cb_err_set(&cli->err, CB_EFAILED,
                           "a worker could not start (see the worker_failed line above)");
     }
+    if (cli->admin != NULL)
+        cb_log("info", "admin", "addr=%s paths=\"/ /metrics /status.json\"", cli->admin);
     cb_log("info", "ready", "workers=%d", opts.workers);
     sd_notifyf(0, "READY=1\nSTATUS=serving with %d workers\nMAINPID=%lu", opts.workers,
                (unsigned long)getpid());
 
     bool stopping = false;
-    int alive = opts.workers;
+    int alive = procs;
     while (alive > 0) {
         siginfo_t si;
         int sig = sigwaitinfo(&mask, &si);
@@ -380,13 +441,13 @@ int cb_cmd_serve(struct cb_cli *cli)
                 sd_notify(0, "STOPPING=1");
             }
             stopping = true;
-            for (int i = 0; i < opts.workers; i++)
+            for (int i = 0; i < procs; i++)
                 if (pids[i] > 0)
                     kill(pids[i], SIGTERM);
         } else if (sig == SIGHUP) {
             cb_log("info", "reload", "reason=SIGHUP");
             sd_notify(0, "RELOADING=1");
-            for (int i = 0; i < opts.workers; i++)
+            for (int i = 0; i < procs; i++)
                 if (pids[i] > 0)
                     kill(pids[i], SIGHUP);
             sd_notify(0, "READY=1");
@@ -394,14 +455,15 @@ int cb_cmd_serve(struct cb_cli *cli)
             int status;
             pid_t pid;
             while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
-                for (int i = 0; i < opts.workers; i++) {
+                for (int i = 0; i < procs; i++) {
                     if (pids[i] != pid)
                         continue;
                     pids[i] = 0;
                     alive--;
                     if (stopping || (WIFEXITED(status) && WEXITSTATUS(status) == 0))
                         break;
-                    cb_log("error", "worker_died", "worker=%d status=%d signal=%d", i,
+                    cb_log("error", i == opts.workers ? "admin_died" : "worker_died",
+                           "worker=%d status=%d signal=%d", i,
                            WIFEXITED(status) ? WEXITSTATUS(status) : -1,
                            WIFSIGNALED(status) ? WTERMSIG(status) : 0);
                     sleep(1); /* no tight respawn loop */
@@ -416,6 +478,9 @@ int cb_cmd_serve(struct cb_cli *cli)
     free(pids);
     close(ready[0]);
     close(ready[1]);
+    if (opts.admin_fd >= 0)
+        close(opts.admin_fd);
+    cb_stats_free(opts.stats);
     sigprocmask(SIG_SETMASK, &old, NULL);
     cb_log("info", "stopped", "reason=\"all workers exited\"");
     return 0;

@@ -26,6 +26,7 @@ struct cb_runtime {
     struct cb_tls_entry *file_tls; /* per central-store file */
     struct cb_backend *backends;   /* per binding */
     uint32_t *active;              /* per binding: open connections (for the per-binding cap) */
+    struct cb_stats_entry **stat;  /* per binding: its counters, found on first use (or NULL) */
     size_t n_broken;
 };
 

@@ -53,6 +53,8 @@ struct conn {
     bool counted;     /* holds one of srv->rt->active[cap_idx] (per-binding cap) */
     uint32_t cap_idx; /* its binding's index in srv->rt, which may be newer than rt */
     bool want_cr, want_cw, want_br, want_bw;
+    bool failure_counted; /* a failed handshake was counted under its reason */
+    struct cb_stats_entry *st; /* the binding's counters once the handshake is done (open) */
     uint64_t last_active;
     struct sockaddr_storage local, peer;
     char sni[CB_NAME_MAX + 1];
@@ -115,6 +117,7 @@ void cb_runtime_unref(struct cb_runtime *rt)
     free(rt->file_tls);
     free(rt->backends);
     free(rt->active);
+    free(rt->stat);
     cb_snapshot_unref(rt->snap);
     free(rt);
 }
@@ -147,6 +150,38 @@ static void conn_log(struct conn *c, const char *level, const char *event, const
            c->srv->cfg.worker, peer, local,
            c->sni[0] ? cb_log_quote(c->sni, sni, sizeof(sni)) : "-",
            c->binding ? c->binding->key_text : "-", cb_log_quote(reason, q, sizeof(q)));
+}
+
+/* ---- counters (serve --admin) ------------------------------------------- */
+
+static void gcount(struct cb_server *srv, enum cb_gstat k)
+{
+    if (srv->cfg.stats != NULL)
+        cb_stat_add(&cb_stats_writer_area(srv->cfg.stats)->g[k], 1);
+}
+
+/* The counters of the binding chosen for c (NULL when none, or nothing is counted). */
+static struct cb_stats_entry *binding_stats(struct conn *c)
+{
+    if (c->srv->cfg.stats == NULL || c->binding == NULL)
+        return NULL;
+    struct cb_stats_entry **slot = &c->rt->stat[c->bidx];
+    if (*slot == NULL)
+        *slot = cb_stats_entry_get(c->srv->cfg.stats, c->binding->key_text);
+    return *slot;
+}
+
+/* A failed handshake, counted once: under its binding when one was chosen. */
+static void count_failure(struct conn *c, enum cb_stat k, enum cb_gstat gk)
+{
+    if (c->failure_counted)
+        return;
+    c->failure_counted = true;
+    struct cb_stats_entry *e = binding_stats(c);
+    if (e != NULL)
+        cb_stat_add(&e->v[k], 1);
+    else
+        gcount(c->srv, gk);
 }
 
 /* ---- connection teardown ------------------------------------------------ */
@@ -208,6 +243,11 @@ static void conn_close(struct conn *c)
     close(c->cfd);
     if (c->counted)
         srv->rt->active[c->cap_idx]--;
+    if (srv->cfg.stats != NULL) {
+        cb_stat_sub(&cb_stats_writer_area(srv->cfg.stats)->g[CB_GSTAT_OPEN], 1);
+        if (c->st != NULL)
+            cb_stat_sub(&c->st->v[CB_STAT_OPEN], 1);
+    }
     free(c->c2b.data);
     free(c->b2c.data);
     c->c2b.data = c->b2c.data = NULL;
@@ -279,6 +319,7 @@ static int on_client_hello(SSL *ssl, int *alert, void *arg)
             cb_name_normalize((const char *)name, name_len, 0, c->sni, NULL) != 0) {
             c->sni[0] = '\0';
             *alert = SSL_AD_UNRECOGNIZED_NAME;
+            count_failure(c, CB_STAT_FAIL_PROTOCOL, CB_GSTAT_PROTOCOL);
             conn_log(c, "warn", "handshake_failed", "malformed server_name");
             return SSL_CLIENT_HELLO_ERROR;
         }
@@ -298,6 +339,7 @@ static int on_client_hello(SSL *ssl, int *alert, void *arg)
     cb_resolve(rt->snap, &q, &r);
     if (r.rule == CB_RULE_NONE) {
         *alert = q.sni ? SSL_AD_UNRECOGNIZED_NAME : SSL_AD_HANDSHAKE_FAILURE;
+        count_failure(c, CB_STAT_FAIL_PROTOCOL, CB_GSTAT_NO_BINDING);
         conn_log(c, "warn", "handshake_failed", "no binding matches");
         return SSL_CLIENT_HELLO_ERROR;
     }
@@ -308,6 +350,7 @@ static int on_client_hello(SSL *ssl, int *alert, void *arg)
                                          : &rt->bind_tls[r.binding];
     if (c->binding->flags & CB_OPT_REJECT) {
         *alert = SSL_AD_HANDSHAKE_FAILURE;
+        count_failure(c, CB_STAT_FAIL_REJECTED, CB_GSTAT_PROTOCOL);
         conn_log(c, "warn", "handshake_failed", "binding is set reject=enable");
         return SSL_CLIENT_HELLO_ERROR;
     }
@@ -321,6 +364,7 @@ static int on_client_hello(SSL *ssl, int *alert, void *arg)
                    srv->cfg.worker, c->binding->key_text, srv->cfg.max_conns_binding,
                    (unsigned long long)srv->refused_binding);
         }
+        count_failure(c, CB_STAT_FAIL_CAPACITY, CB_GSTAT_CAPACITY);
         *alert = SSL_AD_HANDSHAKE_FAILURE;
         return SSL_CLIENT_HELLO_ERROR;
     }
@@ -332,6 +376,7 @@ static int on_client_hello(SSL *ssl, int *alert, void *arg)
     if (tls->ctx == NULL) {
         /* Never another binding's certificate: fail, and say why. */
         *alert = SSL_AD_INTERNAL_ERROR;
+        count_failure(c, CB_STAT_FAIL_KEY, CB_GSTAT_PROTOCOL);
         conn_log(c, "warn", "handshake_failed", tls->error ? tls->error : "certificate unusable");
         return SSL_CLIENT_HELLO_ERROR;
     }
@@ -462,6 +507,8 @@ static int pump_c2b(struct conn *c)
     errno = 0;
     int n = SSL_read(c->ssl, c->srv->scratch, sizeof(c->srv->scratch));
     if (n > 0) {
+        if (c->st != NULL)
+            cb_stat_add(&c->st->v[CB_STAT_BYTES_IN], (uint64_t)n);
         if (c->respond_503) {
             if (c->b2c.len == 0 && !c->backend_eof)
                 queue_503(c);
@@ -544,6 +591,8 @@ static int pump_b2c(struct conn *c)
         return progress;
     ssize_t n = recv(c->bfd, c->srv->scratch, sizeof(c->srv->scratch), 0);
     if (n > 0) {
+        if (c->st != NULL)
+            cb_stat_add(&c->st->v[CB_STAT_BYTES_OUT], (uint64_t)n);
         ERR_clear_error();
         int w = SSL_write(c->ssl, c->srv->scratch, (int)n);
         if (w <= 0) {
@@ -733,6 +782,10 @@ static void do_handshake(struct conn *c)
     errno = 0;
     int rc = SSL_do_handshake(c->ssl);
     if (rc == 1) {
+        if ((c->st = binding_stats(c)) != NULL) {
+            cb_stat_add(&c->st->v[CB_STAT_HANDSHAKES], 1);
+            cb_stat_add(&c->st->v[CB_STAT_OPEN], 1);
+        }
         connect_backend(c);
         return;
     }
@@ -751,6 +804,7 @@ static void do_handshake(struct conn *c)
             conn_close(c);
             return;
         }
+        count_failure(c, CB_STAT_FAIL_PROTOCOL, CB_GSTAT_PROTOCOL);
         conn_fail(c, "handshake_failed", ssl_reason(why, sizeof(why)));
         return;
     }
@@ -807,6 +861,7 @@ static void on_timer(uv_timer_t *t)
     case ST_HANDSHAKE:
         snprintf(why, sizeof(why), "no handshake within %llu ms",
                  (unsigned long long)c->srv->cfg.handshake_timeout_ms);
+        count_failure(c, CB_STAT_FAIL_TIMEOUT, CB_GSTAT_TIMEOUT);
         conn_fail(c, "handshake_timeout", why);
         return;
     case ST_CONNECTING:
@@ -859,6 +914,11 @@ static void accept_one(struct cb_server *srv, int fd, const struct sockaddr_stor
     c->srv = srv;
     c->cfd = fd;
     c->bfd = -1;
+    if (srv->cfg.stats != NULL) {
+        struct cb_stats_area *a = cb_stats_writer_area(srv->cfg.stats);
+        cb_stat_add(&a->g[CB_GSTAT_ACCEPTED], 1);
+        cb_stat_add(&a->g[CB_GSTAT_OPEN], 1);
+    }
     c->peer = *peer;
     to_v4_if_mapped(&c->local);
     to_v4_if_mapped(&c->peer);
@@ -898,6 +958,7 @@ static void on_listener(uv_poll_t *h, int status, int events)
             /* Over the cap: closed at once, counted, logged at most once a second. */
             close(fd);
             srv->refused_total++;
+            gcount(srv, CB_GSTAT_CAPACITY);
             if (uv_now(srv->loop) - srv->last_refusal_log >= 1000) {
                 srv->last_refusal_log = uv_now(srv->loop);
                 cb_log("warn", "connection_cap", "worker=%d cap=%u refused_total=%llu",

@@ -7,6 +7,7 @@
 #define CB_NET_SERVER_H
 
 #include "net/runtime.h"
+#include "net/stats.h"
 
 #include <stdbool.h>
 #include <uv.h>
@@ -20,6 +21,7 @@ struct cb_server_config {
     uint32_t max_conns_binding;    /* its share of --max-connections-per-binding (0: none) */
     unsigned char ticket_keys[80]; /* shared by all workers so tickets resume anywhere */
     int worker;                    /* index, for logs */
+    struct cb_stats_writer *stats; /* borrowed; NULL: nothing is counted */
 };
 
 /* A listening address: "[::]:443" (dual-stack), "0.0.0.0:443", "127.0.0.2:443". */

@@ -224,7 +224,9 @@ int cb_store_commit(struct cb_store *st, struct cb_err *err)
 {
     int rc = sqlite3_exec(st->db,
                           "UPDATE meta SET value = CAST(value AS INTEGER) + 1 "
-                          "WHERE name = 'generation'",
+                          "WHERE name = 'generation';"
+                          "INSERT OR REPLACE INTO meta VALUES('changed_at', "
+                          "CAST(strftime('%s', 'now') AS TEXT))",
                           NULL, NULL, NULL);
     if (rc == SQLITE_OK)
         rc = sqlite3_exec(st->db, "COMMIT", NULL, NULL, NULL);
