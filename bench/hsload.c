@@ -20,6 +20,14 @@
  * joined by a BIO pair, no sockets) and reports the server side's CPU time per
  * handshake: what libssl itself costs, the floor under any server built on it.
  *
+ * -R makes RESUMED handshakes instead: each connection slot draws its SNI name once
+ * and keeps it, makes one full handshake, keeps the session (a TLS 1.2 ticket, or a
+ * TLS 1.3 NewSessionTicket, which arrives after the handshake: the slot reads until
+ * it has one, at most 1 s) and offers it on every reconnect. The newest ticket the
+ * server sent replaces the kept one, as browsers do. Resumed and full handshakes are
+ * counted apart (SSL_session_reused); a handshake that offered a session and was not
+ * resumed counts as full, and a slot that gets no ticket counts a "ticket" error.
+ *
  * The last line is machine-readable: "result key=value ...".
  */
 #include <arpa/inet.h>
@@ -51,14 +59,16 @@
 #define SHOW_ERRORS 5   /* first few errors of each kind are printed */
 #define LAT_BUCKETS 100 /* up to 2^25 us */
 
-enum err_kind { E_CONNECT, E_HANDSHAKE, E_TIMEOUT, E_MISMATCH, E_KINDS };
-static const char *const err_names[E_KINDS] = {"connect", "handshake", "timeout", "mismatch"};
+enum err_kind { E_CONNECT, E_HANDSHAKE, E_TIMEOUT, E_MISMATCH, E_TICKET, E_KINDS };
+static const char *const err_names[E_KINDS] = {"connect", "handshake", "timeout", "mismatch",
+                                               "ticket"};
+#define TICKET_WAIT 1.0 /* -R, TLS 1.3: seconds a slot waits for the server's ticket */
 
 struct options {
     const char *host, *port;
     int conns;
     double duration, warmup, timeout;
-    bool tls12, verify, close_notify;
+    bool tls12, verify, close_notify, resume;
     const char *groups, *alpn, *expect_default;
     pid_t pids[MAX_PIDS];
     int n_pids;
@@ -72,6 +82,12 @@ struct conn {
     bool connecting;
     double started;
     unsigned events; /* what epoll watches now */
+    /* -R only: */
+    bool named;          /* sni drawn once for this slot */
+    SSL_SESSION *sess;   /* the session offered on the next connection (owned) */
+    bool got_ticket;     /* a new session arrived on this connection */
+    bool await_ticket;   /* handshake done, reading the TLS 1.3 ticket */
+    double hs_done;      /* when the handshake ended */
 };
 
 struct names {
@@ -81,6 +97,7 @@ struct names {
 
 struct stats {
     uint64_t done, errors[E_KINDS];
+    uint64_t resumed, offered_not_resumed; /* -R */
     uint64_t per_sec[MAX_SAMPLES]; /* handshakes completed in each second of the window */
     double lat_sum;
     uint64_t lat_hist[LAT_BUCKETS]; /* handshake latency, buckets of 2^(i/4) microseconds */
@@ -130,7 +147,8 @@ static void usage(FILE *f)
                "  -k          send close_notify before closing\n"
                "  -t SECONDS  handshake timeout (10)\n"
                "  -p PID,...  server processes whose CPU time is measured\n"
-               "  -r SEED     random seed\n");
+               "  -r SEED     random seed\n"
+               "  -R          resumed handshakes: each slot keeps its name and session ticket\n");
 }
 
 static int read_names(const char *path, struct names *out)
@@ -328,6 +346,8 @@ static void conn_drop(struct loader *L, struct conn *c)
     }
     c->fd = -1;
     c->events = 0;
+    c->got_ticket = false;
+    c->await_ticket = false;
 }
 
 static void conn_start(struct loader *L, struct conn *c);
@@ -343,7 +363,10 @@ static void conn_start(struct loader *L, struct conn *c)
 {
     char why[256];
 
-    c->sni = L->names->n == 1 ? L->names->v[0] : L->names->v[rng() % L->names->n];
+    if (!L->o->resume || !c->named) {
+        c->sni = L->names->n == 1 ? L->names->v[0] : L->names->v[rng() % L->names->n];
+        c->named = true;
+    }
     c->started = now();
     c->fd = socket(L->ai->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (c->fd < 0) {
@@ -360,6 +383,14 @@ static void conn_start(struct loader *L, struct conn *c)
         count_error(L, E_HANDSHAKE, c, ssl_error_text(why, sizeof(why), 0));
         conn_drop(L, c);
         return;
+    }
+    if (L->o->resume) {
+        SSL_set_app_data(c->ssl, c);
+        if (c->sess != NULL && SSL_set_session(c->ssl, c->sess) != 1) {
+            count_error(L, E_HANDSHAKE, c, ssl_error_text(why, sizeof(why), 0));
+            conn_drop(L, c);
+            return;
+        }
     }
     SSL_set_connect_state(c->ssl);
     if (connect(c->fd, L->ai->ai_addr, L->ai->ai_addrlen) != 0 && errno != EINPROGRESS) {
@@ -398,6 +429,61 @@ static void record_latency(struct loader *L, double secs)
     L->st.lat_sum += secs;
 }
 
+static void finish(struct loader *L, struct conn *c)
+{
+    if (L->o->close_notify)
+        SSL_shutdown(c->ssl); /* one close_notify; we do not wait for the server's */
+    else if (L->o->resume)
+        /* SSL_free after no shutdown marks the session not resumable: say it ended well. */
+        SSL_set_shutdown(c->ssl, SSL_SENT_SHUTDOWN);
+    conn_restart(L, c);
+}
+
+/* -R: a new session (ticket) for the connection's slot; it replaces the kept one. */
+static int on_new_session(SSL *ssl, SSL_SESSION *sess)
+{
+    struct conn *c = SSL_get_app_data(ssl);
+    if (c == NULL)
+        return 0;
+    SSL_SESSION_free(c->sess);
+    c->sess = sess;
+    c->got_ticket = true;
+    return 1; /* we keep the reference */
+}
+
+/* -R, TLS 1.3: read what follows the handshake until a ticket has arrived and
+ * nothing more is waiting, then close. */
+static void read_ticket(struct loader *L, struct conn *c)
+{
+    char buf[4096], why[300];
+    for (;;) {
+        ERR_clear_error();
+        errno = 0;
+        int n = SSL_read(c->ssl, buf, sizeof(buf));
+        if (n > 0)
+            continue; /* application data: not expected, ignored */
+        int e = SSL_get_error(c->ssl, n);
+        if (e == SSL_ERROR_WANT_READ && !c->got_ticket) {
+            set_events(L, c, EPOLLIN);
+            return;
+        }
+        if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) {
+            if (!c->got_ticket) {
+                set_events(L, c, EPOLLOUT);
+                return;
+            }
+            break; /* a ticket, and nothing more waiting */
+        }
+        if (!c->got_ticket)
+            count_error(L, E_TICKET, c,
+                        e == SSL_ERROR_ZERO_RETURN || e == SSL_ERROR_SYSCALL
+                            ? "connection closed before a session ticket arrived"
+                            : ssl_error_text(why, sizeof(why), e));
+        break;
+    }
+    finish(L, c);
+}
+
 static void on_handshake_done(struct loader *L, struct conn *c)
 {
     double t = now();
@@ -411,7 +497,8 @@ static void on_handshake_done(struct loader *L, struct conn *c)
     }
     if (L->o->verify)
         check_name(L, c);
-    if (SSL_session_reused(c->ssl))
+    bool reused = SSL_session_reused(c->ssl);
+    if (!L->o->resume && reused)
         count_error(L, E_HANDSHAKE, c, "session was resumed: not a full handshake");
     if (L->measuring) {
         size_t sec = (size_t)(t - L->t_start);
@@ -419,10 +506,21 @@ static void on_handshake_done(struct loader *L, struct conn *c)
         if (sec < MAX_SAMPLES)
             L->st.per_sec[sec]++;
         record_latency(L, t - c->started);
+        if (L->o->resume && reused)
+            L->st.resumed++;
+        else if (L->o->resume && c->sess != NULL)
+            L->st.offered_not_resumed++;
     }
-    if (L->o->close_notify)
-        SSL_shutdown(c->ssl); /* one close_notify; we do not wait for the server's */
-    conn_restart(L, c);
+    if (L->o->resume && SSL_version(c->ssl) >= TLS1_3_VERSION && !c->got_ticket) {
+        /* TLS 1.3 tickets follow the handshake: read them before closing. */
+        c->await_ticket = true;
+        c->hs_done = t;
+        read_ticket(L, c);
+        return;
+    }
+    if (L->o->resume && !c->got_ticket && !reused)
+        count_error(L, E_TICKET, c, "the server sent no TLS 1.2 session ticket");
+    finish(L, c);
 }
 
 static void drive(struct loader *L, struct conn *c)
@@ -440,6 +538,10 @@ static void drive(struct loader *L, struct conn *c)
             return;
         }
         c->connecting = false;
+    }
+    if (c->await_ticket) {
+        read_ticket(L, c);
+        return;
     }
     ERR_clear_error();
     errno = 0;
@@ -471,9 +573,17 @@ static SSL_CTX *client_ctx(const struct options *o)
     int v = o->tls12 ? TLS1_2_VERSION : TLS1_3_VERSION;
     SSL_CTX_set_min_proto_version(ctx, v);
     SSL_CTX_set_max_proto_version(ctx, v);
-    /* Full handshakes only: no tickets asked for, no session cached or offered. */
-    SSL_CTX_set_options(ctx, SSL_OP_NO_TICKET);
-    SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
+    if (o->resume) {
+        /* Tickets asked for; each new session is handed to on_new_session, which keeps
+         * it for its connection slot (no internal cache). */
+        SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_CLIENT |
+                                                SSL_SESS_CACHE_NO_INTERNAL_STORE);
+        SSL_CTX_sess_set_new_cb(ctx, on_new_session);
+    } else {
+        /* Full handshakes only: no tickets asked for, no session cached or offered. */
+        SSL_CTX_set_options(ctx, SSL_OP_NO_TICKET);
+        SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
+    }
     SSL_CTX_set_verify(ctx, SSL_VERIFY_NONE, NULL);
     if (SSL_CTX_set1_groups_list(ctx, o->groups) != 1) {
         fprintf(stderr, "hsload: bad groups %s\n", o->groups);
@@ -547,6 +657,13 @@ static void report(struct loader *L, double secs, double server_cpu, double clie
            (unsigned long long)errors, (unsigned long long)st->errors[E_CONNECT],
            (unsigned long long)st->errors[E_HANDSHAKE], (unsigned long long)st->errors[E_TIMEOUT],
            (unsigned long long)st->errors[E_MISMATCH], L->o->verify ? "" : " [names not checked]");
+    if (L->o->resume)
+        printf("resumed: %llu (%.0f/s), full: %llu (%llu of them offered a session), "
+               "ticket errors: %llu\n",
+               (unsigned long long)st->resumed, secs > 0 ? (double)st->resumed / secs : 0,
+               (unsigned long long)(st->done - st->resumed),
+               (unsigned long long)st->offered_not_resumed,
+               (unsigned long long)st->errors[E_TICKET]);
     printf("client cpu: %.0f%% of a core", secs > 0 ? 100.0 * client_cpu / secs : 0);
     if (L->o->n_pids > 0)
         printf(", server cpu: %.0f%% of a core, %.0f handshakes per server cpu-second",
@@ -554,12 +671,19 @@ static void report(struct loader *L, double secs, double server_cpu, double clie
     printf("\n");
     printf("result hs=%llu secs=%.3f hs_per_s=%.1f errors=%llu connect_err=%llu "
            "handshake_err=%llu timeout_err=%llu mismatch=%llu median_per_s=%llu "
-           "client_cpu=%.3f server_cpu=%.3f hs_per_server_cpu_s=%.1f\n",
+           "client_cpu=%.3f server_cpu=%.3f hs_per_server_cpu_s=%.1f",
            (unsigned long long)st->done, secs, rate, (unsigned long long)errors,
            (unsigned long long)st->errors[E_CONNECT], (unsigned long long)st->errors[E_HANDSHAKE],
            (unsigned long long)st->errors[E_TIMEOUT], (unsigned long long)st->errors[E_MISMATCH],
            n_sec ? (unsigned long long)sorted[n_sec / 2] : 0ULL, client_cpu, server_cpu,
            server_cpu > 0 ? (double)st->done / server_cpu : 0.0);
+    if (L->o->resume)
+        printf(" resumed=%llu full=%llu resumed_per_s=%.1f offered_not_resumed=%llu ticket_err=%llu",
+               (unsigned long long)st->resumed, (unsigned long long)(st->done - st->resumed),
+               secs > 0 ? (double)st->resumed / secs : 0.0,
+               (unsigned long long)st->offered_not_resumed,
+               (unsigned long long)st->errors[E_TICKET]);
+    printf("\n");
 }
 
 static int run_load(struct options *o, struct names *names)
@@ -611,6 +735,9 @@ static int run_load(struct options *o, struct names *names)
                 struct conn *c = &L.conns[i];
                 if (c->fd < 0) {
                     conn_start(&L, c);
+                } else if (c->await_ticket && t - c->hs_done > TICKET_WAIT) {
+                    count_error(&L, E_TICKET, c, "no session ticket within 1 s of the handshake");
+                    conn_restart(&L, c);
                 } else if (t - c->started > o->timeout) {
                     count_error(&L, E_TIMEOUT, c, c->connecting ? "no connection" : "handshake");
                     conn_restart(&L, c);
@@ -633,8 +760,10 @@ static int run_load(struct options *o, struct names *names)
     }
     if (L.active > 0)
         fprintf(stderr, "hsload: %d handshakes still unfinished 3 s after the end\n", L.active);
-    for (int i = 0; i < o->conns; i++)
+    for (int i = 0; i < o->conns; i++) {
         conn_drop(&L, &L.conns[i]);
+        SSL_SESSION_free(L.conns[i].sess);
+    }
     free(L.conns);
 out_ctx:
     if (L.ep >= 0)
@@ -808,7 +937,7 @@ int main(int argc, char **argv)
     char *one_name = NULL;
     int opt;
 
-    while ((opt = getopt(argc, argv, "c:d:w:s:n:2g:a:ve:kt:p:r:L:M:h")) != -1) {
+    while ((opt = getopt(argc, argv, "c:d:w:s:n:2g:a:ve:kt:p:r:RL:M:h")) != -1) {
         switch (opt) {
         case 'c':
             o.conns = atoi(optarg);
@@ -854,6 +983,9 @@ int main(int argc, char **argv)
             break;
         case 'r':
             o.seed = strtoull(optarg, NULL, 10);
+            break;
+        case 'R':
+            o.resume = true;
             break;
         case 'L':
             sink_port = optarg;
