@@ -11,6 +11,7 @@
 #include "net/server.h"
 #include "net/proxy.h"
 #include "tls/cert.h"
+#include "tls/hello.h"
 #include "util/log.h"
 
 #include <arpa/inet.h>
@@ -277,110 +278,69 @@ static const char *ssl_reason(char *buf, size_t size)
 
 /* ---- ClientHello: the one place a certificate is chosen ------------------ */
 
-/* Extracts the host_name of a server_name extension (RFC 6066 section 3). */
-static int parse_sni(const unsigned char *p, size_t len, const unsigned char **name,
-                     size_t *name_len)
-{
-    if (len < 2 || (size_t)((p[0] << 8) | p[1]) != len - 2)
-        return -1;
-    p += 2;
-    len -= 2;
-    if (len < 3 || p[0] != 0 /* host_name */)
-        return -1;
-    size_t n = (size_t)((p[1] << 8) | p[2]);
-    if (n == 0 || n > len - 3)
-        return -1;
-    *name = p + 3;
-    *name_len = n;
-    return 0;
-}
-
 static int on_client_hello(SSL *ssl, int *alert, void *arg)
 {
     struct conn *c = SSL_get_ex_data(ssl, conn_index);
+    struct cb_server *srv = c->srv;
     struct cb_runtime *rt = c->rt;
-    const unsigned char *ext, *name;
-    size_t ext_len, name_len;
-    struct cb_resolve_query q = {0};
-    struct cb_resolution r;
+    struct cb_hello_choice ch;
     (void)arg;
 
     /* A second ClientHello (after HelloRetryRequest) keeps the first one's choice. */
     if (c->binding != NULL)
         return SSL_CLIENT_HELLO_SUCCESS;
     /* Nothing was chosen yet: resolve against the newest bindings (and count there). */
-    if (rt != c->srv->rt) {
+    if (rt != srv->rt) {
         cb_runtime_unref(rt);
-        rt = c->rt = cb_runtime_ref(c->srv->rt);
+        rt = c->rt = cb_runtime_ref(srv->rt);
     }
-
-    if (SSL_client_hello_get0_ext(ssl, TLSEXT_TYPE_server_name, &ext, &ext_len) == 1) {
-        if (parse_sni(ext, ext_len, &name, &name_len) != 0 ||
-            cb_name_normalize((const char *)name, name_len, 0, c->sni, NULL) != 0) {
-            c->sni[0] = '\0';
-            *alert = SSL_AD_UNRECOGNIZED_NAME;
-            count_failure(c, CB_STAT_FAIL_PROTOCOL, CB_GSTAT_PROTOCOL);
-            conn_log(c, "warn", "handshake_failed", "malformed server_name");
-            return SSL_CLIENT_HELLO_ERROR;
-        }
-        q.sni = c->sni;
+    enum cb_hello_outcome o =
+        cb_hello_choose(ssl, rt->snap, rt->bind_tls, rt->file_tls, &c->local, &ch);
+    memcpy(c->sni, ch.sni, strlen(ch.sni) + 1);
+    *alert = ch.alert;
+    if (o == CB_HELLO_BAD_SNI) {
+        count_failure(c, CB_STAT_FAIL_PROTOCOL, CB_GSTAT_PROTOCOL);
+        conn_log(c, "warn", "handshake_failed", "malformed server_name");
+        return SSL_CLIENT_HELLO_ERROR;
     }
-    if (c->local.ss_family == AF_INET) {
-        const struct sockaddr_in *s = (const void *)&c->local;
-        q.family = AF_INET;
-        memcpy(q.addr, &s->sin_addr, 4);
-        q.port = ntohs(s->sin_port);
-    } else {
-        const struct sockaddr_in6 *s = (const void *)&c->local;
-        q.family = AF_INET6;
-        memcpy(q.addr, &s->sin6_addr, 16);
-        q.port = ntohs(s->sin6_port);
-    }
-    cb_resolve(rt->snap, &q, &r);
-    if (r.rule == CB_RULE_NONE) {
-        *alert = q.sni ? SSL_AD_UNRECOGNIZED_NAME : SSL_AD_HANDSHAKE_FAILURE;
+    if (o == CB_HELLO_NO_BINDING) {
         count_failure(c, CB_STAT_FAIL_PROTOCOL, CB_GSTAT_NO_BINDING);
         conn_log(c, "warn", "handshake_failed", "no binding matches");
         return SSL_CLIENT_HELLO_ERROR;
     }
-    c->binding = cb_snapshot_binding(rt->snap, r.binding);
-    c->bidx = r.binding;
-    const struct cb_tls_entry *tls = r.rule == CB_RULE_CCS
-                                         ? &rt->file_tls[r.ccs - cb_snapshot_ccs_file(rt->snap, 0)]
-                                         : &rt->bind_tls[r.binding];
-    if (c->binding->flags & CB_OPT_REJECT) {
-        *alert = SSL_AD_HANDSHAKE_FAILURE;
+    c->binding = ch.b;
+    c->bidx = ch.binding;
+    if (o == CB_HELLO_REJECTED) {
         count_failure(c, CB_STAT_FAIL_REJECTED, CB_GSTAT_PROTOCOL);
         conn_log(c, "warn", "handshake_failed", "binding is set reject=enable");
         return SSL_CLIENT_HELLO_ERROR;
     }
-    if (c->srv->cfg.max_conns_binding != 0 &&
-        rt->active[r.binding] >= c->srv->cfg.max_conns_binding) {
-        struct cb_server *srv = c->srv;
-        srv->refused_binding++;
-        if (uv_now(srv->loop) - srv->last_refusal_log >= 1000) {
-            srv->last_refusal_log = uv_now(srv->loop);
-            cb_log("warn", "connection_cap", "worker=%d binding=%s cap=%u refused_total=%llu",
-                   srv->cfg.worker, c->binding->key_text, srv->cfg.max_conns_binding,
-                   (unsigned long long)srv->refused_binding);
-        }
-        count_failure(c, CB_STAT_FAIL_CAPACITY, CB_GSTAT_CAPACITY);
-        *alert = SSL_AD_HANDSHAKE_FAILURE;
-        return SSL_CLIENT_HELLO_ERROR;
-    }
-    if (c->srv->cfg.max_conns_binding != 0) {
-        rt->active[r.binding]++;
-        c->counted = true;
-        c->cap_idx = r.binding;
-    }
-    if (tls->ctx == NULL) {
+    if (o == CB_HELLO_UNUSABLE) {
         /* Never another binding's certificate: fail, and say why. */
-        *alert = SSL_AD_INTERNAL_ERROR;
         count_failure(c, CB_STAT_FAIL_KEY, CB_GSTAT_PROTOCOL);
-        conn_log(c, "warn", "handshake_failed", tls->error ? tls->error : "certificate unusable");
+        conn_log(c, "warn", "handshake_failed",
+                 ch.tls->error ? ch.tls->error : "certificate unusable");
         return SSL_CLIENT_HELLO_ERROR;
     }
-    cb_tls_apply_binding(ssl, tls->ctx, c->binding);
+    if (srv->cfg.max_conns_binding != 0) {
+        if (rt->active[ch.binding] >= srv->cfg.max_conns_binding) {
+            srv->refused_binding++;
+            if (uv_now(srv->loop) - srv->last_refusal_log >= 1000) {
+                srv->last_refusal_log = uv_now(srv->loop);
+                cb_log("warn", "connection_cap",
+                       "worker=%d binding=%s cap=%u refused_total=%llu", srv->cfg.worker,
+                       c->binding->key_text, srv->cfg.max_conns_binding,
+                       (unsigned long long)srv->refused_binding);
+            }
+            count_failure(c, CB_STAT_FAIL_CAPACITY, CB_GSTAT_CAPACITY);
+            *alert = SSL_AD_HANDSHAKE_FAILURE;
+            return SSL_CLIENT_HELLO_ERROR;
+        }
+        rt->active[ch.binding]++;
+        c->counted = true;
+        c->cap_idx = ch.binding;
+    }
+    cb_tls_apply_binding(ssl, ch.tls->ctx, c->binding);
     return SSL_CLIENT_HELLO_SUCCESS;
 }
 

@@ -1,0 +1,80 @@
+/* hello.c: from a ClientHello to a binding (design/bindings.md section 2). */
+#include "tls/hello.h"
+
+#include <netinet/in.h>
+#include <string.h>
+
+#include <openssl/ssl.h>
+#include <openssl/tls1.h>
+
+/* Extracts the host_name of a server_name extension (RFC 6066 section 3). */
+static int parse_sni(const unsigned char *p, size_t len, const unsigned char **name,
+                     size_t *name_len)
+{
+    if (len < 2 || (size_t)((p[0] << 8) | p[1]) != len - 2)
+        return -1;
+    p += 2;
+    len -= 2;
+    if (len < 3 || p[0] != 0 /* host_name */)
+        return -1;
+    size_t n = (size_t)((p[1] << 8) | p[2]);
+    if (n == 0 || n > len - 3)
+        return -1;
+    *name = p + 3;
+    *name_len = n;
+    return 0;
+}
+
+enum cb_hello_outcome cb_hello_choose(SSL *ssl, const struct cb_snapshot *snap,
+                                      const struct cb_tls_entry *bind_tls,
+                                      const struct cb_tls_entry *file_tls,
+                                      const struct sockaddr_storage *local,
+                                      struct cb_hello_choice *out)
+{
+    const unsigned char *ext, *name;
+    size_t ext_len, name_len;
+    struct cb_resolve_query q = {0};
+    struct cb_resolution r;
+
+    out->sni[0] = '\0';
+    out->b = NULL;
+    out->tls = NULL;
+    if (SSL_client_hello_get0_ext(ssl, TLSEXT_TYPE_server_name, &ext, &ext_len) == 1) {
+        if (parse_sni(ext, ext_len, &name, &name_len) != 0 ||
+            cb_name_normalize((const char *)name, name_len, 0, out->sni, NULL) != 0) {
+            out->sni[0] = '\0';
+            out->alert = SSL_AD_UNRECOGNIZED_NAME;
+            return CB_HELLO_BAD_SNI;
+        }
+        q.sni = out->sni;
+    }
+    if (local->ss_family == AF_INET) {
+        const struct sockaddr_in *s = (const void *)local;
+        q.family = AF_INET;
+        memcpy(q.addr, &s->sin_addr, 4);
+        q.port = ntohs(s->sin_port);
+    } else {
+        const struct sockaddr_in6 *s = (const void *)local;
+        q.family = AF_INET6;
+        memcpy(q.addr, &s->sin6_addr, 16);
+        q.port = ntohs(s->sin6_port);
+    }
+    cb_resolve(snap, &q, &r);
+    if (r.rule == CB_RULE_NONE) {
+        out->alert = q.sni ? SSL_AD_UNRECOGNIZED_NAME : SSL_AD_HANDSHAKE_FAILURE;
+        return CB_HELLO_NO_BINDING;
+    }
+    out->binding = r.binding;
+    out->b = cb_snapshot_binding(snap, r.binding);
+    out->tls = r.rule == CB_RULE_CCS ? &file_tls[r.ccs - cb_snapshot_ccs_file(snap, 0)]
+                                     : &bind_tls[r.binding];
+    if (out->b->flags & CB_OPT_REJECT) {
+        out->alert = SSL_AD_HANDSHAKE_FAILURE;
+        return CB_HELLO_REJECTED;
+    }
+    if (out->tls->ctx == NULL) {
+        out->alert = SSL_AD_INTERNAL_ERROR;
+        return CB_HELLO_UNUSABLE;
+    }
+    return CB_HELLO_CHOSEN;
+}

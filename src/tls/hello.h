@@ -1,0 +1,41 @@
+/*
+ * The one place a certificate is chosen: from a ClientHello (inside OpenSSL's
+ * client hello callback) and the local address the client reached, through the
+ * resolver, to the binding and its TLS context. Never another binding's
+ * certificate: a binding that cannot serve fails the handshake.
+ */
+#ifndef CB_TLS_HELLO_H
+#define CB_TLS_HELLO_H
+
+#include "tls/ctx.h"
+
+#include <sys/socket.h>
+
+enum cb_hello_outcome {
+    CB_HELLO_CHOSEN,     /* out->tls->ctx is usable: apply it with cb_tls_apply_binding */
+    CB_HELLO_BAD_SNI,    /* a server_name extension that is malformed or not a host name */
+    CB_HELLO_NO_BINDING, /* no rule matches */
+    CB_HELLO_REJECTED,   /* the binding is set reject=enable */
+    CB_HELLO_UNUSABLE,   /* the binding's certificate or key cannot be used (out->tls->error) */
+};
+
+struct cb_hello_choice {
+    char sni[CB_NAME_MAX + 1]; /* normalised server name, "" when none was sent */
+    uint32_t binding;          /* index into the snapshot (unless BAD_SNI / NO_BINDING) */
+    const struct cb_snap_binding *b;
+    const struct cb_tls_entry *tls; /* the binding's (or ccs file's) entry */
+    int alert;                      /* the TLS alert to send when not CHOSEN */
+};
+
+/*
+ * Chooses for ssl's ClientHello: bind_tls is indexed by binding, file_tls by ccs
+ * file (both borrowed, as snap). local is the address the connection reached, with
+ * v4-mapped IPv6 already turned into AF_INET. Allocates nothing.
+ */
+enum cb_hello_outcome cb_hello_choose(SSL *ssl, const struct cb_snapshot *snap,
+                                      const struct cb_tls_entry *bind_tls,
+                                      const struct cb_tls_entry *file_tls,
+                                      const struct sockaddr_storage *local,
+                                      struct cb_hello_choice *out);
+
+#endif
