@@ -207,9 +207,16 @@ class State:
 class Server:
     """`certbind serve`, started by the test and stopped by its PID."""
 
-    def __init__(self, state, workers=1, handshake_timeout=None, idle_timeout=None, grace=None):
+    def __init__(self, state, workers=1, handshake_timeout=None, idle_timeout=None, grace=None,
+                 admin=None, admin_public=False, extra_args=()):
         self.st = state
         self.args = ["--workers", str(workers)]
+        self.admin = admin  # "ADDR:PORT" of --admin, or None
+        if admin is not None:
+            self.args += ["--admin", admin]
+        if admin_public:
+            self.args.append("--admin-public")
+        self.args += [str(a) for a in extra_args]
         if handshake_timeout is not None:
             self.args += ["--handshake-timeout", str(handshake_timeout)]
         if idle_timeout is not None:
@@ -286,6 +293,7 @@ class Server:
         assert rc == 0, "serve exited %d; log:\n%s" % (rc, log)
         assert "event=stopped" in log, log
         assert "event=worker_died" not in log, log
+        assert "event=admin_died" not in log, log
         for report in SANITIZER_REPORTS:
             assert report not in log, "sanitizer report:\n" + log
         if VALGRIND:
