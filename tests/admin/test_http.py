@@ -159,3 +159,29 @@ def test_status_json_counts_follow_traffic(st):
 
     assert cbe2e.poll_until(lambda: counts() == (2, 3, 5, 0), al.WAIT, 0.1), counts()
     srv.stop()
+
+
+@pytest.mark.xfail(strict=True, reason="bug: admin.c cmp_binding sorts the wildcard IP bindings "
+                   "(rank 5) by key text, so ipport=0.0.0.0 is listed before ipport=[::], but "
+                   "design section 2 tries [::] first (for IPv6 clients; IPv4 clients only "
+                   "match 0.0.0.0)")
+def test_wildcard_ip_bindings_listed_in_resolution_order(st):
+    if not al.ipv6_loopback():
+        pytest.skip("no IPv6 loopback (::1) on this machine")
+    a = al.make_cert_days(st.dir, "a", "a.test")
+    b = al.make_cert_days(st.dir, "b", "b.test")
+    st.add_cert(a)
+    st.add_cert(b)
+    P = free_port()
+    st.add("ipport=0.0.0.0:%d" % P, a)
+    st.add("ipport=[::]:%d" % P, b)
+    # What resolve says: an IPv6 client gets [::], an IPv4 client 0.0.0.0.
+    assert st.resolve("::1", P)["binding"] == "ipport=[::]:%d" % P
+    assert st.resolve("127.0.0.1", P)["binding"] == "ipport=0.0.0.0:%d" % P
+    addr, _ = al.admin_addr()
+    srv = st.serve(admin=addr).start()
+    try:
+        keys = [x["key"] for x in al.status(addr)["ports"][0]["bindings"]]
+        assert keys == ["ipport=[::]:%d" % P, "ipport=0.0.0.0:%d" % P], keys
+    finally:
+        srv.stop()

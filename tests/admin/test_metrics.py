@@ -283,3 +283,105 @@ def test_generation_and_changed_timestamp_follow_the_store(st):
     rc, out = al.promtool_check(m2.text)
     assert rc == 0 and out == "", (rc, out)
     srv.stop()
+
+
+def _hello_only(host, port, sni):
+    """Sends a ClientHello and nothing more: a binding is chosen, the handshake never ends.
+    Returns the raw socket (the caller closes it)."""
+    c = TLSConn(host, port, sni=sni, handshake=False)
+    try:
+        c.obj.do_handshake()
+    except ssl.SSLWantReadError:
+        pass
+    c._flush()
+    return c
+
+
+def _closed_raw(c, timeout):
+    """True when the server closes the TCP connection within timeout (read raw, so the client
+    never goes on with its handshake)."""
+    c.sock.settimeout(timeout)
+    try:
+        while c.sock.recv(65536):
+            pass
+        return True
+    except (socket.timeout, TimeoutError):
+        return False
+    except OSError:
+        return True
+
+
+def test_failures_under_a_binding_timeout_protocol_capacity(st, backends):
+    """The binding was chosen (the ClientHello named it), then: silence, garbage, or the cap."""
+    www = al.make_cert_days(st.dir, "www", "www.a.test")
+    st.add_cert(www)
+    echo = backends(cbe2e.echo_handler)
+    P = free_port()
+    key = "hostnameport=www.a.test:%d" % P
+    st.add(key, www, backend=echo.addr)
+    addr, _ = al.admin_addr()
+    srv = st.serve(workers=1, admin=addr, handshake_timeout=2,
+                   extra_args=["--max-connections-per-binding", "1"]).start()
+
+    # Silence after the ClientHello: a timeout of this binding.
+    c = _hello_only("127.0.0.1", P, "www.a.test")
+    assert _closed_raw(c, 30 * al.SLOW)
+    c.close()
+    # Garbage after the ClientHello: a protocol failure of this binding.
+    c = _hello_only("127.0.0.1", P, "www.a.test")
+    c.sock.sendall(b"\x15\x03\x03\x00\x02\xff\xff" + b"garbage-that-is-not-tls" * 4)
+    assert _closed_raw(c, 30 * al.SLOW)
+    c.close()
+    fail = "certbind_handshake_failures_total"
+    _wait_counters(addr, [(fail, {"binding": key, "port": P, "reason": "timeout"}, 1),
+                          (fail, {"binding": key, "port": P, "reason": "protocol"}, 1),
+                          ("certbind_connections_open", {}, 0)],
+                   "timeout and protocol failures of the binding")
+    # The cap: one connection open, the next handshake to the binding refused.
+    held = TLSConn("127.0.0.1", P, sni="www.a.test")
+    try:
+        assert held.echo(b"x") == b"x"
+        e = handshake_error("127.0.0.1", P, "www.a.test")
+        assert e.reason == "SSLV3_ALERT_HANDSHAKE_FAILURE", e
+        m = _wait_counters(addr, [(fail, {"binding": key, "port": P, "reason": "capacity"}, 1),
+                                  ("certbind_open_connections", {"binding": key, "port": P}, 1)],
+                           "a capacity failure while one connection is held")
+    finally:
+        held.close()
+    assert m.binding("certbind_handshakes_total", key) == 1
+    for reason in ("timeout", "protocol", "no_binding"):
+        assert m.failures("", reason) == 0, reason
+    assert m.failures(key, "rejected") == 0 and m.failures(key, "key_unusable") == 0
+    assert m.get("certbind_connections_accepted_total") == 4
+    assert m.get("certbind_connections_refused_total") == 0
+    rc, out = al.promtool_check(m.text)
+    assert rc == 0 and out == "", (rc, out)
+    srv.stop()
+
+
+def test_connections_over_max_connections_are_counted_refused(st, backends):
+    www = al.make_cert_days(st.dir, "www", "www.a.test")
+    st.add_cert(www)
+    echo = backends(cbe2e.echo_handler)
+    P = free_port()
+    key = "hostnameport=www.a.test:%d" % P
+    st.add(key, www, backend=echo.addr)
+    addr, _ = al.admin_addr()
+    srv = st.serve(workers=1, admin=addr, extra_args=["--max-connections", "1"]).start()
+    held = TLSConn("127.0.0.1", P, sni="www.a.test")
+    try:
+        assert held.echo(b"x") == b"x"
+        for _ in range(2):
+            try:
+                TLSConn("127.0.0.1", P, sni="www.a.test").close()
+                raise AssertionError("a connection over --max-connections 1 was served")
+            except (ssl.SSLError, OSError):
+                pass
+        m = _wait_counters(addr, [("certbind_connections_refused_total", {}, 2),
+                                  ("certbind_connections_open", {}, 1)],
+                           "2 refused connections")
+    finally:
+        held.close()
+    assert m.get("certbind_connections_accepted_total") == 1
+    assert m.binding("certbind_handshakes_total", key) == 1
+    srv.stop()
