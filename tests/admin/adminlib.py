@@ -200,8 +200,9 @@ def make_cert_days(folder, stem, cn, names=None, days=30, rsa_bits=None):
 
 
 def days_left(not_after, now):
-    """What the status page shows: whole days left, rounded down."""
-    return math.floor((not_after - now) / 86400)
+    """What the status page shows at time now: whole days left, rounded down, counted (as the
+    server does) from the whole second now falls in."""
+    return math.floor((not_after - int(now)) / 86400)
 
 
 # ---- processes -------------------------------------------------------------------------------

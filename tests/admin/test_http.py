@@ -128,7 +128,6 @@ def test_status_json_lists_bindings_in_resolution_order_with_health(st):
     codes = [line.split(":", 1)[0] for line in qb["findings"].splitlines()]
     assert "expires-soon" in codes and "no-default-for-non-sni" in codes, qb
     assert qb["days_left"] in {al.days_left(soon.not_after, t0), al.days_left(soon.not_after, t1)}
-    assert qb["days_left"] == 9, qb
 
     assert s["bindings"] == 5 and s["errors"] >= 1 and s["warnings"] >= 2, s
     assert s["generation"] > 0 and abs(s["changed_at"] - t0) < 60, s
