@@ -121,7 +121,7 @@ static int on_client_hello(SSL *ssl, int *alert, void *arg)
     struct cb_resolution r;
     cb_resolve(W.snap, &q, &r);
     FUZZ_REQUIRE(r.rule != CB_RULE_NONE && r.binding == ch.binding, ch.sni);
-    cb_tls_apply_binding(ssl, ch.tls->ctx, ch.b);
+    FUZZ_REQUIRE(cb_tls_apply_binding(ssl, ch.tls, ch.b) == 0, ch.b->key_text);
     return SSL_CLIENT_HELLO_SUCCESS;
 }
 
@@ -221,13 +221,15 @@ static void setup(void)
             if (strcmp(binding_keys[k], b->key_text) == 0)
                 which = binding_cert[k];
         if (which < 0) {
-            W.bind_tls[i].error = strdup("the key cannot be read");
+            cb_tls_entry_set_error(&W.bind_tls[i], "the key cannot be read");
             continue;
         }
         bool reused;
-        cb_tls_cache_get(W.cache, thumb[which], cert[which], key[which], &W.bind_tls[i], &reused);
-        if (W.bind_tls[i].ctx == NULL)
-            die(W.bind_tls[i].error ? W.bind_tls[i].error : "context");
+        cb_tls_cache_get(W.cache, thumb[which], cert[which], key[which], true, &W.bind_tls[i],
+                         &reused);
+        const char *why = cb_tls_entry_load(&W.bind_tls[i], NULL);
+        if (why != NULL)
+            die(why);
     }
     if ((W.default_ctx = cb_tls_default_ctx(on_client_hello)) == NULL)
         die("default context");

@@ -71,6 +71,9 @@ static int cmp_binding(const void *pa, const void *pb)
         return a->b->port < b->b->port ? -1 : 1;
     if (a->rank != b->rank)
         return a->rank < b->rank ? -1 : 1;
+    /* Rule 5: an IPv6 connection tries [::] before 0.0.0.0 (IPv4 reaches only 0.0.0.0). */
+    if (a->rank == 5 && a->b->family != b->b->family)
+        return a->b->family == AF_INET6 ? -1 : 1;
     return strcmp(a->b->key_text, b->b->key_text);
 }
 

@@ -136,35 +136,36 @@ int cb_runtime_build(struct cb_store *st, struct cb_tls_cache *cache, bool log_b
             snprintf(msg, sizeof(msg),
                      "certificate %s is not in the store; import it with 'certbind add cert'",
                      b->certhash);
-            rt->bind_tls[i].error = strdup(msg);
+            cb_tls_entry_set_error(&rt->bind_tls[i], msg);
         } else {
-            cb_tls_cache_get(cache, ref->thumb, ref->cert_path, ref->key_path, &rt->bind_tls[i],
-                             &reused);
+            /* Copies in the state folder never change; linked files can, at any time. */
+            bool eager = !cb_store_owns(st, ref->cert_path) || !cb_store_owns(st, ref->key_path);
+            cb_tls_cache_get(cache, ref->thumb, ref->cert_path, ref->key_path, eager,
+                             &rt->bind_tls[i], &reused);
             if (reused)
                 stats->certs_reused++;
             else
                 stats->certs_loaded++;
         }
-        if (rt->bind_tls[i].ctx == NULL) {
+        const char *why = cb_tls_entry_error(&rt->bind_tls[i]);
+        if (why != NULL) {
             rt->n_broken++;
             if (log_broken) {
                 char q[900];
                 cb_log("error", "binding_broken", "binding=%s certhash=%s reason=%s", b->key_text,
-                       b->certhash,
-                       cb_log_quote(rt->bind_tls[i].error ? rt->bind_tls[i].error : "unusable", q,
-                                    sizeof(q)));
+                       b->certhash, cb_log_quote(why, q, sizeof(q)));
             }
         }
     }
     for (size_t i = 0; i < nf; i++) {
         const struct cb_ccs_file *f = cb_snapshot_ccs_file(rt->snap, i);
         bool reused = false;
-        cb_tls_cache_get(cache, f->path, f->path, NULL, &rt->file_tls[i], &reused);
-        if (rt->file_tls[i].ctx == NULL && log_broken) {
+        cb_tls_cache_get(cache, f->path, f->path, NULL, true, &rt->file_tls[i], &reused);
+        const char *why = cb_tls_entry_error(&rt->file_tls[i]);
+        if (why != NULL && log_broken) {
             char q[900];
             cb_log("error", "ccs_file_broken", "file=%s reason=%s", f->path,
-                   cb_log_quote(rt->file_tls[i].error ? rt->file_tls[i].error : "unusable", q,
-                                sizeof(q)));
+                   cb_log_quote(why, q, sizeof(q)));
         }
     }
     cb_tls_cache_sweep(cache);

@@ -317,9 +317,13 @@ static int on_client_hello(SSL *ssl, int *alert, void *arg)
     }
     if (o == CB_HELLO_UNUSABLE) {
         /* Never another binding's certificate: fail, and say why. */
+        if (ch.loaded_now) {
+            char q[900];
+            cb_log("error", "binding_broken", "worker=%d binding=%s reason=%s", srv->cfg.worker,
+                   c->binding->key_text, cb_log_quote(ch.error, q, sizeof(q)));
+        }
         count_failure(c, CB_STAT_FAIL_KEY, CB_GSTAT_PROTOCOL);
-        conn_log(c, "warn", "handshake_failed",
-                 ch.tls->error ? ch.tls->error : "certificate unusable");
+        conn_log(c, "warn", "handshake_failed", ch.error);
         return SSL_CLIENT_HELLO_ERROR;
     }
     if (srv->cfg.max_conns_binding != 0) {
@@ -340,7 +344,12 @@ static int on_client_hello(SSL *ssl, int *alert, void *arg)
         c->counted = true;
         c->cap_idx = ch.binding;
     }
-    cb_tls_apply_binding(ssl, ch.tls->ctx, c->binding);
+    if (cb_tls_apply_binding(ssl, ch.tls, c->binding) != 0) {
+        count_failure(c, CB_STAT_FAIL_KEY, CB_GSTAT_PROTOCOL);
+        conn_log(c, "warn", "handshake_failed", "the TLS library refused the certificate and key");
+        *alert = SSL_AD_INTERNAL_ERROR;
+        return SSL_CLIENT_HELLO_ERROR;
+    }
     return SSL_CLIENT_HELLO_SUCCESS;
 }
 

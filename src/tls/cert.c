@@ -553,6 +553,11 @@ int cb_cert_bundle_use(const struct cb_cert_bundle *b, SSL_CTX *ctx, struct cb_e
     return 0;
 }
 
+int cb_cert_bundle_use_ssl(const struct cb_cert_bundle *b, SSL *ssl)
+{
+    return SSL_use_cert_and_key(ssl, b->leaf, b->key, b->chain, 1) == 1 ? 0 : CB_ETLS;
+}
+
 /* The system's trust anchors, loaded once per process. */
 static X509_STORE *system_store(void)
 {

@@ -58,9 +58,12 @@ int cb_cert_check_pair(const char *cert_path, const char *key_path,
 void cb_tls_err_append(struct cb_err *err);
 
 typedef struct ssl_ctx_st SSL_CTX;
+typedef struct ssl_st SSL;
 /* Installs the bundle's leaf, chain and key in ctx (which takes its own references). */
 int cb_cert_bundle_use(const struct cb_cert_bundle *b, SSL_CTX *ctx,
                        struct cb_err *err) CB_MUST_CHECK;
+/* Serves the bundle on one connection (in the ClientHello callback). CB_ETLS when refused. */
+int cb_cert_bundle_use_ssl(const struct cb_cert_bundle *b, SSL *ssl) CB_MUST_CHECK;
 
 /* What `check` needs to know about a stored certificate beyond its dates. */
 struct cb_cert_audit {

@@ -1,13 +1,22 @@
 /*
- * ctx.c: SSL_CTX per certificate, cached across snapshots, and the per-binding
- * connection options applied in the ClientHello callback.
+ * ctx.c: one SSL_CTX for every connection; certificates loaded on first use,
+ * cached across snapshots, and set on each connection, with the binding's
+ * options, in the ClientHello callback.
+ *
+ * A certificate costs its parsed leaf, chain and key (a few KB) and nothing until
+ * a client asks for it, so start-up and memory do not grow with an SSL_CTX per
+ * certificate. What can be checked without parsing (the files exist, the key is
+ * readable and not open to others) is checked when a snapshot is built, so a
+ * broken binding is reported at once; the rest is checked on first use.
  */
 #include "tls/ctx.h"
 #include "tls/cert.h"
 
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <openssl/err.h>
 #include <openssl/ssl.h>
@@ -20,16 +29,21 @@ static const char groups[] = "X25519:P-256";
 
 static int binding_index = -1; /* SSL ex_data slot: the binding a connection resolved to */
 
-struct cache_entry {
-    struct cache_entry *next;
-    char *key;
-    struct cb_tls_entry tls;
-    struct stat cert_st, key_st; /* files as they were when loaded (ccs and linked files) */
-    bool seen;
+struct cb_tls_cert {
+    int refs;
+    struct cb_tls_cert *next; /* in the cache's bucket */
+    char *key;                /* thumbprint, or the path of a central-store file */
+    char *cert_path, *key_path;
+    struct stat cert_st, key_st; /* files as they were when looked at */
+    bool tried;                  /* loaded, or failed: bundle or error is set */
+    bool seen;                   /* used by the snapshot being built */
+    bool in_cache;
+    struct cb_cert_bundle *bundle;
+    char *error;
 };
 
 struct cb_tls_cache {
-    struct cache_entry **buckets;
+    struct cb_tls_cert **buckets;
     size_t n_buckets, n_entries;
 };
 
@@ -55,19 +69,22 @@ struct cb_tls_cache *cb_tls_cache_new(void)
     return c;
 }
 
-void cb_tls_entry_clear(struct cb_tls_entry *e)
+static void cert_unref(struct cb_tls_cert *t)
 {
-    SSL_CTX_free(e->ctx);
-    free(e->error);
-    e->ctx = NULL;
-    e->error = NULL;
+    if (t == NULL || --t->refs > 0)
+        return;
+    cb_cert_bundle_free(t->bundle);
+    free(t->error);
+    free(t->key);
+    free(t->cert_path);
+    free(t->key_path);
+    free(t);
 }
 
-static void entry_free(struct cache_entry *e)
+void cb_tls_entry_clear(struct cb_tls_entry *e)
 {
-    cb_tls_entry_clear(&e->tls);
-    free(e->key);
-    free(e);
+    cert_unref(e->cert);
+    e->cert = NULL;
 }
 
 void cb_tls_cache_free(struct cb_tls_cache *c)
@@ -75,10 +92,11 @@ void cb_tls_cache_free(struct cb_tls_cache *c)
     if (c == NULL)
         return;
     for (size_t i = 0; i < c->n_buckets; i++) {
-        struct cache_entry *e = c->buckets[i], *next;
+        struct cb_tls_cert *e = c->buckets[i], *next;
         for (; e != NULL; e = next) {
             next = e->next;
-            entry_free(e);
+            e->in_cache = false;
+            cert_unref(e);
         }
     }
     free(c->buckets);
@@ -88,22 +106,23 @@ void cb_tls_cache_free(struct cb_tls_cache *c)
 void cb_tls_cache_mark(struct cb_tls_cache *c)
 {
     for (size_t i = 0; i < c->n_buckets; i++)
-        for (struct cache_entry *e = c->buckets[i]; e != NULL; e = e->next)
+        for (struct cb_tls_cert *e = c->buckets[i]; e != NULL; e = e->next)
             e->seen = false;
 }
 
 void cb_tls_cache_sweep(struct cb_tls_cache *c)
 {
     for (size_t i = 0; i < c->n_buckets; i++) {
-        struct cache_entry **pp = &c->buckets[i];
+        struct cb_tls_cert **pp = &c->buckets[i];
         while (*pp != NULL) {
-            struct cache_entry *e = *pp;
+            struct cb_tls_cert *e = *pp;
             if (e->seen) {
                 pp = &e->next;
                 continue;
             }
             *pp = e->next;
-            entry_free(e);
+            e->in_cache = false;
+            cert_unref(e);
             c->n_entries--;
         }
     }
@@ -112,11 +131,11 @@ void cb_tls_cache_sweep(struct cb_tls_cache *c)
 static void grow(struct cb_tls_cache *c)
 {
     size_t n = c->n_buckets * 4;
-    struct cache_entry **nb = calloc(n, sizeof(*nb));
+    struct cb_tls_cert **nb = calloc(n, sizeof(*nb));
     if (nb == NULL)
         return; /* keep the old table: slower, still correct */
     for (size_t i = 0; i < c->n_buckets; i++) {
-        struct cache_entry *e = c->buckets[i], *next;
+        struct cb_tls_cert *e = c->buckets[i], *next;
         for (; e != NULL; e = next) {
             next = e->next;
             size_t b = str_hash(e->key) & (n - 1);
@@ -188,48 +207,92 @@ SSL_CTX *cb_tls_default_ctx(int (*on_client_hello)(SSL *ssl, int *alert, void *a
     return ctx;
 }
 
-static void load(const char *key, const char *cert_path, const char *key_path,
-                 struct cb_tls_entry *out)
+static void fail(struct cb_tls_cert *t, const struct cb_err *err)
+{
+    t->tried = true;
+    t->error = strdup(err->msg[0] ? err->msg : "cannot load the certificate");
+}
+
+/* What is known without parsing: the files are there, readable, and the key is safe. */
+static void precheck(struct cb_tls_cert *t)
+{
+    struct cb_err err = {0};
+    const char *kp = t->key_path ? t->key_path : t->cert_path;
+
+    if (access(t->cert_path, R_OK) != 0) {
+        cb_err_set(&err, CB_EIO, "cannot read %s: %s", t->cert_path, strerror(errno));
+        fail(t, &err);
+    } else if (cb_key_file_safe(kp, &err) != 0) {
+        fail(t, &err);
+    } else if (access(kp, R_OK) != 0) {
+        cb_err_set(&err, CB_EKEY, "cannot read the key %s: %s", kp, strerror(errno));
+        fail(t, &err);
+    }
+}
+
+static void load(struct cb_tls_cert *t)
 {
     struct cb_cert_bundle *bundle = NULL;
     struct cb_err err = {0};
-    SSL_CTX *ctx;
 
-    out->ctx = NULL;
-    out->error = NULL;
-    if (cb_key_file_safe(key_path ? key_path : cert_path, &err) != 0 ||
-        cb_cert_bundle_load(cert_path, key_path, NULL, &bundle, &err) != 0)
+    t->tried = true;
+    if (cb_key_file_safe(t->key_path ? t->key_path : t->cert_path, &err) != 0 ||
+        cb_cert_bundle_load(t->cert_path, t->key_path, NULL, &bundle, &err) != 0)
         goto out_error;
     /* A linked pair rewritten since the store recorded it is not this certificate: serve
      * nothing from it until the watcher has moved the bindings to what it now holds. */
     char thumb[CB_THUMB_LEN + 1] = "(unreadable)";
-    if (strchr(key, '/') == NULL &&
-        (cb_cert_bundle_thumbprint(bundle, thumb) != 0 || strcmp(thumb, key) != 0)) {
+    if (strchr(t->key, '/') == NULL &&
+        (cb_cert_bundle_thumbprint(bundle, thumb) != 0 || strcmp(thumb, t->key) != 0)) {
         cb_err_set(&err, CB_EKEY,
                    "the files of certificate %s now hold certificate %s; waiting for the store "
                    "to follow them",
-                   key, thumb);
+                   t->key, thumb);
         goto out_error;
     }
-    if ((ctx = new_ctx()) == NULL) {
-        cb_err_set(&err, CB_ETLS, "cannot create a TLS context");
-        cb_tls_err_append(&err);
-        goto out_error;
-    }
-    if (cb_cert_bundle_use(bundle, ctx, &err) != 0) {
-        SSL_CTX_free(ctx);
-        goto out_error;
-    }
-    /* Sessions resume only on the certificate that made them. */
-    SSL_CTX_set_session_id_context(ctx, (const unsigned char *)key,
-                                   (unsigned)(strlen(key) > 32 ? 32 : strlen(key)));
-    cb_cert_bundle_free(bundle);
-    out->ctx = ctx;
+    t->bundle = bundle;
     return;
 out_error:
     cb_cert_bundle_free(bundle);
     ERR_clear_error();
-    out->error = strdup(err.msg[0] ? err.msg : "cannot load the certificate");
+    fail(t, &err);
+}
+
+const char *cb_tls_entry_load(const struct cb_tls_entry *e, bool *loaded_now)
+{
+    struct cb_tls_cert *t = e->cert;
+    if (loaded_now != NULL)
+        *loaded_now = false;
+    if (t == NULL)
+        return "out of memory";
+    if (!t->tried) {
+        load(t);
+        if (loaded_now != NULL)
+            *loaded_now = true;
+    }
+    return t->bundle != NULL ? NULL : t->error;
+}
+
+const char *cb_tls_entry_error(const struct cb_tls_entry *e)
+{
+    if (e->cert == NULL)
+        return "out of memory";
+    return e->cert->tried && e->cert->bundle == NULL ? e->cert->error : NULL;
+}
+
+void cb_tls_entry_set_error(struct cb_tls_entry *e, const char *msg)
+{
+    struct cb_tls_cert *t = calloc(1, sizeof(*t));
+    e->cert = NULL;
+    if (t == NULL || (t->key = strdup("-")) == NULL || (t->error = strdup(msg)) == NULL) {
+        if (t != NULL)
+            free(t->key);
+        free(t);
+        return;
+    }
+    t->refs = 1;
+    t->tried = true;
+    e->cert = t;
 }
 
 static bool same_file(const struct stat *a, const char *path)
@@ -244,54 +307,71 @@ static bool same_file(const struct stat *a, const char *path)
 }
 
 void cb_tls_cache_get(struct cb_tls_cache *c, const char *key, const char *cert_path,
-                      const char *key_path, struct cb_tls_entry *out, bool *reused)
+                      const char *key_path, bool eager, struct cb_tls_entry *out, bool *reused)
 {
     size_t b = str_hash(key) & (c->n_buckets - 1);
-    struct cache_entry *e;
+    struct cb_tls_cert **pp, *e;
 
-    for (e = c->buckets[b]; e != NULL; e = e->next)
+    out->cert = NULL;
+    for (pp = &c->buckets[b]; (e = *pp) != NULL; pp = &e->next)
         if (strcmp(e->key, key) == 0)
             break;
     /* Store files are named by thumbprint and never rewritten: a hit is valid as is.
      * Central-store files can change in place, so their stat must still match. A
-     * failure is tried again, so a fixed key is picked up by the next reload. */
+     * failure is tried again, so a fixed key is picked up by the next snapshot. */
     bool fixed_name = strchr(key, '/') == NULL;
-    if (e != NULL && e->tls.ctx != NULL &&
+    if (e != NULL && (!e->tried || e->bundle != NULL) &&
         (fixed_name || (same_file(&e->cert_st, cert_path) && same_file(&e->key_st, key_path)))) {
         e->seen = true;
         *reused = true;
-        goto out_copy;
+        e->refs++;
+        out->cert = e;
+        return;
     }
     *reused = false;
-    if (e == NULL) {
-        e = calloc(1, sizeof(*e));
-        if (e == NULL || (e->key = strdup(key)) == NULL) {
-            free(e);
-            out->ctx = NULL;
-            out->error = strdup("out of memory");
-            return;
-        }
-        e->next = c->buckets[b];
-        c->buckets[b] = e;
-        if (++c->n_entries > c->n_buckets * 2)
-            grow(c);
+    if (e != NULL) { /* replaced: connections and snapshots still using it keep it */
+        *pp = e->next;
+        e->in_cache = false;
+        c->n_entries--;
+        cert_unref(e);
     }
-    cb_tls_entry_clear(&e->tls);
+    e = calloc(1, sizeof(*e));
+    if (e == NULL || (e->key = strdup(key)) == NULL || (e->cert_path = strdup(cert_path)) == NULL ||
+        (key_path != NULL && (e->key_path = strdup(key_path)) == NULL)) {
+        if (e != NULL) {
+            free(e->key);
+            free(e->cert_path);
+            free(e);
+        }
+        return;
+    }
+    e->refs = 2; /* the cache's and out's */
+    e->in_cache = true;
+    e->seen = true;
     stat(cert_path, &e->cert_st);
     if (key_path != NULL)
         stat(key_path, &e->key_st);
-    load(key, cert_path, key_path, &e->tls);
-    e->seen = true;
-out_copy:
-    out->ctx = e->tls.ctx;
-    if (out->ctx != NULL)
-        SSL_CTX_up_ref(out->ctx);
-    out->error = e->tls.error ? strdup(e->tls.error) : NULL;
+    precheck(e);
+    if (eager && !e->tried)
+        load(e);
+    e->next = c->buckets[b];
+    c->buckets[b] = e;
+    if (++c->n_entries > c->n_buckets * 2)
+        grow(c);
+    out->cert = e;
 }
 
-void cb_tls_apply_binding(SSL *ssl, SSL_CTX *ctx, const struct cb_snap_binding *b)
+int cb_tls_apply_binding(SSL *ssl, const struct cb_tls_entry *e, const struct cb_snap_binding *b)
 {
-    SSL_set_SSL_CTX(ssl, ctx);
+    const struct cb_tls_cert *t = e->cert;
+    if (t == NULL || t->bundle == NULL || cb_cert_bundle_use_ssl(t->bundle, ssl) != 0) {
+        ERR_clear_error();
+        return CB_ETLS;
+    }
+    /* Sessions resume only on the certificate that made them. */
+    size_t n = strlen(t->key);
+    const char *sid = n > 32 ? t->key + n - 32 : t->key;
+    SSL_set_session_id_context(ssl, (const unsigned char *)sid, (unsigned)(n > 32 ? 32 : n));
     SSL_set_ex_data(ssl, binding_index, (void *)b);
     if (b->flags & CB_OPT_DISABLETLS12)
         SSL_set_min_proto_version(ssl, TLS1_3_VERSION);
@@ -304,4 +384,5 @@ void cb_tls_apply_binding(SSL *ssl, SSL_CTX *ctx, const struct cb_snap_binding *
     }
     if (b->flags & CB_OPT_CLIENTCERTNEGOTIATION)
         SSL_set_verify(ssl, SSL_VERIFY_PEER | SSL_VERIFY_CLIENT_ONCE, verify_any);
+    return 0;
 }

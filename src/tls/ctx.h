@@ -13,13 +13,13 @@
 typedef struct ssl_ctx_st SSL_CTX;
 typedef struct ssl_st SSL;
 
-/* A usable context, or the reason the binding's certificate cannot be used. */
+/* A binding's certificate: a reference to a cached, lazily loaded certificate. */
+struct cb_tls_cert;
 struct cb_tls_entry {
-    SSL_CTX *ctx; /* owned reference, or NULL when broken */
-    char *error;  /* owned message when broken, else NULL */
+    struct cb_tls_cert *cert; /* owned reference; NULL when out of memory */
 };
 
-struct cb_tls_cache; /* thumbprint/path -> SSL_CTX, owned by one worker */
+struct cb_tls_cache; /* thumbprint/path -> certificate, owned by one worker */
 
 /* Returns an owned cache; NULL when out of memory. */
 struct cb_tls_cache *cb_tls_cache_new(void);
@@ -28,19 +28,33 @@ void cb_tls_cache_free(struct cb_tls_cache *c);
 void cb_tls_cache_mark(struct cb_tls_cache *c);
 void cb_tls_cache_sweep(struct cb_tls_cache *c);
 /*
- * Fills *out for certificate `key` (a thumbprint or a ccs file path) from the
- * files cert_path/key_path (key_path NULL: the key is in cert_path), reusing the
- * cached context when the files have not changed. *reused tells which. The caller
- * owns the references in *out (release with cb_tls_entry_clear).
+ * Fills *out for certificate `key` (a thumbprint or a ccs file path) with files
+ * cert_path/key_path (key_path NULL: the key is in cert_path). Unless eager,
+ * nothing is parsed here: the files are only checked (present, readable, key not
+ * open to others) and parsed on first use. Files that can change in place (linked
+ * or central-store files) are loaded eagerly, so that the certificate they held is
+ * still served while they are being rewritten. A cached certificate whose files
+ * have not changed is reused (*reused). The caller owns the reference in *out
+ * (release with cb_tls_entry_clear).
  */
 void cb_tls_cache_get(struct cb_tls_cache *c, const char *key, const char *cert_path,
-                      const char *key_path, struct cb_tls_entry *out, bool *reused);
+                      const char *key_path, bool eager, struct cb_tls_entry *out, bool *reused);
 void cb_tls_entry_clear(struct cb_tls_entry *e);
+/* Loads the certificate if not yet tried (*loaded_now, may be NULL, says so).
+ * Returns NULL when it can be served, else why not (borrowed). */
+const char *cb_tls_entry_load(const struct cb_tls_entry *e, bool *loaded_now);
+/* Why the entry cannot be served, as far as known without loading it; NULL if no reason yet. */
+const char *cb_tls_entry_error(const struct cb_tls_entry *e);
 
-/* The listener context: no certificate; its ClientHello callback picks one. Owned. */
+/* Makes *e an entry that cannot be served, for reason msg (copied). */
+void cb_tls_entry_set_error(struct cb_tls_entry *e, const char *msg);
+
+/* The context of every connection: no certificate; its ClientHello callback picks one. Owned. */
 SSL_CTX *cb_tls_default_ctx(int (*on_client_hello)(SSL *ssl, int *alert, void *arg));
 
-/* Applies a binding's toggles to a connection after the context switch. */
-void cb_tls_apply_binding(SSL *ssl, SSL_CTX *ctx, const struct cb_snap_binding *b);
+/* Serves e's certificate (loaded: cb_tls_entry_load returned NULL) on ssl with b's
+ * toggles. CB_ETLS when the TLS library refuses it. */
+int cb_tls_apply_binding(SSL *ssl, const struct cb_tls_entry *e,
+                         const struct cb_snap_binding *b) CB_MUST_CHECK;
 
 #endif

@@ -39,6 +39,8 @@ enum cb_hello_outcome cb_hello_choose(SSL *ssl, const struct cb_snapshot *snap,
     out->sni[0] = '\0';
     out->b = NULL;
     out->tls = NULL;
+    out->error = NULL;
+    out->loaded_now = false;
     if (SSL_client_hello_get0_ext(ssl, TLSEXT_TYPE_server_name, &ext, &ext_len) == 1) {
         if (parse_sni(ext, ext_len, &name, &name_len) != 0 ||
             cb_name_normalize((const char *)name, name_len, 0, out->sni, NULL) != 0) {
@@ -72,7 +74,7 @@ enum cb_hello_outcome cb_hello_choose(SSL *ssl, const struct cb_snapshot *snap,
         out->alert = SSL_AD_HANDSHAKE_FAILURE;
         return CB_HELLO_REJECTED;
     }
-    if (out->tls->ctx == NULL) {
+    if ((out->error = cb_tls_entry_load(out->tls, &out->loaded_now)) != NULL) {
         out->alert = SSL_AD_INTERNAL_ERROR;
         return CB_HELLO_UNUSABLE;
     }

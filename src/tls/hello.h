@@ -12,11 +12,11 @@
 #include <sys/socket.h>
 
 enum cb_hello_outcome {
-    CB_HELLO_CHOSEN,     /* out->tls->ctx is usable: apply it with cb_tls_apply_binding */
+    CB_HELLO_CHOSEN,     /* out->tls is loaded: serve it with cb_tls_apply_binding */
     CB_HELLO_BAD_SNI,    /* a server_name extension that is malformed or not a host name */
     CB_HELLO_NO_BINDING, /* no rule matches */
     CB_HELLO_REJECTED,   /* the binding is set reject=enable */
-    CB_HELLO_UNUSABLE,   /* the binding's certificate or key cannot be used (out->tls->error) */
+    CB_HELLO_UNUSABLE,   /* the binding's certificate or key cannot be used (out->error) */
 };
 
 struct cb_hello_choice {
@@ -25,12 +25,15 @@ struct cb_hello_choice {
     const struct cb_snap_binding *b;
     const struct cb_tls_entry *tls; /* the binding's (or ccs file's) entry */
     int alert;                      /* the TLS alert to send when not CHOSEN */
+    const char *error;              /* UNUSABLE: why (borrowed from the entry) */
+    bool loaded_now;                /* this ClientHello loaded the certificate (first use) */
 };
 
 /*
  * Chooses for ssl's ClientHello: bind_tls is indexed by binding, file_tls by ccs
  * file (both borrowed, as snap). local is the address the connection reached, with
- * v4-mapped IPv6 already turned into AF_INET. Allocates nothing.
+ * v4-mapped IPv6 already turned into AF_INET. The first ClientHello for a
+ * certificate loads it (cb_tls_entry_load); after that, nothing is allocated.
  */
 enum cb_hello_outcome cb_hello_choose(SSL *ssl, const struct cb_snapshot *snap,
                                       const struct cb_tls_entry *bind_tls,

@@ -160,10 +160,6 @@ def test_status_json_counts_follow_traffic(st):
     srv.stop()
 
 
-@pytest.mark.xfail(strict=True, reason="bug: admin.c cmp_binding sorts the wildcard IP bindings "
-                   "(rank 5) by key text, so ipport=0.0.0.0 is listed before ipport=[::], but "
-                   "design section 2 tries [::] first (for IPv6 clients; IPv4 clients only "
-                   "match 0.0.0.0)")
 def test_wildcard_ip_bindings_listed_in_resolution_order(st):
     if not al.ipv6_loopback():
         pytest.skip("no IPv6 loopback (::1) on this machine")
