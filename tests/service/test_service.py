@@ -29,7 +29,7 @@ def work():
 def test_unit_passes_systemd_analyze_verify(work):
     unit = open(os.path.join(BUILD, "certbind.service")).read()
     exec_line = [l for l in unit.splitlines() if l.startswith("ExecStart=")][0]
-    assert exec_line.endswith("/certbind serve")
+    assert exec_line.endswith("/certbind serve --admin 127.0.0.1:9110")
     for needed in ("Type=notify", "ExecReload=/bin/kill -HUP $MAINPID", "User=certbind",
                    "AmbientCapabilities=CAP_NET_BIND_SERVICE",
                    "CapabilityBoundingSet=CAP_NET_BIND_SERVICE", "ProtectSystem=strict",
