@@ -193,9 +193,33 @@ size_t cb_key_format(const struct cb_binding_key *key, char *buf, size_t size)
             n = snprintf(buf, size, "ipport=%s:%u", addr, key->port);
         break;
     case CB_KEY_HOST:
-    case CB_KEY_HOST_WILD:
-        n = snprintf(buf, size, "hostnameport=%s:%u", key->host, key->port);
+    case CB_KEY_HOST_WILD: {
+        /* Built by hand: snapshots format every key, and snprintf was a seventh of that. */
+        char tmp[sizeof("hostnameport=") + CB_NAME_MAX + sizeof(":65535")];
+        size_t hl = strnlen(key->host, CB_NAME_MAX);
+        char *p = tmp;
+        memcpy(p, "hostnameport=", 13);
+        p += 13;
+        memcpy(p, key->host, hl);
+        p += hl;
+        *p++ = ':';
+        char digits[5];
+        int nd = 0;
+        unsigned port = key->port;
+        do {
+            digits[nd++] = (char)('0' + port % 10);
+            port /= 10;
+        } while (port != 0);
+        while (nd > 0)
+            *p++ = digits[--nd];
+        n = (int)(p - tmp);
+        if (size > 0) {
+            size_t copy = (size_t)n < size - 1 ? (size_t)n : size - 1;
+            memcpy(buf, tmp, copy);
+            buf[copy] = '\0';
+        }
         break;
+    }
     case CB_KEY_CCS:
         n = snprintf(buf, size, "ccs=%u", key->port);
         break;
