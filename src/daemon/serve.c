@@ -486,7 +486,9 @@ int cb_cmd_serve(struct cb_cli *cli)
                 sd_notify(0, "STOPPING=1");
             }
             stopping = true;
-            for (int i = 0; i < procs; i++)
+            /* The workers drain first; the admin process stops after them, so the
+             * metrics and status page show the drain to the end. */
+            for (int i = 0; i < opts.workers; i++)
                 if (pids[i] > 0)
                     kill(pids[i], SIGTERM);
         } else if (sig == SIGHUP) {
@@ -517,6 +519,13 @@ int cb_cmd_serve(struct cb_cli *cli)
                         alive++;
                     break;
                 }
+            }
+            if (stopping && procs > opts.workers && pids[opts.workers] > 0) {
+                bool workers_left = false;
+                for (int i = 0; i < opts.workers; i++)
+                    workers_left |= pids[i] > 0;
+                if (!workers_left)
+                    kill(pids[opts.workers], SIGTERM);
             }
         }
     }

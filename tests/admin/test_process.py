@@ -125,3 +125,28 @@ def test_killed_worker_keeps_its_counters_and_its_open_gauge_resets(st, backends
                     and m.get("certbind_workers") == 1,
                     what="the new worker counting on top of the old")
     _stop_expecting(srv, "worker_died")
+
+
+def test_metrics_stay_up_while_workers_drain(st, backends):
+    """SIGTERM: the workers drain first; the admin port answers until the last one is gone."""
+    P, key, a = _setup(st, backends)
+    addr, _ = al.admin_addr()
+    srv = st.serve(workers=1, admin=addr, grace=30).start()
+    held = TLSConn("127.0.0.1", P, sni="a.test")
+    try:
+        assert held.echo(b"hold") == b"hold"
+        al.poll_metrics(addr, lambda m: m.binding("certbind_open_connections", key) == 1,
+                        what="1 open connection")
+        srv.signal(signal.SIGTERM)
+        srv.wait_log(r"event=draining\b", 10 * al.SLOW)
+        # Draining: still open, and still visible on the admin port.
+        m = al.poll_metrics(addr, lambda m: m.binding("certbind_open_connections", key) == 1,
+                            what="the open connection seen during the drain")
+        assert m.get("certbind_connections_open") == 1, m.text
+        assert srv.proc.poll() is None
+        assert held.echo(b"still") == b"still"
+    finally:
+        held.close()
+    rc = srv.wait(30 * al.SLOW)
+    srv.assert_clean_exit(rc)
+    assert al.connect_refused(addr)
