@@ -52,6 +52,17 @@ struct arena_chunk {
     char data[];
 };
 
+/*
+ * The strings of a snapshot. A derived snapshot (cb_snapshot_derive) writes its
+ * new strings into an arena of its own whose parent is the old snapshot's arena,
+ * so unchanged bindings keep pointing at the old strings without copying them.
+ */
+struct arena {
+    atomic_int refs;
+    struct arena_chunk *chunks;
+    struct arena *parent; /* owned reference, or NULL */
+};
+
 struct cb_snapshot {
     atomic_int refs;
     uint64_t generation;
@@ -61,8 +72,9 @@ struct cb_snapshot {
     size_t n_files;
     struct index bidx[TAG_CCS + 1]; /* one table per rule: each probe walks a small one */
     struct findex fidx;
-    struct arena_chunk *arena;
+    struct arena *arena;
     size_t arena_bytes;
+    unsigned depth; /* derivations since the last full build */
 };
 
 struct cb_snapshot_builder {
@@ -122,7 +134,7 @@ static void *big_calloc(size_t n, size_t size)
 
 static void *arena_alloc(struct cb_snapshot *s, size_t n)
 {
-    struct arena_chunk *c = s->arena;
+    struct arena_chunk *c = s->arena->chunks;
 
     n = (n + 7) & ~(size_t)7;
     if (c == NULL || c->size - c->used < n) {
@@ -133,10 +145,10 @@ static void *arena_alloc(struct cb_snapshot *s, size_t n)
                                             : malloc(sizeof(*c) + size);
         if (c == NULL)
             return NULL;
-        c->next = s->arena;
+        c->next = s->arena->chunks;
         c->used = 0;
         c->size = size;
-        s->arena = c;
+        s->arena->chunks = c;
         s->arena_bytes += size;
     }
     void *p = c->data + c->used;
@@ -153,15 +165,37 @@ static const char *arena_strdup(struct cb_snapshot *s, const char *str)
     return p;
 }
 
+static struct arena *arena_new(struct arena *parent)
+{
+    struct arena *a = calloc(1, sizeof(*a));
+    if (a == NULL)
+        return NULL;
+    atomic_init(&a->refs, 1);
+    if (parent != NULL) {
+        atomic_fetch_add_explicit(&parent->refs, 1, memory_order_relaxed);
+        a->parent = parent;
+    }
+    return a;
+}
+
+static void arena_unref(struct arena *a)
+{
+    while (a != NULL && atomic_fetch_sub_explicit(&a->refs, 1, memory_order_acq_rel) == 1) {
+        struct arena *parent = a->parent;
+        struct arena_chunk *c = a->chunks;
+        while (c != NULL) {
+            struct arena_chunk *next = c->next;
+            free(c);
+            c = next;
+        }
+        free(a);
+        a = parent;
+    }
+}
+
 static void snapshot_free(struct cb_snapshot *s)
 {
-    struct arena_chunk *c = s->arena;
-
-    while (c != NULL) {
-        struct arena_chunk *next = c->next;
-        free(c);
-        c = next;
-    }
+    arena_unref(s->arena);
     free(s->bindings);
     free(s->files);
     for (int t = 0; t <= TAG_CCS; t++)
@@ -177,7 +211,8 @@ struct cb_snapshot_builder *cb_snapshot_builder_new(void)
     if (b == NULL)
         return NULL;
     b->s = calloc(1, sizeof(*b->s));
-    if (b->s == NULL) {
+    if (b->s == NULL || (b->s->arena = arena_new(NULL)) == NULL) {
+        free(b->s);
         free(b);
         return NULL;
     }
@@ -194,11 +229,13 @@ void cb_snapshot_builder_free(struct cb_snapshot_builder *b)
     free(b);
 }
 
+static int fill_record(struct cb_snapshot *s, struct cb_snap_binding *e, const struct cb_binding *b,
+                       struct cb_err *err);
+
 int cb_snapshot_builder_add(struct cb_snapshot_builder *sb, const struct cb_binding *b,
                             uint32_t *index, struct cb_err *err)
 {
     struct cb_snapshot *s = sb->s;
-    char key[CB_KEY_TEXT_MAX];
 
     if (s->n_bindings == sb->cap_bindings) {
         size_t cap = sb->cap_bindings ? sb->cap_bindings * 2 : 64;
@@ -208,7 +245,21 @@ int cb_snapshot_builder_add(struct cb_snapshot_builder *sb, const struct cb_bind
         s->bindings = nb;
         sb->cap_bindings = cap;
     }
-    struct cb_snap_binding *e = &s->bindings[s->n_bindings];
+    int ret = fill_record(s, &s->bindings[s->n_bindings], b, err);
+    if (ret != 0)
+        return ret;
+    if (index != NULL)
+        *index = (uint32_t)s->n_bindings;
+    s->n_bindings++;
+    return 0;
+}
+
+/* Fills record e from b, its strings copied into s's arena. */
+static int fill_record(struct cb_snapshot *s, struct cb_snap_binding *e, const struct cb_binding *b,
+                       struct cb_err *err)
+{
+    char key[CB_KEY_TEXT_MAX];
+
     memset(e, 0, sizeof(*e));
     cb_key_format(&b->key, key, sizeof(key));
     e->key_text = arena_strdup(s, key);
@@ -229,9 +280,6 @@ int cb_snapshot_builder_add(struct cb_snapshot_builder *sb, const struct cb_bind
     e->port = b->key.port;
     e->flags = b->flags;
     memcpy(e->addr, b->key.addr, sizeof(e->addr));
-    if (index != NULL)
-        *index = (uint32_t)s->n_bindings;
-    s->n_bindings++;
     return 0;
 }
 
@@ -448,6 +496,181 @@ int cb_snapshot_builder_finish(struct cb_snapshot_builder *sb, uint64_t generati
     return 0;
 out_free:
     cb_snapshot_builder_free(sb);
+    return ret;
+}
+
+/* ---- deriving a snapshot from the one before: one change, not a rebuild ---- */
+
+#define DERIVE_MAX_DEPTH 64 /* then a full build drops the strings of removed bindings */
+
+static uint32_t next_pos(const struct index *ix, uint32_t pos)
+{
+    return pos + 1 == ix->cap ? 0 : pos + 1;
+}
+
+/* The slot that holds binding i of s (it must be indexed). */
+static uint32_t slot_of(const struct cb_snapshot *s, uint32_t i)
+{
+    const void *p;
+    size_t n;
+    const struct index *ix = &s->bidx[binding_tag(&s->bindings[i], &p, &n)];
+    uint32_t pos = slot_pos(ix, binding_hash(&s->bindings[i]));
+    while (ix->slots[pos].idx1 != i + 1)
+        pos = next_pos(ix, pos);
+    return pos;
+}
+
+/* Linear probing without tombstones: shift the rest of the run back over the hole. */
+static void slot_delete(struct index *ix, uint32_t hole)
+{
+    for (uint32_t j = next_pos(ix, hole);; j = next_pos(ix, j)) {
+        struct slot *sl = &ix->slots[j];
+        if (sl->idx1 == 0)
+            break;
+        uint32_t home = slot_pos(ix, sl->hash);
+        bool stays = hole <= j ? (hole < home && home <= j) : (hole < home || home <= j);
+        if (stays)
+            continue;
+        ix->slots[hole] = *sl;
+        hole = j;
+    }
+    memset(&ix->slots[hole], 0, sizeof(ix->slots[hole]));
+}
+
+static void slot_insert(struct cb_snapshot *s, uint32_t i)
+{
+    const void *p;
+    size_t n;
+    const struct cb_snap_binding *e = &s->bindings[i];
+    struct index *ix = &s->bidx[binding_tag(e, &p, &n)];
+    uint32_t h = binding_hash(e);
+    uint32_t pos = slot_pos(ix, h);
+    while (ix->slots[pos].idx1 != 0)
+        pos = next_pos(ix, pos);
+    struct slot *sl = &ix->slots[pos];
+    uint8_t ipbuf[17];
+    const char *key;
+    size_t len = index_key(e, &key, ipbuf);
+    sl->hash = h;
+    sl->idx1 = i + 1;
+    sl->port = e->port;
+    sl->kind = e->kind;
+    sl->len = len <= SLOT_KEY ? (uint8_t)len : SLOT_LONG;
+    if (len > 0 && len <= SLOT_KEY)
+        memcpy(sl->key, key, len);
+}
+
+static long find_key(const struct cb_snapshot *s, const struct cb_binding_key *k)
+{
+    return cb_snapshot_find(s, k);
+}
+
+int cb_snapshot_derive(const struct cb_snapshot *old, const struct cb_binding *set, size_t n_set,
+                       const struct cb_binding_key *removed, size_t n_removed,
+                       uint64_t generation, struct cb_snapshot **out, uint32_t **src_out,
+                       struct cb_err *err)
+{
+    struct cb_snapshot *s = NULL;
+    uint32_t *src = NULL;
+    size_t per_tag[TAG_CCS + 1] = {0};
+    int ret;
+
+    /* Central-store bindings carry scanned folders: those always get a full build. */
+    if (old->n_files > 0 || old->depth >= DERIVE_MAX_DEPTH)
+        return CB_SNAPSHOT_REBUILD;
+    for (size_t i = 0; i < old->bidx[TAG_CCS].cap; i++)
+        if (old->bidx[TAG_CCS].slots[i].idx1 != 0)
+            return CB_SNAPSHOT_REBUILD;
+    for (size_t i = 0; i < n_set; i++)
+        if (set[i].key.kind == CB_KEY_CCS)
+            return CB_SNAPSHOT_REBUILD;
+    for (size_t i = 0; i < n_removed; i++)
+        if (removed[i].kind == CB_KEY_CCS)
+            return CB_SNAPSHOT_REBUILD;
+
+    size_t cap = old->n_bindings + n_set + 1;
+    s = calloc(1, sizeof(*s));
+    if (s == NULL || (s->arena = arena_new(old->arena)) == NULL ||
+        (s->bindings = malloc(cap * sizeof(*s->bindings))) == NULL ||
+        (src = malloc(cap * sizeof(*src))) == NULL)
+        goto out_nomem;
+    atomic_init(&s->refs, 1);
+    s->generation = generation;
+    s->depth = old->depth + 1;
+    s->arena_bytes = 0;
+    memcpy(s->bindings, old->bindings, old->n_bindings * sizeof(*s->bindings));
+    s->n_bindings = old->n_bindings;
+    for (size_t i = 0; i < s->n_bindings; i++)
+        src[i] = (uint32_t)i;
+    for (int t = TAG_IP; t <= TAG_CCS; t++) {
+        const struct index *o = &old->bidx[t];
+        s->bidx[t].cap = o->cap;
+        if ((s->bidx[t].slots = big_calloc(o->cap, sizeof(struct slot))) == NULL)
+            goto out_nomem;
+        memcpy(s->bidx[t].slots, o->slots, (size_t)o->cap * sizeof(struct slot));
+    }
+    if (findex_init(&s->fidx, 0) != 0)
+        goto out_nomem;
+
+    /* Removed keys: the last record moves into the hole, its slot follows it. */
+    for (size_t r = 0; r < n_removed; r++) {
+        long i = find_key(s, &removed[r]);
+        if (i < 0)
+            continue;
+        const void *p;
+        size_t n;
+        uint32_t last = (uint32_t)s->n_bindings - 1;
+        slot_delete(&s->bidx[binding_tag(&s->bindings[i], &p, &n)], slot_of(s, (uint32_t)i));
+        if ((uint32_t)i != last) {
+            struct index *lix = &s->bidx[binding_tag(&s->bindings[last], &p, &n)];
+            uint32_t lpos = slot_of(s, last);
+            s->bindings[i] = s->bindings[last];
+            src[i] = src[last];
+            lix->slots[lpos].idx1 = (uint32_t)i + 1;
+        }
+        s->n_bindings--;
+    }
+    for (size_t i = 0; i < s->n_bindings; i++) {
+        const void *p;
+        size_t n;
+        per_tag[binding_tag(&s->bindings[i], &p, &n)]++;
+    }
+    /* Set keys: changed in place, or appended. */
+    for (size_t k = 0; k < n_set; k++) {
+        long i = find_key(s, &set[k].key);
+        if (i >= 0) {
+            if ((ret = fill_record(s, &s->bindings[i], &set[k], err)) != 0)
+                goto out_free;
+            src[i] = CB_SNAPSHOT_NEW;
+            continue;
+        }
+        uint32_t at = (uint32_t)s->n_bindings;
+        if ((ret = fill_record(s, &s->bindings[at], &set[k], err)) != 0)
+            goto out_free;
+        const void *p;
+        size_t n;
+        enum tag t = binding_tag(&s->bindings[at], &p, &n);
+        /* Keep the table at most ~88% full, as built; beyond that, build anew. */
+        if ((per_tag[t] + 1) * 8 > (size_t)s->bidx[t].cap * 7) {
+            ret = CB_SNAPSHOT_REBUILD;
+            goto out_free;
+        }
+        per_tag[t]++;
+        s->n_bindings++;
+        src[at] = CB_SNAPSHOT_NEW;
+        slot_insert(s, at);
+    }
+    *out = s;
+    *src_out = src;
+    return 0;
+out_nomem:
+    ret = cb_err_set(err, CB_ENOMEM, "out of memory deriving the binding table");
+out_free:
+    if (s != NULL && s->arena == NULL)
+        free(s);
+    else if (s != NULL)
+        snapshot_free(s);
+    free(src);
     return ret;
 }
 

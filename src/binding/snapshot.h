@@ -74,6 +74,22 @@ int cb_snapshot_builder_add_ccs_file(struct cb_snapshot_builder *sb, uint32_t bi
 int cb_snapshot_builder_finish(struct cb_snapshot_builder *sb, uint64_t generation,
                                struct cb_snapshot **out, struct cb_err *err) CB_MUST_CHECK;
 
+/*
+ * A new snapshot from old after a change: the bindings in set (added, or changed
+ * in place) and the keys in removed (absent ones ignored). Unchanged bindings are
+ * copied as they are, with their strings shared with old: far cheaper than a build.
+ * Indexes may move: (*src)[i] is the index in old of the new snapshot's binding i,
+ * or CB_SNAPSHOT_NEW for an added or changed one (owned array, free()). Returns
+ * CB_SNAPSHOT_REBUILD when a full build is needed instead (central-store bindings,
+ * tables too full, or too many derivations in a row); *out is then untouched.
+ */
+#define CB_SNAPSHOT_REBUILD 1
+#define CB_SNAPSHOT_NEW UINT32_MAX
+int cb_snapshot_derive(const struct cb_snapshot *old, const struct cb_binding *set, size_t n_set,
+                       const struct cb_binding_key *removed, size_t n_removed,
+                       uint64_t generation, struct cb_snapshot **out, uint32_t **src,
+                       struct cb_err *err) CB_MUST_CHECK;
+
 struct cb_snapshot *cb_snapshot_ref(struct cb_snapshot *s);
 /* Drops one reference; frees at zero. NULL is a no-op. Thread-safe. */
 void cb_snapshot_unref(struct cb_snapshot *s);
