@@ -132,6 +132,24 @@ static void *big_calloc(size_t n, size_t size)
     return p;
 }
 
+/* A copy of n elements of size bytes, aligned as big_calloc's (no zeroing first). */
+static void *big_copy(const void *src, size_t n, size_t size)
+{
+    size_t bytes = n * size;
+    void *p;
+
+    if (size != 0 && bytes / size != n)
+        return NULL;
+    size_t align = bytes < HUGE_PAGE ? 64 : HUGE_PAGE;
+    size_t alloc = (bytes + align - 1) & ~(align - 1);
+    if (posix_memalign(&p, align, alloc ? alloc : align) != 0)
+        return NULL;
+    if (align == HUGE_PAGE)
+        madvise(p, alloc, MADV_HUGEPAGE);
+    memcpy(p, src, bytes);
+    return p;
+}
+
 static void *arena_alloc(struct cb_snapshot *s, size_t n)
 {
     struct arena_chunk *c = s->arena->chunks;
@@ -605,9 +623,8 @@ int cb_snapshot_derive(const struct cb_snapshot *old, const struct cb_binding *s
     for (int t = TAG_IP; t <= TAG_CCS; t++) {
         const struct index *o = &old->bidx[t];
         s->bidx[t].cap = o->cap;
-        if ((s->bidx[t].slots = big_calloc(o->cap, sizeof(struct slot))) == NULL)
+        if ((s->bidx[t].slots = big_copy(o->slots, o->cap, sizeof(struct slot))) == NULL)
             goto out_nomem;
-        memcpy(s->bidx[t].slots, o->slots, (size_t)o->cap * sizeof(struct slot));
     }
     if (findex_init(&s->fidx, 0) != 0)
         goto out_nomem;

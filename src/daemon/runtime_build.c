@@ -1,5 +1,6 @@
 /* runtime_build.c: from the store to what a worker serves. */
 #include "daemon/runtime_build.h"
+#include "tls/cert.h"
 #include "util/log.h"
 
 #include <netdb.h>
@@ -79,6 +80,11 @@ static void resolve_backend(const char *text, struct cb_backend *be)
     int rc = getaddrinfo(host, colon + 1, &hints, &res);
     if (rc != 0 || res == NULL) {
         be->error = strdup(gai_strerror(rc));
+        return;
+    }
+    if (res->ai_addrlen > sizeof(be->addr)) {
+        be->error = strdup("address family not supported");
+        freeaddrinfo(res);
         return;
     }
     memcpy(&be->addr, res->ai_addr, res->ai_addrlen);
@@ -183,6 +189,128 @@ out_free:
         free(rt);
         return ret;
     }
+    cb_runtime_unref(rt);
+    return ret;
+}
+
+/* The certificate of a new or changed binding, looked up by itself. */
+static void entry_for(struct cb_store *st, struct cb_tls_cache *cache,
+                      const struct cb_snap_binding *b, struct cb_tls_entry *out, bool *loaded)
+{
+    struct cb_cert_row row;
+    struct cb_err err = {0};
+    bool reused = false;
+
+    *loaded = false;
+    if (cb_store_cert_get(st, b->certhash, &row, &err) != 0) {
+        char msg[200];
+        snprintf(msg, sizeof(msg),
+                 "certificate %s is not in the store; import it with 'certbind add cert'",
+                 b->certhash);
+        cb_tls_entry_set_error(out, msg);
+        return;
+    }
+    bool eager = !cb_store_owns(st, row.cert_path) || !cb_store_owns(st, row.key_path);
+    cb_tls_cache_get(cache, b->certhash, row.cert_path, row.key_path, eager, out, &reused);
+    *loaded = !reused;
+    cb_cert_row_clear(&row);
+}
+
+int cb_runtime_derive(struct cb_store *st, struct cb_tls_cache *cache, const struct cb_runtime *old,
+                      bool log_broken, struct cb_runtime **out, struct cb_runtime_stats *stats,
+                      struct cb_err *err)
+{
+    struct cb_store_changes ch;
+    struct cb_snapshot *snap = NULL;
+    struct cb_runtime *rt = NULL;
+    uint32_t *src = NULL;
+    struct timespec t0, t1;
+    int ret;
+
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    memset(stats, 0, sizeof(*stats));
+    ret = cb_store_changes_since(st, cb_snapshot_generation(old->snap), &ch, err);
+    if (ret == CB_ENOENT)
+        return CB_SNAPSHOT_REBUILD;
+    if (ret != 0)
+        return ret;
+    if (ch.generation == cb_snapshot_generation(old->snap)) {
+        cb_store_changes_clear(&ch);
+        *out = cb_runtime_ref((struct cb_runtime *)old);
+        stats->generation = ch.generation;
+        stats->bindings = cb_snapshot_count(old->snap);
+        stats->broken = old->n_broken;
+        return 0;
+    }
+    ret = cb_snapshot_derive(old->snap, ch.set, ch.n_set, ch.removed, ch.n_removed, ch.generation,
+                             &snap, &src, err);
+    cb_store_changes_clear(&ch);
+    if (ret != 0)
+        return ret; /* CB_SNAPSHOT_REBUILD included */
+
+    size_t n = cb_snapshot_count(snap);
+    rt = calloc(1, sizeof(*rt));
+    if (rt == NULL) {
+        cb_snapshot_unref(snap);
+        free(src);
+        return cb_err_set(err, CB_ENOMEM, "out of memory");
+    }
+    rt->refs = 1;
+    rt->snap = snap;
+    rt->bind_tls = calloc(n ? n : 1, sizeof(*rt->bind_tls));
+    rt->backends = calloc(n ? n : 1, sizeof(*rt->backends));
+    rt->file_tls = calloc(1, sizeof(*rt->file_tls));
+    rt->active = calloc(n ? n : 1, sizeof(*rt->active));
+    rt->stat = calloc(n ? n : 1, sizeof(*rt->stat));
+    if (rt->bind_tls == NULL || rt->backends == NULL || rt->file_tls == NULL ||
+        rt->active == NULL || rt->stat == NULL) {
+        ret = cb_err_set(err, CB_ENOMEM, "out of memory");
+        goto out_free;
+    }
+    for (uint32_t i = 0; i < n; i++) {
+        const struct cb_snap_binding *b = cb_snapshot_binding(snap, i);
+        bool loaded = false;
+        if (src[i] != CB_SNAPSHOT_NEW) {
+            /* Unchanged: the same certificate, backend address and counters. */
+            const struct cb_backend *ob = &old->backends[src[i]];
+            rt->backends[i] = *ob;
+            rt->backends[i].error = ob->error ? strdup(ob->error) : NULL;
+            rt->stat[i] = old->stat[src[i]];
+            if (cb_tls_entry_error(&old->bind_tls[src[i]]) == NULL) {
+                cb_tls_entry_copy(&rt->bind_tls[i], &old->bind_tls[src[i]]);
+                stats->certs_reused++;
+                continue;
+            }
+            /* It was broken: look again, it may have been fixed since. */
+        } else if (b->backend != NULL) {
+            resolve_backend(b->backend, &rt->backends[i]);
+        }
+        entry_for(st, cache, b, &rt->bind_tls[i], &loaded);
+        if (loaded)
+            stats->certs_loaded++;
+        else
+            stats->certs_reused++;
+        const char *why = cb_tls_entry_error(&rt->bind_tls[i]);
+        if (why != NULL && log_broken) {
+            char q[900];
+            cb_log("error", "binding_broken", "binding=%s certhash=%s reason=%s", b->key_text,
+                   b->certhash, cb_log_quote(why, q, sizeof(q)));
+        }
+    }
+    for (uint32_t i = 0; i < n; i++)
+        if (cb_tls_entry_error(&rt->bind_tls[i]) != NULL)
+            rt->n_broken++;
+    free(src);
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    stats->bindings = n;
+    stats->broken = rt->n_broken;
+    stats->generation = cb_snapshot_generation(snap);
+    stats->derived = true;
+    stats->ms = (double)(t1.tv_sec - t0.tv_sec) * 1e3 + (double)(t1.tv_nsec - t0.tv_nsec) / 1e6;
+    *out = rt;
+    return 0;
+out_free:
+    free(src);
     cb_runtime_unref(rt);
     return ret;
 }

@@ -9,6 +9,7 @@ struct cb_runtime_stats {
     size_t bindings, certs_loaded, certs_reused, broken;
     uint64_t generation;
     double ms;
+    bool derived; /* from the previous runtime and the store's change log */
 };
 
 /*
@@ -20,5 +21,15 @@ struct cb_runtime_stats {
 int cb_runtime_build(struct cb_store *st, struct cb_tls_cache *cache, bool log_broken,
                      struct cb_runtime **out, struct cb_runtime_stats *stats,
                      struct cb_err *err) CB_MUST_CHECK;
+
+/*
+ * The runtime after the store's latest changes, from old (borrowed) and the
+ * store's change log: only the changed bindings are read, only their certificates
+ * looked up. Returns CB_SNAPSHOT_REBUILD when cb_runtime_build is needed instead;
+ * *out is then untouched. Same ownership as cb_runtime_build.
+ */
+int cb_runtime_derive(struct cb_store *st, struct cb_tls_cache *cache, const struct cb_runtime *old,
+                      bool log_broken, struct cb_runtime **out, struct cb_runtime_stats *stats,
+                      struct cb_err *err) CB_MUST_CHECK;
 
 #endif

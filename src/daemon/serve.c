@@ -73,7 +73,13 @@ static int reload(struct worker *w, bool force, bool starting, struct cb_err *er
         w->cache = fresh;
     }
     bool log_broken = w->opts->cfg.worker == 0;
-    if ((ret = cb_runtime_build(w->st, w->cache, log_broken, &rt, &stats, err)) != 0)
+    struct cb_runtime *old = force ? NULL : cb_server_runtime(w->srv);
+    /* One change among many: apply it, rather than read every binding again. */
+    ret = old != NULL ? cb_runtime_derive(w->st, w->cache, old, log_broken, &rt, &stats, err)
+                      : CB_SNAPSHOT_REBUILD;
+    if (ret == CB_SNAPSHOT_REBUILD)
+        ret = cb_runtime_build(w->st, w->cache, log_broken, &rt, &stats, err);
+    if (ret != 0)
         return ret;
     if ((ret = cb_listen_plan(rt->snap, &addrs, &n, err)) != 0)
         goto out_unref;
@@ -92,9 +98,10 @@ static int reload(struct worker *w, bool force, bool starting, struct cb_err *er
     if (w->opts->cfg.worker == 0)
         cb_log("info", "snapshot",
                "generation=%llu bindings=%zu broken=%zu certs_loaded=%zu certs_reused=%zu "
-               "build_ms=%.1f",
+               "build=%s build_ms=%.1f",
                (unsigned long long)stats.generation, stats.bindings, stats.broken,
-               stats.certs_loaded, stats.certs_reused, stats.ms);
+               stats.certs_loaded, stats.certs_reused, stats.derived ? "changes" : "full",
+               stats.ms);
     ret = 0;
 out_unref:
     cb_runtime_unref(rt);

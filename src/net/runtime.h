@@ -11,10 +11,15 @@
 #include "binding/snapshot.h"
 #include "tls/ctx.h"
 
+#include <netinet/in.h>
 #include <sys/socket.h>
 
 struct cb_backend {
-    struct sockaddr_storage addr;
+    union {
+        struct sockaddr sa;
+        struct sockaddr_in in;
+        struct sockaddr_in6 in6;
+    } addr;             /* 28 bytes, not sockaddr_storage's 128: there is one per binding */
     socklen_t addr_len; /* 0: no backend configured, or it could not be resolved */
     char *error;        /* owned: why a configured backend has no address */
 };

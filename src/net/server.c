@@ -699,7 +699,7 @@ static void connect_backend(struct conn *c)
         conn_fail(c, "backend_error", why);
         return;
     }
-    c->bfd = socket(be->addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    c->bfd = socket(be->addr.sa.sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (c->bfd < 0) {
         snprintf(why, sizeof(why), "cannot create a socket for backend %s: %s", c->binding->backend,
                  strerror(errno));
@@ -711,7 +711,7 @@ static void connect_backend(struct conn *c)
     uv_poll_init(c->srv->loop, &c->bpoll, c->bfd);
     c->bpoll.data = c;
     c->bevents = 0;
-    if (connect(c->bfd, (const struct sockaddr *)&be->addr, be->addr_len) != 0 &&
+    if (connect(c->bfd, &be->addr.sa, be->addr_len) != 0 &&
         errno != EINPROGRESS) {
         snprintf(why, sizeof(why), "backend %s refused the connection: %s", c->binding->backend,
                  strerror(errno));
@@ -1204,6 +1204,11 @@ int cb_server_new(uv_loop_t *loop, const struct cb_server_config *cfg, struct cb
     srv->grace.data = srv;
     *out = srv;
     return 0;
+}
+
+struct cb_runtime *cb_server_runtime(const struct cb_server *srv)
+{
+    return srv->rt;
 }
 
 void cb_server_swap_runtime(struct cb_server *srv, struct cb_runtime *rt)

@@ -40,6 +40,8 @@ int cb_server_new(uv_loop_t *loop, const struct cb_server_config *cfg, struct cb
 /* Stops and frees everything; the loop must then run until its handles close. */
 void cb_server_free(struct cb_server *srv);
 
+/* The runtime new handshakes resolve against now (borrowed), or NULL before the first. */
+struct cb_runtime *cb_server_runtime(const struct cb_server *srv);
 /* Installs rt (the server takes a reference); new handshakes resolve against it. */
 void cb_server_swap_runtime(struct cb_server *srv, struct cb_runtime *rt);
 

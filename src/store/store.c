@@ -40,9 +40,20 @@ static const char *const migrations[] = {
     "  proxy INTEGER NOT NULL);"
     "CREATE INDEX bindings_certhash ON bindings(certhash);"
     "INSERT INTO meta VALUES('generation', '0');",
+    /* 1 -> 2: which binding keys each commit changed, so that `serve` can apply one
+     * change without reading every binding again. Every commit leaves a row with an
+     * empty key, so a generation without one (a store edited by other means) is seen
+     * as unknown. The last CB_CHANGES_KEPT generations are kept. */
+    "CREATE TABLE changes(generation INTEGER NOT NULL, key TEXT NOT NULL);"
+    "CREATE INDEX changes_generation ON changes(generation);",
 };
 
+#define CB_CHANGES_KEPT 1000
+#define CB_STR_(x) #x
+#define CB_STR(x) CB_STR_(x)
+
 #define N_MIGRATIONS (sizeof(migrations) / sizeof(migrations[0]))
+_Static_assert(N_MIGRATIONS == CB_STORE_SCHEMA_VERSION, "one migration per schema version");
 
 static int db_error(struct cb_store *st, struct cb_err *err, int rc, const char *what)
 {
@@ -223,6 +234,10 @@ int cb_store_begin(struct cb_store *st, struct cb_err *err)
 int cb_store_commit(struct cb_store *st, struct cb_err *err)
 {
     int rc = sqlite3_exec(st->db,
+                          "INSERT INTO changes SELECT CAST(value AS INTEGER) + 1, '' FROM meta "
+                          "WHERE name = 'generation';"
+                          "DELETE FROM changes WHERE generation <= (SELECT CAST(value AS INTEGER) "
+                          "FROM meta WHERE name = 'generation') + 1 - " CB_STR(CB_CHANGES_KEPT) ";"
                           "UPDATE meta SET value = CAST(value AS INTEGER) + 1 "
                           "WHERE name = 'generation';"
                           "INSERT OR REPLACE INTO meta VALUES('changed_at', "
@@ -531,6 +546,23 @@ int cb_store_binding_get(struct cb_store *st, const struct cb_binding_key *key,
     return ret;
 }
 
+/* Notes that this transaction changed binding `key` (see the changes table). */
+static int record_change(struct cb_store *st, const char *key, struct cb_err *err)
+{
+    sqlite3_stmt *stmt;
+    int ret, rc;
+
+    if ((ret = prepare(st,
+                       "INSERT INTO changes SELECT CAST(value AS INTEGER) + 1, ?1 FROM meta "
+                       "WHERE name = 'generation'",
+                       &stmt, err)) != 0)
+        return ret;
+    sqlite3_bind_text(stmt, 1, key, -1, SQLITE_STATIC);
+    rc = sqlite3_step(stmt);
+    sqlite3_finalize(stmt);
+    return rc == SQLITE_DONE ? 0 : db_error(st, err, rc, "recording a change");
+}
+
 static int binding_write(struct cb_store *st, const struct cb_binding *b, bool insert,
                          struct cb_err *err)
 {
@@ -565,7 +597,7 @@ static int binding_write(struct cb_store *st, const struct cb_binding *b, bool i
         return cb_err_set(err, CB_ENOENT,
                           "no binding %s; create it with 'certbind add sslcert %s certhash=…'",
                           text, text);
-    return 0;
+    return record_change(st, text, err);
 }
 
 int cb_store_binding_insert(struct cb_store *st, const struct cb_binding *b, struct cb_err *err)
@@ -596,7 +628,7 @@ int cb_store_binding_delete(struct cb_store *st, const struct cb_binding_key *ke
     if (sqlite3_changes(st->db) == 0)
         return cb_err_set(err, CB_ENOENT,
                           "no binding %s; list bindings with 'certbind show sslcert'", text);
-    return 0;
+    return record_change(st, text, err);
 }
 
 int cb_store_binding_foreach(struct cb_store *st, const char *thumbprint, cb_binding_fn fn,
@@ -784,4 +816,101 @@ int cb_store_load_snapshot(struct cb_store *st, struct cb_snapshot **out, struct
         return ret;
     }
     return cb_snapshot_builder_finish(lc.sb, generation, out, err);
+}
+
+#define CB_CHANGES_MAX 4096 /* beyond this many changed keys, a full read is cheaper */
+
+void cb_store_changes_clear(struct cb_store_changes *c)
+{
+    free(c->set);
+    free(c->removed);
+    memset(c, 0, sizeof(*c));
+}
+
+static int changes_read(struct cb_store *st, uint64_t from, struct cb_store_changes *out,
+                        struct cb_err *err)
+{
+    sqlite3_stmt *stmt = NULL;
+    uint64_t gen;
+    int ret, rc;
+
+    if ((ret = cb_store_generation(st, &gen)) != 0)
+        return ret;
+    out->generation = gen;
+    if (gen == from)
+        return 0;
+    if (gen < from)
+        return CB_ENOENT;
+    /* Every generation in (from, gen] must have left its marker. */
+    if ((ret = prepare(st,
+                       "SELECT count(DISTINCT generation) FROM changes "
+                       "WHERE generation > ?1 AND generation <= ?2 AND key = ''",
+                       &stmt, err)) != 0)
+        return ret;
+    sqlite3_bind_int64(stmt, 1, (sqlite3_int64)from);
+    sqlite3_bind_int64(stmt, 2, (sqlite3_int64)gen);
+    rc = sqlite3_step(stmt);
+    uint64_t marked = rc == SQLITE_ROW ? (uint64_t)sqlite3_column_int64(stmt, 0) : 0;
+    sqlite3_finalize(stmt);
+    if (rc != SQLITE_ROW)
+        return db_error(st, err, rc, "reading the changes");
+    if (marked != gen - from)
+        return CB_ENOENT;
+    if ((ret = prepare(st,
+                       "SELECT DISTINCT key FROM changes WHERE generation > ?1 AND key <> '' "
+                       "LIMIT " CB_STR(CB_CHANGES_MAX) " + 1",
+                       &stmt, err)) != 0)
+        return ret;
+    sqlite3_bind_int64(stmt, 1, (sqlite3_int64)from);
+    size_t cap = 0;
+    while ((rc = sqlite3_step(stmt)) == SQLITE_ROW) {
+        struct cb_binding_key key;
+        struct cb_binding b;
+        const char *text = (const char *)sqlite3_column_text(stmt, 0);
+        if (out->n_set + out->n_removed >= CB_CHANGES_MAX) {
+            ret = CB_ENOENT;
+            goto out_finalize;
+        }
+        if (text == NULL || cb_key_parse_word(text, &key, NULL) != 0) {
+            ret = CB_ENOENT; /* not a key this version understands: read everything */
+            goto out_finalize;
+        }
+        if (out->n_set + out->n_removed == cap) {
+            cap = cap ? cap * 2 : 8;
+            struct cb_binding *ns = realloc(out->set, cap * sizeof(*ns));
+            if (ns != NULL)
+                out->set = ns;
+            struct cb_binding_key *nr = realloc(out->removed, cap * sizeof(*nr));
+            if (nr != NULL)
+                out->removed = nr;
+            if (ns == NULL || nr == NULL) {
+                ret = cb_err_set(err, CB_ENOMEM, "out of memory");
+                goto out_finalize;
+            }
+        }
+        ret = cb_store_binding_get(st, &key, &b, err);
+        if (ret == 0)
+            out->set[out->n_set++] = b;
+        else if (ret == CB_ENOENT)
+            out->removed[out->n_removed++] = key;
+        else
+            goto out_finalize;
+    }
+    ret = rc == SQLITE_DONE ? 0 : db_error(st, err, rc, "reading the changes");
+out_finalize:
+    sqlite3_finalize(stmt);
+    return ret;
+}
+
+int cb_store_changes_since(struct cb_store *st, uint64_t from, struct cb_store_changes *out,
+                           struct cb_err *err)
+{
+    memset(out, 0, sizeof(*out));
+    if (sqlite3_exec(st->db, "BEGIN", NULL, NULL, NULL) != SQLITE_OK)
+        return db_error(st, err, sqlite3_errcode(st->db), "reading the changes");
+    int ret = changes_read(st, from, out, err);
+    sqlite3_exec(st->db, "COMMIT", NULL, NULL, NULL);
+    if (ret != 0)
+        cb_store_changes_clear(out);
+    return ret;
 }

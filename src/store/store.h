@@ -12,7 +12,7 @@
 #include "binding/snapshot.h"
 #include "tls/cert.h"
 
-#define CB_STORE_SCHEMA_VERSION 1
+#define CB_STORE_SCHEMA_VERSION 2
 
 struct cb_store;
 
@@ -84,6 +84,24 @@ int cb_store_setting_set(struct cb_store *st, const char *name, const char *valu
 int cb_store_data_version(struct cb_store *st, uint64_t *out) CB_MUST_CHECK;
 /* The commit counter kept in the store: bumped by every changing command. */
 int cb_store_generation(struct cb_store *st, uint64_t *out) CB_MUST_CHECK;
+
+/* The binding changes that lead from one generation to the store's current one. */
+struct cb_store_changes {
+    uint64_t generation;              /* the generation they lead to */
+    struct cb_binding *set;           /* owned: added or changed, as stored now */
+    size_t n_set;
+    struct cb_binding_key *removed;   /* owned: keys no longer in the store */
+    size_t n_removed;
+};
+/*
+ * Reads, in one transaction, what changed since generation `from`. CB_ENOENT when
+ * the store cannot tell (older than the history it keeps, edited by other means,
+ * or too many changes to be worth it): read every binding instead. Clear *out with
+ * cb_store_changes_clear().
+ */
+int cb_store_changes_since(struct cb_store *st, uint64_t from, struct cb_store_changes *out,
+                           struct cb_err *err) CB_MUST_CHECK;
+void cb_store_changes_clear(struct cb_store_changes *c);
 
 /* Builds a resolver snapshot of every binding, scanning ccs folders. Owned result. */
 int cb_store_load_snapshot(struct cb_store *st, struct cb_snapshot **out,

@@ -280,6 +280,13 @@ const char *cb_tls_entry_error(const struct cb_tls_entry *e)
     return e->cert->tried && e->cert->bundle == NULL ? e->cert->error : NULL;
 }
 
+void cb_tls_entry_copy(struct cb_tls_entry *dst, const struct cb_tls_entry *src)
+{
+    dst->cert = src->cert;
+    if (dst->cert != NULL)
+        dst->cert->refs++;
+}
+
 void cb_tls_entry_set_error(struct cb_tls_entry *e, const char *msg)
 {
     struct cb_tls_cert *t = calloc(1, sizeof(*t));

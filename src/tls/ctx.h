@@ -46,6 +46,8 @@ const char *cb_tls_entry_load(const struct cb_tls_entry *e, bool *loaded_now);
 /* Why the entry cannot be served, as far as known without loading it; NULL if no reason yet. */
 const char *cb_tls_entry_error(const struct cb_tls_entry *e);
 
+/* *dst becomes another reference to src's certificate. */
+void cb_tls_entry_copy(struct cb_tls_entry *dst, const struct cb_tls_entry *src);
 /* Makes *e an entry that cannot be served, for reason msg (copied). */
 void cb_tls_entry_set_error(struct cb_tls_entry *e, const char *msg);
 
