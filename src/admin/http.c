@@ -172,18 +172,34 @@ int cb_admin_main(const char *state_dir, int listen_fd, struct cb_stats *stats, 
         ready_fd = -1;
     }
     time_t last_check = time(NULL);
+    struct timespec last_end = {0, 0};
+    double last_cost = 0;
+    bool pending = false;
     for (;;) {
         struct timespec ts = {0, CB_ADMIN_POLL_MS * 1000000L};
         int sig = sigtimedwait(&mask, NULL, &ts);
         if (sig == SIGTERM || sig == SIGINT)
             break;
         uint64_t v;
-        bool changed = cb_store_data_version(st, &v) == 0 && v != version;
-        if (changed)
+        if (cb_store_data_version(st, &v) == 0 && v != version) {
             version = v;
-        if (changed || sig == SIGHUP || time(NULL) - last_check >= CB_ADMIN_RECHECK_S) {
+            pending = true;
+        }
+        if (sig == SIGHUP || time(NULL) - last_check >= CB_ADMIN_RECHECK_S)
+            pending = true;
+        /* A model costs a full read and a check: with many bindings and changes coming
+         * fast, rebuild at most once per ten times what the last one took. */
+        struct timespec now;
+        clock_gettime(CLOCK_MONOTONIC, &now);
+        double since = (double)(now.tv_sec - last_end.tv_sec) +
+                       (double)(now.tv_nsec - last_end.tv_nsec) / 1e9;
+        if (pending && since >= 10 * last_cost) {
             last_check = time(NULL);
             refresh(&a, st);
+            pending = false;
+            clock_gettime(CLOCK_MONOTONIC, &last_end);
+            last_cost = (double)(last_end.tv_sec - now.tv_sec) +
+                        (double)(last_end.tv_nsec - now.tv_nsec) / 1e9;
         }
     }
     status = 0;
