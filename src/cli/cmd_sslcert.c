@@ -116,7 +116,21 @@ static int check_shadowing(struct cb_cli *cli, struct cb_store *st, const struct
 
     if (b->key.kind != CB_KEY_IP && !is_sni_kind(b->key.kind))
         return 0;
-    ret = cb_store_binding_foreach_port(st, b->key.port, collect_shadow, &sc, &cli->err);
+    /* Only the other side matters, and only whether there is any (six tell "and more"). */
+    if (b->key.kind == CB_KEY_IP) {
+        struct cb_binding ccs;
+        struct cb_binding_key ck = {.kind = CB_KEY_CCS, .port = b->key.port};
+        ret = cb_store_binding_get(st, &ck, &ccs, &cli->err);
+        if (ret == 0)
+            collect_shadow(&ccs, &sc);
+        else if (ret != CB_ENOENT)
+            return ret;
+        ret = cb_store_binding_foreach_port_prefix(st, b->key.port, "hostnameport=", 6,
+                                                   collect_shadow, &sc, &cli->err);
+    } else {
+        ret = cb_store_binding_foreach_port_prefix(st, b->key.port, "ipport=", 0, collect_shadow,
+                                                   &sc, &cli->err);
+    }
     if (ret != 0 || sc.count == 0)
         return ret;
     cb_key_format(&b->key, key, sizeof(key));

@@ -744,6 +744,45 @@ int cb_store_generation(struct cb_store *st, uint64_t *out)
     return ret;
 }
 
+int cb_store_binding_foreach_port_prefix(struct cb_store *st, uint16_t port, const char *prefix,
+                                         size_t limit, cb_binding_fn fn, void *ctx,
+                                         struct cb_err *err)
+{
+    char sql[sizeof(binding_columns) + 160], suffix[16], hi[64];
+    struct cb_binding b;
+    sqlite3_stmt *stmt;
+    size_t n = 0, plen = strlen(prefix);
+    int ret, rc;
+
+    if (plen == 0 || plen >= sizeof(hi))
+        return cb_err_set(err, CB_EINVAL, "internal: bad key prefix");
+    /* [prefix, prefix with its last byte + 1): a range of the primary key. */
+    memcpy(hi, prefix, plen + 1);
+    hi[plen - 1]++;
+    snprintf(suffix, sizeof(suffix), "%%:%u", port);
+    snprintf(sql, sizeof(sql), "%s WHERE key >= ?1 AND key < ?2 AND key LIKE ?3 ORDER BY key",
+             binding_columns);
+    if ((ret = prepare(st, sql, &stmt, err)) != 0)
+        return ret;
+    sqlite3_bind_text(stmt, 1, prefix, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_text(stmt, 2, hi, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_text(stmt, 3, suffix, -1, SQLITE_TRANSIENT);
+    while ((rc = sqlite3_step(stmt)) == SQLITE_ROW) {
+        if ((ret = binding_from_stmt(stmt, &b, err)) != 0)
+            goto out_finalize;
+        if (b.key.port != port)
+            continue;
+        if ((ret = fn(&b, ctx)) != 0)
+            goto out_finalize;
+        if (limit != 0 && ++n >= limit)
+            break;
+    }
+    ret = rc == SQLITE_DONE || rc == SQLITE_ROW ? 0 : db_error(st, err, rc, "listing bindings");
+out_finalize:
+    sqlite3_finalize(stmt);
+    return ret;
+}
+
 /* Central store folder: NAME.pem / NAME.pfx, and _.PARENT.pem for *.PARENT. */
 static int scan_ccs(struct cb_snapshot_builder *sb, uint32_t index, const char *dir,
                     struct cb_err *err)

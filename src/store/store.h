@@ -74,6 +74,13 @@ int cb_store_binding_foreach(struct cb_store *st, const char *thumbprint, cb_bin
 int cb_store_binding_foreach_port(struct cb_store *st, uint16_t port, cb_binding_fn fn, void *ctx,
                                   struct cb_err *err) CB_MUST_CHECK;
 
+/* Walks the bindings of one port whose key starts with prefix ("ipport=" or
+ * "hostnameport="), in key order, at most limit of them (0: all). Uses the key
+ * index: cheap for the few IP bindings among many names. */
+int cb_store_binding_foreach_port_prefix(struct cb_store *st, uint16_t port, const char *prefix,
+                                         size_t limit, cb_binding_fn fn, void *ctx,
+                                         struct cb_err *err) CB_MUST_CHECK;
+
 /* Settings ("user"). CB_ENOENT when unset. */
 int cb_store_setting_get(struct cb_store *st, const char *name, char *out, size_t size,
                          struct cb_err *err) CB_MUST_CHECK;
