@@ -302,12 +302,28 @@ static const struct cb_stats_sum *sum_for(const struct cb_stats_totals *t, const
     return s ? s : &zero_sum;
 }
 
-/* One per-binding series for each binding: `value` picks the number. */
+/*
+ * Whether binding b gets its own series. Up to CB_METRICS_ALL_MAX bindings, every
+ * one does (zeros included, so rate() and absent() work from the start); beyond,
+ * only those that have seen a connection: 10^5 idle bindings would make a million
+ * series of zeros per scrape.
+ */
+#define CB_METRICS_ALL_MAX 10000
+
+static bool has_series(const struct cb_admin_model *m, const struct cb_stats_totals *t,
+                       const struct cb_snap_binding *b)
+{
+    return m->n_bindings <= CB_METRICS_ALL_MAX || (t != NULL && cb_stats_totals_find(t, b->key_text));
+}
+
+/* One per-binding series for each binding that has them: k picks the number. */
 static void binding_series(struct sbuf *sb, const struct cb_admin_model *m,
                            const struct cb_stats_totals *t, const char *name, enum cb_stat k)
 {
     for (size_t i = 0; i < m->n_bindings; i++) {
         const struct cb_snap_binding *b = m->bindings[i].b;
+        if (!has_series(m, t, b))
+            continue;
         sb_printf(sb, "%s{binding=\"%s\",port=\"%u\"} %llu\n", name, b->key_text, b->port,
                   (unsigned long long)sum_for(t, b->key_text)->v[k]);
     }
@@ -349,6 +365,8 @@ int cb_admin_render_metrics(const struct cb_admin_model *m, struct cb_stats *sta
     for (size_t i = 0; i < m->n_bindings; i++) {
         const struct cb_snap_binding *b = m->bindings[i].b;
         const struct cb_stats_sum *s = sum_for(t, b->key_text);
+        if (!has_series(m, t, b))
+            continue;
         for (size_t r = 0; r < sizeof(reasons) / sizeof(reasons[0]); r++)
             sb_printf(&sb,
                       "certbind_handshake_failures_total{binding=\"%s\",port=\"%u\",reason=\"%s\"} "

@@ -378,12 +378,56 @@ static void test_metrics_series_per_binding_with_counters(void **state)
     cb_store_close(st);
 }
 
+/* Beyond 10^4 bindings only those that saw a connection get series (not a million zeros). */
+static void test_metrics_beyond_ten_thousand_bindings_only_active_ones(void **state)
+{
+    (void)state;
+    char thumb[CB_THUMB_LEN + 1], word[128];
+    struct cb_store *st = make_store(thumb);
+    struct cb_stats *stats = NULL;
+    struct cb_err err = {0};
+    struct cb_admin_body body = {0};
+
+    assert_int_equal(cb_store_begin(st, &err), 0);
+    for (int i = 0; i < 10000; i++) {
+        snprintf(word, sizeof(word), "hostnameport=s%d.example.net:8443", i);
+        add_binding(st, word, thumb);
+    }
+    assert_int_equal(cb_store_commit(st, &err), 0);
+    struct cb_admin_model *m = build(st); /* 10004 bindings */
+    assert_int_equal(cb_stats_new(1, 16, &stats, &err), 0);
+    struct cb_stats_writer *w = cb_stats_writer_new(cb_stats_area(stats, 0));
+    assert_non_null(w);
+    struct cb_stats_entry *e = cb_stats_entry_get(w, "hostnameport=s77.example.net:8443");
+    assert_non_null(e);
+    cb_stat_add(&e->v[CB_STAT_HANDSHAKES], 3);
+
+    assert_int_equal(cb_admin_render_metrics(m, stats, 1, &body), 0);
+    size_t handshakes = 0, failures = 0;
+    for (const char *p = body.data; (p = strstr(p, "\ncertbind_handshakes_total{")) != NULL; p++)
+        handshakes++;
+    for (const char *p = body.data;
+         (p = strstr(p, "\ncertbind_handshake_failures_total{binding=\"hostnameport")) != NULL; p++)
+        failures++;
+    assert_int_equal(handshakes, 1);
+    assert_int_equal(failures, 5); /* one per reason, for the one active binding */
+    assert_non_null(strstr(body.data, "certbind_handshakes_total{binding=\"hostnameport="
+                                      "s77.example.net:8443\",port=\"8443\"} 3\n"));
+    assert_non_null(strstr(body.data, "certbind_bindings 10004\n"));
+    free(body.data);
+    cb_admin_model_free(m);
+    cb_stats_writer_free(w);
+    cb_stats_free(stats);
+    cb_store_close(st);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_parse_addr_table),
         cmocka_unit_test(test_metrics_escape_label_values),
         cmocka_unit_test(test_metrics_series_per_binding_with_counters),
+        cmocka_unit_test(test_metrics_beyond_ten_thousand_bindings_only_active_ones),
     };
     return cmocka_run_group_tests(tests, setup_run, teardown_run);
 }
