@@ -31,7 +31,9 @@
 #define CB_ACCEPT_BATCH 64
 #define CB_PUMP_ROUNDS 8
 
-enum conn_state { ST_HANDSHAKE, ST_CONNECTING, ST_RELAY, ST_CLOSED };
+/* ST_WAIT: handshake done, HTTP negotiated, no request yet: the backend is connected
+ * when the first bytes come (a client that never sends costs no backend connection). */
+enum conn_state { ST_HANDSHAKE, ST_WAIT, ST_CONNECTING, ST_RELAY, ST_CLOSED };
 
 struct dir_buf {
     char *data; /* allocated only while bytes wait */
@@ -52,6 +54,7 @@ struct conn {
     int pending_closes;
     bool client_eof, backend_eof, backend_shut, client_shut, respond_503;
     bool counted;     /* holds one of srv->rt->active[cap_idx] (per-binding cap) */
+    bool proxy_sent;  /* the PROXY header is queued already (ahead of the first bytes) */
     uint32_t cap_idx; /* its binding's index in srv->rt, which may be newer than rt */
     bool want_cr, want_cw, want_br, want_bw;
     bool failure_counted; /* a failed handshake was counted under its reason */
@@ -630,10 +633,10 @@ static void pump(struct conn *c)
 
 /* ---- backend connection ------------------------------------------------- */
 
-static void write_proxy_header(struct conn *c)
+/* The binding's PROXY header for c into hdr; its length, or a negative CB_E* code. */
+static int build_proxy_header(struct conn *c, unsigned char *hdr, size_t size)
 {
     struct cb_proxy_info pi = {0};
-    unsigned char hdr[8192];
     const unsigned char *alpn = NULL;
     unsigned alpn_len = 0;
     unsigned char *der = NULL;
@@ -643,7 +646,7 @@ static void write_proxy_header(struct conn *c)
     pi.src = c->peer;
     pi.dst = c->local;
     if (c->binding->proxy == CB_PROXY_V1) {
-        n = cb_proxy_v1(&pi, (char *)hdr, sizeof(hdr));
+        n = cb_proxy_v1(&pi, (char *)hdr, size);
     } else {
         X509 *peer = SSL_get0_peer_certificate(c->ssl);
         SSL_get0_alpn_selected(c->ssl, &alpn, &alpn_len);
@@ -663,9 +666,18 @@ static void write_proxy_header(struct conn *c)
                 pi.client_der_len = (size_t)dl;
             }
         }
-        n = cb_proxy_v2(&pi, hdr, sizeof(hdr));
+        n = cb_proxy_v2(&pi, hdr, size);
         OPENSSL_free(der);
     }
+    return n;
+}
+
+#define CB_PROXY_HDR_MAX 8192
+
+static void write_proxy_header(struct conn *c)
+{
+    unsigned char hdr[CB_PROXY_HDR_MAX];
+    int n = build_proxy_header(c, hdr, sizeof(hdr));
     if (n > 0 && buf_keep(&c->c2b, (const char *)hdr, (size_t)n) != 0)
         conn_fail(c, "conn_error", "out of memory");
 }
@@ -677,7 +689,7 @@ static void start_relay(struct conn *c)
     c->state = ST_RELAY;
     c->last_active = uv_now(c->srv->loop);
     uv_timer_start(&c->timer, on_timer, c->srv->cfg.idle_timeout_ms, 0);
-    if (c->binding->proxy != CB_PROXY_OFF)
+    if (c->binding->proxy != CB_PROXY_OFF && !c->proxy_sent)
         write_proxy_header(c);
     if (c->state != ST_CLOSED)
         pump(c);
@@ -741,6 +753,78 @@ static void on_connected(struct conn *c)
     start_relay(c);
 }
 
+/* ---- waiting for the first request --------------------------------------- */
+
+/*
+ * HTTP (h2 or http/1.1 negotiated with ALPN) is a protocol where the client speaks
+ * first, so the backend can wait for the first bytes: browsers open connections they
+ * may never use. Without ALPN the protocol is unknown and may be one where the
+ * server speaks first (a greeting): the backend is connected at once.
+ */
+static bool client_speaks_first(struct conn *c)
+{
+    const unsigned char *alpn = NULL;
+    unsigned len = 0;
+
+    if (c->binding->backend == NULL || c->rt->backends[c->bidx].addr_len == 0)
+        return false;
+    SSL_get0_alpn_selected(c->ssl, &alpn, &len);
+    return (len == 2 && memcmp(alpn, "h2", 2) == 0) ||
+           (len == 8 && memcmp(alpn, "http/1.1", 8) == 0);
+}
+
+static void on_first_bytes(struct conn *c)
+{
+    unsigned char hdr[CB_PROXY_HDR_MAX];
+    char why[256];
+    int hn = 0;
+
+    /* The PROXY header goes ahead of the first bytes, in the same buffer: read no
+     * more than fits beside it (the rest stays in OpenSSL for the relay). */
+    if (c->binding->proxy != CB_PROXY_OFF && (hn = build_proxy_header(c, hdr, sizeof(hdr))) < 0)
+        hn = 0;
+    ERR_clear_error();
+    errno = 0;
+    int n = SSL_read(c->ssl, c->srv->scratch, (int)sizeof(c->srv->scratch) - hn);
+    if (n > 0) {
+        if (c->st != NULL)
+            cb_stat_add(&c->st->v[CB_STAT_BYTES_IN], (uint64_t)n);
+        if (buf_keep(&c->c2b, (const char *)hdr, (size_t)hn) != 0) {
+            conn_fail(c, "conn_error", "out of memory");
+            return;
+        }
+        memcpy(c->c2b.data + hn, c->srv->scratch, (size_t)n);
+        c->c2b.len += (uint32_t)n;
+        c->proxy_sent = true;
+        connect_backend(c);
+        return;
+    }
+    switch (SSL_get_error(c->ssl, n)) {
+    case SSL_ERROR_WANT_READ:
+        c->want_cr = true;
+        c->want_cw = false;
+        update_polls(c);
+        return;
+    case SSL_ERROR_WANT_WRITE:
+        c->want_cw = true;
+        c->want_cr = false;
+        update_polls(c);
+        return;
+    case SSL_ERROR_ZERO_RETURN:
+        conn_close(c); /* closed before asking anything: nothing to forward */
+        return;
+    case SSL_ERROR_SYSCALL:
+        if (errno == 0) {
+            conn_close(c);
+            return;
+        }
+        /* fall through */
+    default:
+        conn_fail(c, "client_error", ssl_reason(why, sizeof(why)));
+        return;
+    }
+}
+
 /* ---- handshake ----------------------------------------------------------- */
 
 static void do_handshake(struct conn *c)
@@ -754,6 +838,15 @@ static void do_handshake(struct conn *c)
         if ((c->st = binding_stats(c)) != NULL) {
             cb_stat_add(&c->st->v[CB_STAT_HANDSHAKES], 1);
             cb_stat_add(&c->st->v[CB_STAT_OPEN], 1);
+        }
+        if (client_speaks_first(c)) {
+            c->state = ST_WAIT;
+            c->last_active = uv_now(c->srv->loop);
+            uv_timer_start(&c->timer, on_timer, c->srv->cfg.idle_timeout_ms, 0);
+            c->want_cr = true;
+            c->want_cw = c->want_br = c->want_bw = false;
+            update_polls(c);
+            return;
         }
         connect_backend(c);
         return;
@@ -792,6 +885,8 @@ static void on_client_event(uv_poll_t *h, int status, int events)
     }
     if (c->state == ST_HANDSHAKE)
         do_handshake(c);
+    else if (c->state == ST_WAIT)
+        on_first_bytes(c);
     else if (c->state == ST_RELAY)
         pump(c);
 }
@@ -838,6 +933,7 @@ static void on_timer(uv_timer_t *t)
                  (unsigned long long)c->srv->cfg.connect_timeout_ms);
         conn_fail(c, "backend_timeout", why);
         return;
+    case ST_WAIT:
     case ST_RELAY:
         if (now - c->last_active >= c->srv->cfg.idle_timeout_ms) {
             snprintf(why, sizeof(why), "idle for %llu ms",
@@ -1259,8 +1355,20 @@ void cb_server_drain(struct cb_server *srv, void (*on_drained)(struct cb_server 
     if (cb_server_listen(srv, NULL, 0, &err) != 0)
         return;
     uv_timer_stop(&srv->accept_pause);
+    /* Connections that have not asked anything yet are closed now, as an idle
+     * keep-alive connection would be: only requests in flight get the grace period. */
+    bool closed = false;
+    for (struct conn *c = srv->conns, *next; c != NULL; c = next) {
+        next = c->next;
+        if (c->state == ST_WAIT) {
+            SSL_shutdown(c->ssl);
+            conn_close(c);
+            closed = true;
+        }
+    }
     if (srv->n_conns == 0) {
-        on_drained(srv);
+        if (!closed) /* else the last close callback reports the drain */
+            on_drained(srv);
         return;
     }
     uv_timer_start(&srv->grace, on_grace, srv->cfg.grace_ms, 0);
