@@ -28,6 +28,7 @@
 
 #define CB_WORKER_FATAL 3 /* a worker's exit status for "cannot start: do not retry" */
 #define CB_STORE_POLL_MS 250
+#define CB_RELOAD_RETRY_MS 5000
 #define CB_STATS_CAPACITY (1u << 17) /* bindings with counters, per worker (a reservation) */
 
 struct serve_opts {
@@ -52,6 +53,7 @@ struct worker {
     bool watching;
     uv_signal_t sigterm, sigint, sighup;
     uint64_t data_version;
+    uint64_t retry_at; /* loop time to try a failed reload again, 0: none */
     bool stopping;
 };
 
@@ -114,13 +116,19 @@ static void on_poll_store(uv_timer_t *t)
     struct cb_err err = {0};
     uint64_t v;
 
-    if (w->stopping || cb_store_data_version(w->st, &v) != 0 || v == w->data_version)
+    if (w->stopping || cb_store_data_version(w->st, &v) != 0)
+        return;
+    /* A failed reload is tried again every few seconds, change or not. */
+    bool retry = w->retry_at != 0 && uv_now(&w->loop) >= w->retry_at;
+    if (v == w->data_version && !retry)
         return;
     w->data_version = v;
+    w->retry_at = 0;
     if (reload(w, false, false, &err) != 0) {
         char q[900];
-        cb_log("error", "reload_failed", "worker=%d reason=%s", w->opts->cfg.worker,
-               cb_log_quote(err.msg, q, sizeof(q)));
+        cb_log("error", "reload_failed", "worker=%d reason=%s retry_in_ms=%d", w->opts->cfg.worker,
+               cb_log_quote(err.msg, q, sizeof(q)), CB_RELOAD_RETRY_MS);
+        w->retry_at = uv_now(&w->loop) + CB_RELOAD_RETRY_MS;
     }
 }
 

@@ -109,3 +109,47 @@ def test_snapshot_logged_on_change(live):
     line = srv.lines("snapshot")[-1]
     assert "bindings=2" in line and "broken=0" in line, line
     srv.stop()
+
+
+def test_changes_are_applied_one_by_one_and_a_damaged_store_keeps_the_last_good(live):
+    """Commands' changes take the change-log path (build=changes); a store edited by other
+    means takes a full read (build=full); a damaged row is refused with reload_failed while
+    the last good bindings keep being served, until the row is fixed."""
+    import sqlite3
+
+    st, srv, P = live["st"], live["srv"], live["P"]
+    n = len(srv.lines("snapshot"))
+    st.add("hostnameport=b.live.test:%d" % P, live["b"])
+    st.run("update", "sslcert", "hostnameport=a.live.test:%d" % P, "certhash=" + live["a2"].thumb)
+    assert poll_until(lambda: try_thumb("127.0.0.1", P, "a.live.test") == live["a2"].thumb, WITHIN)
+    assert poll_until(lambda: try_thumb("127.0.0.1", P, "b.live.test") == live["b"].thumb, WITHIN)
+    lines = srv.lines("snapshot")[n:]
+    assert lines and all("build=changes" in l for l in lines), srv.log()
+
+    # Edited by other means: a row inserted and the generation bumped, no change record.
+    db = sqlite3.connect(str(st.state / "certbind.db"))
+    with db:
+        db.execute("INSERT INTO bindings VALUES('hostnameport=c.live.test:%d', ?, '', '', '', 0, 0)"
+                   % P, (live["d"].thumb,))
+        db.execute("UPDATE meta SET value = value + 1 WHERE name = 'generation'")
+    assert poll_until(lambda: try_thumb("127.0.0.1", P, "c.live.test") == live["d"].thumb, WITHIN)
+    assert "build=full" in srv.lines("snapshot")[-1], srv.log()
+
+    # A damaged row: the workers refuse the new store and keep serving the last good one.
+    with db:
+        db.execute("INSERT INTO bindings VALUES('hostnameport=bad..name:%d', ?, '', '', '', 0, 0)"
+                   % P, (live["d"].thumb,))
+        db.execute("DELETE FROM bindings WHERE key = 'hostnameport=b.live.test:%d'" % P)
+        db.execute("UPDATE meta SET value = value + 1 WHERE name = 'generation'")
+    srv.wait_log(r"event=reload_failed\b", WITHIN)
+    assert all(try_thumb("127.0.0.1", P, "b.live.test") == live["b"].thumb for _ in range(4))
+    with db:
+        db.execute("DELETE FROM bindings WHERE key = 'hostnameport=bad..name:%d'" % P)
+        db.execute("UPDATE meta SET value = value + 1 WHERE name = 'generation'")
+    db.close()
+    assert poll_until(lambda: try_thumb("127.0.0.1", P, "b.live.test") == "alert:TLSV1_UNRECOGNIZED_NAME",
+                      WITHIN), srv.log()
+    assert try_thumb("127.0.0.1", P, "a.live.test") == live["a2"].thumb
+    log = srv.log()
+    srv.stop()
+    assert "event=worker_died" not in log
