@@ -1,7 +1,7 @@
 /* main.c: certbind's entry point: parse the words, run the command, report. */
 #include "cli/cli.h"
+#include "tls/io.h"
 
-#include <openssl/crypto.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -73,7 +73,7 @@ int main(int argc, char **argv)
     if ((ret = cb_cli_parse(&cli, argc, argv)) != 0)
         goto out_report;
     if (cli.verb != NULL && strcmp(cli.verb, "--version") == 0) {
-        printf("certbind %s (%s)\n", CB_VERSION, OpenSSL_version(OPENSSL_VERSION));
+        printf("certbind %s (%s)\n", CB_VERSION, cb_tls_library());
         return 0;
     }
     if (cli.help) {

@@ -11,6 +11,7 @@
 #include "daemon/runtime_build.h"
 #include "daemon/watch.h"
 #include "net/server.h"
+#include "tls/io.h"
 #include "util/log.h"
 #include "util/priv.h"
 
@@ -23,7 +24,6 @@
 #include <time.h>
 #include <unistd.h>
 
-#include <openssl/rand.h>
 #include <systemd/sd-daemon.h>
 
 #define CB_WORKER_FATAL 3 /* a worker's exit status for "cannot start: do not retry" */
@@ -425,7 +425,7 @@ int cb_cmd_serve(struct cb_cli *cli)
     /* Checked again as the user: the store and listeners must work for it. */
     if ((ret = preflight(cli, &opts, &user, &have_user)) != 0)
         return ret;
-    if (RAND_bytes(opts.cfg.ticket_keys, sizeof(opts.cfg.ticket_keys)) != 1)
+    if (cb_tls_random(opts.cfg.ticket_keys, sizeof(opts.cfg.ticket_keys)) != 0)
         return cb_err_set(&cli->err, CB_ETLS, "cannot make session ticket keys");
     if (cli->admin != NULL) {
         if ((ret = open_admin(cli, &opts.admin_fd)) != 0)

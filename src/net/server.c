@@ -12,6 +12,7 @@
 #include "net/proxy.h"
 #include "tls/cert.h"
 #include "tls/hello.h"
+#include "tls/io.h"
 #include "util/log.h"
 
 #include <arpa/inet.h>
@@ -22,10 +23,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
-
-#include <openssl/err.h>
-#include <openssl/ssl.h>
-#include <openssl/x509.h>
 
 #define CB_BUF_SIZE 16384
 #define CB_ACCEPT_BATCH 64
@@ -95,7 +92,6 @@ struct cb_server {
     char scratch[CB_BUF_SIZE];
 };
 
-static int conn_index = -1; /* SSL ex_data slot for struct conn */
 
 struct cb_runtime *cb_runtime_ref(struct cb_runtime *rt)
 {
@@ -242,7 +238,7 @@ static void conn_close(struct conn *c)
         close(c->bfd);
         c->bfd = -1;
     }
-    SSL_free(c->ssl);
+    cb_tls_conn_free(c->ssl);
     c->ssl = NULL;
     close(c->cfd);
     if (c->counted)
@@ -265,25 +261,11 @@ static void conn_fail(struct conn *c, const char *event, const char *reason)
     conn_close(c);
 }
 
-/* The reason OpenSSL gave, for a log line. */
-static const char *ssl_reason(char *buf, size_t size)
-{
-    unsigned long e = ERR_peek_last_error();
-    if (e == 0) {
-        snprintf(buf, size, "%s", errno ? strerror(errno) : "connection closed by client");
-    } else {
-        const char *r = ERR_reason_error_string(e);
-        snprintf(buf, size, "%s", r ? r : "TLS error");
-    }
-    ERR_clear_error();
-    return buf;
-}
-
 /* ---- ClientHello: the one place a certificate is chosen ------------------ */
 
 static int on_client_hello(SSL *ssl, int *alert, void *arg)
 {
-    struct conn *c = SSL_get_ex_data(ssl, conn_index);
+    struct conn *c = cb_tls_conn_owner(ssl);
     struct cb_server *srv = c->srv;
     struct cb_runtime *rt = c->rt;
     struct cb_hello_choice ch;
@@ -291,7 +273,7 @@ static int on_client_hello(SSL *ssl, int *alert, void *arg)
 
     /* A second ClientHello (after HelloRetryRequest) keeps the first one's choice. */
     if (c->binding != NULL)
-        return SSL_CLIENT_HELLO_SUCCESS;
+        return CB_TLS_HELLO_OK;
     /* Nothing was chosen yet: resolve against the newest bindings (and count there). */
     if (rt != srv->rt) {
         cb_runtime_unref(rt);
@@ -304,19 +286,19 @@ static int on_client_hello(SSL *ssl, int *alert, void *arg)
     if (o == CB_HELLO_BAD_SNI) {
         count_failure(c, CB_STAT_FAIL_PROTOCOL, CB_GSTAT_PROTOCOL);
         conn_log(c, "warn", "handshake_failed", "malformed server_name");
-        return SSL_CLIENT_HELLO_ERROR;
+        return CB_TLS_HELLO_REFUSE;
     }
     if (o == CB_HELLO_NO_BINDING) {
         count_failure(c, CB_STAT_FAIL_PROTOCOL, CB_GSTAT_NO_BINDING);
         conn_log(c, "warn", "handshake_failed", "no binding matches");
-        return SSL_CLIENT_HELLO_ERROR;
+        return CB_TLS_HELLO_REFUSE;
     }
     c->binding = ch.b;
     c->bidx = ch.binding;
     if (o == CB_HELLO_REJECTED) {
         count_failure(c, CB_STAT_FAIL_REJECTED, CB_GSTAT_PROTOCOL);
         conn_log(c, "warn", "handshake_failed", "binding is set reject=enable");
-        return SSL_CLIENT_HELLO_ERROR;
+        return CB_TLS_HELLO_REFUSE;
     }
     if (o == CB_HELLO_UNUSABLE) {
         /* Never another binding's certificate: fail, and say why. */
@@ -327,7 +309,7 @@ static int on_client_hello(SSL *ssl, int *alert, void *arg)
         }
         count_failure(c, CB_STAT_FAIL_KEY, CB_GSTAT_PROTOCOL);
         conn_log(c, "warn", "handshake_failed", ch.error);
-        return SSL_CLIENT_HELLO_ERROR;
+        return CB_TLS_HELLO_REFUSE;
     }
     if (srv->cfg.max_conns_binding != 0) {
         if (rt->active[ch.binding] >= srv->cfg.max_conns_binding) {
@@ -340,8 +322,8 @@ static int on_client_hello(SSL *ssl, int *alert, void *arg)
                        (unsigned long long)srv->refused_binding);
             }
             count_failure(c, CB_STAT_FAIL_CAPACITY, CB_GSTAT_CAPACITY);
-            *alert = SSL_AD_HANDSHAKE_FAILURE;
-            return SSL_CLIENT_HELLO_ERROR;
+            *alert = cb_tls_alert_handshake_failure();
+            return CB_TLS_HELLO_REFUSE;
         }
         rt->active[ch.binding]++;
         c->counted = true;
@@ -350,10 +332,10 @@ static int on_client_hello(SSL *ssl, int *alert, void *arg)
     if (cb_tls_apply_binding(ssl, ch.tls, c->binding) != 0) {
         count_failure(c, CB_STAT_FAIL_KEY, CB_GSTAT_PROTOCOL);
         conn_log(c, "warn", "handshake_failed", "the TLS library refused the certificate and key");
-        *alert = SSL_AD_INTERNAL_ERROR;
-        return SSL_CLIENT_HELLO_ERROR;
+        *alert = cb_tls_alert_internal_error();
+        return CB_TLS_HELLO_REFUSE;
     }
-    return SSL_CLIENT_HELLO_SUCCESS;
+    return CB_TLS_HELLO_OK;
 }
 
 /* ---- polling ------------------------------------------------------------ */
@@ -444,7 +426,7 @@ static void client_ended(struct conn *c)
 static void backend_ended(struct conn *c)
 {
     if (!c->client_shut) {
-        SSL_shutdown(c->ssl); /* close_notify: the client knows the reply is whole */
+        cb_tls_shutdown(c->ssl); /* close_notify: the client knows the reply is whole */
         c->client_shut = true;
     }
 }
@@ -475,10 +457,10 @@ static int pump_c2b(struct conn *c)
         client_ended(c);
         return progress;
     }
-    ERR_clear_error();
-    errno = 0;
-    int n = SSL_read(c->ssl, c->srv->scratch, sizeof(c->srv->scratch));
-    if (n > 0) {
+    size_t got;
+    enum cb_tls_io io = cb_tls_read(c->ssl, c->srv->scratch, sizeof(c->srv->scratch), &got);
+    if (io == CB_TLS_IO_OK) {
+        ssize_t n = (ssize_t)got;
         if (c->st != NULL)
             cb_stat_add(&c->st->v[CB_STAT_BYTES_IN], (uint64_t)n);
         if (c->respond_503) {
@@ -500,26 +482,19 @@ static int pump_c2b(struct conn *c)
         }
         return 1;
     }
-    switch (SSL_get_error(c->ssl, n)) {
-    case SSL_ERROR_WANT_READ:
+    switch (io) {
+    case CB_TLS_IO_WANT_READ:
         c->want_cr = true;
         return progress;
-    case SSL_ERROR_WANT_WRITE:
+    case CB_TLS_IO_WANT_WRITE:
         c->want_cw = true;
         return progress;
-    case SSL_ERROR_ZERO_RETURN:
+    case CB_TLS_IO_CLOSED: /* close_notify, or EOF without one: a half-close either way */
         c->client_eof = true;
         client_ended(c);
         return 1;
-    case SSL_ERROR_SYSCALL:
-        if (errno == 0) { /* EOF without close_notify: treat as a half-close */
-            c->client_eof = true;
-            client_ended(c);
-            return 1;
-        }
-        /* fall through */
     default:
-        conn_fail(c, "client_error", ssl_reason(why, sizeof(why)));
+        conn_fail(c, "client_error", cb_tls_io_reason(why, sizeof(why)));
         return -1;
     }
 }
@@ -531,21 +506,21 @@ static int pump_b2c(struct conn *c)
     int progress = 0;
 
     if (c->b2c.len > 0) {
-        ERR_clear_error();
-        int n = SSL_write(c->ssl, c->b2c.data + c->b2c.off, (int)c->b2c.len);
-        if (n > 0) {
-            buf_consumed(&c->b2c, (size_t)n);
+        size_t n;
+        enum cb_tls_io io = cb_tls_write(c->ssl, c->b2c.data + c->b2c.off, c->b2c.len, &n);
+        if (io == CB_TLS_IO_OK) {
+            buf_consumed(&c->b2c, n);
             progress = 1;
         } else {
-            switch (SSL_get_error(c->ssl, n)) {
-            case SSL_ERROR_WANT_WRITE:
+            switch (io) {
+            case CB_TLS_IO_WANT_WRITE:
                 c->want_cw = true;
                 return 0;
-            case SSL_ERROR_WANT_READ:
+            case CB_TLS_IO_WANT_READ:
                 c->want_cr = true;
                 return 0;
             default:
-                conn_fail(c, "client_error", ssl_reason(why, sizeof(why)));
+                conn_fail(c, "client_error", cb_tls_io_reason(why, sizeof(why)));
                 return -1;
             }
         }
@@ -565,16 +540,13 @@ static int pump_b2c(struct conn *c)
     if (n > 0) {
         if (c->st != NULL)
             cb_stat_add(&c->st->v[CB_STAT_BYTES_OUT], (uint64_t)n);
-        ERR_clear_error();
-        int w = SSL_write(c->ssl, c->srv->scratch, (int)n);
-        if (w <= 0) {
-            int e = SSL_get_error(c->ssl, w);
-            if (e != SSL_ERROR_WANT_WRITE && e != SSL_ERROR_WANT_READ) {
-                conn_fail(c, "client_error", ssl_reason(why, sizeof(why)));
-                return -1;
-            }
-            w = 0; /* OpenSSL wants the same bytes again: keep them */
+        size_t wrote;
+        enum cb_tls_io io = cb_tls_write(c->ssl, c->srv->scratch, (size_t)n, &wrote);
+        if (io == CB_TLS_IO_ERROR || io == CB_TLS_IO_CLOSED) {
+            conn_fail(c, "client_error", cb_tls_io_reason(why, sizeof(why)));
+            return -1;
         }
+        ssize_t w = (ssize_t)wrote; /* 0 after WANT_*: the same bytes are kept and offered again */
         if (w < n && buf_keep(&c->b2c, c->srv->scratch + w, (size_t)(n - w)) != 0) {
             conn_fail(c, "conn_error", "out of memory");
             return -1;
@@ -637,8 +609,6 @@ static void pump(struct conn *c)
 static int build_proxy_header(struct conn *c, unsigned char *hdr, size_t size)
 {
     struct cb_proxy_info pi = {0};
-    const unsigned char *alpn = NULL;
-    unsigned alpn_len = 0;
     unsigned char *der = NULL;
     char cn[256] = "";
     int n;
@@ -648,26 +618,10 @@ static int build_proxy_header(struct conn *c, unsigned char *hdr, size_t size)
     if (c->binding->proxy == CB_PROXY_V1) {
         n = cb_proxy_v1(&pi, (char *)hdr, size);
     } else {
-        X509 *peer = SSL_get0_peer_certificate(c->ssl);
-        SSL_get0_alpn_selected(c->ssl, &alpn, &alpn_len);
         pi.sni = c->sni[0] ? c->sni : NULL;
-        pi.alpn = alpn;
-        pi.alpn_len = alpn_len;
-        pi.version = SSL_get_version(c->ssl);
-        pi.cipher = SSL_get_cipher_name(c->ssl);
-        if (peer != NULL) {
-            pi.client_cert = true;
-            if (X509_NAME_get_text_by_NID(X509_get_subject_name(peer), NID_commonName, cn,
-                                          sizeof(cn)) > 0)
-                pi.client_cn = cn;
-            int dl = i2d_X509(peer, &der);
-            if (dl > 0) {
-                pi.client_der = der;
-                pi.client_der_len = (size_t)dl;
-            }
-        }
+        cb_tls_proxy_fields(c->ssl, &pi, cn, sizeof(cn), &der);
         n = cb_proxy_v2(&pi, hdr, size);
-        OPENSSL_free(der);
+        cb_tls_free_der(der);
     }
     return n;
 }
@@ -763,14 +717,9 @@ static void on_connected(struct conn *c)
  */
 static bool client_speaks_first(struct conn *c)
 {
-    const unsigned char *alpn = NULL;
-    unsigned len = 0;
-
     if (c->binding->backend == NULL || c->rt->backends[c->bidx].addr_len == 0)
         return false;
-    SSL_get0_alpn_selected(c->ssl, &alpn, &len);
-    return (len == 2 && memcmp(alpn, "h2", 2) == 0) ||
-           (len == 8 && memcmp(alpn, "http/1.1", 8) == 0);
+    return cb_tls_alpn_is_http(c->ssl);
 }
 
 static void on_first_bytes(struct conn *c)
@@ -783,44 +732,37 @@ static void on_first_bytes(struct conn *c)
      * more than fits beside it (the rest stays in OpenSSL for the relay). */
     if (c->binding->proxy != CB_PROXY_OFF && (hn = build_proxy_header(c, hdr, sizeof(hdr))) < 0)
         hn = 0;
-    ERR_clear_error();
-    errno = 0;
-    int n = SSL_read(c->ssl, c->srv->scratch, (int)sizeof(c->srv->scratch) - hn);
-    if (n > 0) {
+    size_t n;
+    enum cb_tls_io io = cb_tls_read(c->ssl, c->srv->scratch, sizeof(c->srv->scratch) - (size_t)hn, &n);
+    if (io == CB_TLS_IO_OK) {
         if (c->st != NULL)
             cb_stat_add(&c->st->v[CB_STAT_BYTES_IN], (uint64_t)n);
         if (buf_keep(&c->c2b, (const char *)hdr, (size_t)hn) != 0) {
             conn_fail(c, "conn_error", "out of memory");
             return;
         }
-        memcpy(c->c2b.data + hn, c->srv->scratch, (size_t)n);
+        memcpy(c->c2b.data + hn, c->srv->scratch, n);
         c->c2b.len += (uint32_t)n;
         c->proxy_sent = true;
         connect_backend(c);
         return;
     }
-    switch (SSL_get_error(c->ssl, n)) {
-    case SSL_ERROR_WANT_READ:
+    switch (io) {
+    case CB_TLS_IO_WANT_READ:
         c->want_cr = true;
         c->want_cw = false;
         update_polls(c);
         return;
-    case SSL_ERROR_WANT_WRITE:
+    case CB_TLS_IO_WANT_WRITE:
         c->want_cw = true;
         c->want_cr = false;
         update_polls(c);
         return;
-    case SSL_ERROR_ZERO_RETURN:
+    case CB_TLS_IO_CLOSED:
         conn_close(c); /* closed before asking anything: nothing to forward */
         return;
-    case SSL_ERROR_SYSCALL:
-        if (errno == 0) {
-            conn_close(c);
-            return;
-        }
-        /* fall through */
     default:
-        conn_fail(c, "client_error", ssl_reason(why, sizeof(why)));
+        conn_fail(c, "client_error", cb_tls_io_reason(why, sizeof(why)));
         return;
     }
 }
@@ -831,10 +773,8 @@ static void do_handshake(struct conn *c)
 {
     char why[256];
 
-    ERR_clear_error();
-    errno = 0;
-    int rc = SSL_do_handshake(c->ssl);
-    if (rc == 1) {
+    enum cb_tls_io io = cb_tls_handshake(c->ssl);
+    if (io == CB_TLS_IO_OK) {
         if ((c->st = binding_stats(c)) != NULL) {
             cb_stat_add(&c->st->v[CB_STAT_HANDSHAKES], 1);
             cb_stat_add(&c->st->v[CB_STAT_OPEN], 1);
@@ -852,22 +792,19 @@ static void do_handshake(struct conn *c)
         return;
     }
     c->want_cr = c->want_cw = c->want_br = c->want_bw = false;
-    switch (SSL_get_error(c->ssl, rc)) {
-    case SSL_ERROR_WANT_READ:
+    switch (io) {
+    case CB_TLS_IO_WANT_READ:
         c->want_cr = true;
         break;
-    case SSL_ERROR_WANT_WRITE:
+    case CB_TLS_IO_WANT_WRITE:
         c->want_cw = true;
         break;
+    case CB_TLS_IO_REFUSED: /* the ClientHello callback refused, and logged why */
+        conn_close(c);
+        return;
     default:
-        if (ERR_GET_REASON(ERR_peek_last_error()) == SSL_R_CALLBACK_FAILED) {
-            /* The ClientHello callback refused, and logged why. */
-            ERR_clear_error();
-            conn_close(c);
-            return;
-        }
         count_failure(c, CB_STAT_FAIL_PROTOCOL, CB_GSTAT_PROTOCOL);
-        conn_fail(c, "handshake_failed", ssl_reason(why, sizeof(why)));
+        conn_fail(c, "handshake_failed", cb_tls_io_reason(why, sizeof(why)));
         return;
     }
     update_polls(c);
@@ -969,7 +906,7 @@ static void accept_one(struct cb_server *srv, int fd, const struct sockaddr_stor
     socklen_t len = sizeof(c->local);
 
     if (c == NULL || getsockname(fd, (struct sockaddr *)&c->local, &len) != 0 ||
-        (c->ssl = SSL_new(srv->default_ctx)) == NULL) {
+        (c->ssl = cb_tls_conn_new(srv->default_ctx, fd, c)) == NULL) {
         if (c != NULL)
             free(c);
         close(fd);
@@ -989,9 +926,6 @@ static void accept_one(struct cb_server *srv, int fd, const struct sockaddr_stor
     to_v4_if_mapped(&c->peer);
     c->rt = cb_runtime_ref(srv->rt);
     c->state = ST_HANDSHAKE;
-    SSL_set_fd(c->ssl, fd);
-    SSL_set_accept_state(c->ssl);
-    SSL_set_ex_data(c->ssl, conn_index, c);
     uv_poll_init(srv->loop, &c->cpoll, fd);
     c->cpoll.data = c;
     uv_timer_init(srv->loop, &c->timer);
@@ -1280,8 +1214,6 @@ int cb_server_new(uv_loop_t *loop, const struct cb_server_config *cfg, struct cb
 
     if (srv == NULL)
         return cb_err_set(err, CB_ENOMEM, "out of memory");
-    if (conn_index < 0)
-        conn_index = SSL_get_ex_new_index(0, NULL, NULL, NULL, NULL);
     srv->loop = loop;
     srv->cfg = *cfg;
     srv->default_ctx = cb_tls_default_ctx(on_client_hello);
@@ -1291,8 +1223,11 @@ int cb_server_new(uv_loop_t *loop, const struct cb_server_config *cfg, struct cb
         cb_tls_err_append(err);
         return CB_ETLS;
     }
-    SSL_CTX_set_tlsext_ticket_keys(srv->default_ctx, (void *)srv->cfg.ticket_keys,
-                                   sizeof(srv->cfg.ticket_keys));
+    if (cb_tls_set_ticket_keys(srv->default_ctx, srv->cfg.ticket_keys) != 0) {
+        cb_tls_ctx_free(srv->default_ctx);
+        free(srv);
+        return cb_err_set(err, CB_ETLS, "cannot set the session ticket keys");
+    }
     loop->data = srv;
     uv_timer_init(loop, &srv->accept_pause);
     srv->accept_pause.data = srv;
@@ -1361,7 +1296,7 @@ void cb_server_drain(struct cb_server *srv, void (*on_drained)(struct cb_server 
     for (struct conn *c = srv->conns, *next; c != NULL; c = next) {
         next = c->next;
         if (c->state == ST_WAIT) {
-            SSL_shutdown(c->ssl);
+            cb_tls_shutdown(c->ssl);
             conn_close(c);
             closed = true;
         }
@@ -1394,7 +1329,7 @@ void cb_server_free(struct cb_server *srv)
         return;
     cb_runtime_unref(srv->rt);
     srv->rt = NULL;
-    SSL_CTX_free(srv->default_ctx);
+    cb_tls_ctx_free(srv->default_ctx);
     srv->default_ctx = NULL;
     /* srv is freed when its last handle and connection have closed, on a later loop turn. */
     srv->closing = 2;
