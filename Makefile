@@ -3,11 +3,15 @@ PREFIX ?= /usr/local
 JOBS ?= $(shell nproc 2>/dev/null || echo 2)
 CMAKE ?= cmake
 
-.PHONY: all deps build check check-plain check-asan fuzz fuzz-smoke demo install clean format valgrind
+.PHONY: all deps deps-test build check check-plain check-asan fuzz fuzz-smoke demo install clean format valgrind
 
 all: build
 
+# What building and the demo need; deps-test adds what the tests need.
 deps:
+	@./scripts/install-deps --build
+
+deps-test:
 	@./scripts/install-deps
 
 build: deps
@@ -17,16 +21,16 @@ build: deps
 # The whole suite, then again under AddressSanitizer + UBSan, then a short fuzz smoke run.
 check: check-plain check-asan fuzz-smoke
 
-check-plain: build
+check-plain: deps-test build
 	cd build && ctest --output-on-failure
 
-check-asan: deps
+check-asan: deps-test
 	$(CMAKE) -S . -B build-asan -DCB_SANITIZE=ON -DCMAKE_BUILD_TYPE=Debug >/dev/null
 	$(CMAKE) --build build-asan -j $(JOBS)
 	cd build-asan && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
 	  UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 ctest --output-on-failure
 
-fuzz: deps
+fuzz: deps-test
 	CC=clang $(CMAKE) -S . -B build-fuzz -DCB_FUZZ=ON -DCMAKE_BUILD_TYPE=Debug >/dev/null
 	$(CMAKE) --build build-fuzz -j $(JOBS)
 
@@ -35,7 +39,7 @@ fuzz-smoke:
 	  $(MAKE) --no-print-directory fuzz && cd build-fuzz && ctest --output-on-failure -R '^fuzz\.'; \
 	else echo "clang not found: skipping fuzz smoke run"; fi
 
-valgrind: build
+valgrind: deps-test build
 	cd build && CERTBIND_VALGRIND=1 ctest --output-on-failure -R 'cli|e2e'
 
 demo: build
