@@ -83,11 +83,11 @@ struct conn {
     double started;
     unsigned events; /* what epoll watches now */
     /* -R only: */
-    bool named;          /* sni drawn once for this slot */
-    SSL_SESSION *sess;   /* the session offered on the next connection (owned) */
-    bool got_ticket;     /* a new session arrived on this connection */
-    bool await_ticket;   /* handshake done, reading the TLS 1.3 ticket */
-    double hs_done;      /* when the handshake ended */
+    bool named;        /* sni drawn once for this slot */
+    SSL_SESSION *sess; /* the session offered on the next connection (owned) */
+    bool got_ticket;   /* a new session arrived on this connection */
+    bool await_ticket; /* handshake done, reading the TLS 1.3 ticket */
+    double hs_done;    /* when the handshake ended */
 };
 
 struct names {
@@ -98,7 +98,7 @@ struct names {
 struct stats {
     uint64_t done, errors[E_KINDS];
     uint64_t resumed, offered_not_resumed; /* -R */
-    uint64_t per_sec[MAX_SAMPLES]; /* handshakes completed in each second of the window */
+    uint64_t per_sec[MAX_SAMPLES];         /* handshakes completed in each second of the window */
     double lat_sum;
     uint64_t lat_hist[LAT_BUCKETS]; /* handshake latency, buckets of 2^(i/4) microseconds */
 };
@@ -576,8 +576,8 @@ static SSL_CTX *client_ctx(const struct options *o)
     if (o->resume) {
         /* Tickets asked for; each new session is handed to on_new_session, which keeps
          * it for its connection slot (no internal cache). */
-        SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_CLIENT |
-                                                SSL_SESS_CACHE_NO_INTERNAL_STORE);
+        SSL_CTX_set_session_cache_mode(ctx,
+                                       SSL_SESS_CACHE_CLIENT | SSL_SESS_CACHE_NO_INTERNAL_STORE);
         SSL_CTX_sess_set_new_cb(ctx, on_new_session);
     } else {
         /* Full handshakes only: no tickets asked for, no session cached or offered. */
@@ -678,11 +678,11 @@ static void report(struct loader *L, double secs, double server_cpu, double clie
            n_sec ? (unsigned long long)sorted[n_sec / 2] : 0ULL, client_cpu, server_cpu,
            server_cpu > 0 ? (double)st->done / server_cpu : 0.0);
     if (L->o->resume)
-        printf(" resumed=%llu full=%llu resumed_per_s=%.1f offered_not_resumed=%llu ticket_err=%llu",
-               (unsigned long long)st->resumed, (unsigned long long)(st->done - st->resumed),
-               secs > 0 ? (double)st->resumed / secs : 0.0,
-               (unsigned long long)st->offered_not_resumed,
-               (unsigned long long)st->errors[E_TICKET]);
+        printf(
+            " resumed=%llu full=%llu resumed_per_s=%.1f offered_not_resumed=%llu ticket_err=%llu",
+            (unsigned long long)st->resumed, (unsigned long long)(st->done - st->resumed),
+            secs > 0 ? (double)st->resumed / secs : 0.0,
+            (unsigned long long)st->offered_not_resumed, (unsigned long long)st->errors[E_TICKET]);
     printf("\n");
 }
 

@@ -42,9 +42,9 @@
 
 #define MAX_EVENTS 256
 #define MAX_PIDS 64
-#define REC 16384            /* one TLS record of plaintext */
-#define BACKEND_BUF 262144   /* backend read/write size */
-#define BATCH 64             /* records per connection per wake-up (fairness) */
+#define REC 16384          /* one TLS record of plaintext */
+#define BACKEND_BUF 262144 /* backend read/write size */
+#define BATCH 64           /* records per connection per wake-up (fairness) */
 #define SHOW_ERRORS 5
 
 static volatile sig_atomic_t stop_flag;
@@ -426,7 +426,8 @@ static int run_client(const struct options *o)
         }
     }
     double secs = now() - t_start;
-    double scpu = L.measuring ? pids_cpu(o) - scpu0 : 0, ccpu = L.measuring ? self_cpu() - ccpu0 : 0;
+    double scpu = L.measuring ? pids_cpu(o) - scpu0 : 0,
+           ccpu = L.measuring ? self_cpu() - ccpu0 : 0;
     if (!L.measuring)
         secs = 0;
     double mbs = secs > 0 ? (double)L.bytes / secs / 1e6 : 0;
@@ -472,8 +473,7 @@ static void usage(FILE *f)
 
 int main(int argc, char **argv)
 {
-    struct options o = {.conns = 1, .duration = 10, .warmup = 1,
-                        .suite = "TLS_AES_128_GCM_SHA256"};
+    struct options o = {.conns = 1, .duration = 10, .warmup = 1, .suite = "TLS_AES_128_GCM_SHA256"};
     const char *backend = NULL;
     int opt;
 

@@ -119,15 +119,16 @@ static void check_v2(const struct cb_proxy_info *pi, const unsigned char *b, int
     if (f == AF_INET) {
         const struct sockaddr_in *s = (const void *)&pi->src, *d = (const void *)&pi->dst;
         FUZZ_REQUIRE(memcmp(b + 16, &s->sin_addr, 4) == 0 && memcmp(b + 20, &d->sin_addr, 4) == 0 &&
-                         memcmp(b + 24, &s->sin_port, 2) == 0 && memcmp(b + 26, &d->sin_port, 2) == 0,
+                         memcmp(b + 24, &s->sin_port, 2) == 0 &&
+                         memcmp(b + 26, &d->sin_port, 2) == 0,
                      "IPv4 addresses");
         off += 12;
     } else if (f == AF_INET6) {
         const struct sockaddr_in6 *s = (const void *)&pi->src, *d = (const void *)&pi->dst;
-        FUZZ_REQUIRE(memcmp(b + 16, &s->sin6_addr, 16) == 0 &&
-                         memcmp(b + 32, &d->sin6_addr, 16) == 0 &&
-                         memcmp(b + 48, &s->sin6_port, 2) == 0 && memcmp(b + 50, &d->sin6_port, 2) == 0,
-                     "IPv6 addresses");
+        FUZZ_REQUIRE(
+            memcmp(b + 16, &s->sin6_addr, 16) == 0 && memcmp(b + 32, &d->sin6_addr, 16) == 0 &&
+                memcmp(b + 48, &s->sin6_port, 2) == 0 && memcmp(b + 50, &d->sin6_port, 2) == 0,
+            "IPv6 addresses");
         off += 36;
     }
     bool seen_alpn = false, seen_sni = false, seen_ssl = false, seen_der = false;
@@ -137,7 +138,8 @@ static void check_v2(const struct cb_proxy_info *pi, const unsigned char *b, int
         const unsigned char *v = b + off + 3;
         FUZZ_REQUIRE(off + 3 + len <= (size_t)n, "TLV past the end");
         if (type == CB_PP2_TYPE_ALPN) {
-            FUZZ_REQUIRE(!seen_alpn && len == pi->alpn_len && memcmp(v, pi->alpn, len) == 0, "ALPN");
+            FUZZ_REQUIRE(!seen_alpn && len == pi->alpn_len && memcmp(v, pi->alpn, len) == 0,
+                         "ALPN");
             seen_alpn = true;
         } else if (type == CB_PP2_TYPE_AUTHORITY) {
             FUZZ_REQUIRE(!seen_sni && field_is(v, len, pi->sni), "AUTHORITY");
@@ -145,7 +147,8 @@ static void check_v2(const struct cb_proxy_info *pi, const unsigned char *b, int
         } else if (type == CB_PP2_TYPE_SSL) {
             FUZZ_REQUIRE(!seen_ssl && len >= 5, "SSL TLV");
             seen_ssl = true;
-            FUZZ_REQUIRE(v[0] == (CB_PP2_CLIENT_SSL | (pi->client_cert ? CB_PP2_CLIENT_CERT_CONN : 0)),
+            FUZZ_REQUIRE(v[0] ==
+                             (CB_PP2_CLIENT_SSL | (pi->client_cert ? CB_PP2_CLIENT_CERT_CONN : 0)),
                          "client flags");
             bool ver = false, cip = false, cn = false;
             for (size_t o = 5; o < len;) {

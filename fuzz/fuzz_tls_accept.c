@@ -148,8 +148,8 @@ static void write_pair(const char *dir, const char *stem, const char *cn, char *
     X509_NAME *n = X509_get_subject_name(x);
     X509_NAME_add_entry_by_txt(n, "CN", MBSTRING_ASC, (const unsigned char *)cn, -1, -1, 0);
     X509_set_issuer_name(x, n);
-    X509_EXTENSION *ext = X509V3_EXT_conf_nid(NULL, NULL, NID_subject_alt_name,
-                                              "DNS:www.fuzz.test,DNS:*.fuzz.test");
+    X509_EXTENSION *ext =
+        X509V3_EXT_conf_nid(NULL, NULL, NID_subject_alt_name, "DNS:www.fuzz.test,DNS:*.fuzz.test");
     if (ext == NULL || X509_add_ext(x, ext, -1) != 1 || X509_sign(x, key, EVP_sha256()) <= 0)
         die("certificate");
     X509_EXTENSION_free(ext);

@@ -60,7 +60,8 @@ static int rank_of(const struct cb_snap_binding *b)
 
 static const char *rank_rule(int rank)
 {
-    static const char *const names[] = {"", "ip", "sni-exact", "sni-wildcard", "ccs", "wildcard-ip"};
+    static const char *const names[] = {"",    "ip",         "sni-exact", "sni-wildcard",
+                                        "ccs", "wildcard-ip"};
     return rank >= 1 && rank <= 5 ? names[rank] : "";
 }
 
@@ -313,7 +314,8 @@ static const struct cb_stats_sum *sum_for(const struct cb_stats_totals *t, const
 static bool has_series(const struct cb_admin_model *m, const struct cb_stats_totals *t,
                        const struct cb_snap_binding *b)
 {
-    return m->n_bindings <= CB_METRICS_ALL_MAX || (t != NULL && cb_stats_totals_find(t, b->key_text));
+    return m->n_bindings <= CB_METRICS_ALL_MAX ||
+           (t != NULL && cb_stats_totals_find(t, b->key_text));
 }
 
 /* One per-binding series for each binding that has them: k picks the number. */
@@ -374,18 +376,20 @@ int cb_admin_render_metrics(const struct cb_admin_model *m, struct cb_stats *sta
                       b->key_text, b->port, reasons[r].reason,
                       (unsigned long long)s->v[reasons[r].k]);
     }
-    sb_printf(&sb,
-              "certbind_handshake_failures_total{binding=\"\",port=\"\",reason=\"no_binding\"} %llu\n"
-              "certbind_handshake_failures_total{binding=\"\",port=\"\",reason=\"protocol\"} %llu\n"
-              "certbind_handshake_failures_total{binding=\"\",port=\"\",reason=\"timeout\"} %llu\n",
-              (unsigned long long)g[CB_GSTAT_NO_BINDING], (unsigned long long)g[CB_GSTAT_PROTOCOL],
-              (unsigned long long)g[CB_GSTAT_TIMEOUT]);
+    sb_printf(
+        &sb,
+        "certbind_handshake_failures_total{binding=\"\",port=\"\",reason=\"no_binding\"} %llu\n"
+        "certbind_handshake_failures_total{binding=\"\",port=\"\",reason=\"protocol\"} %llu\n"
+        "certbind_handshake_failures_total{binding=\"\",port=\"\",reason=\"timeout\"} %llu\n",
+        (unsigned long long)g[CB_GSTAT_NO_BINDING], (unsigned long long)g[CB_GSTAT_PROTOCOL],
+        (unsigned long long)g[CB_GSTAT_TIMEOUT]);
 
     sb_printf(&sb, "# HELP certbind_open_connections Connections open after their handshake, per "
                    "binding.\n# TYPE certbind_open_connections gauge\n");
     binding_series(&sb, m, t, "certbind_open_connections", CB_STAT_OPEN);
-    sb_printf(&sb, "# HELP certbind_received_bytes_total Plaintext bytes from clients, forwarded to "
-                   "the backend.\n# TYPE certbind_received_bytes_total counter\n");
+    sb_printf(&sb,
+              "# HELP certbind_received_bytes_total Plaintext bytes from clients, forwarded to "
+              "the backend.\n# TYPE certbind_received_bytes_total counter\n");
     binding_series(&sb, m, t, "certbind_received_bytes_total", CB_STAT_BYTES_IN);
     sb_printf(&sb, "# HELP certbind_sent_bytes_total Plaintext bytes from the backend, sent to "
                    "clients.\n# TYPE certbind_sent_bytes_total counter\n");
@@ -443,8 +447,7 @@ int cb_admin_render_metrics(const struct cb_admin_model *m, struct cb_stats *sta
 
 /* ---- /status.json ------------------------------------------------------- */
 
-static json_t *binding_json(const struct mbinding *mb, const struct cb_stats_totals *t,
-                            int64_t now)
+static json_t *binding_json(const struct mbinding *mb, const struct cb_stats_totals *t, int64_t now)
 {
     const struct cb_snap_binding *b = mb->b;
     const struct cb_stats_sum *s = sum_for(t, b->key_text);

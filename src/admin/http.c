@@ -68,9 +68,8 @@ static enum MHD_Result text(struct MHD_Connection *conn, unsigned status, const 
 }
 
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
-                                  const char *method, const char *version,
-                                  const char *upload_data, size_t *upload_data_size,
-                                  void **con_cls)
+                                  const char *method, const char *version, const char *upload_data,
+                                  size_t *upload_data_size, void **con_cls)
 {
     struct admin *a = cls;
     struct cb_admin_body body = {0};
@@ -87,8 +86,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         return reply(conn, MHD_HTTP_OK, "text/html; charset=utf-8", (void *)cb_admin_page_html,
                      cb_admin_page_html_len, MHD_RESPMEM_PERSISTENT);
     if (strcmp(url, "/status.js") == 0)
-        return reply(conn, MHD_HTTP_OK, "text/javascript; charset=utf-8",
-                     (void *)cb_admin_page_js, cb_admin_page_js_len, MHD_RESPMEM_PERSISTENT);
+        return reply(conn, MHD_HTTP_OK, "text/javascript; charset=utf-8", (void *)cb_admin_page_js,
+                     cb_admin_page_js_len, MHD_RESPMEM_PERSISTENT);
     bool metrics = strcmp(url, "/metrics") == 0;
     if (!metrics && strcmp(url, "/status.json") != 0)
         return text(conn, MHD_HTTP_NOT_FOUND,
@@ -107,8 +106,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
                     ret == CB_ENOENT ? "the store could not be read yet; see the log\n"
                                      : "out of memory\n");
     return reply(conn, MHD_HTTP_OK,
-                 metrics ? "text/plain; version=0.0.4; charset=utf-8"
-                         : "application/json",
+                 metrics ? "text/plain; version=0.0.4; charset=utf-8" : "application/json",
                  body.data, body.len, MHD_RESPMEM_MUST_FREE);
 }
 
@@ -156,10 +154,10 @@ int cb_admin_main(const char *state_dir, int listen_fd, struct cb_stats *stats, 
         goto out_fail;
     }
     refresh(&a, st);
-    d = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL, 0, NULL, NULL,
-                         on_request, &a, MHD_OPTION_LISTEN_SOCKET, listen_fd,
-                         MHD_OPTION_CONNECTION_LIMIT, (unsigned)64, MHD_OPTION_PER_IP_CONNECTION_LIMIT,
-                         (unsigned)16, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)10,
+    d = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL, 0, NULL, NULL, on_request,
+                         &a, MHD_OPTION_LISTEN_SOCKET, listen_fd, MHD_OPTION_CONNECTION_LIMIT,
+                         (unsigned)64, MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned)16,
+                         MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)10,
                          MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)65536, MHD_OPTION_END);
     if (d == NULL) {
         cb_err_set(&err, CB_EIO, "cannot start the admin HTTP server");
@@ -191,8 +189,8 @@ int cb_admin_main(const char *state_dir, int listen_fd, struct cb_stats *stats, 
          * fast, rebuild at most once per ten times what the last one took. */
         struct timespec now;
         clock_gettime(CLOCK_MONOTONIC, &now);
-        double since = (double)(now.tv_sec - last_end.tv_sec) +
-                       (double)(now.tv_nsec - last_end.tv_nsec) / 1e9;
+        double since =
+            (double)(now.tv_sec - last_end.tv_sec) + (double)(now.tv_nsec - last_end.tv_nsec) / 1e9;
         if (pending && since >= 10 * last_cost) {
             last_check = time(NULL);
             refresh(&a, st);

@@ -584,9 +584,8 @@ static long find_key(const struct cb_snapshot *s, const struct cb_binding_key *k
 }
 
 int cb_snapshot_derive(const struct cb_snapshot *old, const struct cb_binding *set, size_t n_set,
-                       const struct cb_binding_key *removed, size_t n_removed,
-                       uint64_t generation, struct cb_snapshot **out, uint32_t **src_out,
-                       struct cb_err *err)
+                       const struct cb_binding_key *removed, size_t n_removed, uint64_t generation,
+                       struct cb_snapshot **out, uint32_t **src_out, struct cb_err *err)
 {
     struct cb_snapshot *s = NULL;
     uint32_t *src = NULL;

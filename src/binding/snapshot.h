@@ -86,9 +86,8 @@ int cb_snapshot_builder_finish(struct cb_snapshot_builder *sb, uint64_t generati
 #define CB_SNAPSHOT_REBUILD 1
 #define CB_SNAPSHOT_NEW UINT32_MAX
 int cb_snapshot_derive(const struct cb_snapshot *old, const struct cb_binding *set, size_t n_set,
-                       const struct cb_binding_key *removed, size_t n_removed,
-                       uint64_t generation, struct cb_snapshot **out, uint32_t **src,
-                       struct cb_err *err) CB_MUST_CHECK;
+                       const struct cb_binding_key *removed, size_t n_removed, uint64_t generation,
+                       struct cb_snapshot **out, uint32_t **src, struct cb_err *err) CB_MUST_CHECK;
 
 struct cb_snapshot *cb_snapshot_ref(struct cb_snapshot *s);
 /* Drops one reference; frees at zero. NULL is a no-op. Thread-safe. */

@@ -54,7 +54,7 @@ struct conn {
     bool proxy_sent;  /* the PROXY header is queued already (ahead of the first bytes) */
     uint32_t cap_idx; /* its binding's index in srv->rt, which may be newer than rt */
     bool want_cr, want_cw, want_br, want_bw;
-    bool failure_counted; /* a failed handshake was counted under its reason */
+    bool failure_counted;      /* a failed handshake was counted under its reason */
     struct cb_stats_entry *st; /* the binding's counters once the handshake is done (open) */
     uint64_t last_active;
     struct sockaddr_storage local, peer;
@@ -91,7 +91,6 @@ struct cb_server {
     uint64_t pauses, last_pause_log; /* accept pauses for lack of descriptors */
     char scratch[CB_BUF_SIZE];
 };
-
 
 struct cb_runtime *cb_runtime_ref(struct cb_runtime *rt)
 {
@@ -316,9 +315,8 @@ static int on_client_hello(SSL *ssl, int *alert, void *arg)
             srv->refused_binding++;
             if (uv_now(srv->loop) - srv->last_refusal_log >= 1000) {
                 srv->last_refusal_log = uv_now(srv->loop);
-                cb_log("warn", "connection_cap",
-                       "worker=%d binding=%s cap=%u refused_total=%llu", srv->cfg.worker,
-                       c->binding->key_text, srv->cfg.max_conns_binding,
+                cb_log("warn", "connection_cap", "worker=%d binding=%s cap=%u refused_total=%llu",
+                       srv->cfg.worker, c->binding->key_text, srv->cfg.max_conns_binding,
                        (unsigned long long)srv->refused_binding);
             }
             count_failure(c, CB_STAT_FAIL_CAPACITY, CB_GSTAT_CAPACITY);
@@ -677,8 +675,7 @@ static void connect_backend(struct conn *c)
     uv_poll_init(c->srv->loop, &c->bpoll, c->bfd);
     c->bpoll.data = c;
     c->bevents = 0;
-    if (connect(c->bfd, &be->addr.sa, be->addr_len) != 0 &&
-        errno != EINPROGRESS) {
+    if (connect(c->bfd, &be->addr.sa, be->addr_len) != 0 && errno != EINPROGRESS) {
         snprintf(why, sizeof(why), "backend %s refused the connection: %s", c->binding->backend,
                  strerror(errno));
         conn_fail(c, "backend_error", why);
@@ -733,7 +730,8 @@ static void on_first_bytes(struct conn *c)
     if (c->binding->proxy != CB_PROXY_OFF && (hn = build_proxy_header(c, hdr, sizeof(hdr))) < 0)
         hn = 0;
     size_t n;
-    enum cb_tls_io io = cb_tls_read(c->ssl, c->srv->scratch, sizeof(c->srv->scratch) - (size_t)hn, &n);
+    enum cb_tls_io io =
+        cb_tls_read(c->ssl, c->srv->scratch, sizeof(c->srv->scratch) - (size_t)hn, &n);
     if (io == CB_TLS_IO_OK) {
         if (c->st != NULL)
             cb_stat_add(&c->st->v[CB_STAT_BYTES_IN], (uint64_t)n);

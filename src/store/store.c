@@ -237,11 +237,12 @@ int cb_store_commit(struct cb_store *st, struct cb_err *err)
                           "INSERT INTO changes SELECT CAST(value AS INTEGER) + 1, '' FROM meta "
                           "WHERE name = 'generation';"
                           "DELETE FROM changes WHERE generation <= (SELECT CAST(value AS INTEGER) "
-                          "FROM meta WHERE name = 'generation') + 1 - " CB_STR(CB_CHANGES_KEPT) ";"
-                          "UPDATE meta SET value = CAST(value AS INTEGER) + 1 "
-                          "WHERE name = 'generation';"
-                          "INSERT OR REPLACE INTO meta VALUES('changed_at', "
-                          "CAST(strftime('%s', 'now') AS TEXT))",
+                          "FROM meta WHERE name = 'generation') + 1 - " CB_STR(
+                              CB_CHANGES_KEPT) ";"
+                                               "UPDATE meta SET value = CAST(value AS INTEGER) + 1 "
+                                               "WHERE name = 'generation';"
+                                               "INSERT OR REPLACE INTO meta VALUES('changed_at', "
+                                               "CAST(strftime('%s', 'now') AS TEXT))",
                           NULL, NULL, NULL);
     if (rc == SQLITE_OK)
         rc = sqlite3_exec(st->db, "COMMIT", NULL, NULL, NULL);

@@ -94,10 +94,10 @@ int cb_store_generation(struct cb_store *st, uint64_t *out) CB_MUST_CHECK;
 
 /* The binding changes that lead from one generation to the store's current one. */
 struct cb_store_changes {
-    uint64_t generation;              /* the generation they lead to */
-    struct cb_binding *set;           /* owned: added or changed, as stored now */
+    uint64_t generation;    /* the generation they lead to */
+    struct cb_binding *set; /* owned: added or changed, as stored now */
     size_t n_set;
-    struct cb_binding_key *removed;   /* owned: keys no longer in the store */
+    struct cb_binding_key *removed; /* owned: keys no longer in the store */
     size_t n_removed;
 };
 /*

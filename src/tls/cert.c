@@ -118,7 +118,8 @@ static EVP_PKEY *plain_pkcs8_key(const unsigned char *buf, size_t len)
     static _Thread_local EVP_PKEY *decoded;
     const unsigned char *p = buf, *end = buf + len;
 
-    while (p < end && (size_t)(end - p) >= sizeof(begin) - 1 && memcmp(p, begin, sizeof(begin) - 1) != 0)
+    while (p < end && (size_t)(end - p) >= sizeof(begin) - 1 &&
+           memcmp(p, begin, sizeof(begin) - 1) != 0)
         p++;
     if ((size_t)(end - p) < sizeof(begin) - 1)
         return NULL;

@@ -25,8 +25,7 @@ int cb_tls_alert_internal_error(void)
 
 SSL *cb_tls_conn_new(SSL_CTX *ctx, int fd, void *owner)
 {
-    if (owner_index < 0 &&
-        (owner_index = SSL_get_ex_new_index(0, NULL, NULL, NULL, NULL)) < 0)
+    if (owner_index < 0 && (owner_index = SSL_get_ex_new_index(0, NULL, NULL, NULL, NULL)) < 0)
         return NULL;
     SSL *ssl = SSL_new(ctx);
     if (ssl == NULL)
@@ -161,8 +160,8 @@ void cb_tls_proxy_fields(SSL *ssl, struct cb_proxy_info *pi, char *cn, size_t cn
     if (peer == NULL)
         return;
     pi->client_cert = true;
-    if (X509_NAME_get_text_by_NID(X509_get_subject_name(peer), NID_commonName, cn,
-                                  (int)cn_size) > 0)
+    if (X509_NAME_get_text_by_NID(X509_get_subject_name(peer), NID_commonName, cn, (int)cn_size) >
+        0)
         pi->client_cn = cn;
     int dl = i2d_X509(peer, der);
     if (dl > 0) {

@@ -304,8 +304,9 @@ static void test_metrics_series_per_binding_with_counters(void **state)
               sizeof(line));
     assert_string_equal(line, "certbind_open_connections{binding=\"hostnameport=www.example.com:"
                               "8443\",port=\"8443\"} 1");
-    line_with(t, "certbind_handshake_failures_total{binding=\"ipport=127.0.0.2:8443\",port=\"8443\","
-                 "reason=\"rejected\"}",
+    line_with(t,
+              "certbind_handshake_failures_total{binding=\"ipport=127.0.0.2:8443\",port=\"8443\","
+              "reason=\"rejected\"}",
               line, sizeof(line));
     assert_true(strcmp(strrchr(line, ' '), " 3") == 0);
     line_with(t, "certbind_handshake_failures_total{binding=\"\",port=\"\",reason=\"no_binding\"}",
