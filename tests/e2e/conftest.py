@@ -86,11 +86,24 @@ def _new_state(workdir, name, service_user):
     return st
 
 
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    rep = outcome.get_result()
+    setattr(item, "rep_" + rep.when, rep)
+
+
 @pytest.fixture
 def st(request, workdir, service_user):
-    """A fresh state folder (service user set when root); its servers are killed at the end."""
-    s = _new_state(workdir, request.node.name.replace("[", "-").replace("]", ""), service_user)
+    """A fresh state folder (service user set when root); its servers are killed at the end,
+    and their logs printed when the test failed."""
+    s = _new_state(workdir, request.node.name.replace("[", "-").replace("]", "").replace("/", "_"),
+                   service_user)
     yield s
+    rep = getattr(request.node, "rep_call", None)
+    if rep is not None and rep.failed:
+        for srv in s.servers:
+            print("---- serve log (%s) ----\n%s" % (srv.log_path, srv.log()[-6000:]))
     s.cleanup()
 
 
@@ -101,9 +114,8 @@ def mod_state(request, workdir, service_user):
     s.cleanup()
 
 
-@pytest.fixture
-def backends():
-    """backends(handler) -> a started Backend; all closed at the end."""
+def _backend_factory():
+    """make(handler) -> a started Backend; every one made is closed at the end."""
     made = []
 
     def make(handler=cbe2e.echo_handler, host="127.0.0.1"):
@@ -114,17 +126,13 @@ def backends():
     yield make
     for b in made:
         b.close()
+
+
+@pytest.fixture
+def backends():
+    yield from _backend_factory()
 
 
 @pytest.fixture(scope="module")
 def mod_backends():
-    made = []
-
-    def make(handler=cbe2e.echo_handler, host="127.0.0.1"):
-        b = Backend(handler, host)
-        made.append(b)
-        return b
-
-    yield make
-    for b in made:
-        b.close()
+    yield from _backend_factory()
