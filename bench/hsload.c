@@ -49,12 +49,13 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "benchutil.h"
+
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
 
 #define MAX_EVENTS 256
-#define MAX_PIDS 64
 #define MAX_SAMPLES 3600
 #define SHOW_ERRORS 5   /* first few errors of each kind are printed */
 #define LAT_BUCKETS 100 /* up to 2^25 us */
@@ -70,7 +71,7 @@ struct options {
     double duration, warmup, timeout;
     bool tls12, verify, close_notify, resume;
     const char *groups, *alpn, *expect_default;
-    pid_t pids[MAX_PIDS];
+    pid_t pids[BENCH_MAX_PIDS];
     int n_pids;
     uint64_t seed;
 };
@@ -102,21 +103,6 @@ struct stats {
     double lat_sum;
     uint64_t lat_hist[LAT_BUCKETS]; /* handshake latency, buckets of 2^(i/4) microseconds */
 };
-
-static volatile sig_atomic_t stop_flag;
-
-static void on_signal(int sig)
-{
-    (void)sig;
-    stop_flag = 1;
-}
-
-static double now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
 
 /* xorshift64*: cheap, and good enough to spread SNI names. */
 static uint64_t rng_state = 88172645463325252ULL;
@@ -191,53 +177,6 @@ out_nomem:
     fclose(f);
     fprintf(stderr, "hsload: out of memory reading %s\n", path);
     return -1;
-}
-
-static int parse_pids(char *arg, struct options *o)
-{
-    for (char *tok = strtok(arg, ","); tok != NULL; tok = strtok(NULL, ",")) {
-        if (o->n_pids == MAX_PIDS)
-            return -1;
-        long v = strtol(tok, NULL, 10);
-        if (v <= 0)
-            return -1;
-        o->pids[o->n_pids++] = (pid_t)v;
-    }
-    return 0;
-}
-
-/* CPU seconds (user + system) of the given processes, all their threads. */
-static double pids_cpu(const struct options *o)
-{
-    double total = 0;
-    long hz = sysconf(_SC_CLK_TCK);
-
-    for (int i = 0; i < o->n_pids; i++) {
-        char path[64], buf[1024];
-        snprintf(path, sizeof(path), "/proc/%d/stat", (int)o->pids[i]);
-        FILE *f = fopen(path, "r");
-        if (f == NULL)
-            continue;
-        size_t n = fread(buf, 1, sizeof(buf) - 1, f);
-        fclose(f);
-        buf[n] = '\0';
-        /* Fields after the command name, which may hold spaces: state is field 3. */
-        char *p = strrchr(buf, ')');
-        unsigned long utime = 0, stime = 0;
-        if (p == NULL || sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu",
-                                &utime, &stime) != 2)
-            continue;
-        total += (double)(utime + stime) / (double)hz;
-    }
-    return total;
-}
-
-static double self_cpu(void)
-{
-    struct rusage ru;
-    getrusage(RUSAGE_SELF, &ru);
-    return (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec / 1e6 +
-           (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec / 1e6;
 }
 
 /* ---- the backend sink --------------------------------------------------- */
@@ -708,7 +647,7 @@ static int run_load(struct options *o, struct names *names)
     L.measuring = o->warmup <= 0;
     if (L.measuring) {
         L.t_start = t0;
-        cpu_server0 = pids_cpu(o);
+        cpu_server0 = pids_cpu(o->pids, o->n_pids);
         cpu_client0 = self_cpu();
     }
     for (int i = 0; i < o->conns; i++) {
@@ -723,7 +662,7 @@ static int run_load(struct options *o, struct names *names)
         if (!L.measuring && t >= t0 + o->warmup) {
             L.measuring = true;
             L.t_start = t;
-            cpu_server0 = pids_cpu(o);
+            cpu_server0 = pids_cpu(o->pids, o->n_pids);
             cpu_client0 = self_cpu();
         }
         if (t >= t_end)
@@ -746,7 +685,8 @@ static int run_load(struct options *o, struct names *names)
         }
     }
     double secs = now() - L.t_start;
-    double server_cpu = pids_cpu(o) - cpu_server0, client_cpu = self_cpu() - cpu_client0;
+    double server_cpu = pids_cpu(o->pids, o->n_pids) - cpu_server0,
+           client_cpu = self_cpu() - cpu_client0;
     report(&L, secs, server_cpu, client_cpu);
     ret = L.st.done > 0 ? 0 : 1;
     /* Let the handshakes in flight finish (uncounted), so that the server sees no
@@ -976,7 +916,7 @@ int main(int argc, char **argv)
             o.timeout = atof(optarg);
             break;
         case 'p':
-            if (parse_pids(optarg, &o) != 0) {
+            if (parse_pids(optarg, o.pids, &o.n_pids) != 0) {
                 fprintf(stderr, "hsload: bad -p list\n");
                 return 2;
             }

@@ -37,83 +37,25 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "benchutil.h"
+
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 
 #define MAX_EVENTS 256
-#define MAX_PIDS 64
 #define REC 16384          /* one TLS record of plaintext */
 #define BACKEND_BUF 262144 /* backend read/write size */
 #define BATCH 64           /* records per connection per wake-up (fairness) */
 #define SHOW_ERRORS 5
-
-static volatile sig_atomic_t stop_flag;
-
-static void on_signal(int sig)
-{
-    (void)sig;
-    stop_flag = 1;
-}
-
-static double now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-static double self_cpu(void)
-{
-    struct rusage ru;
-    getrusage(RUSAGE_SELF, &ru);
-    return (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec / 1e6 +
-           (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec / 1e6;
-}
 
 struct options {
     const char *host, *port, *sni, *suite;
     int conns;
     double duration, warmup;
     char mode; /* 'U' or 'D' */
-    pid_t pids[MAX_PIDS];
+    pid_t pids[BENCH_MAX_PIDS];
     int n_pids;
 };
-
-/* CPU seconds (user + system, all threads) of the given processes. */
-static double pids_cpu(const struct options *o)
-{
-    double total = 0;
-    long hz = sysconf(_SC_CLK_TCK);
-
-    for (int i = 0; i < o->n_pids; i++) {
-        char path[64], buf[1024];
-        snprintf(path, sizeof(path), "/proc/%d/stat", (int)o->pids[i]);
-        FILE *f = fopen(path, "r");
-        if (f == NULL)
-            continue;
-        size_t n = fread(buf, 1, sizeof(buf) - 1, f);
-        fclose(f);
-        buf[n] = '\0';
-        char *p = strrchr(buf, ')');
-        unsigned long utime = 0, stime = 0;
-        if (p == NULL || sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu",
-                                &utime, &stime) != 2)
-            continue;
-        total += (double)(utime + stime) / (double)hz;
-    }
-    return total;
-}
-
-static int parse_pids(char *arg, struct options *o)
-{
-    for (char *tok = strtok(arg, ","); tok != NULL; tok = strtok(NULL, ",")) {
-        long v = strtol(tok, NULL, 10);
-        if (o->n_pids == MAX_PIDS || v <= 0)
-            return -1;
-        o->pids[o->n_pids++] = (pid_t)v;
-    }
-    return 0;
-}
 
 /* ---- the backend ---------------------------------------------------------- */
 
@@ -413,7 +355,7 @@ static int run_client(const struct options *o)
         if (!L.measuring && t >= t0 + o->warmup) {
             L.measuring = true;
             t_start = t;
-            scpu0 = pids_cpu(o);
+            scpu0 = pids_cpu(o->pids, o->n_pids);
             ccpu0 = self_cpu();
         }
         if (t >= t_end)
@@ -426,7 +368,7 @@ static int run_client(const struct options *o)
         }
     }
     double secs = now() - t_start;
-    double scpu = L.measuring ? pids_cpu(o) - scpu0 : 0,
+    double scpu = L.measuring ? pids_cpu(o->pids, o->n_pids) - scpu0 : 0,
            ccpu = L.measuring ? self_cpu() - ccpu0 : 0;
     if (!L.measuring)
         secs = 0;
@@ -501,7 +443,7 @@ int main(int argc, char **argv)
             o.suite = optarg;
             break;
         case 'p':
-            if (parse_pids(optarg, &o) != 0) {
+            if (parse_pids(optarg, o.pids, &o.n_pids) != 0) {
                 fprintf(stderr, "tpload: bad -p list\n");
                 return 2;
             }
