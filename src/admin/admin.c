@@ -23,7 +23,7 @@ struct mcert {
 
 struct mbinding {
     const struct cb_snap_binding *b; /* in m->snap */
-    int rank;                        /* resolution order within its port */
+    enum cb_rule rank;               /* the rule that would choose it: resolution order */
     const struct mcert *cert;        /* NULL: not in the store, or a ccs binding */
     enum cb_severity health;         /* 0: no finding */
     char *findings;                  /* owned: "code: message" lines, or NULL */
@@ -42,27 +42,21 @@ struct cb_admin_model {
 
 /* ---- building ----------------------------------------------------------- */
 
-static int rank_of(const struct cb_snap_binding *b)
+/* The section 2 rule that would choose b (cb_rule values are in resolution order). */
+static enum cb_rule rank_of(const struct cb_snap_binding *b)
 {
     switch (b->kind) {
     case CB_KEY_IP:
-        return 1;
+        return CB_RULE_IP;
     case CB_KEY_HOST:
-        return 2;
+        return CB_RULE_SNI_EXACT;
     case CB_KEY_HOST_WILD:
-        return 3;
+        return CB_RULE_SNI_WILDCARD;
     case CB_KEY_CCS:
-        return 4;
+        return CB_RULE_CCS;
     default:
-        return 5;
+        return CB_RULE_WILDCARD_IP;
     }
-}
-
-static const char *rank_rule(int rank)
-{
-    static const char *const names[] = {"",    "ip",         "sni-exact", "sni-wildcard",
-                                        "ccs", "wildcard-ip"};
-    return rank >= 1 && rank <= 5 ? names[rank] : "";
 }
 
 static int cmp_binding(const void *pa, const void *pb)
@@ -73,7 +67,7 @@ static int cmp_binding(const void *pa, const void *pb)
     if (a->rank != b->rank)
         return a->rank < b->rank ? -1 : 1;
     /* Rule 5: an IPv6 connection tries [::] before 0.0.0.0 (IPv4 reaches only 0.0.0.0). */
-    if (a->rank == 5 && a->b->family != b->b->family)
+    if (a->rank == CB_RULE_WILDCARD_IP && a->b->family != b->b->family)
         return a->b->family == AF_INET6 ? -1 : 1;
     return strcmp(a->b->key_text, b->b->key_text);
 }
@@ -455,8 +449,8 @@ static json_t *binding_json(const struct mbinding *mb, const struct cb_stats_tot
     if (o == NULL)
         return NULL;
     json_object_set_new(o, "key", json_string(b->key_text));
-    json_object_set_new(o, "rule", json_string(rank_rule(mb->rank)));
-    json_object_set_new(o, "order", json_integer(mb->rank));
+    json_object_set_new(o, "rule", json_string(cb_rule_name(mb->rank)));
+    json_object_set_new(o, "order", json_integer((json_int_t)mb->rank));
     if (b->kind == CB_KEY_CCS)
         json_object_set_new(o, "ccspath", json_string(b->ccspath ? b->ccspath : ""));
     else

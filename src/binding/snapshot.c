@@ -578,11 +578,6 @@ static void slot_insert(struct cb_snapshot *s, uint32_t i)
         memcpy(sl->key, key, len);
 }
 
-static long find_key(const struct cb_snapshot *s, const struct cb_binding_key *k)
-{
-    return cb_snapshot_find(s, k);
-}
-
 int cb_snapshot_derive(const struct cb_snapshot *old, const struct cb_binding *set, size_t n_set,
                        const struct cb_binding_key *removed, size_t n_removed, uint64_t generation,
                        struct cb_snapshot **out, uint32_t **src_out, struct cb_err *err)
@@ -630,7 +625,7 @@ int cb_snapshot_derive(const struct cb_snapshot *old, const struct cb_binding *s
 
     /* Removed keys: the last record moves into the hole, its slot follows it. */
     for (size_t r = 0; r < n_removed; r++) {
-        long i = find_key(s, &removed[r]);
+        long i = cb_snapshot_find(s, &removed[r]);
         if (i < 0)
             continue;
         const void *p;
@@ -653,7 +648,7 @@ int cb_snapshot_derive(const struct cb_snapshot *old, const struct cb_binding *s
     }
     /* Set keys: changed in place, or appended. */
     for (size_t k = 0; k < n_set; k++) {
-        long i = find_key(s, &set[k].key);
+        long i = cb_snapshot_find(s, &set[k].key);
         if (i >= 0) {
             if ((ret = fill_record(s, &s->bindings[i], &set[k], err)) != 0)
                 goto out_free;

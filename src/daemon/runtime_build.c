@@ -92,6 +92,24 @@ static void resolve_backend(const char *text, struct cb_backend *be)
     freeaddrinfo(res);
 }
 
+static void missing_cert(const struct cb_snap_binding *b, struct cb_tls_entry *out)
+{
+    char msg[200];
+    snprintf(msg, sizeof(msg),
+             "certificate %s is not in the store; import it with 'certbind add cert'", b->certhash);
+    cb_tls_entry_set_error(out, msg);
+}
+
+/* A stored certificate's entry from the cache. Copies in the state folder never change;
+ * linked files can, at any time, so those are loaded at once (see cb_tls_cache_get). */
+static void cert_entry(struct cb_store *st, struct cb_tls_cache *cache, const char *thumb,
+                       const char *cert_path, const char *key_path, struct cb_tls_entry *out,
+                       bool *reused)
+{
+    bool eager = !cb_store_owns(st, cert_path) || !cb_store_owns(st, key_path);
+    cb_tls_cache_get(cache, thumb, cert_path, key_path, eager, out, reused);
+}
+
 int cb_runtime_build(struct cb_store *st, struct cb_tls_cache *cache, bool log_broken,
                      struct cb_runtime **out, struct cb_runtime_stats *stats, struct cb_err *err)
 {
@@ -138,16 +156,10 @@ int cb_runtime_build(struct cb_store *st, struct cb_tls_cache *cache, bool log_b
         memcpy(key.thumb, b->certhash, sizeof(key.thumb));
         ref = cs.n ? bsearch(&key, cs.v, cs.n, sizeof(*cs.v), cmp_ref) : NULL;
         if (ref == NULL) {
-            char msg[200];
-            snprintf(msg, sizeof(msg),
-                     "certificate %s is not in the store; import it with 'certbind add cert'",
-                     b->certhash);
-            cb_tls_entry_set_error(&rt->bind_tls[i], msg);
+            missing_cert(b, &rt->bind_tls[i]);
         } else {
-            /* Copies in the state folder never change; linked files can, at any time. */
-            bool eager = !cb_store_owns(st, ref->cert_path) || !cb_store_owns(st, ref->key_path);
-            cb_tls_cache_get(cache, ref->thumb, ref->cert_path, ref->key_path, eager,
-                             &rt->bind_tls[i], &reused);
+            cert_entry(st, cache, ref->thumb, ref->cert_path, ref->key_path, &rt->bind_tls[i],
+                       &reused);
             if (reused)
                 stats->certs_reused++;
             else
@@ -202,16 +214,16 @@ static void entry_for(struct cb_store *st, struct cb_tls_cache *cache,
     bool reused = false;
 
     *loaded = false;
-    if (cb_store_cert_get(st, b->certhash, &row, &err) != 0) {
-        char msg[200];
-        snprintf(msg, sizeof(msg),
-                 "certificate %s is not in the store; import it with 'certbind add cert'",
-                 b->certhash);
-        cb_tls_entry_set_error(out, msg);
+    int ret = cb_store_cert_get(st, b->certhash, &row, &err);
+    if (ret == CB_ENOENT) {
+        missing_cert(b, out);
         return;
     }
-    bool eager = !cb_store_owns(st, row.cert_path) || !cb_store_owns(st, row.key_path);
-    cb_tls_cache_get(cache, b->certhash, row.cert_path, row.key_path, eager, out, &reused);
+    if (ret != 0) {
+        cb_tls_entry_set_error(out, err.msg);
+        return;
+    }
+    cert_entry(st, cache, b->certhash, row.cert_path, row.key_path, out, &reused);
     *loaded = !reused;
     cb_cert_row_clear(&row);
 }
