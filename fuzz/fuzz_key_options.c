@@ -15,9 +15,12 @@
  *  - cb_binding_validate accepts only what its contract allows;
  *  - every refusal fills struct cb_err with a message.
  */
+#include "admin/admin.h"
 #include "binding/binding.h"
 #include "fuzz_common.h"
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <sys/socket.h>
 
 #define MAX_WORDS 64
@@ -147,6 +150,32 @@ static void check_validate(const struct cb_binding *b)
     }
 }
 
+/* serve --admin ADDR:PORT: an accepted address has a port, and is loopback unless public. */
+static void try_admin(const char *word)
+{
+    for (int pub = 0; pub < 2; pub++) {
+        struct sockaddr_storage ss;
+        socklen_t len = 0;
+        struct cb_err err = {0};
+        int rc = cb_admin_parse_addr(word, pub, &ss, &len, &err);
+        if (rc != 0) {
+            check_refusal(rc, &err, word);
+            FUZZ_REQUIRE(rc == CB_EINVAL, word);
+            continue;
+        }
+        if (ss.ss_family == AF_INET) {
+            const struct sockaddr_in *s4 = (const void *)&ss;
+            FUZZ_REQUIRE(len == sizeof(*s4) && s4->sin_port != 0, word);
+            FUZZ_REQUIRE(pub || (ntohl(s4->sin_addr.s_addr) >> 24) == 127, word);
+        } else {
+            const struct sockaddr_in6 *s6 = (const void *)&ss;
+            FUZZ_REQUIRE(ss.ss_family == AF_INET6 && len == sizeof(*s6) && s6->sin6_port != 0,
+                         word);
+            FUZZ_REQUIRE(pub || IN6_IS_ADDR_LOOPBACK(&s6->sin6_addr), word);
+        }
+    }
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     struct fuzz_words words;
@@ -174,6 +203,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             check_refusal(rc, &err, word);
         }
         try_option(&b, &fields, word);
+        try_admin(word);
         if ((rc = cb_thumbprint_normalize(word, thumb, &err)) == 0)
             check_thumbprint(thumb, word);
         else
