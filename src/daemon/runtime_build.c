@@ -163,7 +163,7 @@ int cb_runtime_build(struct cb_store *st, struct cb_tls_cache *cache, bool log_b
             if (reused)
                 stats->certs_reused++;
             else
-                stats->certs_loaded++;
+                stats->certs_new++;
         }
         const char *why = cb_tls_entry_error(&rt->bind_tls[i]);
         if (why != NULL) {
@@ -299,7 +299,7 @@ int cb_runtime_derive(struct cb_store *st, struct cb_tls_cache *cache, const str
         }
         entry_for(st, cache, b, &rt->bind_tls[i], &loaded);
         if (loaded)
-            stats->certs_loaded++;
+            stats->certs_new++;
         else
             stats->certs_reused++;
         const char *why = cb_tls_entry_error(&rt->bind_tls[i]);

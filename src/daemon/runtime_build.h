@@ -6,7 +6,9 @@
 #include "store/store.h"
 
 struct cb_runtime_stats {
-    size_t bindings, certs_loaded, certs_reused, broken;
+    size_t bindings, broken;
+    size_t certs_new;    /* certificate entries made anew (parsed now if eager, else on first use) */
+    size_t certs_reused; /* entries kept from the cache: not parsed again */
     uint64_t generation;
     double ms;
     bool derived; /* from the previous runtime and the store's change log */

@@ -99,10 +99,10 @@ static int reload(struct worker *w, bool force, bool starting, struct cb_err *er
         cb_watch_refresh(w->watch);
     if (w->opts->cfg.worker == 0)
         cb_log("info", "snapshot",
-               "generation=%llu bindings=%zu broken=%zu certs_loaded=%zu certs_reused=%zu "
+               "generation=%llu bindings=%zu broken=%zu certs_new=%zu certs_reused=%zu "
                "build=%s build_ms=%.1f",
                (unsigned long long)stats.generation, stats.bindings, stats.broken,
-               stats.certs_loaded, stats.certs_reused, stats.derived ? "changes" : "full",
+               stats.certs_new, stats.certs_reused, stats.derived ? "changes" : "full",
                stats.ms);
     ret = 0;
 out_unref:
