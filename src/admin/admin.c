@@ -409,6 +409,14 @@ int cb_admin_render_metrics(const struct cb_admin_model *m, struct cb_stats *sta
               "--max-connections.\n"
               "# TYPE certbind_connections_refused_total counter\n"
               "certbind_connections_refused_total %llu\n"
+              "# HELP certbind_connections_handed_off_total Connections passed, before their "
+              "handshake, to the worker that holds their certificate.\n"
+              "# TYPE certbind_connections_handed_off_total counter\n"
+              "certbind_connections_handed_off_total %llu\n"
+              "# HELP certbind_certificates_loaded_total Certificates parsed on first use, "
+              "over all workers (each parsed by one worker unless it is in demand in several).\n"
+              "# TYPE certbind_certificates_loaded_total counter\n"
+              "certbind_certificates_loaded_total %llu\n"
               "# HELP certbind_bindings Bindings in the current snapshot.\n"
               "# TYPE certbind_bindings gauge\n"
               "certbind_bindings %zu\n"
@@ -427,7 +435,8 @@ int cb_admin_render_metrics(const struct cb_admin_model *m, struct cb_stats *sta
               "# TYPE certbind_workers gauge\n"
               "certbind_workers %d\n",
               (unsigned long long)g[CB_GSTAT_ACCEPTED], (unsigned long long)g[CB_GSTAT_OPEN],
-              (unsigned long long)g[CB_GSTAT_CAPACITY], m->n_bindings, m->errors, m->warnings,
+              (unsigned long long)g[CB_GSTAT_CAPACITY], (unsigned long long)g[CB_GSTAT_HANDED_OFF],
+              (unsigned long long)g[CB_GSTAT_CERTS_LOADED], m->n_bindings, m->errors, m->warnings,
               (unsigned long long)m->generation, (long long)m->changed_at, workers_alive);
     cb_stats_totals_free(t);
     if (sb.failed) {

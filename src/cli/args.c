@@ -96,6 +96,8 @@ int cb_cli_parse(struct cb_cli *cli, int argc, char **argv)
                 cli->admin = val;
             else if (strcmp(flag, "--admin-public") == 0)
                 cli->admin_public = true;
+            else if (strcmp(flag, "--no-affinity") == 0)
+                cli->no_affinity = true;
             else if (strcmp(flag, "--max-connections") == 0) {
                 if (int_flag(cli, flag, val, 1, 10000000, &cli->max_conns) != 0)
                     return CB_EINVAL;

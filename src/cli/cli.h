@@ -39,6 +39,7 @@ struct cb_cli {
     int idle_timeout;
     const char *admin; /* --admin ADDR:PORT, borrowed from argv */
     bool admin_public;
+    bool no_affinity; /* serve --no-affinity: no passing of connections between workers */
     struct cb_err err;
 };
 

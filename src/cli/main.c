@@ -35,7 +35,7 @@ static const char usage[] =
     "  set user=NAME                                   the service user serve runs as\n"
     "  serve [--workers N] [--handshake-timeout S] [--idle-timeout S] [--grace S]\n"
     "        [--max-connections N] [--max-connections-per-binding N]\n"
-    "        [--admin ADDR:PORT [--admin-public]]\n"
+    "        [--admin ADDR:PORT [--admin-public]] [--no-affinity]\n"
     "                                                  terminate TLS on every bound endpoint;\n"
     "                                                  --admin serves /metrics and a status page\n"
     "\n"

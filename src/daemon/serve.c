@@ -20,6 +20,7 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -36,7 +37,11 @@ struct serve_opts {
     struct cb_server_config cfg;
     int workers;
     struct cb_stats *stats; /* shared counters when --admin is given, else NULL */
-    int admin_fd;           /* the admin port's listening socket, or -1 */
+    /* Certificate affinity: worker i takes passed connections from handoff[i][0]; any
+     * worker passes one to i through handoff[i][1]. Held by the master for restarts. */
+    int (*handoff)[2];
+    int *handoff_tx;
+    int admin_fd; /* the admin port's listening socket, or -1 */
 };
 
 struct worker {
@@ -101,9 +106,8 @@ static int reload(struct worker *w, bool force, bool starting, struct cb_err *er
         cb_log("info", "snapshot",
                "generation=%llu bindings=%zu broken=%zu certs_new=%zu certs_reused=%zu "
                "build=%s build_ms=%.1f",
-               (unsigned long long)stats.generation, stats.bindings, stats.broken,
-               stats.certs_new, stats.certs_reused, stats.derived ? "changes" : "full",
-               stats.ms);
+               (unsigned long long)stats.generation, stats.bindings, stats.broken, stats.certs_new,
+               stats.certs_reused, stats.derived ? "changes" : "full", stats.ms);
     ret = 0;
 out_unref:
     cb_runtime_unref(rt);
@@ -304,11 +308,22 @@ static pid_t spawn(struct serve_opts *opts, int index, int ready_w, int ready_r)
     signal(SIGCHLD, SIG_DFL);
     if (index == opts->workers) {
         /* The admin process: no TLS, no listeners of the workers. */
+        for (int i = 0; opts->handoff != NULL && i < opts->workers; i++) {
+            close(opts->handoff[i][0]);
+            close(opts->handoff[i][1]);
+        }
         exit(cb_admin_main(opts->state_dir, opts->admin_fd, opts->stats, ready_w));
     }
     if (opts->admin_fd >= 0)
         close(opts->admin_fd);
     opts->cfg.worker = index;
+    if (opts->handoff != NULL) {
+        for (int i = 0; i < opts->workers; i++)
+            if (i != index)
+                close(opts->handoff[i][0]); /* another worker's inbox */
+        opts->cfg.handoff_rx = opts->handoff[index][0];
+        opts->cfg.handoff_tx = opts->handoff_tx;
+    }
     if (opts->stats != NULL &&
         (opts->cfg.stats = cb_stats_writer_new(cb_stats_area(opts->stats, index))) == NULL) {
         cb_log("error", "worker_failed", "worker=%d reason=\"out of memory\"", index);
@@ -318,6 +333,36 @@ static pid_t spawn(struct serve_opts *opts, int index, int ready_w, int ready_r)
     }
     /* exit, not _exit: a clean stop runs the leak checker of sanitizer builds here too. */
     exit(worker_main(opts, ready_w));
+}
+
+/* One datagram socket pair per worker, through which the others pass it connections. */
+static int open_handoff(struct serve_opts *opts, struct cb_err *err)
+{
+    opts->handoff = calloc((size_t)opts->workers, sizeof(*opts->handoff));
+    opts->handoff_tx = calloc((size_t)opts->workers, sizeof(*opts->handoff_tx));
+    if (opts->handoff == NULL || opts->handoff_tx == NULL) {
+        free(opts->handoff);
+        free(opts->handoff_tx);
+        opts->handoff = NULL;
+        opts->handoff_tx = NULL;
+        return cb_err_set(err, CB_ENOMEM, "out of memory");
+    }
+    for (int i = 0; i < opts->workers; i++) {
+        if (socketpair(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0, opts->handoff[i]) != 0) {
+            int e = errno;
+            while (--i >= 0) {
+                close(opts->handoff[i][0]);
+                close(opts->handoff[i][1]);
+            }
+            free(opts->handoff);
+            free(opts->handoff_tx);
+            opts->handoff = NULL;
+            opts->handoff_tx = NULL;
+            return cb_err_set(err, CB_EIO, "socketpair: %s (try --no-affinity)", strerror(e));
+        }
+        opts->handoff_tx[i] = opts->handoff[i][1];
+    }
+    return 0;
 }
 
 /* Opens the admin port (before the workers start, so that a busy port fails start-up). */
@@ -435,6 +480,10 @@ int cb_cmd_serve(struct cb_cli *cli)
             return ret;
         }
     }
+    opts.cfg.workers = opts.workers;
+    opts.cfg.handoff_rx = -1;
+    if (opts.workers > 1 && !cli->no_affinity && (ret = open_handoff(&opts, &cli->err)) != 0)
+        return ret;
     int procs = opts.workers + (cli->admin != NULL ? 1 : 0); /* the admin process last */
 
     sigset_t mask, old;

@@ -9,6 +9,7 @@
  * objects, locks, or scans: certificate choice is one cb_resolve() call.
  */
 #include "net/server.h"
+#include "net/peek.h"
 #include "net/proxy.h"
 #include "tls/cert.h"
 #include "tls/hello.h"
@@ -22,15 +23,18 @@
 #include <netinet/tcp.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #define CB_BUF_SIZE 16384
 #define CB_ACCEPT_BATCH 64
 #define CB_PUMP_ROUNDS 8
 
-/* ST_WAIT: handshake done, HTTP negotiated, no request yet: the backend is connected
- * when the first bytes come (a client that never sends costs no backend connection). */
-enum conn_state { ST_HANDSHAKE, ST_WAIT, ST_CONNECTING, ST_RELAY, ST_CLOSED };
+/* ST_PEEK: accepted, the ClientHello not yet looked at (certificate affinity: the
+ * connection may still be passed to another worker). ST_WAIT: handshake done, HTTP negotiated, no
+ * request yet: the backend is connected when the first bytes come (a client that never sends costs
+ * no backend connection). */
+enum conn_state { ST_PEEK, ST_HANDSHAKE, ST_WAIT, ST_CONNECTING, ST_RELAY, ST_CLOSED };
 
 struct dir_buf {
     char *data; /* allocated only while bytes wait */
@@ -89,6 +93,8 @@ struct cb_server {
     uint64_t refused_total, refused_binding; /* over the caps, closed at once */
     uint64_t last_refusal_log;
     uint64_t pauses, last_pause_log; /* accept pauses for lack of descriptors */
+    uv_poll_t handoff_poll;          /* connections passed by other workers (handoff_rx) */
+    bool handoff_polling;
     char scratch[CB_BUF_SIZE];
 };
 
@@ -282,6 +288,8 @@ static int on_client_hello(SSL *ssl, int *alert, void *arg)
         cb_hello_choose(ssl, rt->snap, rt->bind_tls, rt->file_tls, &c->local, &ch);
     memcpy(c->sni, ch.sni, strlen(ch.sni) + 1);
     *alert = ch.alert;
+    if (ch.loaded_now)
+        gcount(srv, CB_GSTAT_CERTS_LOADED);
     if (o == CB_HELLO_BAD_SNI) {
         count_failure(c, CB_STAT_FAIL_PROTOCOL, CB_GSTAT_PROTOCOL);
         conn_log(c, "warn", "handshake_failed", "malformed server_name");
@@ -810,6 +818,8 @@ static void do_handshake(struct conn *c)
 
 /* ---- events ------------------------------------------------------------- */
 
+static void on_peek(struct conn *c);
+
 static void on_client_event(uv_poll_t *h, int status, int events)
 {
     struct conn *c = h->data;
@@ -818,7 +828,9 @@ static void on_client_event(uv_poll_t *h, int status, int events)
         conn_fail(c, "client_error", uv_strerror(status));
         return;
     }
-    if (c->state == ST_HANDSHAKE)
+    if (c->state == ST_PEEK)
+        on_peek(c);
+    else if (c->state == ST_HANDSHAKE)
         do_handshake(c);
     else if (c->state == ST_WAIT)
         on_first_bytes(c);
@@ -857,6 +869,7 @@ static void on_timer(uv_timer_t *t)
     char why[200];
 
     switch (c->state) {
+    case ST_PEEK:
     case ST_HANDSHAKE:
         snprintf(why, sizeof(why), "no handshake within %llu ms",
                  (unsigned long long)c->srv->cfg.handshake_timeout_ms);
@@ -898,13 +911,28 @@ static void to_v4_if_mapped(struct sockaddr_storage *ss)
     memcpy(ss, &s4, sizeof(s4));
 }
 
-static void accept_one(struct cb_server *srv, int fd, const struct sockaddr_storage *peer)
+/* Certificate affinity is on: other workers to pass connections to, and not draining. */
+static bool affinity_on(const struct cb_server *srv)
+{
+    return srv->cfg.workers > 1 && srv->cfg.handoff_tx != NULL && !srv->draining && srv->rt != NULL;
+}
+
+/*
+ * A new connection on fd (taken): from this worker's listener (local NULL: asked of
+ * the socket), or passed by another worker (adopted: its ClientHello is waiting, and
+ * the handshake begins at once).
+ */
+static void accept_one(struct cb_server *srv, int fd, const struct sockaddr_storage *peer,
+                       const struct sockaddr_storage *local, bool adopted)
 {
     struct conn *c = calloc(1, sizeof(*c));
     socklen_t len = sizeof(c->local);
+    bool peek = !adopted && affinity_on(srv);
 
-    if (c == NULL || getsockname(fd, (struct sockaddr *)&c->local, &len) != 0 ||
-        (c->ssl = cb_tls_conn_new(srv->default_ctx, fd, c)) == NULL) {
+    if (c != NULL && local != NULL)
+        c->local = *local;
+    if (c == NULL || (local == NULL && getsockname(fd, (struct sockaddr *)&c->local, &len) != 0) ||
+        (!peek && (c->ssl = cb_tls_conn_new(srv->default_ctx, fd, c)) == NULL)) {
         if (c != NULL)
             free(c);
         close(fd);
@@ -916,14 +944,15 @@ static void accept_one(struct cb_server *srv, int fd, const struct sockaddr_stor
     c->bfd = -1;
     if (srv->cfg.stats != NULL) {
         struct cb_stats_area *a = cb_stats_writer_area(srv->cfg.stats);
-        cb_stat_add(&a->g[CB_GSTAT_ACCEPTED], 1);
+        if (!adopted) /* counted once, by the worker that accepted it */
+            cb_stat_add(&a->g[CB_GSTAT_ACCEPTED], 1);
         cb_stat_add(&a->g[CB_GSTAT_OPEN], 1);
     }
     c->peer = *peer;
     to_v4_if_mapped(&c->local);
     to_v4_if_mapped(&c->peer);
     c->rt = cb_runtime_ref(srv->rt);
-    c->state = ST_HANDSHAKE;
+    c->state = peek ? ST_PEEK : ST_HANDSHAKE;
     uv_poll_init(srv->loop, &c->cpoll, fd);
     c->cpoll.data = c;
     uv_timer_init(srv->loop, &c->timer);
@@ -934,8 +963,162 @@ static void accept_one(struct cb_server *srv, int fd, const struct sockaddr_stor
         srv->conns->prev = c;
     srv->conns = c;
     srv->n_conns++;
+    if (adopted) {
+        do_handshake(c);
+        return;
+    }
     c->want_cr = true;
     update_polls(c);
+}
+
+/* Over --max-connections: fd is closed at once, counted, logged at most once a second. */
+static bool refuse_over_cap(struct cb_server *srv, int fd)
+{
+    if (srv->cfg.max_conns == 0 || srv->n_conns < srv->cfg.max_conns)
+        return false;
+    close(fd);
+    srv->refused_total++;
+    gcount(srv, CB_GSTAT_CAPACITY);
+    if (uv_now(srv->loop) - srv->last_refusal_log >= 1000) {
+        srv->last_refusal_log = uv_now(srv->loop);
+        cb_log("warn", "connection_cap", "worker=%d cap=%u refused_total=%llu", srv->cfg.worker,
+               srv->cfg.max_conns, (unsigned long long)srv->refused_total);
+    }
+    return true;
+}
+
+/* ---- certificate affinity: passing a connection to the worker that owns its certificate */
+
+#define CB_HANDOFF_MAGIC 0x63626831u /* "cbh1" */
+
+/* What travels with the descriptor: the addresses, so the receiver need not ask. */
+struct handoff_msg {
+    uint32_t magic;
+    struct sockaddr_storage local, peer;
+};
+
+union handoff_cmsg {
+    char buf[CMSG_SPACE(sizeof(int))];
+    struct cmsghdr align;
+};
+
+/* Passes c's socket to worker `to`; 0 when it is on its way (c is then only closed here). */
+static int hand_off(struct conn *c, int to)
+{
+    struct handoff_msg m;
+    union handoff_cmsg u;
+    struct iovec iov = {.iov_base = &m, .iov_len = sizeof(m)};
+    struct msghdr mh = {
+        .msg_iov = &iov, .msg_iovlen = 1, .msg_control = u.buf, .msg_controllen = sizeof(u.buf)};
+
+    memset(&m, 0, sizeof(m));
+    memset(&u, 0, sizeof(u));
+    m.magic = CB_HANDOFF_MAGIC;
+    m.local = c->local;
+    m.peer = c->peer;
+    struct cmsghdr *cm = CMSG_FIRSTHDR(&mh);
+    cm->cmsg_level = SOL_SOCKET;
+    cm->cmsg_type = SCM_RIGHTS;
+    cm->cmsg_len = CMSG_LEN(sizeof(int));
+    memcpy(CMSG_DATA(cm), &c->cfd, sizeof(int));
+    /* A full queue (the owner busy or restarting) is no reason to wait: serve it here. */
+    ssize_t n = sendmsg(c->srv->cfg.handoff_tx[to], &mh, MSG_DONTWAIT | MSG_NOSIGNAL);
+    return n == (ssize_t)sizeof(m) ? 0 : -1;
+}
+
+static void start_handshake(struct conn *c)
+{
+    if ((c->ssl = cb_tls_conn_new(c->srv->default_ctx, c->cfd, c)) == NULL) {
+        conn_fail(c, "accept_failed", "out of memory");
+        return;
+    }
+    c->state = ST_HANDSHAKE;
+    do_handshake(c);
+}
+
+/*
+ * ST_PEEK, the socket readable: looks at the ClientHello without taking it, and
+ * either passes the connection to its certificate's owner or begins the handshake
+ * here. Anything not plainly a whole ClientHello is handshaken here, where OpenSSL
+ * judges it: the peek only ever chooses a worker, never a certificate.
+ */
+static void on_peek(struct conn *c)
+{
+    struct cb_server *srv = c->srv;
+    unsigned char *buf = (unsigned char *)srv->scratch;
+    const unsigned char *name = NULL;
+    size_t name_len = 0;
+    char sni[CB_NAME_MAX + 1];
+    int to = srv->cfg.worker;
+
+    ssize_t n = recv(c->cfd, buf, sizeof(srv->scratch), MSG_PEEK | MSG_DONTWAIT);
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
+        return; /* nothing yet: the poll brings us back */
+    enum cb_peek pk = n > 0 ? cb_peek_sni(buf, (size_t)n, &name, &name_len) : CB_PEEK_UNKNOWN;
+    /* CB_PEEK_MORE (a ClientHello in several segments) is not waited for either: the
+     * unread bytes keep a level-triggered poll firing, so it is handshaken here. */
+    if ((pk == CB_PEEK_SNI || pk == CB_PEEK_NO_SNI) && affinity_on(srv)) {
+        bool ok = pk == CB_PEEK_NO_SNI ||
+                  cb_name_normalize((const char *)name, name_len, 0, sni, NULL) == 0;
+        struct cb_runtime *rt = srv->rt;
+        const struct cb_tls_entry *e =
+            ok ? cb_hello_entry_for(rt->snap, rt->bind_tls, rt->file_tls, &c->local,
+                                    pk == CB_PEEK_SNI ? sni : NULL)
+               : NULL;
+        if (e != NULL)
+            to = cb_tls_entry_worker(e, srv->cfg.worker, srv->cfg.workers, uv_now(srv->loop));
+    }
+    if (to != srv->cfg.worker && hand_off(c, to) == 0) {
+        gcount(srv, CB_GSTAT_HANDED_OFF);
+        conn_close(c); /* the other worker has the socket now */
+        return;
+    }
+    start_handshake(c);
+}
+
+/* Connections other workers passed here, each with its ClientHello still unread. */
+static void on_handoff(uv_poll_t *h, int status, int events)
+{
+    struct cb_server *srv = h->data;
+    (void)events;
+    if (status < 0)
+        return;
+    for (int i = 0; i < CB_ACCEPT_BATCH; i++) {
+        struct handoff_msg m;
+        union handoff_cmsg u;
+        struct iovec iov = {.iov_base = &m, .iov_len = sizeof(m)};
+        struct msghdr mh = {.msg_iov = &iov,
+                            .msg_iovlen = 1,
+                            .msg_control = u.buf,
+                            .msg_controllen = sizeof(u.buf)};
+        int fd = -1;
+
+        ssize_t n = recvmsg(srv->cfg.handoff_rx, &mh, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
+        if (n < 0)
+            return; /* EAGAIN: all taken */
+        for (struct cmsghdr *cm = CMSG_FIRSTHDR(&mh); cm != NULL; cm = CMSG_NXTHDR(&mh, cm)) {
+            if (cm->cmsg_level != SOL_SOCKET || cm->cmsg_type != SCM_RIGHTS)
+                continue;
+            size_t nfd = (cm->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+            for (size_t k = 0; k < nfd; k++) {
+                int x;
+                memcpy(&x, CMSG_DATA(cm) + k * sizeof(int), sizeof(x));
+                if (fd < 0)
+                    fd = x;
+                else
+                    close(x); /* never more than one: not ours to keep */
+            }
+        }
+        if (n != (ssize_t)sizeof(m) || m.magic != CB_HANDOFF_MAGIC || fd < 0 ||
+            (mh.msg_flags & (MSG_TRUNC | MSG_CTRUNC))) {
+            if (fd >= 0)
+                close(fd);
+            continue;
+        }
+        if (refuse_over_cap(srv, fd))
+            continue;
+        accept_one(srv, fd, &m.peer, &m.local, true);
+    }
 }
 
 static void on_accept_resume(uv_timer_t *t);
@@ -951,22 +1134,12 @@ static void on_listener(uv_poll_t *h, int status, int events)
         struct sockaddr_storage peer;
         socklen_t len = sizeof(peer);
         int fd = accept4(l->fd, (struct sockaddr *)&peer, &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
-        if (fd >= 0 && srv->cfg.max_conns != 0 && srv->n_conns >= srv->cfg.max_conns) {
-            /* Over the cap: closed at once, counted, logged at most once a second. */
-            close(fd);
-            srv->refused_total++;
-            gcount(srv, CB_GSTAT_CAPACITY);
-            if (uv_now(srv->loop) - srv->last_refusal_log >= 1000) {
-                srv->last_refusal_log = uv_now(srv->loop);
-                cb_log("warn", "connection_cap", "worker=%d cap=%u refused_total=%llu",
-                       srv->cfg.worker, srv->cfg.max_conns, (unsigned long long)srv->refused_total);
-            }
+        if (fd >= 0 && refuse_over_cap(srv, fd))
             continue;
-        }
         if (fd >= 0) {
             int one = 1;
             setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-            accept_one(srv, fd, &peer);
+            accept_one(srv, fd, &peer, NULL, false);
             continue;
         }
         if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
@@ -1227,6 +1400,16 @@ int cb_server_new(uv_loop_t *loop, const struct cb_server_config *cfg, struct cb
         return cb_err_set(err, CB_ETLS, "cannot set the session ticket keys");
     }
     loop->data = srv;
+    if (srv->cfg.handoff_rx >= 0 && srv->cfg.workers > 1) {
+        if (uv_poll_init(loop, &srv->handoff_poll, srv->cfg.handoff_rx) != 0) {
+            cb_tls_ctx_free(srv->default_ctx);
+            free(srv);
+            return cb_err_set(err, CB_EIO, "cannot watch the connections other workers pass");
+        }
+        srv->handoff_poll.data = srv;
+        uv_poll_start(&srv->handoff_poll, UV_READABLE, on_handoff);
+        srv->handoff_polling = true;
+    }
     uv_timer_init(loop, &srv->accept_pause);
     srv->accept_pause.data = srv;
     uv_timer_init(loop, &srv->grace);
@@ -1332,6 +1515,10 @@ void cb_server_free(struct cb_server *srv)
     /* srv is freed when its last handle and connection have closed, on a later loop turn. */
     srv->closing = 2;
     srv->freeing = true;
+    if (srv->handoff_polling) {
+        srv->closing++;
+        uv_close((uv_handle_t *)&srv->handoff_poll, on_server_handle_closed);
+    }
     uv_close((uv_handle_t *)&srv->accept_pause, on_server_handle_closed);
     uv_close((uv_handle_t *)&srv->grace, on_server_handle_closed);
 }

@@ -22,6 +22,13 @@ struct cb_server_config {
     unsigned char ticket_keys[80]; /* shared by all workers so tickets resume anywhere */
     int worker;                    /* index, for logs */
     struct cb_stats_writer *stats; /* borrowed; NULL: nothing is counted */
+    /* Certificate affinity (cb_tls_entry_worker): with workers > 1, a connection whose
+     * certificate another worker owns is passed to it whole (the descriptor, over
+     * handoff_tx[owner], before any byte is read); this worker takes such connections
+     * from handoff_rx. Descriptors borrowed; handoff_rx -1 and workers 1: no affinity. */
+    int workers;
+    int handoff_rx;
+    const int *handoff_tx;
 };
 
 /* A listening address: "[::]:443" (dual-stack), "0.0.0.0:443", "127.0.0.2:443". */

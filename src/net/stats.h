@@ -48,7 +48,9 @@ enum cb_stat {
     XX(PROTOCOL, "protocol")                                                                       \
     XX(TIMEOUT, "timeout")                                                                         \
     XX(CAPACITY, "capacity")                                                                       \
-    XX(STATS_FULL, "stats_full")
+    XX(STATS_FULL, "stats_full")                                                                   \
+    XX(HANDED_OFF, "handed_off")                                                                   \
+    XX(CERTS_LOADED, "certs_loaded")
 
 enum cb_gstat {
 #define XX(id, name) CB_GSTAT_##id,

@@ -40,6 +40,8 @@ struct cb_tls_cert {
     bool in_cache;
     struct cb_cert_bundle *bundle;
     char *error;
+    uint32_t handoffs;       /* connections passed to its owner worker in this window */
+    uint64_t handoff_window; /* when that window began (loop ms) */
 };
 
 struct cb_tls_cache {
@@ -366,6 +368,29 @@ void cb_tls_cache_get(struct cb_tls_cache *c, const char *key, const char *cert_
     if (++c->n_entries > c->n_buckets * 2)
         grow(c);
     out->cert = e;
+}
+
+int cb_tls_entry_worker(const struct cb_tls_entry *e, int self, int workers, uint64_t now_ms)
+{
+    struct cb_tls_cert *t = e->cert;
+    if (t == NULL || t->tried || workers <= 1)
+        return self; /* parsed here already, or known broken: fail or serve here */
+    uint64_t h = 1469598103934665603ull; /* FNV-1a: the same owner in every worker */
+    for (const char *p = t->key; *p; p++)
+        h = (h ^ (unsigned char)*p) * 1099511628211ull;
+    int owner = (int)((h ^ (h >> 32)) % (uint64_t)workers);
+    if (owner == self)
+        return self;
+    /* A certificate this worker keeps being asked for is worth its own copy: parse it
+     * here too rather than funnel all its handshakes through one worker. */
+    if (now_ms - t->handoff_window > CB_TLS_HOT_WINDOW_MS) {
+        t->handoff_window = now_ms;
+        t->handoffs = 0;
+    }
+    if (t->handoffs >= CB_TLS_HOT_HANDOFFS)
+        return self;
+    t->handoffs++;
+    return owner;
 }
 
 int cb_tls_apply_binding(SSL *ssl, const struct cb_tls_entry *e, const struct cb_snap_binding *b)

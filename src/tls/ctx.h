@@ -46,6 +46,21 @@ const char *cb_tls_entry_load(const struct cb_tls_entry *e, bool *loaded_now);
 /* Why the entry cannot be served, as far as known without loading it; NULL if no reason yet. */
 const char *cb_tls_entry_error(const struct cb_tls_entry *e);
 
+/*
+ * Certificate affinity between workers (serve with more than one): each certificate
+ * has an owner worker, the same in all of them (a hash of its thumbprint or file),
+ * that parses it; the others pass it their connections, so that with many
+ * certificates each is parsed and held once, not once per worker. Returns the worker
+ * (0..workers-1) that should take a connection for e now: self when e is parsed here
+ * already or broken, or when this worker has passed CB_TLS_HOT_HANDOFFS connections
+ * for it within CB_TLS_HOT_WINDOW_MS (a hot certificate is parsed in every worker
+ * that is asked for it, so its handshakes still spread over all cores); else the
+ * owner. Counts the pass.
+ */
+#define CB_TLS_HOT_HANDOFFS 16
+#define CB_TLS_HOT_WINDOW_MS 10000
+int cb_tls_entry_worker(const struct cb_tls_entry *e, int self, int workers, uint64_t now_ms);
+
 /* *dst becomes another reference to src's certificate. */
 void cb_tls_entry_copy(struct cb_tls_entry *dst, const struct cb_tls_entry *src);
 /* Makes *e an entry that cannot be served, for reason msg (copied). */

@@ -25,6 +25,38 @@ static int parse_sni(const unsigned char *p, size_t len, const unsigned char **n
     return 0;
 }
 
+/* The query's local address and port, from the address the connection reached. */
+static void set_local(struct cb_resolve_query *q, const struct sockaddr_storage *local)
+{
+    if (local->ss_family == AF_INET) {
+        const struct sockaddr_in *s = (const void *)local;
+        q->family = AF_INET;
+        memcpy(q->addr, &s->sin_addr, 4);
+        q->port = ntohs(s->sin_port);
+    } else {
+        const struct sockaddr_in6 *s = (const void *)local;
+        q->family = AF_INET6;
+        memcpy(q->addr, &s->sin6_addr, 16);
+        q->port = ntohs(s->sin6_port);
+    }
+}
+
+const struct cb_tls_entry *cb_hello_entry_for(const struct cb_snapshot *snap,
+                                              const struct cb_tls_entry *bind_tls,
+                                              const struct cb_tls_entry *file_tls,
+                                              const struct sockaddr_storage *local, const char *sni)
+{
+    struct cb_resolve_query q = {.sni = sni};
+    struct cb_resolution r;
+
+    set_local(&q, local);
+    cb_resolve(snap, &q, &r);
+    if (r.rule == CB_RULE_NONE || (cb_snapshot_binding(snap, r.binding)->flags & CB_OPT_REJECT))
+        return NULL;
+    return r.rule == CB_RULE_CCS ? &file_tls[r.ccs - cb_snapshot_ccs_file(snap, 0)]
+                                 : &bind_tls[r.binding];
+}
+
 enum cb_hello_outcome cb_hello_choose(SSL *ssl, const struct cb_snapshot *snap,
                                       const struct cb_tls_entry *bind_tls,
                                       const struct cb_tls_entry *file_tls,
@@ -50,17 +82,7 @@ enum cb_hello_outcome cb_hello_choose(SSL *ssl, const struct cb_snapshot *snap,
         }
         q.sni = out->sni;
     }
-    if (local->ss_family == AF_INET) {
-        const struct sockaddr_in *s = (const void *)local;
-        q.family = AF_INET;
-        memcpy(q.addr, &s->sin_addr, 4);
-        q.port = ntohs(s->sin_port);
-    } else {
-        const struct sockaddr_in6 *s = (const void *)local;
-        q.family = AF_INET6;
-        memcpy(q.addr, &s->sin6_addr, 16);
-        q.port = ntohs(s->sin6_port);
-    }
+    set_local(&q, local);
     cb_resolve(snap, &q, &r);
     if (r.rule == CB_RULE_NONE) {
         out->alert = q.sni ? SSL_AD_UNRECOGNIZED_NAME : SSL_AD_HANDSHAKE_FAILURE;

@@ -41,4 +41,16 @@ enum cb_hello_outcome cb_hello_choose(SSL *ssl, const struct cb_snapshot *snap,
                                       const struct sockaddr_storage *local,
                                       struct cb_hello_choice *out);
 
+/*
+ * The certificate entry a ClientHello with server_name sni (normalised, or NULL
+ * for none) reaching local would be served from, without loading it; NULL when no
+ * binding matches or the binding rejects. Used to pick the worker for a connection
+ * before its handshake; the handshake itself still goes through cb_hello_choose.
+ */
+const struct cb_tls_entry *cb_hello_entry_for(const struct cb_snapshot *snap,
+                                              const struct cb_tls_entry *bind_tls,
+                                              const struct cb_tls_entry *file_tls,
+                                              const struct sockaddr_storage *local,
+                                              const char *sni);
+
 #endif

@@ -135,6 +135,8 @@ def test_promtool_accepts_metrics_after_traffic_and_counts_are_exact(st, backend
         "certbind_connections_accepted_total": "counter",
         "certbind_connections_open": "gauge",
         "certbind_connections_refused_total": "counter",
+        "certbind_connections_handed_off_total": "counter",
+        "certbind_certificates_loaded_total": "counter",
         "certbind_bindings": "gauge",
         "certbind_check_findings": "gauge",
         "certbind_snapshot_generation": "gauge",
