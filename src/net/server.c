@@ -424,9 +424,13 @@ static void client_ended(struct conn *c)
         c->backend_shut = true;
     }
     /* No backend and no request before the client's end: nothing will be answered,
-     * so close now instead of holding the connection until the idle timeout. */
-    if (c->respond_503 && !c->backend_eof)
+     * so close now instead of holding the connection until the idle timeout, and
+     * without a close_notify the client, gone already, would only answer with a reset
+     * (as when a client leaves a binding with a backend before asking: ST_WAIT). */
+    if (c->respond_503 && !c->backend_eof) {
         c->backend_eof = true;
+        c->client_shut = true;
+    }
 }
 
 static void backend_ended(struct conn *c)

@@ -88,6 +88,21 @@ def test_backend_refused_closes_client_and_logs(fwd):
     assert re.search(r"refused", line, re.I), line
 
 
+def test_binding_without_backend_closes_quietly_when_client_leaves_without_asking(fwd):
+    """A client that ends (close_notify) before any request gets no answer and no
+    close_notify back: the connection is closed at once, not held until the idle timeout."""
+    with TLSConn("127.0.0.1", fwd["P"], "none.fwd.test") as c:
+        c.close_notify()
+        c.sock.settimeout(5 * SLOW)
+        raw = b""
+        while True:  # the socket itself: any record (an alert included) would show here
+            d = c.sock.recv(65536)
+            if not d:
+                break
+            raw += d
+        assert raw == b"", "the server sent %d bytes after the client's close_notify" % len(raw)
+
+
 def test_binding_without_backend_answers_503_naming_it(fwd):
     P = fwd["P"]
     key = "hostnameport=none.fwd.test:%d" % P
