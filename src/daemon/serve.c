@@ -297,6 +297,19 @@ out_fatal:
 
 /* ---- master ------------------------------------------------------------- */
 
+/* Closes the first n pairs of open_handoff and frees both arrays. */
+static void close_handoff(struct serve_opts *opts, int n)
+{
+    for (int i = 0; opts->handoff != NULL && i < n; i++) {
+        close(opts->handoff[i][0]);
+        close(opts->handoff[i][1]);
+    }
+    free(opts->handoff);
+    free(opts->handoff_tx);
+    opts->handoff = NULL;
+    opts->handoff_tx = NULL;
+}
+
 static pid_t spawn(struct serve_opts *opts, int index, int ready_w, int ready_r)
 {
     fflush(stdout);
@@ -308,10 +321,7 @@ static pid_t spawn(struct serve_opts *opts, int index, int ready_w, int ready_r)
     signal(SIGCHLD, SIG_DFL);
     if (index == opts->workers) {
         /* The admin process: no TLS, no listeners of the workers. */
-        for (int i = 0; opts->handoff != NULL && i < opts->workers; i++) {
-            close(opts->handoff[i][0]);
-            close(opts->handoff[i][1]);
-        }
+        close_handoff(opts, opts->workers);
         exit(cb_admin_main(opts->state_dir, opts->admin_fd, opts->stats, ready_w));
     }
     if (opts->admin_fd >= 0)
@@ -335,34 +345,33 @@ static pid_t spawn(struct serve_opts *opts, int index, int ready_w, int ready_r)
     exit(worker_main(opts, ready_w));
 }
 
-/* One datagram socket pair per worker, through which the others pass it connections. */
+/* One datagram socket pair per worker, through which the others pass it connections.
+ * The arrays and sockets live as long as the master (restarted workers reuse them). */
 static int open_handoff(struct serve_opts *opts, struct cb_err *err)
 {
+    int i, ret;
+
     opts->handoff = calloc((size_t)opts->workers, sizeof(*opts->handoff));
     opts->handoff_tx = calloc((size_t)opts->workers, sizeof(*opts->handoff_tx));
     if (opts->handoff == NULL || opts->handoff_tx == NULL) {
-        free(opts->handoff);
-        free(opts->handoff_tx);
-        opts->handoff = NULL;
-        opts->handoff_tx = NULL;
-        return cb_err_set(err, CB_ENOMEM, "out of memory");
+        ret = cb_err_set(err, CB_ENOMEM, "out of memory");
+        i = 0;
+        goto out_close;
     }
-    for (int i = 0; i < opts->workers; i++) {
+    for (i = 0; i < opts->workers; i++) {
         if (socketpair(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0, opts->handoff[i]) != 0) {
-            int e = errno;
-            while (--i >= 0) {
-                close(opts->handoff[i][0]);
-                close(opts->handoff[i][1]);
-            }
-            free(opts->handoff);
-            free(opts->handoff_tx);
-            opts->handoff = NULL;
-            opts->handoff_tx = NULL;
-            return cb_err_set(err, CB_EIO, "socketpair: %s (try --no-affinity)", strerror(e));
+            ret = cb_err_set(err, CB_EIO,
+                             "cannot connect the workers: socketpair: %s (serve "
+                             "--no-affinity does without)",
+                             strerror(errno));
+            goto out_close;
         }
         opts->handoff_tx[i] = opts->handoff[i][1];
     }
     return 0;
+out_close:
+    close_handoff(opts, i);
+    return ret;
 }
 
 /* Opens the admin port (before the workers start, so that a busy port fails start-up). */
