@@ -366,6 +366,10 @@ static int open_handoff(struct serve_opts *opts, struct cb_err *err)
                              strerror(errno));
             goto out_close;
         }
+        /* A small queue: a connection never waits long for a busy, dead or restarting
+         * worker; when the queue is full the accepting worker serves it itself. */
+        int sndbuf = 32768;
+        setsockopt(opts->handoff[i][1], SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof(sndbuf));
         opts->handoff_tx[i] = opts->handoff[i][1];
     }
     return 0;

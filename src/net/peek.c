@@ -43,6 +43,11 @@ static struct rd block(struct rd *r, size_t prefix)
     return in;
 }
 
+size_t cb_peek_wanted(const unsigned char *buf, size_t len)
+{
+    return len < 5 ? 5 : 5 + ((size_t)buf[3] << 8 | buf[4]);
+}
+
 enum cb_peek cb_peek_sni(const unsigned char *buf, size_t len, const unsigned char **name,
                          size_t *name_len)
 {

@@ -23,6 +23,10 @@ enum cb_peek {
 /* The largest prefix the reader can need: a record header and 2^14 bytes. */
 #define CB_PEEK_MAX (5 + 16384)
 
+/* How many bytes the first record needs in all, from the len bytes there are: 5 (a
+ * record header) while fewer than 5 are there. What to wait for after CB_PEEK_MORE. */
+size_t cb_peek_wanted(const unsigned char *buf, size_t len);
+
 /*
  * Reads buf[0..len) (borrowed). On CB_PEEK_SNI, *name points into buf (not
  * NUL-terminated, not yet normalised) and *name_len is 1..255; otherwise neither is

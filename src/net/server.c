@@ -24,6 +24,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #define CB_BUF_SIZE 16384
@@ -61,6 +62,8 @@ struct conn {
     bool failure_counted;      /* a failed handshake was counted under its reason */
     struct cb_stats_entry *st; /* the binding's counters once the handshake is done (open) */
     uint64_t last_active;
+    uint64_t accepted_ms; /* mono_ms() at accept, in whichever worker accepted it */
+    size_t lowat;         /* ST_PEEK: SO_RCVLOWAT set to this many bytes (0: not set) */
     struct sockaddr_storage local, peer;
     char sni[CB_NAME_MAX + 1];
     struct dir_buf c2b, b2c;
@@ -921,21 +924,37 @@ static bool affinity_on(const struct cb_server *srv)
     return srv->cfg.workers > 1 && srv->cfg.handoff_tx != NULL && !srv->draining && srv->rt != NULL;
 }
 
+/* Milliseconds on a clock every worker shares (uv_now is each loop's own). */
+static uint64_t mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+/* How a connection came to this worker. */
+struct arrival {
+    const struct sockaddr_storage *local; /* NULL: asked of the socket */
+    bool adopted;                         /* passed by another worker: handshake at once */
+    uint64_t accepted_ms;                 /* mono_ms() when it was accepted */
+};
+
 /*
- * A new connection on fd (taken): from this worker's listener (local NULL: asked of
- * the socket), or passed by another worker (adopted: its ClientHello is waiting, and
- * the handshake begins at once).
+ * A new connection on fd (taken): from this worker's listener, or passed by another
+ * worker (its ClientHello is waiting: the handshake begins at once, with what is left
+ * of the handshake timeout since it was accepted).
  */
 static void accept_one(struct cb_server *srv, int fd, const struct sockaddr_storage *peer,
-                       const struct sockaddr_storage *local, bool adopted)
+                       const struct arrival *how)
 {
     struct conn *c = calloc(1, sizeof(*c));
     socklen_t len = sizeof(c->local);
-    bool peek = !adopted && affinity_on(srv);
+    bool peek = !how->adopted && affinity_on(srv);
 
-    if (c != NULL && local != NULL)
-        c->local = *local;
-    if (c == NULL || (local == NULL && getsockname(fd, (struct sockaddr *)&c->local, &len) != 0) ||
+    if (c != NULL && how->local != NULL)
+        c->local = *how->local;
+    if (c == NULL ||
+        (how->local == NULL && getsockname(fd, (struct sockaddr *)&c->local, &len) != 0) ||
         (!peek && (c->ssl = cb_tls_conn_new(srv->default_ctx, fd, c)) == NULL)) {
         if (c != NULL)
             free(c);
@@ -946,9 +965,10 @@ static void accept_one(struct cb_server *srv, int fd, const struct sockaddr_stor
     c->srv = srv;
     c->cfd = fd;
     c->bfd = -1;
+    c->accepted_ms = how->accepted_ms;
     if (srv->cfg.stats != NULL) {
         struct cb_stats_area *a = cb_stats_writer_area(srv->cfg.stats);
-        if (!adopted) /* counted once, by the worker that accepted it */
+        if (!how->adopted) /* counted once, by the worker that accepted it */
             cb_stat_add(&a->g[CB_GSTAT_ACCEPTED], 1);
         cb_stat_add(&a->g[CB_GSTAT_OPEN], 1);
     }
@@ -961,13 +981,15 @@ static void accept_one(struct cb_server *srv, int fd, const struct sockaddr_stor
     c->cpoll.data = c;
     uv_timer_init(srv->loop, &c->timer);
     c->timer.data = c;
-    uv_timer_start(&c->timer, on_timer, srv->cfg.handshake_timeout_ms, 0);
+    uint64_t spent = mono_ms() - how->accepted_ms;
+    uint64_t budget = srv->cfg.handshake_timeout_ms;
+    uv_timer_start(&c->timer, on_timer, spent < budget ? budget - spent : 1, 0);
     c->next = srv->conns;
     if (srv->conns)
         srv->conns->prev = c;
     srv->conns = c;
     srv->n_conns++;
-    if (adopted) {
+    if (how->adopted) {
         do_handshake(c);
         return;
     }
@@ -993,11 +1015,14 @@ static bool refuse_over_cap(struct cb_server *srv, int fd)
 
 /* ---- certificate affinity: passing a connection to the worker that owns its certificate */
 
-#define CB_HANDOFF_MAGIC 0x63626831u /* "cbh1" */
+#define CB_HANDOFF_MAGIC 0x63626832u /* "cbh2" */
 
-/* What travels with the descriptor: the addresses, so the receiver need not ask. */
+/* What travels with the descriptor. */
 struct handoff_msg {
     uint32_t magic;
+    int32_t from;         /* the worker that accepted it */
+    uint32_t back;        /* 1: sent back to `from` by an owner over its cap: serve it there */
+    uint64_t accepted_ms; /* mono_ms() at accept: the handshake timeout runs from there */
     struct sockaddr_storage local, peer;
 };
 
@@ -1006,28 +1031,24 @@ union handoff_cmsg {
     struct cmsghdr align;
 };
 
-/* Passes c's socket to worker `to`; 0 when it is on its way (c is then only closed here). */
-static int hand_off(struct conn *c, int to)
+/* Passes fd (borrowed: the caller still closes its copy) to worker `to`; 0 when on its
+ * way. Never waits: a full queue (the owner busy, or dead and not yet restarted: the
+ * queue is small, see serve.c) means the caller serves the connection itself. */
+static int hand_off(struct cb_server *srv, int fd, int to, const struct handoff_msg *m)
 {
-    struct handoff_msg m;
     union handoff_cmsg u;
-    struct iovec iov = {.iov_base = &m, .iov_len = sizeof(m)};
+    struct iovec iov = {.iov_base = (void *)m, .iov_len = sizeof(*m)};
     struct msghdr mh = {
         .msg_iov = &iov, .msg_iovlen = 1, .msg_control = u.buf, .msg_controllen = sizeof(u.buf)};
 
-    memset(&m, 0, sizeof(m));
     memset(&u, 0, sizeof(u));
-    m.magic = CB_HANDOFF_MAGIC;
-    m.local = c->local;
-    m.peer = c->peer;
     struct cmsghdr *cm = CMSG_FIRSTHDR(&mh);
     cm->cmsg_level = SOL_SOCKET;
     cm->cmsg_type = SCM_RIGHTS;
     cm->cmsg_len = CMSG_LEN(sizeof(int));
-    memcpy(CMSG_DATA(cm), &c->cfd, sizeof(int));
-    /* A full queue (the owner busy or restarting) is no reason to wait: serve it here. */
-    ssize_t n = sendmsg(c->srv->cfg.handoff_tx[to], &mh, MSG_DONTWAIT | MSG_NOSIGNAL);
-    return n == (ssize_t)sizeof(m) ? 0 : -1;
+    memcpy(CMSG_DATA(cm), &fd, sizeof(int));
+    ssize_t n = sendmsg(srv->cfg.handoff_tx[to], &mh, MSG_DONTWAIT | MSG_NOSIGNAL);
+    return n == (ssize_t)sizeof(*m) ? 0 : -1;
 }
 
 static void start_handshake(struct conn *c)
@@ -1040,6 +1061,13 @@ static void start_handshake(struct conn *c)
     do_handshake(c);
 }
 
+/* Whether the socket's wake-up threshold could be set to n bytes. */
+static bool set_lowat(int fd, size_t n)
+{
+    int v = (int)n;
+    return setsockopt(fd, SOL_SOCKET, SO_RCVLOWAT, &v, sizeof(v)) == 0;
+}
+
 /*
  * ST_PEEK, the socket readable: looks at the ClientHello without taking it, and
  * either passes the connection to its certificate's owner or begins the handshake
@@ -1049,18 +1077,32 @@ static void start_handshake(struct conn *c)
 static void on_peek(struct conn *c)
 {
     struct cb_server *srv = c->srv;
-    unsigned char *buf = (unsigned char *)srv->scratch;
+    unsigned char buf[CB_PEEK_MAX];
     const unsigned char *name = NULL;
     size_t name_len = 0;
     char sni[CB_NAME_MAX + 1];
     int to = srv->cfg.worker;
 
-    ssize_t n = recv(c->cfd, buf, sizeof(srv->scratch), MSG_PEEK | MSG_DONTWAIT);
+    ssize_t n = recv(c->cfd, buf, sizeof(buf), MSG_PEEK | MSG_DONTWAIT);
     if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
         return; /* nothing yet: the poll brings us back */
     enum cb_peek pk = n > 0 ? cb_peek_sni(buf, (size_t)n, &name, &name_len) : CB_PEEK_UNKNOWN;
-    /* CB_PEEK_MORE (a ClientHello in several segments) is not waited for either: the
-     * unread bytes keep a level-triggered poll firing, so it is handshaken here. */
+    if (pk == CB_PEEK_MORE) {
+        /* A ClientHello in several segments (a browser's, with post-quantum key shares,
+         * is larger than one): the unread bytes would keep a level-triggered poll firing,
+         * so the socket is told to wake us only once the record is whole. Woken short of
+         * it again (the client ended, or sent less than it announced), it is handshaken
+         * here and OpenSSL says what is wrong. The handshake timer covers a stall. */
+        size_t want = cb_peek_wanted(buf, (size_t)n);
+        if (want > c->lowat && set_lowat(c->cfd, want)) {
+            c->lowat = want;
+            return;
+        }
+    }
+    if (c->lowat > 0) {
+        set_lowat(c->cfd, 1); /* the socket goes on as any other, here or in the owner */
+        c->lowat = 0;
+    }
     if ((pk == CB_PEEK_SNI || pk == CB_PEEK_NO_SNI) && affinity_on(srv)) {
         bool ok = pk == CB_PEEK_NO_SNI ||
                   cb_name_normalize((const char *)name, name_len, 0, sni, NULL) == 0;
@@ -1072,12 +1114,51 @@ static void on_peek(struct conn *c)
         if (e != NULL)
             to = cb_tls_entry_worker(e, srv->cfg.worker, srv->cfg.workers, uv_now(srv->loop));
     }
-    if (to != srv->cfg.worker && hand_off(c, to) == 0) {
-        gcount(srv, CB_GSTAT_HANDED_OFF);
-        conn_close(c); /* the other worker has the socket now */
-        return;
+    if (to != srv->cfg.worker) {
+        struct handoff_msg m;
+        memset(&m, 0, sizeof(m));
+        m.magic = CB_HANDOFF_MAGIC;
+        m.from = srv->cfg.worker;
+        m.accepted_ms = c->accepted_ms;
+        m.local = c->local;
+        m.peer = c->peer;
+        if (hand_off(srv, c->cfd, to, &m) == 0) {
+            gcount(srv, CB_GSTAT_HANDED_OFF);
+            conn_close(c); /* the other worker has the socket now */
+            return;
+        }
     }
     start_handshake(c);
+}
+
+/* One message from the queue rx into *m, its descriptor into *fd (-1: none; any more
+ * than one are closed) and the message flags into *flags. recvmsg's result. */
+static ssize_t recv_handoff(int rx, struct handoff_msg *m, int *fd, int *flags)
+{
+    union handoff_cmsg u;
+    struct iovec iov = {.iov_base = m, .iov_len = sizeof(*m)};
+    struct msghdr mh = {
+        .msg_iov = &iov, .msg_iovlen = 1, .msg_control = u.buf, .msg_controllen = sizeof(u.buf)};
+
+    *fd = -1;
+    ssize_t n = recvmsg(rx, &mh, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
+    if (n < 0)
+        return n;
+    for (struct cmsghdr *cm = CMSG_FIRSTHDR(&mh); cm != NULL; cm = CMSG_NXTHDR(&mh, cm)) {
+        if (cm->cmsg_level != SOL_SOCKET || cm->cmsg_type != SCM_RIGHTS)
+            continue;
+        size_t nfd = (cm->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+        for (size_t k = 0; k < nfd; k++) {
+            int x;
+            memcpy(&x, CMSG_DATA(cm) + k * sizeof(int), sizeof(x));
+            if (*fd < 0)
+                *fd = x;
+            else
+                close(x); /* never more than one: not ours to keep */
+        }
+    }
+    *flags = mh.msg_flags;
+    return n;
 }
 
 /* Connections other workers passed here, each with its ClientHello still unread. */
@@ -1089,39 +1170,61 @@ static void on_handoff(uv_poll_t *h, int status, int events)
         return;
     for (int i = 0; i < CB_ACCEPT_BATCH; i++) {
         struct handoff_msg m;
-        union handoff_cmsg u;
-        struct iovec iov = {.iov_base = &m, .iov_len = sizeof(m)};
-        struct msghdr mh = {.msg_iov = &iov,
-                            .msg_iovlen = 1,
-                            .msg_control = u.buf,
-                            .msg_controllen = sizeof(u.buf)};
-        int fd = -1;
+        int fd, flags;
 
-        ssize_t n = recvmsg(srv->cfg.handoff_rx, &mh, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
+        ssize_t n = recv_handoff(srv->cfg.handoff_rx, &m, &fd, &flags);
         if (n < 0)
             return; /* EAGAIN: all taken */
-        for (struct cmsghdr *cm = CMSG_FIRSTHDR(&mh); cm != NULL; cm = CMSG_NXTHDR(&mh, cm)) {
-            if (cm->cmsg_level != SOL_SOCKET || cm->cmsg_type != SCM_RIGHTS)
-                continue;
-            size_t nfd = (cm->cmsg_len - CMSG_LEN(0)) / sizeof(int);
-            for (size_t k = 0; k < nfd; k++) {
-                int x;
-                memcpy(&x, CMSG_DATA(cm) + k * sizeof(int), sizeof(x));
-                if (fd < 0)
-                    fd = x;
-                else
-                    close(x); /* never more than one: not ours to keep */
+        if (flags & MSG_CTRUNC) {
+            /* The kernel dropped the descriptor: this worker has no room for one. */
+            if (fd >= 0)
+                close(fd);
+            srv->refused_total++;
+            gcount(srv, CB_GSTAT_CAPACITY);
+            if (uv_now(srv->loop) - srv->last_refusal_log >= 1000) {
+                srv->last_refusal_log = uv_now(srv->loop);
+                cb_log("error", "handoff_dropped",
+                       "worker=%d reason=\"out of descriptors\" refused_total=%llu",
+                       srv->cfg.worker, (unsigned long long)srv->refused_total);
             }
+            continue;
         }
-        if (n != (ssize_t)sizeof(m) || m.magic != CB_HANDOFF_MAGIC || fd < 0 ||
-            (mh.msg_flags & (MSG_TRUNC | MSG_CTRUNC))) {
+        if (n != (ssize_t)sizeof(m) || m.magic != CB_HANDOFF_MAGIC || fd < 0 || m.from < 0 ||
+            m.from >= srv->cfg.workers || (flags & MSG_TRUNC)) {
             if (fd >= 0)
                 close(fd);
             continue;
         }
+        if (srv->draining) {
+            /* Passed as this worker began to stop (the sender had not yet heard): a new
+             * connection during shutdown, closed as one still in a listen queue would be. */
+            close(fd);
+            continue;
+        }
+        if (mono_ms() - m.accepted_ms >= srv->cfg.handshake_timeout_ms) {
+            /* It waited out its handshake time in the queue (this worker was restarting). */
+            char client[INET6_ADDRSTRLEN + 8];
+            addr_text(&m.peer, client, sizeof(client));
+            cb_log("warn", "handshake_timeout",
+                   "worker=%d client=%s reason=\"waited %llu ms to be passed to this worker\"",
+                   srv->cfg.worker, client, (unsigned long long)(mono_ms() - m.accepted_ms));
+            close(fd);
+            gcount(srv, CB_GSTAT_TIMEOUT);
+            continue;
+        }
+        if (srv->cfg.max_conns != 0 && srv->n_conns >= srv->cfg.max_conns && !m.back &&
+            m.from != srv->cfg.worker) {
+            /* This worker is full, the one that accepted it had room: it serves it. */
+            m.back = 1;
+            if (hand_off(srv, fd, m.from, &m) == 0) {
+                close(fd);
+                continue;
+            }
+        }
         if (refuse_over_cap(srv, fd))
             continue;
-        accept_one(srv, fd, &m.peer, &m.local, true);
+        struct arrival how = {.local = &m.local, .adopted = true, .accepted_ms = m.accepted_ms};
+        accept_one(srv, fd, &m.peer, &how);
     }
 }
 
@@ -1143,7 +1246,8 @@ static void on_listener(uv_poll_t *h, int status, int events)
         if (fd >= 0) {
             int one = 1;
             setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-            accept_one(srv, fd, &peer, NULL, false);
+            struct arrival how = {.accepted_ms = mono_ms()};
+            accept_one(srv, fd, &peer, &how);
             continue;
         }
         if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
@@ -1520,6 +1624,13 @@ void cb_server_free(struct cb_server *srv)
     srv->closing = 2;
     srv->freeing = true;
     if (srv->handoff_polling) {
+        /* What other workers passed and this one will never serve: closed now, not when
+         * the master (which holds the socket for a restart) exits. */
+        struct handoff_msg m;
+        int fd, flags;
+        while (recv_handoff(srv->cfg.handoff_rx, &m, &fd, &flags) >= 0)
+            if (fd >= 0)
+                close(fd);
         srv->closing++;
         uv_close((uv_handle_t *)&srv->handoff_poll, on_server_handle_closed);
     }

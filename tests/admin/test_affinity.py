@@ -5,6 +5,8 @@ worker that is asked for it. Counted in /metrics: certbind_certificates_loaded_t
 certbind_connections_handed_off_total."""
 
 import socket
+import ssl
+import time
 
 import adminlib as al
 import cbe2e
@@ -74,7 +76,8 @@ def test_a_hot_certificate_is_parsed_by_both_workers(st):
         srv.stop()
     # The kernel spreads the 100 connections over both workers' listeners, so the one that
     # does not own the certificate takes more than 16 of them (binomial, odds of fewer ~1e-7).
-    assert (loaded, handed) == (2, 16)
+    # 16 within 10 s, unless the machine is so slow (valgrind) that the window restarts.
+    assert loaded == 2 and handed >= 16, (loaded, handed)
 
 
 def test_a_passed_connection_keeps_its_addresses(st, backends):
@@ -109,13 +112,76 @@ def test_a_passed_connection_keeps_its_addresses(st, backends):
         srv.stop()
 
 
-def test_a_client_that_sends_nothing_or_junk_is_handled_where_it_landed(st):
-    """The peek never decides a certificate: a client that closes at once, sends bytes
-    that are no ClientHello, or sends half a ClientHello and stops, costs one connection in
-    the worker that accepted it and leaves the server serving."""
+def _split_hello_thumb(port, sni, cut, pause=0.15):
+    """A handshake whose ClientHello reaches the server in two segments, `pause` apart
+    (as a browser's larger ClientHello may): the served certificate's thumbprint."""
+    sock = socket.create_connection(("127.0.0.1", port))
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    sock.settimeout(10 * cbe2e.SLOW)
+    inc, out = ssl.MemoryBIO(), ssl.MemoryBIO()
+    obj = cbe2e.client_ctx().wrap_bio(inc, out, server_hostname=sni)
+    try:
+        obj.do_handshake()
+    except ssl.SSLWantReadError:
+        pass
+    hello = out.read()
+    assert len(hello) > cut
+    sock.sendall(hello[:cut])
+    time.sleep(pause)
+    sock.sendall(hello[cut:])
+    try:
+        while True:
+            try:
+                obj.do_handshake()
+                break
+            except ssl.SSLWantReadError:
+                data = out.read()
+                if data:
+                    sock.sendall(data)
+                data = sock.recv(65536)
+                if data:
+                    inc.write(data)
+                else:
+                    inc.write_eof()
+        data = out.read()
+        if data:
+            sock.sendall(data)
+        return cbe2e.thumb_of_der(obj.getpeercert(binary_form=True))
+    finally:
+        sock.close()
+
+
+def test_a_clienthello_in_two_segments_still_goes_to_its_owner(st):
+    """The peek waits (SO_RCVLOWAT) for the rest of a ClientHello that arrives in pieces,
+    cut inside the record header or inside the record: each certificate is still parsed
+    by one worker, and every client gets its own certificate."""
+    P = free_port()
+    sites = _sites(st, 8, P)
+    addr, _ = al.admin_addr()
+    srv = st.serve(workers=2, admin=addr).start()
+    try:
+        for cut in (3, 60, 200):
+            for name, c in sites:
+                assert _split_hello_thumb(P, name, cut) == c.thumb, (name, cut)
+        loaded, handed = _counts(addr, 3 * len(sites))
+    finally:
+        srv.stop()
+    # 3 connections a name: without the wait, every split ClientHello would be served
+    # where it landed, parsing about half the certificates in both workers.
+    assert loaded == len(sites), loaded
+    assert handed > 0, handed
+
+
+def test_junk_and_stalled_clients_stay_where_they_landed(st):
+    """The peek never decides a certificate: a client that closes at once or sends bytes
+    that are no ClientHello is handled (and refused) by the worker that accepted it, never
+    passed on; half a ClientHello that stops is closed at the handshake timeout; no worker
+    dies; and the server goes on serving."""
     P = free_port()
     (name, c), = _sites(st, 1, P)
-    srv = st.serve(workers=2).start()
+    addr, _ = al.admin_addr()
+    srv = st.serve(workers=2, admin=addr, handshake_timeout=1).start()
+    pids = [w["pid"] for w in al.status(addr)["workers"]]
     try:
         for payload in (b"", b"GET / HTTP/1.1\r\n\r\n", b"\x16\x03\x01\x02\x00\x01\x00\x01"):
             for _ in range(4):
@@ -123,6 +189,22 @@ def test_a_client_that_sends_nothing_or_junk_is_handled_where_it_landed(st):
                 if payload:
                     s.sendall(payload)
                 s.close()
+        # Half a ClientHello, then silence: the server ends it when the handshake time is up.
+        stalled = socket.create_connection(("127.0.0.1", P))
+        stalled.sendall(b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03")
+        stalled.settimeout(15 * cbe2e.SLOW)
+        try:
+            while stalled.recv(100):  # socket.timeout here: the server never ended it
+                pass
+        except ConnectionResetError:
+            pass  # closed with our bytes unread: a reset
+        stalled.close()
+        m = al.poll_metrics(addr, lambda m: m.failures("", "timeout") >= 1,
+                            what="the stalled ClientHello counted as a timeout")
+        assert m.get("certbind_connections_handed_off_total") == 0
+        assert m.get("certbind_connections_accepted_total") == 13
+        assert [w["pid"] for w in al.status(addr)["workers"]] == pids, "a worker was restarted"
         assert served_thumb("127.0.0.1", P, name) == c.thumb
     finally:
         srv.stop()
+    assert not srv.lines("worker_died"), srv.lines("worker_died")
