@@ -122,6 +122,18 @@ static void test_every_prefix_asks_for_more(void **state)
     free(ch);
 }
 
+static void test_wanted_is_the_whole_first_record(void **state)
+{
+    size_t len;
+    (void)state;
+    unsigned char *ch = client_hello("www.example.com", 0, &len);
+    for (size_t n = 0; n < 5; n++)
+        assert_int_equal(cb_peek_wanted(ch, n), 5);
+    for (size_t n = 5; n <= len; n++)
+        assert_int_equal(cb_peek_wanted(ch, n), len); /* one record: all of it */
+    free(ch);
+}
+
 static void test_bytes_after_the_record_do_not_matter(void **state)
 {
     char name[256];
@@ -275,6 +287,7 @@ int main(void)
         cmocka_unit_test(test_a_long_name_is_read_whole),
         cmocka_unit_test(test_no_server_name_is_no_sni),
         cmocka_unit_test(test_every_prefix_asks_for_more),
+        cmocka_unit_test(test_wanted_is_the_whole_first_record),
         cmocka_unit_test(test_bytes_after_the_record_do_not_matter),
         cmocka_unit_test(test_what_is_not_a_client_hello_is_unknown),
         cmocka_unit_test(test_hand_made_extensions),
