@@ -124,6 +124,7 @@ int cb_runtime_build(struct cb_store *st, struct cb_tls_cache *cache, bool log_b
     if (rt == NULL)
         return cb_err_set(err, CB_ENOMEM, "out of memory");
     rt->refs = 1;
+    rt->cache = cache;
     if ((ret = cb_store_load_snapshot(st, &rt->snap, err)) != 0)
         goto out_free;
     if ((ret = cb_store_cert_foreach(st, collect, &cs, err)) != 0) {
@@ -268,6 +269,7 @@ int cb_runtime_derive(struct cb_store *st, struct cb_tls_cache *cache, const str
         return cb_err_set(err, CB_ENOMEM, "out of memory");
     }
     rt->refs = 1;
+    rt->cache = cache;
     rt->snap = snap;
     rt->bind_tls = calloc(n ? n : 1, sizeof(*rt->bind_tls));
     rt->backends = calloc(n ? n : 1, sizeof(*rt->backends));

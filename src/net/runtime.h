@@ -33,6 +33,7 @@ struct cb_runtime {
     uint32_t *active;              /* per binding: open connections (for the per-binding cap) */
     struct cb_stats_entry **stat;  /* per binding: its counters, found on first use (or NULL) */
     size_t n_broken;
+    const struct cb_tls_cache *cache; /* borrowed: the worker's, which outlives its runtimes */
 };
 
 struct cb_runtime *cb_runtime_ref(struct cb_runtime *rt);

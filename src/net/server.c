@@ -918,10 +918,13 @@ static void to_v4_if_mapped(struct sockaddr_storage *ss)
     memcpy(ss, &s4, sizeof(s4));
 }
 
-/* Certificate affinity is on: other workers to pass connections to, and not draining. */
+/* Certificate affinity is on: other workers to pass connections to, not draining, and
+ * some certificate not yet parsed here (once all are, every connection stays: at small N
+ * the peek stops as soon as each worker has parsed what it serves). */
 static bool affinity_on(const struct cb_server *srv)
 {
-    return srv->cfg.workers > 1 && srv->cfg.handoff_tx != NULL && !srv->draining && srv->rt != NULL;
+    return srv->cfg.workers > 1 && srv->cfg.handoff_tx != NULL && !srv->draining &&
+           srv->rt != NULL && cb_tls_cache_untried(srv->rt->cache) > 0;
 }
 
 /* Milliseconds on a clock every worker shares (uv_now is each loop's own). */

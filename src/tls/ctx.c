@@ -38,6 +38,7 @@ struct cb_tls_cert {
     bool tried;                  /* loaded, or failed: bundle or error is set */
     bool seen;                   /* used by the snapshot being built */
     bool in_cache;
+    struct cb_tls_cache *cache; /* while in_cache: its untried count follows this entry */
     struct cb_cert_bundle *bundle;
     char *error;
     uint32_t handoffs;       /* connections passed to its owner worker in this window */
@@ -47,7 +48,22 @@ struct cb_tls_cert {
 struct cb_tls_cache {
     struct cb_tls_cert **buckets;
     size_t n_buckets, n_entries;
+    size_t n_untried; /* entries neither loaded nor failed yet */
 };
+
+/* e leaves the cache: it no longer counts among the untried. */
+static void leave_cache(struct cb_tls_cache *c, struct cb_tls_cert *e)
+{
+    if (!e->tried)
+        c->n_untried--;
+    e->in_cache = false;
+    e->cache = NULL;
+}
+
+size_t cb_tls_cache_untried(const struct cb_tls_cache *c)
+{
+    return c != NULL ? c->n_untried : 0;
+}
 
 static size_t str_hash(const char *s)
 {
@@ -97,7 +113,7 @@ void cb_tls_cache_free(struct cb_tls_cache *c)
         struct cb_tls_cert *e = c->buckets[i], *next;
         for (; e != NULL; e = next) {
             next = e->next;
-            e->in_cache = false;
+            leave_cache(c, e);
             cert_unref(e);
         }
     }
@@ -123,7 +139,7 @@ void cb_tls_cache_sweep(struct cb_tls_cache *c)
                 continue;
             }
             *pp = e->next;
-            e->in_cache = false;
+            leave_cache(c, e);
             cert_unref(e);
             c->n_entries--;
         }
@@ -209,9 +225,17 @@ SSL_CTX *cb_tls_default_ctx(int (*on_client_hello)(SSL *ssl, int *alert, void *a
     return ctx;
 }
 
+/* t has been tried (loaded, or found broken): one fewer untried in its cache. */
+static void mark_tried(struct cb_tls_cert *t)
+{
+    if (!t->tried && t->in_cache)
+        t->cache->n_untried--;
+    t->tried = true;
+}
+
 static void fail(struct cb_tls_cert *t, const struct cb_err *err)
 {
-    t->tried = true;
+    mark_tried(t);
     t->error = strdup(err->msg[0] ? err->msg : "cannot load the certificate");
 }
 
@@ -237,7 +261,7 @@ static void load(struct cb_tls_cert *t)
     struct cb_cert_bundle *bundle = NULL;
     struct cb_err err = {0};
 
-    t->tried = true;
+    mark_tried(t);
     if (cb_key_file_safe(t->key_path ? t->key_path : t->cert_path, &err) != 0 ||
         cb_cert_bundle_load(t->cert_path, t->key_path, NULL, &bundle, &err) != 0)
         goto out_error;
@@ -340,7 +364,7 @@ void cb_tls_cache_get(struct cb_tls_cache *c, const char *key, const char *cert_
     *reused = false;
     if (e != NULL) { /* replaced: connections and snapshots still using it keep it */
         *pp = e->next;
-        e->in_cache = false;
+        leave_cache(c, e);
         c->n_entries--;
         cert_unref(e);
     }
@@ -356,6 +380,8 @@ void cb_tls_cache_get(struct cb_tls_cache *c, const char *key, const char *cert_
     }
     e->refs = 2; /* the cache's and out's */
     e->in_cache = true;
+    e->cache = c;
+    c->n_untried++;
     e->seen = true;
     stat(cert_path, &e->cert_st);
     if (key_path != NULL)

@@ -27,6 +27,9 @@ void cb_tls_cache_free(struct cb_tls_cache *c);
 /* Marks every entry unseen; entries still unseen at _sweep() are dropped. */
 void cb_tls_cache_mark(struct cb_tls_cache *c);
 void cb_tls_cache_sweep(struct cb_tls_cache *c);
+/* How many certificates in the cache are neither parsed nor known broken yet: with none,
+ * every connection is served where it lands (nothing is left for affinity to save). */
+size_t cb_tls_cache_untried(const struct cb_tls_cache *c);
 /*
  * Fills *out for certificate `key` (a thumbprint or a ccs file path) with files
  * cert_path/key_path (key_path NULL: the key is in cert_path). Unless eager,
