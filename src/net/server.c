@@ -1000,19 +1000,31 @@ static void accept_one(struct cb_server *srv, int fd, const struct sockaddr_stor
     update_polls(c);
 }
 
-/* Over --max-connections: fd is closed at once, counted, logged at most once a second. */
-static bool refuse_over_cap(struct cb_server *srv, int fd)
+/* A connection closed at once for lack of room (fd, or -1 when the kernel dropped it):
+ * counted under capacity; logged (event, what) at most once a second, a flood must not
+ * flood the log. */
+static void refuse(struct cb_server *srv, int fd, const char *level, const char *event,
+                   const char *what)
 {
-    if (srv->cfg.max_conns == 0 || srv->n_conns < srv->cfg.max_conns)
-        return false;
-    close(fd);
+    if (fd >= 0)
+        close(fd);
     srv->refused_total++;
     gcount(srv, CB_GSTAT_CAPACITY);
     if (uv_now(srv->loop) - srv->last_refusal_log >= 1000) {
         srv->last_refusal_log = uv_now(srv->loop);
-        cb_log("warn", "connection_cap", "worker=%d cap=%u refused_total=%llu", srv->cfg.worker,
-               srv->cfg.max_conns, (unsigned long long)srv->refused_total);
+        cb_log(level, event, "worker=%d %s refused_total=%llu", srv->cfg.worker, what,
+               (unsigned long long)srv->refused_total);
     }
+}
+
+/* Over --max-connections: fd is closed at once (refuse). */
+static bool refuse_over_cap(struct cb_server *srv, int fd)
+{
+    char what[40];
+    if (srv->cfg.max_conns == 0 || srv->n_conns < srv->cfg.max_conns)
+        return false;
+    snprintf(what, sizeof(what), "cap=%u", srv->cfg.max_conns);
+    refuse(srv, fd, "warn", "connection_cap", what);
     return true;
 }
 
@@ -1180,16 +1192,8 @@ static void on_handoff(uv_poll_t *h, int status, int events)
             return; /* EAGAIN: all taken */
         if (flags & MSG_CTRUNC) {
             /* The kernel dropped the descriptor: this worker has no room for one. */
-            if (fd >= 0)
-                close(fd);
-            srv->refused_total++;
-            gcount(srv, CB_GSTAT_CAPACITY);
-            if (uv_now(srv->loop) - srv->last_refusal_log >= 1000) {
-                srv->last_refusal_log = uv_now(srv->loop);
-                cb_log("error", "handoff_dropped",
-                       "worker=%d reason=\"out of descriptors\" refused_total=%llu",
-                       srv->cfg.worker, (unsigned long long)srv->refused_total);
-            }
+            refuse(srv, fd, "error", "handoff_dropped",
+                   "reason=\"out of descriptors; raise LimitNOFILE\"");
             continue;
         }
         if (n != (ssize_t)sizeof(m) || m.magic != CB_HANDOFF_MAGIC || fd < 0 || m.from < 0 ||

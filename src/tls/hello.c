@@ -41,6 +41,16 @@ static void set_local(struct cb_resolve_query *q, const struct sockaddr_storage 
     }
 }
 
+/* The certificate entry a resolution serves from: its central-store file's, or its binding's. */
+static const struct cb_tls_entry *entry_of(const struct cb_snapshot *snap,
+                                           const struct cb_resolution *r,
+                                           const struct cb_tls_entry *bind_tls,
+                                           const struct cb_tls_entry *file_tls)
+{
+    return r->rule == CB_RULE_CCS ? &file_tls[r->ccs - cb_snapshot_ccs_file(snap, 0)]
+                                  : &bind_tls[r->binding];
+}
+
 const struct cb_tls_entry *cb_hello_entry_for(const struct cb_snapshot *snap,
                                               const struct cb_tls_entry *bind_tls,
                                               const struct cb_tls_entry *file_tls,
@@ -53,8 +63,7 @@ const struct cb_tls_entry *cb_hello_entry_for(const struct cb_snapshot *snap,
     cb_resolve(snap, &q, &r);
     if (r.rule == CB_RULE_NONE || (cb_snapshot_binding(snap, r.binding)->flags & CB_OPT_REJECT))
         return NULL;
-    return r.rule == CB_RULE_CCS ? &file_tls[r.ccs - cb_snapshot_ccs_file(snap, 0)]
-                                 : &bind_tls[r.binding];
+    return entry_of(snap, &r, bind_tls, file_tls);
 }
 
 enum cb_hello_outcome cb_hello_choose(SSL *ssl, const struct cb_snapshot *snap,
@@ -90,8 +99,7 @@ enum cb_hello_outcome cb_hello_choose(SSL *ssl, const struct cb_snapshot *snap,
     }
     out->binding = r.binding;
     out->b = cb_snapshot_binding(snap, r.binding);
-    out->tls = r.rule == CB_RULE_CCS ? &file_tls[r.ccs - cb_snapshot_ccs_file(snap, 0)]
-                                     : &bind_tls[r.binding];
+    out->tls = entry_of(snap, &r, bind_tls, file_tls);
     if (out->b->flags & CB_OPT_REJECT) {
         out->alert = SSL_AD_HANDSHAKE_FAILURE;
         return CB_HELLO_REJECTED;
