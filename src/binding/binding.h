@@ -50,6 +50,11 @@ enum cb_opt_flag {
 #undef CB_XX
 };
 
+/* Not an option: set by the store on a binding whose row is damaged (its key is readable,
+ * the rest is not). Such a binding resolves as usual and fails every handshake, so a
+ * client never falls through to another binding's certificate. Never stored. */
+#define CB_OPT_DAMAGED (1u << 30)
+
 enum cb_proxy_proto { CB_PROXY_OFF = 0, CB_PROXY_V1 = 1, CB_PROXY_V2 = 2 };
 
 /* Which fields of struct cb_binding a command set (for `update`). */

@@ -110,6 +110,13 @@ static void cert_entry(struct cb_store *st, struct cb_tls_cache *cache, const ch
     cb_tls_cache_get(cache, thumb, cert_path, key_path, eager, out, reused);
 }
 
+/* A binding whose store row is damaged: it fails its handshakes until the row is fixed. */
+static void damaged(struct cb_tls_entry *out)
+{
+    cb_tls_entry_set_error(out, "its row in the store is damaged; delete it with 'certbind "
+                                "delete sslcert' and add it again");
+}
+
 int cb_runtime_build(struct cb_store *st, struct cb_tls_cache *cache, bool log_broken,
                      struct cb_runtime **out, struct cb_runtime_stats *stats, struct cb_err *err)
 {
@@ -151,20 +158,24 @@ int cb_runtime_build(struct cb_store *st, struct cb_tls_cache *cache, bool log_b
         bool reused = false;
         if (b->backend != NULL)
             resolve_backend(b->backend, &rt->backends[i]);
-        if (b->kind == CB_KEY_CCS)
+        if (b->flags & CB_OPT_DAMAGED) {
+            damaged(&rt->bind_tls[i]);
+        } else if (b->kind == CB_KEY_CCS) {
             continue;
-        struct cert_ref key, *ref;
-        memcpy(key.thumb, b->certhash, sizeof(key.thumb));
-        ref = cs.n ? bsearch(&key, cs.v, cs.n, sizeof(*cs.v), cmp_ref) : NULL;
-        if (ref == NULL) {
-            missing_cert(b, &rt->bind_tls[i]);
         } else {
-            cert_entry(st, cache, ref->thumb, ref->cert_path, ref->key_path, &rt->bind_tls[i],
-                       &reused);
-            if (reused)
-                stats->certs_reused++;
-            else
-                stats->certs_new++;
+            struct cert_ref key, *ref;
+            memcpy(key.thumb, b->certhash, sizeof(key.thumb));
+            ref = cs.n ? bsearch(&key, cs.v, cs.n, sizeof(*cs.v), cmp_ref) : NULL;
+            if (ref == NULL) {
+                missing_cert(b, &rt->bind_tls[i]);
+            } else {
+                cert_entry(st, cache, ref->thumb, ref->cert_path, ref->key_path, &rt->bind_tls[i],
+                           &reused);
+                if (reused)
+                    stats->certs_reused++;
+                else
+                    stats->certs_new++;
+            }
         }
         const char *why = cb_tls_entry_error(&rt->bind_tls[i]);
         if (why != NULL) {
@@ -215,6 +226,10 @@ static void entry_for(struct cb_store *st, struct cb_tls_cache *cache,
     bool reused = false;
 
     *loaded = false;
+    if (b->flags & CB_OPT_DAMAGED) {
+        damaged(out);
+        return;
+    }
     int ret = cb_store_cert_get(st, b->certhash, &row, &err);
     if (ret == CB_ENOENT) {
         missing_cert(b, out);

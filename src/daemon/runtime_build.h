@@ -7,7 +7,7 @@
 
 struct cb_runtime_stats {
     size_t bindings, broken;
-    size_t certs_new;    /* certificate entries made anew (parsed now if eager, else on first use) */
+    size_t certs_new; /* certificate entries made anew (parsed now if eager, else on first use) */
     size_t certs_reused; /* entries kept from the cache: not parsed again */
     uint64_t generation;
     double ms;

@@ -520,6 +520,23 @@ static int binding_from_stmt(sqlite3_stmt *stmt, struct cb_binding *b, struct cb
         col_text(stmt, 4), sqlite3_column_int64(stmt, 5), sqlite3_column_int64(stmt, 6), b, err);
 }
 
+/*
+ * For what serves (snapshots, change logs): one damaged row breaks only its own binding.
+ * A row whose key is readable but whose other fields are not becomes a binding with
+ * CB_OPT_DAMAGED and nothing else (it fails its handshakes); a row whose key is not
+ * readable cannot be matched by any client and is left out: returns CB_ENOENT.
+ */
+static int binding_from_stmt_serving(sqlite3_stmt *stmt, struct cb_binding *b)
+{
+    if (binding_from_stmt(stmt, b, NULL) == 0)
+        return 0;
+    cb_binding_init(b);
+    if (cb_key_parse_word(col_text(stmt, 0), &b->key, NULL) != 0)
+        return CB_ENOENT;
+    b->flags = CB_OPT_DAMAGED;
+    return 0;
+}
+
 int cb_store_binding_get(struct cb_store *st, const struct cb_binding_key *key,
                          struct cb_binding *out, struct cb_err *err)
 {
@@ -818,6 +835,29 @@ static int scan_ccs(struct cb_snapshot_builder *sb, uint32_t index, const char *
     return ret;
 }
 
+/* Every binding as it is served: a damaged row breaks only itself (see above). */
+static int foreach_serving(struct cb_store *st, cb_binding_fn fn, void *ctx, struct cb_err *err)
+{
+    char sql[sizeof(binding_columns) + 32];
+    struct cb_binding b;
+    sqlite3_stmt *stmt;
+    int ret, rc;
+
+    snprintf(sql, sizeof(sql), "%s ORDER BY key", binding_columns);
+    if ((ret = prepare(st, sql, &stmt, err)) != 0)
+        return ret;
+    while ((rc = sqlite3_step(stmt)) == SQLITE_ROW) {
+        if (binding_from_stmt_serving(stmt, &b) != 0)
+            continue;
+        if ((ret = fn(&b, ctx)) != 0)
+            goto out_finalize;
+    }
+    ret = rc == SQLITE_DONE ? 0 : db_error(st, err, rc, "listing bindings");
+out_finalize:
+    sqlite3_finalize(stmt);
+    return ret;
+}
+
 struct load_ctx {
     struct cb_snapshot_builder *sb;
     struct cb_err *err;
@@ -849,7 +889,7 @@ int cb_store_load_snapshot(struct cb_store *st, struct cb_snapshot **out, struct
     }
     ret = cb_store_generation(st, &generation);
     if (ret == 0)
-        ret = cb_store_binding_foreach(st, NULL, load_one, &lc, err);
+        ret = foreach_serving(st, load_one, &lc, err);
     sqlite3_exec(st->db, "COMMIT", NULL, NULL, NULL);
     if (ret != 0) {
         cb_snapshot_builder_free(lc.sb);
@@ -865,6 +905,29 @@ void cb_store_changes_clear(struct cb_store_changes *c)
     free(c->set);
     free(c->removed);
     memset(c, 0, sizeof(*c));
+}
+
+/* One binding by its key text, as it is served; CB_ENOENT when there is none. */
+static int binding_get_serving(struct cb_store *st, const char *text, struct cb_binding *out,
+                               struct cb_err *err)
+{
+    char sql[sizeof(binding_columns) + 32];
+    sqlite3_stmt *stmt;
+    int ret, rc;
+
+    snprintf(sql, sizeof(sql), "%s WHERE key = ?1", binding_columns);
+    if ((ret = prepare(st, sql, &stmt, err)) != 0)
+        return ret;
+    sqlite3_bind_text(stmt, 1, text, -1, SQLITE_TRANSIENT);
+    rc = sqlite3_step(stmt);
+    if (rc == SQLITE_ROW)
+        ret = binding_from_stmt_serving(stmt, out);
+    else if (rc == SQLITE_DONE)
+        ret = CB_ENOENT;
+    else
+        ret = db_error(st, err, rc, "reading a binding");
+    sqlite3_finalize(stmt);
+    return ret;
 }
 
 static int changes_read(struct cb_store *st, uint64_t from, struct cb_store_changes *out,
@@ -928,7 +991,7 @@ static int changes_read(struct cb_store *st, uint64_t from, struct cb_store_chan
                 goto out_finalize;
             }
         }
-        ret = cb_store_binding_get(st, &key, &b, err);
+        ret = binding_get_serving(st, text, &b, err);
         if (ret == 0)
             out->set[out->n_set++] = b;
         else if (ret == CB_ENOENT)

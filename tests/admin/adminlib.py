@@ -209,11 +209,19 @@ def days_left(not_after, now):
 
 
 def admin_pid(srv):
-    """The admin process of a serve: its child that is not a worker (the last one started)."""
+    """The admin process of a serve: its child named cb-admin (the last one started)."""
     workers = {w["pid"] for w in status(srv.admin)["workers"]}
-    others = [p for p in srv.children() if p not in workers]
+    others = [p for p in srv.children() if p not in workers and _comm(p) == "cb-admin"]
     assert len(others) == 1, (srv.children(), workers, srv.log())
     return others[0]
+
+
+def _comm(pid):
+    try:
+        with open("/proc/%d/comm" % pid) as f:
+            return f.read().strip()
+    except OSError:
+        return ""
 
 
 def socket_fds(pid):

@@ -8,6 +8,7 @@ import subprocess
 import time
 
 import pytest
+from pathlib import Path
 
 import cbe2e
 from cbe2e import (ERR, IS_ROOT, SLOW, STARTUP, TLSConn, connect_refused, free_port, poll_until,
@@ -243,7 +244,8 @@ def _status(pid):
 def test_workers_run_as_service_user(one, service_user):
     srv = one["st"].serve(workers=2).start()
     kids = srv.children()
-    assert len(kids) == 2, kids
+    names = sorted(Path("/proc/%d/comm" % pid).read_text().strip() for pid in kids)
+    assert names == ["cb-manager", "cb-worker-0", "cb-worker-1"], names
     for pid in kids:
         s = _status(pid)
         assert s["Uid"] == [str(service_user.pw_uid)] * 4, s["Uid"]

@@ -1,0 +1,48 @@
+/*
+ * What the processes of `certbind serve` share: the options every child starts
+ * from, and each kind of child's entry point. Private to src/daemon.
+ *
+ * The master (supervisor.c) forks three kinds of children and supervises them:
+ *  - workers (worker.c): serve TLS on the bound endpoints, nothing else;
+ *  - the manager (manager.c): background work that waits on the outside world or
+ *    writes the store (linked certificate files today); workers never do it;
+ *  - the admin process (admin/), with --admin: metrics and the status page.
+ * A child tells the master it is ready by writing 'R' on its ready pipe, or that it
+ * cannot start by writing 'F' and exiting with CB_EXIT_FATAL.
+ */
+#ifndef CB_DAEMON_SERVE_INT_H
+#define CB_DAEMON_SERVE_INT_H
+
+#include "net/server.h"
+
+#include <stdbool.h>
+
+/* A child's exit status for "cannot run, do not start me again". */
+#define CB_EXIT_FATAL 3
+
+struct cb_serve_opts {
+    char state_dir[CB_PATH_MAX + 1];
+    struct cb_server_config cfg; /* each worker sets cfg.worker (and hand-off) in its copy */
+    int workers;
+    struct cb_stats *stats; /* shared counters when --admin is given, else NULL */
+    /* Certificate affinity: worker i takes passed connections from handoff[i][0]; any
+     * worker passes one to i through handoff[i][1]. Held by the master for restarts. */
+    int (*handoff)[2];
+    int *handoff_tx;
+    int admin_fd; /* the admin port's listening socket, or -1 */
+};
+
+/* A worker's life, in the forked child: returns its exit status. */
+int cb_worker_main(struct cb_serve_opts *opts, int index, int ready_fd);
+/* The manager's life, in the forked child: returns its exit status. */
+int cb_manager_main(const struct cb_serve_opts *opts, int ready_fd);
+
+/*
+ * The master: starts every child, restarts the ones that die (with backoff), takes
+ * SIGTERM/SIGINT/SIGHUP, talks to systemd. admin_addr: for the log, or NULL. Returns 0 after a
+ * clean stop, or a CB_E* code with err filled when the service could not start or cannot go on.
+ */
+int cb_supervise(struct cb_serve_opts *opts, const char *admin_addr,
+                 struct cb_err *err) CB_MUST_CHECK;
+
+#endif
