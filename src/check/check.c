@@ -9,6 +9,7 @@
 
 #include <arpa/inet.h>
 #include <dirent.h>
+#include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -310,7 +311,7 @@ static int binding_findings(struct ctx *c, const struct cb_snapshot *snap, size_
 
     for (uint32_t b = 0; b < n; b++) {
         const struct cb_snap_binding *e = cb_snapshot_binding(snap, b);
-        if (e->kind == CB_KEY_CCS)
+        if (e->kind == CB_KEY_CCS || (e->flags & CB_OPT_DAMAGED)) /* store-damaged says it */
             continue;
         struct cert *ce = find_cert(c, e->certhash);
         if (ce == NULL) {
@@ -399,6 +400,61 @@ static int binding_findings(struct ctx *c, const struct cb_snapshot *snap, size_
                 return CB_ENOMEM;
             s = c->next_sni[s];
         }
+    }
+    return 0;
+}
+
+/* ---- the store and the machine ------------------------------------------ */
+
+static int on_damaged(const char *key_text, const char *reason, bool key_readable, void *arg)
+{
+    struct ctx *c = arg;
+    struct cb_finding *x =
+        add(c->out, "store-damaged", CB_SEV_ERROR, 0,
+            key_readable ? "%s: its row in the store is damaged (%s); it fails every handshake "
+                           "until you delete it (certbind delete sslcert %s) and add it again"
+                         : "%s: its row in the store is damaged (%s); no client can reach it; "
+                           "restore the store from a backup%.0s",
+            key_text, reason, key_text);
+    return x == NULL || add_binding(x, key_text) != 0 ? CB_ENOMEM : 0;
+}
+
+/* An IP binding on an address this machine does not have: its handshakes never arrive
+ * (serve listens on it all the same, and serves it once the address is added). */
+static int address_findings(struct ctx *c, const struct cb_snapshot *snap, size_t n)
+{
+    for (uint32_t b = 0; b < n; b++) {
+        const struct cb_snap_binding *e = cb_snapshot_binding(snap, b);
+        if (e->kind != CB_KEY_IP)
+            continue;
+        struct sockaddr_storage ss = {0};
+        socklen_t len;
+        if (e->family == AF_INET) {
+            struct sockaddr_in *in = (struct sockaddr_in *)&ss;
+            in->sin_family = AF_INET;
+            memcpy(&in->sin_addr, e->addr, 4);
+            len = sizeof(*in);
+        } else {
+            struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)&ss;
+            in6->sin6_family = AF_INET6;
+            memcpy(&in6->sin6_addr, e->addr, 16);
+            len = sizeof(*in6);
+        }
+        int fd = socket(e->family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        if (fd < 0)
+            continue;
+        bool missing = bind(fd, (struct sockaddr *)&ss, len) != 0 && errno == EADDRNOTAVAIL;
+        close(fd);
+        if (!missing)
+            continue;
+        struct cb_finding *x =
+            add(c->out, "address-not-local", CB_SEV_WARNING, e->port,
+                "%s: this machine has no such address, so no client reaches this binding here; "
+                "add the address to an interface, or bind the certificate to a name or to "
+                "0.0.0.0:%u instead",
+                e->key_text, e->port);
+        if (x == NULL || add_binding(x, e->key_text) != 0)
+            return CB_ENOMEM;
     }
     return 0;
 }
@@ -620,7 +676,8 @@ int cb_check_run(struct cb_store *st, const struct cb_check_opts *opts, struct c
         ce->audited = cb_cert_audit_file(ce->row.cert_path, &ce->audit, &aerr) == 0;
     }
     if ((ret = cert_findings(&c, snap)) != 0 || (ret = binding_findings(&c, snap, n, ports)) != 0 ||
-        (ret = ccs_findings(&c, snap, n)) != 0)
+        (ret = ccs_findings(&c, snap, n)) != 0 || (ret = address_findings(&c, snap, n)) != 0 ||
+        (ret = cb_store_damaged_foreach(st, on_damaged, &c, err)) != 0)
         goto out_free;
     if (out->n > 1) /* out->v is NULL without findings, which qsort must not be given */
         qsort(out->v, out->n, sizeof(*out->v), cmp_finding);

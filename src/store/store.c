@@ -858,6 +858,32 @@ out_finalize:
     return ret;
 }
 
+int cb_store_damaged_foreach(struct cb_store *st, cb_damaged_fn fn, void *ctx, struct cb_err *err)
+{
+    char sql[sizeof(binding_columns) + 32];
+    struct cb_binding b;
+    struct cb_binding_key key;
+    struct cb_err why;
+    sqlite3_stmt *stmt;
+    int ret, rc;
+
+    snprintf(sql, sizeof(sql), "%s ORDER BY key", binding_columns);
+    if ((ret = prepare(st, sql, &stmt, err)) != 0)
+        return ret;
+    while ((rc = sqlite3_step(stmt)) == SQLITE_ROW) {
+        memset(&why, 0, sizeof(why));
+        if (binding_from_stmt(stmt, &b, &why) == 0)
+            continue;
+        bool readable = cb_key_parse_word(col_text(stmt, 0), &key, NULL) == 0;
+        if ((ret = fn(col_text(stmt, 0), why.msg, readable, ctx)) != 0)
+            goto out_finalize;
+    }
+    ret = rc == SQLITE_DONE ? 0 : db_error(st, err, rc, "listing bindings");
+out_finalize:
+    sqlite3_finalize(stmt);
+    return ret;
+}
+
 struct load_ctx {
     struct cb_snapshot_builder *sb;
     struct cb_err *err;

@@ -71,6 +71,15 @@ int cb_store_binding_foreach(struct cb_store *st, const char *thumbprint, cb_bin
                              void *ctx, struct cb_err *err) CB_MUST_CHECK;
 
 /* Walks the bindings of one port (every kind), in key order. */
+/*
+ * Every damaged binding row (one that the strict readers refuse): fn gets its key as
+ * stored (borrowed) and why it cannot be read. What serves treats such a row as a
+ * binding that fails its handshakes (key readable) or leaves it out (key unreadable).
+ */
+typedef int (*cb_damaged_fn)(const char *key_text, const char *reason, bool key_readable,
+                             void *ctx);
+int cb_store_damaged_foreach(struct cb_store *st, cb_damaged_fn fn, void *ctx,
+                             struct cb_err *err) CB_MUST_CHECK;
 int cb_store_binding_foreach_port(struct cb_store *st, uint16_t port, cb_binding_fn fn, void *ctx,
                                   struct cb_err *err) CB_MUST_CHECK;
 

@@ -34,6 +34,8 @@ ERR = "certbind: error: "
 WARN = "certbind: warning: "
 
 CODES = {
+    "store-damaged": "error",
+    "address-not-local": "warning",
     "ip-shadows-sni": "error",
     "key-unusable": "error",
     "name-mismatch": "error",
