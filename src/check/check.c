@@ -409,8 +409,10 @@ static int binding_findings(struct ctx *c, const struct cb_snapshot *snap, size_
 static int on_damaged(const char *key_text, const char *reason, bool key_readable, void *arg)
 {
     struct ctx *c = arg;
+    struct cb_binding_key key;
+    uint16_t port = key_readable && cb_key_parse_word(key_text, &key, NULL) == 0 ? key.port : 0;
     struct cb_finding *x =
-        add(c->out, "store-damaged", CB_SEV_ERROR, 0,
+        add(c->out, "store-damaged", CB_SEV_ERROR, port,
             key_readable ? "%s: its row in the store is damaged (%s); it fails every handshake "
                            "until you delete it (certbind delete sslcert %s) and add it again"
                          : "%s: its row in the store is damaged (%s); no client can reach it; "

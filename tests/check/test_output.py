@@ -43,7 +43,16 @@ def every_code(cb):
     cb.bind("ipport=192.0.2.3:9443", weak)
     # port 10443: a central store folder that does not exist
     cb.ok("add", "sslcert", "ccs=10443", "ccspath=%s" % (cb.base / "no-such-folder"))
+    # a binding row damaged behind certbind's back
+    import sqlite3
+    db = sqlite3.connect(str(cb.state / "certbind.db"))
+    with db:
+        db.execute("INSERT INTO bindings VALUES('ipport=127.0.0.5:11443', 'xyz', '', "
+                   "'', '', 0, 0)")
+    db.close()
     return {
+        "store-damaged": "ipport=127.0.0.5:11443",
+        "address-not-local": None,  # the 192.0.2.x bindings
         "ip-shadows-sni": "ipport=127.0.0.2:443",
         "name-mismatch": "hostnameport=shop.example.com:443",
         "expired": "hostnameport=exp.example.com:8443",
@@ -123,7 +132,7 @@ def test_human_output_grouped_by_port_then_binding(cb):
     rows, summary = parse_human(out)
     # each port once, in order, each with a "Port N" line before its bindings
     ports = [int(m) for m in re.findall(r"^Port (\d+)$", out, re.M)]
-    assert ports == sorted(set(ports)) == [443, 8443, 9443, 10443]
+    assert ports == sorted(set(ports)) == [443, 8443, 9443, 10443, 11443]
     # each binding once within its port
     seen = []
     for port, binding, *_ in rows:

@@ -282,6 +282,15 @@ def read_until_closed(s, deadline):
 
 # -- processes -------------------------------------------------------------------------------
 
+def comm(pid):
+    """A process's name (/proc/PID/comm), or "" when it is gone."""
+    try:
+        with open("/proc/%d/comm" % pid) as f:
+            return f.read().strip()
+    except OSError:
+        return ""
+
+
 def children(pid):
     """PIDs whose parent is pid."""
     try:
@@ -437,10 +446,12 @@ class Server:
         return int(snaps[-1]["generation"]) if snaps else -1
 
     def workers(self):
-        return sorted(children(self.proc.pid)) if self.proc else []
+        """The worker processes (cb-worker-N), not the manager or the admin process."""
+        return sorted(p for p in children(self.proc.pid) if comm(p).startswith("cb-worker")) \
+            if self.proc else []
 
     def all_pids(self):
-        return [self.proc.pid] + self.workers()
+        return [self.proc.pid] + sorted(children(self.proc.pid))
 
     def rss_kb(self):
         return sum(rss_kb(p) for p in self.workers())
