@@ -518,12 +518,12 @@ def break_store(st, kind, port, ip_port, cert):
     if kind == "damaged_row":
         # A key certbind would never accept and a valid key with a garbage thumbprint.
         insert_rows(st, [("hostnameport=bad..name:%d" % port, cert.thumb),
-                         ("hostnameport=broken.test:%d" % port, "NOT-A-THUMBPRINT")])
-        return "broken.test", ["bad..name", "broken.test"]
+                         ("hostnameport=broken-row.test:%d" % port, "NOT-A-THUMBPRINT")])
+        return "broken-row.test", ["bad..name", "broken-row.test"]
     if kind == "unreadable_key":
         os.chmod(st.key_file(cert.thumb), 0)  # the service user cannot read it any more
-        insert_rows(st, [("hostnameport=broken.test:%d" % port, cert.thumb)])
-        return "broken.test", ["broken.test"]
+        insert_rows(st, [("hostnameport=broken-key.test:%d" % port, cert.thumb)])
+        return "broken-key.test", ["broken-key.test"]
     if kind == "nonlocal_ip":
         insert_rows(st, [("ipport=%s:%d" % (NONLOCAL_IP, ip_port), cert.thumb)])
         return None, [NONLOCAL_IP]
