@@ -117,6 +117,17 @@ static void damaged(struct cb_tls_entry *out)
                                 "delete sslcert' and add it again");
 }
 
+/* Rows the store cannot read: each breaks only its own binding; say which and how. */
+static int log_damaged(const char *key_text, const char *reason, bool key_readable, void *arg)
+{
+    char q[900], k[300];
+    (void)arg;
+    cb_log("error", "binding_damaged", "binding=%s reason=%s action=%s",
+           cb_log_quote(key_text, k, sizeof(k)), cb_log_quote(reason, q, sizeof(q)),
+           key_readable ? "fails-handshakes" : "left-out");
+    return 0;
+}
+
 int cb_runtime_build(struct cb_store *st, struct cb_tls_cache *cache, bool log_broken,
                      struct cb_runtime **out, struct cb_runtime_stats *stats, struct cb_err *err)
 {
@@ -133,6 +144,8 @@ int cb_runtime_build(struct cb_store *st, struct cb_tls_cache *cache, bool log_b
     rt->refs = 1;
     rt->cache = cache;
     if ((ret = cb_store_load_snapshot(st, &rt->snap, err)) != 0)
+        goto out_free;
+    if (log_broken && (ret = cb_store_damaged_foreach(st, log_damaged, NULL, err)) != 0)
         goto out_free;
     if ((ret = cb_store_cert_foreach(st, collect, &cs, err)) != 0) {
         if (ret == CB_ENOMEM)

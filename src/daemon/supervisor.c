@@ -547,6 +547,11 @@ int cb_supervise(struct cb_serve_opts *opts, const char *admin_addr, struct cb_e
 out_sfd:
     close(sv.sfd);
 out_mask:
+    /* Signals still pending (a SIGHUP storm, a second SIGTERM) must not end the process
+     * with a signal status once the service has stopped cleanly. */
+    signal(SIGHUP, SIG_IGN);
+    signal(SIGTERM, SIG_IGN);
+    signal(SIGINT, SIG_IGN);
     sigprocmask(SIG_SETMASK, &old, NULL);
     free(sv.slots);
     return ret;
