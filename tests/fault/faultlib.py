@@ -446,7 +446,7 @@ class Killer(threading.Thread):
                     # Named: only workers (a child not renamed yet is left for the next
                     # round). Unnamed with an admin process: cannot tell them apart.
                     continue
-                if self.srv.signal_child(pid, signal.SIGKILL):
+                if self.srv.signal_child(pid, signal.SIGKILL) and pid not in self.killed:
                     self.killed.append(pid)
             time.sleep(self.interval)  # paces /proc polling
 
