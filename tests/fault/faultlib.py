@@ -319,7 +319,8 @@ def check_clean_stop(srv, problems, expect_died=None, rc_ok=(0,), within=STOP_WI
         srv.kill()
     else:
         if rc_ok is not None and rc not in rc_ok:
-            problems.append("serve exited %d, expected %s" % (rc, rc_ok))
+            problems.append("serve exited %d%s, expected %s" % (
+                rc, " (killed by %s)" % signal.Signals(-rc).name if rc < 0 else "", rc_ok))
         last = (log.rstrip().splitlines() or [""])[-1]
         if sent and "event=stopped" not in last:
             problems.append("event=stopped is not the last log line (last: %r)" % last[:200])
@@ -435,12 +436,17 @@ class Killer(threading.Thread):
 
     def run(self):
         while not self.halt.is_set() and not self.srv.exited():
-            for pid, n in self.srv.kids().items():
-                if pid in self.spare or n in ("cb-admin", "cb-manager"):
+            kids = self.srv.kids()
+            named = any(n and CHILD_NAMES.match(n) for n in kids.values())
+            for pid, n in kids.items():
+                if pid in self.spare:
                     continue
-                if self.srv.admin is not None and not (n or "").startswith("cb-worker-"):
-                    continue  # unnamed with an admin process: cannot tell them apart
-                if self.srv.signal_child(pid, signal.SIGKILL):
+                if (named or self.srv.admin is not None) and not re.match(r"cb-worker-\d+$",
+                                                                          n or ""):
+                    # Named: only workers (a child not renamed yet is left for the next
+                    # round). Unnamed with an admin process: cannot tell them apart.
+                    continue
+                if self.srv.signal_child(pid, signal.SIGKILL) and pid not in self.killed:
                     self.killed.append(pid)
             time.sleep(self.interval)  # paces /proc polling
 

@@ -127,6 +127,7 @@ def test_sigterm_in_every_state(st, sites, request, state):
             pid = new
         fl.poll_until(lambda: len(srv.lines("worker_died")) >= 5 or srv.exited(), 10 * fl.SLOW)
         waits = [_restart_ms(l) for l in srv.lines("worker_died")]
+        srv.kids()
         seen = set(srv.seen)
         fl.check_clean_stop(srv, problems, expect_died={"worker_died": 5})
         started = sorted(set(srv.seen) - seen)
@@ -153,6 +154,9 @@ def test_sigterm_in_every_state(st, sites, request, state):
         srv.start(wait_ready=False)
         fl.poll_until(lambda: srv.exited() or re.search(r"\bevent=start\b", srv.log()),
                       10 * fl.SLOW)
+        if srv.exited():
+            problems.append("serve exited %s on its own before SIGTERM (broken input must not "
+                            "stop it from starting)" % srv.proc.returncode)
         fl.check_clean_stop(srv, problems, rc_ok=None)
         what = "broken store at start (exit %s)" % srv.proc.returncode
     fl.verdict(srv, problems, "SIGTERM during " + what)
