@@ -293,8 +293,8 @@ static void on_ready_readable(uv_poll_t *h, int status, int events)
                 announce(sv);
         } else {
             who(s, w, sizeof(w));
-            cb_log("info", s->kind == SLOT_WORKER ? "worker_ready" : "process_ready", "%s pid=%ld",
-                   w, (long)s->pid);
+            cb_log("info", s->kind == SLOT_WORKER ? "worker_ready" : "process_ready",
+                   "%s child_pid=%ld", w, (long)s->pid);
             tell_systemd_status(sv);
         }
     }
@@ -344,7 +344,8 @@ static void on_hard_stop(uv_timer_t *t)
         if (sv->slots[i].pid > 0) {
             char w[32];
             who(&sv->slots[i], w, sizeof(w));
-            cb_log("warn", "stop_timeout", "%s pid=%ld action=SIGKILL", w, (long)sv->slots[i].pid);
+            cb_log("warn", "stop_timeout", "%s child_pid=%ld action=SIGKILL", w,
+                   (long)sv->slots[i].pid);
             kill(sv->slots[i].pid, SIGKILL);
         }
     }
@@ -401,8 +402,8 @@ static void child_exited(struct slot *s, int status)
     if (code == CB_EXIT_FATAL) {
         s->fatal = true;
         cb_log("error", s->kind == SLOT_WORKER ? "worker_fatal" : "process_fatal",
-               "%s pid=%ld reason=\"cannot run; not started again (see its last log line)\"", w,
-               (long)pid);
+               "%s child_pid=%ld reason=\"cannot run; not started again (see its last log line)\"",
+               w, (long)pid);
         if (!sv->announced && (s->kind == SLOT_WORKER || s->kind == SLOT_ADMIN)) {
             fail(sv, s->kind == SLOT_WORKER
                          ? "a worker could not start (see the worker_failed line above)"
@@ -423,8 +424,8 @@ static void child_exited(struct slot *s, int status)
     const char *event = s->kind == SLOT_WORKER    ? "worker_died"
                         : s->kind == SLOT_MANAGER ? "manager_died"
                                                   : "admin_died";
-    cb_log("error", event, "%s pid=%ld status=%d signal=%d restart_in_ms=%llu", w, (long)pid, code,
-           sig, (unsigned long long)delay);
+    cb_log("error", event, "%s child_pid=%ld status=%d signal=%d restart_in_ms=%llu", w, (long)pid,
+           code, sig, (unsigned long long)delay);
     uv_timer_start(&s->restart, on_restart, delay, 0);
     tell_systemd_status(sv);
 }

@@ -16,9 +16,9 @@ def _died_problems(srv, kind, pid, index, after):
     lines = [l for l in srv.log()[after:].splitlines() if re.search(r"\bevent=%s\b" % ev, l)]
     if not lines:
         return ["no event=%s line for the killed %s (pid %d)" % (ev, kind, pid)]
-    mine = [l for l in lines if re.search(r"\bpid=%d\b" % pid, l)] or lines
+    mine = [l for l in lines if re.search(r"\bchild_pid=%d\b" % pid, l)] or lines
     line = mine[0]
-    want = [r"\bpid=%d\b" % pid, r"\bsignal=9\b", r"\brestart_in_ms=\d+\b"]
+    want = [r"\bchild_pid=%d\b" % pid, r"\bsignal=9\b", r"\brestart_in_ms=\d+\b"]
     if kind == "worker":
         want.append(r"\bworker=%d\b" % index)
     missing = [w for w in want if not re.search(w, line)]
@@ -61,10 +61,10 @@ def test_kill_each_child_under_handshake_loop(st, sites, request, kind, workers)
                 problems.append("%s %s (pid %d) not replaced within %ss"
                                 % (kind, index, pid, fl.REPLACED_WITHIN))
             elif kind == "worker":
-                rx = re.compile(r"\bevent=worker_ready\b(?=.*\bworker=%d\b)(?=.*\bpid=%d\b)"
+                rx = re.compile(r"\bevent=worker_ready\b(?=.*\bworker=%d\b)(?=.*\bchild_pid=%d\b)"
                                 % (index, new))
                 if not fl.poll_until(lambda: rx.search(srv.log(), off), 5 * fl.SLOW):
-                    problems.append("no 'event=worker_ready worker=%d pid=%d' for the new worker"
+                    problems.append("no 'event=worker_ready worker=%d child_pid=%d' for the new worker"
                                     % (index, new))
             problems += _died_problems(srv, kind, pid, index, off)
         if not hl.wait_ok(5, 10 * fl.SLOW):
