@@ -36,7 +36,7 @@ struct serve_opts {
     char state_dir[CB_PATH_MAX + 1];
     struct cb_server_config cfg;
     int workers;
-    struct cb_stats *stats; /* shared counters when --admin is given, else NULL */
+    struct cb_metrics *stats; /* shared counters when --admin is given, else NULL */
     /* Certificate affinity: worker i takes passed connections from handoff[i][0]; any
      * worker passes one to i through handoff[i][1]. Held by the master for restarts. */
     int (*handoff)[2];
@@ -285,7 +285,7 @@ static int worker_main(const struct serve_opts *opts, int ready_fd)
     uv_loop_close(&w.loop);
     cb_tls_cache_free(w.cache);
     cb_store_close(w.st);
-    cb_stats_writer_free(opts->cfg.stats);
+    cb_metrics_writer_free(opts->cfg.stats);
     return 0;
 out_fatal:
     cb_log("error", "worker_failed", "worker=%d reason=%s", opts->cfg.worker,
@@ -335,7 +335,7 @@ static pid_t spawn(struct serve_opts *opts, int index, int ready_w, int ready_r)
         opts->cfg.handoff_tx = opts->handoff_tx;
     }
     if (opts->stats != NULL &&
-        (opts->cfg.stats = cb_stats_writer_new(cb_stats_area(opts->stats, index))) == NULL) {
+        (opts->cfg.stats = cb_metrics_writer_new(cb_metrics_area(opts->stats, index))) == NULL) {
         cb_log("error", "worker_failed", "worker=%d reason=\"out of memory\"", index);
         if (write(ready_w, "F", 1) != 1)
             _exit(CB_WORKER_FATAL);
@@ -488,7 +488,7 @@ int cb_cmd_serve(struct cb_cli *cli)
     if (cli->admin != NULL) {
         if ((ret = open_admin(cli, &opts.admin_fd)) != 0)
             return ret;
-        if ((ret = cb_stats_new(opts.workers, CB_STATS_CAPACITY, &opts.stats, &cli->err)) != 0) {
+        if ((ret = cb_metrics_new(opts.workers, CB_STATS_CAPACITY, &opts.stats, &cli->err)) != 0) {
             close(opts.admin_fd);
             return ret;
         }
@@ -611,7 +611,7 @@ int cb_cmd_serve(struct cb_cli *cli)
     close(ready[1]);
     if (opts.admin_fd >= 0)
         close(opts.admin_fd);
-    cb_stats_free(opts.stats);
+    cb_metrics_free(opts.stats);
     sigprocmask(SIG_SETMASK, &old, NULL);
     cb_log("info", "stopped", "reason=\"all workers exited\"");
     return 0;

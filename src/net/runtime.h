@@ -26,12 +26,12 @@ struct cb_backend {
 
 struct cb_runtime {
     int refs;
-    struct cb_snapshot *snap;      /* owned reference */
-    struct cb_tls_entry *bind_tls; /* per binding (unused for ccs bindings) */
-    struct cb_tls_entry *file_tls; /* per central-store file */
-    struct cb_backend *backends;   /* per binding */
-    uint32_t *active;              /* per binding: open connections (for the per-binding cap) */
-    struct cb_stats_entry **stat;  /* per binding: its counters, found on first use (or NULL) */
+    struct cb_snapshot *snap;       /* owned reference */
+    struct cb_tls_entry *bind_tls;  /* per binding (unused for ccs bindings) */
+    struct cb_tls_entry *file_tls;  /* per central-store file */
+    struct cb_backend *backends;    /* per binding */
+    uint32_t *active;               /* per binding: open connections (for the per-binding cap) */
+    struct cb_metrics_entry **stat; /* per binding: its counters, found on first use (or NULL) */
     size_t n_broken;
     const struct cb_tls_cache *cache; /* borrowed: the worker's, which outlives its runtimes */
 };

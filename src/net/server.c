@@ -59,8 +59,8 @@ struct conn {
     bool proxy_sent;  /* the PROXY header is queued already (ahead of the first bytes) */
     uint32_t cap_idx; /* its binding's index in srv->rt, which may be newer than rt */
     bool want_cr, want_cw, want_br, want_bw;
-    bool failure_counted;      /* a failed handshake was counted under its reason */
-    struct cb_stats_entry *st; /* the binding's counters once the handshake is done (open) */
+    bool failure_counted;        /* a failed handshake was counted under its reason */
+    struct cb_metrics_entry *st; /* the binding's counters once the handshake is done (open) */
     uint64_t last_active;
     uint64_t accepted_ms; /* mono_ms() at accept, in whichever worker accepted it */
     size_t lowat;         /* ST_PEEK: SO_RCVLOWAT set to this many bytes (0: not set) */
@@ -162,32 +162,32 @@ static void conn_log(struct conn *c, const char *level, const char *event, const
 
 /* ---- counters (serve --admin) ------------------------------------------- */
 
-static void gcount(struct cb_server *srv, enum cb_gstat k)
+static void gcount(struct cb_server *srv, enum cb_gmetric k)
 {
     if (srv->cfg.stats != NULL)
-        cb_stat_add(&cb_stats_writer_area(srv->cfg.stats)->g[k], 1);
+        cb_metric_add(&cb_metrics_writer_area(srv->cfg.stats)->g[k], 1);
 }
 
 /* The counters of the binding chosen for c (NULL when none, or nothing is counted). */
-static struct cb_stats_entry *binding_stats(struct conn *c)
+static struct cb_metrics_entry *binding_stats(struct conn *c)
 {
     if (c->srv->cfg.stats == NULL || c->binding == NULL)
         return NULL;
-    struct cb_stats_entry **slot = &c->rt->stat[c->bidx];
+    struct cb_metrics_entry **slot = &c->rt->stat[c->bidx];
     if (*slot == NULL)
-        *slot = cb_stats_entry_get(c->srv->cfg.stats, c->binding->key_text);
+        *slot = cb_metrics_entry_get(c->srv->cfg.stats, c->binding->key_text);
     return *slot;
 }
 
 /* A failed handshake, counted once: under its binding when one was chosen. */
-static void count_failure(struct conn *c, enum cb_stat k, enum cb_gstat gk)
+static void count_failure(struct conn *c, enum cb_metric k, enum cb_gmetric gk)
 {
     if (c->failure_counted)
         return;
     c->failure_counted = true;
-    struct cb_stats_entry *e = binding_stats(c);
+    struct cb_metrics_entry *e = binding_stats(c);
     if (e != NULL)
-        cb_stat_add(&e->v[k], 1);
+        cb_metric_add(&e->v[k], 1);
     else
         gcount(c->srv, gk);
 }
@@ -252,9 +252,9 @@ static void conn_close(struct conn *c)
     if (c->counted)
         srv->rt->active[c->cap_idx]--;
     if (srv->cfg.stats != NULL) {
-        cb_stat_sub(&cb_stats_writer_area(srv->cfg.stats)->g[CB_GSTAT_OPEN], 1);
+        cb_metric_sub(&cb_metrics_writer_area(srv->cfg.stats)->g[CB_GMETRIC_OPEN], 1);
         if (c->st != NULL)
-            cb_stat_sub(&c->st->v[CB_STAT_OPEN], 1);
+            cb_metric_sub(&c->st->v[CB_METRIC_OPEN], 1);
     }
     free(c->c2b.data);
     free(c->b2c.data);
@@ -292,21 +292,21 @@ static int on_client_hello(SSL *ssl, int *alert, void *arg)
     memcpy(c->sni, ch.sni, strlen(ch.sni) + 1);
     *alert = ch.alert;
     if (ch.loaded_now)
-        gcount(srv, CB_GSTAT_CERTS_LOADED);
+        gcount(srv, CB_GMETRIC_CERTS_LOADED);
     if (o == CB_HELLO_BAD_SNI) {
-        count_failure(c, CB_STAT_FAIL_PROTOCOL, CB_GSTAT_PROTOCOL);
+        count_failure(c, CB_METRIC_FAIL_PROTOCOL, CB_GMETRIC_PROTOCOL);
         conn_log(c, "warn", "handshake_failed", "malformed server_name");
         return CB_TLS_HELLO_REFUSE;
     }
     if (o == CB_HELLO_NO_BINDING) {
-        count_failure(c, CB_STAT_FAIL_PROTOCOL, CB_GSTAT_NO_BINDING);
+        count_failure(c, CB_METRIC_FAIL_PROTOCOL, CB_GMETRIC_NO_BINDING);
         conn_log(c, "warn", "handshake_failed", "no binding matches");
         return CB_TLS_HELLO_REFUSE;
     }
     c->binding = ch.b;
     c->bidx = ch.binding;
     if (o == CB_HELLO_REJECTED) {
-        count_failure(c, CB_STAT_FAIL_REJECTED, CB_GSTAT_PROTOCOL);
+        count_failure(c, CB_METRIC_FAIL_REJECTED, CB_GMETRIC_PROTOCOL);
         conn_log(c, "warn", "handshake_failed", "binding is set reject=enable");
         return CB_TLS_HELLO_REFUSE;
     }
@@ -317,7 +317,7 @@ static int on_client_hello(SSL *ssl, int *alert, void *arg)
             cb_log("error", "binding_broken", "worker=%d binding=%s reason=%s", srv->cfg.worker,
                    c->binding->key_text, cb_log_quote(ch.error, q, sizeof(q)));
         }
-        count_failure(c, CB_STAT_FAIL_KEY, CB_GSTAT_PROTOCOL);
+        count_failure(c, CB_METRIC_FAIL_KEY, CB_GMETRIC_PROTOCOL);
         conn_log(c, "warn", "handshake_failed", ch.error);
         return CB_TLS_HELLO_REFUSE;
     }
@@ -330,7 +330,7 @@ static int on_client_hello(SSL *ssl, int *alert, void *arg)
                        srv->cfg.worker, c->binding->key_text, srv->cfg.max_conns_binding,
                        (unsigned long long)srv->refused_binding);
             }
-            count_failure(c, CB_STAT_FAIL_CAPACITY, CB_GSTAT_CAPACITY);
+            count_failure(c, CB_METRIC_FAIL_CAPACITY, CB_GMETRIC_CAPACITY);
             *alert = cb_tls_alert_handshake_failure();
             return CB_TLS_HELLO_REFUSE;
         }
@@ -339,7 +339,7 @@ static int on_client_hello(SSL *ssl, int *alert, void *arg)
         c->cap_idx = ch.binding;
     }
     if (cb_tls_apply_binding(ssl, ch.tls, c->binding) != 0) {
-        count_failure(c, CB_STAT_FAIL_KEY, CB_GSTAT_PROTOCOL);
+        count_failure(c, CB_METRIC_FAIL_KEY, CB_GMETRIC_PROTOCOL);
         conn_log(c, "warn", "handshake_failed", "the TLS library refused the certificate and key");
         *alert = cb_tls_alert_internal_error();
         return CB_TLS_HELLO_REFUSE;
@@ -475,7 +475,7 @@ static int pump_c2b(struct conn *c)
     if (io == CB_TLS_IO_OK) {
         ssize_t n = (ssize_t)got;
         if (c->st != NULL)
-            cb_stat_add(&c->st->v[CB_STAT_BYTES_IN], (uint64_t)n);
+            cb_metric_add(&c->st->v[CB_METRIC_BYTES_IN], (uint64_t)n);
         if (c->respond_503) {
             if (c->b2c.len == 0 && !c->backend_eof)
                 queue_503(c);
@@ -552,7 +552,7 @@ static int pump_b2c(struct conn *c)
     ssize_t n = recv(c->bfd, c->srv->scratch, sizeof(c->srv->scratch), 0);
     if (n > 0) {
         if (c->st != NULL)
-            cb_stat_add(&c->st->v[CB_STAT_BYTES_OUT], (uint64_t)n);
+            cb_metric_add(&c->st->v[CB_METRIC_BYTES_OUT], (uint64_t)n);
         size_t wrote;
         enum cb_tls_io io = cb_tls_write(c->ssl, c->srv->scratch, (size_t)n, &wrote);
         if (io == CB_TLS_IO_ERROR || io == CB_TLS_IO_CLOSED) {
@@ -749,7 +749,7 @@ static void on_first_bytes(struct conn *c)
         cb_tls_read(c->ssl, c->srv->scratch, sizeof(c->srv->scratch) - (size_t)hn, &n);
     if (io == CB_TLS_IO_OK) {
         if (c->st != NULL)
-            cb_stat_add(&c->st->v[CB_STAT_BYTES_IN], (uint64_t)n);
+            cb_metric_add(&c->st->v[CB_METRIC_BYTES_IN], (uint64_t)n);
         if (buf_keep(&c->c2b, (const char *)hdr, (size_t)hn) != 0) {
             conn_fail(c, "conn_error", "out of memory");
             return;
@@ -789,8 +789,8 @@ static void do_handshake(struct conn *c)
     enum cb_tls_io io = cb_tls_handshake(c->ssl);
     if (io == CB_TLS_IO_OK) {
         if ((c->st = binding_stats(c)) != NULL) {
-            cb_stat_add(&c->st->v[CB_STAT_HANDSHAKES], 1);
-            cb_stat_add(&c->st->v[CB_STAT_OPEN], 1);
+            cb_metric_add(&c->st->v[CB_METRIC_HANDSHAKES], 1);
+            cb_metric_add(&c->st->v[CB_METRIC_OPEN], 1);
         }
         if (client_speaks_first(c)) {
             c->state = ST_WAIT;
@@ -816,7 +816,7 @@ static void do_handshake(struct conn *c)
         conn_close(c);
         return;
     default:
-        count_failure(c, CB_STAT_FAIL_PROTOCOL, CB_GSTAT_PROTOCOL);
+        count_failure(c, CB_METRIC_FAIL_PROTOCOL, CB_GMETRIC_PROTOCOL);
         conn_fail(c, "handshake_failed", cb_tls_io_reason(why, sizeof(why)));
         return;
     }
@@ -880,7 +880,7 @@ static void on_timer(uv_timer_t *t)
     case ST_HANDSHAKE:
         snprintf(why, sizeof(why), "no handshake within %llu ms",
                  (unsigned long long)c->srv->cfg.handshake_timeout_ms);
-        count_failure(c, CB_STAT_FAIL_TIMEOUT, CB_GSTAT_TIMEOUT);
+        count_failure(c, CB_METRIC_FAIL_TIMEOUT, CB_GMETRIC_TIMEOUT);
         conn_fail(c, "handshake_timeout", why);
         return;
     case ST_CONNECTING:
@@ -970,10 +970,10 @@ static void accept_one(struct cb_server *srv, int fd, const struct sockaddr_stor
     c->bfd = -1;
     c->accepted_ms = how->accepted_ms;
     if (srv->cfg.stats != NULL) {
-        struct cb_stats_area *a = cb_stats_writer_area(srv->cfg.stats);
+        struct cb_metrics_area *a = cb_metrics_writer_area(srv->cfg.stats);
         if (!how->adopted) /* counted once, by the worker that accepted it */
-            cb_stat_add(&a->g[CB_GSTAT_ACCEPTED], 1);
-        cb_stat_add(&a->g[CB_GSTAT_OPEN], 1);
+            cb_metric_add(&a->g[CB_GMETRIC_ACCEPTED], 1);
+        cb_metric_add(&a->g[CB_GMETRIC_OPEN], 1);
     }
     c->peer = *peer;
     to_v4_if_mapped(&c->local);
@@ -1009,7 +1009,7 @@ static void refuse(struct cb_server *srv, int fd, const char *level, const char 
     if (fd >= 0)
         close(fd);
     srv->refused_total++;
-    gcount(srv, CB_GSTAT_CAPACITY);
+    gcount(srv, CB_GMETRIC_CAPACITY);
     if (uv_now(srv->loop) - srv->last_refusal_log >= 1000) {
         srv->last_refusal_log = uv_now(srv->loop);
         cb_log(level, event, "worker=%d %s refused_total=%llu", srv->cfg.worker, what,
@@ -1138,7 +1138,7 @@ static void on_peek(struct conn *c)
         m.local = c->local;
         m.peer = c->peer;
         if (hand_off(srv, c->cfd, to, &m) == 0) {
-            gcount(srv, CB_GSTAT_HANDED_OFF);
+            gcount(srv, CB_GMETRIC_HANDED_OFF);
             conn_close(c); /* the other worker has the socket now */
             return;
         }
@@ -1216,7 +1216,7 @@ static void on_handoff(uv_poll_t *h, int status, int events)
                    "worker=%d client=%s reason=\"waited %llu ms to be passed to this worker\"",
                    srv->cfg.worker, client, (unsigned long long)(mono_ms() - m.accepted_ms));
             close(fd);
-            gcount(srv, CB_GSTAT_TIMEOUT);
+            gcount(srv, CB_GMETRIC_TIMEOUT);
             continue;
         }
         if (srv->cfg.max_conns != 0 && srv->n_conns >= srv->cfg.max_conns && !m.back &&
