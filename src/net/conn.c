@@ -431,7 +431,8 @@ static void to_v4_if_mapped(struct sockaddr_storage *ss)
 /*
  * From this worker's listener, or passed by another worker (its ClientHello is waiting:
  * the handshake begins at once, with what is left of the handshake timeout since it was
- * accepted).
+ * accepted). The connection resolves against the runtime it takes a reference to here,
+ * and affinity is judged through that same reference.
  */
 void cb_conn_start(struct cb_server *srv, int fd, const struct sockaddr_storage *peer,
                    const struct cb_arrival *how)
@@ -449,8 +450,10 @@ void cb_conn_start(struct cb_server *srv, int fd, const struct sockaddr_storage 
                srv->rt != NULL ? "out of memory" : "nothing to serve yet");
         return;
     }
-    bool peek = !how->adopted && cb_handoff_affinity_on(srv, srv->rt);
+    c->rt = cb_runtime_ref(srv->rt);
+    bool peek = !how->adopted && cb_handoff_affinity_on(srv, c->rt);
     if (!peek && (c->ssl = cb_tls_conn_new(srv->default_ctx, fd, c)) == NULL) {
+        cb_runtime_unref(c->rt);
         free(c);
         close(fd);
         cb_log("error", "accept_failed", "worker=%d reason=\"out of memory\"", srv->cfg.worker);
@@ -467,7 +470,6 @@ void cb_conn_start(struct cb_server *srv, int fd, const struct sockaddr_storage 
         cb_metric_add(&a->g[CB_GMETRIC_OPEN], 1);
     }
     c->peer = *peer;
-    c->rt = cb_runtime_ref(srv->rt);
     to_v4_if_mapped(&c->local);
     to_v4_if_mapped(&c->peer);
     uv_poll_init(srv->loop, &c->cpoll, fd);

@@ -93,11 +93,11 @@ static bool set_lowat(int fd, size_t n)
 }
 
 /* The worker that owns the certificate for the ClientHello peeked (pk, name), resolved
- * against the newest bindings; this worker when none does or the name is not one. */
+ * against c->rt; this worker when none does or the name is not one. */
 static int owner_of(struct cb_conn *c, enum cb_peek pk, const unsigned char *name, size_t len)
 {
     struct cb_server *srv = c->srv;
-    struct cb_runtime *rt = srv->rt;
+    struct cb_runtime *rt = c->rt;
     char sni[CB_NAME_MAX + 1];
 
     if (pk == CB_PEEK_SNI && cb_name_normalize((const char *)name, len, 0, sni, NULL) != 0)
@@ -142,7 +142,13 @@ void cb_handoff_on_peek(struct cb_conn *c)
         set_lowat(c->cfd, 1); /* the socket goes on as any other, here or in the owner */
         c->lowat = 0;
     }
-    if ((pk == CB_PEEK_SNI || pk == CB_PEEK_NO_SNI) && cb_handoff_affinity_on(srv, srv->rt))
+    /* The owner is found in the newest bindings, through a runtime c holds a reference
+     * to (never a bare srv->rt kept from earlier: its certificate cache may be gone). */
+    if (c->rt != srv->rt) {
+        cb_runtime_unref(c->rt);
+        c->rt = cb_runtime_ref(srv->rt);
+    }
+    if ((pk == CB_PEEK_SNI || pk == CB_PEEK_NO_SNI) && cb_handoff_affinity_on(srv, c->rt))
         to = owner_of(c, pk, name, name_len);
     if (to != srv->cfg.worker) {
         struct cb_handoff_msg m;

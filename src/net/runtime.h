@@ -33,7 +33,10 @@ struct cb_runtime {
     uint32_t *active;               /* per binding: open connections (for the per-binding cap) */
     struct cb_metrics_entry **stat; /* per binding: its counters, found on first use (or NULL) */
     size_t n_broken;
-    const struct cb_tls_cache *cache; /* borrowed: the worker's, which outlives its runtimes */
+    /* Borrowed: the worker's certificate cache. Whoever builds the runtime keeps the cache
+     * alive as long as any reference to the runtime is (never freed under a live one);
+     * net/ reads it only through a runtime it holds a reference to (a connection's c->rt). */
+    const struct cb_tls_cache *cache;
 };
 
 struct cb_runtime *cb_runtime_ref(struct cb_runtime *rt);

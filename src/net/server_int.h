@@ -133,7 +133,8 @@ uint64_t cb_accept_clock_ms(void);
 /* ---- handoff.c ---------------------------------------------------------- */
 
 /* Whether certificate affinity is on for a new connection resolving against rt
- * (borrowed). */
+ * (borrowed: a runtime the caller holds a reference to, never a bare srv->rt read
+ * later; rt->cache lives as long as rt). */
 bool cb_handoff_affinity_on(const struct cb_server *srv, const struct cb_runtime *rt);
 /* CB_CONN_PEEK, the client readable: passes c to its certificate's owner, or begins the
  * handshake here. */
