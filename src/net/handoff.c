@@ -74,6 +74,27 @@ bool cb_handoff_valid(const struct cb_handoff_msg *m, ssize_t n, int fd, int fla
            m->from < workers && !(flags & (MSG_TRUNC | MSG_CTRUNC));
 }
 
+int cb_handoff_return_all(int rx, const int *tx, int workers, int dead)
+{
+    int moved = 0;
+
+    for (;;) {
+        struct cb_handoff_msg m;
+        int fd, flags;
+        ssize_t n = cb_handoff_recv(rx, &m, &fd, &flags);
+        if (n < 0)
+            break; /* EAGAIN: the inbox is empty */
+        if (cb_handoff_valid(&m, n, fd, flags, workers) && m.from != dead) {
+            m.back = 1; /* the worker that accepted it serves it, passes it nowhere */
+            if (cb_handoff_send(tx[m.from], fd, &m) == 0)
+                moved++;
+        }
+        if (fd >= 0)
+            close(fd); /* sent (the receiver has its own copy), or not to be had */
+    }
+    return moved;
+}
+
 /* ---- the worker side ----------------------------------------------------- */
 
 /* Affinity is on: other workers to pass connections to, not draining, and some

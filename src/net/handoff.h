@@ -6,7 +6,8 @@
  * that it can go back there.
  *
  * The worker side (the peek, sending, adopting) is in handoff.c behind cb_server; this
- * header is for the master, and for tests: the message, one send, one receive.
+ * header is for the master, and for tests: the message, one send, one receive, and
+ * cb_handoff_return_all() for the inbox of a worker that died.
  */
 #ifndef CB_NET_HANDOFF_H
 #define CB_NET_HANDOFF_H
@@ -41,5 +42,14 @@ ssize_t cb_handoff_recv(int rx, struct cb_handoff_msg *m, int *fd, int *flags);
 /* Whether a received message (n bytes, recvmsg flags) is whole, certbind's, carries a
  * descriptor (fd) and names a worker below `workers`. */
 bool cb_handoff_valid(const struct cb_handoff_msg *m, ssize_t n, int fd, int flags, int workers);
+
+/*
+ * For the master, while worker `dead` is down: empties its inbox rx without waiting,
+ * sending each connection back to the worker that accepted it (tx[0..workers): each
+ * worker's inbox, borrowed) marked `back`, so that worker serves it itself; a connection
+ * that cannot go back (the message is not valid, it was accepted by `dead` itself, or
+ * its worker's queue is full) is closed. Returns how many were sent back.
+ */
+int cb_handoff_return_all(int rx, const int *tx, int workers, int dead);
 
 #endif
