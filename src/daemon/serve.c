@@ -10,6 +10,7 @@
 #include "cli/cli.h"
 #include "daemon/runtime_build.h"
 #include "daemon/watch.h"
+#include "net/handoff.h"
 #include "net/server.h"
 #include "tls/io.h"
 #include "util/log.h"
@@ -590,6 +591,8 @@ int cb_cmd_serve(struct cb_cli *cli)
                            "worker=%d status=%d signal=%d", i,
                            WIFEXITED(status) ? WEXITSTATUS(status) : -1,
                            WIFSIGNALED(status) ? WTERMSIG(status) : 0);
+                    if (opts.handoff != NULL && i < opts.workers) /* what it had queued */
+                        cb_handoff_return_all(opts.handoff[i][0], opts.handoff_tx, opts.workers, i);
                     sleep(1); /* no tight respawn loop */
                     pids[i] = spawn(&opts, i, ready[1], ready[0]);
                     if (pids[i] > 0)
