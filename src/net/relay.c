@@ -300,7 +300,8 @@ static void start_relay(struct cb_conn *c)
         return;
     c->last_active = uv_now(c->srv->loop);
     cb_conn_arm_timer(c, c->srv->cfg.idle_timeout_ms);
-    if (c->binding->proxy != CB_PROXY_OFF && !c->proxy_sent)
+    /* The PROXY header is for the backend: none without one (the relay answers 503). */
+    if (c->bfd >= 0 && c->binding->proxy != CB_PROXY_OFF && !c->proxy_sent)
         write_proxy_header(c);
     if (c->state != CB_CONN_CLOSED)
         cb_relay_pump(c);
