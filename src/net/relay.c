@@ -42,22 +42,34 @@ static void buf_consumed(struct cb_relay_buf *b, size_t n)
     }
 }
 
-static const char response_503_fmt[] = "HTTP/1.1 503 Service Unavailable\r\n"
-                                       "Content-Type: text/plain; charset=utf-8\r\n"
-                                       "Content-Length: %d\r\n"
-                                       "Connection: close\r\n"
-                                       "\r\n"
-                                       "%s";
+/* The 503 of a binding without a backend, naming it twice: room for the longest key
+ * (a 253-character name and a port), with the head, in the buffer that queues it. */
+#define CB_503_BODY_MAX (2 * CB_KEY_TEXT_MAX + 128)
+#define CB_503_HEAD_MAX 160
+_Static_assert(CB_503_BODY_MAX + CB_503_HEAD_MAX <= CB_BUF_SIZE, "the 503 fits one buffer");
+
+static const char response_503_head[] = "HTTP/1.1 503 Service Unavailable\r\n"
+                                        "Content-Type: text/plain; charset=utf-8\r\n"
+                                        "Content-Length: %d\r\n"
+                                        "Connection: close\r\n"
+                                        "\r\n";
 
 static void queue_503(struct cb_conn *c)
 {
-    char body[512], msg[700];
+    char body[CB_503_BODY_MAX], msg[CB_503_HEAD_MAX + CB_503_BODY_MAX];
     int blen = snprintf(body, sizeof(body),
                         "certbind: binding %s has no backend.\n"
                         "Give it one: certbind update sslcert %s backend=HOST:PORT\n",
                         c->binding->key_text, c->binding->key_text);
-    int n = snprintf(msg, sizeof(msg), response_503_fmt, blen, body);
-    if (n > 0 && buf_keep(&c->b2c, msg, (size_t)n) == 0)
+    if (blen < 0)
+        return;
+    if ((size_t)blen >= sizeof(body))
+        blen = (int)sizeof(body) - 1; /* never announce more than is sent */
+    int hlen = snprintf(msg, CB_503_HEAD_MAX, response_503_head, blen);
+    if (hlen < 0 || hlen >= CB_503_HEAD_MAX)
+        return;
+    memcpy(msg + hlen, body, (size_t)blen);
+    if (buf_keep(&c->b2c, msg, (size_t)(hlen + blen)) == 0)
         c->backend_eof = true; /* nothing more will follow the response */
 }
 

@@ -13,6 +13,10 @@ import cbe2e
 from cbe2e import SLOW, TLSConn, dead_port, free_port, poll_until
 
 
+# The longest name there is: 253 characters, labels of 63.
+LONGEST_NAME = ".".join(["a" * 63, "b" * 63, "c" * 63, "d" * 52]) + ".fwd.test"
+
+
 @pytest.fixture(scope="module")
 def fwd(mod_state, pki, mod_backends):
     st = mod_state
@@ -29,6 +33,7 @@ def fwd(mod_state, pki, mod_backends):
     st.add("hostnameport=none.fwd.test:%d" % P, c)
     st.add("hostnameport=proxyv1none.fwd.test:%d" % P, c, proxyprotocol="v1")
     st.add("hostnameport=proxyv2none.fwd.test:%d" % P, c, proxyprotocol="v2")
+    st.add("hostnameport=%s:%d" % (LONGEST_NAME, P), c)
     srv = st.serve(workers=2).start()
     yield {"P": P, "srv": srv, "echo": echo, "reply": reply, "http": http, "cert": c}
     srv.stop()
@@ -146,6 +151,18 @@ def test_proxyprotocol_without_backend_answers_503(fwd, version):
     assert not errors, errors
 
 
+def test_503_for_the_longest_name_sends_what_it_announces(fwd):
+    """A 253-character name: the body names the binding twice, longer than the answer's old
+    fixed buffer; Content-Length must equal the bytes received, and the body be whole."""
+    P = fwd["P"]
+    key = "hostnameport=%s:%d" % (LONGEST_NAME, P)
+    head, body = _ask_without_backend(P, LONGEST_NAME)
+    m = re.search(rb"Content-Length: (\d+)", head)
+    assert m and int(m.group(1)) == len(body), (int(m.group(1)) if m else None, len(body), body)
+    assert body.count(key.encode()) == 2, body
+    assert body.endswith(b"backend=HOST:PORT\n"), body
+
+
 def test_curl_503_without_backend(fwd):
     P = fwd["P"]
     p = subprocess.run(["curl", "-sk", "-i", "--max-time", str(20 * SLOW), "--connect-to",
@@ -174,6 +191,7 @@ def test_client_closing_without_request_is_released(st, pki):
     st.add("hostnameport=none.fwd.test:%d" % P, c)
     st.add("hostnameport=proxyv1none.fwd.test:%d" % P, c, proxyprotocol="v1")
     st.add("hostnameport=proxyv2none.fwd.test:%d" % P, c, proxyprotocol="v2")
+    st.add("hostnameport=%s:%d" % (LONGEST_NAME, P), c)
     srv = st.serve(workers=1, grace=60).start()
     for _ in range(3):
         with TLSConn("127.0.0.1", P, "none.fwd.test") as conn:
