@@ -2,7 +2,8 @@
  * fuzz_proxy.c: the PROXY protocol header writers (v1 text, v2 binary), round trip.
  *
  * Input: byte 0 holds flags (bits 0-1: the client's family, 2-3: the local one —
- * 0 IPv4, 1 IPv6, 2 neither; bit 4 client certificate presented), byte 1 sizes the
+ * 0 IPv4, 1 IPv6, 2 neither; bit 4 client certificate presented, bit 5 on this very
+ * connection, bit 6 verified), byte 1 sizes the
  * output buffer (0: 64 KiB + 64, else byte * 4), then 16 + 16 address bytes and 2 + 2
  * port bytes, then NUL-separated fields: SNI, ALPN, TLS version, cipher, client CN,
  * and the rest as the client certificate's DER (an empty field is "absent").
@@ -147,9 +148,14 @@ static void check_v2(const struct cb_proxy_info *pi, const unsigned char *b, int
         } else if (type == CB_PP2_TYPE_SSL) {
             FUZZ_REQUIRE(!seen_ssl && len >= 5, "SSL TLV");
             seen_ssl = true;
-            FUZZ_REQUIRE(v[0] ==
-                             (CB_PP2_CLIENT_SSL | (pi->client_cert ? CB_PP2_CLIENT_CERT_CONN : 0)),
-                         "client flags");
+            unsigned client = CB_PP2_CLIENT_SSL;
+            if (pi->client_cert)
+                client |=
+                    CB_PP2_CLIENT_CERT_SESS | (pi->client_cert_conn ? CB_PP2_CLIENT_CERT_CONN : 0);
+            FUZZ_REQUIRE(v[0] == client, "client flags");
+            /* verify is 0 only for a certificate presented and verified. */
+            bool verify_zero = v[1] == 0 && v[2] == 0 && v[3] == 0 && v[4] == 0;
+            FUZZ_REQUIRE(verify_zero == (pi->client_cert && pi->client_verified), "verify");
             bool ver = false, cip = false, cn = false;
             for (size_t o = 5; o < len;) {
                 FUZZ_REQUIRE(o + 3 <= len, "sub-TLV header past the end");
@@ -201,6 +207,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     make_addr(flags & 3, data + 2, data + 34, &pi.src);
     make_addr((flags >> 2) & 3, data + 18, data + 36, &pi.dst);
     pi.client_cert = (flags & 16) != 0;
+    pi.client_cert_conn = (flags & 32) != 0;
+    pi.client_verified = (flags & 64) != 0;
 
     /* The fields, each its own NUL-terminated heap copy. */
     size_t rest = size - 38;

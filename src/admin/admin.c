@@ -289,11 +289,11 @@ static const char *label_escape(const char *s, char *buf, size_t size)
     return buf;
 }
 
-static const struct cb_stats_sum zero_sum;
+static const struct cb_metrics_sum zero_sum;
 
-static const struct cb_stats_sum *sum_for(const struct cb_stats_totals *t, const char *key)
+static const struct cb_metrics_sum *sum_for(const struct cb_metrics_totals *t, const char *key)
 {
-    const struct cb_stats_sum *s = t ? cb_stats_totals_find(t, key) : NULL;
+    const struct cb_metrics_sum *s = t ? cb_metrics_totals_find(t, key) : NULL;
     return s ? s : &zero_sum;
 }
 
@@ -305,16 +305,16 @@ static const struct cb_stats_sum *sum_for(const struct cb_stats_totals *t, const
  */
 #define CB_METRICS_ALL_MAX 10000
 
-static bool has_series(const struct cb_admin_model *m, const struct cb_stats_totals *t,
+static bool has_series(const struct cb_admin_model *m, const struct cb_metrics_totals *t,
                        const struct cb_snap_binding *b)
 {
     return m->n_bindings <= CB_METRICS_ALL_MAX ||
-           (t != NULL && cb_stats_totals_find(t, b->key_text));
+           (t != NULL && cb_metrics_totals_find(t, b->key_text));
 }
 
 /* One per-binding series for each binding that has them: k picks the number. */
 static void binding_series(struct sbuf *sb, const struct cb_admin_model *m,
-                           const struct cb_stats_totals *t, const char *name, enum cb_stat k)
+                           const struct cb_metrics_totals *t, const char *name, enum cb_metric k)
 {
     for (size_t i = 0; i < m->n_bindings; i++) {
         const struct cb_snap_binding *b = m->bindings[i].b;
@@ -325,42 +325,42 @@ static void binding_series(struct sbuf *sb, const struct cb_admin_model *m,
     }
 }
 
-int cb_admin_render_metrics(const struct cb_admin_model *m, struct cb_stats *stats,
+int cb_admin_render_metrics(const struct cb_admin_model *m, struct cb_metrics *stats,
                             int workers_alive, struct cb_admin_body *out)
 {
     struct sbuf sb = {.cap = 4096};
-    struct cb_stats_totals *t = NULL;
-    uint64_t g[CB_GSTAT_COUNT] = {0};
+    struct cb_metrics_totals *t = NULL;
+    uint64_t g[CB_GMETRIC_COUNT] = {0};
     char esc[1024];
 
     if ((sb.p = malloc(sb.cap)) == NULL)
         return CB_ENOMEM;
     if (stats != NULL) {
-        if ((t = cb_stats_collect(stats)) == NULL) {
+        if ((t = cb_metrics_collect(stats)) == NULL) {
             free(sb.p);
             return CB_ENOMEM;
         }
-        cb_stats_totals_global(t, g);
+        cb_metrics_totals_global(t, g);
     }
 
     sb_printf(&sb, "# HELP certbind_handshakes_total TLS handshakes completed, per binding.\n"
                    "# TYPE certbind_handshakes_total counter\n");
-    binding_series(&sb, m, t, "certbind_handshakes_total", CB_STAT_HANDSHAKES);
+    binding_series(&sb, m, t, "certbind_handshakes_total", CB_METRIC_HANDSHAKES);
 
     sb_printf(&sb, "# HELP certbind_handshake_failures_total Handshakes that failed, per binding "
                    "and reason; binding=\"\" when none was chosen.\n"
                    "# TYPE certbind_handshake_failures_total counter\n");
     static const struct {
-        enum cb_stat k;
+        enum cb_metric k;
         const char *reason;
-    } reasons[] = {{CB_STAT_FAIL_KEY, "key_unusable"},
-                   {CB_STAT_FAIL_REJECTED, "rejected"},
-                   {CB_STAT_FAIL_PROTOCOL, "protocol"},
-                   {CB_STAT_FAIL_CAPACITY, "capacity"},
-                   {CB_STAT_FAIL_TIMEOUT, "timeout"}};
+    } reasons[] = {{CB_METRIC_FAIL_KEY, "key_unusable"},
+                   {CB_METRIC_FAIL_REJECTED, "rejected"},
+                   {CB_METRIC_FAIL_PROTOCOL, "protocol"},
+                   {CB_METRIC_FAIL_CAPACITY, "capacity"},
+                   {CB_METRIC_FAIL_TIMEOUT, "timeout"}};
     for (size_t i = 0; i < m->n_bindings; i++) {
         const struct cb_snap_binding *b = m->bindings[i].b;
-        const struct cb_stats_sum *s = sum_for(t, b->key_text);
+        const struct cb_metrics_sum *s = sum_for(t, b->key_text);
         if (!has_series(m, t, b))
             continue;
         for (size_t r = 0; r < sizeof(reasons) / sizeof(reasons[0]); r++)
@@ -375,19 +375,19 @@ int cb_admin_render_metrics(const struct cb_admin_model *m, struct cb_stats *sta
         "certbind_handshake_failures_total{binding=\"\",port=\"\",reason=\"no_binding\"} %llu\n"
         "certbind_handshake_failures_total{binding=\"\",port=\"\",reason=\"protocol\"} %llu\n"
         "certbind_handshake_failures_total{binding=\"\",port=\"\",reason=\"timeout\"} %llu\n",
-        (unsigned long long)g[CB_GSTAT_NO_BINDING], (unsigned long long)g[CB_GSTAT_PROTOCOL],
-        (unsigned long long)g[CB_GSTAT_TIMEOUT]);
+        (unsigned long long)g[CB_GMETRIC_NO_BINDING], (unsigned long long)g[CB_GMETRIC_PROTOCOL],
+        (unsigned long long)g[CB_GMETRIC_TIMEOUT]);
 
     sb_printf(&sb, "# HELP certbind_open_connections Connections open after their handshake, per "
                    "binding.\n# TYPE certbind_open_connections gauge\n");
-    binding_series(&sb, m, t, "certbind_open_connections", CB_STAT_OPEN);
+    binding_series(&sb, m, t, "certbind_open_connections", CB_METRIC_OPEN);
     sb_printf(&sb,
               "# HELP certbind_received_bytes_total Plaintext bytes from clients, forwarded to "
               "the backend.\n# TYPE certbind_received_bytes_total counter\n");
-    binding_series(&sb, m, t, "certbind_received_bytes_total", CB_STAT_BYTES_IN);
+    binding_series(&sb, m, t, "certbind_received_bytes_total", CB_METRIC_BYTES_IN);
     sb_printf(&sb, "# HELP certbind_sent_bytes_total Plaintext bytes from the backend, sent to "
                    "clients.\n# TYPE certbind_sent_bytes_total counter\n");
-    binding_series(&sb, m, t, "certbind_sent_bytes_total", CB_STAT_BYTES_OUT);
+    binding_series(&sb, m, t, "certbind_sent_bytes_total", CB_METRIC_BYTES_OUT);
 
     sb_printf(&sb, "# HELP certbind_certificate_not_after_seconds When each stored certificate "
                    "expires (seconds since the epoch).\n"
@@ -434,11 +434,12 @@ int cb_admin_render_metrics(const struct cb_admin_model *m, struct cb_stats *sta
               "# HELP certbind_workers Worker processes running.\n"
               "# TYPE certbind_workers gauge\n"
               "certbind_workers %d\n",
-              (unsigned long long)g[CB_GSTAT_ACCEPTED], (unsigned long long)g[CB_GSTAT_OPEN],
-              (unsigned long long)g[CB_GSTAT_CAPACITY], (unsigned long long)g[CB_GSTAT_HANDED_OFF],
-              (unsigned long long)g[CB_GSTAT_CERTS_LOADED], m->n_bindings, m->errors, m->warnings,
+              (unsigned long long)g[CB_GMETRIC_ACCEPTED], (unsigned long long)g[CB_GMETRIC_OPEN],
+              (unsigned long long)g[CB_GMETRIC_CAPACITY],
+              (unsigned long long)g[CB_GMETRIC_HANDED_OFF],
+              (unsigned long long)g[CB_GMETRIC_CERTS_LOADED], m->n_bindings, m->errors, m->warnings,
               (unsigned long long)m->generation, (long long)m->changed_at, workers_alive);
-    cb_stats_totals_free(t);
+    cb_metrics_totals_free(t);
     if (sb.failed) {
         free(sb.p);
         return CB_ENOMEM;
@@ -450,10 +451,11 @@ int cb_admin_render_metrics(const struct cb_admin_model *m, struct cb_stats *sta
 
 /* ---- /status.json ------------------------------------------------------- */
 
-static json_t *binding_json(const struct mbinding *mb, const struct cb_stats_totals *t, int64_t now)
+static json_t *binding_json(const struct mbinding *mb, const struct cb_metrics_totals *t,
+                            int64_t now)
 {
     const struct cb_snap_binding *b = mb->b;
-    const struct cb_stats_sum *s = sum_for(t, b->key_text);
+    const struct cb_metrics_sum *s = sum_for(t, b->key_text);
     json_t *o = json_object();
     if (o == NULL)
         return NULL;
@@ -483,34 +485,34 @@ static json_t *binding_json(const struct mbinding *mb, const struct cb_stats_tot
                                     : mb->health == CB_SEV_WARNING ? "warning"
                                                                    : "ok"));
     json_object_set_new(o, "findings", json_string(mb->findings ? mb->findings : ""));
-    json_object_set_new(o, "handshakes", json_integer((json_int_t)s->v[CB_STAT_HANDSHAKES]));
+    json_object_set_new(o, "handshakes", json_integer((json_int_t)s->v[CB_METRIC_HANDSHAKES]));
     json_object_set_new(
         o, "failures",
-        json_integer((json_int_t)(s->v[CB_STAT_FAIL_KEY] + s->v[CB_STAT_FAIL_REJECTED] +
-                                  s->v[CB_STAT_FAIL_PROTOCOL] + s->v[CB_STAT_FAIL_CAPACITY] +
-                                  s->v[CB_STAT_FAIL_TIMEOUT])));
-    json_object_set_new(o, "open", json_integer((json_int_t)s->v[CB_STAT_OPEN]));
-    json_object_set_new(o, "bytes_in", json_integer((json_int_t)s->v[CB_STAT_BYTES_IN]));
-    json_object_set_new(o, "bytes_out", json_integer((json_int_t)s->v[CB_STAT_BYTES_OUT]));
+        json_integer((json_int_t)(s->v[CB_METRIC_FAIL_KEY] + s->v[CB_METRIC_FAIL_REJECTED] +
+                                  s->v[CB_METRIC_FAIL_PROTOCOL] + s->v[CB_METRIC_FAIL_CAPACITY] +
+                                  s->v[CB_METRIC_FAIL_TIMEOUT])));
+    json_object_set_new(o, "open", json_integer((json_int_t)s->v[CB_METRIC_OPEN]));
+    json_object_set_new(o, "bytes_in", json_integer((json_int_t)s->v[CB_METRIC_BYTES_IN]));
+    json_object_set_new(o, "bytes_out", json_integer((json_int_t)s->v[CB_METRIC_BYTES_OUT]));
     return o;
 }
 
-int cb_admin_render_status(const struct cb_admin_model *m, struct cb_stats *stats, int64_t now,
+int cb_admin_render_status(const struct cb_admin_model *m, struct cb_metrics *stats, int64_t now,
                            size_t max_per_port, struct cb_admin_body *out)
 {
-    struct cb_stats_totals *t = NULL;
-    uint64_t g[CB_GSTAT_COUNT] = {0};
+    struct cb_metrics_totals *t = NULL;
+    uint64_t g[CB_GMETRIC_COUNT] = {0};
     json_t *root = json_object(), *ports = json_array(), *workers = json_array();
     int ret = CB_ENOMEM;
 
     if (root == NULL || ports == NULL || workers == NULL)
         goto out_free;
     if (stats != NULL) {
-        if ((t = cb_stats_collect(stats)) == NULL)
+        if ((t = cb_metrics_collect(stats)) == NULL)
             goto out_free;
-        cb_stats_totals_global(t, g);
-        for (int i = 0; i < cb_stats_workers(stats); i++) {
-            struct cb_stats_area *a = cb_stats_area(stats, i);
+        cb_metrics_totals_global(t, g);
+        for (int i = 0; i < cb_metrics_workers(stats); i++) {
+            struct cb_metrics_area *a = cb_metrics_area(stats, i);
             json_array_append_new(
                 workers, json_pack("{s:i,s:i}", "index", i, "pid",
                                    (int)atomic_load_explicit(&a->pid, memory_order_relaxed)));
@@ -523,8 +525,8 @@ int cb_admin_render_status(const struct cb_admin_model *m, struct cb_stats *stat
     json_object_set_new(root, "errors", json_integer((json_int_t)m->errors));
     json_object_set_new(root, "warnings", json_integer((json_int_t)m->warnings));
     json_t *totals = json_object();
-    for (int k = 0; totals && k < CB_GSTAT_COUNT; k++)
-        json_object_set_new(totals, cb_gstat_names[k], json_integer((json_int_t)g[k]));
+    for (int k = 0; totals && k < CB_GMETRIC_COUNT; k++)
+        json_object_set_new(totals, cb_gmetric_names[k], json_integer((json_int_t)g[k]));
     json_object_set_new(root, "totals", totals ? totals : json_object());
     json_object_set_new(root, "workers", workers);
     workers = NULL;
@@ -565,7 +567,7 @@ out_free:
     json_decref(root);
     json_decref(ports);
     json_decref(workers);
-    cb_stats_totals_free(t);
+    cb_metrics_totals_free(t);
     return ret;
 }
 

@@ -6,12 +6,12 @@
  * of one store generation in resolution order, their certificates and what
  * `check` says of each. It is built from the store whenever the store changes,
  * and is immutable once built; the live counters come from the workers' shared
- * areas (net/stats.h) at the moment a page is rendered.
+ * areas (net/metrics.h) at the moment a page is rendered.
  */
 #ifndef CB_ADMIN_ADMIN_H
 #define CB_ADMIN_ADMIN_H
 
-#include "net/stats.h"
+#include "net/metrics.h"
 #include "store/store.h"
 
 #include <stdbool.h>
@@ -36,10 +36,10 @@ struct cb_admin_body {
  * Renders the Prometheus text exposition (version 0.0.4) of model m and the
  * counters in stats (may be NULL: zero). workers_alive: workers running now.
  */
-int cb_admin_render_metrics(const struct cb_admin_model *m, struct cb_stats *stats,
+int cb_admin_render_metrics(const struct cb_admin_model *m, struct cb_metrics *stats,
                             int workers_alive, struct cb_admin_body *out) CB_MUST_CHECK;
 /* The JSON behind the status page; at most max_per_port bindings listed per port. */
-int cb_admin_render_status(const struct cb_admin_model *m, struct cb_stats *stats, int64_t now,
+int cb_admin_render_status(const struct cb_admin_model *m, struct cb_metrics *stats, int64_t now,
                            size_t max_per_port, struct cb_admin_body *out) CB_MUST_CHECK;
 
 /* The page itself and its script (static, in the binary). */
@@ -56,6 +56,6 @@ int cb_admin_parse_addr(const char *text, bool allow_public, struct sockaddr_sto
                         socklen_t *len, struct cb_err *err) CB_MUST_CHECK;
 
 /* The admin process: serves on listen_fd (owned) until SIGTERM/SIGINT. Returns an exit status. */
-int cb_admin_main(const char *state_dir, int listen_fd, struct cb_stats *stats, int ready_fd);
+int cb_admin_main(const char *state_dir, int listen_fd, struct cb_metrics *stats, int ready_fd);
 
 #endif

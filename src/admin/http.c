@@ -2,7 +2,7 @@
  * http.c: the admin process. libmicrohttpd serves the admin port from its own
  * thread; this process's main thread follows the store (every 250 ms, and on
  * SIGHUP) and swaps in a new model when it changed. Requests read the model
- * under a mutex and the workers' counters without one (net/stats.h).
+ * under a mutex and the workers' counters without one (net/metrics.h).
  *
  * Only GET and HEAD of four paths are served; anything else is 404 or 405. The
  * page's script and data are same-origin, under a Content-Security-Policy that
@@ -27,14 +27,14 @@
 struct admin {
     pthread_mutex_t lock;
     struct cb_admin_model *model; /* guarded by lock */
-    struct cb_stats *stats;       /* borrowed */
+    struct cb_metrics *stats;     /* borrowed */
 };
 
-static int workers_alive(struct cb_stats *s)
+static int workers_alive(struct cb_metrics *s)
 {
     int n = 0;
-    for (int i = 0; s != NULL && i < cb_stats_workers(s); i++) {
-        pid_t pid = (pid_t)atomic_load_explicit(&cb_stats_area(s, i)->pid, memory_order_relaxed);
+    for (int i = 0; s != NULL && i < cb_metrics_workers(s); i++) {
+        pid_t pid = (pid_t)atomic_load_explicit(&cb_metrics_area(s, i)->pid, memory_order_relaxed);
         if (pid > 0 && (kill(pid, 0) == 0 || errno == EPERM))
             n++;
     }
@@ -128,7 +128,7 @@ static void refresh(struct admin *a, struct cb_store *st)
     cb_admin_model_free(old);
 }
 
-int cb_admin_main(const char *state_dir, int listen_fd, struct cb_stats *stats, int ready_fd)
+int cb_admin_main(const char *state_dir, int listen_fd, struct cb_metrics *stats, int ready_fd)
 {
     struct admin a = {.stats = stats};
     struct cb_store *st = NULL;

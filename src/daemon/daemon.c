@@ -169,7 +169,7 @@ int cb_daemon_run(const struct cb_daemon_config *dc, struct cb_err *err)
     if (dc->admin != NULL) {
         if ((ret = open_admin(dc, &opts.admin_fd, err)) != 0)
             return ret;
-        if ((ret = cb_stats_new(opts.workers, CB_STATS_CAPACITY, &opts.stats, err)) != 0)
+        if ((ret = cb_metrics_new(opts.workers, CB_STATS_CAPACITY, &opts.stats, err)) != 0)
             goto out_admin;
     }
     opts.cfg.workers = opts.workers;
@@ -181,7 +181,7 @@ int cb_daemon_run(const struct cb_daemon_config *dc, struct cb_err *err)
     ret = cb_supervise(&opts, dc->admin, err);
     close_handoff(&opts, opts.workers);
 out_stats:
-    cb_stats_free(opts.stats);
+    cb_metrics_free(opts.stats);
     opts.stats = NULL;
 out_admin:
     if (opts.admin_fd >= 0)

@@ -24,7 +24,7 @@ struct cb_serve_opts {
     char state_dir[CB_PATH_MAX + 1];
     struct cb_server_config cfg; /* each worker sets cfg.worker (and hand-off) in its copy */
     int workers;
-    struct cb_stats *stats; /* shared counters when --admin is given, else NULL */
+    struct cb_metrics *stats; /* shared counters when --admin is given, else NULL */
     /* Certificate affinity: worker i takes passed connections from handoff[i][0]; any
      * worker passes one to i through handoff[i][1]. Held by the master for restarts. */
     int (*handoff)[2];

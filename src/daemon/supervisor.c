@@ -15,6 +15,7 @@
  */
 #include "admin/admin.h"
 #include "daemon/serve_int.h"
+#include "net/handoff.h"
 #include "util/log.h"
 
 #include <errno.h>
@@ -55,6 +56,10 @@ struct slot {
     pid_t pid; /* 0: not running */
     struct ready_reader *reader;
     uv_timer_t restart;
+    /* Workers with affinity, while down: connections other workers had already passed to
+     * this one are sent back to the worker that accepted them, not left queued. */
+    uv_poll_t inbox;
+    bool inbox_init, inbox_on;
     bool ready;   /* said 'R' and has not died since */
     bool fatal;   /* exited with CB_EXIT_FATAL: never started again */
     bool stopped; /* SIGTERM sent while stopping */
@@ -176,7 +181,7 @@ static void child_run(struct supervisor *sv, struct slot *s, int ready_w)
         opts->cfg.handoff_tx = opts->handoff_tx;
     }
     if (opts->stats != NULL &&
-        (opts->cfg.stats = cb_stats_writer_new(cb_stats_area(opts->stats, s->index))) == NULL) {
+        (opts->cfg.stats = cb_metrics_writer_new(cb_metrics_area(opts->stats, s->index))) == NULL) {
         cb_log("error", "worker_failed", "worker=%d reason=\"out of memory\"", s->index);
         if (write(ready_w, "F", 1) != 1)
             _exit(CB_EXIT_FATAL);
@@ -188,6 +193,42 @@ static void child_run(struct supervisor *sv, struct slot *s, int ready_w)
 
 static void on_ready_readable(uv_poll_t *h, int status, int events);
 static void schedule_restart(struct slot *s);
+
+static void on_inbox(uv_poll_t *h, int status, int events)
+{
+    struct slot *s = h->data;
+    struct cb_serve_opts *opts = s->sv->opts;
+    (void)status;
+    (void)events;
+
+    int n = cb_handoff_return_all(opts->handoff[s->index][0], opts->handoff_tx, opts->workers,
+                                  s->index);
+    if (n > 0)
+        cb_log("info", "handoff_returned", "worker=%d connections=%d", s->index, n);
+}
+
+/* Starts (the worker is down) or stops (it is about to start) the master's watch of a
+ * worker's inbox. */
+static void watch_inbox(struct slot *s, bool on)
+{
+    struct cb_serve_opts *opts = s->sv->opts;
+
+    if (s->kind != SLOT_WORKER || opts->handoff == NULL || on == s->inbox_on)
+        return;
+    if (!s->inbox_init) {
+        if (uv_poll_init(&s->sv->loop, &s->inbox, opts->handoff[s->index][0]) != 0)
+            return;
+        s->inbox.data = s;
+        s->inbox_init = true;
+    }
+    s->inbox_on = on;
+    if (on) {
+        uv_poll_start(&s->inbox, UV_READABLE, on_inbox);
+        on_inbox(&s->inbox, 0, UV_READABLE);
+    } else {
+        uv_poll_stop(&s->inbox);
+    }
+}
 
 static void spawn(struct slot *s)
 {
@@ -201,6 +242,7 @@ static void spawn(struct slot *s)
         schedule_restart(s);
         return;
     }
+    watch_inbox(s, false); /* from now on the inbox is the new worker's */
     fflush(stdout);
     fflush(stderr);
     pid_t pid = fork();
@@ -394,6 +436,7 @@ static void child_exited(struct slot *s, int status)
     s->pid = 0;
     s->ready = false;
     drop_reader(s);
+    watch_inbox(s, true);
     who(s, w, sizeof(w));
     if (sv->stopping) {
         stop_progress(sv);

@@ -285,7 +285,7 @@ int cb_worker_main(struct cb_serve_opts *opts, int index, int ready_fd)
     uv_loop_close(&w.loop);
     cb_tls_cache_free(w.cache);
     cb_store_close(w.st);
-    cb_stats_writer_free(opts->cfg.stats);
+    cb_metrics_writer_free(opts->cfg.stats);
     return 0;
 out_fatal:
     cb_log("error", "worker_failed", "worker=%d reason=%s", index,

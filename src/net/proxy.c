@@ -108,10 +108,13 @@ int cb_proxy_v2(const struct cb_proxy_info *pi, unsigned char *buf, size_t size)
     size_t ssl_at = w.len;
     put_u8(&w, CB_PP2_TYPE_SSL);
     put_u16(&w, 0);
-    put_u8(&w, CB_PP2_CLIENT_SSL | (pi->client_cert ? CB_PP2_CLIENT_CERT_CONN : 0));
-    /* verify: 0 would claim the certificate was verified; certbind leaves that to the
-     * backend, so a presented certificate is reported as not verified (1). */
-    uint32_t verify = htonl(pi->client_cert ? 1u : 0u);
+    unsigned client = CB_PP2_CLIENT_SSL;
+    if (pi->client_cert)
+        client |= CB_PP2_CLIENT_CERT_SESS | (pi->client_cert_conn ? CB_PP2_CLIENT_CERT_CONN : 0);
+    put_u8(&w, client);
+    /* verify: 0 says "a certificate was presented and verified" (the spec, and design
+     * section 9): anything else, no certificate included, is not 0. */
+    uint32_t verify = htonl(pi->client_cert && pi->client_verified ? 0u : 1u);
     put(&w, &verify, 4);
     if (pi->version != NULL)
         put_tlv(&w, CB_PP2_SUBTYPE_SSL_VERSION, pi->version, strlen(pi->version));

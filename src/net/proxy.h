@@ -19,6 +19,7 @@
 #define CB_PP2_SUBTYPE_SSL_CIPHER 0x23
 #define CB_PP2_CLIENT_SSL 0x01
 #define CB_PP2_CLIENT_CERT_CONN 0x02
+#define CB_PP2_CLIENT_CERT_SESS 0x04
 /* certbind's own TLV (custom range 0xE0-0xEF): the client certificate, DER. */
 #define CB_PP2_TYPE_CLIENT_CERT_DER 0xE0
 
@@ -30,7 +31,10 @@ struct cb_proxy_info {
     size_t alpn_len;
     const char *version;   /* "TLSv1.3" */
     const char *cipher;    /* "TLS_AES_128_GCM_SHA256" */
-    bool client_cert;      /* a client certificate was presented */
+    bool client_cert;      /* a client certificate was presented: on this connection, or
+                            * on the TLS session it resumes (PP2_CLIENT_CERT_SESS) */
+    bool client_cert_conn; /* ... on this connection itself (PP2_CLIENT_CERT_CONN) */
+    bool client_verified;  /* ... and verified: the SSL TLV's verify field is 0 only then */
     const char *client_cn; /* its subject CN, or NULL */
     const unsigned char *client_der;
     size_t client_der_len;
@@ -40,7 +44,10 @@ struct cb_proxy_info {
  * length, or CB_EINVAL when size is too small. */
 int cb_proxy_v1(const struct cb_proxy_info *pi, char *buf, size_t size) CB_MUST_CHECK;
 /* Writes a v2 header with ALPN, AUTHORITY (SNI) and SSL TLVs (version, cipher, client
- * CN; the client certificate when it fits). Returns its length, or CB_EINVAL. */
+ * CN; the client certificate when it fits). The SSL TLV's client field has
+ * PP2_CLIENT_SSL, and PP2_CLIENT_CERT_SESS / _CONN only for a certificate presented;
+ * its verify field is 0 only for a certificate presented and verified, else 1.
+ * Returns its length, or CB_EINVAL. */
 int cb_proxy_v2(const struct cb_proxy_info *pi, unsigned char *buf, size_t size) CB_MUST_CHECK;
 
 #endif

@@ -26,14 +26,17 @@ struct cb_backend {
 
 struct cb_runtime {
     int refs;
-    struct cb_snapshot *snap;      /* owned reference */
-    struct cb_tls_entry *bind_tls; /* per binding (unused for ccs bindings) */
-    struct cb_tls_entry *file_tls; /* per central-store file */
-    struct cb_backend *backends;   /* per binding */
-    uint32_t *active;              /* per binding: open connections (for the per-binding cap) */
-    struct cb_stats_entry **stat;  /* per binding: its counters, found on first use (or NULL) */
+    struct cb_snapshot *snap;       /* owned reference */
+    struct cb_tls_entry *bind_tls;  /* per binding (unused for ccs bindings) */
+    struct cb_tls_entry *file_tls;  /* per central-store file */
+    struct cb_backend *backends;    /* per binding */
+    uint32_t *active;               /* per binding: open connections (for the per-binding cap) */
+    struct cb_metrics_entry **stat; /* per binding: its counters, found on first use (or NULL) */
     size_t n_broken;
-    const struct cb_tls_cache *cache; /* borrowed: the worker's, which outlives its runtimes */
+    /* Borrowed: the worker's certificate cache. Whoever builds the runtime keeps the cache
+     * alive as long as any reference to the runtime is (never freed under a live one);
+     * net/ reads it only through a runtime it holds a reference to (a connection's c->rt). */
+    const struct cb_tls_cache *cache;
 };
 
 struct cb_runtime *cb_runtime_ref(struct cb_runtime *rt);

@@ -7,21 +7,21 @@
 #define CB_NET_SERVER_H
 
 #include "net/runtime.h"
-#include "net/stats.h"
+#include "net/metrics.h"
 
 #include <stdbool.h>
 #include <uv.h>
 
 struct cb_server_config {
-    uint64_t handshake_timeout_ms; /* accept to handshake done (10 s) */
-    uint64_t connect_timeout_ms;   /* backend connect (10 s) */
-    uint64_t idle_timeout_ms;      /* no byte either way (300 s) */
-    uint64_t grace_ms;             /* SIGTERM: how long open connections may finish */
-    uint32_t max_conns;            /* this worker's share of --max-connections (0: none) */
-    uint32_t max_conns_binding;    /* its share of --max-connections-per-binding (0: none) */
-    unsigned char ticket_keys[80]; /* shared by all workers so tickets resume anywhere */
-    int worker;                    /* index, for logs */
-    struct cb_stats_writer *stats; /* borrowed; NULL: nothing is counted */
+    uint64_t handshake_timeout_ms;   /* accept to handshake done (10 s) */
+    uint64_t connect_timeout_ms;     /* backend connect (10 s) */
+    uint64_t idle_timeout_ms;        /* no byte either way (300 s) */
+    uint64_t grace_ms;               /* SIGTERM: how long open connections may finish */
+    uint32_t max_conns;              /* this worker's share of --max-connections (0: none) */
+    uint32_t max_conns_binding;      /* its share of --max-connections-per-binding (0: none) */
+    unsigned char ticket_keys[80];   /* shared by all workers so tickets resume anywhere */
+    int worker;                      /* index, for logs */
+    struct cb_metrics_writer *stats; /* borrowed; NULL: nothing is counted */
     /* Certificate affinity (cb_tls_entry_worker): with workers > 1, a connection whose
      * certificate another worker owns is passed to it whole (the descriptor, over
      * handoff_tx[owner], before any byte is read); this worker takes such connections
@@ -54,8 +54,10 @@ void cb_server_swap_runtime(struct cb_server *srv, struct cb_runtime *rt);
 
 /*
  * Makes the listening set equal to addrs[0..n): keeps sockets already open, opens
- * the missing ones (SO_REUSEPORT), closes the others. Fails on the first address
- * that cannot be bound, naming it (sockets opened before stay open).
+ * the missing ones (SO_REUSEPORT), closes the others. Every address is tried: one
+ * that cannot be bound breaks only the bindings on it, and the call then fails naming
+ * it (the others listen all the same). An address this machine does not have is
+ * bound with IP_FREEBIND (logged as local=no): it serves once the address appears.
  */
 int cb_server_listen(struct cb_server *srv, const struct cb_listen_addr *addrs, size_t n,
                      struct cb_err *err) CB_MUST_CHECK;

@@ -160,6 +160,10 @@ void cb_tls_proxy_fields(SSL *ssl, struct cb_proxy_info *pi, char *cn, size_t cn
     if (peer == NULL)
         return;
     pi->client_cert = true;
+    pi->client_cert_conn = !SSL_session_reused(ssl); /* resumed: it was sent on an earlier one */
+    /* Verified only when the chain was checked and passed (a binding that just asks for a
+     * certificate accepts any: its verify result is an error, the backend judges). */
+    pi->client_verified = SSL_get_verify_result(ssl) == X509_V_OK;
     if (X509_NAME_get_text_by_NID(X509_get_subject_name(peer), NID_commonName, cn, (int)cn_size) >
         0)
         pi->client_cn = cn;

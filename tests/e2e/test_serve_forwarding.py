@@ -13,6 +13,10 @@ import cbe2e
 from cbe2e import SLOW, TLSConn, dead_port, free_port, poll_until
 
 
+# The longest name there is: 253 characters, labels of 63.
+LONGEST_NAME = ".".join(["a" * 63, "b" * 63, "c" * 63, "d" * 52]) + ".fwd.test"
+
+
 @pytest.fixture(scope="module")
 def fwd(mod_state, pki, mod_backends):
     st = mod_state
@@ -27,6 +31,9 @@ def fwd(mod_state, pki, mod_backends):
     st.add("hostnameport=http.fwd.test:%d" % P, c, backend=http.addr)
     st.add("hostnameport=refused.fwd.test:%d" % P, c, backend="127.0.0.1:%d" % dead_port())
     st.add("hostnameport=none.fwd.test:%d" % P, c)
+    st.add("hostnameport=proxyv1none.fwd.test:%d" % P, c, proxyprotocol="v1")
+    st.add("hostnameport=proxyv2none.fwd.test:%d" % P, c, proxyprotocol="v2")
+    st.add("hostnameport=%s:%d" % (LONGEST_NAME, P), c)
     srv = st.serve(workers=2).start()
     yield {"P": P, "srv": srv, "echo": echo, "reply": reply, "http": http, "cert": c}
     srv.stop()
@@ -117,6 +124,45 @@ def test_binding_without_backend_answers_503_naming_it(fwd):
     assert m and int(m.group(1)) == len(body), resp
 
 
+def _ask_without_backend(P, sni):
+    """One request to a binding without a backend: the head and body of the answer."""
+    with TLSConn("127.0.0.1", P, sni) as c:
+        c.send(b"GET / HTTP/1.1\r\nHost: %s\r\n\r\n" % sni.encode())
+        resp = c.recv_all()
+        assert c.eof == "close_notify", (c.eof, resp)
+    assert resp.startswith(b"HTTP/1.1 503 "), resp
+    return resp.split(b"\r\n\r\n", 1)
+
+
+@pytest.mark.parametrize("version", ["v1", "v2"])
+def test_proxyprotocol_without_backend_answers_503(fwd, version):
+    """proxyprotocol= on a binding without a backend: there is no backend to write the PROXY
+    header to, so none is written; the client gets the 503 naming the binding (it used to be
+    dropped: the header was sent to no socket, "Bad file descriptor")."""
+    P, srv = fwd["P"], fwd["srv"]
+    key = "hostnameport=proxy%snone.fwd.test:%d" % (version, P)
+    mark = len(srv.log())
+    head, body = _ask_without_backend(P, "proxy%snone.fwd.test" % version)
+    assert key.encode() in body, body
+    m = re.search(rb"Content-Length: (\d+)", head)
+    assert m and int(m.group(1)) == len(body), (head, body)
+    assert b"PROXY" not in head + body
+    errors = [l for l in srv.log()[mark:].splitlines() if "binding=%s " % key in l and "error" in l]
+    assert not errors, errors
+
+
+def test_503_for_the_longest_name_sends_what_it_announces(fwd):
+    """A 253-character name: the body names the binding twice, longer than the answer's old
+    fixed buffer; Content-Length must equal the bytes received, and the body be whole."""
+    P = fwd["P"]
+    key = "hostnameport=%s:%d" % (LONGEST_NAME, P)
+    head, body = _ask_without_backend(P, LONGEST_NAME)
+    m = re.search(rb"Content-Length: (\d+)", head)
+    assert m and int(m.group(1)) == len(body), (int(m.group(1)) if m else None, len(body), body)
+    assert body.count(key.encode()) == 2, body
+    assert body.endswith(b"backend=HOST:PORT\n"), body
+
+
 def test_curl_503_without_backend(fwd):
     P = fwd["P"]
     p = subprocess.run(["curl", "-sk", "-i", "--max-time", str(20 * SLOW), "--connect-to",
@@ -143,6 +189,9 @@ def test_client_closing_without_request_is_released(st, pki):
     st.add_cert(c)
     P = free_port()
     st.add("hostnameport=none.fwd.test:%d" % P, c)
+    st.add("hostnameport=proxyv1none.fwd.test:%d" % P, c, proxyprotocol="v1")
+    st.add("hostnameport=proxyv2none.fwd.test:%d" % P, c, proxyprotocol="v2")
+    st.add("hostnameport=%s:%d" % (LONGEST_NAME, P), c)
     srv = st.serve(workers=1, grace=60).start()
     for _ in range(3):
         with TLSConn("127.0.0.1", P, "none.fwd.test") as conn:

@@ -156,7 +156,8 @@ def test_proxy_v2_addresses_and_tlvs(opt, host):
     assert tlvs[0x01] == b"http/1.1"  # ALPN
     assert tlvs[0x02] == sni("v2").encode()  # authority = SNI
     assert hdr["ssl_client"] & 0x01, hdr  # PP2_CLIENT_SSL
-    assert not hdr["ssl_client"] & 0x02, hdr  # no client certificate
+    assert not hdr["ssl_client"] & 0x06, hdr  # no client certificate: neither CERT_CONN nor _SESS
+    assert hdr["ssl_verify"] != 0, hdr  # 0 would say a certificate was presented and verified
     assert hdr["ssl_sub"][0x21] == info["version"].encode()
     assert hdr["ssl_sub"][0x23] == info["cipher"].encode()
     assert 0x22 not in hdr["ssl_sub"] and 0xE0 not in tlvs, hdr
@@ -175,6 +176,8 @@ def test_proxy_v2_client_certificate(opt, pki):
     hdr, info = _v2(opt, "v2cc", "127.0.0.1", "v2cc", client_ctx(cert=client))
     tlvs = dict(hdr["tlvs"])
     assert hdr["ssl_client"] & 0x02, hdr  # PP2_CLIENT_CERT_CONN
+    assert hdr["ssl_client"] & 0x04, hdr  # PP2_CLIENT_CERT_SESS
+    assert hdr["ssl_verify"] != 0, hdr  # presented, not verified: no client CA, the backend judges
     assert hdr["ssl_sub"][0x22] == b"e2e client"  # CN
     assert tlvs[0xE0] == client.der  # certbind's TLV: the certificate itself
     assert tlvs[0x02] == sni("v2cc").encode()
@@ -183,7 +186,8 @@ def test_proxy_v2_client_certificate(opt, pki):
 def test_clientcertnegotiation_without_certificate(opt):
     """A certificate is requested, not required: a client without one still connects."""
     hdr, _ = _v2(opt, "v2cc", "127.0.0.1", "v2cc", client_ctx())
-    assert not hdr["ssl_client"] & 0x02, hdr
+    assert not hdr["ssl_client"] & 0x06, hdr
+    assert hdr["ssl_verify"] != 0, hdr  # asked for, none presented: not verified
     assert 0x22 not in hdr["ssl_sub"] and 0xE0 not in dict(hdr["tlvs"]), hdr
 
 

@@ -271,28 +271,28 @@ static void test_metrics_series_per_binding_with_counters(void **state)
     char thumb[CB_THUMB_LEN + 1], line[1024];
     struct cb_store *st = make_store(thumb);
     struct cb_admin_model *m = build(st);
-    struct cb_stats *stats = NULL;
+    struct cb_metrics *stats = NULL;
     struct cb_err err = {0};
     struct cb_admin_body body = {0};
 
-    assert_int_equal(cb_stats_new(2, 16, &stats, &err), 0);
-    struct cb_stats_writer *w0 = cb_stats_writer_new(cb_stats_area(stats, 0));
-    struct cb_stats_writer *w1 = cb_stats_writer_new(cb_stats_area(stats, 1));
+    assert_int_equal(cb_metrics_new(2, 16, &stats, &err), 0);
+    struct cb_metrics_writer *w0 = cb_metrics_writer_new(cb_metrics_area(stats, 0));
+    struct cb_metrics_writer *w1 = cb_metrics_writer_new(cb_metrics_area(stats, 1));
     assert_true(w0 && w1);
-    struct cb_stats_entry *e0 = cb_stats_entry_get(w0, "hostnameport=www.example.com:8443");
-    struct cb_stats_entry *e1 = cb_stats_entry_get(w1, "hostnameport=www.example.com:8443");
-    struct cb_stats_entry *r1 = cb_stats_entry_get(w1, "ipport=127.0.0.2:8443");
+    struct cb_metrics_entry *e0 = cb_metrics_entry_get(w0, "hostnameport=www.example.com:8443");
+    struct cb_metrics_entry *e1 = cb_metrics_entry_get(w1, "hostnameport=www.example.com:8443");
+    struct cb_metrics_entry *r1 = cb_metrics_entry_get(w1, "ipport=127.0.0.2:8443");
     /* A key no binding has any more: not shown. */
-    struct cb_stats_entry *gone = cb_stats_entry_get(w0, "hostnameport=old.example.com:8443");
+    struct cb_metrics_entry *gone = cb_metrics_entry_get(w0, "hostnameport=old.example.com:8443");
     assert_true(e0 && e1 && r1 && gone);
-    cb_stat_add(&e0->v[CB_STAT_HANDSHAKES], 2);
-    cb_stat_add(&e1->v[CB_STAT_HANDSHAKES], 5);
-    cb_stat_add(&e1->v[CB_STAT_OPEN], 1);
-    cb_stat_add(&r1->v[CB_STAT_FAIL_REJECTED], 3);
-    cb_stat_add(&gone->v[CB_STAT_HANDSHAKES], 100);
-    cb_stat_add(&cb_stats_area(stats, 0)->g[CB_GSTAT_NO_BINDING], 4);
-    cb_stat_add(&cb_stats_area(stats, 1)->g[CB_GSTAT_ACCEPTED], 9);
-    cb_stat_add(&cb_stats_area(stats, 0)->g[CB_GSTAT_CAPACITY], 1);
+    cb_metric_add(&e0->v[CB_METRIC_HANDSHAKES], 2);
+    cb_metric_add(&e1->v[CB_METRIC_HANDSHAKES], 5);
+    cb_metric_add(&e1->v[CB_METRIC_OPEN], 1);
+    cb_metric_add(&r1->v[CB_METRIC_FAIL_REJECTED], 3);
+    cb_metric_add(&gone->v[CB_METRIC_HANDSHAKES], 100);
+    cb_metric_add(&cb_metrics_area(stats, 0)->g[CB_GMETRIC_NO_BINDING], 4);
+    cb_metric_add(&cb_metrics_area(stats, 1)->g[CB_GMETRIC_ACCEPTED], 9);
+    cb_metric_add(&cb_metrics_area(stats, 0)->g[CB_GMETRIC_CAPACITY], 1);
 
     assert_int_equal(cb_admin_render_metrics(m, stats, 2, &body), 0);
     const char *t = body.data;
@@ -372,9 +372,9 @@ static void test_metrics_series_per_binding_with_counters(void **state)
     json_decref(root);
     free(body.data);
 
-    cb_stats_writer_free(w0);
-    cb_stats_writer_free(w1);
-    cb_stats_free(stats);
+    cb_metrics_writer_free(w0);
+    cb_metrics_writer_free(w1);
+    cb_metrics_free(stats);
     cb_admin_model_free(m);
     cb_store_close(st);
 }
@@ -385,7 +385,7 @@ static void test_metrics_beyond_ten_thousand_bindings_only_active_ones(void **st
     (void)state;
     char thumb[CB_THUMB_LEN + 1], word[128];
     struct cb_store *st = make_store(thumb);
-    struct cb_stats *stats = NULL;
+    struct cb_metrics *stats = NULL;
     struct cb_err err = {0};
     struct cb_admin_body body = {0};
 
@@ -396,12 +396,12 @@ static void test_metrics_beyond_ten_thousand_bindings_only_active_ones(void **st
     }
     assert_int_equal(cb_store_commit(st, &err), 0);
     struct cb_admin_model *m = build(st); /* 10004 bindings */
-    assert_int_equal(cb_stats_new(1, 16, &stats, &err), 0);
-    struct cb_stats_writer *w = cb_stats_writer_new(cb_stats_area(stats, 0));
+    assert_int_equal(cb_metrics_new(1, 16, &stats, &err), 0);
+    struct cb_metrics_writer *w = cb_metrics_writer_new(cb_metrics_area(stats, 0));
     assert_non_null(w);
-    struct cb_stats_entry *e = cb_stats_entry_get(w, "hostnameport=s77.example.net:8443");
+    struct cb_metrics_entry *e = cb_metrics_entry_get(w, "hostnameport=s77.example.net:8443");
     assert_non_null(e);
-    cb_stat_add(&e->v[CB_STAT_HANDSHAKES], 3);
+    cb_metric_add(&e->v[CB_METRIC_HANDSHAKES], 3);
 
     assert_int_equal(cb_admin_render_metrics(m, stats, 1, &body), 0);
     size_t handshakes = 0, failures = 0;
@@ -417,8 +417,8 @@ static void test_metrics_beyond_ten_thousand_bindings_only_active_ones(void **st
     assert_non_null(strstr(body.data, "certbind_bindings 10004\n"));
     free(body.data);
     cb_admin_model_free(m);
-    cb_stats_writer_free(w);
-    cb_stats_free(stats);
+    cb_metrics_writer_free(w);
+    cb_metrics_free(stats);
     cb_store_close(st);
 }
 

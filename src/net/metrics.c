@@ -1,5 +1,5 @@
-/* stats.c: the counters shared between workers and the admin process. */
-#include "net/stats.h"
+/* metrics.c: the counters shared between workers and the admin process. */
+#include "net/metrics.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -7,23 +7,23 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
-const char *const cb_stat_names[CB_STAT_COUNT] = {
+const char *const cb_metric_names[CB_METRIC_COUNT] = {
 #define XX(id, name) name,
-    CB_STAT_MAP(XX)
+    CB_METRIC_MAP(XX)
 #undef XX
 };
 
-const char *const cb_gstat_names[CB_GSTAT_COUNT] = {
+const char *const cb_gmetric_names[CB_GMETRIC_COUNT] = {
 #define XX(id, name) name,
-    CB_GSTAT_MAP(XX)
+    CB_GMETRIC_MAP(XX)
 #undef XX
 };
 
-struct cb_stats {
+struct cb_metrics {
     void *map;
     size_t map_len;
     int workers;
-    struct cb_stats_area *areas; /* in map */
+    struct cb_metrics_area *areas; /* in map */
 };
 
 static size_t round_page(size_t n)
@@ -32,13 +32,13 @@ static size_t round_page(size_t n)
     return (n + pg - 1) / pg * pg;
 }
 
-int cb_stats_new(int workers, uint32_t capacity, struct cb_stats **out, struct cb_err *err)
+int cb_metrics_new(int workers, uint32_t capacity, struct cb_metrics **out, struct cb_err *err)
 {
-    struct cb_stats *s = calloc(1, sizeof(*s));
+    struct cb_metrics *s = calloc(1, sizeof(*s));
     if (s == NULL)
         return cb_err_set(err, CB_ENOMEM, "out of memory");
-    size_t head = round_page((size_t)workers * sizeof(struct cb_stats_area));
-    size_t per = round_page((size_t)capacity * sizeof(struct cb_stats_entry));
+    size_t head = round_page((size_t)workers * sizeof(struct cb_metrics_area));
+    size_t per = round_page((size_t)capacity * sizeof(struct cb_metrics_entry));
     s->map_len = head + (size_t)workers * per;
     s->map = mmap(NULL, s->map_len, PROT_READ | PROT_WRITE,
                   MAP_SHARED | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
@@ -52,13 +52,13 @@ int cb_stats_new(int workers, uint32_t capacity, struct cb_stats **out, struct c
     s->areas = s->map;
     for (int i = 0; i < workers; i++) {
         s->areas[i].capacity = capacity;
-        s->areas[i].entries = (struct cb_stats_entry *)((char *)s->map + head + (size_t)i * per);
+        s->areas[i].entries = (struct cb_metrics_entry *)((char *)s->map + head + (size_t)i * per);
     }
     *out = s;
     return 0;
 }
 
-void cb_stats_free(struct cb_stats *s)
+void cb_metrics_free(struct cb_metrics *s)
 {
     if (s == NULL)
         return;
@@ -66,12 +66,12 @@ void cb_stats_free(struct cb_stats *s)
     free(s);
 }
 
-int cb_stats_workers(const struct cb_stats *s)
+int cb_metrics_workers(const struct cb_metrics *s)
 {
     return s->workers;
 }
 
-struct cb_stats_area *cb_stats_area(struct cb_stats *s, int worker)
+struct cb_metrics_area *cb_metrics_area(struct cb_metrics *s, int worker)
 {
     return worker >= 0 && worker < s->workers ? &s->areas[worker] : NULL;
 }
@@ -134,19 +134,19 @@ static int index_grow(struct index *ix, const char *(*key_at)(const void *, uint
 
 /* ---- writer ------------------------------------------------------------- */
 
-struct cb_stats_writer {
-    struct cb_stats_area *area;
+struct cb_metrics_writer {
+    struct cb_metrics_area *area;
     struct index ix;
 };
 
 static const char *entry_key(const void *arr, uint32_t i)
 {
-    return ((const struct cb_stats_entry *)arr)[i].key;
+    return ((const struct cb_metrics_entry *)arr)[i].key;
 }
 
-struct cb_stats_writer *cb_stats_writer_new(struct cb_stats_area *area)
+struct cb_metrics_writer *cb_metrics_writer_new(struct cb_metrics_area *area)
 {
-    struct cb_stats_writer *w = calloc(1, sizeof(*w));
+    struct cb_metrics_writer *w = calloc(1, sizeof(*w));
     uint32_t n = atomic_load_explicit(&area->n_entries, memory_order_acquire);
     if (w == NULL || index_init(&w->ix, n) != 0) {
         free(w);
@@ -154,17 +154,17 @@ struct cb_stats_writer *cb_stats_writer_new(struct cb_stats_area *area)
     }
     w->area = area;
     for (uint32_t i = 0; i < n; i++) {
-        struct cb_stats_entry *e = &area->entries[i];
-        atomic_store_explicit(&e->v[CB_STAT_OPEN], 0, memory_order_relaxed);
+        struct cb_metrics_entry *e = &area->entries[i];
+        atomic_store_explicit(&e->v[CB_METRIC_OPEN], 0, memory_order_relaxed);
         *index_slot(&w->ix, e->key, entry_key, area->entries) = i + 1;
         w->ix.used++;
     }
-    atomic_store_explicit(&area->g[CB_GSTAT_OPEN], 0, memory_order_relaxed);
+    atomic_store_explicit(&area->g[CB_GMETRIC_OPEN], 0, memory_order_relaxed);
     atomic_store_explicit(&area->pid, (int32_t)getpid(), memory_order_relaxed);
     return w;
 }
 
-void cb_stats_writer_free(struct cb_stats_writer *w)
+void cb_metrics_writer_free(struct cb_metrics_writer *w)
 {
     if (w == NULL)
         return;
@@ -172,14 +172,14 @@ void cb_stats_writer_free(struct cb_stats_writer *w)
     free(w);
 }
 
-struct cb_stats_area *cb_stats_writer_area(struct cb_stats_writer *w)
+struct cb_metrics_area *cb_metrics_writer_area(struct cb_metrics_writer *w)
 {
     return w->area;
 }
 
-struct cb_stats_entry *cb_stats_entry_get(struct cb_stats_writer *w, const char *key)
+struct cb_metrics_entry *cb_metrics_entry_get(struct cb_metrics_writer *w, const char *key)
 {
-    struct cb_stats_area *a = w->area;
+    struct cb_metrics_area *a = w->area;
     uint32_t *slot = index_slot(&w->ix, key, entry_key, a->entries);
     if (*slot != 0)
         return &a->entries[*slot - 1];
@@ -187,10 +187,10 @@ struct cb_stats_entry *cb_stats_entry_get(struct cb_stats_writer *w, const char 
     size_t len = strlen(key);
     if (n >= a->capacity || len >= sizeof(a->entries[0].key) ||
         index_grow(&w->ix, entry_key, a->entries) != 0) {
-        cb_stat_add(&a->g[CB_GSTAT_STATS_FULL], 1);
+        cb_metric_add(&a->g[CB_GMETRIC_STATS_FULL], 1);
         return NULL;
     }
-    struct cb_stats_entry *e = &a->entries[n];
+    struct cb_metrics_entry *e = &a->entries[n];
     memcpy(e->key, key, len + 1);
     *index_slot(&w->ix, key, entry_key, a->entries) = n + 1;
     w->ix.used++;
@@ -202,14 +202,14 @@ struct cb_stats_entry *cb_stats_entry_get(struct cb_stats_writer *w, const char 
 
 struct total {
     const char *key; /* borrowed from the mapping: entries are never rewritten */
-    struct cb_stats_sum sum;
+    struct cb_metrics_sum sum;
 };
 
-struct cb_stats_totals {
+struct cb_metrics_totals {
     struct total *v;
     size_t n, cap;
     struct index ix;
-    uint64_t g[CB_GSTAT_COUNT];
+    uint64_t g[CB_GMETRIC_COUNT];
 };
 
 static const char *total_key(const void *arr, uint32_t i)
@@ -217,18 +217,18 @@ static const char *total_key(const void *arr, uint32_t i)
     return ((const struct total *)arr)[i].key;
 }
 
-struct cb_stats_totals *cb_stats_collect(struct cb_stats *s)
+struct cb_metrics_totals *cb_metrics_collect(struct cb_metrics *s)
 {
-    struct cb_stats_totals *t = calloc(1, sizeof(*t));
+    struct cb_metrics_totals *t = calloc(1, sizeof(*t));
     if (t == NULL || index_init(&t->ix, 64) != 0)
         goto out_fail;
     for (int w = 0; w < s->workers; w++) {
-        struct cb_stats_area *a = &s->areas[w];
-        for (int k = 0; k < CB_GSTAT_COUNT; k++)
+        struct cb_metrics_area *a = &s->areas[w];
+        for (int k = 0; k < CB_GMETRIC_COUNT; k++)
             t->g[k] += atomic_load_explicit(&a->g[k], memory_order_relaxed);
         uint32_t n = atomic_load_explicit(&a->n_entries, memory_order_acquire);
         for (uint32_t i = 0; i < n; i++) {
-            const struct cb_stats_entry *e = &a->entries[i];
+            const struct cb_metrics_entry *e = &a->entries[i];
             if (index_grow(&t->ix, total_key, t->v) != 0)
                 goto out_fail;
             uint32_t *slot = index_slot(&t->ix, e->key, total_key, t->v);
@@ -246,18 +246,18 @@ struct cb_stats_totals *cb_stats_collect(struct cb_stats *s)
                 *slot = (uint32_t)++t->n;
                 t->ix.used++;
             }
-            struct cb_stats_sum *sum = &t->v[*slot - 1].sum;
-            for (int k = 0; k < CB_STAT_COUNT; k++)
+            struct cb_metrics_sum *sum = &t->v[*slot - 1].sum;
+            for (int k = 0; k < CB_METRIC_COUNT; k++)
                 sum->v[k] += atomic_load_explicit(&e->v[k], memory_order_relaxed);
         }
     }
     return t;
 out_fail:
-    cb_stats_totals_free(t);
+    cb_metrics_totals_free(t);
     return NULL;
 }
 
-void cb_stats_totals_free(struct cb_stats_totals *t)
+void cb_metrics_totals_free(struct cb_metrics_totals *t)
 {
     if (t == NULL)
         return;
@@ -266,7 +266,8 @@ void cb_stats_totals_free(struct cb_stats_totals *t)
     free(t);
 }
 
-const struct cb_stats_sum *cb_stats_totals_find(const struct cb_stats_totals *t, const char *key)
+const struct cb_metrics_sum *cb_metrics_totals_find(const struct cb_metrics_totals *t,
+                                                    const char *key)
 {
     if (t->n == 0)
         return NULL;
@@ -274,7 +275,7 @@ const struct cb_stats_sum *cb_stats_totals_find(const struct cb_stats_totals *t,
     return *slot ? &t->v[*slot - 1].sum : NULL;
 }
 
-void cb_stats_totals_global(const struct cb_stats_totals *t, uint64_t out[CB_GSTAT_COUNT])
+void cb_metrics_totals_global(const struct cb_metrics_totals *t, uint64_t out[CB_GMETRIC_COUNT])
 {
     memcpy(out, t->g, sizeof(t->g));
 }

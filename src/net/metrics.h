@@ -12,8 +12,8 @@
  * Pages are touched only as entries are created, so the mapping's size is a
  * reservation: resident memory follows the number of bindings that saw traffic.
  */
-#ifndef CB_NET_STATS_H
-#define CB_NET_STATS_H
+#ifndef CB_NET_METRICS_H
+#define CB_NET_METRICS_H
 
 #include "binding/binding.h"
 
@@ -22,7 +22,7 @@
 #include <stdint.h>
 
 /* Per binding. Failures by reason, as the metrics name them. */
-#define CB_STAT_MAP(XX)                                                                            \
+#define CB_METRIC_MAP(XX)                                                                          \
     XX(HANDSHAKES, "handshakes")                                                                   \
     XX(FAIL_KEY, "key_unusable")                                                                   \
     XX(FAIL_REJECTED, "rejected")                                                                  \
@@ -33,15 +33,15 @@
     XX(BYTES_IN, "bytes_in")                                                                       \
     XX(BYTES_OUT, "bytes_out")
 
-enum cb_stat {
-#define XX(id, name) CB_STAT_##id,
-    CB_STAT_MAP(XX)
+enum cb_metric {
+#define XX(id, name) CB_METRIC_##id,
+    CB_METRIC_MAP(XX)
 #undef XX
-        CB_STAT_COUNT
+        CB_METRIC_COUNT
 };
 
 /* Per worker, for what belongs to no binding. */
-#define CB_GSTAT_MAP(XX)                                                                           \
+#define CB_GMETRIC_MAP(XX)                                                                         \
     XX(ACCEPTED, "accepted")                                                                       \
     XX(OPEN, "open")                                                                               \
     XX(NO_BINDING, "no_binding")                                                                   \
@@ -52,57 +52,57 @@ enum cb_stat {
     XX(HANDED_OFF, "handed_off")                                                                   \
     XX(CERTS_LOADED, "certs_loaded")
 
-enum cb_gstat {
-#define XX(id, name) CB_GSTAT_##id,
-    CB_GSTAT_MAP(XX)
+enum cb_gmetric {
+#define XX(id, name) CB_GMETRIC_##id,
+    CB_GMETRIC_MAP(XX)
 #undef XX
-        CB_GSTAT_COUNT
+        CB_GMETRIC_COUNT
 };
 
-struct cb_stats_entry {
-    _Atomic uint64_t v[CB_STAT_COUNT];
+struct cb_metrics_entry {
+    _Atomic uint64_t v[CB_METRIC_COUNT];
     char key[CB_KEY_TEXT_MAX + 4]; /* canonical binding key, NUL-terminated */
 };
 
-struct cb_stats_area {
-    _Atomic uint64_t g[CB_GSTAT_COUNT];
+struct cb_metrics_area {
+    _Atomic uint64_t g[CB_GMETRIC_COUNT];
     _Atomic uint32_t n_entries; /* published with release */
     _Atomic int32_t pid;        /* the worker writing it, 0 when none */
     uint32_t capacity;
-    struct cb_stats_entry *entries; /* in the same mapping */
+    struct cb_metrics_entry *entries; /* in the same mapping */
 };
 
-struct cb_stats; /* the shared region: one area per worker */
+struct cb_metrics; /* the shared region: one area per worker */
 
-/* Maps the region for `workers` areas of `capacity` entries each. Owned: cb_stats_free(). */
-int cb_stats_new(int workers, uint32_t capacity, struct cb_stats **out,
-                 struct cb_err *err) CB_MUST_CHECK;
-void cb_stats_free(struct cb_stats *s);
-int cb_stats_workers(const struct cb_stats *s);
-struct cb_stats_area *cb_stats_area(struct cb_stats *s, int worker);
+/* Maps the region for `workers` areas of `capacity` entries each. Owned: cb_metrics_free(). */
+int cb_metrics_new(int workers, uint32_t capacity, struct cb_metrics **out,
+                   struct cb_err *err) CB_MUST_CHECK;
+void cb_metrics_free(struct cb_metrics *s);
+int cb_metrics_workers(const struct cb_metrics *s);
+struct cb_metrics_area *cb_metrics_area(struct cb_metrics *s, int worker);
 
 /* ---- the writer: one per worker process -------------------------------- */
 
-struct cb_stats_writer;
+struct cb_metrics_writer;
 
 /*
  * Takes over area (borrowed; a restarted worker continues its predecessor's
  * counters) and sets its open gauges to zero. Returns an owned writer, or NULL
  * when out of memory.
  */
-struct cb_stats_writer *cb_stats_writer_new(struct cb_stats_area *area);
-void cb_stats_writer_free(struct cb_stats_writer *w);
+struct cb_metrics_writer *cb_metrics_writer_new(struct cb_metrics_area *area);
+void cb_metrics_writer_free(struct cb_metrics_writer *w);
 /* The entry for a binding key, created when first asked for; NULL when the area is full. */
-struct cb_stats_entry *cb_stats_entry_get(struct cb_stats_writer *w, const char *key);
-struct cb_stats_area *cb_stats_writer_area(struct cb_stats_writer *w);
+struct cb_metrics_entry *cb_metrics_entry_get(struct cb_metrics_writer *w, const char *key);
+struct cb_metrics_area *cb_metrics_writer_area(struct cb_metrics_writer *w);
 
-static inline void cb_stat_add(_Atomic uint64_t *c, uint64_t n)
+static inline void cb_metric_add(_Atomic uint64_t *c, uint64_t n)
 {
     atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + n,
                           memory_order_relaxed);
 }
 
-static inline void cb_stat_sub(_Atomic uint64_t *c, uint64_t n)
+static inline void cb_metric_sub(_Atomic uint64_t *c, uint64_t n)
 {
     atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) - n,
                           memory_order_relaxed);
@@ -110,21 +110,22 @@ static inline void cb_stat_sub(_Atomic uint64_t *c, uint64_t n)
 
 /* ---- the reader --------------------------------------------------------- */
 
-struct cb_stats_sum {
-    uint64_t v[CB_STAT_COUNT];
+struct cb_metrics_sum {
+    uint64_t v[CB_METRIC_COUNT];
 };
 
 /* Sums every worker's entry for each key. */
-struct cb_stats_totals;
-/* Owned result (cb_stats_totals_free), NULL when out of memory. */
-struct cb_stats_totals *cb_stats_collect(struct cb_stats *s);
-void cb_stats_totals_free(struct cb_stats_totals *t);
+struct cb_metrics_totals;
+/* Owned result (cb_metrics_totals_free), NULL when out of memory. */
+struct cb_metrics_totals *cb_metrics_collect(struct cb_metrics *s);
+void cb_metrics_totals_free(struct cb_metrics_totals *t);
 /* The sums for key, or NULL when no worker has seen it. */
-const struct cb_stats_sum *cb_stats_totals_find(const struct cb_stats_totals *t, const char *key);
+const struct cb_metrics_sum *cb_metrics_totals_find(const struct cb_metrics_totals *t,
+                                                    const char *key);
 /* Global counters summed over the workers. */
-void cb_stats_totals_global(const struct cb_stats_totals *t, uint64_t out[CB_GSTAT_COUNT]);
+void cb_metrics_totals_global(const struct cb_metrics_totals *t, uint64_t out[CB_GMETRIC_COUNT]);
 
-extern const char *const cb_stat_names[CB_STAT_COUNT];
-extern const char *const cb_gstat_names[CB_GSTAT_COUNT];
+extern const char *const cb_metric_names[CB_METRIC_COUNT];
+extern const char *const cb_gmetric_names[CB_GMETRIC_COUNT];
 
 #endif
