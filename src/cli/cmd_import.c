@@ -78,6 +78,18 @@ static int import_netsh(struct cb_cli *cli, const char *text, size_t len, bool p
             goto out_clear;
         }
     }
+    for (size_t i = 0; i < imp.n_unknown; i++) {
+        const struct cb_import_unknown *u = &imp.unknown[i];
+        fprintf(stderr, "certbind: warning: %s:%d: unknown field '%s' skipped", cli->pos[0],
+                u->line, u->name);
+        if (u->count > 1)
+            fprintf(stderr, " (here and on %d more line%s)", u->count - 1,
+                    u->count == 2 ? "" : "s");
+        fputs("; certbind does not carry it over\n", stderr);
+    }
+    if (imp.unknown_more > 0)
+        fprintf(stderr, "certbind: warning: %s: %d more line%s with other unknown fields skipped\n",
+                cli->pos[0], imp.unknown_more, imp.unknown_more == 1 ? "" : "s");
     if ((status = calloc(imp.n, sizeof(*status))) == NULL) {
         ret = cb_err_set(&cli->err, CB_ENOMEM, "out of memory");
         goto out_clear;

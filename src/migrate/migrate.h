@@ -14,16 +14,41 @@ struct cb_import_entry {
     char site[128];      /* IIS site name, or "" */
 };
 
+/* A field name the reader does not know: skipped, and reported once per name. */
+struct cb_import_unknown {
+    char name[64]; /* as in the file (cut at 63 bytes) */
+    int line;      /* where it first appears */
+    int count;     /* lines it appears on */
+};
+
+#define CB_IMPORT_UNKNOWN_MAX 16
+
 struct cb_import {
     struct cb_import_entry *v;
     size_t n, cap;
+    struct cb_import_unknown unknown[CB_IMPORT_UNKNOWN_MAX]; /* netsh: in order of first line */
+    size_t n_unknown;
+    int unknown_more; /* lines with yet other unknown names, past the table */
 };
 
-/* Parses netsh output (text, len bytes; CRLF or LF). ccs entries get no ccspath (netsh
- * does not print it). Fills *out (owned: cb_import_clear). CB_EBADFILE with
- * "line N: …" on malformed input; out is then empty. */
+/*
+ * Parses netsh output as Windows writes it to a file: UTF-16 (PowerShell 5.1's `>`) or
+ * UTF-8, with or without a byte-order mark, CRLF, LF or CR line ends (cb_text_utf8).
+ * Fields are told by name; unknown names are skipped and listed in out->unknown. ccs
+ * entries get no ccspath (netsh does not print it). Fills *out (owned: cb_import_clear).
+ * CB_EBADFILE with "line N: …" on malformed input; out is then empty.
+ */
 int cb_netsh_parse(const char *text, size_t len, struct cb_import *out,
                    struct cb_err *err) CB_MUST_CHECK;
+/*
+ * The text of an exported file as UTF-8 without a byte-order mark: UTF-16LE or UTF-16BE
+ * (with a BOM, or without one when the first line's bytes alternate with zeros) is
+ * converted, a UTF-8 BOM is dropped, other bytes are kept as they are. *out is text
+ * itself or, when converted, *owned (free it; NULL otherwise). CB_EBADFILE for UTF-16
+ * cut short (odd length) or with an unpaired surrogate, and for UTF-32.
+ */
+int cb_text_utf8(const char *text, size_t len, const char **out, size_t *out_len, char **owned,
+                 struct cb_err *err) CB_MUST_CHECK;
 /* Parses the https site bindings of an applicationHost.config document. */
 int cb_iis_parse(const char *text, size_t len, struct cb_import *out,
                  struct cb_err *err) CB_MUST_CHECK;

@@ -1,7 +1,12 @@
 /*
  * netsh.c: `netsh http show sslcert` output. Blocks of "Name : value" lines, one per
  * binding, separated by blank lines; a block starts with "IP:port", "Hostname:port"
- * or "Central Certificate Store".
+ * or "Central Certificate Store". A field is told by its name (the text before the
+ * first " : ", trimmed), never by its place: each Windows version prints more of them.
+ * Windows Server 2016 ends a block at "Disable HTTP2"; 2019 adds QUIC, TLS 1.3, OCSP
+ * stapling, token binding, extended events and legacy TLS; 2022 adds TLS 1.2, session
+ * tickets and "Extended Properties:" sub-blocks (HTTP/2 settings, one "PropertyId"
+ * each). Names certbind does not know are skipped and listed for the caller to report.
  */
 #include "migrate/migrate.h"
 
@@ -10,21 +15,61 @@
 #include <string.h>
 #include <strings.h>
 
-/* The netsh toggles certbind keeps; the others (revocation, DS mapper…) have no
- * meaning on Linux and are read and ignored. */
-static const struct {
-    const char *label;
-    const char *option;
-} toggles[] = {
-    {"Negotiate Client Certificate", "clientcertnegotiation"},
-    {"Reject Connections", "reject"},
-    {"Disable HTTP2", "disablehttp2"},
-    {"Disable TLS1.2", "disabletls12"},
-    {"Disable TLS1.3", "disabletls13"},
-    {"Disable OCSP Stapling", "disableocspstapling"},
-    {"Disable Legacy TLS Versions", "disablelegacytls"},
-    {"Enable Session Ticket", "enablesessionticket"},
+enum kind { F_KEY, F_HASH, F_APPID, F_TOGGLE, F_SKIP };
+
+static const struct field {
+    const char *name;
+    enum kind kind;
+    const char *arg; /* F_KEY: the key word; F_TOGGLE: the certbind option */
+} fields[] = {
+    {"IP:port", F_KEY, "ipport"},
+    {"Hostname:port", F_KEY, "hostnameport"},
+    {"Central Certificate Store", F_KEY, "ccs"},
+    {"Certificate Hash", F_HASH, NULL},
+    {"Application ID", F_APPID, NULL},
+    /* The HTTP.sys toggles certbind keeps. */
+    {"Negotiate Client Certificate", F_TOGGLE, "clientcertnegotiation"},
+    {"Reject Connections", F_TOGGLE, "reject"},
+    {"Disable HTTP2", F_TOGGLE, "disablehttp2"},
+    {"Disable TLS1.2", F_TOGGLE, "disabletls12"},
+    {"Disable TLS1.3", F_TOGGLE, "disabletls13"},
+    {"Disable OCSP Stapling", F_TOGGLE, "disableocspstapling"},
+    {"Disable Legacy TLS Versions", F_TOGGLE, "disablelegacytls"},
+    {"Enable Session Ticket", F_TOGGLE, "enablesessionticket"},
+    /* Printed by netsh and without meaning here (Windows certificate stores, client
+     * certificate revocation checks, the DS mapper, QUIC, token binding, event logging,
+     * session IDs, and the HTTP/2 settings of "Extended Properties:"): skipped. */
+    {"Certificate Store Name", F_SKIP, NULL},
+    {"Verify Client Certificate Revocation", F_SKIP, NULL},
+    {"Verify Revocation Using Cached Client Certificate Only", F_SKIP, NULL},
+    {"Use Revocation Freshness Time", F_SKIP, NULL},
+    {"Usage Check", F_SKIP, NULL},
+    {"Revocation Freshness Time", F_SKIP, NULL},
+    {"URL Retrieval Timeout", F_SKIP, NULL},
+    {"Ctl Identifier", F_SKIP, NULL},
+    {"Ctl Store Name", F_SKIP, NULL},
+    {"DS Mapper Usage", F_SKIP, NULL},
+    {"Disable QUIC", F_SKIP, NULL},
+    {"Enable Token Binding", F_SKIP, NULL},
+    {"Log Extended Events", F_SKIP, NULL},
+    {"Disable Session ID", F_SKIP, NULL},
+    {"Enable Caching Client Hello", F_SKIP, NULL},
+    {"PropertyId", F_SKIP, NULL},
+    {"Receive Window", F_SKIP, NULL},
+    {"Max Settings Per Frame", F_SKIP, NULL},
+    {"Max Settings Per Minute", F_SKIP, NULL},
 };
+
+/* Lines that head a list rather than carry a value. */
+static const char *const headings[] = {"SSL Certificate bindings:", "Extended Properties:"};
+
+static const struct field *field_named(const char *name)
+{
+    for (size_t i = 0; i < sizeof(fields) / sizeof(fields[0]); i++)
+        if (strcasecmp(name, fields[i].name) == 0)
+            return &fields[i];
+    return NULL;
+}
 
 static char *trim(char *s)
 {
@@ -34,6 +79,82 @@ static char *trim(char *s)
     while (n > 0 && (s[n - 1] == ' ' || s[n - 1] == '\t'))
         s[--n] = '\0';
     return s;
+}
+
+/* Length of the UTF-8 character at s (at most n bytes), 0 when it is not one. */
+static size_t utf8_char(const unsigned char *s, size_t n)
+{
+    size_t len = s[0] < 0x80                    ? 1
+                 : s[0] >= 0xC2 && s[0] <= 0xDF ? 2
+                 : s[0] >= 0xE0 && s[0] <= 0xEF ? 3
+                 : s[0] >= 0xF0 && s[0] <= 0xF4 ? 4
+                                                : 0;
+    if (len == 0 || len > n)
+        return 0;
+    for (size_t i = 1; i < len; i++)
+        if ((s[i] & 0xC0) != 0x80)
+            return 0;
+    if ((s[0] == 0xE0 && s[1] < 0xA0) || (s[0] == 0xED && s[1] > 0x9F) ||
+        (s[0] == 0xF0 && s[1] < 0x90) || (s[0] == 0xF4 && s[1] > 0x8F))
+        return 0; /* overlong, surrogate, or past U+10FFFF */
+    return len;
+}
+
+/* Text of the file as it may be shown: whole UTF-8 characters of s that fit in size
+ * bytes, anything else (an 8-bit code page, a stray byte, a control character) as '?'. */
+static void shown(const char *s, char *out, size_t size)
+{
+    const unsigned char *p = (const unsigned char *)s;
+    size_t n = strlen(s), o = 0;
+
+    for (size_t i = 0; i < n;) {
+        size_t c = utf8_char(p + i, n - i);
+        if (o + (c ? c : 1) >= size)
+            break;
+        if (c == 1 && (p[i] < 0x20 || p[i] == 0x7F))
+            c = 0;
+        if (c == 0) {
+            out[o++] = '?';
+            i++;
+        } else {
+            memcpy(out + o, p + i, c);
+            o += c, i += c;
+        }
+    }
+    out[o] = '\0';
+}
+
+/* A refusal of the binding code for this line; it may quote the file's bytes. */
+static int refused(struct cb_err *err, int line, const struct cb_err *why)
+{
+    char msg[sizeof(why->msg) - 32]; /* room for "line N: " in err */
+
+    shown(why->msg, msg, sizeof(msg));
+    return cb_err_set(err, CB_EBADFILE, "line %d: %s", line, msg);
+}
+
+/* Counts a line with a name certbind does not know: once per name (case-insensitive,
+ * as shown, cut to fit), in order of first appearance. */
+static void note_unknown(struct cb_import *out, const char *name, int line)
+{
+    char cut[sizeof(out->unknown[0].name)];
+
+    shown(name, cut, sizeof(cut));
+    size_t n = strlen(cut);
+    for (size_t i = 0; i < out->n_unknown; i++) {
+        if (strcasecmp(out->unknown[i].name, cut) == 0) {
+            out->unknown[i].count++;
+            return;
+        }
+    }
+    if (out->n_unknown == CB_IMPORT_UNKNOWN_MAX) {
+        out->unknown_more++;
+        return;
+    }
+    struct cb_import_unknown *u = &out->unknown[out->n_unknown++];
+    memcpy(u->name, cut, n + 1);
+    u->line = line;
+    u->count = 1;
 }
 
 static int entry_done(struct cb_import *imp, struct cb_import_entry *e, struct cb_err *err)
@@ -47,7 +168,7 @@ static int entry_done(struct cb_import *imp, struct cb_import_entry *e, struct c
     if (e->b.key.kind == CB_KEY_CCS)
         return 0;
     if (cb_binding_validate(&e->b, &verr) != 0)
-        return cb_err_set(err, CB_EBADFILE, "line %d: %s", e->line, verr.msg);
+        return refused(err, e->line, &verr);
     cb_key_format(&e->b.key, key, sizeof(key));
     for (size_t i = 0; i + 1 < imp->n; i++)
         if (memcmp(&imp->v[i].b.key, &e->b.key, sizeof(e->b.key)) == 0)
@@ -56,17 +177,137 @@ static int entry_done(struct cb_import *imp, struct cb_import_entry *e, struct c
     return 0;
 }
 
-int cb_netsh_parse(const char *text, size_t len, struct cb_import *out, struct cb_err *err)
+/* One "Name : value" line of the entry e (NULL before the first key line). */
+static int field_line(struct cb_import *out, struct cb_import_entry **ep, const char *name,
+                      const char *value, int lineno, struct cb_err *err)
+{
+    const struct field *f = field_named(name);
+    struct cb_import_entry *e = *ep;
+    struct cb_err verr;
+    unsigned given = 0;
+    int ret;
+
+    if (f == NULL) {
+        note_unknown(out, name, lineno);
+        return 0;
+    }
+    if (f->kind == F_KEY) {
+        if ((ret = entry_done(out, e, err)) != 0)
+            return ret;
+        if ((e = *ep = cb_import_push(out)) == NULL)
+            return cb_err_set(err, CB_ENOMEM, "out of memory");
+        e->line = lineno;
+        if (cb_key_parse(f->arg, value, &e->b.key, &verr) != 0)
+            return refused(err, lineno, &verr);
+        return 0;
+    }
+    if (e == NULL)
+        return cb_err_set(err, CB_EBADFILE,
+                          "line %d: '%s' before any 'IP:port', 'Hostname:port' or 'Central "
+                          "Certificate Store' line",
+                          lineno, f->name);
+    switch (f->kind) {
+    case F_HASH:
+        /* A central store binding has no certificate of its own. */
+        if (e->b.key.kind == CB_KEY_CCS && (*value == '\0' || strcmp(value, "(null)") == 0))
+            return 0;
+        if (cb_binding_set_option(&e->b, "certhash", value, &given, &verr) != 0)
+            return refused(err, lineno, &verr);
+        return 0;
+    case F_APPID:
+        if (*value == '\0' || strcmp(value, "(null)") == 0)
+            return 0;
+        if (cb_binding_set_option(&e->b, "appid", value, &given, &verr) != 0)
+            return refused(err, lineno, &verr);
+        return 0;
+    case F_TOGGLE: {
+        const char *v =
+            strcasecmp(value, "Enabled") == 0 || strcasecmp(value, "Set") == 0        ? "enable"
+            : strcasecmp(value, "Disabled") == 0 || strcasecmp(value, "Not Set") == 0 ? "disable"
+                                                                                      : NULL;
+        if (v == NULL) {
+            char text[41];
+            shown(value, text, sizeof(text));
+            return cb_err_set(err, CB_EBADFILE,
+                              "line %d: %s is '%s'; netsh prints Enabled, Disabled, Set or "
+                              "Not Set",
+                              lineno, f->name, text);
+        }
+        if (cb_binding_set_option(&e->b, f->arg, v, &given, &verr) != 0)
+            return refused(err, lineno, &verr);
+        return 0;
+    }
+    default:
+        return 0;
+    }
+}
+
+/* One line, without its line end; NUL-terminated in line[]. */
+static int one_line(struct cb_import *out, struct cb_import_entry **ep, char *line, size_t n,
+                    int lineno, struct cb_err *err)
+{
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)line[i];
+        if (c == '\0')
+            return cb_err_set(err, CB_EBADFILE,
+                              "line %d: contains a NUL byte; if the file is UTF-16 without a "
+                              "byte-order mark, export it again as UTF-8 (in PowerShell: netsh "
+                              "http show sslcert | Out-File -Encoding utf8 bindings.txt)",
+                              lineno);
+        if ((c < 0x20 && c != '\t') || c == 0x7F)
+            return cb_err_set(err, CB_EBADFILE,
+                              "line %d: contains the control character 0x%02X, which netsh "
+                              "does not print",
+                              lineno, c);
+    }
+    char *t = trim(line);
+    size_t tl = strlen(t);
+    if (tl == 0) {
+        int ret = entry_done(out, *ep, err);
+        *ep = NULL;
+        return ret;
+    }
+    if (*ep == NULL && strspn(t, "-") == tl)
+        return 0; /* the underline of the heading */
+    char *sep = strstr(t, " : ");
+    const char *value;
+    if (sep != NULL) {
+        *sep = '\0';
+        value = trim(sep + 3);
+    } else if (tl >= 2 && t[tl - 1] == ':' && t[tl - 2] == ' ') {
+        t[tl - 2] = '\0'; /* "Name :" with an empty value */
+        value = "";
+    } else if (tl >= 2 && t[tl - 1] == ':') {
+        /* "Extended Properties:": what follows belongs to the same binding. */
+        for (size_t i = 0; i < sizeof(headings) / sizeof(headings[0]); i++)
+            if (strcasecmp(t, headings[i]) == 0)
+                return 0;
+        note_unknown(out, t, lineno);
+        return 0;
+    } else {
+        char text[61];
+        shown(t, text, sizeof(text));
+        return cb_err_set(err, CB_EBADFILE,
+                          "line %d: expected 'Name : value' as netsh prints it, found '%s'", lineno,
+                          text);
+    }
+    return field_line(out, ep, trim(t), value, lineno, err);
+}
+
+int cb_netsh_parse(const char *raw, size_t raw_len, struct cb_import *out, struct cb_err *err)
 {
     struct cb_import_entry *e = NULL;
-    char line[1024];
-    size_t pos = 0;
-    int lineno = 0, ret = 0;
+    const char *text;
+    char line[1024], *owned;
+    size_t len, pos = 0;
+    int lineno = 0, ret;
 
     memset(out, 0, sizeof(*out));
+    if ((ret = cb_text_utf8(raw, raw_len, &text, &len, &owned, err)) != 0)
+        return ret;
     while (pos < len && ret == 0) {
         size_t end = pos;
-        while (end < len && text[end] != '\n')
+        while (end < len && text[end] != '\n' && text[end] != '\r')
             end++;
         size_t n = end - pos;
         lineno++;
@@ -77,101 +318,30 @@ int cb_netsh_parse(const char *text, size_t len, struct cb_import *out, struct c
         }
         memcpy(line, text + pos, n);
         line[n] = '\0';
-        pos = end + 1;
-        if (memchr(line, '\0', n) != NULL) {
-            ret = cb_err_set(err, CB_EBADFILE, "line %d: contains a NUL byte", lineno);
-            break;
-        }
-        if (n > 0 && line[n - 1] == '\r')
-            line[--n] = '\0';
-        char *t = trim(line);
-        if (*t == '\0') {
-            ret = entry_done(out, e, err);
-            e = NULL;
-            continue;
-        }
-        if (e == NULL &&
-            (strcmp(t, "SSL Certificate bindings:") == 0 || strspn(t, "-") == strlen(t)))
-            continue;
-        char *sep = strstr(t, " : ");
-        size_t tl = strlen(t);
-        char *value;
-        if (sep != NULL) {
-            *sep = '\0';
-            value = trim(sep + 3);
-        } else if (tl >= 2 && t[tl - 1] == ':' && t[tl - 2] == ' ') {
-            t[tl - 1] = '\0'; /* "Name :" with an empty value */
-            value = t + tl - 1;
-        } else {
-            ret = cb_err_set(err, CB_EBADFILE,
-                             "line %d: expected 'Name : value' as netsh prints it, found '%.60s'",
-                             lineno, t);
-            break;
-        }
-        char *name = trim(t);
-        struct cb_err verr;
-        unsigned fields = 0;
-        const char *keyname = strcasecmp(name, "IP:port") == 0                     ? "ipport"
-                              : strcasecmp(name, "Hostname:port") == 0             ? "hostnameport"
-                              : strcasecmp(name, "Central Certificate Store") == 0 ? "ccs"
-                                                                                   : NULL;
-        if (keyname != NULL) {
-            if ((ret = entry_done(out, e, err)) != 0)
-                break;
-            if ((e = cb_import_push(out)) == NULL) {
-                ret = cb_err_set(err, CB_ENOMEM, "out of memory");
-                break;
-            }
-            e->line = lineno;
-            if (cb_key_parse(keyname, value, &e->b.key, &verr) != 0) {
-                ret = cb_err_set(err, CB_EBADFILE, "line %d: %s", lineno, verr.msg);
-                break;
-            }
-            continue;
-        }
-        if (e == NULL) {
-            ret = cb_err_set(err, CB_EBADFILE,
-                             "line %d: '%s' before any 'IP:port', 'Hostname:port' or 'Central "
-                             "Certificate Store' line",
-                             lineno, name);
-            break;
-        }
-        if (strcasecmp(name, "Certificate Hash") == 0) {
-            if (cb_binding_set_option(&e->b, "certhash", value, &fields, &verr) != 0)
-                ret = cb_err_set(err, CB_EBADFILE, "line %d: %s", lineno, verr.msg);
-            continue;
-        }
-        if (strcasecmp(name, "Application ID") == 0) {
-            if (strcmp(value, "(null)") != 0 &&
-                cb_binding_set_option(&e->b, "appid", value, &fields, &verr) != 0)
-                ret = cb_err_set(err, CB_EBADFILE, "line %d: %s", lineno, verr.msg);
-            continue;
-        }
-        for (size_t i = 0; i < sizeof(toggles) / sizeof(toggles[0]); i++) {
-            if (strcasecmp(name, toggles[i].label) != 0)
-                continue;
-            const char *v =
-                strcasecmp(value, "Enabled") == 0 || strcasecmp(value, "Set") == 0 ? "enable"
-                : strcasecmp(value, "Disabled") == 0 || strcasecmp(value, "Not Set") == 0
-                    ? "disable"
-                    : NULL;
-            if (v == NULL)
-                ret = cb_err_set(err, CB_EBADFILE,
-                                 "line %d: %s is '%.40s'; netsh prints Enabled, Disabled, Set or "
-                                 "Not Set",
-                                 lineno, name, value);
-            else if (cb_binding_set_option(&e->b, toggles[i].option, v, &fields, &verr) != 0)
-                ret = cb_err_set(err, CB_EBADFILE, "line %d: %s", lineno, verr.msg);
-            break;
-        }
+        ret = one_line(out, &e, line, n, lineno, err);
+        /* A line ends at LF, CR LF, or a lone CR; CR CR LF (a CRLF file whose line ends
+         * were converted once more) is one line end too. */
+        size_t crs = 0;
+        while (end + crs < len && text[end + crs] == '\r')
+            crs++;
+        pos = end + crs < len && text[end + crs] == '\n' ? end + crs + 1 : end + 1;
     }
     if (ret == 0)
         ret = entry_done(out, e, err);
-    if (ret == 0 && out->n == 0)
-        ret = cb_err_set(err, CB_EBADFILE,
-                         "no bindings found; give the output of 'netsh http show sslcert' "
-                         "(in English)");
+    if (ret == 0 && out->n == 0) {
+        if (out->n_unknown > 0)
+            ret = cb_err_set(err, CB_EBADFILE,
+                             "no bindings found, and fields certbind does not know such as "
+                             "'%s' (line %d); give the output of 'netsh http show sslcert' "
+                             "run in English",
+                             out->unknown[0].name, out->unknown[0].line);
+        else
+            ret = cb_err_set(err, CB_EBADFILE,
+                             "no bindings found; give the output of 'netsh http show sslcert' "
+                             "(in English)");
+    }
     if (ret != 0)
         cb_import_clear(out);
+    free(owned);
     return ret;
 }

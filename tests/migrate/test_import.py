@@ -235,3 +235,219 @@ def test_iis_bad_encoding_is_one_error_line(env):
     rc, out, err = run("--state", state, "import", "iis", path, "preview=yes")
     assert rc == 2 and "line 2:" in err
     assert err.count("\n") == 1 and err.startswith("certbind: error: "), err
+
+
+# --- Exports as Windows Server writes them -------------------------------------------------
+#
+# tests/migrate/data/netsh-wsYEAR.*.txt: `netsh http show sslcert` on Windows Server 2016,
+# 2019, 2022 and newer (2025 / Windows 11), each saved three ways: UTF-16LE with a BOM and
+# CRLF (Windows PowerShell 5.1's `>`), UTF-8 with a BOM and CRLF (Out-File -Encoding utf8),
+# UTF-8 with LF. Their thumbprints stand for the two certificates of the `env` fixture.
+
+DATA = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data")
+EXPORT_DEFAULT = "5f0c8a3b9e2d47a1c6f8e0b2d4a6c8e1f3a5b7c9"
+EXPORT_WWW = "a41e6d2c8b9f03e7d5c1b8a2f4e6d0c9b7a5e3f1"
+IIS_APPID = "{4dc3e181-e14b-4a21-b022-59fc669b0914}"
+TOGGLES = ("disablehttp2", "disabletls12", "disabletls13", "disablelegacytls",
+           "clientcertnegotiation", "enablesessionticket", "disableocspstapling", "reject")
+ENCODINGS = {"utf16le-bom-crlf": "utf-16-le", "utf8-bom-crlf": "utf-8", "utf8": "utf-8"}
+
+# What each export holds: key -> (certificate, appid, toggles set to enable).
+EXPECTED = {
+    "ws2016": {
+        "ipport=0.0.0.0:443": ("default", IIS_APPID, set()),
+        "hostnameport=www.example.com:443": ("www", IIS_APPID,
+                                             {"clientcertnegotiation", "disablehttp2"}),
+        "ipport=192.0.2.10:8443": ("default", "{b46ab86f-c090-1a64-f966-ba2e0b30b1d7}", set()),
+    },
+    "ws2019": {
+        "ipport=0.0.0.0:443": ("default", IIS_APPID, {"disablelegacytls"}),
+        "hostnameport=www.example.com:443": ("www", IIS_APPID, {"disableocspstapling"}),
+        "ccs=443": (None, IIS_APPID, set()),
+        "ipport=[::]:443": ("default", IIS_APPID, {"disablehttp2"}),
+    },
+    "ws2022": {
+        "ipport=0.0.0.0:443": ("default", IIS_APPID, {"disablelegacytls"}),
+        "hostnameport=www.example.com:443": ("www", IIS_APPID, {"disablehttp2", "disabletls13",
+                                                                "enablesessionticket"}),
+        "ipport=[2001:db8::5]:443": ("default", IIS_APPID, {"reject"}),
+        "ccs=8443": (None, IIS_APPID, {"disabletls12"}),
+    },
+    "ws2025": {
+        "ipport=0.0.0.0:443": ("default", IIS_APPID, {"disablelegacytls"}),
+        "hostnameport=www.example.com:443": ("www", IIS_APPID, {"clientcertnegotiation",
+                                                                "enablesessionticket"}),
+    },
+}
+
+
+def export(d, t, version, encoding, name=None):
+    """The export as Windows wrote it, with the env fixture's thumbprints put in (in the
+    file's own encoding, so its BOM, line ends and code units stay as they are)."""
+    with open(os.path.join(DATA, "netsh-%s.%s.txt" % (version, encoding)), "rb") as f:
+        data = f.read()
+    codec = ENCODINGS[encoding]
+    for old, new in ((EXPORT_DEFAULT, t["default"]), (EXPORT_WWW, t["www"])):
+        assert old.encode(codec) in data
+        data = data.replace(old.encode(codec), new.lower().encode(codec))
+    path = os.path.join(d, name or "bindings-%s-%s.txt" % (version, encoding))
+    with open(path, "wb") as f:
+        f.write(data)
+    return path
+
+
+def check_bindings(state, t, version):
+    got = bindings(state)
+    want = EXPECTED[version]
+    assert set(got) == set(want)
+    for key, (cert, appid, enabled) in want.items():
+        b = got[key]
+        assert b["certhash"] == (t[cert] if cert else None), key
+        assert b["appid"] == appid, key
+        assert b.get("ccspath") == ("/srv/ccs" if key.startswith("ccs=") else None), key
+        assert {o for o in TOGGLES if b[o] == "enable"} == enabled, key
+
+
+@pytest.mark.parametrize("encoding", sorted(ENCODINGS))
+@pytest.mark.parametrize("version", sorted(EXPECTED))
+def test_netsh_reads_each_windows_server_export(env, version, encoding):
+    d, state, t = env
+    path = export(d, t, version, encoding)
+    rc, out, err = run("--state", state, "import", "netsh", path, "ccspath=/srv/ccs")
+    assert rc == 0, err
+    assert err == ""  # every field these versions print is known: nothing to warn about
+    check_bindings(state, t, version)
+
+
+def test_netsh_reads_utf16be_and_utf16_without_bom(env):
+    d, state, t = env
+    text = open(export(d, t, "ws2022", "utf8"), encoding="utf-8").read().replace("\n", "\r\n")
+    variants = {"be.txt": b"\xfe\xff" + text.encode("utf-16-be"),
+                "le-nobom.txt": text.encode("utf-16-le"),
+                "be-nobom.txt": text.encode("utf-16-be")}
+    for name, data in variants.items():
+        with open(os.path.join(d, name), "wb") as f:
+            f.write(data)
+        rc, out, err = run("--state", state, "import", "netsh", os.path.join(d, name),
+                           "ccspath=/srv/ccs", "preview=yes", "--json")
+        assert rc == 0, (name, err)
+        assert {b["binding"] for b in json.loads(out)["bindings"]} == set(EXPECTED["ws2022"]), name
+
+
+@pytest.mark.parametrize("line_end", ["\r", "\r\r\n"])
+def test_netsh_reads_cr_and_doubled_cr_line_ends(env, line_end):
+    d, state, t = env
+    text = open(export(d, t, "ws2019", "utf8"), encoding="utf-8").read()
+    path = write(d, "cr.txt", text.replace("\n", line_end))
+    rc, out, err = run("--state", state, "import", "netsh", path, "ccspath=/srv/ccs")
+    assert rc == 0, err
+    check_bindings(state, t, "ws2019")
+
+
+UNKNOWN = """
+SSL Certificate bindings:
+-------------------------
+
+    IP:port                      : 0.0.0.0:443
+    Certificate Hash             : {default}
+    Application ID               : {{4dc3e181-e14b-4a21-b022-59fc669b0914}}
+    Disable Legacy TLS Versions  : Set
+    Enable Client Certificate Negotiation : Set
+    Disable Post-Quantum Key Exchange : Not Set
+ Extended Properties:
+    PropertyId                   : 2
+    PerfSetting                  : 1
+    Name                         : SendBufferingFlags
+ Extended Properties:
+    PropertyId                   : 5
+    PerfSetting                  : 0
+ Trusted Issuers:
+    Name                         : Contoso Root
+
+    Hostname:port                : www.example.com:443
+    Certificate Hash             : {www}
+    Enable Client Certificate Negotiation : Not Set
+    Disable HTTP2                : Set
+
+"""
+
+
+def test_netsh_reports_unknown_fields_once_and_imports_the_rest(env):
+    d, state, t = env
+    path = write(d, "future.txt", UNKNOWN.format(default=t["default"], www=t["www"]), crlf=True)
+    rc, out, err = run("--state", state, "import", "netsh", path)
+    assert rc == 0, err
+    lines = err.splitlines()
+    assert all(l.startswith("certbind: warning: %s:" % path) for l in lines), err
+    # One line per distinct unknown name, naming where it first appears.
+    assert [l.split(": unknown field ")[1].split("'")[1] for l in lines] == [
+        "Enable Client Certificate Negotiation", "Disable Post-Quantum Key Exchange",
+        "PerfSetting", "Name", "Trusted Issuers:"], err
+    assert lines[0].startswith("certbind: warning: %s:9: " % path)
+    assert "here and on 1 more line" in lines[0]
+    assert lines[2].startswith("certbind: warning: %s:13: " % path)
+    b = bindings(state)
+    assert set(b) == {"ipport=0.0.0.0:443", "hostnameport=www.example.com:443"}
+    assert b["ipport=0.0.0.0:443"]["disablelegacytls"] == "enable"
+    assert b["ipport=0.0.0.0:443"]["clientcertnegotiation"] == "disable"
+    assert b["hostnameport=www.example.com:443"]["disablehttp2"] == "enable"
+
+
+def test_netsh_many_unknown_fields_stay_a_short_report(env):
+    d, state, t = env
+    extra = "".join("    Future Field %d : Set\n" % i for i in range(40))
+    path = write(d, "many.txt", "    IP:port : 0.0.0.0:443\n    Certificate Hash : %s\n%s"
+                 % (t["default"], extra))
+    rc, out, err = run("--state", state, "import", "netsh", path)
+    assert rc == 0, err
+    assert len(err.splitlines()) == 17 and "24 more lines with other unknown fields" in err, err
+
+
+def test_netsh_in_another_language_says_so(env):
+    d, state, t = env
+    path = write(d, "de.txt", "\nSSL-Zertifikatbindungen:\n-------------------------\n\n"
+                 "    IP-Adresse:Port              : 0.0.0.0:443\n"
+                 "    Zertifikathash               : %s\n" % t["default"])
+    rc, out, err = run("--state", state, "import", "netsh", path)
+    assert rc == 2 and err.count("\n") == 1, err
+    assert "no bindings found" in err and "SSL-Zertifikatbindungen:" in err and "English" in err
+
+
+def _utf16(text):
+    return b"\xff\xfe" + text.replace("\n", "\r\n").encode("utf-16-le")
+
+
+GOOD = "\nSSL Certificate bindings:\n\n    IP:port : 0.0.0.0:443\n    Certificate Hash : %s\n" % (
+    "ab" * 20)
+
+
+@pytest.mark.parametrize("data,says", [
+    pytest.param(_utf16(GOOD)[:-1], "odd number of bytes", id="utf16-cut-short"),
+    pytest.param(_utf16(GOOD).replace("IP".encode("utf-16-le"), b"\x00\xd8P\x00"),
+                 "line 4: not valid UTF-16", id="utf16-lone-high-surrogate"),
+    pytest.param(_utf16(GOOD).replace("IP".encode("utf-16-le"), b"\x00\xdcP\x00"),
+                 "line 4: not valid UTF-16", id="utf16-lone-low-surrogate"),
+    pytest.param(_utf16(GOOD) + b"\x3d\xd8", "line 6: not valid UTF-16",
+                 id="utf16-high-surrogate-at-the-end"),
+    pytest.param(GOOD.replace("\n", "\r\n").encode("utf-16-le")[:-3], "odd number of bytes",
+                 id="utf16-without-bom-cut-short"),
+    pytest.param(b"\xff\xfe\x00\x00" + GOOD.encode("utf-32-le"), "UTF-32", id="utf32"),
+    pytest.param(b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00\x01\x00", "line 1", id="png"),
+    pytest.param(b"    IP:port : 0.0.0.0:443\n    Certificate Hash : \x1b[2J\n",
+                 "control character 0x1B", id="terminal-escape"),
+    pytest.param(b"\xef\xbb\xbf    IP:port : 0.0.0.0:443\n\x00\x00", "NUL byte", id="utf8-nul"),
+    pytest.param(bytes(range(256)) * 4, "line 1", id="all-bytes"),
+])
+def test_netsh_refuses_broken_encodings_with_one_error_line(env, data, says):
+    d, state, t = env
+    path = os.path.join(d, "broken.txt")
+    with open(path, "wb") as f:
+        f.write(data)
+    before = dump(state)
+    rc, out, err = run("--state", state, "import", "netsh", path)
+    assert rc == 2, err
+    assert err.startswith("certbind: error: %s: " % path) and err.count("\n") == 1, err
+    assert says in err, err
+    if "UTF-16" in says or "odd" in says:
+        assert "UTF-8" in err  # says what to do
+    assert dump(state) == before
