@@ -5,6 +5,7 @@
  * check in seconds.
  */
 #include "check/check.h"
+#include "tls/cert.h"
 #include "util/priv.h"
 
 #include <arpa/inet.h>

@@ -7,6 +7,7 @@
 
 #include "binding/binding.h"
 #include "store/store.h"
+#include "tls/cert.h"
 
 #include <stdbool.h>
 #include <stdio.h>
