@@ -1,4 +1,4 @@
-/* import.c: putting a certificate into the store, shared by `add cert` and `deploy`. */
+/* cert_import.c: putting a certificate into the store, shared by `add cert` and `deploy`. */
 #include "cli/cli.h"
 #include "util/priv.h"
 
