@@ -1,5 +1,6 @@
 /* cmd_resolve.c: `resolve`: which binding answers a ClientHello, and why. */
 #include "cli/cli.h"
+#include "svcuser/svcuser.h"
 
 #include <string.h>
 
@@ -96,7 +97,7 @@ int cb_cmd_resolve(struct cb_cli *cli)
             usable = ccs_cert(r.ccs->path, thumb, reason, sizeof(reason)) == 0;
         } else {
             snprintf(thumb, sizeof(thumb), "%s", b->certhash);
-            usable = cb_cli_key_usable(st, b->certhash, reason, sizeof(reason)) == 0;
+            usable = cb_svcuser_key_usable(st, b->certhash, reason, sizeof(reason)) == 0;
         }
         if (usable && (b->flags & CB_OPT_REJECT)) {
             usable = false;

@@ -1,64 +1,88 @@
 /* cmd_set.c: `set user=NAME`, the service user (design/bindings.md section 3). */
 #include "cli/cli.h"
-#include "util/priv.h"
+#include "svcuser/svcuser.h"
 
-#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
-struct own_ctx {
-    struct cb_store *st;
-    struct cb_user *user;
-    size_t n, bad;
+/* Every stored certificate's files, to test as the user. Owned arrays; see pairs_free. */
+struct pairs {
+    struct cb_svcuser_probe *probes; /* cert and key point into paths */
     char (*paths)[2][CB_PATH_MAX + 1];
     char (*thumbs)[CB_THUMB_LEN + 1];
+    size_t n;
 };
 
 static int collect_cert(const struct cb_cert_row *row, void *arg)
 {
-    struct own_ctx *oc = arg;
-    void *np = realloc(oc->paths, (oc->n + 1) * sizeof(*oc->paths));
+    struct pairs *p = arg;
+    void *np = realloc(p->paths, (p->n + 1) * sizeof(*p->paths));
     if (np == NULL)
         return CB_ENOMEM;
-    oc->paths = np;
-    np = realloc(oc->thumbs, (oc->n + 1) * sizeof(*oc->thumbs));
+    p->paths = np;
+    np = realloc(p->thumbs, (p->n + 1) * sizeof(*p->thumbs));
     if (np == NULL)
         return CB_ENOMEM;
-    oc->thumbs = np;
-    snprintf(oc->paths[oc->n][0], CB_PATH_MAX + 1, "%s", row->cert_path);
-    snprintf(oc->paths[oc->n][1], CB_PATH_MAX + 1, "%s", row->key_path);
-    snprintf(oc->thumbs[oc->n], CB_THUMB_LEN + 1, "%s", row->info.thumbprint);
-    oc->n++;
+    p->thumbs = np;
+    snprintf(p->paths[p->n][0], CB_PATH_MAX + 1, "%s", row->cert_path);
+    snprintf(p->paths[p->n][1], CB_PATH_MAX + 1, "%s", row->key_path);
+    snprintf(p->thumbs[p->n], CB_THUMB_LEN + 1, "%s", row->info.thumbprint);
+    p->n++;
     return 0;
 }
 
-static int check_stored_pair(size_t i, void *arg, struct cb_err *err)
+static void pairs_free(struct pairs *p)
 {
-    struct own_ctx *oc = arg;
-    return cb_cert_check_pair(oc->paths[i][0], oc->paths[i][1], err);
+    free(p->probes);
+    free(p->paths);
+    free(p->thumbs);
 }
 
-/* Gives the state folder to the service user: it is the user's working state, as
- * systemd's StateDirectory= does. The keys stay 0600. */
-static void give_state(struct cb_cli *cli, struct own_ctx *oc)
+static void warn(const char *msg, void *arg)
 {
-    static const char *const files[] = {
-        "", "/certbind.db", "/certbind.db-wal", "/certbind.db-shm", "/certs", "/keys"};
-    char path[CB_PATH_MAX + 64];
+    (void)arg;
+    fprintf(stderr, "certbind: warning: %s\n", msg);
+}
 
-    for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++) {
-        snprintf(path, sizeof(path), "%s%s", cli->state_dir, files[i]);
-        if (chown(path, oc->user->uid, oc->user->gid) != 0 && errno != ENOENT)
-            fprintf(stderr, "certbind: warning: cannot give %s to %s: %s\n", path, oc->user->name,
-                    strerror(errno));
+/* Tests every stored key as user and says how many it can use. */
+static int test_keys(struct cb_cli *cli, const struct cb_user *user, struct pairs *p)
+{
+    bool *ok = calloc(p->n, sizeof(*ok)), as_user;
+    char(*reasons)[CB_PRIV_REASON] = calloc(p->n, sizeof(*reasons));
+    struct cb_err terr = {0};
+    size_t bad = 0;
+    int ret = 0;
+
+    p->probes = calloc(p->n, sizeof(*p->probes));
+    if (ok == NULL || reasons == NULL || p->probes == NULL) {
+        ret = cb_err_set(&cli->err, CB_ENOMEM, "out of memory");
+        goto out_free;
     }
-    for (size_t i = 0; i < oc->n; i++)
-        for (int j = 0; j < 2; j++)
-            if (strncmp(oc->paths[i][j], cli->state_dir, strlen(cli->state_dir)) == 0 &&
-                chown(oc->paths[i][j], oc->user->uid, oc->user->gid) != 0)
-                fprintf(stderr, "certbind: warning: cannot give %s to %s: %s\n", oc->paths[i][j],
-                        oc->user->name, strerror(errno));
+    for (size_t i = 0; i < p->n; i++)
+        p->probes[i] = (struct cb_svcuser_probe){.cert = p->paths[i][0], .key = p->paths[i][1]};
+    if (cb_svcuser_test(user, p->probes, p->n, ok, reasons, &as_user, &terr) != 0) {
+        fprintf(stderr, "certbind: warning: key access not tested: %s\n", terr.msg);
+        goto out_free;
+    }
+    if (!as_user) {
+        fprintf(stderr,
+                "certbind: warning: key access not tested: cannot test key access as %s "
+                "without root; run as root to test\n",
+                user->name);
+        goto out_free;
+    }
+    for (size_t i = 0; i < p->n; i++) {
+        if (ok[i])
+            continue;
+        bad++;
+        fprintf(stderr, "certbind: warning: %s cannot use the key of %s: %s\n", user->name,
+                p->thumbs[i], reasons[i]);
+    }
+    printf("Key access tested as %s: %zu of %zu keys usable.\n", user->name, p->n - bad, p->n);
+out_free:
+    free(ok);
+    free(reasons);
+    return ret;
 }
 
 int cb_cmd_set(struct cb_cli *cli)
@@ -67,7 +91,7 @@ int cb_cmd_set(struct cb_cli *cli)
     const char *name = cb_cli_opt(cli, "user");
     struct cb_store *st = NULL;
     struct cb_user user;
-    struct own_ctx oc = {.user = &user};
+    struct pairs p = {0};
     int ret;
 
     if ((ret = cb_cli_expect(cli, allowed, 0)) != 0)
@@ -78,11 +102,10 @@ int cb_cmd_set(struct cb_cli *cli)
         return ret;
     if ((ret = cb_cli_open_store(cli, CB_STORE_WRITE, &st)) != 0)
         return ret;
-    oc.st = st;
     if ((ret = cb_store_begin(st, &cli->err)) != 0)
         goto out_close;
     if ((ret = cb_store_setting_set(st, "user", user.name, &cli->err)) != 0 ||
-        (ret = cb_store_cert_foreach(st, collect_cert, &oc, &cli->err)) != 0 ||
+        (ret = cb_store_cert_foreach(st, collect_cert, &p, &cli->err)) != 0 ||
         (ret = cb_store_commit(st, &cli->err)) != 0) {
         if (ret == CB_ENOMEM)
             cb_err_set(&cli->err, ret, "out of memory");
@@ -90,33 +113,13 @@ int cb_cmd_set(struct cb_cli *cli)
         goto out_close;
     }
     printf("Service user is now %s (uid %u).\n", user.name, (unsigned)user.uid);
-    if (geteuid() == 0)
-        give_state(cli, &oc);
-    if (oc.n > 0) {
-        bool *ok = calloc(oc.n, sizeof(*ok));
-        char(*reasons)[CB_PRIV_REASON] = calloc(oc.n, sizeof(*reasons));
-        struct cb_err terr = {0};
-        if (ok == NULL || reasons == NULL) {
-            ret = cb_err_set(&cli->err, CB_ENOMEM, "out of memory");
-        } else if (cb_priv_test_as(&user, oc.n, check_stored_pair, &oc, ok, reasons, &terr) != 0) {
-            fprintf(stderr, "certbind: warning: key access not tested: %s\n", terr.msg);
-        } else {
-            for (size_t i = 0; i < oc.n; i++) {
-                if (ok[i])
-                    continue;
-                oc.bad++;
-                fprintf(stderr, "certbind: warning: %s cannot use the key of %s: %s\n", user.name,
-                        oc.thumbs[i], reasons[i]);
-            }
-            printf("Key access tested as %s: %zu of %zu keys usable.\n", user.name, oc.n - oc.bad,
-                   oc.n);
-        }
-        free(ok);
-        free(reasons);
-    }
+    /* The state folder is the user's working state, as systemd's StateDirectory= makes it. */
+    if ((ret = cb_svcuser_give_state(st, &user, warn, NULL, &cli->err)) != 0)
+        goto out_close;
+    if (p.n > 0)
+        ret = test_keys(cli, &user, &p);
 out_close:
-    free(oc.paths);
-    free(oc.thumbs);
+    pairs_free(&p);
     cb_store_close(st);
     return ret;
 }
