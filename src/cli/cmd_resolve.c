@@ -1,4 +1,5 @@
 /* cmd_resolve.c: `resolve`: which binding answers a ClientHello, and why. */
+#include "binding/hostport.h"
 #include "cli/cli.h"
 #include "svcuser/svcuser.h"
 
@@ -64,17 +65,12 @@ int cb_cmd_resolve(struct cb_cli *cli)
         return cb_err_set(&cli->err, CB_EINVAL,
                           "give the local address and port: certbind resolve ip=ADDR port=N "
                           "[sni=NAME]");
-    if (cb_addr_parse(ip[0] == '[' ? "" : ip, &q.family, q.addr) != 0) {
-        /* Accept [v6] too. */
-        char tmp[64];
-        size_t n = strlen(ip);
-        if (ip[0] != '[' || n < 3 || n > sizeof(tmp) || ip[n - 1] != ']')
-            return cb_err_set(&cli->err, CB_EINVAL, "ip=%s is not an IPv4 or IPv6 address", ip);
-        memcpy(tmp, ip + 1, n - 2);
-        tmp[n - 2] = '\0';
-        if (strchr(tmp, ':') == NULL || cb_addr_parse(tmp, &q.family, q.addr) != 0)
-            return cb_err_set(&cli->err, CB_EINVAL, "ip=%s is not an IPv4 or IPv6 address", ip);
-    }
+    struct cb_hostport addr;
+    struct cb_err perr;
+    if (cb_host_parse(ip, 0, &addr, NULL, &perr) != 0)
+        return cb_err_set(&cli->err, CB_EINVAL, "ip=%s: %s", ip, perr.msg);
+    q.family = addr.family;
+    memcpy(q.addr, addr.addr, sizeof(q.addr));
     if (cb_port_parse(port, strlen(port), &q.port) != 0)
         return cb_err_set(&cli->err, CB_EINVAL, "port=%s: give a number from 1 to 65535", port);
     if (sni != NULL) {
