@@ -1,5 +1,6 @@
 /* admin.c: the admin model and what /metrics and /status.json render from it. */
 #include "admin/admin.h"
+#include "binding/hostport.h"
 #include "binding/snapshot.h"
 #include "check/check.h"
 #include "tls/cert.h"
@@ -576,48 +577,22 @@ out_free:
 int cb_admin_parse_addr(const char *text, bool allow_public, struct sockaddr_storage *addr,
                         socklen_t *len, struct cb_err *err)
 {
-    char host[INET6_ADDRSTRLEN + 2];
-    const char *colon = strrchr(text, ':');
-    bool loopback;
+    static const uint8_t loop6[16] = {[15] = 1};
+    struct cb_hostport hp;
+    struct cb_err perr;
 
-    memset(addr, 0, sizeof(*addr));
-    if (colon == NULL || colon == text || (size_t)(colon - text) >= sizeof(host))
-        goto out_bad;
-    char *end;
-    unsigned long port = strtoul(colon + 1, &end, 10);
-    if (colon[1] < '0' || colon[1] > '9' || *end != '\0' || port == 0 || port > 65535)
-        goto out_bad;
-    size_t n = (size_t)(colon - text);
-    memcpy(host, text, n);
-    host[n] = '\0';
-    if (host[0] == '[') {
-        struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)addr;
-        if (n < 3 || host[n - 1] != ']')
-            goto out_bad;
-        host[n - 1] = '\0';
-        if (inet_pton(AF_INET6, host + 1, &s6->sin6_addr) != 1)
-            goto out_bad;
-        s6->sin6_family = AF_INET6;
-        s6->sin6_port = htons((uint16_t)port);
-        *len = sizeof(*s6);
-        loopback = IN6_IS_ADDR_LOOPBACK(&s6->sin6_addr);
-    } else {
-        struct sockaddr_in *s4 = (struct sockaddr_in *)addr;
-        if (inet_pton(AF_INET, host, &s4->sin_addr) != 1)
-            goto out_bad;
-        s4->sin_family = AF_INET;
-        s4->sin_port = htons((uint16_t)port);
-        *len = sizeof(*s4);
-        loopback = (ntohl(s4->sin_addr.s_addr) >> 24) == 127;
-    }
+    if (cb_hostport_parse(text, 0, &hp, NULL, &perr) != 0)
+        return cb_err_set(err, CB_EINVAL,
+                          "--admin %s: %s; give ADDRESS:PORT, such as 127.0.0.1:9110 or "
+                          "[::1]:9110",
+                          text, perr.msg);
+    bool loopback = hp.kind == CB_HOST_IPV4 ? hp.addr[0] == 127 : memcmp(hp.addr, loop6, 16) == 0;
     if (!loopback && !allow_public)
         return cb_err_set(err, CB_EINVAL,
                           "--admin %s is not a loopback address: the metrics and status page "
                           "show every binding and certificate; add --admin-public to serve them "
                           "beyond this machine",
                           text);
+    *len = cb_hostport_sockaddr(&hp, addr);
     return 0;
-out_bad:
-    return cb_err_set(err, CB_EINVAL,
-                      "--admin %s: give ADDRESS:PORT, such as 127.0.0.1:9110 or [::1]:9110", text);
 }

@@ -2,6 +2,7 @@
  * key.c: binding keys (ipport=, hostnameport=, ccs=) and their canonical text.
  */
 #include "binding/binding.h"
+#include "binding/hostport.h"
 
 #include <arpa/inet.h>
 #include <stdio.h>
@@ -61,53 +62,21 @@ static bool addr_is_any(uint8_t family, const uint8_t addr[16])
 
 static int parse_ipport(const char *value, struct cb_binding_key *out, struct cb_err *err)
 {
-    char host[INET6_ADDRSTRLEN + 1];
-    const char *colon;
-    size_t hlen;
+    struct cb_hostport hp;
+    enum cb_hostport_fault fault;
+    struct cb_err perr;
 
-    if (value[0] == '[') {
-        const char *close = strchr(value, ']');
-        if (close == NULL || close[1] != ':')
-            return cb_err_set(err, CB_EINVAL,
-                              "ipport=%s: write an IPv6 address in brackets with a port, as in "
-                              "ipport=[2001:db8::5]:443",
-                              value);
-        hlen = (size_t)(close - value - 1);
-        colon = close + 1;
-        if (hlen == 0 || hlen >= sizeof(host))
-            return cb_err_set(err, CB_EINVAL, "ipport=%s: the address in brackets is not valid",
-                              value);
-        memcpy(host, value + 1, hlen);
-        host[hlen] = '\0';
-        if (strchr(host, ':') == NULL)
-            return cb_err_set(err, CB_EINVAL,
-                              "ipport=%s: only IPv6 addresses go in brackets; write an IPv4 "
-                              "address as 203.0.113.5:443",
-                              value);
-    } else {
-        colon = strrchr(value, ':');
-        if (colon == NULL)
+    if (cb_hostport_parse(value, 0, &hp, &fault, &perr) != 0) {
+        if (fault == CB_HOSTPORT_NO_PORT)
             return cb_err_set(err, CB_EINVAL,
                               "ipport=%s: missing port; write ADDRESS:PORT, as in "
-                              "ipport=0.0.0.0:443",
+                              "ipport=0.0.0.0:443 or ipport=[::]:443",
                               value);
-        hlen = (size_t)(colon - value);
-        if (memchr(value, ':', hlen) != NULL)
-            return cb_err_set(err, CB_EINVAL,
-                              "ipport=%s: put an IPv6 address in brackets, as in "
-                              "ipport=[2001:db8::5]:443",
-                              value);
-        if (hlen == 0 || hlen >= sizeof(host))
-            return cb_err_set(err, CB_EINVAL, "ipport=%s: missing or malformed address", value);
-        memcpy(host, value, hlen);
-        host[hlen] = '\0';
+        return cb_err_set(err, CB_EINVAL, "ipport=%s: %s", value, perr.msg);
     }
-    if (cb_port_parse(colon + 1, strlen(colon + 1), &out->port) != 0)
-        return cb_err_set(err, CB_EINVAL, "ipport=%s: port must be a number from 1 to 65535",
-                          value);
-    if (cb_addr_parse(host, &out->family, out->addr) != 0)
-        return cb_err_set(err, CB_EINVAL, "ipport=%s: '%s' is not an IPv4 or IPv6 address", value,
-                          host);
+    out->port = hp.port;
+    out->family = hp.family;
+    memcpy(out->addr, hp.addr, sizeof(out->addr));
     /* "[::ffff:0.0.0.0]" maps to the IPv4 wildcard; "[::]" stays the IPv6-only one. */
     out->kind = addr_is_any(out->family, out->addr) ? CB_KEY_ANY_IP : CB_KEY_IP;
     return 0;
@@ -115,30 +84,29 @@ static int parse_ipport(const char *value, struct cb_binding_key *out, struct cb
 
 static int parse_hostnameport(const char *value, struct cb_binding_key *out, struct cb_err *err)
 {
-    const char *colon = strrchr(value, ':');
-    struct cb_err nerr;
+    struct cb_hostport hp;
+    enum cb_hostport_fault fault;
+    struct cb_err perr;
+    int ret = cb_hostport_parse(value, CB_HOSTPORT_NAME | CB_HOSTPORT_WILDCARD, &hp, &fault, &perr);
 
-    if (colon == NULL)
-        return cb_err_set(err, CB_EINVAL,
-                          "hostnameport=%s: missing port; write NAME:PORT, as in "
-                          "hostnameport=www.example.com:443",
-                          value);
-    if (cb_port_parse(colon + 1, strlen(colon + 1), &out->port) != 0)
-        return cb_err_set(err, CB_EINVAL, "hostnameport=%s: port must be a number from 1 to 65535",
-                          value);
-    if (memchr(value, ':', (size_t)(colon - value)) != NULL || value[0] == '[')
+    if ((ret != 0 && fault == CB_HOSTPORT_UNBRACKETED) || (ret == 0 && hp.kind == CB_HOST_IPV6))
         return cb_err_set(err, CB_EINVAL,
                           "hostnameport=%s: a host name cannot contain ':'; bind an address "
                           "with ipport= instead",
                           value);
-    if (cb_name_normalize(value, (size_t)(colon - value), CB_NAME_IDN | CB_NAME_WILDCARD, out->host,
-                          &nerr) != 0)
-        return cb_err_set(err, CB_EINVAL, "hostnameport=%s: %s", value, nerr.msg);
-    uint8_t fam, addr[16];
-    if (cb_addr_parse(out->host, &fam, addr) == 0 && fam == AF_INET)
+    if (ret != 0 && fault == CB_HOSTPORT_NO_PORT)
+        return cb_err_set(err, CB_EINVAL,
+                          "hostnameport=%s: missing port; write NAME:PORT, as in "
+                          "hostnameport=www.example.com:443",
+                          value);
+    if (ret != 0)
+        return cb_err_set(err, CB_EINVAL, "hostnameport=%s: %s", value, perr.msg);
+    if (hp.kind == CB_HOST_IPV4)
         return cb_err_set(err, CB_EINVAL,
                           "hostnameport=%s: this is an IP address; bind it with ipport=%s", value,
                           value);
+    out->port = hp.port;
+    memcpy(out->host, hp.host, sizeof(out->host));
     out->kind = out->host[0] == '*' ? CB_KEY_HOST_WILD : CB_KEY_HOST;
     return 0;
 }

@@ -3,6 +3,7 @@
  * ccspath= and the HTTP.sys enable|disable toggles) and their validation.
  */
 #include "binding/binding.h"
+#include "binding/hostport.h"
 
 #include <arpa/inet.h>
 #include <stdio.h>
@@ -81,47 +82,36 @@ bad:
 
 static int parse_backend(const char *v, char out[CB_BACKEND_MAX + 1], struct cb_err *err)
 {
-    struct cb_binding_key k;
-    struct cb_err kerr;
-    char host[CB_NAME_MAX + 1];
-    char addr[INET6_ADDRSTRLEN];
-    const char *colon = strrchr(v, ':');
-    uint16_t port;
+    static const uint8_t zero[16];
+    struct cb_hostport hp;
+    enum cb_hostport_fault fault;
+    struct cb_err perr;
 
-    if (colon == NULL || cb_port_parse(colon + 1, strlen(colon + 1), &port) != 0)
-        return cb_err_set(err, CB_EINVAL,
-                          "backend=%s: write HOST:PORT with a port from 1 to 65535, as in "
-                          "backend=127.0.0.1:8080 or backend=[::1]:8080",
-                          v);
-    if (v[0] == '[' || memchr(v, ':', (size_t)(colon - v)) != NULL || strchr(v, '.') != NULL) {
-        /* An address, maybe: reuse the ipport parser for brackets and v4-mapped forms. */
-        if (cb_key_parse("ipport", v, &k, &kerr) == 0) {
-            if (k.kind == CB_KEY_ANY_IP)
-                return cb_err_set(err, CB_EINVAL,
-                                  "backend=%s: a wildcard address cannot be connected to; give "
-                                  "the backend's address, such as 127.0.0.1",
-                                  v);
-            inet_ntop(k.family, k.addr, addr, sizeof(addr));
-            snprintf(out, CB_BACKEND_MAX + 1, k.family == AF_INET6 ? "[%s]:%u" : "%s:%u", addr,
-                     port);
-            return 0;
-        }
-        if (v[0] == '[' || memchr(v, ':', (size_t)(colon - v)) != NULL)
-            return cb_err_set(err, CB_EINVAL, "backend=%s: %s", v, kerr.msg + strlen("ipport="));
+    if (cb_hostport_parse(v, CB_HOSTPORT_NAME, &hp, &fault, &perr) != 0) {
+        if (fault == CB_HOSTPORT_NO_PORT || fault == CB_HOSTPORT_BAD_PORT)
+            return cb_err_set(err, CB_EINVAL,
+                              "backend=%s: write HOST:PORT with a port from 1 to 65535, as in "
+                              "backend=127.0.0.1:8080 or backend=[::1]:8080",
+                              v);
+        return cb_err_set(err, CB_EINVAL, "backend=%s: %s", v, perr.msg);
     }
-    if (cb_name_normalize(v, (size_t)(colon - v), CB_NAME_IDN, host, &kerr) != 0)
-        return cb_err_set(err, CB_EINVAL, "backend=%s: %s", v, kerr.msg);
+    if (hp.kind != CB_HOST_NAME && memcmp(hp.addr, zero, hp.family == AF_INET ? 4 : 16) == 0)
+        return cb_err_set(err, CB_EINVAL,
+                          "backend=%s: a wildcard address cannot be connected to; give the "
+                          "backend's address, such as 127.0.0.1",
+                          v);
     /* Names that the resolver reads as numbers ("10.0.1", "0x7f.1", an all-digit last
      * label) are mistyped IPv4 addresses, not host names: refuse them. */
-    const char *last = strrchr(host, '.');
+    const char *last = strrchr(hp.host, '.');
     struct in_addr a4;
-    last = last != NULL ? last + 1 : host;
-    if (strspn(last, "0123456789") == strlen(last) || inet_aton(host, &a4) != 0)
+    last = last != NULL ? last + 1 : hp.host;
+    if (hp.kind == CB_HOST_NAME &&
+        (strspn(last, "0123456789") == strlen(last) || inet_aton(hp.host, &a4) != 0))
         return cb_err_set(err, CB_EINVAL,
                           "backend=%s: '%s' is not a valid IPv4 address; write four numbers "
                           "from 0 to 255, as in backend=127.0.0.1:8080",
-                          v, host);
-    snprintf(out, CB_BACKEND_MAX + 1, "%s:%u", host, port);
+                          v, hp.host);
+    cb_hostport_format(&hp, out, CB_BACKEND_MAX + 1);
     return 0;
 }
 

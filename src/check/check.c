@@ -4,8 +4,9 @@
  * never once per binding, so 10^6 bindings sharing a few thousand certificates
  * check in seconds.
  */
-#include "check/check.h"
-#include "util/priv.h"
+#include "check/finding.h"
+#include "svcuser/svcuser.h"
+#include "tls/cert.h"
 
 #include <arpa/inet.h>
 #include <dirent.h>
@@ -18,8 +19,6 @@
 #include <time.h>
 #include <unistd.h>
 
-#define LIST_MAX 20 /* bindings named in one finding; the rest are counted */
-
 struct cert {
     struct cb_cert_row row;
     bool used;
@@ -31,87 +30,18 @@ struct cert {
     bool audited;
 };
 
-struct ccs_file_fact {
-    bool usable;
-    char reason[CB_PRIV_REASON];
-    struct cb_cert_info info;
-    bool have_info;
-};
-
 struct ctx {
     struct cb_findings *out;
     struct cert *certs;
     size_t n_certs, cap_certs;
     const struct cb_check_opts *opts;
-    char user[64];
+    struct cb_user user;
+    bool have_user;
+    const char *user_name; /* the service user's, or "" */
     /* Per binding: the next binding of the same certificate, and the next SNI or ccs
      * binding of the same port, so no finding scans every binding. */
     uint32_t *next_cert, *next_sni;
 };
-
-const char *cb_severity_name(enum cb_severity s)
-{
-    return s == CB_SEV_ERROR ? "error" : "warning";
-}
-
-void cb_findings_clear(struct cb_findings *f)
-{
-    for (size_t i = 0; i < f->n; i++) {
-        free(f->v[i].message);
-        for (size_t j = 0; j < f->v[i].n_bindings; j++)
-            free(f->v[i].bindings[j]);
-        free(f->v[i].bindings);
-    }
-    free(f->v);
-    memset(f, 0, sizeof(*f));
-}
-
-static struct cb_finding *add(struct cb_findings *f, const char *code, enum cb_severity sev,
-                              uint16_t port, const char *fmt, ...) CB_PRINTF(5, 6);
-
-static struct cb_finding *add(struct cb_findings *f, const char *code, enum cb_severity sev,
-                              uint16_t port, const char *fmt, ...)
-{
-    char msg[2048];
-    va_list ap;
-
-    if (f->n == f->cap) {
-        size_t cap = f->cap ? f->cap * 2 : 16;
-        struct cb_finding *nv = realloc(f->v, cap * sizeof(*nv));
-        if (nv == NULL)
-            return NULL;
-        f->v = nv;
-        f->cap = cap;
-    }
-    va_start(ap, fmt);
-    vsnprintf(msg, sizeof(msg), fmt, ap);
-    va_end(ap);
-    struct cb_finding *x = &f->v[f->n];
-    memset(x, 0, sizeof(*x));
-    x->code = code;
-    x->severity = sev;
-    x->port = port;
-    if ((x->message = strdup(msg)) == NULL)
-        return NULL;
-    f->n++;
-    if (sev == CB_SEV_ERROR)
-        f->errors++;
-    else
-        f->warnings++;
-    return x;
-}
-
-static int add_binding(struct cb_finding *x, const char *key)
-{
-    char **nb = realloc(x->bindings, (x->n_bindings + 1) * sizeof(*nb));
-    if (nb == NULL)
-        return CB_ENOMEM;
-    x->bindings = nb;
-    if ((nb[x->n_bindings] = strdup(key)) == NULL)
-        return CB_ENOMEM;
-    x->n_bindings++;
-    return 0;
-}
 
 /* ---- certificates ------------------------------------------------------- */
 
@@ -155,43 +85,12 @@ static struct cert *find_cert(struct ctx *c, const char *thumb)
     return bsearch(&key, c->certs, c->n_certs, sizeof(*c->certs), cmp_cert);
 }
 
-/* Key access is tested by being the service user (as root), else as ourselves. */
-struct pair {
-    const char *cert, *key;
-};
-
-static int check_pair(size_t i, void *arg, struct cb_err *err)
+/* Key access, and central store folders, as the service user (svcuser/svcuser.h). */
+static void test_access(struct ctx *c, const struct cb_svcuser_probe *probes, size_t n, bool *ok,
+                        char (*reasons)[CB_PRIV_REASON])
 {
-    const struct pair *p = (const struct pair *)arg + i;
-    if (p->key == NULL) {
-        /* A ccs folder (cert NULL) or a ccs file (key inside). */
-        if (p->cert[0] == '/' && p->cert[strlen(p->cert) - 1] == '/') {
-            DIR *d = opendir(p->cert);
-            if (d == NULL)
-                return cb_err_set(err, CB_EPERM, "cannot open folder %s", p->cert);
-            closedir(d);
-            return 0;
-        }
-    }
-    return cb_cert_check_pair(p->cert, p->key, err);
-}
-
-static int test_access(struct ctx *c, struct pair *pairs, size_t n, bool *ok,
-                       char (*reasons)[CB_PRIV_REASON])
-{
-    struct cb_user user;
-    struct cb_err err = {0};
-
-    if (n == 0)
-        return 0;
-    if (c->user[0] && cb_user_lookup(c->user, &user, NULL) == 0 && geteuid() == 0 && user.uid != 0)
-        return cb_priv_test_as(&user, n, check_pair, pairs, ok, reasons, &err) == 0 ? 0 : CB_EPERM;
-    for (size_t i = 0; i < n; i++) {
-        err.msg[0] = '\0';
-        ok[i] = check_pair(i, pairs, &err) == 0;
-        snprintf(reasons[i], CB_PRIV_REASON, "%s", err.msg);
-    }
-    return 0;
+    if (cb_svcuser_test(c->have_user ? &c->user : NULL, probes, n, ok, reasons, NULL, NULL) != 0)
+        return; /* every probe is then not ok, and its reason says why */
 }
 
 static void fmt_date(int64_t t, char *buf, size_t size)
@@ -200,22 +99,6 @@ static void fmt_date(int64_t t, char *buf, size_t size)
     struct tm tm;
     gmtime_r(&tt, &tm);
     strftime(buf, size, "%Y-%m-%d", &tm);
-}
-
-/* "a, b, c (+N more)" of the bindings of one certificate, for messages. */
-static void names_text(char **names, size_t n, char *buf, size_t size)
-{
-    buf[0] = '\0';
-    for (size_t i = 0; i < n && i < 8; i++) {
-        strncat(buf, i ? ", " : "", size - strlen(buf) - 1);
-        strncat(buf, names[i], size - strlen(buf) - 1);
-    }
-    if (n > 8) {
-        size_t l = strlen(buf);
-        snprintf(buf + l, size - l, " (+%zu more)", n - 8);
-    }
-    if (n == 0)
-        snprintf(buf, size, "no DNS names");
 }
 
 /* ---- the checks ----------------------------------------------------------- */
@@ -239,48 +122,48 @@ static int cert_findings(struct ctx *c, const struct cb_snapshot *snap)
         char d[32], names[512];
         struct cb_finding *x[6] = {0};
         int nx = 0;
-        names_text(in->names, in->n_names, names, sizeof(names));
+        cb_check_names_text(in->names, in->n_names, names, sizeof(names));
         if (!ce->usable)
-            x[nx++] = add(f, "key-unusable", CB_SEV_ERROR, 0,
-                          "the key of certificate %s (%s) is unusable%s%s: %s; its bindings fail "
-                          "every handshake with internal_error. Fix the key file %s (owner, mode "
-                          "0600) or import the certificate again: certbind add cert FILE key=FILE",
-                          in->thumbprint, names, c->user[0] ? " by service user " : "", c->user,
-                          ce->reason, ce->row.key_path);
+            x[nx++] = cb_check_key_unusable(f, &ce->row, c->user_name, ce->reason);
         if (in->not_after < c->opts->now) {
             fmt_date(in->not_after, d, sizeof(d));
-            x[nx++] = add(f, "expired", CB_SEV_ERROR, 0,
-                          "certificate %s (%s) expired on %s; import the renewed certificate "
-                          "(certbind add cert FILE) and move its bindings to it (certbind update "
-                          "sslcert KEY certhash=NEW)",
-                          in->thumbprint, names, d);
+            x[nx++] = cb_check_add(
+                f, "expired", CB_SEV_ERROR, 0,
+                "certificate %s (%s) expired on %s; import the renewed certificate "
+                "(certbind add cert FILE) and move its bindings to it (certbind update "
+                "sslcert KEY certhash=NEW)",
+                in->thumbprint, names, d);
         } else if (in->not_after < c->opts->now + (int64_t)c->opts->soon_days * 86400) {
             fmt_date(in->not_after, d, sizeof(d));
-            x[nx++] = add(f, "expires-soon", CB_SEV_WARNING, 0,
-                          "certificate %s (%s) expires on %s, in %lld days; renew it and move its "
-                          "bindings to the new one",
-                          in->thumbprint, names,
-                          d, /* whole days left, rounded up: "in 10 days" all day long */
-                          (long long)((in->not_after - c->opts->now + 86399) / 86400));
+            x[nx++] = cb_check_add(
+                f, "expires-soon", CB_SEV_WARNING, 0,
+                "certificate %s (%s) expires on %s, in %lld days; renew it and move its "
+                "bindings to the new one",
+                in->thumbprint, names,
+                d, /* whole days left, rounded up: "in 10 days" all day long */
+                (long long)((in->not_after - c->opts->now + 86399) / 86400));
         }
         if (in->not_before > c->opts->now) {
             fmt_date(in->not_before, d, sizeof(d));
-            x[nx++] = add(f, "not-yet-valid", CB_SEV_ERROR, 0,
-                          "certificate %s (%s) is valid only from %s; clients refuse it until "
-                          "then: bind the current certificate until that day",
-                          in->thumbprint, names, d);
+            x[nx++] =
+                cb_check_add(f, "not-yet-valid", CB_SEV_ERROR, 0,
+                             "certificate %s (%s) is valid only from %s; clients refuse it until "
+                             "then: bind the current certificate until that day",
+                             in->thumbprint, names, d);
         }
         if (ce->audited && !ce->audit.chain_ok)
-            x[nx++] = add(f, "chain-incomplete", CB_SEV_ERROR, 0,
-                          "the chain of certificate %s (%s) does not reach a trusted root (%s); "
-                          "import it again with its intermediate certificates: certbind add cert "
-                          "FULLCHAIN.pem key=FILE",
-                          in->thumbprint, names, ce->audit.chain_error);
+            x[nx++] = cb_check_add(
+                f, "chain-incomplete", CB_SEV_ERROR, 0,
+                "the chain of certificate %s (%s) does not reach a trusted root (%s); "
+                "import it again with its intermediate certificates: certbind add cert "
+                "FULLCHAIN.pem key=FILE",
+                in->thumbprint, names, ce->audit.chain_error);
         if (ce->audited && ce->audit.weak)
-            x[nx++] = add(f, "weak-key", CB_SEV_WARNING, 0,
-                          "certificate %s (%s) is weak: %s; replace it with an ECDSA P-256 or "
-                          "RSA-2048+ certificate signed with SHA-256",
-                          in->thumbprint, names, ce->audit.weak_reason);
+            x[nx++] =
+                cb_check_add(f, "weak-key", CB_SEV_WARNING, 0,
+                             "certificate %s (%s) is weak: %s; replace it with an ECDSA P-256 or "
+                             "RSA-2048+ certificate signed with SHA-256",
+                             in->thumbprint, names, ce->audit.weak_reason);
         for (int i = 0; i < nx; i++)
             if (x[i] == NULL)
                 return CB_ENOMEM;
@@ -291,12 +174,12 @@ static int cert_findings(struct ctx *c, const struct cb_snapshot *snap)
             x[i] = &f->v[f->n - (size_t)nx + (size_t)i];
         /* Name the bindings (and the first one's port, for grouping). */
         uint32_t b = ce->first;
-        for (size_t u = 0; u < ce->users && u < LIST_MAX; u++, b = c->next_cert[b]) {
+        for (size_t u = 0; u < ce->users && u < CB_CHECK_LIST_MAX; u++, b = c->next_cert[b]) {
             const struct cb_snap_binding *e = cb_snapshot_binding(snap, b);
             for (int i = 0; i < nx; i++) {
                 if (x[i]->n_bindings == 0)
                     x[i]->port = e->port;
-                if (add_binding(x[i], e->key_text) != 0)
+                if (cb_check_add_binding(x[i], e->key_text) != 0)
                     return CB_ENOMEM;
             }
         }
@@ -315,13 +198,8 @@ static int binding_findings(struct ctx *c, const struct cb_snapshot *snap, size_
             continue;
         struct cert *ce = find_cert(c, e->certhash);
         if (ce == NULL) {
-            struct cb_finding *x =
-                add(f, "unknown-cert", CB_SEV_ERROR, e->port,
-                    "%s refers to certificate %s, which is not in the store; import it "
-                    "(certbind add cert FILE) or bind another (certbind update sslcert %s "
-                    "certhash=…)",
-                    e->key_text, e->certhash, e->key_text);
-            if (x == NULL || add_binding(x, e->key_text) != 0)
+            struct cb_finding *x = cb_check_unknown_cert(f, e->key_text, e->certhash, e->port);
+            if (x == NULL || cb_check_add_binding(x, e->key_text) != 0)
                 return CB_ENOMEM;
             continue;
         }
@@ -332,13 +210,13 @@ static int binding_findings(struct ctx *c, const struct cb_snapshot *snap, size_
             covered = cb_name_covers(ce->row.info.names[i], e->host);
         if (!covered) {
             char names[512];
-            names_text(ce->row.info.names, ce->row.info.n_names, names, sizeof(names));
-            struct cb_finding *x =
-                add(f, "name-mismatch", CB_SEV_ERROR, e->port,
-                    "certificate %s covers %s, not %s: clients reject it. Bind a certificate "
-                    "for the name: certbind update sslcert %s certhash=…",
-                    e->certhash, names, e->host, e->key_text);
-            if (x == NULL || add_binding(x, e->key_text) != 0)
+            cb_check_names_text(ce->row.info.names, ce->row.info.n_names, names, sizeof(names));
+            struct cb_finding *x = cb_check_add(
+                f, "name-mismatch", CB_SEV_ERROR, e->port,
+                "certificate %s covers %s, not %s: clients reject it. Bind a certificate "
+                "for the name: certbind update sslcert %s certhash=…",
+                e->certhash, names, e->host, e->key_text);
+            if (x == NULL || cb_check_add_binding(x, e->key_text) != 0)
                 return CB_ENOMEM;
         }
     }
@@ -347,33 +225,21 @@ static int binding_findings(struct ctx *c, const struct cb_snapshot *snap, size_
         const struct cb_snap_binding *e = cb_snapshot_binding(snap, b);
         if (e->kind != CB_KEY_IP || ports[e->port].n_sni == 0)
             continue;
-        char addr[64], list[1024] = "";
-        inet_ntop(e->family, e->addr, addr, sizeof(addr));
-        size_t listed;
+        struct cb_check_sni_list list = {0};
         uint32_t s = ports[e->port].first_sni;
-        for (listed = 0; listed < ports[e->port].n_sni && listed < LIST_MAX; listed++) {
+        for (size_t k = 0; k < ports[e->port].n_sni && k < CB_CHECK_LIST_MAX; k++) {
             const struct cb_snap_binding *o = cb_snapshot_binding(snap, s);
-            strncat(list, listed ? ", " : "", sizeof(list) - strlen(list) - 1);
-            strncat(list, o->host ? o->host : o->key_text, sizeof(list) - strlen(list) - 1);
+            cb_check_sni_list_add(&list, o->host ? o->host : o->key_text);
             s = c->next_sni[s];
         }
-        if (ports[e->port].n_sni > listed) {
-            size_t l = strlen(list);
-            snprintf(list + l, sizeof(list) - l, " (+%u more)",
-                     (unsigned)(ports[e->port].n_sni - listed));
-        }
+        list.n = ports[e->port].n_sni; /* the rest are counted, not listed */
         struct cb_finding *x =
-            add(f, "ip-shadows-sni", CB_SEV_ERROR, e->port,
-                "%s answers every client that connects to %s%s%s port %u, so those clients "
-                "never reach the SNI bindings of port %u: %s. Delete it (certbind delete sslcert "
-                "%s) or make it the default for all addresses (ipport=0.0.0.0:%u)",
-                e->key_text, e->family == AF_INET6 ? "[" : "", addr,
-                e->family == AF_INET6 ? "]" : "", e->port, e->port, list, e->key_text, e->port);
-        if (x == NULL || add_binding(x, e->key_text) != 0)
+            cb_check_ip_shadows_sni(f, e->key_text, e->family, e->addr, e->port, &list);
+        if (x == NULL || cb_check_add_binding(x, e->key_text) != 0)
             return CB_ENOMEM;
         s = ports[e->port].first_sni;
-        for (listed = 0; listed < ports[e->port].n_sni && listed < LIST_MAX; listed++) {
-            if (add_binding(x, cb_snapshot_binding(snap, s)->key_text) != 0)
+        for (size_t k = 0; k < ports[e->port].n_sni && k < CB_CHECK_LIST_MAX; k++) {
+            if (cb_check_add_binding(x, cb_snapshot_binding(snap, s)->key_text) != 0)
                 return CB_ENOMEM;
             s = c->next_sni[s];
         }
@@ -386,17 +252,17 @@ static int binding_findings(struct ctx *c, const struct cb_snapshot *snap, size_
             continue;
         const char *where = pi->any6 ? "its IPv4 addresses" : "every address without an IP binding";
         const char *fix = pi->any6 ? "ipport=0.0.0.0" : "ipport=0.0.0.0";
-        struct cb_finding *x =
-            add(f, "no-default-for-non-sni", CB_SEV_WARNING, (uint16_t)p,
-                "port %u has SNI bindings but no default: a client that sends no server name "
-                "to %s gets no certificate (handshake_failure). Add one: certbind add sslcert "
-                "%s:%u certhash=…",
-                p, where, fix, p);
+        struct cb_finding *x = cb_check_add(
+            f, "no-default-for-non-sni", CB_SEV_WARNING, (uint16_t)p,
+            "port %u has SNI bindings but no default: a client that sends no server name "
+            "to %s gets no certificate (handshake_failure). Add one: certbind add sslcert "
+            "%s:%u certhash=…",
+            p, where, fix, p);
         if (x == NULL)
             return CB_ENOMEM;
         uint32_t s = pi->first_sni;
-        for (size_t listed = 0; listed < pi->n_sni && listed < LIST_MAX; listed++) {
-            if (add_binding(x, cb_snapshot_binding(snap, s)->key_text) != 0)
+        for (size_t listed = 0; listed < pi->n_sni && listed < CB_CHECK_LIST_MAX; listed++) {
+            if (cb_check_add_binding(x, cb_snapshot_binding(snap, s)->key_text) != 0)
                 return CB_ENOMEM;
             s = c->next_sni[s];
         }
@@ -411,14 +277,14 @@ static int on_damaged(const char *key_text, const char *reason, bool key_readabl
     struct ctx *c = arg;
     struct cb_binding_key key;
     uint16_t port = key_readable && cb_key_parse_word(key_text, &key, NULL) == 0 ? key.port : 0;
-    struct cb_finding *x =
-        add(c->out, "store-damaged", CB_SEV_ERROR, port,
-            key_readable ? "%s: its row in the store is damaged (%s); it fails every handshake "
-                           "until you delete it (certbind delete sslcert %s) and add it again"
-                         : "%s: its row in the store is damaged (%s); no client can reach it; "
-                           "restore the store from a backup%.0s",
-            key_text, reason, key_text);
-    return x == NULL || add_binding(x, key_text) != 0 ? CB_ENOMEM : 0;
+    struct cb_finding *x = cb_check_add(
+        c->out, "store-damaged", CB_SEV_ERROR, port,
+        key_readable ? "%s: its row in the store is damaged (%s); it fails every handshake "
+                       "until you delete it (certbind delete sslcert %s) and add it again"
+                     : "%s: its row in the store is damaged (%s); no client can reach it; "
+                       "restore the store from a backup%.0s",
+        key_text, reason, key_text);
+    return x == NULL || cb_check_add_binding(x, key_text) != 0 ? CB_ENOMEM : 0;
 }
 
 /* An IP binding on an address this machine does not have: its handshakes never arrive
@@ -449,13 +315,13 @@ static int address_findings(struct ctx *c, const struct cb_snapshot *snap, size_
         close(fd);
         if (!missing)
             continue;
-        struct cb_finding *x =
-            add(c->out, "address-not-local", CB_SEV_WARNING, e->port,
-                "%s: this machine has no such address, so no client reaches this binding here; "
-                "add the address to an interface, or bind the certificate to a name or to "
-                "0.0.0.0:%u instead",
-                e->key_text, e->port);
-        if (x == NULL || add_binding(x, e->key_text) != 0)
+        struct cb_finding *x = cb_check_add(
+            c->out, "address-not-local", CB_SEV_WARNING, e->port,
+            "%s: this machine has no such address, so no client reaches this binding here; "
+            "add the address to an interface, or bind the certificate to a name or to "
+            "0.0.0.0:%u instead",
+            e->key_text, e->port);
+        if (x == NULL || cb_check_add_binding(x, e->key_text) != 0)
             return CB_ENOMEM;
     }
     return 0;
@@ -465,52 +331,37 @@ static int ccs_findings(struct ctx *c, const struct cb_snapshot *snap, size_t n)
 {
     struct cb_findings *f = c->out;
     size_t nf = cb_snapshot_ccs_count(snap), np = 0;
-    struct pair *pairs = calloc(n + nf + 1, sizeof(*pairs));
+    struct cb_svcuser_probe *probes = calloc(n + nf + 1, sizeof(*probes));
     bool *ok = calloc(n + nf + 1, sizeof(*ok));
     char(*reasons)[CB_PRIV_REASON] = calloc(n + nf + 1, sizeof(*reasons));
-    char **folders = calloc(n + 1, sizeof(*folders));
     int ret = 0;
 
-    if (pairs == NULL || ok == NULL || reasons == NULL || folders == NULL) {
+    if (probes == NULL || ok == NULL || reasons == NULL) {
         ret = CB_ENOMEM;
         goto out_free;
     }
-    /* Folders (as "path/") and files, tested as the service user. */
+    /* Folders and files, tested as the service user. */
     for (uint32_t b = 0; b < n; b++) {
         const struct cb_snap_binding *e = cb_snapshot_binding(snap, b);
-        if (e->kind != CB_KEY_CCS)
-            continue;
-        size_t l = strlen(e->ccspath);
-        if ((folders[np] = malloc(l + 2)) == NULL) {
-            ret = CB_ENOMEM;
-            goto out_free;
-        }
-        memcpy(folders[np], e->ccspath, l);
-        memcpy(folders[np] + l, "/", 2);
-        pairs[np].cert = folders[np];
-        np++;
+        if (e->kind == CB_KEY_CCS)
+            probes[np++] = (struct cb_svcuser_probe){.cert = e->ccspath, .folder = true};
     }
     size_t nfolders = np;
     for (size_t i = 0; i < nf; i++)
-        pairs[np++].cert = cb_snapshot_ccs_file(snap, i)->path;
-    if (test_access(c, pairs, np, ok, reasons) != 0) {
-        for (size_t i = 0; i < np; i++) {
-            ok[i] = false;
-            snprintf(reasons[i], CB_PRIV_REASON, "cannot switch to the service user to test");
-        }
-    }
+        probes[np++].cert = cb_snapshot_ccs_file(snap, i)->path;
+    test_access(c, probes, np, ok, reasons);
     np = 0;
     for (uint32_t b = 0; b < n; b++) {
         const struct cb_snap_binding *e = cb_snapshot_binding(snap, b);
         if (e->kind != CB_KEY_CCS)
             continue;
         if (!ok[np]) {
-            struct cb_finding *x =
-                add(f, "ccs-missing", CB_SEV_ERROR, e->port,
-                    "the central store folder %s of %s is missing or unreadable%s%s; create it, "
-                    "or give the service user read access (chmod o+rx or chgrp)",
-                    e->ccspath, e->key_text, c->user[0] ? " by " : "", c->user);
-            if (x == NULL || add_binding(x, e->key_text) != 0) {
+            struct cb_finding *x = cb_check_add(
+                f, "ccs-missing", CB_SEV_ERROR, e->port,
+                "the central store folder %s of %s is missing or unreadable%s%s; create it, "
+                "or give the service user read access (chmod o+rx or chgrp)",
+                e->ccspath, e->key_text, c->user_name[0] ? " by " : "", c->user_name);
+            if (x == NULL || cb_check_add_binding(x, e->key_text) != 0) {
                 ret = CB_ENOMEM;
                 goto out_free;
             }
@@ -525,10 +376,11 @@ static int ccs_findings(struct ctx *c, const struct cb_snapshot *snap, size_t n)
         struct cb_err err = {0};
         struct cb_finding *x = NULL;
         if (!ok[nfolders + i]) {
-            x = add(f, "key-unusable", CB_SEV_ERROR, e->port,
-                    "central store file %s (for %s) is unusable%s%s: %s; it must hold the "
-                    "certificate and its unencrypted key, readable by the service user",
-                    cf->path, cf->name, c->user[0] ? " by " : "", c->user, reasons[nfolders + i]);
+            x = cb_check_add(f, "key-unusable", CB_SEV_ERROR, e->port,
+                             "central store file %s (for %s) is unusable%s%s: %s; it must hold the "
+                             "certificate and its unencrypted key, readable by the service user",
+                             cf->path, cf->name, c->user_name[0] ? " by " : "", c->user_name,
+                             reasons[nfolders + i]);
         } else if (cb_cert_bundle_load(cf->path, NULL, NULL, &bundle, &err) == 0 &&
                    cb_cert_bundle_info(bundle, &info, &err) == 0) {
             bool covered = false;
@@ -536,12 +388,13 @@ static int ccs_findings(struct ctx *c, const struct cb_snapshot *snap, size_t n)
                 covered = cb_name_covers(info.names[k], cf->name);
             if (!covered) {
                 char names[512];
-                names_text(info.names, info.n_names, names, sizeof(names));
-                x = add(f, "name-mismatch", CB_SEV_ERROR, e->port,
-                        "central store file %s is served for %s, but its certificate covers %s; "
-                        "rename the file or replace the certificate",
-                        cf->path, cf->name, names);
-                if (x == NULL || add_binding(x, e->key_text) != 0) {
+                cb_check_names_text(info.names, info.n_names, names, sizeof(names));
+                x = cb_check_add(
+                    f, "name-mismatch", CB_SEV_ERROR, e->port,
+                    "central store file %s is served for %s, but its certificate covers %s; "
+                    "rename the file or replace the certificate",
+                    cf->path, cf->name, names);
+                if (x == NULL || cb_check_add_binding(x, e->key_text) != 0) {
                     cb_cert_info_clear(&info);
                     cb_cert_bundle_free(bundle);
                     ret = CB_ENOMEM;
@@ -552,26 +405,24 @@ static int ccs_findings(struct ctx *c, const struct cb_snapshot *snap, size_t n)
             if (info.not_after < c->opts->now) {
                 char d[32];
                 fmt_date(info.not_after, d, sizeof(d));
-                struct cb_finding *y = add(f, "expired", CB_SEV_ERROR, e->port,
-                                           "central store file %s expired on %s; replace it "
-                                           "with the renewed certificate",
-                                           cf->path, d);
-                if (y == NULL || add_binding(y, e->key_text) != 0)
+                struct cb_finding *y =
+                    cb_check_add(f, "expired", CB_SEV_ERROR, e->port,
+                                 "central store file %s expired on %s; replace it "
+                                 "with the renewed certificate",
+                                 cf->path, d);
+                if (y == NULL || cb_check_add_binding(y, e->key_text) != 0)
                     ret = CB_ENOMEM;
             }
             cb_cert_info_clear(&info);
         }
         cb_cert_bundle_free(bundle);
-        if (ret != 0 || (x != NULL && add_binding(x, e->key_text) != 0)) {
+        if (ret != 0 || (x != NULL && cb_check_add_binding(x, e->key_text) != 0)) {
             ret = CB_ENOMEM;
             goto out_free;
         }
     }
 out_free:
-    for (size_t i = 0; folders != NULL && i < n; i++)
-        free(folders[i]);
-    free(folders);
-    free(pairs);
+    free(probes);
     free(ok);
     free(reasons);
     return ret;
@@ -598,14 +449,14 @@ int cb_check_run(struct cb_store *st, const struct cb_check_opts *opts, struct c
     struct ctx c = {.out = out, .opts = opts};
     struct cb_snapshot *snap = NULL;
     struct port_info *ports = NULL;
-    struct pair *pairs = NULL;
+    struct cb_svcuser_probe *probes = NULL;
     bool *ok = NULL;
     char(*reasons)[CB_PRIV_REASON] = NULL;
     int ret;
 
     memset(out, 0, sizeof(*out));
-    if (cb_store_setting_get(st, "user", c.user, sizeof(c.user), NULL) != 0)
-        c.user[0] = '\0';
+    c.have_user = cb_svcuser_get(st, &c.user, NULL) == 0;
+    c.user_name = c.have_user ? c.user.name : "";
     if ((ret = cb_store_load_snapshot(st, &snap, err)) != 0)
         return ret;
     if ((ret = cb_store_cert_foreach(st, collect_cert, &c, err)) != 0)
@@ -649,23 +500,19 @@ int cb_check_run(struct cb_store *st, const struct cb_check_opts *opts, struct c
     }
     /* Per certificate in use: key access (as the service user) and the chain audit. */
     size_t nu = 0;
-    pairs = calloc(c.n_certs + 1, sizeof(*pairs));
+    probes = calloc(c.n_certs + 1, sizeof(*probes));
     ok = calloc(c.n_certs + 1, sizeof(*ok));
     reasons = calloc(c.n_certs + 1, sizeof(*reasons));
-    if (pairs == NULL || ok == NULL || reasons == NULL) {
+    if (probes == NULL || ok == NULL || reasons == NULL) {
         ret = CB_ENOMEM;
         goto out_free;
     }
     for (size_t k = 0; k < c.n_certs; k++)
         if (c.certs[k].used) {
-            pairs[nu].cert = c.certs[k].row.cert_path;
-            pairs[nu++].key = c.certs[k].row.key_path;
+            probes[nu].cert = c.certs[k].row.cert_path;
+            probes[nu++].key = c.certs[k].row.key_path;
         }
-    if (test_access(&c, pairs, nu, ok, reasons) != 0)
-        for (size_t i = 0; i < nu; i++) {
-            ok[i] = false;
-            snprintf(reasons[i], CB_PRIV_REASON, "cannot switch to the service user to test");
-        }
+    test_access(&c, probes, nu, ok, reasons);
     nu = 0;
     for (size_t k = 0; k < c.n_certs; k++) {
         struct cert *ce = &c.certs[k];
@@ -692,7 +539,7 @@ out_free:
     free(c.next_cert);
     free(c.next_sni);
     free(ports);
-    free(pairs);
+    free(probes);
     free(ok);
     free(reasons);
     cb_snapshot_unref(snap);

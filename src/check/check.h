@@ -36,6 +36,20 @@ struct cb_check_opts {
 int cb_check_run(struct cb_store *st, const struct cb_check_opts *opts, struct cb_findings *out,
                  struct cb_err *err) CB_MUST_CHECK;
 void cb_findings_clear(struct cb_findings *f);
+
+/*
+ * The findings that one binding b (borrowed) brings about, found by the same rules and
+ * told in the same words as cb_check_run tells them, without reading every binding:
+ *  - CB_CHECK_CERT: unknown-cert, and key-unusable (tested as the service user);
+ *  - CB_CHECK_SHADOW: ip-shadows-sni between b and the other bindings of its port, so b
+ *    must be in the store already (add it in the transaction first).
+ * Fills *out (owned: cb_findings_clear()), in that order; each finding names b first
+ * when b is at fault, else the IP binding that is, then the others.
+ */
+#define CB_CHECK_CERT 1u
+#define CB_CHECK_SHADOW 2u
+int cb_check_binding(struct cb_store *st, const struct cb_binding *b, unsigned what,
+                     struct cb_findings *out, struct cb_err *err) CB_MUST_CHECK;
 const char *cb_severity_name(enum cb_severity s);
 
 #endif

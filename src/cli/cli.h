@@ -7,6 +7,7 @@
 
 #include "binding/binding.h"
 #include "store/store.h"
+#include "tls/cert.h"
 
 #include <stdbool.h>
 #include <stdio.h>
@@ -75,17 +76,6 @@ void cb_cli_print_json(struct json_t *value);
 /* ISO 8601 UTC time. */
 void cb_cli_time(int64_t t, char *buf, size_t size);
 
-#endif
-
-/*
- * Tests whether certificate `thumb`'s key is usable as the service user (as root,
- * by switching to it in a child), else as the current user. Returns 0 when usable;
- * CB_ENOENT when the certificate is not in the store; CB_EKEY with the reason in
- * `reason` otherwise.
- */
-int cb_cli_key_usable(struct cb_store *st, const char *thumb, char *reason,
-                      size_t size) CB_MUST_CHECK;
-
 /*
  * Imports a loaded certificate into the store inside the caller's transaction:
  * writes its files into the state folder (or, with link, records the given paths
@@ -102,3 +92,5 @@ int cb_cli_load_cert(struct cb_cli *cli, const char *file, struct cb_cert_bundle
                      struct cb_cert_info *info) CB_MUST_CHECK;
 int cb_cmd_deploy(struct cb_cli *cli) CB_MUST_CHECK;
 int cb_cmd_import(struct cb_cli *cli) CB_MUST_CHECK;
+
+#endif

@@ -3,6 +3,7 @@
  * binding it replaces to it in one transaction (design section 6).
  */
 #include "cli/cli.h"
+#include "svcuser/svcuser.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -229,7 +230,7 @@ int cb_cmd_deploy(struct cb_cli *cli)
     if ((ret = cb_cli_import(cli, st, bundle, &info, NULL, NULL, &existed)) != 0)
         goto out_rollback;
     char reason[512];
-    if (cb_cli_key_usable(st, info.thumbprint, reason, sizeof(reason)) != 0) {
+    if (cb_svcuser_key_usable(st, info.thumbprint, reason, sizeof(reason)) != 0) {
         ret = cb_err_set(&cli->err, CB_EKEY,
                          "the key of %s is unusable (%s); nothing changed: fix the key and "
                          "deploy again",

@@ -1,4 +1,5 @@
 /* cmd_sslcert.c: `add|update|delete|show sslcert`, the binding commands. */
+#include "check/check.h"
 #include "cli/cli.h"
 
 #include <string.h>
@@ -50,113 +51,45 @@ static int cli_options(struct cb_cli *cli, struct cb_binding *b, unsigned *field
     return 0;
 }
 
-/* A binding must name a certificate in the store whose key the service user can use. */
-static int check_certificate(struct cb_cli *cli, struct cb_store *st, const struct cb_binding *b,
-                             bool force)
+/* "CODE: KEY, KEY: MESSAGE": one finding of check on one line (its first bindings, then the
+ * sentence `certbind check` prints for it). */
+static void finding_text(const struct cb_finding *x, char *buf, size_t size)
 {
-    char reason[1024];
-    char key[CB_KEY_TEXT_MAX];
-
-    if (b->key.kind == CB_KEY_CCS)
-        return 0;
-    cb_key_format(&b->key, key, sizeof(key));
-    int ret = cb_cli_key_usable(st, b->certhash, reason, sizeof(reason));
-    if (ret == 0)
-        return 0;
-    if (force) {
-        fprintf(stderr, "certbind: warning: %s: %s; handshakes on it will fail until fixed\n", key,
-                reason);
-        return 0;
-    }
-    if (ret == CB_ENOENT)
-        return cb_err_set(&cli->err, CB_ENOENT,
-                          "no certificate %s in the store; import it first with 'certbind add "
-                          "cert FILE' (or add force=yes to bind it anyway)",
-                          b->certhash);
-    return cb_err_set(&cli->err, CB_EKEY,
-                      "key-unusable: %s: the key of certificate %s is unusable (%s); fix the key "
-                      "file or its owner, or add force=yes to bind it anyway",
-                      key, b->certhash, reason);
+    size_t n = (size_t)snprintf(buf, size, "%s: ", x->code);
+    for (size_t i = 0; i < x->n_bindings && i < 3 && n < size; i++)
+        n += (size_t)snprintf(buf + n, size - n, "%s%s", i ? ", " : "", x->bindings[i]);
+    if (x->n_bindings > 3 && n < size)
+        n += (size_t)snprintf(buf + n, size - n, " and %zu more", x->n_bindings - 3);
+    if (n < size)
+        n += (size_t)snprintf(buf + n, size - n, "%s%s", x->n_bindings ? ": " : "", x->message);
+    if (n >= size && size > 4)
+        memcpy(buf + size - 4, "...", 4); /* cut short: say so */
 }
 
-struct shadow_ctx {
-    const struct cb_binding *b;
-    char list[512];
-    size_t count;
-};
-
-static bool is_sni_kind(enum cb_key_kind k)
+/*
+ * Refuses binding b when check finds a problem it brings about (check's own finding, in
+ * its words), unless force: then each finding is a warning. what: CB_CHECK_* of check.h.
+ */
+static int refuse_findings(struct cb_cli *cli, struct cb_store *st, const struct cb_binding *b,
+                           unsigned what, bool force)
 {
-    return k == CB_KEY_HOST || k == CB_KEY_HOST_WILD || k == CB_KEY_CCS;
-}
-
-static int collect_shadow(const struct cb_binding *o, void *arg)
-{
-    struct shadow_ctx *sc = arg;
-    char key[CB_KEY_TEXT_MAX];
-    bool hit = sc->b->key.kind == CB_KEY_IP ? is_sni_kind(o->key.kind) : o->key.kind == CB_KEY_IP;
-
-    if (!hit)
-        return 0;
-    if (sc->count++ < 5) {
-        cb_key_format(&o->key, key, sizeof(key));
-        strncat(sc->list, sc->count > 1 ? ", " : "", sizeof(sc->list) - strlen(sc->list) - 1);
-        strncat(sc->list, key, sizeof(sc->list) - strlen(sc->list) - 1);
-    }
-    return 0;
-}
-
-/* Refuses a binding that creates a new ip-shadows-sni finding of `check`. */
-static int check_shadowing(struct cb_cli *cli, struct cb_store *st, const struct cb_binding *b,
-                           bool force)
-{
-    struct shadow_ctx sc = {.b = b};
-    char key[CB_KEY_TEXT_MAX];
+    static const char hint[] = "; add force=yes to bind it anyway";
+    struct cb_findings f;
+    char text[sizeof(cli->err.msg) - sizeof(hint) + 1];
     int ret;
 
-    if (b->key.kind != CB_KEY_IP && !is_sni_kind(b->key.kind))
-        return 0;
-    /* Only the other side matters, and only whether there is any (six tell "and more"). */
-    if (b->key.kind == CB_KEY_IP) {
-        struct cb_binding ccs;
-        struct cb_binding_key ck = {.kind = CB_KEY_CCS, .port = b->key.port};
-        ret = cb_store_binding_get(st, &ck, &ccs, &cli->err);
-        if (ret == 0)
-            collect_shadow(&ccs, &sc);
-        else if (ret != CB_ENOENT)
-            return ret;
-        ret = cb_store_binding_foreach_port_prefix(st, b->key.port, "hostnameport=", 6,
-                                                   collect_shadow, &sc, &cli->err);
-    } else {
-        ret = cb_store_binding_foreach_port_prefix(st, b->key.port, "ipport=", 0, collect_shadow,
-                                                   &sc, &cli->err);
-    }
-    if (ret != 0 || sc.count == 0)
+    if ((ret = cb_check_binding(st, b, what, &f, &cli->err)) != 0)
         return ret;
-    cb_key_format(&b->key, key, sizeof(key));
-    const char *more = sc.count > 5 ? " and more" : "";
-    if (b->key.kind == CB_KEY_IP) {
-        if (force) {
-            fprintf(stderr, "certbind: warning: %s hides the SNI bindings %s%s from its clients\n",
-                    key, sc.list, more);
-            return 0;
+    for (size_t i = 0; i < f.n; i++) {
+        finding_text(&f.v[i], text, sizeof(text));
+        if (!force) {
+            ret = cb_err_set(&cli->err, CB_EFAILED, "%s%s", text, hint);
+            break;
         }
-        return cb_err_set(&cli->err, CB_EFAILED,
-                          "ip-shadows-sni: %s would answer every client of its address first, so "
-                          "those clients would never reach the SNI bindings %s%s on port %u; bind "
-                          "ipport=0.0.0.0:%u as a default instead, or add force=yes",
-                          key, sc.list, more, b->key.port, b->key.port);
+        fprintf(stderr, "certbind: warning: %s\n", text);
     }
-    if (force) {
-        fprintf(stderr, "certbind: warning: clients of the address of %s%s never reach %s\n",
-                sc.list, more, key);
-        return 0;
-    }
-    return cb_err_set(&cli->err, CB_EFAILED,
-                      "ip-shadows-sni: clients connecting to the address of %s%s would never "
-                      "reach %s, because that IP binding answers first; delete it, or add "
-                      "force=yes",
-                      sc.list, more, key);
+    cb_findings_clear(&f);
+    return ret;
 }
 
 int cb_cmd_add_sslcert(struct cb_cli *cli)
@@ -183,8 +116,7 @@ int cb_cmd_add_sslcert(struct cb_cli *cli)
         goto out_close;
     /* Insert first: "already exists" must not come after a force=yes warning. */
     if ((ret = cb_store_binding_insert(st, &b, &cli->err)) != 0 ||
-        (ret = check_certificate(cli, st, &b, force)) != 0 ||
-        (ret = check_shadowing(cli, st, &b, force)) != 0 ||
+        (ret = refuse_findings(cli, st, &b, CB_CHECK_CERT | CB_CHECK_SHADOW, force)) != 0 ||
         (ret = cb_store_commit(st, &cli->err)) != 0)
         goto out_rollback;
     printf("Added binding %s.\n", key);
@@ -233,7 +165,8 @@ int cb_cmd_update_sslcert(struct cb_cli *cli)
     cb_binding_merge(&current, &change, fields);
     if ((ret = cb_binding_validate(&current, &cli->err)) != 0)
         goto out_rollback;
-    if ((fields & CB_F_CERTHASH) && (ret = check_certificate(cli, st, &current, force)) != 0)
+    if ((fields & CB_F_CERTHASH) &&
+        (ret = refuse_findings(cli, st, &current, CB_CHECK_CERT, force)) != 0)
         goto out_rollback;
     if ((ret = cb_store_binding_update(st, &current, &cli->err)) != 0 ||
         (ret = cb_store_commit(st, &cli->err)) != 0)

@@ -1,5 +1,6 @@
 /* runtime_build.c: from the store to what a worker serves. */
 #include "daemon/runtime_build.h"
+#include "binding/hostport.h"
 #include "tls/cert.h"
 #include "util/log.h"
 
@@ -60,24 +61,19 @@ static void certs_free(struct certs *cs)
 /* Backend HOST:PORT to an address. Names are resolved here, once per snapshot. */
 static void resolve_backend(const char *text, struct cb_backend *be)
 {
-    char host[CB_BACKEND_MAX + 1];
-    const char *colon = strrchr(text, ':');
+    struct cb_hostport hp;
+    char port[8];
     struct addrinfo hints = {.ai_socktype = SOCK_STREAM, .ai_flags = AI_NUMERICSERV};
     struct addrinfo *res = NULL;
 
     be->addr_len = 0;
     be->error = NULL;
-    if (colon == NULL)
+    if (cb_hostport_parse(text, CB_HOSTPORT_NAME, &hp, NULL, NULL) != 0) {
+        be->error = strdup("not HOST:PORT");
         return;
-    size_t n = (size_t)(colon - text);
-    if (text[0] == '[') {
-        memcpy(host, text + 1, n - 2);
-        host[n - 2] = '\0';
-    } else {
-        memcpy(host, text, n);
-        host[n] = '\0';
     }
-    int rc = getaddrinfo(host, colon + 1, &hints, &res);
+    snprintf(port, sizeof(port), "%u", (unsigned)hp.port);
+    int rc = getaddrinfo(hp.host, port, &hints, &res);
     if (rc != 0 || res == NULL) {
         be->error = strdup(gai_strerror(rc));
         return;

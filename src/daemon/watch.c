@@ -1,5 +1,6 @@
 /* watch.c: inotify on linked certificate files, and the move to a renewed pair. */
 #include "daemon/watch.h"
+#include "tls/cert.h"
 #include "util/log.h"
 
 #include <libgen.h>

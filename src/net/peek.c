@@ -1,5 +1,6 @@
 /* peek.c: the server_name of a ClientHello (RFC 8446 4.1.2, RFC 6066 3), for worker choice. */
 #include "net/peek.h"
+#include "binding/sni.h"
 
 #include <stdint.h>
 
@@ -88,23 +89,8 @@ enum cb_peek cb_peek_sni(const unsigned char *buf, size_t len, const unsigned ch
             return CB_PEEK_UNKNOWN;
         if (type != 0 /* server_name */)
             continue;
-        struct rd list = block(&data, 2);
-        if (data.bad || list.bad || data.left != 0)
-            return CB_PEEK_UNKNOWN;
-        while (list.left > 0) {
-            uint32_t kind = take(&list, 1);
-            struct rd host = block(&list, 2);
-            if (list.bad || host.bad)
-                return CB_PEEK_UNKNOWN;
-            if (kind != 0 /* host_name */)
-                continue;
-            if (host.left == 0 || host.left > 255)
-                return CB_PEEK_UNKNOWN;
-            *name = host.p;
-            *name_len = host.left;
-            return CB_PEEK_SNI;
-        }
-        return CB_PEEK_NO_SNI;
+        /* Read as the handshake reads it (binding/sni.h): one rule for both. */
+        return cb_sni_find(data.p, data.left, name, name_len) == 0 ? CB_PEEK_SNI : CB_PEEK_UNKNOWN;
     }
     return CB_PEEK_NO_SNI;
 }

@@ -5,10 +5,10 @@
 #ifndef CB_NET_PROXY_H
 #define CB_NET_PROXY_H
 
+#include "tls/proxy_info.h"
+
 #include <certbind/certbind.h>
-#include <stdbool.h>
 #include <stddef.h>
-#include <sys/socket.h>
 
 /* v2 TLV types (PP2_TYPE_*) and the SSL sub-types used. */
 #define CB_PP2_TYPE_ALPN 0x01
@@ -22,23 +22,6 @@
 #define CB_PP2_CLIENT_CERT_SESS 0x04
 /* certbind's own TLV (custom range 0xE0-0xEF): the client certificate, DER. */
 #define CB_PP2_TYPE_CLIENT_CERT_DER 0xE0
-
-struct cb_proxy_info {
-    struct sockaddr_storage src; /* the client */
-    struct sockaddr_storage dst; /* the local address it connected to */
-    const char *sni;             /* or NULL */
-    const unsigned char *alpn;   /* or NULL */
-    size_t alpn_len;
-    const char *version;   /* "TLSv1.3" */
-    const char *cipher;    /* "TLS_AES_128_GCM_SHA256" */
-    bool client_cert;      /* a client certificate was presented: on this connection, or
-                            * on the TLS session it resumes (PP2_CLIENT_CERT_SESS) */
-    bool client_cert_conn; /* ... on this connection itself (PP2_CLIENT_CERT_CONN) */
-    bool client_verified;  /* ... and verified: the SSL TLV's verify field is 0 only then */
-    const char *client_cn; /* its subject CN, or NULL */
-    const unsigned char *client_der;
-    size_t client_der_len;
-};
 
 /* Writes a v1 line ("PROXY TCP4 … \r\n", at most 107 bytes) into buf. Returns its
  * length, or CB_EINVAL when size is too small. */

@@ -10,7 +10,7 @@
 
 #include "binding/binding.h"
 #include "binding/snapshot.h"
-#include "tls/cert.h"
+#include "store/cert_info.h"
 
 #define CB_STORE_SCHEMA_VERSION 2
 

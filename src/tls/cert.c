@@ -490,17 +490,6 @@ out_tls:
     return CB_ETLS;
 }
 
-void cb_cert_info_clear(struct cb_cert_info *info)
-{
-    for (size_t i = 0; i < info->n_names; i++)
-        free(info->names[i]);
-    free(info->names);
-    free(info->subject);
-    info->names = NULL;
-    info->subject = NULL;
-    info->n_names = 0;
-}
-
 /* Writes through path.tmp, fsync, rename: a crash leaves the old file or the new one. */
 static int write_pem(const char *path, mode_t mode, const struct cb_cert_bundle *b, bool key,
                      struct cb_err *err)

@@ -7,19 +7,9 @@
 #define CB_TLS_CERT_H
 
 #include "binding/binding.h"
-#include <stdint.h>
+#include "store/cert_info.h"
 
-/* What the store records about a certificate. Owned strings; see cb_cert_info_clear(). */
-struct cb_cert_info {
-    char thumbprint[CB_THUMB_LEN + 1]; /* SHA-1 of the DER certificate, upper-case hex */
-    char sha256[65];                   /* SHA-256, upper-case hex */
-    char *subject;                     /* RFC 2253 form */
-    char **names;                      /* DNS SANs (lower case), or the CN without SANs */
-    size_t n_names;
-    int64_t not_before, not_after; /* seconds since the epoch, UTC */
-    char key_type[32];             /* "RSA-2048", "EC-P256", "ED25519" */
-    int chain_len;                 /* certificates after the leaf */
-};
+#include <stdint.h>
 
 struct cb_cert_bundle; /* a leaf, its chain and its private key */
 
@@ -44,7 +34,6 @@ int cb_cert_bundle_info(const struct cb_cert_bundle *b, struct cb_cert_info *inf
  * unencrypted PKCS#8), each through a temporary file, fsync and rename. */
 int cb_cert_bundle_write(const struct cb_cert_bundle *b, const char *cert_path,
                          const char *key_path, struct cb_err *err) CB_MUST_CHECK;
-void cb_cert_info_clear(struct cb_cert_info *info);
 
 /* Refuses a private key file that others may read or anyone but its owner may write:
  * CB_EPERM with the chmod that fixes it. */

@@ -1,29 +1,12 @@
 /* hello.c: from a ClientHello to a binding (design/bindings.md section 2). */
 #include "tls/hello.h"
+#include "binding/sni.h"
 
 #include <netinet/in.h>
 #include <string.h>
 
 #include <openssl/ssl.h>
 #include <openssl/tls1.h>
-
-/* Extracts the host_name of a server_name extension (RFC 6066 section 3). */
-static int parse_sni(const unsigned char *p, size_t len, const unsigned char **name,
-                     size_t *name_len)
-{
-    if (len < 2 || (size_t)((p[0] << 8) | p[1]) != len - 2)
-        return -1;
-    p += 2;
-    len -= 2;
-    if (len < 3 || p[0] != 0 /* host_name */)
-        return -1;
-    size_t n = (size_t)((p[1] << 8) | p[2]);
-    if (n == 0 || n > len - 3)
-        return -1;
-    *name = p + 3;
-    *name_len = n;
-    return 0;
-}
 
 /* The query's local address and port, from the address the connection reached. */
 static void set_local(struct cb_resolve_query *q, const struct sockaddr_storage *local)
@@ -72,8 +55,8 @@ enum cb_hello_outcome cb_hello_choose(SSL *ssl, const struct cb_snapshot *snap,
                                       const struct sockaddr_storage *local,
                                       struct cb_hello_choice *out)
 {
-    const unsigned char *ext, *name;
-    size_t ext_len, name_len;
+    const unsigned char *ext;
+    size_t ext_len;
     struct cb_resolve_query q = {0};
     struct cb_resolution r;
 
@@ -83,8 +66,7 @@ enum cb_hello_outcome cb_hello_choose(SSL *ssl, const struct cb_snapshot *snap,
     out->error = NULL;
     out->loaded_now = false;
     if (SSL_client_hello_get0_ext(ssl, TLSEXT_TYPE_server_name, &ext, &ext_len) == 1) {
-        if (parse_sni(ext, ext_len, &name, &name_len) != 0 ||
-            cb_name_normalize((const char *)name, name_len, 0, out->sni, NULL) != 0) {
+        if (cb_sni_parse(ext, ext_len, out->sni) != 0) {
             out->sni[0] = '\0';
             out->alert = SSL_AD_UNRECOGNIZED_NAME;
             return CB_HELLO_BAD_SNI;

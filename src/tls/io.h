@@ -7,8 +7,8 @@
 #ifndef CB_TLS_IO_H
 #define CB_TLS_IO_H
 
-#include "net/proxy.h"
 #include "tls/ctx.h"
+#include "tls/proxy_info.h"
 
 #include <stdbool.h>
 #include <stddef.h>

@@ -1,6 +1,8 @@
 /*
- * Service user: lookup, dropping privileges, and testing key access as that user
- * (by really switching to it in a child process, not by reading mode bits).
+ * Users and privileges, the means: looking a user up, dropping to it, and running tests
+ * as it (by really switching to it in a child process, not by reading mode bits). The
+ * rules for the service user (who it is, what it owns, which keys it can use) are in
+ * svcuser/svcuser.h, the one place that applies them.
  */
 #ifndef CB_UTIL_PRIV_H
 #define CB_UTIL_PRIV_H

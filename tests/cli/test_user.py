@@ -83,3 +83,35 @@ def test_set_user_on_empty_store(cb):
     assert out == "Service user is now nobody (uid %d).\n" % pwd.getpwnam("nobody").pw_uid
     rc, out, err = cb.run("set", "user=root")
     assert rc == 0 and out.startswith("Service user is now root (uid 0)")
+
+
+@root_only
+@pytest.mark.skipif(VALGRIND, reason="the key-access test runs in a forked child (see above)")
+def test_set_user_gives_nothing_outside_the_state_folder(world_tmp, certs):
+    """set user=NAME gives the state folder and the files in it to the user, and nothing
+    else: a linked certificate in a sibling folder whose name merely starts with the state
+    folder's name (state2 beside state) keeps its owner."""
+    home = world_tmp / "home"
+    home.mkdir()
+    cb = CertBind(world_tmp / "state", home)
+    nobody = pwd.getpwnam("nobody")
+    linked = certs.make(cn="linked.example.com")
+    live = world_tmp / "state2" / "live"
+    live.mkdir(parents=True)
+    cert_file, key_file = live / "cert.pem", live / "privkey.pem"
+    cert_file.write_bytes(linked.pem)
+    key_file.write_bytes(linked.key_pem())
+    key_file.chmod(0o600)
+    out = cb.ok("add", "cert", cert_file, "key=%s" % key_file, "link=yes", native=True)
+    assert out == linked.thumbprint + "\n"
+    copied = certs.make(cn="copied.example.com")
+    cb.add_cert(copied, native=True)
+    rc, out, err = cb.run("set", "user=nobody")
+    assert rc == 0, err
+    by_thumb = {e["thumbprint"]: e["key_path"] for e in cb.certs()}
+    assert by_thumb[linked.thumbprint] == str(key_file)
+    for p in (cert_file, key_file):  # outside the state folder: still root's
+        assert os.stat(p).st_uid == 0, "%s was given to nobody" % p
+    # inside it: the service user's
+    assert os.stat(by_thumb[copied.thumbprint]).st_uid == nobody.pw_uid
+    assert os.stat(cb.state).st_uid == nobody.pw_uid

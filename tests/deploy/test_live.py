@@ -155,7 +155,7 @@ def test_watched_symlinks_repointed_as_certbot_does(cb, port):
 
 def test_link_with_a_path_longer_than_the_store_keeps_is_refused(cb):
     """A linked file whose absolute name does not fit the store is refused as bad input
-    (it once overflowed a stack buffer in import.c)."""
+    (it once overflowed a stack buffer in cli/cert_import.c)."""
     cb.add_cert(make_cert(["seed.example.com"]))
     before = cb.snapshot()
     deep = cb.base

@@ -20,6 +20,7 @@
 
 #include "admin/admin.h"
 #include "store/store.h"
+#include "tls/cert.h"
 
 /* ---- cb_admin_parse_addr ------------------------------------------------------- */
 

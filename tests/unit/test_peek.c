@@ -235,7 +235,7 @@ static void test_hand_made_extensions(void **state)
     assert_int_equal(peek(rec, n, name), CB_PEEK_NO_SNI);
 
     /* Another extension first, then a server_name list whose first entry is not a
-     * host_name: the host_name after it is the name. */
+     * host_name: not followed (the handshake refuses it too: binding/sni.h). */
     static const unsigned char two[] = {
         0x00, 0x0a, 0x00, 0x04, 0x00, 0x02, 0x00, 0x1d, /* supported_groups */
         0x00, 0x00, 0x00, 0x0c, 0x00, 0x0a,             /* server_name, list 10 */
@@ -243,6 +243,14 @@ static void test_hand_made_extensions(void **state)
         0x00, 0x00, 0x03, 'a',  '.',  'b',              /* host_name "a.b" */
     };
     n = build(rec, two, sizeof(two), true);
+    assert_int_equal(peek(rec, n, name), CB_PEEK_UNKNOWN);
+    /* The same without the other entry: the name. */
+    static const unsigned char one[] = {
+        0x00, 0x0a, 0x00, 0x04, 0x00, 0x02, 0x00, 0x1d, /* supported_groups */
+        0x00, 0x00, 0x00, 0x08, 0x00, 0x06,             /* server_name, list 6 */
+        0x00, 0x00, 0x03, 'a',  '.',  'b',              /* host_name "a.b" */
+    };
+    n = build(rec, one, sizeof(one), true);
     assert_int_equal(peek(rec, n, name), CB_PEEK_SNI);
     assert_string_equal(name, "a.b");
 
@@ -263,11 +271,11 @@ static void test_hand_made_extensions(void **state)
     n = build(rec, trailing, sizeof(trailing), true);
     assert_int_equal(peek(rec, n, name), CB_PEEK_UNKNOWN);
 
-    /* A server_name list with no host_name entry: no name. */
+    /* A server_name list with no host_name entry: not followed either. */
     static const unsigned char other_only[] = {0x00, 0x00, 0x00, 0x06, 0x00,
                                                0x04, 0x05, 0x00, 0x01, 'q'};
     n = build(rec, other_only, sizeof(other_only), true);
-    assert_int_equal(peek(rec, n, name), CB_PEEK_NO_SNI);
+    assert_int_equal(peek(rec, n, name), CB_PEEK_UNKNOWN);
 
     /* Extensions without a server_name. */
     static const unsigned char none[] = {0x00, 0x0a, 0x00, 0x04, 0x00, 0x02, 0x00, 0x1d};

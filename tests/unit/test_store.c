@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include "store/store.h"
+#include "tls/cert.h"
 
 #define THUMB_A "0123456789ABCDEF0123456789ABCDEF01234567"
 #define THUMB_B "89ABCDEF0123456789ABCDEF0123456789ABCDEF"

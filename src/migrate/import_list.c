@@ -1,4 +1,4 @@
-/* import.c: the list of bindings read from a Windows export. */
+/* import_list.c: the list of bindings read from a Windows export (netsh or IIS). */
 #include "migrate/migrate.h"
 
 #include <stdlib.h>

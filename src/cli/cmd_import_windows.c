@@ -1,5 +1,5 @@
 /*
- * cmd_import.c: `import netsh FILE` and `import iis FILE` — moving from Windows.
+ * cmd_import_windows.c: `import netsh FILE` and `import iis FILE` — moving from Windows.
  */
 #include "cli/cli.h"
 #include "migrate/migrate.h"

@@ -1,5 +1,5 @@
 /*
- * http.c: the admin process. libmicrohttpd serves the admin port from its own
+ * process.c: the admin process. libmicrohttpd serves the admin port from its own
  * thread; this process's main thread follows the store (every 250 ms, and on
  * SIGHUP) and swaps in a new model when it changed. Requests read the model
  * under a mutex and the workers' counters without one (net/metrics.h).

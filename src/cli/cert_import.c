@@ -1,6 +1,6 @@
-/* import.c: putting a certificate into the store, shared by `add cert` and `deploy`. */
+/* cert_import.c: putting a certificate into the store, shared by `add cert` and `deploy`. */
 #include "cli/cli.h"
-#include "util/priv.h"
+#include "svcuser/svcuser.h"
 
 #include <errno.h>
 #include <libgen.h>
@@ -9,18 +9,19 @@
 #include <string.h>
 #include <unistd.h>
 
-/* Gives imported files to the service user, so `serve` can read them after dropping. */
+/* Gives files written into the state folder to the service user, so `serve` can read them
+ * after dropping to it. */
 static void give_to_service_user(struct cb_store *st, const char *cert, const char *key)
 {
-    char name[64];
+    const char *paths[2] = {key, cert};
     struct cb_user u;
+    struct cb_err err;
 
-    if (geteuid() != 0 || cb_store_setting_get(st, "user", name, sizeof(name), NULL) != 0 ||
-        cb_user_lookup(name, &u, NULL) != 0)
+    if (cb_svcuser_get(st, &u, NULL) != 0)
         return;
-    if (chown(key, u.uid, u.gid) != 0 || chown(cert, u.uid, u.gid) != 0)
-        fprintf(stderr, "certbind: warning: cannot give %s to user %s: %s\n", key, name,
-                strerror(errno));
+    for (int i = 0; i < 2; i++)
+        if (cb_svcuser_give_file(st, &u, paths[i], &err) != 0)
+            fprintf(stderr, "certbind: warning: %s\n", err.msg);
 }
 
 /*

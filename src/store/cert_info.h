@@ -1,0 +1,28 @@
+/*
+ * What the store records about a certificate: plain data, filled by tls/cert.c from
+ * the certificate itself and kept by the store, so that the store needs no TLS library.
+ */
+#ifndef CB_STORE_CERT_INFO_H
+#define CB_STORE_CERT_INFO_H
+
+#include "binding/binding.h"
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* Owned strings; see cb_cert_info_clear(). */
+struct cb_cert_info {
+    char thumbprint[CB_THUMB_LEN + 1]; /* SHA-1 of the DER certificate, upper-case hex */
+    char sha256[65];                   /* SHA-256, upper-case hex */
+    char *subject;                     /* RFC 2253 form */
+    char **names;                      /* DNS SANs (lower case), or the CN without SANs */
+    size_t n_names;
+    int64_t not_before, not_after; /* seconds since the epoch, UTC */
+    char key_type[32];             /* "RSA-2048", "EC-P256", "ED25519" */
+    int chain_len;                 /* certificates after the leaf */
+};
+
+/* Frees info's strings and empties it (the fixed fields stay). */
+void cb_cert_info_clear(struct cb_cert_info *info);
+
+#endif
