@@ -121,7 +121,7 @@ static int owner_of(struct cb_conn *c, enum cb_peek pk, const unsigned char *nam
     struct cb_runtime *rt = c->rt;
     char sni[CB_NAME_MAX + 1];
 
-    if (pk == CB_PEEK_SNI && cb_name_normalize((const char *)name, len, 0, sni, NULL) != 0)
+    if (pk == CB_PEEK_SNI && cb_sni_normalize(name, len, sni) != 0)
         return srv->cfg.worker;
     const struct cb_tls_entry *e = cb_hello_entry_for(rt->snap, rt->bind_tls, rt->file_tls,
                                                       &c->local, pk == CB_PEEK_SNI ? sni : NULL);
