@@ -6,6 +6,7 @@
  * that stays with the ClientHello callback (conn.c) of the worker that handshakes.
  */
 #include "net/handoff.h"
+#include "binding/sni.h"
 #include "net/peek.h"
 #include "net/server_int.h"
 #include "tls/hello.h"
