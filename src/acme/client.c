@@ -229,7 +229,7 @@ static int http(struct cb_acme_client *c, enum http_method method, const char *u
     cc = curl_easy_perform(c->curl);
     if (cc == CURLE_ABORTED_BY_CALLBACK || aborted(c)) {
         rc = cb_err_set(err, CB_EFAILED, "stopped: the ACME order was cancelled");
-    } else if (r->too_big) {
+    } else if (r->too_big || cc == CURLE_FILESIZE_EXCEEDED) {
         rc = cb_err_set(err, CB_EFAILED, "the CA's answer from %s is larger than 1 MiB", url);
     } else if (cc != CURLE_OK) {
         rc = cb_err_set(err, CB_EFAILED,

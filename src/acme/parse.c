@@ -171,7 +171,7 @@ static int get_url(json_t *obj, const char *key, bool required, char *out, const
     int rc = get_str(obj, key, required, out, CB_ACME_URL_MAX, what, err);
     if (rc != 0)
         return rc;
-    if (out[0] != '\0' && !cb_acme_https_url(out)) {
+    if ((required || out[0] != '\0') && !cb_acme_https_url(out)) {
         out[0] = '\0';
         return cb_err_set(err, CB_EBADFILE, "the CA's %s: \"%s\" is not an https URL", what,
                           key);
