@@ -22,7 +22,7 @@ static void check_clean(const char *s, size_t size)
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    static const char *const states[] = {"pending", "valid",   "invalid",
+    static const char *const states[] = {"pending",     "valid",   "invalid",
                                          "deactivated", "expired", "revoked"};
     struct cb_acme_authz a;
     struct cb_err err = {0};

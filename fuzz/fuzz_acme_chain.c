@@ -56,9 +56,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                 FUZZ_REQUIRE(err.msg[0] != '\0', "refusal without a message");
             } else {
                 char *dot = strchr(id, '.');
-                FUZZ_REQUIRE(dot != NULL && dot != id && dot[1] != '\0' &&
-                                 strchr(dot + 1, '.') == NULL,
-                             id);
+                FUZZ_REQUIRE(
+                    dot != NULL && dot != id && dot[1] != '\0' && strchr(dot + 1, '.') == NULL, id);
                 for (char *q = id; *q; q++)
                     FUZZ_REQUIRE(*q == '.' || (*q >= 'A' && *q <= 'Z') ||
                                      (*q >= 'a' && *q <= 'z') || (*q >= '0' && *q <= '9') ||

@@ -176,8 +176,9 @@ static int http(struct cb_acme_client *c, enum http_method method, const char *u
     if (aborted(c))
         return cb_err_set(err, CB_EFAILED, "stopped: the ACME order was cancelled");
     if (!cb_acme_https_url(url))
-        return cb_err_set(err, CB_EFAILED, "the CA sent a URL that is not https; refusing to "
-                                           "follow it");
+        return cb_err_set(err, CB_EFAILED,
+                          "the CA sent a URL that is not https; refusing to "
+                          "follow it");
     curl_easy_reset(c->curl); /* keeps live connections */
     c->curl_err[0] = '\0';
     snprintf(accept_hdr, sizeof(accept_hdr), "Accept: %s",
@@ -326,8 +327,8 @@ static int answer_fail(struct cb_acme_result *res, const char *step, const struc
             res->retry_after = retry_after_epoch(r->retry_after);
     }
     if (has)
-        return cb_err_set(err, CB_EFAILED, "%s: the CA answered HTTP %ld %s: %s", what,
-                          r->status, short_type(p.type), p.detail);
+        return cb_err_set(err, CB_EFAILED, "%s: the CA answered HTTP %ld %s: %s", what, r->status,
+                          short_type(p.type), p.detail);
     return cb_err_set(err, CB_EFAILED, "%s: the CA answered HTTP %ld without a problem document",
                       what, r->status);
 }
@@ -357,8 +358,8 @@ static int ensure_directory(struct cb_acme_client *c, struct cb_err *err)
         struct cb_err perr = {0};
         rc = cb_acme_parse_directory(r.body, r.len, &c->dir, &perr);
         if (rc != 0)
-            rc = cb_err_set(err, CB_EFAILED, "%s is not an ACME directory: %s",
-                            c->directory_url, perr.msg);
+            rc = cb_err_set(err, CB_EFAILED, "%s is not an ACME directory: %s", c->directory_url,
+                            perr.msg);
     }
     c->have_dir = rc == 0;
     resp_reset(&r);
@@ -374,8 +375,9 @@ static int ensure_nonce(struct cb_acme_client *c, struct cb_err *err)
         return 0;
     rc = http(c, HTTP_HEAD, c->dir.new_nonce, NULL, NULL, &r, err);
     if (rc == 0 && c->nonce[0] == '\0')
-        rc = cb_err_set(err, CB_EFAILED, "the CA's newNonce (%s) answered HTTP %ld without a "
-                                         "Replay-Nonce",
+        rc = cb_err_set(err, CB_EFAILED,
+                        "the CA's newNonce (%s) answered HTTP %ld without a "
+                        "Replay-Nonce",
                         c->dir.new_nonce, r.status);
     resp_reset(&r);
     return rc;
@@ -491,11 +493,13 @@ int cb_acme_client_new(const struct cb_acme_client_config *cfg,
     int rc;
 
     if (cfg == NULL || account_key == NULL)
-        return cb_err_set(err, CB_EINVAL, "an ACME client needs a configuration and an "
-                                          "account key");
+        return cb_err_set(err, CB_EINVAL,
+                          "an ACME client needs a configuration and an "
+                          "account key");
     if (!cb_acme_https_url(cfg->directory_url))
-        return cb_err_set(err, CB_EINVAL, "the ACME directory must be an https URL (directory="
-                                          "https://...), not '%s'",
+        return cb_err_set(err, CB_EINVAL,
+                          "the ACME directory must be an https URL (directory="
+                          "https://...), not '%s'",
                           cfg->directory_url != NULL ? cfg->directory_url : "");
     if (cfg->cafile != NULL && cfg->cafile[0] != '\0' && access(cfg->cafile, R_OK) != 0)
         return cb_err_set(err, CB_EINVAL, "cannot read cafile=%s: %s", cfg->cafile,
@@ -504,8 +508,9 @@ int cb_acme_client_new(const struct cb_acme_client_config *cfg,
         return cb_err_set(err, CB_EINVAL, "email=%s is not an e-mail address", cfg->email);
     if ((cfg->eab_kid == NULL || cfg->eab_kid[0] == '\0') !=
         (cfg->eab_hmac_b64url == NULL || cfg->eab_hmac_b64url[0] == '\0'))
-        return cb_err_set(err, CB_EINVAL, "External Account Binding needs both eabkid= and "
-                                          "eabhmackey=");
+        return cb_err_set(err, CB_EINVAL,
+                          "External Account Binding needs both eabkid= and "
+                          "eabhmackey=");
     pthread_once(&curl_once, on_curl_init);
     if (curl_init_rc != CURLE_OK)
         return cb_err_set(err, CB_EFAILED, "libcurl failed to start: %s",
@@ -634,8 +639,9 @@ int cb_acme_account(struct cb_acme_client *c, char *account_url, size_t size,
         goto out_free;
     }
     if (!cb_acme_https_url(r.location)) {
-        rc = cb_err_set(err, CB_EFAILED, "the CA accepted the account but sent no https "
-                                         "account URL (Location)");
+        rc = cb_err_set(err, CB_EFAILED,
+                        "the CA accepted the account but sent no https "
+                        "account URL (Location)");
         goto out_free;
     }
     if (strlen(r.location) >= size) {
@@ -698,8 +704,8 @@ struct presented {
 /* Answers one authorization: picks the challenge, presents it, triggers it and polls
  * until valid or invalid. *p is filled (and *presented set) once present() succeeded. */
 static int solve_authz(struct cb_acme_client *c, const char *url, bool prefer_dns,
-                       const struct cb_acme_solver *solver, struct presented *p,
-                       bool *presented, struct cb_acme_result *res, struct cb_err *err)
+                       const struct cb_acme_solver *solver, struct presented *p, bool *presented,
+                       struct cb_acme_result *res, struct cb_err *err)
 {
     struct cb_acme_authz a;
     struct http_resp r = {0};
@@ -744,9 +750,9 @@ static int solve_authz(struct cb_acme_client *c, const char *url, bool prefer_dn
         struct cb_err serr = {0};
         rc = solver->present(solver->ctx, p->type, p->identifier, p->token, p->key_auth, &serr);
         if (rc != 0) {
-            rc = cb_err_set(err, CB_EFAILED, "could not answer the %s challenge for %s: %s",
-                            p->type, p->identifier,
-                            serr.msg[0] ? serr.msg : "the challenge solver failed");
+            rc =
+                cb_err_set(err, CB_EFAILED, "could not answer the %s challenge for %s: %s", p->type,
+                           p->identifier, serr.msg[0] ? serr.msg : "the challenge solver failed");
             goto out_free;
         }
         *presented = true;
@@ -880,10 +886,11 @@ int cb_acme_obtain(struct cb_acme_client *c, const char *const *names, size_t n,
     }
     for (size_t i = 0; i < n; i++) {
         if (names[i] == NULL ||
-            cb_name_normalize(names[i], strlen(names[i]), CB_NAME_IDN | CB_NAME_WILDCARD,
-                              norm[i], NULL) != 0) {
-            rc = cb_err_set(err, CB_EINVAL, "cannot order a certificate for '%s': not a DNS "
-                                            "name",
+            cb_name_normalize(names[i], strlen(names[i]), CB_NAME_IDN | CB_NAME_WILDCARD, norm[i],
+                              NULL) != 0) {
+            rc = cb_err_set(err, CB_EINVAL,
+                            "cannot order a certificate for '%s': not a DNS "
+                            "name",
                             names[i] != NULL ? names[i] : "");
             goto out_free;
         }
@@ -914,8 +921,8 @@ int cb_acme_obtain(struct cb_acme_client *c, const char *const *names, size_t n,
     }
     {
         struct cb_err perr = {0};
-        if (!cb_acme_https_url(r.location) ||
-            cb_acme_parse_order(r.body, r.len, o, &perr) != 0 || o->n_authz == 0) {
+        if (!cb_acme_https_url(r.location) || cb_acme_parse_order(r.body, r.len, o, &perr) != 0 ||
+            o->n_authz == 0) {
             rc = cb_err_set(err, CB_EFAILED, "the CA's new order is unusable: %s",
                             perr.msg[0] ? perr.msg : "no https order URL or no authorizations");
             rc = step_fail(res, "newOrder", rc);
@@ -927,8 +934,7 @@ int cb_acme_obtain(struct cb_acme_client *c, const char *const *names, size_t n,
     /* authorizations */
     for (size_t i = 0; i < o->n_authz && o->n_authz <= n; i++) {
         bool presented = false;
-        rc = solve_authz(c, o->authz[i], prefer_dns, solver, &shown[n_shown], &presented, res,
-                         err);
+        rc = solve_authz(c, o->authz[i], prefer_dns, solver, &shown[n_shown], &presented, res, err);
         if (presented)
             n_shown++;
         if (rc != 0) {
@@ -1022,8 +1028,8 @@ int cb_acme_obtain(struct cb_acme_client *c, const char *const *names, size_t n,
     }
     {
         struct cb_err cerr = {0};
-        rc = cb_acme_chain_check(r.body, r.len, cert_key, &res->not_before, &res->not_after,
-                                 NULL, &cerr);
+        rc = cb_acme_chain_check(r.body, r.len, cert_key, &res->not_before, &res->not_after, NULL,
+                                 &cerr);
         if (rc != 0) {
             rc = cb_err_set(err, CB_EFAILED, "the CA's certificate is unusable: %s", cerr.msg);
             rc = step_fail(res, "certificate", rc);

@@ -61,16 +61,16 @@ struct cb_acme_solver {
 };
 
 struct cb_acme_result {
-    char *chain_pem;     /* owned: the issued certificate and its chain */
+    char *chain_pem; /* owned: the issued certificate and its chain */
     size_t chain_len;
-    int64_t retry_after; /* seconds since the epoch from Retry-After on a rateLimited/503
-                            answer, else 0 */
+    int64_t retry_after;            /* seconds since the epoch from Retry-After on a rateLimited/503
+                                       answer, else 0 */
     struct cb_acme_problem problem; /* the CA's problem document on failure */
     bool has_problem;
     /* Additions: */
-    char order_url[512];     /* the order's URL once created ("" before) */
-    char failed_step[32];    /* "directory", "account", "newOrder", "authorization",
-                                "challenge", "finalize", "certificate"; "" on success */
+    char order_url[512];           /* the order's URL once created ("" before) */
+    char failed_step[32];          /* "directory", "account", "newOrder", "authorization",
+                                      "challenge", "finalize", "certificate"; "" on success */
     int64_t not_before, not_after; /* of the issued leaf */
 };
 

@@ -123,8 +123,8 @@ static json_t *load_object(const char *json, size_t len, const char *what, struc
     }
     root = json_loadb(json, len, JSON_REJECT_DUPLICATES, &jerr);
     if (root == NULL) {
-        cb_err_set(err, CB_EBADFILE, "the CA's %s is not JSON (line %d: %.100s)", what,
-                   jerr.line, jerr.text);
+        cb_err_set(err, CB_EBADFILE, "the CA's %s is not JSON (line %d: %.100s)", what, jerr.line,
+                   jerr.text);
         return NULL;
     }
     if (!json_is_object(root)) {
@@ -159,8 +159,8 @@ static int get_str(json_t *obj, const char *key, bool required, char *out, size_
                           key, size - 1);
     for (size_t i = 0; i < n; i++)
         if ((unsigned char)s[i] < 0x20 || s[i] == 0x7f)
-            return cb_err_set(err, CB_EBADFILE,
-                              "the CA's %s: \"%s\" holds a control character", what, key);
+            return cb_err_set(err, CB_EBADFILE, "the CA's %s: \"%s\" holds a control character",
+                              what, key);
     memcpy(out, s, n + 1);
     return 0;
 }
@@ -173,8 +173,7 @@ static int get_url(json_t *obj, const char *key, bool required, char *out, const
         return rc;
     if ((required || out[0] != '\0') && !cb_acme_https_url(out)) {
         out[0] = '\0';
-        return cb_err_set(err, CB_EBADFILE, "the CA's %s: \"%s\" is not an https URL", what,
-                          key);
+        return cb_err_set(err, CB_EBADFILE, "the CA's %s: \"%s\" is not an https URL", what, key);
     }
     return 0;
 }
@@ -226,8 +225,9 @@ static int problem_from(json_t *obj, struct cb_acme_problem *out, struct cb_err 
         return cb_err_set(err, CB_EBADFILE, "the CA's problem document is not a JSON object");
     if ((json_object_get(obj, "type") && !json_is_string(json_object_get(obj, "type"))) ||
         (json_object_get(obj, "detail") && !json_is_string(json_object_get(obj, "detail"))))
-        return cb_err_set(err, CB_EBADFILE, "the CA's problem document has a non-string "
-                                            "type or detail");
+        return cb_err_set(err, CB_EBADFILE,
+                          "the CA's problem document has a non-string "
+                          "type or detail");
     get_text(obj, "type", out->type, sizeof(out->type));
     get_text(obj, "detail", out->detail, sizeof(out->detail));
     if (status != NULL && json_is_integer(status) && json_integer_value(status) >= 100 &&
@@ -340,12 +340,11 @@ static int get_error(json_t *obj, struct cb_acme_problem *out, bool *has, const 
     return 0;
 }
 
-int cb_acme_parse_order(const char *json, size_t len, struct cb_acme_order *out,
-                        struct cb_err *err)
+int cb_acme_parse_order(const char *json, size_t len, struct cb_acme_order *out, struct cb_err *err)
 {
     static const char what[] = "order";
-    static const char *const states[] = {"pending", "ready", "processing", "valid", "invalid",
-                                         NULL};
+    static const char *const states[] = {"pending", "ready",   "processing",
+                                         "valid",   "invalid", NULL};
     json_t *root = load_object(json, len, what, err);
     json_t *authz, *v;
     size_t i;
@@ -367,8 +366,9 @@ int cb_acme_parse_order(const char *json, size_t len, struct cb_acme_order *out,
         goto out_free;
     authz = json_object_get(root, "authorizations");
     if (!json_is_array(authz) || json_array_size(authz) > CB_ACME_MAX_NAMES) {
-        rc = cb_err_set(err, CB_EBADFILE, "the CA's order has no list of at most %d "
-                                          "authorizations",
+        rc = cb_err_set(err, CB_EBADFILE,
+                        "the CA's order has no list of at most %d "
+                        "authorizations",
                         CB_ACME_MAX_NAMES);
         goto out_free;
     }
@@ -376,8 +376,9 @@ int cb_acme_parse_order(const char *json, size_t len, struct cb_acme_order *out,
     {
         const char *s = json_string_value(v);
         if (s == NULL || json_string_length(v) != strlen(s) || !cb_acme_https_url(s)) {
-            rc = cb_err_set(err, CB_EBADFILE, "the CA's order: authorization %zu is not an "
-                                              "https URL",
+            rc = cb_err_set(err, CB_EBADFILE,
+                            "the CA's order: authorization %zu is not an "
+                            "https URL",
                             i + 1);
             goto out_free;
         }
@@ -403,8 +404,9 @@ static int challenge_from(json_t *obj, struct cb_acme_challenge *out, bool *keep
     *keep = false;
     memset(out, 0, sizeof(*out));
     if (!json_is_object(obj))
-        return cb_err_set(err, CB_EBADFILE, "the CA's authorization lists a challenge that is "
-                                            "not an object");
+        return cb_err_set(err, CB_EBADFILE,
+                          "the CA's authorization lists a challenge that is "
+                          "not an object");
     if (get_str(obj, "type", true, out->type, sizeof(out->type), what, &local) != 0)
         return 0; /* unknown to us and unusable: ignore */
     bool known = one_of(out->type, used);
@@ -414,8 +416,9 @@ static int challenge_from(json_t *obj, struct cb_acme_challenge *out, bool *keep
     if (rc == 0)
         rc = get_str(obj, "token", false, out->token, sizeof(out->token), what, err);
     if (rc == 0 && out->token[0] != '\0' && !cb_acme_token_ok(out->token))
-        rc = cb_err_set(err, CB_EBADFILE, "the CA's %s challenge has a token that is not 22 to "
-                                          "127 base64url characters",
+        rc = cb_err_set(err, CB_EBADFILE,
+                        "the CA's %s challenge has a token that is not 22 to "
+                        "127 base64url characters",
                         out->type);
     if (rc == 0 && known && out->token[0] == '\0')
         rc = cb_err_set(err, CB_EBADFILE, "the CA's %s challenge has no token", out->type);
@@ -427,8 +430,7 @@ static int challenge_from(json_t *obj, struct cb_acme_challenge *out, bool *keep
     return 0;
 }
 
-int cb_acme_parse_authz(const char *json, size_t len, struct cb_acme_authz *out,
-                        struct cb_err *err)
+int cb_acme_parse_authz(const char *json, size_t len, struct cb_acme_authz *out, struct cb_err *err)
 {
     static const char what[] = "authorization";
     static const char *const states[] = {"pending", "valid",   "invalid", "deactivated",
@@ -454,8 +456,8 @@ int cb_acme_parse_authz(const char *json, size_t len, struct cb_acme_authz *out,
         goto out_free;
     }
     if ((rc = get_str(ident, "type", true, type, sizeof(type), what, err)) != 0 ||
-        (rc = get_str(ident, "value", true, out->identifier, sizeof(out->identifier), what,
-                      err)) != 0)
+        (rc = get_str(ident, "value", true, out->identifier, sizeof(out->identifier), what, err)) !=
+            0)
         goto out_free;
     if (strcmp(type, "dns") != 0 || out->identifier[0] == '\0') {
         rc = cb_err_set(err, CB_EBADFILE, "the CA's authorization is not for a DNS name");
@@ -463,8 +465,9 @@ int cb_acme_parse_authz(const char *json, size_t len, struct cb_acme_authz *out,
     }
     wild = json_object_get(root, "wildcard");
     if (wild != NULL && !json_is_null(wild) && !json_is_boolean(wild)) {
-        rc = cb_err_set(err, CB_EBADFILE, "the CA's authorization: \"wildcard\" is not a "
-                                          "boolean");
+        rc = cb_err_set(err, CB_EBADFILE,
+                        "the CA's authorization: \"wildcard\" is not a "
+                        "boolean");
         goto out_free;
     }
     out->wildcard = json_is_true(wild);
@@ -503,8 +506,9 @@ int cb_acme_parse_renewal_info(const char *json, size_t len, struct cb_acme_rene
     memset(out, 0, sizeof(*out));
     win = json_object_get(root, "suggestedWindow");
     if (!json_is_object(win)) {
-        rc = cb_err_set(err, CB_EBADFILE, "the CA's renewal information has no "
-                                          "suggestedWindow");
+        rc = cb_err_set(err, CB_EBADFILE,
+                        "the CA's renewal information has no "
+                        "suggestedWindow");
         goto out_free;
     }
     if ((rc = get_time(win, "start", true, &out->start, what, err)) != 0 ||

@@ -233,8 +233,8 @@ static int wrap_key(EVP_PKEY *pkey, struct cb_acme_key **out, struct cb_err *err
     size_t glen = 0;
 
     if (EVP_PKEY_is_a(pkey, "EC")) {
-        if (!EVP_PKEY_get_utf8_string_param(pkey, OSSL_PKEY_PARAM_GROUP_NAME, group,
-                                            sizeof(group), &glen) ||
+        if (!EVP_PKEY_get_utf8_string_param(pkey, OSSL_PKEY_PARAM_GROUP_NAME, group, sizeof(group),
+                                            &glen) ||
             (strcmp(group, "prime256v1") != 0 && strcmp(group, "P-256") != 0)) {
             EVP_PKEY_free(pkey);
             ERR_clear_error();
@@ -293,8 +293,7 @@ static int no_password(char *buf, int size, int rwflag, void *u)
     return -1; /* never prompt */
 }
 
-int cb_acme_key_from_pem(const char *pem, size_t len, struct cb_acme_key **out,
-                         struct cb_err *err)
+int cb_acme_key_from_pem(const char *pem, size_t len, struct cb_acme_key **out, struct cb_err *err)
 {
     if (pem == NULL || len == 0 || len > CB_ACME_KEY_FILE_MAX)
         return cb_err_set(err, CB_EBADFILE, "not a PEM private key (empty or too large)");
@@ -371,8 +370,7 @@ int cb_acme_key_save(const struct cb_acme_key *k, const char *path, struct cb_er
         return rc;
     fd = mkstemp(tmp); /* 0600, O_EXCL, same folder: rename stays atomic */
     if (fd < 0) {
-        rc = cb_err_set(err, CB_EIO, "cannot create a file next to %s: %s", path,
-                        strerror(errno));
+        rc = cb_err_set(err, CB_EIO, "cannot create a file next to %s: %s", path, strerror(errno));
         goto out_free_pem;
     }
     if (fchmod(fd, 0600) != 0)
@@ -639,8 +637,9 @@ int cb_acme_eab(const struct cb_acme_key *account, const char *eab_kid, const ch
     int rc;
 
     if (eab_kid == NULL || eab_kid[0] == '\0' || url == NULL || url[0] == '\0')
-        return cb_err_set(err, CB_EINVAL, "External Account Binding needs the CA's key id "
-                                          "(eabkid=) and the request URL");
+        return cb_err_set(err, CB_EINVAL,
+                          "External Account Binding needs the CA's key id "
+                          "(eabkid=) and the request URL");
     if (hmac_b64url == NULL ||
         cb_acme_b64url_decode(hmac_b64url, strlen(hmac_b64url), key, sizeof(key), &klen) != 0 ||
         klen == 0) {
@@ -742,8 +741,9 @@ int cb_acme_alpn_cert(const char *name, const char *key_auth, char **cert_pem, c
     int rc;
 
     if (name == NULL || cb_name_normalize(name, strlen(name), 0, host, NULL) != 0)
-        return cb_err_set(err, CB_EINVAL, "cannot make a TLS-ALPN-01 certificate for '%s': not "
-                                          "a DNS name",
+        return cb_err_set(err, CB_EINVAL,
+                          "cannot make a TLS-ALPN-01 certificate for '%s': not "
+                          "a DNS name",
                           name != NULL ? name : "");
     if (key_auth == NULL || key_auth[0] == '\0')
         return cb_err_set(err, CB_EINVAL, "TLS-ALPN-01 needs a key authorization");
@@ -766,8 +766,8 @@ int cb_acme_alpn_cert(const char *name, const char *key_auth, char **cert_pem, c
     if (bn == NULL || BN_to_ASN1_INTEGER(bn, X509_get_serialNumber(x)) == NULL)
         goto out_free;
     X509_NAME *subj = X509_get_subject_name(x);
-    if (!X509_NAME_add_entry_by_txt(subj, "CN", MBSTRING_UTF8, (const unsigned char *)host, -1,
-                                    -1, 0) ||
+    if (!X509_NAME_add_entry_by_txt(subj, "CN", MBSTRING_UTF8, (const unsigned char *)host, -1, -1,
+                                    0) ||
         !X509_set_issuer_name(x, subj))
         goto out_free;
     if (X509_gmtime_adj(X509_getm_notBefore(x), -3600) == NULL ||
@@ -840,8 +840,9 @@ int cb_acme_csr(const struct cb_acme_key *k, const char *const *names, size_t n,
     for (size_t i = 0; i < n; i++) {
         if (names[i] == NULL ||
             cb_name_normalize(names[i], strlen(names[i]), CB_NAME_WILDCARD, norm[i], NULL) != 0) {
-            rc = cb_err_set(err, CB_EINVAL, "cannot request a certificate for '%s': not a DNS "
-                                            "name",
+            rc = cb_err_set(err, CB_EINVAL,
+                            "cannot request a certificate for '%s': not a DNS "
+                            "name",
                             names[i] != NULL ? names[i] : "");
             goto out_free;
         }
@@ -903,14 +904,14 @@ int cb_acme_ari_cert_id(const char *pem, char *out, size_t size, struct cb_err *
         return cb_err_set(err, CB_EBADFILE, "no PEM certificate to ask renewal information for");
     aki = X509_get0_authority_key_id(x);
     if (aki == NULL || ASN1_STRING_length(aki) <= 0) {
-        rc = cb_err_set(err, CB_EBADFILE, "the certificate has no authority key identifier, "
-                                          "so the CA cannot give renewal information for it");
+        rc = cb_err_set(err, CB_EBADFILE,
+                        "the certificate has no authority key identifier, "
+                        "so the CA cannot give renewal information for it");
         goto out_free;
     }
     dlen = i2d_ASN1_INTEGER(X509_get0_serialNumber(x), &der);
     p = der;
-    if (dlen <= 0 ||
-        (ASN1_get_object(&p, &clen, &tag, &cls, dlen) & 0x80) != 0 || clen <= 0 ||
+    if (dlen <= 0 || (ASN1_get_object(&p, &clen, &tag, &cls, dlen) & 0x80) != 0 || clen <= 0 ||
         p + clen != der + dlen) {
         rc = tls_fail(err, CB_EBADFILE, "reading the certificate serial number");
         goto out_free;
@@ -985,24 +986,25 @@ int cb_acme_chain_check(const char *pem, size_t len, const struct cb_acme_key *k
     int rc = CB_EBADFILE;
 
     if (pem == NULL || len == 0 || len > CB_ACME_MAX_PEM)
-        return cb_err_set(err, CB_EBADFILE, "the CA sent no certificate chain (or one over "
-                                            "1 MiB)");
+        return cb_err_set(err, CB_EBADFILE,
+                          "the CA sent no certificate chain (or one over "
+                          "1 MiB)");
     for (;;) {
-        while (pos < len && (pem[pos] == ' ' || pem[pos] == '\t' || pem[pos] == '\r' ||
-                             pem[pos] == '\n'))
+        while (pos < len &&
+               (pem[pos] == ' ' || pem[pos] == '\t' || pem[pos] == '\r' || pem[pos] == '\n'))
             pos++;
         if (pos == len)
             break;
         if (len - pos < sizeof(begin) - 1 || memcmp(pem + pos, begin, sizeof(begin) - 1) != 0) {
-            cb_err_set(err, CB_EBADFILE, "the certificate chain holds something other than "
-                                         "PEM certificates (at byte %zu)",
+            cb_err_set(err, CB_EBADFILE,
+                       "the certificate chain holds something other than "
+                       "PEM certificates (at byte %zu)",
                        pos);
             goto out_free;
         }
         const char *e = memmem(pem + pos, len - pos, end, sizeof(end) - 1);
         if (e == NULL) {
-            cb_err_set(err, CB_EBADFILE, "certificate %zu of the chain has no END line",
-                       count + 1);
+            cb_err_set(err, CB_EBADFILE, "certificate %zu of the chain has no END line", count + 1);
             goto out_free;
         }
         size_t stop = (size_t)(e - pem) + sizeof(end) - 1;
@@ -1036,8 +1038,9 @@ int cb_acme_chain_check(const char *pem, size_t len, const struct cb_acme_key *k
         EVP_PKEY *pub = X509_get0_pubkey(leaf);
         if (pub == NULL || EVP_PKEY_eq(pub, k->pkey) != 1) {
             ERR_clear_error();
-            cb_err_set(err, CB_EBADFILE, "the issued certificate does not match the key it "
-                                         "was requested for");
+            cb_err_set(err, CB_EBADFILE,
+                       "the issued certificate does not match the key it "
+                       "was requested for");
             goto out_free;
         }
     }

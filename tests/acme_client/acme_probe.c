@@ -75,8 +75,7 @@ static int on_present(void *ctx, const char *type, const char *identifier, const
                  identifier, value);
         rc = challsrv_post(p, "/set-txt", body);
     } else if (strcmp(type, "tls-alpn-01") == 0) {
-        snprintf(body, sizeof(body), "{\"host\":\"%s\",\"content\":\"%s\"}", identifier,
-                 key_auth);
+        snprintf(body, sizeof(body), "{\"host\":\"%s\",\"content\":\"%s\"}", identifier, key_auth);
         rc = challsrv_post(p, "/add-tlsalpn01", body);
     } else {
         return cb_err_set(err, CB_EFAILED, "the probe cannot answer %s", type);
@@ -245,9 +244,8 @@ int main(int argc, char **argv)
     } else if (strcmp(mode, "obtain") == 0) {
         struct cb_acme_solver solver = {on_present, on_cleanup, &p};
         struct cb_acme_result res = {0};
-        rc = cb_acme_key_generate(strcmp(keytype, "rsa") == 0 ? CB_ACME_KEY_RSA2048
-                                                               : CB_ACME_KEY_EC256,
-                                  &ckey, &err);
+        rc = cb_acme_key_generate(
+            strcmp(keytype, "rsa") == 0 ? CB_ACME_KEY_RSA2048 : CB_ACME_KEY_EC256, &ckey, &err);
         if (rc == 0)
             rc = cb_acme_obtain(c, (const char *const *)(argv + i), (size_t)(argc - i), ckey,
                                 prefer_dns, &solver, &res, &err);

@@ -104,8 +104,8 @@ static void test_b64url_encodes_and_refuses(void **state)
     (void)state;
     static const struct {
         const char *in, *out;
-    } vec[] = {{"", ""}, {"f", "Zg"}, {"fo", "Zm8"}, {"foo", "Zm9v"}, {"foob", "Zm9vYg"},
-               {"\xfb\xff", "-_8"}};
+    } vec[] = {{"", ""},        {"f", "Zg"},        {"fo", "Zm8"},
+               {"foo", "Zm9v"}, {"foob", "Zm9vYg"}, {"\xfb\xff", "-_8"}};
     char buf[16];
     unsigned char raw[16];
     size_t n;
@@ -115,9 +115,8 @@ static void test_b64url_encodes_and_refuses(void **state)
         assert_int_equal(cb_acme_b64url((const unsigned char *)vec[i].in, len, buf, sizeof(buf)),
                          (int)strlen(vec[i].out));
         assert_string_equal(buf, vec[i].out);
-        assert_int_equal(cb_acme_b64url_decode(vec[i].out, strlen(vec[i].out), raw, sizeof(raw),
-                                               &n),
-                         0);
+        assert_int_equal(
+            cb_acme_b64url_decode(vec[i].out, strlen(vec[i].out), raw, sizeof(raw), &n), 0);
         assert_int_equal(n, len);
         assert_memory_equal(raw, vec[i].in, len);
     }
@@ -216,16 +215,14 @@ static void verify_jws(const struct cb_acme_key *k, const char *jws, const char 
     sprintf(input, "%s.%s", p64, l64);
     EVP_MD_CTX *md = EVP_MD_CTX_new();
     assert_int_equal(EVP_DigestVerifyInit_ex(md, NULL, "SHA256", NULL, NULL, pkey, NULL), 1);
-    assert_int_equal(EVP_DigestVerify(md, der, (size_t)dlen, (unsigned char *)input,
-                                      strlen(input)),
+    assert_int_equal(EVP_DigestVerify(md, der, (size_t)dlen, (unsigned char *)input, strlen(input)),
                      1);
     /* A changed payload does not verify. */
     input[strlen(input) - 1] ^= 1;
     EVP_MD_CTX_reset(md);
     assert_int_equal(EVP_DigestVerifyInit_ex(md, NULL, "SHA256", NULL, NULL, pkey, NULL), 1);
-    assert_int_not_equal(EVP_DigestVerify(md, der, (size_t)dlen, (unsigned char *)input,
-                                          strlen(input)),
-                         1);
+    assert_int_not_equal(
+        EVP_DigestVerify(md, der, (size_t)dlen, (unsigned char *)input, strlen(input)), 1);
     EVP_MD_CTX_free(md);
     free(input);
     OPENSSL_free(der);
@@ -249,8 +246,7 @@ static void test_jws_es256_verifies_with_openssl(void **state)
     verify_jws(k, jws, "ES256", NULL, "{\"a\":1}");
     free(jws);
     /* with a kid, and POST-as-GET (NULL and "" payloads) */
-    assert_int_equal(cb_acme_jws(k, "https://ca.example/acct/1", "n0nce_-1", url, NULL, &jws,
-                                 NULL),
+    assert_int_equal(cb_acme_jws(k, "https://ca.example/acct/1", "n0nce_-1", url, NULL, &jws, NULL),
                      0);
     verify_jws(k, jws, "ES256", "https://ca.example/acct/1", NULL);
     assert_non_null(strstr(jws, "\"payload\":\"\""));
@@ -302,11 +298,12 @@ static void test_eab_hmac_known_answer(void **state)
                                  "https://127.0.0.1:14000/sign-me-up", &eab, NULL),
                      0);
     assert_string_equal(
-        eab, "{\"protected\":\"eyJhbGciOiJIUzI1NiIsImtpZCI6ImtpZC0xIiwidXJsIjoiaHR0cHM6Ly8xMjcuMC4w"
-             "LjE6MTQwMDAvc2lnbi1tZS11cCJ9\",\"payload\":\"eyJjcnYiOiJQLTI1NiIsImt0eSI6IkVDIiwieCI6"
-             "Ik1LQkNUTkljS1VTRGlpMTF5U3MzNTI2aURaOEFpVG83VHU2S1BBcXY3RDQiLCJ5IjoiNEV0bDZTUlcyWWlM"
-             "VXJONXZmdlZIdWhwN3g4UHhsdG1XV2xiYk00SUZ5TSJ9\",\"signature\":\"nlL5zX5gRy3vNZQBft-3Jfw"
-             "Ycjg6W1k37eLmw2Raxi8\"}");
+        eab,
+        "{\"protected\":\"eyJhbGciOiJIUzI1NiIsImtpZCI6ImtpZC0xIiwidXJsIjoiaHR0cHM6Ly8xMjcuMC4w"
+        "LjE6MTQwMDAvc2lnbi1tZS11cCJ9\",\"payload\":\"eyJjcnYiOiJQLTI1NiIsImt0eSI6IkVDIiwieCI6"
+        "Ik1LQkNUTkljS1VTRGlpMTF5U3MzNTI2aURaOEFpVG83VHU2S1BBcXY3RDQiLCJ5IjoiNEV0bDZTUlcyWWlM"
+        "VXJONXZmdlZIdWhwN3g4UHhsdG1XV2xiYk00SUZ5TSJ9\",\"signature\":\"nlL5zX5gRy3vNZQBft-3Jfw"
+        "Ycjg6W1k37eLmw2Raxi8\"}");
     free(eab);
     cb_acme_key_free(k);
 }
@@ -523,8 +520,7 @@ static void test_ari_cert_id_matches_the_draft_example(void **state)
     assert_int_equal(cb_acme_ari_cert_id(pem, id, sizeof(id), NULL), 0);
     assert_string_equal(id, "aYhba4dGQEHhs3uEe6CuLN4ByNQ.AIdlQyE");
     assert_int_equal(cb_acme_ari_cert_id(pem, id, 20, &err), CB_EINVAL);
-    assert_int_equal(cb_acme_ari_cert_id("not a certificate", id, sizeof(id), &err),
-                     CB_EBADFILE);
+    assert_int_equal(cb_acme_ari_cert_id("not a certificate", id, sizeof(id), &err), CB_EBADFILE);
     /* a certificate without an AKI (self-signed challenge certificate) */
     assert_int_equal(cb_acme_alpn_cert("a.example", "ka", &alpn, &key, NULL), 0);
     assert_int_equal(cb_acme_ari_cert_id(alpn, id, sizeof(id), &err), CB_EBADFILE);
