@@ -1007,6 +1007,13 @@ int cb_acme_chain_check(const char *pem, size_t len, const struct cb_acme_key *k
             cb_err_set(err, CB_EBADFILE, "certificate %zu of the chain has no END line", count + 1);
             goto out_free;
         }
+        /* One block: its END line starts a line, and no other BEGIN comes before it. */
+        size_t body = pos + sizeof(begin) - 1;
+        if (e[-1] != '\n' ||
+            memmem(pem + body, (size_t)(e - pem) - body, "-----BEGIN", 10) != NULL) {
+            cb_err_set(err, CB_EBADFILE, "certificate %zu of the chain is malformed", count + 1);
+            goto out_free;
+        }
         size_t stop = (size_t)(e - pem) + sizeof(end) - 1;
         if (stop < len && pem[stop] == '\r')
             stop++;

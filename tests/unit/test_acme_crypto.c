@@ -561,6 +561,11 @@ static void test_chain_check_counts_dates_and_refuses(void **state)
                      CB_EBADFILE);
     assert_int_equal(cb_acme_chain_check(c1, strlen(c1) - 40, NULL, NULL, NULL, NULL, &err),
                      CB_EBADFILE);
+    /* a damaged END line must not let two blocks read as one (found by fuzz_acme_chain) */
+    snprintf(buf, sizeof(buf), "%s%s", c1, c2);
+    *strstr(buf, "-----END") = 'X';
+    assert_int_equal(cb_acme_chain_check(buf, strlen(buf), NULL, NULL, NULL, NULL, &err),
+                     CB_EBADFILE);
     assert_int_equal(cb_acme_chain_check("", 0, NULL, NULL, NULL, NULL, &err), CB_EBADFILE);
     assert_int_equal(cb_acme_chain_check("  \n", 3, NULL, NULL, NULL, NULL, &err), CB_EBADFILE);
     assert_int_equal(cb_acme_chain_check("{\"type\":\"x\"}", 12, NULL, NULL, NULL, NULL, &err),
