@@ -136,6 +136,9 @@ void cb_binding_merge(struct cb_binding *dst, const struct cb_binding *src, unsi
  * for hostnameport= keys (an ACME certificate needs a name).
  */
 int cb_binding_validate(const struct cb_binding *b, struct cb_err *err) CB_MUST_CHECK;
+/* CB_EINVAL unless key may have a managed certificate (acme=enable): a hostnameport= key,
+ * exact or wildcard. The message says that an ACME certificate needs a name. */
+int cb_binding_acme_key_ok(const struct cb_binding_key *key, struct cb_err *err) CB_MUST_CHECK;
 /* Name of a toggle bit, e.g. "disablehttp2". */
 const char *cb_opt_flag_name(uint32_t bit);
 const char *cb_proxy_name(enum cb_proxy_proto p);

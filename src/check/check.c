@@ -196,6 +196,8 @@ static int binding_findings(struct ctx *c, const struct cb_snapshot *snap, size_
         const struct cb_snap_binding *e = cb_snapshot_binding(snap, b);
         if (e->kind == CB_KEY_CCS || (e->flags & CB_OPT_DAMAGED)) /* store-damaged says it */
             continue;
+        if ((e->flags & CB_OPT_ACME) && e->certhash[0] == '\0')
+            continue; /* no certificate yet: acme-pending or acme-failing says it */
         struct cert *ce = find_cert(c, e->certhash);
         if (ce == NULL) {
             struct cb_finding *x = cb_check_unknown_cert(f, e->key_text, e->certhash, e->port);
