@@ -168,8 +168,7 @@ out_clear_row:
     return ret;
 }
 
-int cb_certstore_rebind(struct cb_store *st, const char *key, const char *thumb,
-                        struct cb_err *err)
+int cb_certstore_rebind(struct cb_store *st, const char *key, const char *thumb, struct cb_err *err)
 {
     struct cb_binding_key k;
     struct cb_binding b;

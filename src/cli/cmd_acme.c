@@ -58,15 +58,14 @@ static int check_directory(struct cb_cli *cli, const char *url)
     if (*host == '[') {
         const char *close = memchr(host, ']', (size_t)(end - host));
         if (close == NULL || close == host + 1)
-            return cb_err_set(&cli->err, CB_EINVAL, "directory=%s: malformed [IPv6] host; %s",
-                              url, hint);
+            return cb_err_set(&cli->err, CB_EINVAL, "directory=%s: malformed [IPv6] host; %s", url,
+                              hint);
         for (const char *q = host + 1; q < close; q++)
             if (!isxdigit((unsigned char)*q) && *q != ':' && *q != '.')
-                return cb_err_set(&cli->err, CB_EINVAL,
-                                  "directory=%s: malformed [IPv6] host; %s", url, hint);
+                return cb_err_set(&cli->err, CB_EINVAL, "directory=%s: malformed [IPv6] host; %s",
+                                  url, hint);
         if (close + 1 < end && close[1] != ':')
-            return cb_err_set(&cli->err, CB_EINVAL, "directory=%s: malformed host; %s", url,
-                              hint);
+            return cb_err_set(&cli->err, CB_EINVAL, "directory=%s: malformed host; %s", url, hint);
         port = close + 1 < end ? close + 2 : NULL;
     } else {
         const char *colon = memchr(host, ':', (size_t)(end - host));
@@ -158,8 +157,7 @@ static int check_cafile(struct cb_cli *cli, const char *v, char *out, size_t siz
     if ((ret = check_file(cli, "cafile", v, false, out, size)) != 0)
         return ret;
     if ((fd = open(out, O_RDONLY | O_CLOEXEC)) < 0)
-        return cb_err_set(&cli->err, CB_EINVAL, "cafile=%s cannot be read: %s", v,
-                          strerror(errno));
+        return cb_err_set(&cli->err, CB_EINVAL, "cafile=%s cannot be read: %s", v, strerror(errno));
     n = read(fd, buf, sizeof(buf) - 1);
     close(fd);
     buf[n > 0 ? n : 0] = '\0';
@@ -262,9 +260,8 @@ static int apply_settings(struct cb_cli *cli, struct cb_acme_settings *a, bool f
 
 int cb_cmd_set_acme(struct cb_cli *cli)
 {
-    static const char *const allowed[] = {"directory", "email",      "agreetos", "cafile",
-                                          "eabkid",    "eabhmackey", "dnshook",  "keytype",
-                                          NULL};
+    static const char *const allowed[] = {"directory",  "email",   "agreetos", "cafile", "eabkid",
+                                          "eabhmackey", "dnshook", "keytype",  NULL};
     struct cb_acme_settings a, old;
     struct cb_store *st = NULL;
     struct cb_err gerr;
@@ -346,7 +343,8 @@ static int show_binding(const struct cb_acme_state *s, void *arg)
 
     sc->n++;
     if (sc->array != NULL) {
-        json_t *o = json_pack("{s:s, s:s}", "key", s->key, "status", cb_acme_status_name(s->status));
+        json_t *o =
+            json_pack("{s:s, s:s}", "key", s->key, "status", cb_acme_status_name(s->status));
         json_object_set_new(o, "certhash", text_json(s->certhash));
         json_object_set_new(o, "not_after", time_json(s->not_after));
         json_object_set_new(o, "renew_after", time_json(s->renew_after));
@@ -482,8 +480,8 @@ static int renew_key(struct cb_cli *cli, char key[CB_KEY_TEXT_MAX], bool *given)
         if (cb_cli_opt(cli, names[i]) == NULL)
             continue;
         if (found != NULL)
-            return cb_err_set(&cli->err, CB_EINVAL, "give one binding key, not both %s= and %s=",
-                              found, names[i]);
+            return cb_err_set(&cli->err, CB_EINVAL,
+                              "give one binding key, not both %s= and %s=", found, names[i]);
         found = names[i];
     }
     if (found == NULL)
@@ -496,8 +494,8 @@ static int renew_key(struct cb_cli *cli, char key[CB_KEY_TEXT_MAX], bool *given)
 }
 
 /* Waits until every binding in r has an outcome, serve stops, or wait seconds pass. */
-static int renew_wait(struct cb_cli *cli, struct cb_store *st, const struct renew *r,
-                      int64_t t_req, long wait)
+static int renew_wait(struct cb_cli *cli, struct cb_store *st, const struct renew *r, int64_t t_req,
+                      long wait)
 {
     enum outcome *done = calloc(r->n, sizeof(*done));
     struct timespec start, now, nap = {0, CB_RENEW_POLL_NS};
@@ -525,8 +523,8 @@ static int renew_wait(struct cb_cli *cli, struct cb_store *st, const struct rene
                        s.not_after ? ", valid until " : "", s.not_after ? t : "");
             } else if (done[i] == OUT_DECLINED) {
                 cb_cli_time(s.renew_after, t, sizeof(t));
-                printf("%s: not due for renewal%s%s; nothing done (force=yes renews now).\n",
-                       s.key, s.renew_after ? " until " : "", s.renew_after ? t : "");
+                printf("%s: not due for renewal%s%s; nothing done (force=yes renews now).\n", s.key,
+                       s.renew_after ? " until " : "", s.renew_after ? t : "");
             } else {
                 size_t m = strlen(failed_msg);
                 /* Cut short when long: the one error line names the first three. */

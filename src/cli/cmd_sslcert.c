@@ -65,8 +65,8 @@ static int acme_options(struct cb_cli *cli, const struct cb_binding *given, unsi
     cb_key_format(&given->key, key, sizeof(key));
     if (fields & CB_F_CERTHASH)
         return cb_err_set(&cli->err, CB_EINVAL,
-                          "%s: give either certhash= (a certificate you manage) or acme=enable "
-                          "(serve obtains and renews one), not both",
+                          "%s: give either certhash= or acme=enable, not both: certhash= is a "
+                          "certificate you manage, with acme=enable serve obtains and renews one",
                           key);
     return cb_binding_acme_key_ok(&given->key, &cli->err);
 }

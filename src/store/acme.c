@@ -57,8 +57,8 @@ int cb_store_acme_settings_get(struct cb_store *st, struct cb_acme_settings *out
         copy_text(s.eab_kid, sizeof(s.eab_kid), cb_store__col_text(stmt, 4));
         copy_text(s.eab_hmac, sizeof(s.eab_hmac), cb_store__col_text(stmt, 5));
         copy_text(s.dnshook, sizeof(s.dnshook), cb_store__col_text(stmt, 6));
-        s.keytype = sqlite3_column_int(stmt, 7) == CB_ACME_KT_RSA ? CB_ACME_KT_RSA
-                                                                  : CB_ACME_KT_ECDSA;
+        s.keytype =
+            sqlite3_column_int(stmt, 7) == CB_ACME_KT_RSA ? CB_ACME_KT_RSA : CB_ACME_KT_ECDSA;
         copy_text(s.account_url, sizeof(s.account_url), cb_store__col_text(stmt, 8));
         copy_text(s.account_key_path, sizeof(s.account_key_path), cb_store__col_text(stmt, 9));
         *out = s;

@@ -18,14 +18,14 @@ enum cb_acme_keytype_setting { CB_ACME_KT_ECDSA = 0, CB_ACME_KT_RSA = 1 };
 
 /* The account. Fixed buffers: it lives on the stack. */
 struct cb_acme_settings {
-    char directory[512];              /* https URL */
-    char email[256];                  /* "" none */
-    bool agreetos;                    /* the user agreed to the CA's terms of service */
-    char cafile[CB_PATH_MAX + 1];     /* "" system roots */
-    char eab_kid[256], eab_hmac[256]; /* "" none; eab_hmac is base64url, never printed */
-    char dnshook[CB_PATH_MAX + 1];    /* "" none */
-    int keytype;                      /* CB_ACME_KT_*: of the certificates ordered */
-    char account_url[512];            /* "" until registered (set by serve) */
+    char directory[512];                    /* https URL */
+    char email[256];                        /* "" none */
+    bool agreetos;                          /* the user agreed to the CA's terms of service */
+    char cafile[CB_PATH_MAX + 1];           /* "" system roots */
+    char eab_kid[256], eab_hmac[256];       /* "" none; eab_hmac is base64url, never printed */
+    char dnshook[CB_PATH_MAX + 1];          /* "" none */
+    int keytype;                            /* CB_ACME_KT_*: of the certificates ordered */
+    char account_url[512];                  /* "" until registered (set by serve) */
     char account_key_path[CB_PATH_MAX + 1]; /* "" until made (serve makes it in keys/) */
 };
 

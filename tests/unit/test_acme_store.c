@@ -517,9 +517,9 @@ static void test_import_pem_adds_an_acme_issued_certificate(void **unused)
     assert_int_equal(cb_certstore_import_pem(st, pem_chain[0], pem_chain_len[0], pem_key[1],
                                              pem_key_len[1], again, &err),
                      CB_EBADFILE);
-    assert_int_equal(cb_certstore_import_pem(st, "junk", 4, pem_key[0], pem_key_len[0], again,
-                                             &err),
-                     CB_EBADFILE);
+    assert_int_equal(
+        cb_certstore_import_pem(st, "junk", 4, pem_key[0], pem_key_len[0], again, &err),
+        CB_EBADFILE);
     cb_store_rollback(st);
     assert_int_equal(again[0], 'x');
     cb_store_close(st);
