@@ -466,3 +466,10 @@ def test_bash_completion_knows_acme():
             "contrib" / "bash-completion" / "certbind").read_text()
     for word in ("acme", "renew", "directory=", "eabhmackey=", "dnshook=", "keytype="):
         assert word in text, word
+
+
+def test_resolve_says_a_managed_binding_has_no_certificate_yet(cb, bound):
+    cb.ok("add", "sslcert", WWW, "acme=enable")
+    r = cb.json("resolve", "ip=127.0.0.1", "port=443", "sni=www.example.com")
+    assert (r["binding"], r["certhash"], r["rule"], r["usable"]) == (WWW, None, "sni-exact", False)
+    assert "without a certificate yet" in r["reason"] and "internal_error" in r["reason"]
