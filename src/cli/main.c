@@ -117,9 +117,10 @@ int main(int argc, char **argv)
     }
     if (cli.object != NULL && (strcmp(cli.verb, "add") == 0 || strcmp(cli.verb, "show") == 0 ||
                                strcmp(cli.verb, "delete") == 0 || strcmp(cli.verb, "update") == 0))
-        ret = cb_err_set(&cli.err, CB_EINVAL,
-                         "'certbind %s %s' is not a command; the objects are cert, sslcert and acme",
-                         cli.verb, cli.object);
+        ret =
+            cb_err_set(&cli.err, CB_EINVAL,
+                       "'certbind %s %s' is not a command; the objects are cert, sslcert and acme",
+                       cli.verb, cli.object);
     else
         ret = cb_err_set(&cli.err, CB_EINVAL, "'%s' is not a command; see 'certbind --help'",
                          cli.verb);

@@ -73,8 +73,7 @@ int cb_store__db_error(struct cb_store *st, struct cb_err *err, int rc, const ch
     return db_error(st, err, rc, what);
 }
 
-int cb_store__prepare(struct cb_store *st, const char *sql, sqlite3_stmt **stmt,
-                      struct cb_err *err)
+int cb_store__prepare(struct cb_store *st, const char *sql, sqlite3_stmt **stmt, struct cb_err *err)
 {
     return prepare(st, sql, stmt, err);
 }
@@ -592,7 +591,8 @@ int cb_store_decode_binding(const char *key, const char *certhash, const char *a
         goto bad;
     if (ccspath[0] && cb_binding_set_option(out, "ccspath", ccspath, &fields, &e) != 0)
         goto bad;
-    if (flags < 0 || (flags & ~(int64_t)CB_OPT_ALL) != 0 || proxy < CB_PROXY_OFF || proxy > CB_PROXY_V2) {
+    if (flags < 0 || (flags & ~(int64_t)CB_OPT_ALL) != 0 || proxy < CB_PROXY_OFF ||
+        proxy > CB_PROXY_V2) {
         snprintf(e.msg, sizeof(e.msg), "option values out of range");
         goto bad;
     }

@@ -206,8 +206,7 @@ static int load_pem(const char *path, const unsigned char *buf, size_t len, cons
         else if (key_path != NULL)
             ret = cb_err_set(err, CB_EBADFILE, "%s holds no PEM private key", key_path);
         else if (key_mem != NULL)
-            ret = cb_err_set(err, CB_EBADFILE, "the key given with %s is no PEM private key",
-                             path);
+            ret = cb_err_set(err, CB_EBADFILE, "the key given with %s is no PEM private key", path);
         else
             ret = cb_err_set(err, CB_EBADFILE,
                              "%s holds no private key; give the key file with key=FILE", path);
