@@ -50,6 +50,13 @@ enum cb_opt_flag {
 #undef CB_XX
 };
 
+/* acme=enable: a managed binding, whose certificate `serve` obtains and renews
+ * (design/bindings.md section 7). Branch acmecli owns this option (in the table above);
+ * defined here only until it is there. */
+#ifndef CB_OPT_ACME
+#define CB_OPT_ACME (1u << 8)
+#endif
+
 /* Not an option: set by the store on a binding whose row is damaged (its key is readable,
  * the rest is not). Such a binding resolves as usual and fails every handshake, so a
  * client never falls through to another binding's certificate. Never stored. */
