@@ -9,6 +9,7 @@
 #include "daemon/serve_int.h"
 #include "tls/io.h"
 #include "util/log.h"
+#include "svcuser/svcuser.h"
 #include "util/priv.h"
 
 #include <errno.h>
@@ -101,8 +102,9 @@ static int preflight(struct cb_serve_opts *opts, struct cb_user *user, bool *hav
 
     if ((ret = cb_store_open(opts->state_dir, CB_STORE_READ, &st, err)) != 0)
         return ret;
+    /* No user set: serve runs as whoever starts it (not root, below). One set: it must exist. */
     *have_user = cb_store_setting_get(st, "user", name, sizeof(name), NULL) == 0;
-    if (*have_user && (ret = cb_user_lookup(name, user, err)) != 0)
+    if (*have_user && (ret = cb_svcuser_get(st, user, err)) != 0)
         goto out_close;
     if (geteuid() == 0 && (!*have_user || user->uid == 0)) {
         ret = cb_err_set(err, CB_EPERM,

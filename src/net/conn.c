@@ -102,6 +102,90 @@ static void on_conn_handle_closed(uv_handle_t *h)
     cb_server_conn_freed(srv);
 }
 
+/* ---- first parse of a certificate, off the loop ------------------------------ */
+
+static void do_handshake(struct cb_conn *c);
+
+struct parse_job {
+    uv_work_t req;
+    struct cb_tls_load *load;
+    struct cb_server *srv;
+};
+
+static void unpause(struct cb_conn *c)
+{
+    struct cb_server *srv = c->srv;
+
+    if (c->paused_on == NULL)
+        return;
+    if (c->pprev)
+        c->pprev->pnext = c->pnext;
+    else
+        srv->paused = c->pnext;
+    if (c->pnext)
+        c->pnext->pprev = c->pprev;
+    c->pprev = c->pnext = NULL;
+    c->paused_on = NULL;
+}
+
+static void on_parse_work(uv_work_t *req)
+{
+    struct parse_job *j = req->data;
+    cb_tls_load_run(j->load);
+}
+
+/* Back on the loop: the certificate is parsed (or known broken); every handshake that
+ * waited for it goes on. */
+static void on_parse_done(uv_work_t *req, int status)
+{
+    struct parse_job *j = req->data;
+    struct cb_server *srv = j->srv;
+    (void)status;
+
+    cb_tls_load_finish(j->load);
+    free(j);
+    cb_server_count(srv, CB_GMETRIC_CERTS_LOADED);
+    for (struct cb_conn *c = srv->paused, *next; c != NULL; c = next) {
+        next = c->pnext;
+        if (cb_tls_entry_loading(c->paused_on))
+            continue;
+        unpause(c);
+        do_handshake(c);
+    }
+    cb_server_parse_done(srv);
+}
+
+/* Pauses c's handshake until e is parsed, starting the parse if nobody has. Returns false
+ * when the parse cannot be run off the loop (the caller then parses it here). */
+static bool pause_for(struct cb_conn *c, const struct cb_tls_entry *e)
+{
+    struct cb_server *srv = c->srv;
+
+    if (!cb_tls_entry_loading(e)) {
+        struct parse_job *j = calloc(1, sizeof(*j));
+        if (j == NULL || (j->load = cb_tls_load_begin(e)) == NULL) {
+            free(j);
+            return false;
+        }
+        j->srv = srv;
+        j->req.data = j;
+        if (uv_queue_work(srv->loop, &j->req, on_parse_work, on_parse_done) != 0) {
+            cb_tls_load_cancel(j->load);
+            free(j);
+            return false;
+        }
+        srv->parse_jobs++;
+        c->parse_started = true;
+    }
+    c->paused_on = e;
+    c->pprev = NULL;
+    c->pnext = srv->paused;
+    if (srv->paused)
+        srv->paused->pprev = c;
+    srv->paused = c;
+    return true;
+}
+
 void cb_conn_close(struct cb_conn *c)
 {
     struct cb_server *srv = c->srv;
@@ -110,6 +194,7 @@ void cb_conn_close(struct cb_conn *c)
         return;
     assert(cb_conn_transition_ok(c->state, CB_CONN_CLOSED));
     c->state = CB_CONN_CLOSED;
+    unpause(c);
     if (c->prev)
         c->prev->next = c->next;
     else
@@ -211,12 +296,24 @@ int cb_conn_on_client_hello(SSL *ssl, int *alert, void *arg)
         cb_runtime_unref(rt);
         rt = c->rt = cb_runtime_ref(srv->rt);
     }
-    enum cb_hello_outcome o =
-        cb_hello_choose(ssl, rt->snap, rt->bind_tls, rt->file_tls, rt->challenges, &c->local, &ch);
+    /* A certificate not parsed yet is parsed on the thread pool, the handshake paused
+     * meanwhile: the loop goes on serving everyone else. */
+    enum cb_hello_outcome o = cb_hello_choose(ssl, rt->snap, rt->bind_tls, rt->file_tls,
+                                              rt->challenges, &c->local, true, &ch);
+    if (o == CB_HELLO_UNPARSED) {
+        if (pause_for(c, ch.tls))
+            return CB_TLS_HELLO_RETRY;
+        o = cb_hello_choose(ssl, rt->snap, rt->bind_tls, rt->file_tls, rt->challenges, &c->local,
+                            false, &ch);
+        if (ch.loaded_now) /* parsed here after all (counted in on_parse_done otherwise) */
+            cb_server_count(srv, CB_GMETRIC_CERTS_LOADED);
+    }
+    if (c->parse_started) { /* the parse this handshake asked for: it reports a broken one */
+        ch.loaded_now = true;
+        c->parse_started = false;
+    }
     memcpy(c->sni, ch.sni, strlen(ch.sni) + 1);
     *alert = ch.alert;
-    if (ch.loaded_now)
-        cb_server_count(srv, CB_GMETRIC_CERTS_LOADED);
     if (o == CB_HELLO_CHALLENGE || o == CB_HELLO_NO_CHALLENGE)
         return on_validation(c, ssl, o, &ch, alert);
     if (o == CB_HELLO_BAD_SNI) {
@@ -379,6 +476,8 @@ static void do_handshake(struct cb_conn *c)
     case CB_TLS_IO_REFUSED: /* the ClientHello callback refused, and logged why */
         cb_conn_close(c);
         return;
+    case CB_TLS_IO_PAUSED: /* waiting for a certificate parse: on_parse_done goes on */
+        break;
     default:
         count_failure(c, CB_METRIC_FAIL_PROTOCOL, CB_GMETRIC_PROTOCOL);
         cb_conn_fail(c, "handshake_failed", cb_tls_io_reason(why, sizeof(why)));

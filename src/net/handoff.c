@@ -6,6 +6,7 @@
  * that stays with the ClientHello callback (conn.c) of the worker that handshakes.
  */
 #include "net/handoff.h"
+#include "binding/sni.h"
 #include "net/peek.h"
 #include "net/server_int.h"
 #include "tls/hello.h"
@@ -122,7 +123,7 @@ static int owner_of(struct cb_conn *c, enum cb_peek pk, const unsigned char *nam
     struct cb_runtime *rt = c->rt;
     char sni[CB_NAME_MAX + 1];
 
-    if (pk == CB_PEEK_SNI && cb_name_normalize((const char *)name, len, 0, sni, NULL) != 0)
+    if (pk == CB_PEEK_SNI && cb_sni_normalize(name, len, sni) != 0)
         return srv->cfg.worker;
     /* A name with a pending TLS-ALPN-01 challenge is handshaken where it lands: every
      * worker has every challenge, and the peek does not read ALPN to tell a validation

@@ -24,8 +24,15 @@ void cb_server_count(struct cb_server *srv, enum cb_gmetric k)
  */
 static void server_free_when_closed(struct cb_server *srv)
 {
-    if (srv->closing == 0 && srv->conns_closing == 0)
+    if (srv->closing == 0 && srv->conns_closing == 0 && srv->parse_jobs == 0)
         free(srv);
+}
+
+void cb_server_parse_done(struct cb_server *srv)
+{
+    srv->parse_jobs--;
+    if (srv->freeing)
+        server_free_when_closed(srv);
 }
 
 void cb_server_conn_freed(struct cb_server *srv)

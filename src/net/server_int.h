@@ -65,6 +65,11 @@ struct cb_conn {
     char sni[CB_NAME_MAX + 1];
     struct cb_relay_buf c2b, b2c;
     struct cb_conn *prev, *next;
+    /* Handshake paused while its certificate is parsed off the loop: the entry it waits
+     * for (borrowed from rt), in the server's list of paused connections. */
+    const struct cb_tls_entry *paused_on;
+    struct cb_conn *pprev, *pnext;
+    bool parse_started; /* this connection asked for the parse: it logs and counts it */
 };
 
 struct cb_listener {
@@ -77,9 +82,11 @@ struct cb_listener {
 
 struct cb_server {
     uv_loop_t *loop;
-    int closing;          /* handles of the server itself still closing */
-    size_t conns_closing; /* closed connections whose handles are still closing */
-    bool freeing;         /* cb_server_free was called: free when nothing is closing */
+    int closing;            /* handles of the server itself still closing */
+    size_t conns_closing;   /* closed connections whose handles are still closing */
+    bool freeing;           /* cb_server_free was called: free when nothing is closing */
+    size_t parse_jobs;      /* certificate parses still running on the thread pool */
+    struct cb_conn *paused; /* connections whose handshake waits for a parse */
     struct cb_server_config cfg;
     SSL_CTX *default_ctx;
     struct cb_runtime *rt; /* owned reference: what new handshakes resolve against */
@@ -112,6 +119,8 @@ void cb_server_count(struct cb_server *srv, enum cb_gmetric k);
 /* A closed connection of srv was freed: frees srv when cb_server_free is waiting for it,
  * or reports the end of a drain. */
 void cb_server_conn_freed(struct cb_server *srv);
+/* A certificate parse the server started on the thread pool has finished (its callback ran). */
+void cb_server_parse_done(struct cb_server *srv);
 
 /* ---- listen.c ----------------------------------------------------------- */
 

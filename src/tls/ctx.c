@@ -37,6 +37,7 @@ struct cb_tls_cert {
     char *cert_path, *key_path;
     struct stat cert_st, key_st; /* files as they were when looked at */
     bool tried;                  /* loaded, or failed: bundle or error is set */
+    bool loading;                /* a cb_tls_load job is parsing it off the loop */
     bool seen;                   /* used by the snapshot being built */
     bool in_cache;
     struct cb_tls_cache *cache; /* while in_cache: its untried count follows this entry */
@@ -259,32 +260,119 @@ static void precheck(struct cb_tls_cert *t)
     }
 }
 
-static void load(struct cb_tls_cert *t)
+/* Parses the files of certificate `key` (thumbprint or ccs path): *bundle on success,
+ * else err. Touches nothing shared: runs on the loop or on a pool thread alike. */
+static int parse_files(const char *key, const char *cert_path, const char *key_path,
+                       struct cb_cert_bundle **out, struct cb_err *err)
 {
     struct cb_cert_bundle *bundle = NULL;
-    struct cb_err err = {0};
 
-    mark_tried(t);
-    if (cb_key_file_safe(t->key_path ? t->key_path : t->cert_path, &err) != 0 ||
-        cb_cert_bundle_load(t->cert_path, t->key_path, NULL, &bundle, &err) != 0)
+    if (cb_key_file_safe(key_path ? key_path : cert_path, err) != 0 ||
+        cb_cert_bundle_load(cert_path, key_path, NULL, &bundle, err) != 0)
         goto out_error;
     /* A linked pair rewritten since the store recorded it is not this certificate: serve
      * nothing from it until the watcher has moved the bindings to what it now holds. */
     char thumb[CB_THUMB_LEN + 1] = "(unreadable)";
-    if (strchr(t->key, '/') == NULL &&
-        (cb_cert_bundle_thumbprint(bundle, thumb) != 0 || strcmp(thumb, t->key) != 0)) {
-        cb_err_set(&err, CB_EKEY,
+    if (strchr(key, '/') == NULL &&
+        (cb_cert_bundle_thumbprint(bundle, thumb) != 0 || strcmp(thumb, key) != 0)) {
+        cb_err_set(err, CB_EKEY,
                    "the files of certificate %s now hold certificate %s; waiting for the store "
                    "to follow them",
-                   t->key, thumb);
+                   key, thumb);
         goto out_error;
     }
-    t->bundle = bundle;
-    return;
+    *out = bundle;
+    return 0;
 out_error:
     cb_cert_bundle_free(bundle);
     ERR_clear_error();
-    fail(t, &err);
+    return CB_EKEY;
+}
+
+static void load(struct cb_tls_cert *t)
+{
+    struct cb_err err = {0};
+
+    mark_tried(t);
+    if (parse_files(t->key, t->cert_path, t->key_path, &t->bundle, &err) != 0)
+        fail(t, &err);
+}
+
+struct cb_tls_load {
+    struct cb_tls_cert *cert; /* owned reference */
+    char *key, *cert_path, *key_path;
+    struct cb_cert_bundle *bundle; /* the result: owned until finish */
+    struct cb_err err;
+    bool failed;
+};
+
+bool cb_tls_entry_untried(const struct cb_tls_entry *e)
+{
+    return e->cert != NULL && !e->cert->tried;
+}
+
+bool cb_tls_entry_loading(const struct cb_tls_entry *e)
+{
+    return e->cert != NULL && e->cert->loading;
+}
+
+struct cb_tls_load *cb_tls_load_begin(const struct cb_tls_entry *e)
+{
+    struct cb_tls_cert *t = e->cert;
+    struct cb_tls_load *j;
+
+    if (t == NULL || t->tried || t->loading || (j = calloc(1, sizeof(*j))) == NULL)
+        return NULL;
+    j->key = strdup(t->key);
+    j->cert_path = strdup(t->cert_path);
+    j->key_path = t->key_path ? strdup(t->key_path) : NULL;
+    if (j->key == NULL || j->cert_path == NULL || (t->key_path != NULL && j->key_path == NULL)) {
+        free(j->key);
+        free(j->cert_path);
+        free(j->key_path);
+        free(j);
+        return NULL;
+    }
+    t->refs++;
+    t->loading = true;
+    j->cert = t;
+    return j;
+}
+
+void cb_tls_load_run(struct cb_tls_load *j)
+{
+    j->failed = parse_files(j->key, j->cert_path, j->key_path, &j->bundle, &j->err) != 0;
+}
+
+static void load_free(struct cb_tls_load *j)
+{
+    cb_cert_bundle_free(j->bundle);
+    cert_unref(j->cert);
+    free(j->key);
+    free(j->cert_path);
+    free(j->key_path);
+    free(j);
+}
+
+void cb_tls_load_cancel(struct cb_tls_load *j)
+{
+    j->cert->loading = false;
+    load_free(j);
+}
+
+void cb_tls_load_finish(struct cb_tls_load *j)
+{
+    struct cb_tls_cert *t = j->cert;
+
+    t->loading = false;
+    if (!t->tried) { /* else a synchronous load got there first: keep what it found */
+        mark_tried(t);
+        if (j->failed)
+            fail(t, &j->err);
+        else
+            t->bundle = j->bundle, j->bundle = NULL;
+    }
+    load_free(j);
 }
 
 const char *cb_tls_entry_load(const struct cb_tls_entry *e, bool *loaded_now)

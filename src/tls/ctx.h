@@ -46,6 +46,25 @@ void cb_tls_entry_clear(struct cb_tls_entry *e);
 /* Loads the certificate if not yet tried (*loaded_now, may be NULL, says so).
  * Returns NULL when it can be served, else why not (borrowed). */
 const char *cb_tls_entry_load(const struct cb_tls_entry *e, bool *loaded_now);
+/*
+ * A certificate's first parse, off the event loop (libuv's thread pool): begin, then
+ * run on another thread, then finish back on the loop's thread.
+ * cb_tls_load_begin: when e is neither parsed nor known broken and no parse of it is
+ * under way, returns an owned job (it holds a reference to the certificate); else NULL.
+ * cb_tls_load_run touches nothing but the job (files, parsing): safe on any thread.
+ * cb_tls_load_finish installs the result in the certificate and frees the job.
+ */
+struct cb_tls_load;
+struct cb_tls_load *cb_tls_load_begin(const struct cb_tls_entry *e);
+void cb_tls_load_run(struct cb_tls_load *j);
+void cb_tls_load_finish(struct cb_tls_load *j);
+/* A job that was never run: the certificate is left untried, the job freed. */
+void cb_tls_load_cancel(struct cb_tls_load *j);
+/* Whether e is neither parsed nor known broken yet (cb_tls_entry_load would parse it). */
+bool cb_tls_entry_untried(const struct cb_tls_entry *e);
+/* Whether a parse of e's certificate is under way (cb_tls_load_begin ... _finish). */
+bool cb_tls_entry_loading(const struct cb_tls_entry *e);
+
 /* Why the entry cannot be served, as far as known without loading it; NULL if no reason yet. */
 const char *cb_tls_entry_error(const struct cb_tls_entry *e);
 

@@ -76,7 +76,7 @@ static enum cb_hello_outcome choose_challenge(const struct cb_tls_challenges *ch
 enum cb_hello_outcome
 cb_hello_choose(SSL *ssl, const struct cb_snapshot *snap, const struct cb_tls_entry *bind_tls,
                 const struct cb_tls_entry *file_tls, const struct cb_tls_challenges *challenges,
-                const struct sockaddr_storage *local, struct cb_hello_choice *out)
+                const struct sockaddr_storage *local, bool defer_load, struct cb_hello_choice *out)
 {
     const unsigned char *ext;
     size_t ext_len;
@@ -116,6 +116,8 @@ cb_hello_choose(SSL *ssl, const struct cb_snapshot *snap, const struct cb_tls_en
         out->alert = SSL_AD_HANDSHAKE_FAILURE;
         return CB_HELLO_REJECTED;
     }
+    if (defer_load && cb_tls_entry_untried(out->tls))
+        return CB_HELLO_UNPARSED;
     if ((out->error = cb_tls_entry_load(out->tls, &out->loaded_now)) != NULL) {
         out->alert = SSL_AD_INTERNAL_ERROR;
         return CB_HELLO_UNUSABLE;

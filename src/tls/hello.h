@@ -18,6 +18,7 @@ enum cb_hello_outcome {
     CB_HELLO_NO_BINDING,   /* no rule matches */
     CB_HELLO_REJECTED,     /* the binding is set reject=enable */
     CB_HELLO_UNUSABLE,     /* the binding's certificate or key cannot be used (out->error) */
+    CB_HELLO_UNPARSED,     /* defer_load: out->tls must be parsed first (cb_tls_load_begin) */
     CB_HELLO_CHALLENGE,    /* a TLS-ALPN-01 validation with a pending challenge: serve
                             * out->challenge with cb_tls_apply_challenge; no binding chosen */
     CB_HELLO_NO_CHALLENGE, /* a TLS-ALPN-01 validation that cannot be answered: no
@@ -40,15 +41,18 @@ struct cb_hello_choice {
  * Chooses for ssl's ClientHello: bind_tls is indexed by binding, file_tls by ccs
  * file (both borrowed, as snap). local is the address the connection reached, with
  * v4-mapped IPv6 already turned into AF_INET. The first ClientHello for a
- * certificate loads it (cb_tls_entry_load); after that, nothing is allocated.
+ * certificate loads it (cb_tls_entry_load), unless defer_load: then the outcome is
+ * CB_HELLO_UNPARSED and the caller parses it off the loop and asks again. After
+ * that, nothing is allocated.
  * A ClientHello that offers ALPN acme-tls/1 alone (tls/challenge.h) is a TLS-ALPN-01
- * validation: it is answered from challenges (borrowed; NULL: none pending) and never
- * resolved to a binding: CHALLENGE or NO_CHALLENGE, whether or not a binding exists.
+ * validation: it is answered from challenges (borrowed; NULL: none pending, parsed
+ * already) and never resolved to a binding: CHALLENGE or NO_CHALLENGE, whether or not a
+ * binding exists.
  */
 enum cb_hello_outcome
 cb_hello_choose(SSL *ssl, const struct cb_snapshot *snap, const struct cb_tls_entry *bind_tls,
                 const struct cb_tls_entry *file_tls, const struct cb_tls_challenges *challenges,
-                const struct sockaddr_storage *local, struct cb_hello_choice *out);
+                const struct sockaddr_storage *local, bool defer_load, struct cb_hello_choice *out);
 
 /*
  * The certificate entry a ClientHello with server_name sni (normalised, or NULL

@@ -56,6 +56,8 @@ static enum cb_tls_io outcome(SSL *ssl, int rc)
         return CB_TLS_IO_WANT_READ;
     case SSL_ERROR_WANT_WRITE:
         return CB_TLS_IO_WANT_WRITE;
+    case SSL_ERROR_WANT_CLIENT_HELLO_CB:
+        return CB_TLS_IO_PAUSED;
     default:
         return CB_TLS_IO_ERROR;
     }

@@ -19,12 +19,15 @@ enum cb_tls_io {
     CB_TLS_IO_WANT_WRITE, /* try again when the socket is writable */
     CB_TLS_IO_CLOSED,     /* read: the client ended (close_notify, or EOF without one) */
     CB_TLS_IO_REFUSED,    /* handshake: the ClientHello callback refused, and said why */
+    CB_TLS_IO_PAUSED,     /* handshake: the ClientHello callback paused it (CB_TLS_HELLO_RETRY) */
     CB_TLS_IO_ERROR,      /* failed: cb_tls_io_reason() says why */
 };
 
 /* The ClientHello callback's answers, and the alert for a refusal over a cap. */
 #define CB_TLS_HELLO_OK 1
 #define CB_TLS_HELLO_REFUSE 0
+/* Pause the handshake (the certificate is being parsed off the loop); call it again later. */
+#define CB_TLS_HELLO_RETRY (-1)
 int cb_tls_alert_handshake_failure(void);
 int cb_tls_alert_internal_error(void);
 
