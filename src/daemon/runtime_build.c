@@ -60,6 +60,13 @@ static void certs_free(struct certs *cs)
     free(cs->v);
 }
 
+/* Whether backend text names a host (resolving it asks DNS) rather than an address. */
+static bool backend_is_name(const char *text)
+{
+    struct cb_hostport hp;
+    return cb_hostport_parse(text, CB_HOSTPORT_NAME, &hp, NULL, NULL) == 0 && hp.family == 0;
+}
+
 /* Backend HOST:PORT to an address. Names are resolved here, once per snapshot. */
 static void resolve_backend(const char *text, struct cb_backend *be)
 {
@@ -390,6 +397,11 @@ int cb_runtime_derive(struct cb_store *st, struct cb_tls_cache *cache, const str
             }
             /* It was broken: look again, it may have been fixed since. */
         } else if (b->backend != NULL) {
+            if (backend_is_name(b->backend)) {
+                /* Asking DNS may take seconds: a full build does it, off the loop. */
+                ret = CB_RUNTIME_BUILD_ASIDE;
+                goto out_free;
+            }
             resolve_backend(b->backend, &rt->backends[i]);
         }
         entry_for(st, cache, b, &rt->bind_tls[i], &loaded);

@@ -28,9 +28,13 @@ int cb_runtime_build(struct cb_store *st, struct cb_tls_cache *cache, bool log_b
 /*
  * The runtime after the store's latest changes, from old (borrowed) and the
  * store's change log: only the changed bindings are read, only their certificates
- * looked up. Returns CB_SNAPSHOT_REBUILD when cb_runtime_build is needed instead;
- * *out is then untouched. Same ownership as cb_runtime_build.
+ * looked up. Returns CB_SNAPSHOT_REBUILD when cb_runtime_build is needed instead, and
+ * CB_RUNTIME_BUILD_ASIDE when it is needed and should not run on a serving loop (a
+ * changed binding's backend is a host name: resolving it asks DNS); *out is then
+ * untouched. Names are resolved only by cb_runtime_build. Same ownership as
+ * cb_runtime_build.
  */
+#define CB_RUNTIME_BUILD_ASIDE 2
 int cb_runtime_derive(struct cb_store *st, struct cb_tls_cache *cache, const struct cb_runtime *old,
                       bool log_broken, struct cb_runtime **out, struct cb_runtime_stats *stats,
                       struct cb_err *err) CB_MUST_CHECK;

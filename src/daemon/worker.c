@@ -90,6 +90,8 @@ static void listen_for(struct worker *w, const struct cb_runtime *rt)
  * runtime (and cache) is built aside and swapped in only once complete: on failure the
  * worker keeps serving the old one, untouched.
  */
+static bool full_build_async(struct worker *w);
+
 static int reload(struct worker *w, bool full, struct cb_err *err)
 {
     struct cb_tls_cache *cache = w->cache, *fresh = NULL;
@@ -108,7 +110,11 @@ static int reload(struct worker *w, bool full, struct cb_err *err)
     /* One change among many: apply it, rather than read every binding again. */
     ret = old != NULL ? cb_runtime_derive(w->st, cache, old, log_broken, &rt, &stats, err)
                       : CB_SNAPSHOT_REBUILD;
-    if (ret == CB_SNAPSHOT_REBUILD)
+    /* A changed backend named by a host name: DNS may take seconds, so the whole runtime is
+     * built aside on the thread pool and swapped in when done. */
+    if (ret == CB_RUNTIME_BUILD_ASIDE && full_build_async(w))
+        return 0;
+    if (ret == CB_SNAPSHOT_REBUILD || ret == CB_RUNTIME_BUILD_ASIDE)
         ret = cb_runtime_build(w->st, cache, log_broken, &rt, &stats, err);
     if (ret != 0) {
         cb_tls_cache_free(fresh); /* nothing built with it is kept */
