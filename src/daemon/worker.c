@@ -114,6 +114,10 @@ static int reload(struct worker *w, bool full, struct cb_err *err)
      * built aside on the thread pool and swapped in when done. */
     if (ret == CB_RUNTIME_BUILD_ASIDE && full_build_async(w))
         return 0;
+    /* A full read with central-store folders lists them (a disk scan): also built aside. */
+    if (ret == CB_SNAPSHOT_REBUILD && old != NULL && cb_snapshot_ccs_count(old->snap) > 0 &&
+        full_build_async(w))
+        return 0;
     if (ret == CB_SNAPSHOT_REBUILD || ret == CB_RUNTIME_BUILD_ASIDE)
         ret = cb_runtime_build(w->st, cache, log_broken, &rt, &stats, err);
     if (ret != 0) {
