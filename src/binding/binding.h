@@ -42,13 +42,19 @@ struct cb_binding_key {
     XX(CLIENTCERTNEGOTIATION, "clientcertnegotiation", 4)                                          \
     XX(ENABLESESSIONTICKET, "enablesessionticket", 5)                                              \
     XX(DISABLEOCSPSTAPLING, "disableocspstapling", 6)                                              \
-    XX(REJECT, "reject", 7)
+    XX(REJECT, "reject", 7)                                                                        \
+    XX(ACME, "acme", 8)
 
 enum cb_opt_flag {
 #define CB_XX(id, text, bit) CB_OPT_##id = 1u << (bit),
     CB_OPT_FLAG_MAP(CB_XX)
 #undef CB_XX
 };
+
+/* Every toggle bit: what a stored flags value may hold. */
+#define CB_XX(id, text, bit) | CB_OPT_##id
+enum { CB_OPT_ALL = 0 CB_OPT_FLAG_MAP(CB_XX) };
+#undef CB_XX
 
 /* Not an option: set by the store on a binding whose row is damaged (its key is readable,
  * the rest is not). Such a binding resolves as usual and fails every handshake, so a
@@ -124,8 +130,15 @@ int cb_binding_set_option(struct cb_binding *b, const char *name, const char *va
                           unsigned *fields, struct cb_err *err) CB_MUST_CHECK;
 /* Copies the fields named in `fields` (and flag bits in src->flags_set) from src. */
 void cb_binding_merge(struct cb_binding *dst, const struct cb_binding *src, unsigned fields);
-/* Checks a complete binding: certhash for non-ccs keys, ccspath only for ccs. */
+/*
+ * Checks a complete binding: certhash for non-ccs keys (a managed binding, acme=enable,
+ * may have none until serve obtains its certificate), ccspath only for ccs, acme only
+ * for hostnameport= keys (an ACME certificate needs a name).
+ */
 int cb_binding_validate(const struct cb_binding *b, struct cb_err *err) CB_MUST_CHECK;
+/* CB_EINVAL unless key may have a managed certificate (acme=enable): a hostnameport= key,
+ * exact or wildcard. The message says that an ACME certificate needs a name. */
+int cb_binding_acme_key_ok(const struct cb_binding_key *key, struct cb_err *err) CB_MUST_CHECK;
 /* Name of a toggle bit, e.g. "disablehttp2". */
 const char *cb_opt_flag_name(uint32_t bit);
 const char *cb_proxy_name(enum cb_proxy_proto p);

@@ -180,7 +180,7 @@ int cb_binding_set_option(struct cb_binding *b, const char *name, const char *va
                       "unknown option '%s'; binding options are certhash, appid, backend, "
                       "proxyprotocol, ccspath, disablehttp2, disabletls12, disabletls13, "
                       "disablelegacytls, clientcertnegotiation, enablesessionticket, "
-                      "disableocspstapling, reject",
+                      "disableocspstapling, reject, acme",
                       name);
 }
 
@@ -200,6 +200,19 @@ void cb_binding_merge(struct cb_binding *dst, const struct cb_binding *src, unsi
         dst->flags = (dst->flags & ~src->flags_set) | (src->flags & src->flags_set);
 }
 
+int cb_binding_acme_key_ok(const struct cb_binding_key *key, struct cb_err *err)
+{
+    char text[CB_KEY_TEXT_MAX];
+
+    if (key->kind == CB_KEY_HOST || key->kind == CB_KEY_HOST_WILD)
+        return 0;
+    cb_key_format(key, text, sizeof(text));
+    return cb_err_set(err, CB_EINVAL,
+                      "%s: an ACME certificate needs a name; acme=enable is only for "
+                      "hostnameport=NAME:PORT bindings",
+                      text);
+}
+
 int cb_binding_validate(const struct cb_binding *b, struct cb_err *err)
 {
     char key[CB_KEY_TEXT_MAX];
@@ -210,6 +223,8 @@ int cb_binding_validate(const struct cb_binding *b, struct cb_err *err)
                           "%s: disabletls12 and disabletls13 together leave no protocol; enable "
                           "one of them",
                           key);
+    if ((b->flags & CB_OPT_ACME) && cb_binding_acme_key_ok(&b->key, err) != 0)
+        return CB_EINVAL;
     if (b->key.kind == CB_KEY_CCS) {
         if (b->ccspath[0] == '\0')
             return cb_err_set(err, CB_EINVAL,
@@ -223,6 +238,8 @@ int cb_binding_validate(const struct cb_binding *b, struct cb_err *err)
     if (b->ccspath[0] != '\0')
         return cb_err_set(err, CB_EINVAL, "ccspath= is only for ccs= bindings; drop it from %s",
                           key);
+    if (b->flags & CB_OPT_ACME)
+        return 0; /* serve obtains its certificate; until then it may have none */
     if (b->certhash[0] == '\0')
         return cb_err_set(err, CB_EINVAL,
                           "%s needs certhash=THUMBPRINT; list certificates with 'certbind show "

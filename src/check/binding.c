@@ -20,8 +20,8 @@ static int cert_findings(struct cb_store *st, const struct cb_binding *b, const 
     bool ok[1];
     int ret;
 
-    if (b->key.kind == CB_KEY_CCS)
-        return 0;
+    if (b->key.kind == CB_KEY_CCS || ((b->flags & CB_OPT_ACME) && b->certhash[0] == '\0'))
+        return 0; /* a managed binding before its first certificate: acme-pending says so */
     ret = cb_store_cert_get(st, b->certhash, &row, &gerr);
     if (ret == CB_ENOENT) {
         x = cb_check_unknown_cert(f, key, b->certhash, b->key.port);

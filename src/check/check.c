@@ -6,6 +6,7 @@
  * the two share are finding.c.
  */
 #include "check/finding.h"
+#include "store/acme.h"
 #include "svcuser/svcuser.h"
 #include "tls/cert.h"
 
@@ -195,6 +196,8 @@ static int binding_findings(struct ctx *c, const struct cb_snapshot *snap, size_
         const struct cb_snap_binding *e = cb_snapshot_binding(snap, b);
         if (e->kind == CB_KEY_CCS || (e->flags & CB_OPT_DAMAGED)) /* store-damaged says it */
             continue;
+        if ((e->flags & CB_OPT_ACME) && e->certhash[0] == '\0')
+            continue; /* no certificate yet: acme-pending or acme-failing says it */
         struct cert *ce = find_cert(c, e->certhash);
         if (ce == NULL) {
             struct cb_finding *x = cb_check_unknown_cert(f, e->key_text, e->certhash, e->port);
@@ -267,6 +270,70 @@ static int binding_findings(struct ctx *c, const struct cb_snapshot *snap, size_
         }
     }
     return 0;
+}
+
+/* ---- managed bindings (ACME) -------------------------------------------- */
+
+static void fmt_time(int64_t t, char *buf, size_t size)
+{
+    time_t tt = (time_t)t;
+    struct tm tm;
+    gmtime_r(&tt, &tm);
+    strftime(buf, size, "%Y-%m-%dT%H:%M:%SZ", &tm);
+}
+
+struct acme_ctx {
+    struct ctx *c;
+    bool have_account;
+};
+
+/* acme-failing: the last attempt failed; acme-pending: no certificate yet. */
+static int on_acme_state(const struct cb_acme_state *s, void *arg)
+{
+    struct acme_ctx *ac = arg;
+    struct cb_binding_key key;
+    struct cb_finding *x = NULL;
+    char last[32], next[32];
+    uint16_t port = cb_key_parse_word(s->key, &key, NULL) == 0 ? key.port : 0;
+
+    if (s->status == CB_ACME_FAILED) {
+        fmt_time(s->last_attempt, last, sizeof(last));
+        fmt_time(s->next_attempt, next, sizeof(next));
+        x = cb_check_add(ac->c->out, "acme-failing", CB_SEV_ERROR, port,
+                         "%s: obtaining its certificate failed at %s (%u time%s in a row): %s; "
+                         "serve tries again %s%s. Fix the cause (DNS, port %u reachable from the "
+                         "CA, the account) and retry now with 'certbind acme renew %s'",
+                         s->key, s->last_attempt ? last : "an unknown time", s->failures,
+                         s->failures == 1 ? "" : "s",
+                         s->last_error[0] ? s->last_error : "no message from the CA",
+                         s->next_attempt ? "at " : "soon", s->next_attempt ? next : "", port,
+                         s->key);
+    } else if (s->certhash[0] == '\0' && ac->have_account) {
+        x = cb_check_add(ac->c->out, "acme-pending", CB_SEV_WARNING, port,
+                         "%s has no certificate yet (%s): its handshakes fail until serve obtains "
+                         "one; make sure 'certbind serve' runs and port %u is reachable from the "
+                         "internet, and follow it with 'certbind show acme'",
+                         s->key, cb_acme_status_name(s->status), port);
+    } else if (s->certhash[0] == '\0') {
+        x = cb_check_add(ac->c->out, "acme-pending", CB_SEV_WARNING, port,
+                         "%s has no certificate yet (%s) and no ACME account is set, so serve "
+                         "cannot obtain one: certbind set acme directory=URL email=ADDRESS "
+                         "agreetos=yes",
+                         s->key, cb_acme_status_name(s->status));
+    } else {
+        return 0;
+    }
+    return x == NULL || cb_check_add_binding(x, s->key) != 0 ? CB_ENOMEM : 0;
+}
+
+static int acme_findings(struct ctx *c, struct cb_store *st, struct cb_err *err)
+{
+    struct acme_ctx ac = {.c = c};
+    struct cb_acme_settings a;
+
+    ac.have_account = cb_store_acme_settings_get(st, &a, NULL) == 0;
+    explicit_bzero(&a, sizeof(a));
+    return cb_store_acme_state_foreach(st, on_acme_state, &ac, err);
 }
 
 /* ---- the store and the machine ------------------------------------------ */
@@ -525,6 +592,7 @@ int cb_check_run(struct cb_store *st, const struct cb_check_opts *opts, struct c
     }
     if ((ret = cert_findings(&c, snap)) != 0 || (ret = binding_findings(&c, snap, n, ports)) != 0 ||
         (ret = ccs_findings(&c, snap, n)) != 0 || (ret = address_findings(&c, snap, n)) != 0 ||
+        (ret = acme_findings(&c, st, err)) != 0 ||
         (ret = cb_store_damaged_foreach(st, on_damaged, &c, err)) != 0)
         goto out_free;
     if (out->n > 1) /* out->v is NULL without findings, which qsort must not be given */

@@ -69,6 +69,9 @@ int cb_cmd_resolve(struct cb_cli *cli) CB_MUST_CHECK;
 int cb_cmd_set(struct cb_cli *cli) CB_MUST_CHECK;
 int cb_cmd_serve(struct cb_cli *cli) CB_MUST_CHECK;
 int cb_cmd_check(struct cb_cli *cli) CB_MUST_CHECK;
+int cb_cmd_set_acme(struct cb_cli *cli) CB_MUST_CHECK;
+int cb_cmd_show_acme(struct cb_cli *cli) CB_MUST_CHECK;
+int cb_cmd_acme(struct cb_cli *cli) CB_MUST_CHECK;
 
 /* Prints a JSON value (stolen) on stdout, followed by a newline. */
 struct json_t;
@@ -76,16 +79,8 @@ void cb_cli_print_json(struct json_t *value);
 /* ISO 8601 UTC time. */
 void cb_cli_time(int64_t t, char *buf, size_t size);
 
-/*
- * Imports a loaded certificate into the store inside the caller's transaction:
- * writes its files into the state folder (or, with link, records the given paths
- * in place), gives them to the service user, and adds the store row. *existed is
- * set when the thumbprint was already there (nothing is written then). Files
- * written are removed again if the row cannot be added.
- */
-int cb_cli_import(struct cb_cli *cli, struct cb_store *st, const struct cb_cert_bundle *bundle,
-                  const struct cb_cert_info *info, const char *link_cert, const char *link_key,
-                  bool *existed) CB_MUST_CHECK;
+/* Prints "certbind: warning: MSG" on stderr (a cb_svcuser_warn_fn; arg unused). */
+void cb_cli_warn(const char *msg, void *arg);
 /* Loads certificate `file` with the command's key= and password-file= options and
  * fills *info; on success the caller owns *bundle and *info. */
 int cb_cli_load_cert(struct cb_cli *cli, const char *file, struct cb_cert_bundle **bundle,

@@ -1,4 +1,5 @@
 /* cmd_cert.c: `add cert`, `show cert`, `delete cert`. */
+#include "certstore/certstore.h"
 #include "cli/cli.h"
 #include "util/priv.h"
 
@@ -77,8 +78,8 @@ int cb_cmd_add_cert(struct cb_cli *cli)
         goto out_clear_info;
     if ((ret = cb_store_begin(st, &cli->err)) != 0)
         goto out_close;
-    if ((ret = cb_cli_import(cli, st, bundle, &info, link ? cli->pos[0] : NULL, key, &existed)) !=
-        0)
+    if ((ret = cb_certstore_import(st, bundle, &info, link ? cli->pos[0] : NULL, link ? key : NULL,
+                                   &existed, cb_cli_warn, NULL, &cli->err)) != 0)
         goto out_rollback;
     if (existed) {
         /* Importing the same certificate again is harmless: say so and succeed. */
@@ -86,15 +87,8 @@ int cb_cmd_add_cert(struct cb_cli *cli)
         printf("%s\n", info.thumbprint);
         goto out_rollback;
     }
-    if ((ret = cb_store_commit(st, &cli->err)) != 0) {
-        if (!link) {
-            char cert_path[CB_PATH_MAX + 1], key_path[CB_PATH_MAX + 1];
-            cb_store_cert_paths(st, info.thumbprint, cert_path, key_path, sizeof(cert_path));
-            unlink(cert_path);
-            unlink(key_path);
-        }
+    if ((ret = cb_store_commit(st, &cli->err)) != 0) /* the files go with the rollback */
         goto out_rollback;
-    }
     printf("%s\n", info.thumbprint);
 out_rollback:
     cb_store_rollback(st);

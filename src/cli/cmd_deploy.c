@@ -2,6 +2,7 @@
  * cmd_deploy.c: `certbind deploy FILE` — import a renewed certificate and move every
  * binding it replaces to it in one transaction (design section 6).
  */
+#include "certstore/certstore.h"
 #include "cli/cli.h"
 #include "svcuser/svcuser.h"
 
@@ -67,7 +68,9 @@ static int consider(const struct cb_binding *b, void *arg)
     struct plan *p = arg;
     bool take = false;
 
-    if (b->key.kind == CB_KEY_CCS || strcmp(b->certhash, p->info->thumbprint) == 0)
+    /* A managed binding's certificate is serve's to renew (acme=enable), never deploy's. */
+    if (b->key.kind == CB_KEY_CCS || (b->flags & CB_OPT_ACME) ||
+        strcmp(b->certhash, p->info->thumbprint) == 0)
         return 0;
     for (size_t i = 0; p->by_previous && i < p->n_previous && !take; i++)
         take = strcmp(b->certhash, p->previous[i]) == 0;
@@ -227,7 +230,8 @@ int cb_cmd_deploy(struct cb_cli *cli)
         report(cli, &plan, true, unused, n_unused, false);
         goto out_rollback;
     }
-    if ((ret = cb_cli_import(cli, st, bundle, &info, NULL, NULL, &existed)) != 0)
+    if ((ret = cb_certstore_import(st, bundle, &info, NULL, NULL, &existed, cb_cli_warn, NULL,
+                                   &cli->err)) != 0)
         goto out_rollback;
     char reason[512];
     if (cb_svcuser_key_usable(st, info.thumbprint, reason, sizeof(reason)) != 0) {
@@ -235,24 +239,25 @@ int cb_cmd_deploy(struct cb_cli *cli)
                          "the key of %s is unusable (%s); nothing changed: fix the key and "
                          "deploy again",
                          info.thumbprint, reason);
-        goto out_unimport;
+        goto out_rollback;
     }
     for (size_t i = 0; i < plan.n; i++)
         if ((ret = cb_store_binding_update(st, &plan.moves[i].b, &cli->err)) != 0)
-            goto out_unimport;
+            goto out_rollback;
     if (prune && n_unused > 0) {
         if ((pruned = calloc(n_unused, sizeof(*pruned))) == NULL) {
             ret = cb_err_set(&cli->err, CB_ENOMEM, "out of memory");
-            goto out_unimport;
+            goto out_rollback;
         }
         for (; n_pruned < n_unused; n_pruned++)
             if ((ret = cb_store_cert_get(st, unused[n_pruned], &pruned[n_pruned], &cli->err)) !=
                     0 ||
                 (ret = cb_store_cert_delete(st, unused[n_pruned], &cli->err)) != 0)
-                goto out_unimport;
+                goto out_rollback;
     }
+    /* The new certificate's files go with a rollback (certstore.h). */
     if ((ret = cb_store_commit(st, &cli->err)) != 0)
-        goto out_unimport;
+        goto out_rollback;
     /* Files of pruned certificates go only after the commit, and only our own copies. */
     for (size_t i = 0; i < n_pruned; i++) {
         if (cb_store_owns(st, pruned[i].cert_path))
@@ -262,13 +267,6 @@ int cb_cmd_deploy(struct cb_cli *cli)
     }
     report(cli, &plan, false, unused, n_unused, prune);
     goto out_close;
-out_unimport:
-    if (!existed) {
-        char cert_path[CB_PATH_MAX + 1], key_path[CB_PATH_MAX + 1];
-        cb_store_cert_paths(st, info.thumbprint, cert_path, key_path, sizeof(cert_path));
-        unlink(cert_path);
-        unlink(key_path);
-    }
 out_rollback:
     cb_store_rollback(st);
 out_close:

@@ -91,6 +91,11 @@ int cb_cmd_resolve(struct cb_cli *cli)
         b = cb_snapshot_binding(snap, r.binding);
         if (r.rule == CB_RULE_CCS) {
             usable = ccs_cert(r.ccs->path, thumb, reason, sizeof(reason)) == 0;
+        } else if ((b->flags & CB_OPT_ACME) && b->certhash[0] == '\0') {
+            usable = false;
+            snprintf(reason, sizeof(reason),
+                     "a managed binding (acme=enable) without a certificate yet: serve has not "
+                     "obtained one (see 'certbind show acme')");
         } else {
             snprintf(thumb, sizeof(thumb), "%s", b->certhash);
             usable = cb_svcuser_key_usable(st, b->certhash, reason, sizeof(reason)) == 0;

@@ -1,6 +1,7 @@
 /* cmd_sslcert.c: `add|update|delete|show sslcert`, the binding commands. */
 #include "check/check.h"
 #include "cli/cli.h"
+#include "store/acme.h"
 
 #include <string.h>
 
@@ -9,7 +10,7 @@
 #define BINDING_OPTIONS                                                                            \
     "certhash", "appid", "backend", "proxyprotocol", "ccspath", "disablehttp2", "disabletls12",    \
         "disabletls13", "disablelegacytls", "clientcertnegotiation", "enablesessionticket",        \
-        "disableocspstapling", "reject"
+        "disableocspstapling", "reject", "acme"
 
 static bool is_key_name(const char *name)
 {
@@ -49,6 +50,41 @@ static int cli_options(struct cb_cli *cli, struct cb_binding *b, unsigned *field
             return CB_EINVAL;
     }
     return 0;
+}
+
+/*
+ * The ACME rules of a command line (design section 7): acme=enable with certhash= is
+ * malformed (one or the other manages the certificate), and needs a hostnameport= key.
+ */
+static int acme_options(struct cb_cli *cli, const struct cb_binding *given, unsigned fields)
+{
+    char key[CB_KEY_TEXT_MAX];
+
+    if (!(given->flags_set & given->flags & CB_OPT_ACME))
+        return 0;
+    cb_key_format(&given->key, key, sizeof(key));
+    if (fields & CB_F_CERTHASH)
+        return cb_err_set(&cli->err, CB_EINVAL,
+                          "%s: give either certhash= or acme=enable, not both: certhash= is a "
+                          "certificate you manage, with acme=enable serve obtains and renews one",
+                          key);
+    return cb_binding_acme_key_ok(&given->key, &cli->err);
+}
+
+/* Notes what a managed binding still needs before serve can obtain its certificate. */
+static void acme_notes(struct cb_store *st, const struct cb_binding *b)
+{
+    struct cb_acme_settings acct;
+
+    if (!(b->flags & CB_OPT_ACME))
+        return;
+    if (cb_store_acme_settings_get(st, &acct, NULL) != 0)
+        fprintf(stderr, "certbind: note: no ACME account is set yet; set it so serve can obtain "
+                        "the certificate: certbind set acme directory=URL email=ADDRESS "
+                        "agreetos=yes\n");
+    else if (b->key.kind == CB_KEY_HOST_WILD && acct.dnshook[0] == '\0')
+        fprintf(stderr, "certbind: note: a wildcard name is validated through DNS (DNS-01) only; "
+                        "give the DNS hook: certbind set acme dnshook=PATH\n");
 }
 
 /* "CODE: KEY, KEY: MESSAGE": one finding of check on one line (its first bindings, then the
@@ -106,7 +142,7 @@ int cb_cmd_add_sslcert(struct cb_cli *cli)
     cb_binding_init(&b);
     if ((ret = cb_cli_expect(cli, allowed, 0)) != 0 ||
         (ret = cb_cli_yesno(cli, "force", &force)) != 0 || (ret = cli_key(cli, &b.key)) != 0 ||
-        (ret = cli_options(cli, &b, &fields)) != 0 ||
+        (ret = cli_options(cli, &b, &fields)) != 0 || (ret = acme_options(cli, &b, fields)) != 0 ||
         (ret = cb_binding_validate(&b, &cli->err)) != 0)
         return ret;
     cb_key_format(&b.key, key, sizeof(key));
@@ -120,6 +156,7 @@ int cb_cmd_add_sslcert(struct cb_cli *cli)
         (ret = cb_store_commit(st, &cli->err)) != 0)
         goto out_rollback;
     printf("Added binding %s.\n", key);
+    acme_notes(st, &b);
     if (b.backend[0] && !(b.flags_set & CB_OPT_DISABLEHTTP2))
         fprintf(stderr,
                 "certbind: note: clients are offered h2 (HTTP/2), as HTTP.sys does; if %s "
@@ -146,9 +183,16 @@ int cb_cmd_update_sslcert(struct cb_cli *cli)
     cb_binding_init(&change);
     if ((ret = cb_cli_expect(cli, allowed, 0)) != 0 ||
         (ret = cb_cli_yesno(cli, "force", &force)) != 0 || (ret = cli_key(cli, &change.key)) != 0 ||
-        (ret = cli_options(cli, &change, &fields)) != 0)
+        (ret = cli_options(cli, &change, &fields)) != 0 ||
+        (ret = acme_options(cli, &change, fields)) != 0)
         return ret;
     cb_key_format(&change.key, key, sizeof(key));
+    /* A certificate given by hand makes a managed binding manual again. */
+    if ((fields & CB_F_CERTHASH) && !(change.flags_set & CB_OPT_ACME)) {
+        change.flags &= ~(uint32_t)CB_OPT_ACME;
+        change.flags_set |= CB_OPT_ACME;
+        fields |= CB_F_FLAGS;
+    }
     if (fields == 0)
         return cb_err_set(&cli->err, CB_EINVAL,
                           "nothing to change; give options such as certhash=… or backend=…");
@@ -163,6 +207,14 @@ int cb_cmd_update_sslcert(struct cb_cli *cli)
     if ((ret = cb_store_binding_get(st, &change.key, &current, &cli->err)) != 0)
         goto out_rollback;
     cb_binding_merge(&current, &change, fields);
+    if (!(current.flags & CB_OPT_ACME) && current.certhash[0] == '\0' &&
+        current.key.kind != CB_KEY_CCS) {
+        ret = cb_err_set(&cli->err, CB_EINVAL,
+                         "%s has no certificate yet (serve has not obtained one); to manage it "
+                         "by hand give one: certbind update sslcert %s certhash=THUMBPRINT",
+                         key, key);
+        goto out_rollback;
+    }
     if ((ret = cb_binding_validate(&current, &cli->err)) != 0)
         goto out_rollback;
     if ((fields & CB_F_CERTHASH) &&
@@ -172,6 +224,7 @@ int cb_cmd_update_sslcert(struct cb_cli *cli)
         (ret = cb_store_commit(st, &cli->err)) != 0)
         goto out_rollback;
     printf("Updated binding %s.\n", key);
+    acme_notes(st, &current);
 out_rollback:
     cb_store_rollback(st);
 out_close:
@@ -220,7 +273,7 @@ static json_t *binding_json(const struct cb_binding *b)
     if (b->key.kind == CB_KEY_CCS)
         json_object_set_new(o, "ccspath", json_string(b->ccspath));
     json_object_set_new(o, "proxyprotocol", json_string(cb_proxy_name(b->proxy)));
-    for (uint32_t bit = 1; bit <= CB_OPT_REJECT; bit <<= 1)
+    for (uint32_t bit = 1; bit & CB_OPT_ALL; bit <<= 1)
         json_object_set_new(o, cb_opt_flag_name(bit),
                             json_string(b->flags & bit ? "enable" : "disable"));
     return o;
@@ -246,12 +299,13 @@ static int show_one(const struct cb_binding *b, void *arg)
     if (b->key.kind == CB_KEY_CCS)
         printf("    %-22s: %s\n", "ccspath", b->ccspath);
     else
-        printf("    %-22s: %s\n", "certhash", b->certhash);
+        printf("    %-22s: %s\n", "certhash",
+               b->certhash[0] ? b->certhash : "(none yet: serve obtains it through ACME)");
     printf("    %-22s: %s\n", "backend", b->backend[0] ? b->backend : "(none: answers 503)");
     printf("    %-22s: %s\n", "proxyprotocol", cb_proxy_name(b->proxy));
     if (b->appid[0])
         printf("    %-22s: %s\n", "appid", b->appid);
-    for (uint32_t bit = 1; bit <= CB_OPT_REJECT; bit <<= 1)
+    for (uint32_t bit = 1; bit & CB_OPT_ALL; bit <<= 1)
         printf("    %-22s: %s\n", cb_opt_flag_name(bit), b->flags & bit ? "enable" : "disable");
     return 0;
 }

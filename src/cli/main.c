@@ -21,7 +21,7 @@ static const char usage[] =
     "  show sslcert [KEY]                              list bindings or show one\n"
     "  options: backend=HOST:PORT proxyprotocol=off|v1|v2 appid={GUID} ccspath=/DIR force=yes\n"
     "           disablehttp2 disabletls12 disabletls13 disablelegacytls clientcertnegotiation\n"
-    "           enablesessionticket disableocspstapling reject  (each =enable|disable)\n"
+    "           enablesessionticket disableocspstapling reject acme  (each =enable|disable)\n"
     "Resolution and service:\n"
     "  resolve ip=ADDR port=N [sni=NAME]               which binding answers, and by which rule\n"
     "  check [soon=DAYS]                               every certificate trap, before a client\n"
@@ -33,6 +33,17 @@ static const char usage[] =
     "                                                  the bindings of 'netsh http show sslcert'\n"
     "  import iis applicationHost.config preview=yes   the https site bindings of IIS\n"
     "  set user=NAME                                   the service user serve runs as\n"
+    "Automatic certificates (ACME):\n"
+    "  set acme directory=URL email=ADDRESS [agreetos=yes] [cafile=FILE]\n"
+    "           [eabkid=ID eabhmackey=KEY] [dnshook=PATH] [keytype=ecdsa|rsa]\n"
+    "                                                  the store's ACME account; later calls\n"
+    "                                                  change only the options given\n"
+    "  add sslcert hostnameport=NAME:PORT acme=enable [options]\n"
+    "                                                  a managed binding: serve obtains and\n"
+    "                                                  renews its certificate\n"
+    "  show acme                                       the account and every managed binding\n"
+    "  acme renew [KEY] [force=yes] [wait=SECONDS]     ask the running serve to renew now and\n"
+    "                                                  wait for the outcome (default 120 s)\n"
     "  serve [--workers N] [--handshake-timeout S] [--idle-timeout S] [--grace S]\n"
     "        [--max-connections N] [--max-connections-per-binding N]\n"
     "        [--admin ADDR:PORT [--admin-public]] [--no-affinity]\n"
@@ -57,7 +68,10 @@ static const struct command commands[] = {
     {"delete", "sslcert", cb_cmd_delete_sslcert},
     {"show", "sslcert", cb_cmd_show_sslcert},
     {"resolve", NULL, cb_cmd_resolve},
+    {"set", "acme", cb_cmd_set_acme},
     {"set", NULL, cb_cmd_set},
+    {"show", "acme", cb_cmd_show_acme},
+    {"acme", "*", cb_cmd_acme}, /* acme renew */
     {"serve", NULL, cb_cmd_serve},
     {"check", NULL, cb_cmd_check},
     {"deploy", "*", cb_cmd_deploy}, /* "*": the word after the verb is the file */
@@ -103,9 +117,10 @@ int main(int argc, char **argv)
     }
     if (cli.object != NULL && (strcmp(cli.verb, "add") == 0 || strcmp(cli.verb, "show") == 0 ||
                                strcmp(cli.verb, "delete") == 0 || strcmp(cli.verb, "update") == 0))
-        ret = cb_err_set(&cli.err, CB_EINVAL,
-                         "'certbind %s %s' is not a command; the objects are cert and sslcert",
-                         cli.verb, cli.object);
+        ret =
+            cb_err_set(&cli.err, CB_EINVAL,
+                       "'certbind %s %s' is not a command; the objects are cert, sslcert and acme",
+                       cli.verb, cli.object);
     else
         ret = cb_err_set(&cli.err, CB_EINVAL, "'%s' is not a command; see 'certbind --help'",
                          cli.verb);

@@ -3,24 +3,17 @@
  * certs/ and keys/ beside it. WAL mode so `serve` reads while a command writes;
  * BEGIN IMMEDIATE so two writers serialise (or the second is told to try again).
  */
-#include "store/store.h"
+#include "store/store_int.h"
 
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
-
-#include <sqlite3.h>
-
-struct cb_store {
-    sqlite3 *db;
-    char dir[CB_PATH_MAX + 1];
-    bool in_tx;
-};
 
 static const char *const migrations[] = {
     /* 0 -> 1 */
@@ -46,6 +39,22 @@ static const char *const migrations[] = {
      * as unknown. The last CB_CHANGES_KEPT generations are kept. */
     "CREATE TABLE changes(generation INTEGER NOT NULL, key TEXT NOT NULL);"
     "CREATE INDEX changes_generation ON changes(generation);",
+    /* 2 -> 3: ACME (design section 7). The one account of the store (a single row), the
+     * state of each managed binding (a row appears with its first attempt or renewal
+     * request, and goes with the binding or when it is made manual again; the certificate
+     * it serves is the binding's certhash, never copied here), and which certificates
+     * certbind obtained itself (those may be deleted once no binding uses them). */
+    "CREATE TABLE acme_account(id INTEGER PRIMARY KEY CHECK(id = 1),"
+    "  directory TEXT NOT NULL, email TEXT NOT NULL, agreetos INTEGER NOT NULL,"
+    "  cafile TEXT NOT NULL, eab_kid TEXT NOT NULL, eab_hmac TEXT NOT NULL,"
+    "  dnshook TEXT NOT NULL, keytype INTEGER NOT NULL, account_url TEXT NOT NULL,"
+    "  account_key_path TEXT NOT NULL);"
+    "CREATE TABLE acme_state(key TEXT PRIMARY KEY, status INTEGER NOT NULL,"
+    "  not_after INTEGER NOT NULL, renew_after INTEGER NOT NULL,"
+    "  last_attempt INTEGER NOT NULL, next_attempt INTEGER NOT NULL,"
+    "  failures INTEGER NOT NULL, last_error TEXT NOT NULL,"
+    "  renew_requested INTEGER NOT NULL, renew_force INTEGER NOT NULL);"
+    "ALTER TABLE certs ADD COLUMN acme INTEGER NOT NULL DEFAULT 0;",
 };
 
 #define CB_CHANGES_KEPT 1000
@@ -54,6 +63,25 @@ static const char *const migrations[] = {
 
 #define N_MIGRATIONS (sizeof(migrations) / sizeof(migrations[0]))
 _Static_assert(N_MIGRATIONS == CB_STORE_SCHEMA_VERSION, "one migration per schema version");
+
+static int db_error(struct cb_store *st, struct cb_err *err, int rc, const char *what);
+static int prepare(struct cb_store *st, const char *sql, sqlite3_stmt **stmt, struct cb_err *err);
+static const char *col_text(sqlite3_stmt *stmt, int i);
+
+int cb_store__db_error(struct cb_store *st, struct cb_err *err, int rc, const char *what)
+{
+    return db_error(st, err, rc, what);
+}
+
+int cb_store__prepare(struct cb_store *st, const char *sql, sqlite3_stmt **stmt, struct cb_err *err)
+{
+    return prepare(st, sql, stmt, err);
+}
+
+const char *cb_store__col_text(sqlite3_stmt *stmt, int i)
+{
+    return col_text(stmt, i);
+}
 
 static int db_error(struct cb_store *st, struct cb_err *err, int rc, const char *what)
 {
@@ -207,12 +235,51 @@ out_free:
     return ret;
 }
 
+static void paths_clear(struct cb_store_paths *p, bool unlink_them)
+{
+    for (size_t i = 0; i < p->n; i++) {
+        if (unlink_them)
+            unlink(p->v[i]);
+        free(p->v[i]);
+    }
+    free(p->v);
+    p->v = NULL;
+    p->n = 0;
+}
+
+static int paths_add(struct cb_store *st, struct cb_store_paths *p, const char *path,
+                     struct cb_err *err)
+{
+    if (!cb_store_owns(st, path))
+        return 0; /* files outside the state folder are their owner's */
+    char **nv = realloc(p->v, (p->n + 1) * sizeof(*nv));
+    if (nv == NULL)
+        return cb_err_set(err, CB_ENOMEM, "out of memory");
+    p->v = nv;
+    if ((p->v[p->n] = strdup(path)) == NULL)
+        return cb_err_set(err, CB_ENOMEM, "out of memory");
+    p->n++;
+    return 0;
+}
+
+int cb_store_unlink_on_rollback(struct cb_store *st, const char *path, struct cb_err *err)
+{
+    return paths_add(st, &st->on_rollback, path, err);
+}
+
+int cb_store_unlink_after_commit(struct cb_store *st, const char *path, struct cb_err *err)
+{
+    return paths_add(st, &st->after_commit, path, err);
+}
+
 void cb_store_close(struct cb_store *st)
 {
     if (st == NULL)
         return;
     if (st->in_tx)
         cb_store_rollback(st);
+    paths_clear(&st->on_rollback, true);
+    paths_clear(&st->after_commit, false);
     sqlite3_close(st->db);
     free(st);
 }
@@ -252,6 +319,8 @@ int cb_store_commit(struct cb_store *st, struct cb_err *err)
         return ret;
     }
     st->in_tx = false;
+    paths_clear(&st->on_rollback, false);
+    paths_clear(&st->after_commit, true);
     return 0;
 }
 
@@ -260,6 +329,8 @@ void cb_store_rollback(struct cb_store *st)
     if (sqlite3_get_autocommit(st->db) == 0)
         sqlite3_exec(st->db, "ROLLBACK", NULL, NULL, NULL);
     st->in_tx = false;
+    paths_clear(&st->on_rollback, true);
+    paths_clear(&st->after_commit, false);
 }
 
 /* Text column as a C string, "" for NULL. */
@@ -307,9 +378,15 @@ int cb_store_cert_put(struct cb_store *st, const struct cb_cert_info *info, cons
     sqlite3_stmt *stmt = NULL;
     int ret, rc;
 
-    if ((ret = prepare(
-             st, "INSERT OR REPLACE INTO certs VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
-             &stmt, err)) != 0)
+    /* An upsert, not a replace: a certificate certbind obtained stays marked as such. */
+    if ((ret = prepare(st,
+                       "INSERT INTO certs(thumbprint, sha256, subject, not_before, not_after, "
+                       "key_type, chain_len, cert_path, key_path, added_at) "
+                       "VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10) "
+                       "ON CONFLICT(thumbprint) DO UPDATE SET sha256 = ?2, subject = ?3, "
+                       "not_before = ?4, not_after = ?5, key_type = ?6, chain_len = ?7, "
+                       "cert_path = ?8, key_path = ?9, added_at = ?10",
+                       &stmt, err)) != 0)
         return ret;
     sqlite3_bind_text(stmt, 1, info->thumbprint, -1, SQLITE_STATIC);
     sqlite3_bind_text(stmt, 2, info->sha256, -1, SQLITE_STATIC);
@@ -350,7 +427,7 @@ int cb_store_cert_put(struct cb_store *st, const struct cb_cert_info *info, cons
 
 static const char cert_columns[] =
     "SELECT thumbprint, sha256, subject, not_before, not_after, key_type, chain_len, "
-    "cert_path, key_path, added_at FROM certs";
+    "cert_path, key_path, added_at, acme FROM certs";
 
 static int names_of(struct cb_store *st, sqlite3_stmt *names, struct cb_cert_row *row)
 {
@@ -385,6 +462,7 @@ static int row_from_stmt(struct cb_store *st, sqlite3_stmt *stmt, sqlite3_stmt *
     abs_path(st, col_text(stmt, 7), row->cert_path, sizeof(row->cert_path));
     abs_path(st, col_text(stmt, 8), row->key_path, sizeof(row->key_path));
     row->added_at = sqlite3_column_int64(stmt, 9);
+    row->acme_issued = sqlite3_column_int(stmt, 10) != 0;
     int ret = row->info.subject == NULL ? CB_ENOMEM : names_of(st, names, row);
     if (ret != 0) {
         cb_cert_row_clear(row);
@@ -426,6 +504,25 @@ out_finalize:
     sqlite3_finalize(names);
     sqlite3_finalize(stmt);
     return ret;
+}
+
+int cb_store_cert_mark_acme(struct cb_store *st, const char *thumbprint, struct cb_err *err)
+{
+    sqlite3_stmt *stmt;
+    int ret, rc;
+
+    if ((ret = prepare(st, "UPDATE certs SET acme = 1 WHERE thumbprint = ?1", &stmt, err)) != 0)
+        return ret;
+    sqlite3_bind_text(stmt, 1, thumbprint, -1, SQLITE_STATIC);
+    rc = sqlite3_step(stmt);
+    sqlite3_finalize(stmt);
+    if (rc != SQLITE_DONE)
+        return db_error(st, err, rc, "marking a certificate");
+    if (sqlite3_changes(st->db) == 0)
+        return cb_err_set(err, CB_ENOENT,
+                          "no certificate %s in the store; list them with 'certbind show cert'",
+                          thumbprint);
+    return 0;
 }
 
 int cb_store_cert_delete(struct cb_store *st, const char *thumbprint, struct cb_err *err)
@@ -494,7 +591,8 @@ int cb_store_decode_binding(const char *key, const char *certhash, const char *a
         goto bad;
     if (ccspath[0] && cb_binding_set_option(out, "ccspath", ccspath, &fields, &e) != 0)
         goto bad;
-    if (flags < 0 || flags > 0xff || proxy < CB_PROXY_OFF || proxy > CB_PROXY_V2) {
+    if (flags < 0 || (flags & ~(int64_t)CB_OPT_ALL) != 0 || proxy < CB_PROXY_OFF ||
+        proxy > CB_PROXY_V2) {
         snprintf(e.msg, sizeof(e.msg), "option values out of range");
         goto bad;
     }
@@ -615,6 +713,9 @@ static int binding_write(struct cb_store *st, const struct cb_binding *b, bool i
         return cb_err_set(err, CB_ENOENT,
                           "no binding %s; create it with 'certbind add sslcert %s certhash=…'",
                           text, text);
+    /* A binding made manual again forgets its ACME state. */
+    if (!(b->flags & CB_OPT_ACME) && (ret = cb_store__acme_state_drop(st, text, err)) != 0)
+        return ret;
     return record_change(st, text, err);
 }
 
@@ -646,6 +747,8 @@ int cb_store_binding_delete(struct cb_store *st, const struct cb_binding_key *ke
     if (sqlite3_changes(st->db) == 0)
         return cb_err_set(err, CB_ENOENT,
                           "no binding %s; list bindings with 'certbind show sslcert'", text);
+    if ((ret = cb_store__acme_state_drop(st, text, err)) != 0)
+        return ret;
     return record_change(st, text, err);
 }
 
@@ -1042,4 +1145,58 @@ int cb_store_changes_since(struct cb_store *st, uint64_t from, struct cb_store_c
     if (ret != 0)
         cb_store_changes_clear(out);
     return ret;
+}
+
+/* STATE/serve.lock: held with an open-file-description lock (F_OFD_SETLK) by the running
+ * serve, so that neither a close() elsewhere in that process nor a fork releases it. */
+static void serve_lock_path(const struct cb_store *st, char *out, size_t size)
+{
+    snprintf(out, size, "%s/serve.lock", st->dir);
+}
+
+int cb_store_serve_lock(struct cb_store *st, int *fd, struct cb_err *err)
+{
+    char path[CB_PATH_MAX + 32];
+    struct flock fl = {.l_type = F_WRLCK, .l_whence = SEEK_SET};
+    int lfd;
+
+    serve_lock_path(st, path, sizeof(path));
+    lfd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (lfd < 0)
+        return cb_err_set(err, errno == EACCES ? CB_EPERM : CB_EIO, "cannot open %s: %s", path,
+                          strerror(errno));
+    if (fcntl(lfd, F_OFD_SETLK, &fl) != 0) {
+        int e = errno;
+        close(lfd);
+        if (e == EAGAIN || e == EACCES)
+            return cb_err_set(err, CB_EBUSY,
+                              "another certbind serve is running on the state folder %s; stop it "
+                              "first (systemctl stop certbind) or give this one another --state",
+                              st->dir);
+        return cb_err_set(err, CB_EIO, "cannot lock %s: %s", path, strerror(e));
+    }
+    *fd = lfd;
+    return 0;
+}
+
+int cb_store_serve_running(struct cb_store *st, bool *running)
+{
+    char path[CB_PATH_MAX + 32];
+    struct flock fl = {.l_type = F_WRLCK, .l_whence = SEEK_SET};
+    int fd;
+
+    serve_lock_path(st, path, sizeof(path));
+    fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        if (errno != ENOENT)
+            return errno == EACCES ? CB_EPERM : CB_EIO;
+        *running = false; /* no serve ever ran here */
+        return 0;
+    }
+    int rc = fcntl(fd, F_OFD_GETLK, &fl);
+    close(fd);
+    if (rc != 0)
+        return CB_EIO;
+    *running = fl.l_type != F_UNLCK;
+    return 0;
 }

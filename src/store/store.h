@@ -12,7 +12,7 @@
 #include "binding/snapshot.h"
 #include "store/cert_info.h"
 
-#define CB_STORE_SCHEMA_VERSION 2
+#define CB_STORE_SCHEMA_VERSION 3
 
 struct cb_store;
 
@@ -22,6 +22,7 @@ struct cb_cert_row {
     char cert_path[CB_PATH_MAX + 1]; /* absolute */
     char key_path[CB_PATH_MAX + 1];  /* absolute */
     int64_t added_at;
+    bool acme_issued; /* obtained by serve through ACME, not imported by a person */
 };
 
 enum cb_store_mode { CB_STORE_READ = 0, CB_STORE_WRITE = 1 };
@@ -41,6 +42,29 @@ int cb_store_begin(struct cb_store *st, struct cb_err *err) CB_MUST_CHECK;
 int cb_store_commit(struct cb_store *st, struct cb_err *err) CB_MUST_CHECK;
 void cb_store_rollback(struct cb_store *st);
 
+/*
+ * Files that follow the current transaction (path borrowed, copied; ignored unless it
+ * lies inside the state folder, cb_store_owns): _on_rollback removes a file written for
+ * rows the transaction adds when it is rolled back (or fails to commit, or the store is
+ * closed inside it); _after_commit removes a file of rows it deletes once it has
+ * committed, so a crash before the commit leaves the old rows whole. CB_ENOMEM.
+ */
+int cb_store_unlink_on_rollback(struct cb_store *st, const char *path,
+                                struct cb_err *err) CB_MUST_CHECK;
+int cb_store_unlink_after_commit(struct cb_store *st, const char *path,
+                                 struct cb_err *err) CB_MUST_CHECK;
+
+/*
+ * The running serve's lock: STATE/serve.lock, held with an open-file-description write
+ * lock (fcntl F_OFD_SETLK) for as long as *fd stays open. The daemon takes it once at
+ * start (it is kept across fork, and closing other descriptors of the file does not
+ * drop it); closing *fd releases it. CB_EBUSY when another serve holds it.
+ */
+int cb_store_serve_lock(struct cb_store *st, int *fd, struct cb_err *err) CB_MUST_CHECK;
+/* Whether any process holds the serve lock (fcntl F_OFD_GETLK; a classic POSIX lock
+ * counts too). CB_EIO/CB_EPERM when the lock file cannot be read. */
+int cb_store_serve_running(struct cb_store *st, bool *running) CB_MUST_CHECK;
+
 /* Certificates. Paths are stored relative to the state folder when inside it. */
 int cb_store_cert_put(struct cb_store *st, const struct cb_cert_info *info, const char *cert_path,
                       const char *key_path, struct cb_err *err) CB_MUST_CHECK;
@@ -49,6 +73,10 @@ int cb_store_cert_get(struct cb_store *st, const char *thumbprint, struct cb_cer
                       struct cb_err *err) CB_MUST_CHECK;
 int cb_store_cert_delete(struct cb_store *st, const char *thumbprint,
                          struct cb_err *err) CB_MUST_CHECK;
+/* Marks a stored certificate as obtained through ACME (cb_cert_row.acme_issued), which
+ * lets cb_certstore_rebind delete it once no binding uses it. CB_ENOENT when absent. */
+int cb_store_cert_mark_acme(struct cb_store *st, const char *thumbprint,
+                            struct cb_err *err) CB_MUST_CHECK;
 /* Calls fn for each certificate in thumbprint order; fn borrows row. A non-zero
  * return from fn stops the walk and is returned. */
 typedef int (*cb_cert_fn)(const struct cb_cert_row *row, void *ctx);

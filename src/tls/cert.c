@@ -157,8 +157,11 @@ static EVP_PKEY *pem_key(const unsigned char *buf, size_t len, const char *passw
     return k;
 }
 
+/* The key comes from key_path when given, else from key_mem (key_mem_len bytes) when
+ * given, else from buf itself. */
 static int load_pem(const char *path, const unsigned char *buf, size_t len, const char *key_path,
-                    const char *password, struct cb_cert_bundle *b, struct cb_err *err)
+                    const unsigned char *key_mem, size_t key_mem_len, const char *password,
+                    struct cb_cert_bundle *b, struct cb_err *err)
 {
     STACK_OF(X509) *certs = sk_X509_new_null();
     unsigned char *kbuf = NULL;
@@ -183,6 +186,8 @@ static int load_pem(const char *path, const unsigned char *buf, size_t len, cons
         if ((ret = read_file(key_path, &kbuf, &klen, err)) != 0)
             goto out_free_certs;
         b->key = pem_key(kbuf, klen, password, &enc);
+    } else if (key_mem != NULL) {
+        b->key = pem_key(key_mem, key_mem_len, password, &enc);
     } else {
         b->key = pem_key(buf, len, password, &enc);
     }
@@ -200,6 +205,8 @@ static int load_pem(const char *path, const unsigned char *buf, size_t len, cons
                              where);
         else if (key_path != NULL)
             ret = cb_err_set(err, CB_EBADFILE, "%s holds no PEM private key", key_path);
+        else if (key_mem != NULL)
+            ret = cb_err_set(err, CB_EBADFILE, "the key given with %s is no PEM private key", path);
         else
             ret = cb_err_set(err, CB_EBADFILE,
                              "%s holds no private key; give the key file with key=FILE", path);
@@ -318,7 +325,7 @@ int cb_cert_bundle_load(const char *path, const char *key_path, const char *pass
     if ((ret = read_file(path, &buf, &len, err)) != 0)
         goto out_free_bundle;
     if (is_pem(buf, len)) {
-        ret = load_pem(path, buf, len, key_path, password, b, err);
+        ret = load_pem(path, buf, len, key_path, NULL, 0, password, b, err);
     } else if (key_path != NULL) {
         ret = cb_err_set(err, CB_EBADFILE,
                          "%s is not PEM; key= is only for PEM certificates (a PKCS#12 file "
@@ -334,6 +341,45 @@ int cb_cert_bundle_load(const char *path, const char *key_path, const char *pass
     *out = b;
     return 0;
 out_free_bundle:
+    cb_cert_bundle_free(b);
+    return ret;
+}
+
+int cb_cert_bundle_from_pem(const char *what, const char *chain_pem, size_t chain_len,
+                            const char *key_pem, size_t key_len, struct cb_cert_bundle **out,
+                            struct cb_err *err)
+{
+    struct cb_cert_bundle *b = NULL;
+    unsigned char *chain = NULL, *key = NULL;
+    int ret;
+
+    if (chain_len > CB_MAX_INPUT_FILE || key_len > CB_MAX_INPUT_FILE)
+        return cb_err_set(err, CB_EBADFILE, "%s is too large (over 16 MiB)", what);
+    /* NUL-terminated copies: the PEM readers look for markers with strstr(). */
+    b = calloc(1, sizeof(*b));
+    chain = malloc(chain_len + 1);
+    key = malloc(key_len + 1);
+    if (b == NULL || chain == NULL || key == NULL) {
+        ret = cb_err_set(err, CB_ENOMEM, "out of memory");
+        goto out_free;
+    }
+    memcpy(chain, chain_pem, chain_len);
+    chain[chain_len] = '\0';
+    memcpy(key, key_pem, key_len);
+    key[key_len] = '\0';
+    if (!is_pem(chain, chain_len)) {
+        ret = cb_err_set(err, CB_EBADFILE, "%s is not a PEM certificate chain", what);
+        goto out_free;
+    }
+    if ((ret = load_pem(what, chain, chain_len, NULL, key, key_len, NULL, b, err)) != 0)
+        goto out_free;
+    *out = b;
+    b = NULL;
+out_free:
+    if (key != NULL)
+        OPENSSL_cleanse(key, key_len + 1);
+    free(key);
+    free(chain);
     cb_cert_bundle_free(b);
     return ret;
 }

@@ -23,6 +23,14 @@ struct cb_cert_bundle; /* a leaf, its chain and its private key */
  */
 int cb_cert_bundle_load(const char *path, const char *key_path, const char *password,
                         struct cb_cert_bundle **out, struct cb_err *err) CB_MUST_CHECK;
+/*
+ * The same from memory: chain_pem (leaf and chain, PEM) and key_pem (an unencrypted PEM
+ * key), both borrowed (the caller cleanses the key). what names the source in messages
+ * ("the certificate issued for www.example.com"). CB_EBADFILE as above.
+ */
+int cb_cert_bundle_from_pem(const char *what, const char *chain_pem, size_t chain_len,
+                            const char *key_pem, size_t key_len, struct cb_cert_bundle **out,
+                            struct cb_err *err) CB_MUST_CHECK;
 void cb_cert_bundle_free(struct cb_cert_bundle *b);
 /* The leaf's SHA-1 thumbprint, upper-case hex. */
 int cb_cert_bundle_thumbprint(const struct cb_cert_bundle *b,

@@ -47,6 +47,8 @@ CODES = {
     "chain-incomplete": "error",
     "weak-key": "warning",
     "no-default-for-non-sni": "warning",
+    "acme-failing": "error",
+    "acme-pending": "warning",
 }
 
 

@@ -43,12 +43,17 @@ def every_code(cb):
     cb.bind("ipport=192.0.2.3:9443", weak)
     # port 10443: a central store folder that does not exist
     cb.ok("add", "sslcert", "ccs=10443", "ccspath=%s" % (cb.base / "no-such-folder"))
-    # a binding row damaged behind certbind's back
+    # port 443 again: managed bindings (ACME) without a certificate, one of them failing
+    cb.ok("add", "sslcert", "hostnameport=pending.example.com:443", "acme=enable", "force=yes")
+    cb.ok("add", "sslcert", "hostnameport=failing.example.com:443", "acme=enable", "force=yes")
+    # a binding row damaged behind certbind's back; the state serve writes for a failure
     import sqlite3
     db = sqlite3.connect(str(cb.state / "certbind.db"))
     with db:
         db.execute("INSERT INTO bindings VALUES('ipport=127.0.0.5:11443', 'xyz', '', "
                    "'', '', 0, 0)")
+        db.execute("INSERT INTO acme_state VALUES('hostnameport=failing.example.com:443', 3, "
+                   "0, 0, 1700000000, 1700000060, 1, 'urn:ietf:params:acme:error:dns', 0, 0)")
     db.close()
     return {
         "store-damaged": "ipport=127.0.0.5:11443",
@@ -64,6 +69,8 @@ def every_code(cb):
         "weak-key": "ipport=192.0.2.3:9443",
         "ccs-missing": "ccs=10443",
         "no-default-for-non-sni": None,  # on 8443 and 10443
+        "acme-pending": "hostnameport=pending.example.com:443",
+        "acme-failing": "hostnameport=failing.example.com:443",
     }
 
 

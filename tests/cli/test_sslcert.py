@@ -13,6 +13,7 @@ def defaults(key, certhash):
     d = {"key": key, "certhash": certhash, "appid": None, "backend": None,
          "proxyprotocol": "off"}
     d.update({t: "disable" for t in TOGGLES})
+    d["acme"] = "disable"  # a manual binding (acme=enable: test_acme.py)
     return d
 
 

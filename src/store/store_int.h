@@ -1,0 +1,38 @@
+/*
+ * Internal to src/store: the store handle and the SQLite helpers that the store's files
+ * (store.c, acme.c) share. Nothing outside src/store includes this.
+ */
+#ifndef CB_STORE_STORE_INT_H
+#define CB_STORE_STORE_INT_H
+
+#include "store/store.h"
+
+#include <sqlite3.h>
+
+/* Paths to remove when the current transaction ends: `on_rollback` if it is rolled back
+ * (files written for rows that never were), `after_commit` once it is committed (files
+ * of rows it deleted). Owned strings. */
+struct cb_store_paths {
+    char **v;
+    size_t n;
+};
+
+struct cb_store {
+    sqlite3 *db;
+    char dir[CB_PATH_MAX + 1];
+    bool in_tx;
+    struct cb_store_paths on_rollback, after_commit;
+};
+
+/* Prepares sql; a failure fills err as cb_store__db_error does. */
+int cb_store__prepare(struct cb_store *st, const char *sql, sqlite3_stmt **stmt,
+                      struct cb_err *err) CB_MUST_CHECK;
+/* Turns an SQLite result code into a CB_E* code and a message saying what to do. */
+int cb_store__db_error(struct cb_store *st, struct cb_err *err, int rc, const char *what);
+/* Text column as a C string, "" for NULL. */
+const char *cb_store__col_text(sqlite3_stmt *stmt, int i);
+/* Forgets the ACME state of binding key (deleted, or made manual again): acme.c. */
+int cb_store__acme_state_drop(struct cb_store *st, const char *key,
+                              struct cb_err *err) CB_MUST_CHECK;
+
+#endif
