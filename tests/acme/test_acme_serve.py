@@ -187,6 +187,7 @@ def test_keys_are_private_to_the_service_user_and_never_logged(env):
     env.ensure_issued(A)
     (path,) = db_row(env.st, "SELECT account_key_path FROM acme_account")
     assert path, "no account key path in the store"
+    path = str(env.st.state / path) if not os.path.isabs(path) else path
     keys = [path] + [str(env.st.key_file(b["certhash"])) for b in env.show()["bindings"]
                      if b["certhash"]]
     uid = pwd.getpwnam(SERVICE_USER).pw_uid if IS_ROOT else os.getuid()
