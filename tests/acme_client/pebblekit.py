@@ -166,15 +166,6 @@ class ChallTestSrv:
     def add_a(self, host, addresses):
         self.post("/add-a", {"host": host, "addresses": list(addresses)})
 
-    def dns_queries(self, host):
-        """The DNS questions asked about host (a trailing dot is added), as recorded."""
-        name = host if host.endswith(".") else host + "."
-        with urllib.request.urlopen(
-                urllib.request.Request(self.url + "/dns-request-history",
-                                       data=json.dumps({"host": name}).encode(), method="POST"),
-                timeout=10) as r:
-            return json.loads(r.read() or b"[]") or []
-
     def close(self):
         stop(self.proc)
         self.log.close()
