@@ -86,7 +86,8 @@ static int on_client_hello(SSL *ssl, int *alert, void *arg)
     struct cb_hello_choice ch;
     (void)arg;
 
-    enum cb_hello_outcome o = cb_hello_choose(ssl, W.snap, W.bind_tls, NULL, &a->local, false, &ch);
+    enum cb_hello_outcome o =
+        cb_hello_choose(ssl, W.snap, W.bind_tls, NULL, NULL, &a->local, false, &ch);
     if (a->calls++ > 0) {
         /* After a HelloRetryRequest the server keeps its first choice; the same
          * bytes must lead to the same one. */

@@ -440,6 +440,12 @@ int cb_admin_render_metrics(const struct cb_admin_model *m, struct cb_metrics *s
               (unsigned long long)g[CB_GMETRIC_HANDED_OFF],
               (unsigned long long)g[CB_GMETRIC_CERTS_LOADED], m->n_bindings, m->errors, m->warnings,
               (unsigned long long)m->generation, (long long)m->changed_at, workers_alive);
+    sb_printf(&sb,
+              "# HELP certbind_acme_challenges_answered_total TLS-ALPN-01 validations answered "
+              "with a challenge certificate.\n"
+              "# TYPE certbind_acme_challenges_answered_total counter\n"
+              "certbind_acme_challenges_answered_total %llu\n",
+              (unsigned long long)g[CB_GMETRIC_ACME_ANSWERED]);
     cb_metrics_totals_free(t);
     if (sb.failed) {
         free(sb.p);

@@ -178,9 +178,25 @@ int cb_daemon_run(const struct cb_daemon_config *dc, struct cb_err *err)
     opts.cfg.handoff_rx = -1;
     if (opts.workers > 1 && !dc->no_affinity && (ret = open_handoff(&opts, err)) != 0)
         goto out_stats;
+    int lock_fd = -1;
+    struct cb_store *st = NULL;
+    struct cb_err lerr = {0};
+    if (cb_store_open(opts.state_dir, CB_STORE_READ, &st, &lerr) == 0 &&
+        cb_store_serve_lock(st, &lock_fd, &lerr) == 0) {
+        opts.acme_owner = true;
+    } else {
+        char q[900];
+        cb_log("warn", "serve_lock",
+               "reason=%s consequence=\"this serve does not obtain ACME "
+               "certificates\"",
+               cb_log_quote(lerr.msg, q, sizeof(q)));
+    }
+    cb_store_close(st);
     cb_log("info", "start", "version=%s workers=%d state=%s user=%s", CB_VERSION, opts.workers,
            opts.state_dir, have_user ? user.name : "(current)");
     ret = cb_supervise(&opts, dc->admin, err);
+    if (lock_fd >= 0)
+        close(lock_fd);
     close_handoff(&opts, opts.workers);
 out_stats:
     cb_metrics_free(opts.stats);

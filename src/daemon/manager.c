@@ -1,18 +1,29 @@
 /*
  * manager.c: the background process of `certbind serve`. Work that writes the store
- * or waits on the outside world runs here, never on a worker's loop: today the
- * linked certificate files (`add cert … link=yes`), whose renewal on disk this
- * process turns into a store change that the workers then pick up like any other.
+ * or waits on the outside world runs here, never on a worker's loop:
+ *  - the linked certificate files (`add cert … link=yes`), whose renewal on disk this
+ *    process turns into a store change that the workers then pick up like any other;
+ *  - ACME (design/bindings.md section 7): every second the managed bindings are looked
+ *    at, and the first one due is ordered on a thread of libuv's pool (one order at a
+ *    time), so that this loop still answers signals while a CA, a DNS hook or a
+ *    validation takes its time.
  */
+#include "daemon/acme_order.h"
+#include "daemon/acme_policy.h"
 #include "daemon/serve_int.h"
 #include "daemon/watch.h"
+#include "store/acme.h"
 #include "util/log.h"
+
+#include <stdio.h>
+#include <time.h>
 
 #include <signal.h>
 #include <string.h>
 #include <unistd.h>
 
 #define CB_MANAGER_POLL_MS 500
+#define CB_ACME_TICK_MS 1000
 
 struct manager {
     uv_loop_t loop;
@@ -21,7 +32,146 @@ struct manager {
     uv_timer_t poll;
     uv_signal_t sigterm, sigint, sighup;
     uint64_t data_version;
+    const struct cb_serve_opts *opts;
+    /* ACME: one order at a time, on the thread pool. */
+    uv_timer_t acme_tick;
+    uv_work_t acme_work;
+    struct cb_acme_job order;
+    volatile int acme_abort; /* SIGTERM: the order stops at its next step */
+    bool acme_busy, acme_recovered, stopping;
 };
+
+/* ---- ACME ------------------------------------------------------------------ */
+
+#define CB_ACME_BATCH 16 /* state writes collected during one walk of the store */
+
+struct pick {
+    int64_t now;
+    char due[CB_KEY_TEXT_MAX]; /* the first binding due, "" none */
+    /* Writes to make once the walk is over (the store is being read during it). */
+    struct cb_acme_state put[CB_ACME_BATCH];
+    size_t n_put;
+};
+
+/* Looks at one managed binding: the first due is taken; a request that is not forced
+ * and finds nothing due is declined (cleared). */
+static int on_state(const struct cb_acme_state *s, void *arg)
+{
+    struct pick *p = arg;
+    int64_t when;
+
+    switch (cb_acme_due(s, p->now, &when)) {
+    case CB_ACME_DUE:
+        if (p->due[0] == '\0')
+            snprintf(p->due, sizeof(p->due), "%s", s->key);
+        break;
+    case CB_ACME_DECLINE:
+        if (p->n_put == CB_ACME_BATCH)
+            break; /* the next tick takes the rest */
+        p->put[p->n_put] = *s;
+        p->put[p->n_put].renew_requested = 0;
+        p->put[p->n_put].renew_force = false;
+        p->n_put++;
+        cb_log("info", "acme_renew_declined",
+               "binding=%s reason=\"not due; force=yes orders anyway\" renew_after=%lld", s->key,
+               (long long)s->renew_after);
+        break;
+    case CB_ACME_NOT_DUE:
+        break;
+    }
+    return 0;
+}
+
+/* An attempt cut short (serve stopped or crashed during it) is not under way any more. */
+static int on_recover(const struct cb_acme_state *s, void *arg)
+{
+    struct pick *p = arg;
+    if (s->status != CB_ACME_RENEWING || p->n_put == CB_ACME_BATCH)
+        return 0;
+    struct cb_acme_state *r = &p->put[p->n_put++];
+    *r = *s;
+    r->status = r->certhash[0] ? CB_ACME_VALID : CB_ACME_PENDING;
+    r->next_attempt = p->now;
+    return 0;
+}
+
+/* Makes the writes a walk collected, in one transaction. */
+static void put_collected(struct manager *m, struct pick *p)
+{
+    struct cb_err err = {0};
+    char q[900];
+
+    if (p->n_put == 0)
+        return;
+    if (cb_store_begin(m->st, &err) == 0) {
+        for (size_t i = 0; i < p->n_put; i++)
+            if (cb_store_acme_state_put(m->st, &p->put[i], &err) != 0)
+                goto out_rollback;
+        if (cb_store_commit(m->st, &err) == 0)
+            goto out_done;
+    out_rollback:
+        cb_store_rollback(m->st);
+    }
+    cb_log("error", "acme_state_failed", "reason=%s", cb_log_quote(err.msg, q, sizeof(q)));
+out_done:
+    p->n_put = 0;
+}
+
+static void on_order_work(uv_work_t *req)
+{
+    struct manager *m = req->data;
+    cb_acme_job_run(&m->order);
+}
+
+static void on_order_done(uv_work_t *req, int status)
+{
+    struct manager *m = req->data;
+    char q[1200];
+    (void)status;
+
+    m->acme_busy = false;
+    if (m->order.ok)
+        cb_log("info", "acme_issued", "binding=%s certhash=%s not_after=%lld renew_after=%lld",
+               m->order.key, m->order.thumb, (long long)m->order.not_after,
+               (long long)m->order.renew_after);
+    else
+        cb_log("error", "acme_failed", "binding=%s reason=%s next_attempt_in_s=%lld", m->order.key,
+               cb_log_quote(m->order.error, q, sizeof(q)),
+               (long long)(m->order.next_attempt ? m->order.next_attempt - time(NULL) : 0));
+}
+
+static void on_acme_tick(uv_timer_t *t)
+{
+    struct manager *m = t->data;
+    struct cb_err err = {0};
+    struct pick p = {.now = time(NULL)};
+    struct cb_acme_settings set;
+
+    if (m->acme_busy || m->stopping || !m->opts->acme_owner)
+        return;
+    if (cb_store_acme_settings_get(m->st, &set, NULL) != 0)
+        return; /* no account: nothing is managed */
+    if (!m->acme_recovered) {
+        m->acme_recovered = true;
+        if (cb_store_acme_state_foreach(m->st, on_recover, &p, &err) != 0)
+            return;
+        put_collected(m, &p);
+    }
+    if (cb_store_acme_state_foreach(m->st, on_state, &p, &err) != 0)
+        return;
+    put_collected(m, &p);
+    if (p.due[0] == '\0')
+        return;
+    memset(&m->order, 0, sizeof(m->order));
+    snprintf(m->order.state_dir, sizeof(m->order.state_dir), "%s", m->opts->state_dir);
+    snprintf(m->order.key, sizeof(m->order.key), "%s", p.due);
+    m->order.abort = &m->acme_abort;
+    m->acme_work.data = m;
+    if (uv_queue_work(&m->loop, &m->acme_work, on_order_work, on_order_done) == 0) {
+        m->acme_busy = true;
+        cb_log("info", "acme_order", "binding=%s", p.due);
+    }
+}
 
 /* The store changed (by a command, or by the watcher itself): linked files may differ. */
 static void on_poll(uv_timer_t *t)
@@ -56,6 +206,8 @@ static void on_signal(uv_signal_t *h, int signum)
         cb_watch_refresh(m->watch);
         return;
     }
+    m->stopping = true;
+    m->acme_abort = 1; /* an order under way stops at its next step; the loop waits for it */
     cb_watch_close(m->watch);
     m->watch = NULL;
     uv_walk(&m->loop, close_walk, NULL);
@@ -63,7 +215,7 @@ static void on_signal(uv_signal_t *h, int signum)
 
 int cb_manager_main(const struct cb_serve_opts *opts, int ready_fd)
 {
-    struct manager m = {0};
+    struct manager m = {.opts = opts};
     struct cb_err err = {0};
     char q[900];
     int status = 1;
@@ -82,6 +234,9 @@ int cb_manager_main(const struct cb_serve_opts *opts, int ready_fd)
     uv_timer_init(&m.loop, &m.poll);
     m.poll.data = &m;
     uv_timer_start(&m.poll, on_poll, CB_MANAGER_POLL_MS, CB_MANAGER_POLL_MS);
+    uv_timer_init(&m.loop, &m.acme_tick);
+    m.acme_tick.data = &m;
+    uv_timer_start(&m.acme_tick, on_acme_tick, 0, CB_ACME_TICK_MS);
     uv_signal_init(&m.loop, &m.sigterm);
     uv_signal_init(&m.loop, &m.sigint);
     uv_signal_init(&m.loop, &m.sighup);

@@ -1,7 +1,9 @@
 /* runtime_build.c: from the store to what a worker serves. */
 #include "daemon/runtime_build.h"
 #include "binding/hostport.h"
+#include "store/challenge.h"
 #include "tls/cert.h"
+#include "tls/challenge.h"
 #include "util/log.h"
 
 #include <netdb.h>
@@ -106,6 +108,42 @@ static void cert_entry(struct cb_store *st, struct cb_tls_cache *cache, const ch
     cb_tls_cache_get(cache, thumb, cert_path, key_path, eager, out, reused);
 }
 
+/* A managed binding (acme=enable) that has no certificate yet: its handshakes fail, and
+ * say so, until the manager binds the first one the ACME CA issues. */
+static bool awaiting_acme(const struct cb_snap_binding *b)
+{
+    return (b->flags & CB_OPT_ACME) && b->certhash[0] == '\0';
+}
+
+static void awaiting(struct cb_tls_entry *out)
+{
+    cb_tls_entry_set_error(out, "waiting for its first certificate from the ACME CA");
+}
+
+/* The pending TLS-ALPN-01 challenges, parsed: a small set, always read whole. One that
+ * cannot be served is kept (its validations fail and say why) and, when log, logged. */
+static int load_challenges(struct cb_store *st, bool log, struct cb_tls_challenges **out,
+                           struct cb_err *err)
+{
+    struct cb_challenge *v = NULL;
+    size_t n = 0;
+    int ret;
+
+    if ((ret = cb_store_challenges_load(st, &v, &n, err)) != 0)
+        return ret;
+    ret = cb_tls_challenges_new(v, n, out, err);
+    cb_challenges_free(v, n);
+    for (size_t i = 0; ret == 0 && log && i < cb_tls_challenges_count(*out); i++) {
+        const struct cb_tls_challenge *c = cb_tls_challenges_at(*out, i);
+        const char *why = cb_tls_challenge_error(c);
+        char q[900];
+        if (why != NULL)
+            cb_log("error", "challenge_broken", "name=%s reason=%s", cb_tls_challenge_name(c),
+                   cb_log_quote(why, q, sizeof(q)));
+    }
+    return ret;
+}
+
 /* A binding whose store row is damaged: it fails its handshakes until the row is fixed. */
 static void damaged(struct cb_tls_entry *out)
 {
@@ -141,6 +179,10 @@ int cb_runtime_build(struct cb_store *st, struct cb_tls_cache *cache, bool log_b
     rt->cache = cache;
     if ((ret = cb_store_load_snapshot(st, &rt->snap, err)) != 0)
         goto out_free;
+    rt->generation = cb_snapshot_generation(rt->snap);
+    /* Read after the snapshot's generation: at least as new as it, never older. */
+    if ((ret = load_challenges(st, log_broken, &rt->challenges, err)) != 0)
+        goto out_free;
     if (log_broken && (ret = cb_store_damaged_foreach(st, log_damaged, NULL, err)) != 0)
         goto out_free;
     if ((ret = cb_store_cert_foreach(st, collect, &cs, err)) != 0) {
@@ -171,6 +213,8 @@ int cb_runtime_build(struct cb_store *st, struct cb_tls_cache *cache, bool log_b
             damaged(&rt->bind_tls[i]);
         } else if (b->kind == CB_KEY_CCS) {
             continue;
+        } else if (awaiting_acme(b)) {
+            awaiting(&rt->bind_tls[i]);
         } else {
             struct cert_ref key, *ref;
             memcpy(key.thumb, b->certhash, sizeof(key.thumb));
@@ -212,7 +256,8 @@ int cb_runtime_build(struct cb_store *st, struct cb_tls_cache *cache, bool log_b
     clock_gettime(CLOCK_MONOTONIC, &t1);
     stats->bindings = n;
     stats->broken = rt->n_broken;
-    stats->generation = cb_snapshot_generation(rt->snap);
+    stats->generation = rt->generation;
+    stats->challenges = cb_tls_challenges_count(rt->challenges);
     stats->ms = (double)(t1.tv_sec - t0.tv_sec) * 1e3 + (double)(t1.tv_nsec - t0.tv_nsec) / 1e6;
     *out = rt;
     return 0;
@@ -237,6 +282,10 @@ static void entry_for(struct cb_store *st, struct cb_tls_cache *cache,
     *loaded = false;
     if (b->flags & CB_OPT_DAMAGED) {
         damaged(out);
+        return;
+    }
+    if (awaiting_acme(b)) {
+        awaiting(out);
         return;
     }
     int ret = cb_store_cert_get(st, b->certhash, &row, &err);
@@ -266,26 +315,36 @@ int cb_runtime_derive(struct cb_store *st, struct cb_tls_cache *cache, const str
 
     clock_gettime(CLOCK_MONOTONIC, &t0);
     memset(stats, 0, sizeof(*stats));
-    ret = cb_store_changes_since(st, cb_snapshot_generation(old->snap), &ch, err);
+    ret = cb_store_changes_since(st, old->generation, &ch, err);
     if (ret == CB_ENOENT)
         return CB_SNAPSHOT_REBUILD;
     if (ret != 0)
         return ret;
-    if (ch.generation == cb_snapshot_generation(old->snap)) {
+    if (ch.generation == old->generation) {
         cb_store_changes_clear(&ch);
         *out = cb_runtime_ref((struct cb_runtime *)old);
         stats->generation = ch.generation;
         stats->bindings = cb_snapshot_count(old->snap);
         stats->broken = old->n_broken;
+        stats->challenges = cb_tls_challenges_count(old->challenges);
         return 0;
     }
-    ret = cb_snapshot_derive(old->snap, ch.set, ch.n_set, ch.removed, ch.n_removed, ch.generation,
-                             &snap, &src, err);
+    /* Only challenges changed: the same snapshot (with central-store files too), shared;
+     * the bindings' entries are copied below as they are, nothing is read but the
+     * challenges. Otherwise the snapshot follows the changed bindings. */
+    bool shared = ch.only_challenges;
+    bool challenges = ch.challenges;
+    uint64_t generation = ch.generation;
+    if (shared)
+        snap = cb_snapshot_ref(old->snap);
+    else
+        ret = cb_snapshot_derive(old->snap, ch.set, ch.n_set, ch.removed, ch.n_removed,
+                                 ch.generation, &snap, &src, err);
     cb_store_changes_clear(&ch);
     if (ret != 0)
         return ret; /* CB_SNAPSHOT_REBUILD included */
 
-    size_t n = cb_snapshot_count(snap);
+    size_t n = cb_snapshot_count(snap), nf = shared ? cb_snapshot_ccs_count(snap) : 0;
     rt = calloc(1, sizeof(*rt));
     if (rt == NULL) {
         cb_snapshot_unref(snap);
@@ -295,9 +354,10 @@ int cb_runtime_derive(struct cb_store *st, struct cb_tls_cache *cache, const str
     rt->refs = 1;
     rt->cache = cache;
     rt->snap = snap;
+    rt->generation = generation;
     rt->bind_tls = calloc(n ? n : 1, sizeof(*rt->bind_tls));
     rt->backends = calloc(n ? n : 1, sizeof(*rt->backends));
-    rt->file_tls = calloc(1, sizeof(*rt->file_tls));
+    rt->file_tls = calloc(nf ? nf : 1, sizeof(*rt->file_tls));
     rt->active = calloc(n ? n : 1, sizeof(*rt->active));
     rt->stat = calloc(n ? n : 1, sizeof(*rt->stat));
     if (rt->bind_tls == NULL || rt->backends == NULL || rt->file_tls == NULL ||
@@ -305,17 +365,26 @@ int cb_runtime_derive(struct cb_store *st, struct cb_tls_cache *cache, const str
         ret = cb_err_set(err, CB_ENOMEM, "out of memory");
         goto out_free;
     }
+    if (challenges) {
+        if ((ret = load_challenges(st, log_broken, &rt->challenges, err)) != 0)
+            goto out_free;
+    } else {
+        rt->challenges = cb_tls_challenges_ref(old->challenges);
+    }
+    for (size_t i = 0; i < nf; i++)
+        cb_tls_entry_copy(&rt->file_tls[i], &old->file_tls[i]);
     for (uint32_t i = 0; i < n; i++) {
         const struct cb_snap_binding *b = cb_snapshot_binding(snap, i);
+        uint32_t from = src != NULL ? src[i] : i;
         bool loaded = false;
-        if (src[i] != CB_SNAPSHOT_NEW) {
+        if (from != CB_SNAPSHOT_NEW) {
             /* Unchanged: the same certificate, backend address and counters. */
-            const struct cb_backend *ob = &old->backends[src[i]];
+            const struct cb_backend *ob = &old->backends[from];
             rt->backends[i] = *ob;
             rt->backends[i].error = ob->error ? strdup(ob->error) : NULL;
-            rt->stat[i] = old->stat[src[i]];
-            if (cb_tls_entry_error(&old->bind_tls[src[i]]) == NULL) {
-                cb_tls_entry_copy(&rt->bind_tls[i], &old->bind_tls[src[i]]);
+            rt->stat[i] = old->stat[from];
+            if (cb_tls_entry_error(&old->bind_tls[from]) == NULL || b->kind == CB_KEY_CCS) {
+                cb_tls_entry_copy(&rt->bind_tls[i], &old->bind_tls[from]);
                 stats->certs_reused++;
                 continue;
             }
@@ -336,13 +405,15 @@ int cb_runtime_derive(struct cb_store *st, struct cb_tls_cache *cache, const str
         }
     }
     for (uint32_t i = 0; i < n; i++)
-        if (cb_tls_entry_error(&rt->bind_tls[i]) != NULL)
+        if (cb_snapshot_binding(snap, i)->kind != CB_KEY_CCS &&
+            cb_tls_entry_error(&rt->bind_tls[i]) != NULL)
             rt->n_broken++;
     free(src);
     clock_gettime(CLOCK_MONOTONIC, &t1);
     stats->bindings = n;
     stats->broken = rt->n_broken;
-    stats->generation = cb_snapshot_generation(snap);
+    stats->generation = rt->generation;
+    stats->challenges = cb_tls_challenges_count(rt->challenges);
     stats->derived = true;
     stats->ms = (double)(t1.tv_sec - t0.tv_sec) * 1e3 + (double)(t1.tv_nsec - t0.tv_nsec) / 1e6;
     *out = rt;

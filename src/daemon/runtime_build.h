@@ -11,7 +11,8 @@ struct cb_runtime_stats {
     size_t certs_reused; /* entries kept from the cache: not parsed again */
     uint64_t generation;
     double ms;
-    bool derived; /* from the previous runtime and the store's change log */
+    bool derived;      /* from the previous runtime and the store's change log */
+    size_t challenges; /* pending TLS-ALPN-01 challenges in the runtime */
 };
 
 /*

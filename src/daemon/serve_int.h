@@ -30,6 +30,9 @@ struct cb_serve_opts {
     int (*handoff)[2];
     int *handoff_tx;
     int admin_fd; /* the admin port's listening socket, or -1 */
+    /* The serve lock (STATE/serve.lock) is ours: `acme renew` sees a serve, and this one's
+     * manager obtains certificates (a second serve on the same folder does not). */
+    bool acme_owner;
 };
 
 /* A worker's life, in the forked child: returns its exit status. */

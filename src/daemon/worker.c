@@ -48,9 +48,9 @@ static void log_snapshot(const struct worker *w, const struct cb_runtime_stats *
         return;
     cb_log("info", "snapshot",
            "generation=%llu bindings=%zu broken=%zu certs_new=%zu certs_reused=%zu "
-           "build=%s build_ms=%.1f",
+           "challenges=%zu build=%s build_ms=%.1f",
            (unsigned long long)stats->generation, stats->bindings, stats->broken, stats->certs_new,
-           stats->certs_reused, stats->derived ? "changes" : "full", stats->ms);
+           stats->certs_reused, stats->challenges, stats->derived ? "changes" : "full", stats->ms);
 }
 
 /* Listens on what rt needs. An address that cannot be listened on is logged and breaks

@@ -257,6 +257,29 @@ static bool over_binding_cap(struct cb_conn *c, uint32_t binding, int *alert)
     return true;
 }
 
+/*
+ * An ACME server's TLS-ALPN-01 validation (RFC 8737): the challenge certificate, or a
+ * refusal that says why. It is nobody's binding: no cap, no backend, no request counted.
+ */
+static int on_validation(struct cb_conn *c, SSL *ssl, enum cb_hello_outcome o,
+                         const struct cb_hello_choice *ch, int *alert)
+{
+    if (o == CB_HELLO_NO_CHALLENGE) {
+        count_failure(c, CB_METRIC_FAIL_PROTOCOL, CB_GMETRIC_PROTOCOL);
+        cb_conn_log(c, "warn", "handshake_failed", ch->error);
+        return CB_TLS_HELLO_REFUSE;
+    }
+    if (cb_tls_apply_challenge(ssl, ch->challenge) != 0) {
+        count_failure(c, CB_METRIC_FAIL_KEY, CB_GMETRIC_PROTOCOL);
+        cb_conn_log(c, "warn", "handshake_failed",
+                    "the TLS library refused the challenge certificate and key");
+        *alert = cb_tls_alert_internal_error();
+        return CB_TLS_HELLO_REFUSE;
+    }
+    c->validation = true;
+    return CB_TLS_HELLO_OK;
+}
+
 int cb_conn_on_client_hello(SSL *ssl, int *alert, void *arg)
 {
     struct cb_conn *c = cb_tls_conn_owner(ssl);
@@ -266,7 +289,7 @@ int cb_conn_on_client_hello(SSL *ssl, int *alert, void *arg)
     (void)arg;
 
     /* A second ClientHello (after HelloRetryRequest) keeps the first one's choice. */
-    if (c->binding != NULL)
+    if (c->binding != NULL || c->validation)
         return CB_TLS_HELLO_OK;
     /* Nothing was chosen yet: resolve against the newest bindings (and count there). */
     if (rt != srv->rt) {
@@ -275,12 +298,13 @@ int cb_conn_on_client_hello(SSL *ssl, int *alert, void *arg)
     }
     /* A certificate not parsed yet is parsed on the thread pool, the handshake paused
      * meanwhile: the loop goes on serving everyone else. */
-    enum cb_hello_outcome o =
-        cb_hello_choose(ssl, rt->snap, rt->bind_tls, rt->file_tls, &c->local, true, &ch);
+    enum cb_hello_outcome o = cb_hello_choose(ssl, rt->snap, rt->bind_tls, rt->file_tls,
+                                              rt->challenges, &c->local, true, &ch);
     if (o == CB_HELLO_UNPARSED) {
         if (pause_for(c, ch.tls))
             return CB_TLS_HELLO_RETRY;
-        o = cb_hello_choose(ssl, rt->snap, rt->bind_tls, rt->file_tls, &c->local, false, &ch);
+        o = cb_hello_choose(ssl, rt->snap, rt->bind_tls, rt->file_tls, rt->challenges, &c->local,
+                            false, &ch);
         if (ch.loaded_now) /* parsed here after all (counted in on_parse_done otherwise) */
             cb_server_count(srv, CB_GMETRIC_CERTS_LOADED);
     }
@@ -290,6 +314,8 @@ int cb_conn_on_client_hello(SSL *ssl, int *alert, void *arg)
     }
     memcpy(c->sni, ch.sni, strlen(ch.sni) + 1);
     *alert = ch.alert;
+    if (o == CB_HELLO_CHALLENGE || o == CB_HELLO_NO_CHALLENGE)
+        return on_validation(c, ssl, o, &ch, alert);
     if (o == CB_HELLO_BAD_SNI) {
         count_failure(c, CB_METRIC_FAIL_PROTOCOL, CB_GMETRIC_PROTOCOL);
         cb_conn_log(c, "warn", "handshake_failed", "malformed server_name");
@@ -412,6 +438,15 @@ static void do_handshake(struct cb_conn *c)
     char why[256];
 
     enum cb_tls_io io = cb_tls_handshake(c->ssl);
+    if (io == CB_TLS_IO_OK && c->validation) {
+        /* RFC 8737 section 3: the handshake is the whole answer; no application data. */
+        cb_server_count(c->srv, CB_GMETRIC_ACME_ANSWERED);
+        cb_conn_log(c, "info", "acme_challenge_answered",
+                    "TLS-ALPN-01 challenge certificate served");
+        cb_tls_shutdown(c->ssl);
+        cb_conn_close(c);
+        return;
+    }
     if (io == CB_TLS_IO_OK) {
         if ((c->st = binding_metrics(c)) != NULL) {
             cb_metric_add(&c->st->v[CB_METRIC_HANDSHAKES], 1);

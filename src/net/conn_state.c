@@ -18,7 +18,8 @@ static const struct {
     {CB_CONN_HANDSHAKE, CB_CONN_WAIT},       /* HTTP: the backend waits for a request */
     {CB_CONN_HANDSHAKE, CB_CONN_CONNECTING}, /* another protocol: the backend at once */
     {CB_CONN_HANDSHAKE, CB_CONN_RELAY},      /* no backend: the relay answers 503 */
-    {CB_CONN_HANDSHAKE, CB_CONN_CLOSED},     /* refused, failed, timed out */
+    {CB_CONN_HANDSHAKE, CB_CONN_CLOSED},     /* refused, failed, timed out; a TLS-ALPN-01
+                                              * validation answered (nothing follows) */
     {CB_CONN_WAIT, CB_CONN_CONNECTING},      /* the first request came */
     {CB_CONN_WAIT, CB_CONN_CLOSED},          /* left or idle before asking; drained */
     {CB_CONN_CONNECTING, CB_CONN_RELAY},     /* the backend answered */

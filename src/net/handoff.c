@@ -16,6 +16,7 @@
 #include <netinet/in.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 union handoff_cmsg {
@@ -123,6 +124,12 @@ static int owner_of(struct cb_conn *c, enum cb_peek pk, const unsigned char *nam
     char sni[CB_NAME_MAX + 1];
 
     if (pk == CB_PEEK_SNI && cb_sni_normalize(name, len, sni) != 0)
+        return srv->cfg.worker;
+    /* A name with a pending TLS-ALPN-01 challenge is handshaken where it lands: every
+     * worker has every challenge, and the peek does not read ALPN to tell a validation
+     * from an ordinary client (these are few, and only while a validation is under way). */
+    if (pk == CB_PEEK_SNI &&
+        cb_tls_challenges_find(rt->challenges, sni, (int64_t)time(NULL)) != NULL)
         return srv->cfg.worker;
     const struct cb_tls_entry *e = cb_hello_entry_for(rt->snap, rt->bind_tls, rt->file_tls,
                                                       &c->local, pk == CB_PEEK_SNI ? sni : NULL);

@@ -50,7 +50,8 @@ enum cb_metric {
     XX(CAPACITY, "capacity")                                                                       \
     XX(STATS_FULL, "stats_full")                                                                   \
     XX(HANDED_OFF, "handed_off")                                                                   \
-    XX(CERTS_LOADED, "certs_loaded")
+    XX(CERTS_LOADED, "certs_loaded")                                                               \
+    XX(ACME_ANSWERED, "acme_challenges_answered")
 
 enum cb_gmetric {
 #define XX(id, name) CB_GMETRIC_##id,

@@ -1,5 +1,6 @@
 /* runtime.c: the reference count of what a worker serves from (net/runtime.h). */
 #include "net/runtime.h"
+#include "tls/challenge.h"
 
 #include <stdlib.h>
 
@@ -28,6 +29,7 @@ void cb_runtime_unref(struct cb_runtime *rt)
     free(rt->backends);
     free(rt->active);
     free(rt->stat);
+    cb_tls_challenges_unref(rt->challenges);
     cb_snapshot_unref(rt->snap);
     free(rt);
 }

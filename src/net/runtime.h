@@ -24,8 +24,13 @@ struct cb_backend {
     char *error;        /* owned: why a configured backend has no address */
 };
 
+struct cb_tls_challenges;
+
 struct cb_runtime {
     int refs;
+    /* The store generation it is of: its snapshot's, or newer when only the challenges
+     * changed since (the snapshot is then shared with the runtime it was derived from). */
+    uint64_t generation;
     struct cb_snapshot *snap;       /* owned reference */
     struct cb_tls_entry *bind_tls;  /* per binding (unused for ccs bindings) */
     struct cb_tls_entry *file_tls;  /* per central-store file */
@@ -33,6 +38,9 @@ struct cb_runtime {
     uint32_t *active;               /* per binding: open connections (for the per-binding cap) */
     struct cb_metrics_entry **stat; /* per binding: its counters, found on first use (or NULL) */
     size_t n_broken;
+    /* Owned reference, or NULL: the pending TLS-ALPN-01 challenges (tls/challenge.h), every
+     * one in every worker, so any worker answers a validation it accepts. */
+    struct cb_tls_challenges *challenges;
     /* Borrowed: the worker's certificate cache. Whoever builds the runtime keeps the cache
      * alive as long as any reference to the runtime is (never freed under a live one);
      * net/ reads it only through a runtime it holds a reference to (a connection's c->rt). */

@@ -55,6 +55,8 @@ struct cb_conn {
     uint32_t cap_idx; /* its binding's index in srv->rt, which may be newer than rt */
     bool want_cr, want_cw, want_br, want_bw;
     bool failure_counted;        /* a failed handshake was counted under its reason */
+    bool validation;             /* a TLS-ALPN-01 validation served its challenge: closed after the
+                                  * handshake, never relayed (c->binding stays NULL) */
     struct cb_metrics_entry *st; /* the binding's counters once the handshake is done (open) */
     uint64_t last_active;
     uint64_t accepted_ms; /* cb_accept_clock_ms() at accept, in whichever worker accepted it */

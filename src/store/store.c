@@ -55,6 +55,10 @@ static const char *const migrations[] = {
     "  failures INTEGER NOT NULL, last_error TEXT NOT NULL,"
     "  renew_requested INTEGER NOT NULL, renew_force INTEGER NOT NULL);"
     "ALTER TABLE certs ADD COLUMN acme INTEGER NOT NULL DEFAULT 0;",
+    /* 3 -> 4: pending TLS-ALPN-01 challenges (store/challenge.h), one per server name: the
+     * challenge certificate and its throwaway key, PEM, until `expires` (epoch seconds). */
+    "CREATE TABLE challenges(name TEXT PRIMARY KEY, cert_pem TEXT NOT NULL,"
+    "  key_pem TEXT NOT NULL, expires INTEGER NOT NULL);",
 };
 
 #define CB_CHANGES_KEPT 1000
@@ -679,6 +683,11 @@ static int record_change(struct cb_store *st, const char *key, struct cb_err *er
     return rc == SQLITE_DONE ? 0 : db_error(st, err, rc, "recording a change");
 }
 
+int cb_store__record_change(struct cb_store *st, const char *key, struct cb_err *err)
+{
+    return record_change(st, key, err);
+}
+
 static int binding_write(struct cb_store *st, const struct cb_binding *b, bool insert,
                          struct cb_err *err)
 {
@@ -1094,14 +1103,21 @@ static int changes_read(struct cb_store *st, uint64_t from, struct cb_store_chan
                        &stmt, err)) != 0)
         return ret;
     sqlite3_bind_int64(stmt, 1, (sqlite3_int64)from);
-    size_t cap = 0;
+    size_t cap = 0, rows = 0;
     while ((rc = sqlite3_step(stmt)) == SQLITE_ROW) {
         struct cb_binding_key key;
         struct cb_binding b;
         const char *text = (const char *)sqlite3_column_text(stmt, 0);
-        if (out->n_set + out->n_removed >= CB_CHANGES_MAX) {
+        /* Every row counts against the LIMIT, challenge rows included: past it, keys
+         * may have been left unread. */
+        if (++rows > CB_CHANGES_MAX) {
             ret = CB_ENOENT;
             goto out_finalize;
+        }
+        if (text != NULL &&
+            strncmp(text, CB_STORE_CHANGE_CHALLENGE, sizeof(CB_STORE_CHANGE_CHALLENGE) - 1) == 0) {
+            out->challenges = true; /* a small set, read whole by whoever applies this */
+            continue;
         }
         if (text == NULL || cb_key_parse_word(text, &key, NULL) != 0) {
             ret = CB_ENOENT; /* not a key this version understands: read everything */
@@ -1128,7 +1144,30 @@ static int changes_read(struct cb_store *st, uint64_t from, struct cb_store_chan
         else
             goto out_finalize;
     }
-    ret = rc == SQLITE_DONE ? 0 : db_error(st, err, rc, "reading the changes");
+    if (rc != SQLITE_DONE) {
+        ret = db_error(st, err, rc, "reading the changes");
+        goto out_finalize;
+    }
+    sqlite3_finalize(stmt);
+    stmt = NULL;
+    ret = 0;
+    if (out->challenges && out->n_set == 0 && out->n_removed == 0) {
+        /* Challenge puts and deletes are commits of their own: when every generation
+         * since `from` is one, nothing else (no certificate, no setting) changed. */
+        if ((ret = prepare(st,
+                           "SELECT count(DISTINCT generation) FROM changes WHERE generation > ?1 "
+                           "AND generation <= ?2 AND substr(key, 1, length(?3)) = ?3",
+                           &stmt, err)) != 0)
+            return ret;
+        sqlite3_bind_int64(stmt, 1, (sqlite3_int64)from);
+        sqlite3_bind_int64(stmt, 2, (sqlite3_int64)gen);
+        sqlite3_bind_text(stmt, 3, CB_STORE_CHANGE_CHALLENGE, -1, SQLITE_STATIC);
+        rc = sqlite3_step(stmt);
+        if (rc != SQLITE_ROW)
+            ret = db_error(st, err, rc, "reading the changes");
+        else
+            out->only_challenges = (uint64_t)sqlite3_column_int64(stmt, 0) == gen - from;
+    }
 out_finalize:
     sqlite3_finalize(stmt);
     return ret;

@@ -12,7 +12,7 @@
 #include "binding/snapshot.h"
 #include "store/cert_info.h"
 
-#define CB_STORE_SCHEMA_VERSION 3
+#define CB_STORE_SCHEMA_VERSION 4
 
 struct cb_store;
 
@@ -136,6 +136,9 @@ struct cb_store_changes {
     size_t n_set;
     struct cb_binding_key *removed; /* owned: keys no longer in the store */
     size_t n_removed;
+    bool challenges;      /* the pending TLS-ALPN-01 challenges changed (store/challenge.h):
+                           * read them again with cb_store_challenges_load */
+    bool only_challenges; /* and every commit since `from` changed them and nothing else */
 };
 /*
  * Reads, in one transaction, what changed since generation `from`. CB_ENOENT when

@@ -35,4 +35,14 @@ const char *cb_store__col_text(sqlite3_stmt *stmt, int i);
 int cb_store__acme_state_drop(struct cb_store *st, const char *key,
                               struct cb_err *err) CB_MUST_CHECK;
 
+/*
+ * Change-log keys that are not binding keys: a commit that changed the pending
+ * TLS-ALPN-01 challenges records "challenge=NAME". cb_store_changes_since reports them
+ * as `challenges` (a certbind that predates them reads every binding again instead).
+ */
+#define CB_STORE_CHANGE_CHALLENGE "challenge="
+
+/* Notes in the change log that the open transaction changed `key` (borrowed). */
+int cb_store__record_change(struct cb_store *st, const char *key, struct cb_err *err) CB_MUST_CHECK;
+
 #endif

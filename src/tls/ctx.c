@@ -11,6 +11,7 @@
  */
 #include "tls/ctx.h"
 #include "tls/cert.h"
+#include "tls/challenge.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -170,19 +171,21 @@ static void grow(struct cb_tls_cache *c)
 static int on_alpn(SSL *ssl, const unsigned char **out, unsigned char *outlen,
                    const unsigned char *in, unsigned inlen, void *arg)
 {
-    static const unsigned char both[] = "\x02h2\x08http/1.1";
-    static const unsigned char h1[] = "\x08http/1.1";
     const struct cb_snap_binding *b = SSL_get_ex_data(ssl, binding_index);
     (void)arg;
-    /* h2 only where a backend can take it: a binding without one answers in HTTP/1.1. */
+    /* h2 only where a backend can take it: a binding without one answers in HTTP/1.1.
+     * acme-tls/1 only on a connection served a TLS-ALPN-01 challenge (tls/challenge.h). */
     bool h2 = b != NULL && b->backend != NULL && !(b->flags & CB_OPT_DISABLEHTTP2);
-    const unsigned char *server = h2 ? both : h1;
-    unsigned server_len = h2 ? sizeof(both) - 1 : sizeof(h1) - 1;
 
-    if (SSL_select_next_proto((unsigned char **)out, outlen, server, server_len, in, inlen) !=
-        OPENSSL_NPN_NEGOTIATED)
-        return SSL_TLSEXT_ERR_NOACK;
-    return SSL_TLSEXT_ERR_OK;
+    switch (cb_tls_alpn_choose(cb_tls_is_challenge(ssl), h2, in, inlen, out, outlen)) {
+    case CB_ALPN_SELECTED:
+        return SSL_TLSEXT_ERR_OK;
+    case CB_ALPN_FATAL:
+        return SSL_TLSEXT_ERR_ALERT_FATAL; /* no_application_protocol */
+    case CB_ALPN_NONE:
+        break;
+    }
+    return SSL_TLSEXT_ERR_NOACK;
 }
 
 /* Every context gets the same safe defaults. */

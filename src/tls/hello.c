@@ -4,6 +4,7 @@
 
 #include <netinet/in.h>
 #include <string.h>
+#include <time.h>
 
 #include <openssl/ssl.h>
 #include <openssl/tls1.h>
@@ -49,11 +50,33 @@ const struct cb_tls_entry *cb_hello_entry_for(const struct cb_snapshot *snap,
     return entry_of(snap, &r, bind_tls, file_tls);
 }
 
-enum cb_hello_outcome cb_hello_choose(SSL *ssl, const struct cb_snapshot *snap,
-                                      const struct cb_tls_entry *bind_tls,
-                                      const struct cb_tls_entry *file_tls,
-                                      const struct sockaddr_storage *local, bool defer_load,
-                                      struct cb_hello_choice *out)
+/* A TLS-ALPN-01 validation for out->sni ("" when none was sent): its challenge, or why
+ * there is none. Never a binding's certificate. */
+static enum cb_hello_outcome choose_challenge(const struct cb_tls_challenges *challenges,
+                                              struct cb_hello_choice *out)
+{
+    const struct cb_tls_challenge *c =
+        out->sni[0] ? cb_tls_challenges_find(challenges, out->sni, (int64_t)time(NULL)) : NULL;
+
+    out->alert = SSL_AD_NO_APPLICATION_PROTOCOL;
+    if (out->sni[0] == '\0') {
+        out->error = "acme-tls/1 offered without a server_name";
+        return CB_HELLO_NO_CHALLENGE;
+    }
+    if (c == NULL) {
+        out->error = "acme-tls/1 offered for a name with no pending challenge";
+        return CB_HELLO_NO_CHALLENGE;
+    }
+    if ((out->error = cb_tls_challenge_error(c)) != NULL)
+        return CB_HELLO_NO_CHALLENGE;
+    out->challenge = c;
+    return CB_HELLO_CHALLENGE;
+}
+
+enum cb_hello_outcome
+cb_hello_choose(SSL *ssl, const struct cb_snapshot *snap, const struct cb_tls_entry *bind_tls,
+                const struct cb_tls_entry *file_tls, const struct cb_tls_challenges *challenges,
+                const struct sockaddr_storage *local, bool defer_load, struct cb_hello_choice *out)
 {
     const unsigned char *ext;
     size_t ext_len;
@@ -64,6 +87,7 @@ enum cb_hello_outcome cb_hello_choose(SSL *ssl, const struct cb_snapshot *snap,
     out->b = NULL;
     out->tls = NULL;
     out->error = NULL;
+    out->challenge = NULL;
     out->loaded_now = false;
     if (SSL_client_hello_get0_ext(ssl, TLSEXT_TYPE_server_name, &ext, &ext_len) == 1) {
         if (cb_sni_parse(ext, ext_len, out->sni) != 0) {
@@ -73,6 +97,12 @@ enum cb_hello_outcome cb_hello_choose(SSL *ssl, const struct cb_snapshot *snap,
         }
         q.sni = out->sni;
     }
+    /* An ACME validation (RFC 8737 section 3) is answered before, and apart from, the
+     * bindings: a managed binding waiting for its first certificate has nothing to serve. */
+    if (SSL_client_hello_get0_ext(ssl, TLSEXT_TYPE_application_layer_protocol_negotiation, &ext,
+                                  &ext_len) == 1 &&
+        cb_tls_acme_offer(ext, ext_len) == CB_ACME_OFFER_ONLY)
+        return choose_challenge(challenges, out);
     set_local(&q, local);
     cb_resolve(snap, &q, &r);
     if (r.rule == CB_RULE_NONE) {

@@ -1,0 +1,368 @@
+/*
+ * acme_order.c: one order (see acme_order.h). The account key is made on first use
+ * (state folder, keys/acme-account.key, 0600) and the account registered once; a new
+ * key is made for every certificate. TLS-ALPN-01 challenges are published through the
+ * store and checked against serve itself before the CA is told; DNS-01 ones go through
+ * the hook. The issued certificate enters the store and the binding moves to it in one
+ * transaction, as `deploy` does.
+ */
+#include "daemon/acme_order.h"
+#include "acme/client.h"
+#include "certstore/certstore.h"
+#include "daemon/acme_policy.h"
+#include "store/acme.h"
+#include "store/challenge.h"
+#include "tls/acme_crypto.h"
+#include "tls/io.h"
+#include "tls/probe.h"
+#include "util/log.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <spawn.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+extern char **environ;
+
+#define CB_ACME_PROBE_OKS 8 /* self-checks in a row, so every worker answers */
+#define CB_ACME_PROBE_WINDOW_MS 5000
+
+struct solver_ctx {
+    struct cb_store *st;
+    const struct cb_acme_settings *set;
+    uint16_t port;
+};
+
+static uint32_t rnd32(void)
+{
+    uint32_t r = 0;
+    if (cb_tls_random(&r, sizeof(r)) != 0)
+        r = (uint32_t)time(NULL);
+    return r;
+}
+
+static void sleep_ms(long ms)
+{
+    struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (ms % 1000) * 1000000L};
+    while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
+        ;
+}
+
+/* Runs `hook verb fqdn value` in a process group of its own, bounded by the timeout. */
+static int run_hook(const char *hook, const char *verb, const char *fqdn, const char *value,
+                    struct cb_err *err)
+{
+    char *argv[] = {(char *)hook, (char *)verb, (char *)fqdn, (char *)value, NULL};
+    posix_spawnattr_t attr;
+    pid_t pid;
+    int status = 0, rc;
+
+    posix_spawnattr_init(&attr);
+    posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGMASK);
+    posix_spawnattr_setpgroup(&attr, 0);
+    sigset_t none;
+    sigemptyset(&none);
+    posix_spawnattr_setsigmask(&attr, &none);
+    rc = posix_spawn(&pid, hook, NULL, &attr, argv, environ);
+    posix_spawnattr_destroy(&attr);
+    if (rc != 0)
+        return cb_err_set(err, CB_EFAILED, "the DNS hook %s cannot run: %s", hook, strerror(rc));
+    for (long waited = 0;; waited += 50) {
+        pid_t w = waitpid(pid, &status, WNOHANG);
+        if (w == pid)
+            break;
+        if (w < 0 && errno != EINTR)
+            return cb_err_set(err, CB_EFAILED, "the DNS hook %s: %s", hook, strerror(errno));
+        if (waited >= CB_ACME_HOOK_TIMEOUT_S * 1000L) {
+            kill(-pid, SIGKILL);
+            waitpid(pid, &status, 0);
+            return cb_err_set(err, CB_EFAILED,
+                              "the DNS hook %s %s %s did not finish within %d s; it was stopped",
+                              hook, verb, fqdn, CB_ACME_HOOK_TIMEOUT_S);
+        }
+        sleep_ms(50); /* a child process has no event to wait on here but its exit */
+    }
+    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+        return cb_err_set(err, CB_EFAILED, "the DNS hook %s %s %s failed (exit status %d)", hook,
+                          verb, fqdn, WIFEXITED(status) ? WEXITSTATUS(status) : -1);
+    return 0;
+}
+
+/* Asks serve itself for the challenge until every worker has it (several answers in a
+ * row), as the CA will: the workers pick the store change up within a second. */
+static int self_check(const char *name, uint16_t port, struct cb_err *err)
+{
+    int oks = 0;
+    for (long waited = 0; waited < CB_ACME_PROBE_WINDOW_MS; waited += 20) {
+        if (cb_tls_alpn_probe("127.0.0.1", port, name, 2000, err) == 0) {
+            if (++oks >= CB_ACME_PROBE_OKS)
+                return 0;
+            continue;
+        }
+        oks = 0;
+        sleep_ms(20); /* the workers apply store changes within a second */
+    }
+    return cb_err_set(err, CB_EFAILED,
+                      "serve did not answer TLS-ALPN-01 for %s on port %u within %d ms (%s)", name,
+                      port, CB_ACME_PROBE_WINDOW_MS, err->msg);
+}
+
+static int present(void *arg, const char *type, const char *identifier, const char *token,
+                   const char *key_auth, struct cb_err *err)
+{
+    struct solver_ctx *sc = arg;
+    (void)token;
+
+    if (strcmp(type, "dns-01") == 0) {
+        char value[44];
+        if (sc->set->dnshook[0] == '\0')
+            return cb_err_set(err, CB_EFAILED,
+                              "%s needs DNS-01 and no DNS hook is set: certbind set acme "
+                              "dnshook=PATH",
+                              identifier);
+        if (cb_acme_dns01_value(key_auth, value) != 0)
+            return cb_err_set(err, CB_EFAILED, "cannot compute the DNS-01 value");
+        return run_hook(sc->set->dnshook, "add", identifier, value, err);
+    }
+    char *cert = NULL, *key = NULL;
+    int ret = cb_acme_alpn_cert(identifier, key_auth, &cert, &key, err);
+    if (ret == 0)
+        ret = cb_store_challenge_put(sc->st, identifier, cert, key, time(NULL) + 3600, err);
+    free(cert);
+    if (key != NULL)
+        cb_acme_secret_free(key, strlen(key));
+    if (ret == 0)
+        ret = self_check(identifier, sc->port, err);
+    return ret;
+}
+
+static void cleanup(void *arg, const char *type, const char *identifier, const char *token,
+                    const char *key_auth)
+{
+    struct solver_ctx *sc = arg;
+    struct cb_err err = {0};
+    char q[900];
+    (void)token;
+
+    if (strcmp(type, "dns-01") == 0) {
+        char value[44];
+        if (sc->set->dnshook[0] != '\0' && cb_acme_dns01_value(key_auth, value) == 0 &&
+            run_hook(sc->set->dnshook, "del", identifier, value, &err) != 0)
+            cb_log("warn", "acme_hook_failed", "name=%s reason=%s", identifier,
+                   cb_log_quote(err.msg, q, sizeof(q)));
+        return;
+    }
+    if (cb_store_challenge_delete(sc->st, identifier, &err) != 0)
+        cb_log("warn", "acme_challenge_left", "name=%s reason=%s", identifier,
+               cb_log_quote(err.msg, q, sizeof(q)));
+}
+
+/* The account key: made (and saved 0600) on first use, its path kept in the settings. */
+static int account_key(struct cb_store *st, struct cb_acme_settings *set, struct cb_acme_key **out,
+                       struct cb_err *err)
+{
+    int ret;
+
+    if (set->account_key_path[0] != '\0' && access(set->account_key_path, F_OK) == 0)
+        return cb_acme_key_load(set->account_key_path, out, err);
+    snprintf(set->account_key_path, sizeof(set->account_key_path), "%s/keys/acme-account.key",
+             cb_store_dir(st));
+    if ((ret = cb_acme_key_generate(CB_ACME_KEY_EC256, out, err)) != 0)
+        return ret;
+    if ((ret = cb_acme_key_save(*out, set->account_key_path, err)) != 0 ||
+        (ret = cb_store_begin(st, err)) != 0)
+        goto out_free;
+    if ((ret = cb_store_acme_settings_put(st, set, err)) != 0 ||
+        (ret = cb_store_commit(st, err)) != 0) {
+        cb_store_rollback(st);
+        goto out_free;
+    }
+    cb_log("info", "acme_account_key", "path=%s", set->account_key_path);
+    return 0;
+out_free:
+    cb_acme_key_free(*out);
+    *out = NULL;
+    return ret;
+}
+
+/* The state at the start of an attempt: the request taken, the attempt recorded. */
+static int mark_start(struct cb_store *st, struct cb_acme_state *s, int64_t now, struct cb_err *err)
+{
+    int ret;
+
+    s->status = s->certhash[0] ? CB_ACME_RENEWING : CB_ACME_PENDING;
+    s->last_attempt = now;
+    s->renew_requested = 0;
+    s->renew_force = false;
+    if ((ret = cb_store_begin(st, err)) != 0)
+        return ret;
+    if ((ret = cb_store_acme_state_put(st, s, err)) != 0 || (ret = cb_store_commit(st, err)) != 0)
+        cb_store_rollback(st);
+    return ret;
+}
+
+/* Orders by result, kept in the store for the admin process's metrics (inside the caller's
+ * transaction): acme.orders.valid, acme.orders.failed. */
+static int count_order(struct cb_store *st, const char *result, struct cb_err *err)
+{
+    char name[64], value[32];
+    unsigned long long n = 0;
+
+    snprintf(name, sizeof(name), "acme.orders.%s", result);
+    if (cb_store_setting_get(st, name, value, sizeof(value), NULL) == 0)
+        n = strtoull(value, NULL, 10);
+    snprintf(value, sizeof(value), "%llu", n + 1);
+    return cb_store_setting_set(st, name, value, err);
+}
+
+/* A failed attempt: its state and its count, one transaction. */
+static int record_failure(struct cb_store *st, const struct cb_acme_state *s, struct cb_err *err)
+{
+    int ret;
+
+    if ((ret = cb_store_begin(st, err)) != 0)
+        return ret;
+    if ((ret = cb_store_acme_state_put(st, s, err)) != 0 ||
+        (ret = count_order(st, "failed", err)) != 0 || (ret = cb_store_commit(st, err)) != 0)
+        cb_store_rollback(st);
+    return ret;
+}
+
+/* The issued chain and its key into the store, the binding moved to it, the state valid:
+ * one transaction. */
+static int bind_issued(struct cb_store *st, struct cb_acme_state *s, const char *chain,
+                       size_t chain_len, const struct cb_acme_key *key, struct cb_err *err)
+{
+    char *pem = NULL;
+    size_t pem_len = 0;
+    char thumb[CB_THUMB_LEN + 1];
+    int ret;
+
+    if ((ret = cb_acme_key_pem(key, &pem, &pem_len, err)) != 0)
+        return ret;
+    if ((ret = cb_store_begin(st, err)) != 0)
+        goto out_free;
+    if ((ret = cb_certstore_import_pem(st, chain, chain_len, pem, pem_len, thumb, err)) != 0 ||
+        (ret = cb_certstore_rebind(st, s->key, thumb, err)) != 0 ||
+        (ret = cb_store_acme_state_put(st, s, err)) != 0 ||
+        (ret = count_order(st, "valid", err)) != 0 || (ret = cb_store_commit(st, err)) != 0) {
+        cb_store_rollback(st);
+        goto out_free;
+    }
+    snprintf(s->certhash, sizeof(s->certhash), "%s", thumb);
+out_free:
+    cb_acme_secret_free(pem, pem_len);
+    return ret;
+}
+
+void cb_acme_job_run(struct cb_acme_job *o)
+{
+    struct cb_acme_settings set;
+    struct cb_acme_state s;
+    struct cb_acme_key *akey = NULL, *ckey = NULL;
+    struct cb_acme_client *client = NULL;
+    struct cb_acme_result res = {0};
+    struct cb_acme_problem prob = {0};
+    struct cb_binding_key bk;
+    struct cb_store *st = NULL;
+    struct cb_err err = {0};
+    int64_t now = time(NULL);
+    int ret;
+
+    o->ok = false;
+    if ((ret = cb_store_open(o->state_dir, CB_STORE_READ, &st, &err)) != 0 ||
+        (ret = cb_store_acme_settings_get(st, &set, &err)) != 0 ||
+        (ret = cb_store_acme_state_get(st, o->key, &s, &err)) != 0) {
+        snprintf(o->error, sizeof(o->error), "%s", err.msg);
+        goto out_close;
+    }
+    if ((ret = cb_key_parse_word(o->key, &bk, &err)) != 0 ||
+        (ret = mark_start(st, &s, now, &err)) != 0) {
+        snprintf(o->error, sizeof(o->error), "%s", err.msg);
+        goto out_close;
+    }
+    struct cb_acme_client_config cfg = {
+        .directory_url = set.directory,
+        .cafile = set.cafile[0] ? set.cafile : NULL,
+        .email = set.email[0] ? set.email : NULL,
+        .agree_tos = set.agreetos,
+        .eab_kid = set.eab_kid[0] ? set.eab_kid : NULL,
+        .eab_hmac_b64url = set.eab_hmac[0] ? set.eab_hmac : NULL,
+        .timeout_s = 30,
+        .abort = o->abort,
+    };
+    if ((ret = account_key(st, &set, &akey, &err)) != 0 ||
+        (ret = cb_acme_client_new(&cfg, akey, &client, &err)) != 0)
+        goto out_failed;
+    if (set.account_url[0] == '\0') {
+        if ((ret = cb_acme_account(client, set.account_url, sizeof(set.account_url), &prob,
+                                   &err)) != 0)
+            goto out_failed;
+        if ((ret = cb_store_begin(st, &err)) != 0)
+            goto out_failed;
+        if ((ret = cb_store_acme_settings_put(st, &set, &err)) != 0 ||
+            (ret = cb_store_commit(st, &err)) != 0) {
+            cb_store_rollback(st);
+            goto out_failed;
+        }
+        cb_log("info", "acme_account", "url=%s", set.account_url);
+    }
+    enum cb_acme_keytype kt =
+        set.keytype == CB_ACME_KT_RSA ? CB_ACME_KEY_RSA2048 : CB_ACME_KEY_EC256;
+    if ((ret = cb_acme_key_generate(kt, &ckey, &err)) != 0)
+        goto out_failed;
+    struct solver_ctx sc = {.st = st, .set = &set, .port = bk.port};
+    struct cb_acme_solver solver = {.present = present, .cleanup = cleanup, .ctx = &sc};
+    const char *names[] = {bk.host};
+    if ((ret = cb_acme_obtain(client, names, 1, ckey, false, &solver, &res, &err)) != 0)
+        goto out_failed;
+    /* Renewal: inside the CA's window when it offers ACME Renewal Information. */
+    struct cb_acme_renewal ari = {0, 0};
+    struct cb_err ari_err = {0};
+    if (cb_acme_renewal_window(client, res.chain_pem, &ari, &ari_err) != 0)
+        ari.start = ari.end = 0;
+    s.status = CB_ACME_VALID;
+    s.failures = 0;
+    s.last_error[0] = '\0';
+    s.next_attempt = 0;
+    s.not_after = res.not_after;
+    s.renew_after = cb_acme_renew_at(res.not_before, res.not_after, ari.start, ari.end, rnd32());
+    if ((ret = bind_issued(st, &s, res.chain_pem, res.chain_len, ckey, &err)) != 0)
+        goto out_failed;
+    o->ok = true;
+    snprintf(o->thumb, sizeof(o->thumb), "%s", s.certhash);
+    o->not_after = s.not_after;
+    o->renew_after = s.renew_after;
+    goto out_free;
+out_failed:
+    if (res.has_problem)
+        prob = res.problem;
+    if (prob.type[0] != '\0')
+        snprintf(o->error, sizeof(o->error), "%.400s (the CA said: %s: %.400s)", err.msg, prob.type,
+                 prob.detail);
+    else
+        snprintf(o->error, sizeof(o->error), "%s", err.msg[0] ? err.msg : "the order failed");
+    s.status = CB_ACME_FAILED;
+    s.failures++;
+    s.next_attempt = cb_acme_next_attempt(s.failures, time(NULL), res.retry_after, rnd32());
+    snprintf(s.last_error, sizeof(s.last_error), "%s", o->error);
+    o->next_attempt = s.next_attempt;
+    if (record_failure(st, &s, &err) != 0) {
+        char q[900];
+        cb_log("error", "acme_state_lost", "binding=%s reason=%s", o->key,
+               cb_log_quote(err.msg, q, sizeof(q)));
+    }
+out_free:
+    cb_acme_result_clear(&res);
+    cb_acme_client_free(client);
+    cb_acme_key_free(ckey);
+    cb_acme_key_free(akey);
+out_close:
+    cb_store_close(st);
+}
