@@ -146,6 +146,39 @@ def test_wildcard_by_dns_01_through_the_hook(env):
     assert handshake(env.P, "w.acme.test")[0] == env.default.thumb
 
 
+def test_dns_01_without_a_working_hook_fails_cleanly(env):
+    """A wildcard whose hook fails (exit 1): failed, saying which hook and its exit
+    status; with no hook set: failed, saying to set one; the hook fixed, `acme renew`
+    obtains it. Meanwhile the other bindings are served."""
+    a = env.ensure_issued(A)
+    name = "*.h.acme.test"
+    bad = env.hook.parent / "failing-hook"
+    bad.write_text("#!/bin/sh\necho \"failing-hook $*\" >> %s\nexit 1\n" % env.hook_log)
+    os.chmod(bad, 0o755)
+    env.run("set", "acme", "dnshook=%s" % bad)
+    try:
+        env.run("add", "sslcert", env.key(name), "acme=enable")
+        s = env.wait_state(name, ("failed",))
+        assert "the DNS hook %s add h.acme.test" % bad in s["last_error"], s
+        assert "exit status 1" in s["last_error"], s
+        assert handshake(env.P, "x.h.acme.test")[0].startswith("alert:")
+        assert handshake(env.P, A)[0] == a["certhash"]
+        env.run("set", "acme", "dnshook=")
+        rc, out, err = env.renew(name)
+        assert rc == 1, out + err
+        s = env.state(name)
+        assert s["status"] == "failed" and "no DNS hook is set" in s["last_error"], s
+        assert "dnshook=PATH" in err, err
+    finally:
+        env.run("set", "acme", "dnshook=%s" % env.hook)
+    rc, out, err = env.renew(name)
+    assert rc == 0, out + err
+    root = env.root_pem()
+    leaf = poll_until(lambda: try_verified(env.P, "x.h.acme.test", root), 10 * SLOW)
+    assert leaf is not None and dns_names(leaf) == [name]
+    env.run("delete", "sslcert", env.key(name))
+
+
 def test_forced_renewals_under_a_handshake_loop(env):
     """20 forced renewals, each waited for by `acme renew` (exit 0, a new certificate
     bound each time), while a client makes handshakes without pause: none fails, and each
