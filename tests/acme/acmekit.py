@@ -111,6 +111,21 @@ def handshake(port, sni, timeout=10):
         return "oserror:%s" % e.__class__.__name__, None
 
 
+def acme_tls_handshake(port, sni, timeout=10):
+    """What a validation ClientHello (ALPN acme-tls/1 alone) gets: the thumbprint, or
+    "alert:REASON"."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    ctx.set_alpn_protocols(["acme-tls/1"])
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=timeout * SLOW) as s:
+            with ctx.wrap_socket(s, server_hostname=sni) as t:
+                return thumb_of_der(t.getpeercert(binary_form=True))
+    except ssl.SSLError as e:
+        return "alert:%s" % (e.reason or e)
+
+
 def verified_handshake(port, sni, root_pem, timeout=10):
     """A client that trusts only Pebble's root and checks the name: the leaf it got
     (x509), or raises ssl.SSLError / OSError. Proves the chain served is complete."""

@@ -13,7 +13,7 @@ import pwd
 import re
 import time
 
-from acmekit import (ACME_ERR, ISSUE_WITHIN, HandshakeLoop, db_row, dns_names,
+from acmekit import (ACME_ERR, ISSUE_WITHIN, HandshakeLoop, acme_tls_handshake, db_row, dns_names,
                      file_mode_owner, handshake, hook_calls, iso, parse_iso,
                      private_key_marks, signed_by, try_verified)
 from cbe2e import IS_ROOT, SERVICE_USER, SLOW, poll_until, thumb_of_der
@@ -99,6 +99,8 @@ def test_first_certificate_by_tls_alpn_01(env):
     assert env.log_lines("acme_order", A), env.srv.log()[-3000:]
     assert env.log_lines("acme_issued", A), env.srv.log()[-3000:]
     assert env.log_lines("acme_failed", A) == [], env.srv.log()[-3000:]
+    # The challenge is withdrawn once the order is over: a validation finds none.
+    assert poll_until(lambda: acme_tls_handshake(env.P, A).startswith("alert:"), 10 * SLOW)
     # Its expiry among the metrics.
     want = "%d" % leaf.not_valid_after.replace(tzinfo=datetime.timezone.utc).timestamp()
     rx = re.compile(r'^certbind_certificate_not_after_seconds\{thumbprint="%s"[^}]*\} (\d+)$'
