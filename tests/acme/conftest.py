@@ -5,6 +5,7 @@ Run with Debian's interpreter:  /usr/bin/python3 -m pytest -q tests/acme
 
 Environment:
   CERTBIND_BIN   the binary (default: build/certbind in the repository)
+  CB_ACME_KEEP   1: keep the test folder (logs of serve, Pebble, the hook) and print it
 
 One Pebble and one serve per module (a module's tests share them, in file order; each
 test still brings what it needs through Env.ensure_*). Pebble's TLS-ALPN-01 port is the
@@ -61,7 +62,10 @@ def workdir():
     d = Path(tempfile.mkdtemp(prefix="certbind-acme-e2e-"))
     os.chmod(d, 0o755)
     yield d
-    shutil.rmtree(d, ignore_errors=True)
+    if os.environ.get("CB_ACME_KEEP") == "1":
+        print("\ntest folder kept: %s" % d)
+    else:
+        shutil.rmtree(d, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
