@@ -231,6 +231,7 @@ def test_keys_are_private_to_the_service_user_and_never_logged(env):
     path = str(env.st.state / path) if not os.path.isabs(path) else path
     keys = [path] + [str(env.st.key_file(b["certhash"])) for b in env.show()["bindings"]
                      if b["certhash"]]
+    assert len(keys) >= 2, keys  # the account's and at least one issued key
     uid = pwd.getpwnam(SERVICE_USER).pw_uid if IS_ROOT else os.getuid()
     log = env.srv.log()
     assert "PRIVATE KEY" not in log
