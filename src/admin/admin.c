@@ -3,6 +3,7 @@
 #include "binding/hostport.h"
 #include "binding/snapshot.h"
 #include "check/check.h"
+#include "store/acme.h"
 #include "tls/cert.h"
 
 #include <arpa/inet.h>
@@ -23,11 +24,12 @@ struct mcert {
 };
 
 struct mbinding {
-    const struct cb_snap_binding *b; /* in m->snap */
-    enum cb_rule rank;               /* the rule that would choose it: resolution order */
-    const struct mcert *cert;        /* NULL: not in the store, or a ccs binding */
-    enum cb_severity health;         /* 0: no finding */
-    char *findings;                  /* owned: "code: message" lines, or NULL */
+    const struct cb_snap_binding *b;  /* in m->snap */
+    const struct cb_acme_state *acme; /* managed bindings: their ACME state, else NULL */
+    enum cb_rule rank;                /* the rule that would choose it: resolution order */
+    const struct mcert *cert;         /* NULL: not in the store, or a ccs binding */
+    enum cb_severity health;          /* 0: no finding */
+    char *findings;                   /* owned: "code: message" lines, or NULL */
 };
 
 struct cb_admin_model {
@@ -38,8 +40,47 @@ struct cb_admin_model {
     size_t n_bindings;
     size_t errors, warnings;
     uint64_t generation;
-    int64_t changed_at; /* seconds since the epoch, 0 when unknown */
+    int64_t changed_at;         /* seconds since the epoch, 0 when unknown */
+    struct cb_acme_state *acme; /* managed bindings, sorted by key */
+    size_t n_acme, cap_acme;
+    uint64_t acme_valid, acme_failed; /* orders by result, since the store was made */
 };
+
+static int collect_acme(const struct cb_acme_state *s, void *arg)
+{
+    struct cb_admin_model *m = arg;
+    if (m->n_acme == m->cap_acme) {
+        size_t cap = m->cap_acme ? m->cap_acme * 2 : 8;
+        struct cb_acme_state *nv = realloc(m->acme, cap * sizeof(*nv));
+        if (nv == NULL)
+            return CB_ENOMEM;
+        m->acme = nv;
+        m->cap_acme = cap;
+    }
+    m->acme[m->n_acme++] = *s;
+    return 0;
+}
+
+static int cmp_acme(const void *a, const void *b)
+{
+    return strcmp(((const struct cb_acme_state *)a)->key, ((const struct cb_acme_state *)b)->key);
+}
+
+/* The ACME state of every managed binding, and the order counts the manager keeps. */
+static int load_acme(struct cb_store *st, struct cb_admin_model *m, struct cb_err *err)
+{
+    char v[32];
+    int ret = cb_store_acme_state_foreach(st, collect_acme, m, err);
+    if (ret != 0)
+        return ret == CB_ENOMEM ? cb_err_set(err, ret, "out of memory") : ret;
+    if (m->n_acme > 1)
+        qsort(m->acme, m->n_acme, sizeof(*m->acme), cmp_acme);
+    if (cb_store_setting_get(st, "acme.orders.valid", v, sizeof(v), NULL) == 0)
+        m->acme_valid = strtoull(v, NULL, 10);
+    if (cb_store_setting_get(st, "acme.orders.failed", v, sizeof(v), NULL) == 0)
+        m->acme_failed = strtoull(v, NULL, 10);
+    return 0;
+}
 
 /* ---- building ----------------------------------------------------------- */
 
@@ -177,6 +218,8 @@ int cb_admin_model_build(struct cb_store *st, int64_t now, struct cb_admin_model
     }
     if (m->n_certs > 0)
         qsort(m->certs, m->n_certs, sizeof(*m->certs), cmp_cert);
+    if ((ret = load_acme(st, m, err)) != 0)
+        goto out_free;
     m->n_bindings = cb_snapshot_count(m->snap);
     m->bindings = calloc(m->n_bindings ? m->n_bindings : 1, sizeof(*m->bindings));
     if (m->bindings == NULL) {
@@ -191,6 +234,11 @@ int cb_admin_model_build(struct cb_store *st, int64_t now, struct cb_admin_model
             struct mcert key;
             memcpy(key.thumb, mb->b->certhash, sizeof(key.thumb));
             mb->cert = bsearch(&key, m->certs, m->n_certs, sizeof(key), cmp_cert);
+        }
+        if (m->n_acme > 0) {
+            struct cb_acme_state k;
+            snprintf(k.key, sizeof(k.key), "%s", mb->b->key_text);
+            mb->acme = bsearch(&k, m->acme, m->n_acme, sizeof(k), cmp_acme);
         }
     }
     if (m->n_bindings > 0)
@@ -224,6 +272,7 @@ void cb_admin_model_free(struct cb_admin_model *m)
         free(m->bindings[i].findings);
     free(m->certs);
     free(m->bindings);
+    free(m->acme);
     cb_snapshot_unref(m->snap);
     free(m);
 }
@@ -446,6 +495,30 @@ int cb_admin_render_metrics(const struct cb_admin_model *m, struct cb_metrics *s
               "# TYPE certbind_acme_challenges_answered_total counter\n"
               "certbind_acme_challenges_answered_total %llu\n",
               (unsigned long long)g[CB_GMETRIC_ACME_ANSWERED]);
+    sb_printf(&sb,
+              "# HELP certbind_acme_orders_total ACME orders by result, since the store was made.\n"
+              "# TYPE certbind_acme_orders_total counter\n"
+              "certbind_acme_orders_total{result=\"valid\"} %llu\n"
+              "certbind_acme_orders_total{result=\"failed\"} %llu\n",
+              (unsigned long long)m->acme_valid, (unsigned long long)m->acme_failed);
+    if (m->n_acme > 0)
+        sb_printf(&sb, "# HELP certbind_acme_renewal_timestamp_seconds When serve renews (or "
+                       "next tries) a managed binding.\n"
+                       "# TYPE certbind_acme_renewal_timestamp_seconds gauge\n"
+                       "# HELP certbind_acme_failing 1 when the last attempt of a managed binding "
+                       "failed.\n"
+                       "# TYPE certbind_acme_failing gauge\n");
+    for (size_t i = 0; i < m->n_acme; i++) {
+        const struct cb_acme_state *a = &m->acme[i];
+        const char *k = label_escape(a->key, esc, sizeof(esc));
+        int64_t next = a->status == CB_ACME_FAILED || a->certhash[0] == '\0' ? a->next_attempt
+                                                                             : a->renew_after;
+        /* Its certificate's expiry is certbind_certificate_not_after_seconds, as for any. */
+        sb_printf(&sb,
+                  "certbind_acme_renewal_timestamp_seconds{binding=\"%s\"} %lld\n"
+                  "certbind_acme_failing{binding=\"%s\"} %d\n",
+                  k, (long long)next, k, a->status == CB_ACME_FAILED);
+    }
     cb_metrics_totals_free(t);
     if (sb.failed) {
         free(sb.p);
@@ -486,6 +559,18 @@ static json_t *binding_json(const struct mbinding *mb, const struct cb_metrics_t
         int64_t left = mb->cert->not_after - now;
         json_object_set_new(o, "days_left",
                             json_integer(left >= 0 ? left / 86400 : -((-left + 86399) / 86400)));
+    }
+    if (mb->acme != NULL) {
+        const struct cb_acme_state *a = mb->acme;
+        json_t *j = json_object();
+        if (j != NULL) {
+            json_object_set_new(j, "status", json_string(cb_acme_status_name(a->status)));
+            json_object_set_new(j, "renew_after", json_integer(a->renew_after));
+            json_object_set_new(j, "next_attempt", json_integer(a->next_attempt));
+            json_object_set_new(j, "last_attempt", json_integer(a->last_attempt));
+            json_object_set_new(j, "last_error", json_string(a->last_error));
+            json_object_set_new(o, "acme", j);
+        }
     }
     json_object_set_new(o, "health",
                         json_string(mb->health == CB_SEV_ERROR     ? "error"

@@ -38,9 +38,19 @@ function certCell(b) {
   return el("span", {title: b.certhash}, b.subject + " ", el("code", {}, b.certhash.slice(0, 8) + "…"));
 }
 
+// A managed binding (acme=enable): its ACME state and when serve renews or tries again.
+function acmeLine(a) {
+  const next = a.status === "failed" || a.status === "pending" ? a.next_attempt : a.renew_after;
+  const text = "ACME " + a.status + (next ? (a.status === "valid" ? ", renews " : ", next try ") + when(next) : "");
+  const line = el("div", {class: "acme " + a.status}, text);
+  if (a.last_error) line.append(el("div", {class: "finding"}, a.last_error));
+  return line;
+}
+
 function row(b) {
   const health = el("td", {class: "health"}, el("span", {class: "badge " + b.health}, b.health));
   if (b.findings) health.append(el("div", {class: "finding"}, b.findings));
+  if (b.acme) health.append(acmeLine(b.acme));
   return el("tr", {"data-key": b.key},
     el("td", {class: "num"}, b.order),
     el("td", {}, el("code", {}, b.key)),

@@ -40,6 +40,20 @@ struct worker {
     uint64_t data_version;
     uint64_t retry_at; /* loop time to try a failed reload again, 0: none */
     bool stopping;
+    /* A full re-read (SIGHUP) runs on the thread pool, built aside with its own store
+     * connection and a fresh cache: the loop keeps serving meanwhile. */
+    struct full_build *building; /* the one under way, or NULL */
+    bool build_again;            /* another SIGHUP came meanwhile: read again after it */
+};
+
+struct full_build {
+    uv_work_t req;
+    struct worker *w;
+    struct cb_tls_cache *cache; /* fresh: nothing else touches it until the swap */
+    struct cb_runtime *rt;      /* the result, owned */
+    struct cb_runtime_stats stats;
+    struct cb_err err;
+    int ret;
 };
 
 static void log_snapshot(const struct worker *w, const struct cb_runtime_stats *stats)
@@ -117,12 +131,88 @@ static int reload(struct worker *w, bool full, struct cb_err *err)
     return 0;
 }
 
+static void reload_or_retry(struct worker *w, bool full);
+
+static void on_full_build(uv_work_t *req)
+{
+    struct full_build *b = req->data;
+    struct cb_store *st = NULL;
+
+    b->ret = cb_store_open(b->w->opts->state_dir, CB_STORE_READ, &st, &b->err);
+    if (b->ret == 0)
+        b->ret = cb_runtime_build(st, b->cache, b->w->index == 0, &b->rt, &b->stats, &b->err);
+    cb_store_close(st);
+}
+
+static void on_full_built(uv_work_t *req, int status)
+{
+    struct full_build *b = req->data;
+    struct worker *w = b->w;
+    char q[900];
+    (void)status;
+
+    w->building = NULL;
+    if (b->ret != 0 || w->stopping || w->srv == NULL) {
+        if (b->ret != 0 && !w->stopping) {
+            cb_log("error", "reload_failed", "worker=%d reason=%s retry_in_ms=%d serving=%s",
+                   w->index, cb_log_quote(b->err.msg, q, sizeof(q)), CB_RELOAD_RETRY_MS,
+                   cb_server_runtime(w->srv) != NULL ? "previous" : "nothing");
+            w->retry_at = uv_now(&w->loop) + CB_RELOAD_RETRY_MS;
+        }
+        cb_runtime_unref(b->rt);
+        cb_tls_cache_free(b->cache);
+        free(b);
+        return;
+    }
+    listen_for(w, b->rt);
+    cb_server_swap_runtime(w->srv, b->rt);
+    cb_runtime_unref(b->rt);
+    cb_tls_cache_free(w->cache); /* see reload(): nothing reads it through a live runtime */
+    w->cache = b->cache;
+    log_snapshot(w, &b->stats);
+    free(b);
+    /* Changes committed while it was being built are applied now, from the change log. */
+    if (w->build_again) {
+        w->build_again = false;
+        reload_or_retry(w, true);
+    } else {
+        reload_or_retry(w, false);
+    }
+}
+
+/* Starts a full re-read on the thread pool; false when it cannot (then read here). */
+static bool full_build_async(struct worker *w)
+{
+    if (w->building != NULL) {
+        w->build_again = true;
+        return true;
+    }
+    struct full_build *b = calloc(1, sizeof(*b));
+    if (b == NULL || (b->cache = cb_tls_cache_new()) == NULL) {
+        free(b);
+        return false;
+    }
+    b->w = w;
+    b->req.data = b;
+    if (uv_queue_work(&w->loop, &b->req, on_full_build, on_full_built) != 0) {
+        cb_tls_cache_free(b->cache);
+        free(b);
+        return false;
+    }
+    w->building = b;
+    return true;
+}
+
 static void reload_or_retry(struct worker *w, bool full)
 {
     struct cb_err err = {0};
     char q[900];
 
     w->retry_at = 0;
+    /* While serving, a full re-read is built off the loop (at start, before anything is
+     * served, it is built here). */
+    if (full && cb_server_runtime(w->srv) != NULL && full_build_async(w))
+        return;
     if (reload(w, full, &err) == 0)
         return;
     cb_log("error", "reload_failed", "worker=%d reason=%s retry_in_ms=%d serving=%s", w->index,

@@ -510,18 +510,21 @@ out_finalize:
     return ret;
 }
 
-int cb_store_cert_mark_acme(struct cb_store *st, const char *thumbprint, struct cb_err *err)
+/* Runs sql (one statement, ?1 the thumbprint) on certificate `thumbprint`: CB_ENOENT when
+ * it changed no row. `what` names the work for an error message. */
+static int cert_exec(struct cb_store *st, const char *sql, const char *thumbprint,
+                     const char *what, struct cb_err *err)
 {
     sqlite3_stmt *stmt;
     int ret, rc;
 
-    if ((ret = prepare(st, "UPDATE certs SET acme = 1 WHERE thumbprint = ?1", &stmt, err)) != 0)
+    if ((ret = prepare(st, sql, &stmt, err)) != 0)
         return ret;
     sqlite3_bind_text(stmt, 1, thumbprint, -1, SQLITE_STATIC);
     rc = sqlite3_step(stmt);
     sqlite3_finalize(stmt);
     if (rc != SQLITE_DONE)
-        return db_error(st, err, rc, "marking a certificate");
+        return db_error(st, err, rc, what);
     if (sqlite3_changes(st->db) == 0)
         return cb_err_set(err, CB_ENOENT,
                           "no certificate %s in the store; list them with 'certbind show cert'",
@@ -529,23 +532,16 @@ int cb_store_cert_mark_acme(struct cb_store *st, const char *thumbprint, struct 
     return 0;
 }
 
+int cb_store_cert_mark_acme(struct cb_store *st, const char *thumbprint, struct cb_err *err)
+{
+    return cert_exec(st, "UPDATE certs SET acme = 1 WHERE thumbprint = ?1", thumbprint,
+                     "marking a certificate", err);
+}
+
 int cb_store_cert_delete(struct cb_store *st, const char *thumbprint, struct cb_err *err)
 {
-    sqlite3_stmt *stmt;
-    int ret, rc;
-
-    if ((ret = prepare(st, "DELETE FROM certs WHERE thumbprint = ?1", &stmt, err)) != 0)
-        return ret;
-    sqlite3_bind_text(stmt, 1, thumbprint, -1, SQLITE_STATIC);
-    rc = sqlite3_step(stmt);
-    sqlite3_finalize(stmt);
-    if (rc != SQLITE_DONE)
-        return db_error(st, err, rc, "deleting a certificate");
-    if (sqlite3_changes(st->db) == 0)
-        return cb_err_set(err, CB_ENOENT,
-                          "no certificate %s in the store; list them with 'certbind show cert'",
-                          thumbprint);
-    return 0;
+    return cert_exec(st, "DELETE FROM certs WHERE thumbprint = ?1", thumbprint,
+                     "deleting a certificate", err);
 }
 
 int cb_store_cert_foreach(struct cb_store *st, cb_cert_fn fn, void *ctx, struct cb_err *err)

@@ -143,6 +143,7 @@ def test_promtool_accepts_metrics_after_traffic_and_counts_are_exact(st, backend
         "certbind_snapshot_changed_timestamp_seconds": "gauge",
         "certbind_workers": "gauge",
         "certbind_acme_challenges_answered_total": "counter",
+        "certbind_acme_orders_total": "counter",
     }, m.types
 
     rc, out = al.promtool_check(m.text)

@@ -84,3 +84,64 @@ def test_a_slow_first_parse_does_not_stall_the_worker(st, pki, service_user):
     log = srv.log()
     srv.stop()
     assert "event=worker_died" not in log
+
+
+def test_a_full_reread_is_built_off_the_loop(st, pki, service_user):
+    """SIGHUP re-reads everything with a fresh cache on the thread pool: a linked key that
+    blocks in open() (a FIFO) holds up that re-read only; the worker serves meanwhile, and
+    the re-read then swaps in with the broken binding failing alone."""
+    if os.uname().machine != "x86_64":
+        import pytest
+        pytest.skip("the syscall number used to see a blocked open is x86_64's")
+    fast = pki.get("fast2.test")
+    st.add_cert(fast)
+    linked = cbe2e.make_cert(st.dir, "linked", "linked.test", ["linked.test"])
+    files = st.dir / "linked-files"
+    files.mkdir()
+    os.chmod(files, 0o755)
+    cert_path, key_path = files / "l.pem", files / "l.key"
+    cert_path.write_bytes(Path(linked.cert_path).read_bytes())
+    key_path.write_bytes(Path(linked.key_path).read_bytes())
+    os.chmod(key_path, 0o600)
+    os.chown(key_path, service_user.pw_uid, service_user.pw_gid)
+    st.run("add", "cert", str(cert_path), "key=%s" % key_path, "link=yes")
+    P = free_port()
+    st.add("hostnameport=fast2.test:%d" % P, fast)
+    st.add("hostnameport=linked.test:%d" % P, linked)
+    srv = st.serve(workers=1).start()
+    assert cbe2e.try_thumb("127.0.0.1", P, "linked.test") == linked.thumb
+    (worker,) = [p for p in srv.children()
+                 if Path("/proc/%d/comm" % p).read_text().strip() == "cb-worker-0"]
+    saved = key_path.read_bytes()
+    alias = st.dir / "fifo-alias2"
+    tmp = files / "fifo.tmp"
+    os.mkfifo(tmp, 0o600)
+    os.chown(tmp, service_user.pw_uid, service_user.pw_gid)
+    os.link(tmp, alias)
+    os.replace(tmp, key_path)  # linked files are parsed when a re-read is built
+    released = False
+    try:
+        srv.signal(signal.SIGHUP)
+        assert poll_until(lambda: blocked_in_open(worker), 10 * SLOW), srv.log()
+        for _ in range(5):
+            assert cbe2e.try_thumb("127.0.0.1", P, "fast2.test") == fast.thumb, srv.log()
+    finally:
+        fd = os.open(alias, os.O_WRONLY)  # releases every open() of the FIFO: they read EOF
+        os.close(fd)
+        released = True
+    assert released
+    # The re-read went through: the linked binding fails alone, never another certificate.
+    assert poll_until(lambda: cbe2e.try_thumb("127.0.0.1", P, "linked.test") ==
+                      "alert:TLSV1_ALERT_INTERNAL_ERROR", 10 * SLOW), srv.log()
+    assert cbe2e.try_thumb("127.0.0.1", P, "fast2.test") == fast.thumb
+    real = files / "real.tmp"
+    real.write_bytes(saved)
+    os.chmod(real, 0o600)
+    os.chown(real, service_user.pw_uid, service_user.pw_gid)
+    os.replace(real, key_path)
+    srv.signal(signal.SIGHUP)
+    assert poll_until(lambda: cbe2e.try_thumb("127.0.0.1", P, "linked.test") == linked.thumb,
+                      10 * SLOW), srv.log()
+    log = srv.log()
+    srv.stop()
+    assert "event=worker_died" not in log
