@@ -329,6 +329,27 @@ class Env:
         with urllib.request.urlopen("http://%s/metrics" % self.admin, timeout=10) as r:
             return r.read().decode()
 
+    def orders_metric(self):
+        """{"valid": N, "failed": M}: certbind_acme_orders_total by result (kept in the
+        store, so across restarts)."""
+        text = self.metrics()
+        got = dict(re.findall(r'^certbind_acme_orders_total\{result="(\w+)"\} (\d+)$', text,
+                              re.M))
+        assert set(got) == {"valid", "failed"}, text
+        return {k: int(v) for k, v in got.items()}
+
+    def wait_orders_metric(self, want, timeout=10 * SLOW):
+        """Polls /metrics until the order counters are want; returns the last seen."""
+        got = poll_until(lambda: (lambda m: m if m == want else None)(self.orders_metric()),
+                         timeout, interval=0.1)
+        assert got == want, (self.orders_metric(), want)
+        return got
+
+    def failing_metric(self, name):
+        m = re.search(r'^certbind_acme_failing\{binding="%s"\} (\d)$' % re.escape(self.key(name)),
+                      self.metrics(), re.M)
+        return int(m.group(1)) if m else None
+
     def log_lines(self, event, name=None):
         lines = self.srv.lines(event)
         if name is not None:

@@ -124,6 +124,8 @@ def test_first_certificate_by_tls_alpn_01(env):
           "served it (account already registered)" % (B, took_b))
     assert_pebble_leaf(env, leaf_b, [B])
     assert_valid_state(env, B, leaf_b)
+    env.wait_orders_metric({"valid": 2, "failed": 0})
+    assert env.failing_metric(A) == 0 and env.failing_metric(B) == 0
 
 
 def test_wildcard_by_dns_01_through_the_hook(env):
@@ -189,6 +191,7 @@ def test_forced_renewals_under_a_handshake_loop(env):
     inter = env.pebble.intermediate()
     seen = {s["certhash"]}
     durations = []
+    counters = env.orders_metric()
     with HandshakeLoop(env.P, A) as loop:
         assert poll_until(lambda: loop.ok >= 5, 10 * SLOW), loop.failures
         t_all = time.monotonic()
@@ -220,6 +223,7 @@ def test_forced_renewals_under_a_handshake_loop(env):
         assert leaf.issuer == inter.subject and dns_names(leaf) == [A]
     assert last in loop.thumbs
     assert len(env.log_lines("acme_issued", A)) >= RENEWALS + 1
+    env.wait_orders_metric({"valid": counters["valid"] + RENEWALS, "failed": counters["failed"]})
 
 
 def test_keys_are_private_to_the_service_user_and_never_logged(env):
@@ -249,6 +253,7 @@ def test_restart_orders_nothing_and_serves_the_same_certificate(env):
     a = env.ensure_issued(A)
     orders = env.pebble.orders()
     assert orders >= 1
+    counters = env.orders_metric()
     env.srv.stop()
     env.start_serve()
     srv = env.srv
@@ -264,6 +269,7 @@ def test_restart_orders_nothing_and_serves_the_same_certificate(env):
         assert "not due" in out, out
     assert len(srv.lines("acme_renew_declined")) == 2, srv.log()
     assert env.pebble.orders() == orders, env.pebble.log_text()[-3000:]
+    assert env.orders_metric() == counters
     assert srv.lines("acme_order") == [], srv.log()
     assert srv.lines("acme_issued") == []
     s = env.state(A)
@@ -277,6 +283,7 @@ def test_a_validation_the_ca_refuses(env):
     check exits 1 with acme-failing naming it and its next retry, `acme renew` of it exits
     1 with the error; its handshakes fail, every other binding is still served."""
     a = env.ensure_issued(A)
+    counters = env.orders_metric()
     env.challsrv.set_servfail(FAIL + ".")
     try:
         env.run("add", "sslcert", env.key(FAIL), "acme=enable")
@@ -284,6 +291,8 @@ def test_a_validation_the_ca_refuses(env):
         assert ACME_ERR in (s["last_error"] or ""), s
         assert s["certhash"] is None and s["not_after"] is None, s
         assert env.log_lines("acme_failed", FAIL), env.srv.log()[-3000:]
+        env.wait_orders_metric({"valid": counters["valid"], "failed": counters["failed"] + 1})
+        assert env.failing_metric(FAIL) == 1 and env.failing_metric(A) == 0
         # Its clients: an alert, never another certificate; the others: theirs.
         for _ in range(10):
             got = handshake(env.P, FAIL)[0]
