@@ -7,30 +7,26 @@ Environment:
   CERTBIND_BIN    the certbind binary; cb_acme_probe is looked up next to it
   CB_ACME_PROBE   the driver itself (default: build/cb_acme_probe in the repository)
 
-Every process is started here, by PID, on free loopback ports, and stopped here.
-Readiness is polled with a deadline, never slept for.
+Pebble and challtestsrv come from pebblekit.py (shared with tests/acme). Every process
+is started by PID on free loopback ports and stopped by its PID. Readiness is polled
+with a deadline, never slept for.
 """
 
 import base64
-import datetime
 import json
 import os
 import shutil
-import signal
-import socket
 import ssl
 import subprocess
 import tempfile
 import threading
-import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
+
+# Pebble and challtestsrv, shared with tests/acme (serve's manager end to end).
+from pebblekit import EAB_HMAC, EAB_KID, ChallTestSrv, Pebble, TLSFiles, tools_missing  # noqa: F401
 
 REPO = Path(__file__).resolve().parent.parent.parent
 _bin = os.environ.get("CERTBIND_BIN")
@@ -38,10 +34,6 @@ PROBE = os.environ.get("CB_ACME_PROBE") or (
     str(Path(_bin).parent / "cb_acme_probe") if _bin else str(REPO / "build" / "cb_acme_probe"))
 # A guard against a hung driver, not a timing assertion.
 TIMEOUT = 300
-PEBBLE = shutil.which("pebble") or "/usr/bin/pebble"
-CHALLTESTSRV = shutil.which("pebble-challtestsrv") or "/usr/bin/pebble-challtestsrv"
-EAB_KID = "kid-1"
-EAB_HMAC = "zWNDZM6eQGHWpSRTPal5eIUYFTu7EajVIoguysqZ9wG44nMEtx3MUAsUDkMTQ12W"
 
 
 def pytest_report_header(config):
@@ -52,59 +44,8 @@ def pytest_report_header(config):
 def _tools_exist():
     if not os.access(PROBE, os.X_OK):
         pytest.exit("cb_acme_probe %s not found; build first or set CB_ACME_PROBE" % PROBE, 2)
-    for tool in (PEBBLE, CHALLTESTSRV):
-        if not os.access(tool, os.X_OK):
-            pytest.skip("%s is not installed" % tool)
-
-
-def free_port():
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def free_udp_tcp_port():
-    """A port free for both TCP and UDP (the mock DNS server listens on both)."""
-    for _ in range(50):
-        port = free_port()
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as u:
-            try:
-                u.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-        return port
-    raise RuntimeError("no free port")
-
-
-def wait_until(check, what, proc=None, deadline_s=30.0):
-    """Polls check() until it is true; fails when proc dies or the deadline passes."""
-    end = time.monotonic() + deadline_s
-    while time.monotonic() < end:
-        if proc is not None and proc.poll() is not None:
-            raise RuntimeError("%s exited with %s before it was ready" % (what, proc.returncode))
-        if check():
-            return
-        time.sleep(0.05)  # polling interval, not synchronisation
-    raise RuntimeError("%s not ready within %s s" % (what, deadline_s))
-
-
-def tcp_open(port):
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=1):
-            return True
-    except OSError:
-        return False
-
-
-def stop(proc):
-    if proc is None or proc.poll() is not None:
-        return
-    proc.send_signal(signal.SIGTERM)
-    try:
-        proc.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait(timeout=10)
+    for tool in tools_missing():
+        pytest.skip("%s is not installed" % tool)
 
 
 @pytest.fixture(scope="session")
@@ -114,42 +55,6 @@ def workdir():
     shutil.rmtree(d, ignore_errors=True)
 
 
-class TLSFiles:
-    """A private root and a server certificate for 127.0.0.1/localhost signed by it."""
-
-    def __init__(self, folder):
-        now = datetime.datetime.now(datetime.timezone.utc)
-        root_key = ec.generate_private_key(ec.SECP256R1())
-        root_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "certbind test root")])
-        root = (x509.CertificateBuilder().subject_name(root_name).issuer_name(root_name)
-                .public_key(root_key.public_key()).serial_number(x509.random_serial_number())
-                .not_valid_before(now - datetime.timedelta(hours=1))
-                .not_valid_after(now + datetime.timedelta(days=2))
-                .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-                .sign(root_key, hashes.SHA256()))
-        key = ec.generate_private_key(ec.SECP256R1())
-        import ipaddress
-        cert = (x509.CertificateBuilder()
-                .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")]))
-                .issuer_name(root_name).public_key(key.public_key())
-                .serial_number(x509.random_serial_number())
-                .not_valid_before(now - datetime.timedelta(hours=1))
-                .not_valid_after(now + datetime.timedelta(days=2))
-                .add_extension(x509.SubjectAlternativeName([
-                    x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
-                    critical=False)
-                .sign(root_key, hashes.SHA256()))
-        self.cafile = folder / "ca.pem"
-        self.cert = folder / "server.pem"
-        self.key = folder / "server.key"
-        self.cafile.write_bytes(root.public_bytes(serialization.Encoding.PEM))
-        self.cert.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-        self.key.write_bytes(key.private_bytes(serialization.Encoding.PEM,
-                                               serialization.PrivateFormat.PKCS8,
-                                               serialization.NoEncryption()))
-        os.chmod(self.key, 0o600)
-
-
 @pytest.fixture(scope="session")
 def tls(workdir):
     d = workdir / "tls"
@@ -157,69 +62,11 @@ def tls(workdir):
     return TLSFiles(d)
 
 
-class ChallTestSrv:
-    """pebble-challtestsrv with only the mock DNS and TLS-ALPN-01 servers."""
-
-    def __init__(self, folder):
-        self.mgmt = free_port()
-        self.dns = free_udp_tcp_port()
-        self.tlsalpn = free_port()
-        self.log = open(folder / "challtestsrv.log", "wb")
-        self.proc = subprocess.Popen(
-            [CHALLTESTSRV, "-management", "127.0.0.1:%d" % self.mgmt,
-             "-dns01", "127.0.0.1:%d" % self.dns, "-tlsalpn01", "127.0.0.1:%d" % self.tlsalpn,
-             "-http01", "", "-https01", "", "-defaultIPv6", "", "-defaultIPv4", "127.0.0.1"],
-            stdout=self.log, stderr=subprocess.STDOUT)
-        wait_until(lambda: tcp_open(self.mgmt) and tcp_open(self.tlsalpn), "challtestsrv",
-                   self.proc)
-
-    @property
-    def url(self):
-        return "http://127.0.0.1:%d" % self.mgmt
-
-    def close(self):
-        stop(self.proc)
-        self.log.close()
-
-
 @pytest.fixture(scope="session")
 def challsrv(workdir):
     srv = ChallTestSrv(workdir)
     yield srv
     srv.close()
-
-
-class Pebble:
-    def __init__(self, folder, tls, challsrv, eab=False, env=None):
-        self.port = free_port()
-        folder.mkdir(parents=True, exist_ok=True)
-        conf = {"pebble": {
-            "listenAddress": "127.0.0.1:%d" % self.port,
-            "managementListenAddress": "127.0.0.1:%d" % free_port(),
-            "certificate": str(tls.cert), "privateKey": str(tls.key),
-            "httpPort": free_port(), "tlsPort": challsrv.tlsalpn,
-            "ocspResponderURL": "", "externalAccountBindingRequired": eab}}
-        if eab:
-            conf["pebble"]["externalAccountMACKeys"] = {EAB_KID: EAB_HMAC}
-        (folder / "pebble.json").write_text(json.dumps(conf))
-        self.log_path = folder / "pebble.log"
-        self.log = open(self.log_path, "wb")
-        full_env = dict(os.environ, PEBBLE_VA_NOSLEEP="1")
-        full_env.pop("PEBBLE_WFE_NONCEREJECT", None)  # keep Pebble's 5% badNonce default
-        full_env.update(env or {})
-        self.proc = subprocess.Popen(
-            [PEBBLE, "-config", str(folder / "pebble.json"),
-             "-dnsserver", "127.0.0.1:%d" % challsrv.dns],
-            stdout=self.log, stderr=subprocess.STDOUT, env=full_env, cwd=str(folder))
-        wait_until(lambda: tcp_open(self.port), "pebble", self.proc)
-
-    @property
-    def directory(self):
-        return "https://127.0.0.1:%d/dir" % self.port
-
-    def close(self):
-        stop(self.proc)
-        self.log.close()
 
 
 @pytest.fixture(scope="session")
