@@ -122,6 +122,17 @@ static bool awaiting_acme(const struct cb_snap_binding *b)
     return (b->flags & CB_OPT_ACME) && b->certhash[0] == '\0';
 }
 
+/* One log line for a binding that cannot serve: an error, except for a managed binding
+ * waiting for its first certificate (a normal state, said once per full read). */
+static void log_unusable(const struct cb_snap_binding *b, const char *why)
+{
+    char q[900];
+    bool waiting = awaiting_acme(b);
+    cb_log(waiting ? "info" : "error", waiting ? "binding_waiting" : "binding_broken",
+           "binding=%s certhash=%s reason=%s", b->key_text, b->certhash,
+           cb_log_quote(why, q, sizeof(q)));
+}
+
 static void awaiting(struct cb_tls_entry *out)
 {
     cb_tls_entry_set_error(out, "waiting for its first certificate from the ACME CA");
@@ -240,11 +251,8 @@ int cb_runtime_build(struct cb_store *st, struct cb_tls_cache *cache, bool log_b
         const char *why = cb_tls_entry_error(&rt->bind_tls[i]);
         if (why != NULL) {
             rt->n_broken++;
-            if (log_broken) {
-                char q[900];
-                cb_log("error", "binding_broken", "binding=%s certhash=%s reason=%s", b->key_text,
-                       b->certhash, cb_log_quote(why, q, sizeof(q)));
-            }
+            if (log_broken)
+                log_unusable(b, why);
         }
     }
     for (size_t i = 0; i < nf; i++) {
@@ -410,11 +418,8 @@ int cb_runtime_derive(struct cb_store *st, struct cb_tls_cache *cache, const str
         else
             stats->certs_reused++;
         const char *why = cb_tls_entry_error(&rt->bind_tls[i]);
-        if (why != NULL && log_broken) {
-            char q[900];
-            cb_log("error", "binding_broken", "binding=%s certhash=%s reason=%s", b->key_text,
-                   b->certhash, cb_log_quote(why, q, sizeof(q)));
-        }
+        if (why != NULL && log_broken)
+            log_unusable(b, why);
     }
     for (uint32_t i = 0; i < n; i++)
         if (cb_snapshot_binding(snap, i)->kind != CB_KEY_CCS &&
