@@ -22,13 +22,13 @@ build: deps
 check: check-plain check-asan fuzz-smoke
 
 check-plain: deps-test build
-	cd build && ctest --output-on-failure
+	cd build && ctest --output-on-failure -j $(JOBS)
 
 check-asan: deps-test
 	$(CMAKE) -S . -B build-asan -DCB_SANITIZE=ON -DCMAKE_BUILD_TYPE=Debug >/dev/null
 	$(CMAKE) --build build-asan -j $(JOBS)
 	cd build-asan && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
-	  UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 ctest --output-on-failure
+	  UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 ctest --output-on-failure -j $(JOBS)
 
 fuzz: deps-test
 	CC=clang $(CMAKE) -S . -B build-fuzz -DCB_FUZZ=ON -DCMAKE_BUILD_TYPE=Debug >/dev/null
@@ -36,7 +36,7 @@ fuzz: deps-test
 
 fuzz-smoke:
 	@if command -v clang >/dev/null 2>&1; then \
-	  $(MAKE) --no-print-directory fuzz && cd build-fuzz && ctest --output-on-failure -R '^fuzz\.'; \
+	  $(MAKE) --no-print-directory fuzz && cd build-fuzz && ctest --output-on-failure -j $(JOBS) -R '^fuzz\.'; \
 	else echo "clang not found: skipping fuzz smoke run"; fi
 
 valgrind: deps-test build

@@ -111,6 +111,23 @@ def test_snapshot_logged_on_change(live):
     srv.stop()
 
 
+def test_a_store_write_that_changes_no_binding_is_no_full_read_of_generation_0(live):
+    """A write that changes no binding (a setting) is applied from the change log like any
+    other (build=changes, its own generation), never as a full read of 'generation=0'."""
+    st, srv, P = live["st"], live["srv"], live["P"]
+    n = len(srv.lines("snapshot"))
+    st.run("set", "user=certbind")  # a write to the store, no binding changed
+    # A real change after it: once its snapshot is logged, the write before was seen too.
+    st.add("hostnameport=b.live.test:%d" % P, live["b"])
+    assert poll_until(lambda: try_thumb("127.0.0.1", P, "b.live.test") == live["b"].thumb,
+                      WITHIN), srv.log()
+    new = srv.lines("snapshot")[n:]
+    assert new and "bindings=2" in new[-1], srv.log()
+    assert all("build=changes" in l for l in new), srv.log()
+    assert not [l for l in srv.lines("snapshot") if "generation=0 " in l], srv.log()
+    srv.stop()
+
+
 def test_changes_are_applied_one_by_one_and_a_damaged_store_keeps_the_last_good(live):
     """Commands' changes take the change-log path (build=changes); a store edited by other
     means takes a full read (build=full); a damaged row breaks only its own binding."""
