@@ -512,8 +512,8 @@ out_finalize:
 
 /* Runs sql (one statement, ?1 the thumbprint) on certificate `thumbprint`: CB_ENOENT when
  * it changed no row. `what` names the work for an error message. */
-static int cert_exec(struct cb_store *st, const char *sql, const char *thumbprint,
-                     const char *what, struct cb_err *err)
+static int cert_exec(struct cb_store *st, const char *sql, const char *thumbprint, const char *what,
+                     struct cb_err *err)
 {
     sqlite3_stmt *stmt;
     int ret, rc;

@@ -659,7 +659,8 @@ static void test_migrates_a_version_2_store(void **unused)
     add_binding(st, WWW, thumb, false);
     cb_store_close(st);
     snprintf(cmd, sizeof(cmd),
-             "sqlite3 '%s/certbind.db' 'DROP TABLE challenges; DROP TABLE acme_account; DROP TABLE acme_state; "
+             "sqlite3 '%s/certbind.db' 'DROP TABLE challenges; DROP TABLE acme_account; DROP TABLE "
+             "acme_state; "
              "ALTER TABLE certs DROP COLUMN acme; PRAGMA user_version=2'",
              state);
     assert_int_equal(sh(cmd), 0);
