@@ -37,6 +37,7 @@ struct solver_ctx {
     struct cb_store *st;
     const struct cb_acme_settings *set;
     uint16_t port;
+    const volatile int *abort; /* serve is stopping: a hook still running is stopped */
 };
 
 static uint32_t rnd32(void)
@@ -54,9 +55,10 @@ static void sleep_ms(long ms)
         ;
 }
 
-/* Runs `hook verb fqdn value` in a process group of its own, bounded by the timeout. */
+/* Runs `hook verb fqdn value` in a process group of its own, bounded by the timeout, and
+ * stopped at once when serve stops (abort). */
 static int run_hook(const char *hook, const char *verb, const char *fqdn, const char *value,
-                    struct cb_err *err)
+                    const volatile int *abort, struct cb_err *err)
 {
     char *argv[] = {(char *)hook, (char *)verb, (char *)fqdn, (char *)value, NULL};
     posix_spawnattr_t attr;
@@ -79,9 +81,14 @@ static int run_hook(const char *hook, const char *verb, const char *fqdn, const 
             break;
         if (w < 0 && errno != EINTR)
             return cb_err_set(err, CB_EFAILED, "the DNS hook %s: %s", hook, strerror(errno));
-        if (waited >= CB_ACME_HOOK_TIMEOUT_S * 1000L) {
+        bool stopping = abort != NULL && *abort;
+        if (waited >= CB_ACME_HOOK_TIMEOUT_S * 1000L || stopping) {
             kill(-pid, SIGKILL);
             waitpid(pid, &status, 0);
+            if (stopping)
+                return cb_err_set(err, CB_EFAILED,
+                                  "serve stopped while the DNS hook %s %s %s ran; it was stopped",
+                                  hook, verb, fqdn);
             return cb_err_set(err, CB_EFAILED,
                               "the DNS hook %s %s %s did not finish within %d s; it was stopped",
                               hook, verb, fqdn, CB_ACME_HOOK_TIMEOUT_S);
@@ -128,7 +135,7 @@ static int present(void *arg, const char *type, const char *identifier, const ch
                               identifier);
         if (cb_acme_dns01_value(key_auth, value) != 0)
             return cb_err_set(err, CB_EFAILED, "cannot compute the DNS-01 value");
-        return run_hook(sc->set->dnshook, "add", identifier, value, err);
+        return run_hook(sc->set->dnshook, "add", identifier, value, sc->abort, err);
     }
     char *cert = NULL, *key = NULL;
     int ret = cb_acme_alpn_cert(identifier, key_auth, &cert, &key, err);
@@ -153,7 +160,7 @@ static void cleanup(void *arg, const char *type, const char *identifier, const c
     if (strcmp(type, "dns-01") == 0) {
         char value[44];
         if (sc->set->dnshook[0] != '\0' && cb_acme_dns01_value(key_auth, value) == 0 &&
-            run_hook(sc->set->dnshook, "del", identifier, value, &err) != 0)
+            run_hook(sc->set->dnshook, "del", identifier, value, NULL, &err) != 0)
             cb_log("warn", "acme_hook_failed", "name=%s reason=%s", identifier,
                    cb_log_quote(err.msg, q, sizeof(q)));
         return;
@@ -317,7 +324,7 @@ void cb_acme_job_run(struct cb_acme_job *o)
         set.keytype == CB_ACME_KT_RSA ? CB_ACME_KEY_RSA2048 : CB_ACME_KEY_EC256;
     if ((ret = cb_acme_key_generate(kt, &ckey, &err)) != 0)
         goto out_failed;
-    struct solver_ctx sc = {.st = st, .set = &set, .port = bk.port};
+    struct solver_ctx sc = {.st = st, .set = &set, .port = bk.port, .abort = o->abort};
     struct cb_acme_solver solver = {.present = present, .cleanup = cleanup, .ctx = &sc};
     const char *names[] = {bk.host};
     if ((ret = cb_acme_obtain(client, names, 1, ckey, false, &solver, &res, &err)) != 0)
@@ -348,6 +355,17 @@ out_failed:
                  prob.detail);
     else
         snprintf(o->error, sizeof(o->error), "%s", err.msg[0] ? err.msg : "the order failed");
+    if (o->abort != NULL && *o->abort) {
+        /* serve is stopping: not a failure of the CA or the hook, and no backoff; the next
+         * start takes it up again. */
+        s.status = s.certhash[0] ? CB_ACME_VALID : CB_ACME_PENDING;
+        s.next_attempt = 0;
+        snprintf(o->error, sizeof(o->error), "interrupted: serve stopped during the order");
+        if (cb_store_begin(st, &err) == 0 &&
+            (cb_store_acme_state_put(st, &s, &err) != 0 || cb_store_commit(st, &err) != 0))
+            cb_store_rollback(st);
+        goto out_free;
+    }
     s.status = CB_ACME_FAILED;
     s.failures++;
     s.next_attempt = cb_acme_next_attempt(s.failures, time(NULL), res.retry_after, rnd32());

@@ -358,3 +358,48 @@ def test_the_ca_stopped_then_back(env):
     assert_pebble_leaf(env, leaf, [A])  # the new Pebble's intermediate
     rc, findings, _ = env.check()
     assert not [f for f in findings if f["code"] == "acme-failing"], findings
+
+
+def test_sigterm_during_an_order_stops_it_and_a_restart_recovers(env):
+    """SIGTERM while an order waits on a DNS hook that never returns: serve stops within its
+    grace (the hook is stopped, the order aborted), exit 0; started again, the binding is not
+    left 'renewing' and a fixed hook obtains its certificate."""
+    import signal
+
+    name = "*.t.acme.test"
+    hung = env.hook.parent / "hung-hook"
+    hung.write_text("#!/bin/sh\necho \"hung-hook $*\" >> %s\nexec sleep 600\n" % env.hook_log)
+    os.chmod(hung, 0o755)
+    env.ensure_account()
+    env.run("set", "acme", "dnshook=%s" % hung)
+    try:
+        env.run("add", "sslcert", env.key(name), "acme=enable")
+        # The order has reached the hook (it runs as the service user, in serve's manager).
+        assert poll_until(lambda: "hung-hook add t.acme.test" in env.hook_log.read_text(),
+                          20 * SLOW), env.srv.log()
+        t0 = time.monotonic()
+        env.srv.signal(signal.SIGTERM)
+        rc = env.srv.wait(30 * SLOW)
+        took = time.monotonic() - t0
+        print("stop with an order under way: %.2f s" % took)
+        env.srv.assert_clean_exit(rc)
+        # The hook's process group is gone too.
+        assert not [p for p in os.listdir("/proc") if p.isdigit() and
+                    _cmdline(p).startswith("sleep 600")], "the hook was left running"
+        env.run("set", "acme", "dnshook=%s" % env.hook)
+        env.start_serve()
+        s = env.wait_state(name, ("valid",))
+        assert s["status"] == "valid", s
+    finally:
+        env.run("set", "acme", "dnshook=%s" % env.hook)
+        if env.srv is None or env.srv.proc.poll() is not None:
+            env.start_serve()
+    env.run("delete", "sslcert", env.key(name))
+
+
+def _cmdline(pid):
+    try:
+        with open("/proc/%s/cmdline" % pid, "rb") as f:
+            return f.read().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return ""
