@@ -364,6 +364,8 @@ int cb_worker_main(struct cb_serve_opts *opts, int index, int ready_fd)
     if (cb_store_open(opts->state_dir, CB_STORE_READ, &w.st, &err) != 0) {
         cb_log("error", "worker_failed", "worker=%d reason=%s", index,
                cb_log_quote(err.msg, q, sizeof(q)));
+        uv_loop_close(&w.loop);
+        cb_metrics_writer_free(opts->cfg.stats);
         return 1;
     }
     if ((w.cache = cb_tls_cache_new()) == NULL ||
@@ -390,7 +392,9 @@ int cb_worker_main(struct cb_serve_opts *opts, int index, int ready_fd)
 out_fatal:
     cb_log("error", "worker_failed", "worker=%d reason=%s", index,
            cb_log_quote(err.msg[0] ? err.msg : "cannot start", q, sizeof(q)));
+    /* _exit: a worker that could not start holds half-built state; its exit status is the
+     * message (a sanitizer build's leak report would replace it with an abort). */
     if (write(ready_fd, "F", 1) != 1)
-        return CB_EXIT_FATAL;
-    return CB_EXIT_FATAL;
+        _exit(CB_EXIT_FATAL);
+    _exit(CB_EXIT_FATAL);
 }

@@ -111,6 +111,7 @@ class FaultServer(cbe2e.Server):
         self.env_extra = dict(env or {})
         self.pidfd = None
         self.seen = {}  # pid -> starttime of every child of the master seen
+        self.seen_names = {}  # pid -> its name when last seen
         self.sig_lock = threading.Lock()
 
     def start(self, wait_ready=True):
@@ -177,45 +178,23 @@ class FaultServer(cbe2e.Server):
                 continue
             self.seen.setdefault(pid, s[2])
             out[pid] = comm(pid)
+            self.seen_names[pid] = out[pid]
         return out
 
     def procs(self):
-        """The master's children by kind: {"named": bool, "workers": {index: pid},
-        "admin": pid|None, "manager": pid|None}.
-
-        Named (the new supervisor): cb-worker-N, cb-admin, cb-manager; a child not yet renamed
-        is left out. Unnamed (today's code, every child `certbind`): the admin is the child
-        status.json does not list as a worker when --admin is on, else there is none; the
-        workers are the others, indexed from status.json when possible, else by PID order."""
-        kids = self.kids()
-        named = any(n and CHILD_NAMES.match(n) for n in kids.values())
-        res = {"named": named, "workers": {}, "admin": None, "manager": None}
-        if named:
-            for pid, n in kids.items():
-                m = CHILD_NAMES.match(n or "")
-                if not m:
-                    continue
-                if m.group(2) is not None:
-                    res["workers"][int(m.group(2))] = pid
-                else:
-                    res[m.group(1)] = pid
-            return res
-        if self.admin is not None:
-            try:
-                import json
-                import urllib.request
-
-                with urllib.request.urlopen("http://%s/status.json" % self.admin, timeout=5) as r:
-                    ws = json.loads(r.read())["workers"]
-                res["workers"] = {w["index"]: w["pid"] for w in ws
-                                  if w.get("pid") in kids}
-                others = [p for p in kids if p not in res["workers"].values()]
-                if len(others) == 1:
-                    res["admin"] = others[0]
-                return res
-            except (OSError, ValueError, KeyError):
-                pass
-        res["workers"] = {i: p for i, p in enumerate(sorted(kids))}
+        """The master's children by kind, by their names: {"workers": {index: pid},
+        "admin": pid|None, "manager": pid|None}. A child not yet renamed after its fork, or
+        one that is no child of serve's own (a sanitizer build's leak checker clones the
+        master at exit), is left out."""
+        res = {"named": True, "workers": {}, "admin": None, "manager": None}
+        for pid, n in self.kids().items():
+            m = CHILD_NAMES.match(n or "")
+            if not m:
+                continue
+            if m.group(2) is not None:
+                res["workers"][int(m.group(2))] = pid
+            else:
+                res[m.group(1)] = pid
         return res
 
     def workers(self):
@@ -437,14 +416,10 @@ class Killer(threading.Thread):
     def run(self):
         while not self.halt.is_set() and not self.srv.exited():
             kids = self.srv.kids()
-            named = any(n and CHILD_NAMES.match(n) for n in kids.values())
             for pid, n in kids.items():
-                if pid in self.spare:
-                    continue
-                if (named or self.srv.admin is not None) and not re.match(r"cb-worker-\d+$",
-                                                                          n or ""):
-                    # Named: only workers (a child not renamed yet is left for the next
-                    # round). Unnamed with an admin process: cannot tell them apart.
+                # Only workers: never another child of the master, such as the helper a
+                # sanitizer build's leak checker clones at exit (named like the master).
+                if pid in self.spare or not re.match(r"cb-worker-\d+$", n or ""):
                     continue
                 if self.srv.signal_child(pid, signal.SIGKILL) and pid not in self.killed:
                     self.killed.append(pid)
