@@ -126,6 +126,25 @@ def test_first_certificate_by_tls_alpn_01(env):
     assert_valid_state(env, B, leaf_b)
     env.wait_orders_metric({"valid": 2, "failed": 0})
     assert env.failing_metric(A) == 0 and env.failing_metric(B) == 0
+    # The status page's data: each managed binding's ACME state and its next renewal.
+    import json
+    import urllib.request
+
+    def acme_of(key):
+        with urllib.request.urlopen("http://%s/status.json" % env.admin, timeout=10) as r:
+            doc = json.loads(r.read())
+        for port in doc["ports"]:
+            for b in port["bindings"]:
+                if b["key"] == key:
+                    return b.get("acme", "not managed")
+        return None
+
+    a_status = poll_until(lambda: (lambda a: a if isinstance(a, dict) and a["status"] == "valid"
+                                   else None)(
+        acme_of(env.key(A))), 10 * SLOW)
+    assert a_status is not None, acme_of(env.key(A))
+    assert a_status["renew_after"] > time.time() and a_status["last_error"] == "", a_status
+    assert acme_of("ipport=0.0.0.0:%d" % env.P) == "not managed"
 
 
 def test_wildcard_by_dns_01_through_the_hook(env):
