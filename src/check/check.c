@@ -523,8 +523,9 @@ int cb_check_run(struct cb_store *st, const struct cb_check_opts *opts, struct c
     memset(out, 0, sizeof(*out));
     c.have_user = cb_svcuser_get(st, &c.user, NULL) == 0;
     c.user_name = c.have_user ? c.user.name : "";
-    if ((ret = cb_store_load_snapshot(st, &snap, err)) != 0)
-        return ret;
+    /* One read of the bindings: the damaged rows are reported as the snapshot meets them. */
+    if ((ret = cb_store_load_snapshot_reporting(st, &snap, on_damaged, &c, err)) != 0)
+        goto out_free;
     if ((ret = cb_store_cert_foreach(st, collect_cert, &c, err)) != 0)
         goto out_free;
     if (c.n_certs > 1)
@@ -592,8 +593,7 @@ int cb_check_run(struct cb_store *st, const struct cb_check_opts *opts, struct c
     }
     if ((ret = cert_findings(&c, snap)) != 0 || (ret = binding_findings(&c, snap, n, ports)) != 0 ||
         (ret = ccs_findings(&c, snap, n)) != 0 || (ret = address_findings(&c, snap, n)) != 0 ||
-        (ret = acme_findings(&c, st, err)) != 0 ||
-        (ret = cb_store_damaged_foreach(st, on_damaged, &c, err)) != 0)
+        (ret = acme_findings(&c, st, err)) != 0)
         goto out_free;
     if (out->n > 1) /* out->v is NULL without findings, which qsort must not be given */
         qsort(out->v, out->n, sizeof(*out->v), cmp_finding);

@@ -195,13 +195,12 @@ int cb_runtime_build(struct cb_store *st, struct cb_tls_cache *cache, bool log_b
         return cb_err_set(err, CB_ENOMEM, "out of memory");
     rt->refs = 1;
     rt->cache = cache;
-    if ((ret = cb_store_load_snapshot(st, &rt->snap, err)) != 0)
+    if ((ret = cb_store_load_snapshot_reporting(st, &rt->snap, log_broken ? log_damaged : NULL,
+                                                NULL, err)) != 0)
         goto out_free;
     rt->generation = cb_snapshot_generation(rt->snap);
     /* Read after the snapshot's generation: at least as new as it, never older. */
     if ((ret = load_challenges(st, log_broken, &rt->challenges, err)) != 0)
-        goto out_free;
-    if (log_broken && (ret = cb_store_damaged_foreach(st, log_damaged, NULL, err)) != 0)
         goto out_free;
     if ((ret = cb_store_cert_foreach(st, collect, &cs, err)) != 0) {
         if (ret == CB_ENOMEM)

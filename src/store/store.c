@@ -943,35 +943,18 @@ static int scan_ccs(struct cb_snapshot_builder *sb, uint32_t index, const char *
     return ret;
 }
 
-/* Every binding as it is served: a damaged row breaks only itself (see above). */
-static int foreach_serving(struct cb_store *st, cb_binding_fn fn, void *ctx, struct cb_err *err)
-{
-    char sql[sizeof(binding_columns) + 32];
-    struct cb_binding b;
-    sqlite3_stmt *stmt;
-    int ret, rc;
-
-    snprintf(sql, sizeof(sql), "%s ORDER BY key", binding_columns);
-    if ((ret = prepare(st, sql, &stmt, err)) != 0)
-        return ret;
-    while ((rc = sqlite3_step(stmt)) == SQLITE_ROW) {
-        if (binding_from_stmt_serving(stmt, &b) != 0)
-            continue;
-        if ((ret = fn(&b, ctx)) != 0)
-            goto out_finalize;
-    }
-    ret = rc == SQLITE_DONE ? 0 : db_error(st, err, rc, "listing bindings");
-out_finalize:
-    sqlite3_finalize(stmt);
-    return ret;
-}
-
-int cb_store_damaged_foreach(struct cb_store *st, cb_damaged_fn fn, void *ctx, struct cb_err *err)
+/*
+ * One walk of every binding as it is served (a damaged row breaks only itself, see
+ * binding_from_stmt_serving): fn gets each binding, a damaged row whose key is readable
+ * included (CB_OPT_DAMAGED); on_damaged (may be NULL) gets each damaged row, readable key
+ * or not, with why it cannot be read. Both share ctx.
+ */
+static int walk_serving(struct cb_store *st, cb_binding_fn fn, cb_damaged_fn on_damaged, void *ctx,
+                        struct cb_err *err)
 {
     char sql[sizeof(binding_columns) + 32];
     struct cb_binding b;
     struct cb_binding_key key;
-    struct cb_err why;
     sqlite3_stmt *stmt;
     int ret, rc;
 
@@ -979,11 +962,19 @@ int cb_store_damaged_foreach(struct cb_store *st, cb_damaged_fn fn, void *ctx, s
     if ((ret = prepare(st, sql, &stmt, err)) != 0)
         return ret;
     while ((rc = sqlite3_step(stmt)) == SQLITE_ROW) {
-        memset(&why, 0, sizeof(why));
-        if (binding_from_stmt(stmt, &b, &why) == 0)
-            continue;
-        bool readable = cb_key_parse_word(col_text(stmt, 0), &key, NULL) == 0;
-        if ((ret = fn(col_text(stmt, 0), why.msg, readable, ctx)) != 0)
+        struct cb_err why = {0};
+        if (binding_from_stmt(stmt, &b, &why) != 0) {
+            const char *text = col_text(stmt, 0);
+            bool readable = cb_key_parse_word(text, &key, NULL) == 0;
+            if (on_damaged != NULL && (ret = on_damaged(text, why.msg, readable, ctx)) != 0)
+                goto out_finalize;
+            if (!readable)
+                continue; /* no client can match it */
+            cb_binding_init(&b);
+            b.key = key;
+            b.flags = CB_OPT_DAMAGED;
+        }
+        if ((ret = fn(&b, ctx)) != 0)
             goto out_finalize;
     }
     ret = rc == SQLITE_DONE ? 0 : db_error(st, err, rc, "listing bindings");
@@ -995,7 +986,15 @@ out_finalize:
 struct load_ctx {
     struct cb_snapshot_builder *sb;
     struct cb_err *err;
+    cb_damaged_fn on_damaged; /* the caller's, or NULL */
+    void *damaged_ctx;
 };
+
+static int load_damaged(const char *key_text, const char *reason, bool key_readable, void *arg)
+{
+    struct load_ctx *lc = arg;
+    return lc->on_damaged(key_text, reason, key_readable, lc->damaged_ctx);
+}
 
 static int load_one(const struct cb_binding *b, void *arg)
 {
@@ -1010,7 +1009,14 @@ static int load_one(const struct cb_binding *b, void *arg)
 
 int cb_store_load_snapshot(struct cb_store *st, struct cb_snapshot **out, struct cb_err *err)
 {
-    struct load_ctx lc = {.sb = cb_snapshot_builder_new(), .err = err};
+    return cb_store_load_snapshot_reporting(st, out, NULL, NULL, err);
+}
+
+int cb_store_load_snapshot_reporting(struct cb_store *st, struct cb_snapshot **out,
+                                     cb_damaged_fn on_damaged, void *ctx, struct cb_err *err)
+{
+    struct load_ctx lc = {
+        .sb = cb_snapshot_builder_new(), .err = err, .on_damaged = on_damaged, .damaged_ctx = ctx};
     uint64_t generation = 0;
     int ret;
 
@@ -1023,7 +1029,7 @@ int cb_store_load_snapshot(struct cb_store *st, struct cb_snapshot **out, struct
     }
     ret = cb_store_generation(st, &generation);
     if (ret == 0)
-        ret = foreach_serving(st, load_one, &lc, err);
+        ret = walk_serving(st, load_one, on_damaged != NULL ? load_damaged : NULL, &lc, err);
     sqlite3_exec(st->db, "COMMIT", NULL, NULL, NULL);
     if (ret != 0) {
         cb_snapshot_builder_free(lc.sb);

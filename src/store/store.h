@@ -99,15 +99,12 @@ int cb_store_binding_foreach(struct cb_store *st, const char *thumbprint, cb_bin
                              void *ctx, struct cb_err *err) CB_MUST_CHECK;
 
 /* Walks the bindings of one port (every kind), in key order. */
-/*
- * Every damaged binding row (one that the strict readers refuse): fn gets its key as
- * stored (borrowed) and why it cannot be read. What serves treats such a row as a
- * binding that fails its handshakes (key readable) or leaves it out (key unreadable).
- */
+/* A damaged binding row (one that the strict readers refuse), as a snapshot load meets it:
+ * its key as stored (borrowed), why it cannot be read, and whether its key is readable (the
+ * snapshot then holds it as a binding that fails its handshakes; else it is left out). A
+ * non-zero return stops the load and is returned. */
 typedef int (*cb_damaged_fn)(const char *key_text, const char *reason, bool key_readable,
                              void *ctx);
-int cb_store_damaged_foreach(struct cb_store *st, cb_damaged_fn fn, void *ctx,
-                             struct cb_err *err) CB_MUST_CHECK;
 int cb_store_binding_foreach_port(struct cb_store *st, uint16_t port, cb_binding_fn fn, void *ctx,
                                   struct cb_err *err) CB_MUST_CHECK;
 
@@ -153,6 +150,11 @@ void cb_store_changes_clear(struct cb_store_changes *c);
 /* Builds a resolver snapshot of every binding, scanning ccs folders. Owned result. */
 int cb_store_load_snapshot(struct cb_store *st, struct cb_snapshot **out,
                            struct cb_err *err) CB_MUST_CHECK;
+/* cb_store_load_snapshot, telling on_damaged (may be NULL) of each damaged row met: one
+ * read of the bindings for both. */
+int cb_store_load_snapshot_reporting(struct cb_store *st, struct cb_snapshot **out,
+                                     cb_damaged_fn on_damaged, void *ctx,
+                                     struct cb_err *err) CB_MUST_CHECK;
 /* Decodes a stored binding row (key text and option columns) into *out. */
 int cb_store_decode_binding(const char *key, const char *certhash, const char *appid,
                             const char *backend, const char *ccspath, int64_t flags, int64_t proxy,
