@@ -663,9 +663,12 @@ void cb_acme_result_clear(struct cb_acme_result *r)
     memset(r, 0, sizeof(*r));
 }
 
-/* POST-as-GET url and parse it as an order or authorization (kind "order"/"authz"). */
-static int fetch_order(struct cb_acme_client *c, const char *url, struct cb_acme_order *o,
-                       struct http_resp *r, struct cb_acme_result *res, struct cb_err *err)
+/* POST-as-GET url and parse its answer with parse into out; `step` and `what` name it for
+ * res->failed_step and the message ("order", "fetching the order failed"). */
+static int fetch_parsed(struct cb_acme_client *c, const char *url,
+                        int (*parse)(const char *, size_t, void *, struct cb_err *), void *out,
+                        const char *step, const char *what, struct http_resp *r,
+                        struct cb_acme_result *res, struct cb_err *err)
 {
     struct cb_err perr = {0};
     int rc = post(c, url, NULL, false, NULL, r, err);
@@ -673,25 +676,33 @@ static int fetch_order(struct cb_acme_client *c, const char *url, struct cb_acme
     if (rc != 0)
         return rc;
     if (r->status != 200)
-        return answer_fail(res, "order", r, "fetching the order failed", err);
-    if (cb_acme_parse_order(r->body, r->len, o, &perr) != 0)
+        return answer_fail(res, step, r, what, err);
+    if (parse(r->body, r->len, out, &perr) != 0)
         return cb_err_set(err, CB_EFAILED, "%s", perr.msg);
     return 0;
+}
+
+static int parse_order(const char *json, size_t len, void *out, struct cb_err *err)
+{
+    return cb_acme_parse_order(json, len, out, err);
+}
+
+static int parse_authz(const char *json, size_t len, void *out, struct cb_err *err)
+{
+    return cb_acme_parse_authz(json, len, out, err);
+}
+
+static int fetch_order(struct cb_acme_client *c, const char *url, struct cb_acme_order *o,
+                       struct http_resp *r, struct cb_acme_result *res, struct cb_err *err)
+{
+    return fetch_parsed(c, url, parse_order, o, "order", "fetching the order failed", r, res, err);
 }
 
 static int fetch_authz(struct cb_acme_client *c, const char *url, struct cb_acme_authz *a,
                        struct http_resp *r, struct cb_acme_result *res, struct cb_err *err)
 {
-    struct cb_err perr = {0};
-    int rc = post(c, url, NULL, false, NULL, r, err);
-
-    if (rc != 0)
-        return rc;
-    if (r->status != 200)
-        return answer_fail(res, "authorization", r, "fetching an authorization failed", err);
-    if (cb_acme_parse_authz(r->body, r->len, a, &perr) != 0)
-        return cb_err_set(err, CB_EFAILED, "%s", perr.msg);
-    return 0;
+    return fetch_parsed(c, url, parse_authz, a, "authorization", "fetching an authorization failed",
+                        r, res, err);
 }
 
 struct presented {
