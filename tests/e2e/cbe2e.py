@@ -44,6 +44,30 @@ ERR = "certbind: error: "
 SANITIZER_REPORTS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:")
 
 
+def binary_sanitized():
+    """Whether BIN is an ASan/UBSan build (CERTBIND_SANITIZED=1 says so, else the binary)."""
+    if os.environ.get("CERTBIND_SANITIZED") == "1":
+        return True
+    try:
+        with open(BIN, "rb") as f:
+            return b"__asan_init" in f.read()
+    except OSError:
+        return False
+
+
+def ensure_service_user():
+    """As root: the system user serve drops to (created if missing), as a pwd entry.
+    Otherwise None."""
+    if not IS_ROOT:
+        return None
+    if subprocess.run(["id", SERVICE_USER], capture_output=True).returncode != 0:
+        subprocess.run(["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin",
+                        SERVICE_USER], check=True, capture_output=True)
+    import pwd
+
+    return pwd.getpwnam(SERVICE_USER)
+
+
 def poll_until(fn, timeout, interval=0.05):
     """Calls fn until it returns something true, for at most timeout seconds; returns the last value."""
     deadline = time.monotonic() + timeout

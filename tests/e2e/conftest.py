@@ -36,14 +36,7 @@ def _binary_exists():
 @pytest.fixture(scope="session")
 def service_user():
     """As root: the system user serve drops to (created if missing). Otherwise None."""
-    if not IS_ROOT:
-        return None
-    if subprocess.run(["id", SERVICE_USER], capture_output=True).returncode != 0:
-        subprocess.run(["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin",
-                        SERVICE_USER], check=True, capture_output=True)
-    import pwd
-
-    return pwd.getpwnam(SERVICE_USER)
+    return cbe2e.ensure_service_user()
 
 
 @pytest.fixture(scope="session")

@@ -32,17 +32,7 @@ from cbe2e import BIN, TLSConn, poll_until  # noqa: E402,F401
 SEED = int(os.environ.get("CERTBIND_FAULT_SEED", "20240611"))
 
 
-def _binary_sanitized():
-    if os.environ.get("CERTBIND_SANITIZED") == "1":
-        return True
-    try:
-        with open(BIN, "rb") as f:
-            return b"__asan_init" in f.read()
-    except OSError:
-        return False
-
-
-SANITIZED = _binary_sanitized()
+SANITIZED = cbe2e.binary_sanitized()
 # Waits are guards against a hang, scaled for slow builds; invariants below are the spec's.
 SLOW = (3 if SANITIZED else 1) * cbe2e.SLOW
 GRACE = 2                    # every serve here runs with --grace 2
