@@ -163,17 +163,20 @@ int cb_daemon_run(const struct cb_daemon_config *dc, struct cb_err *err)
         if ((ret = cb_priv_drop(&user, true, err)) != 0)
             return ret;
     }
+    /* The admin port first: a binding on the same port then fails the check below, naming
+     * it, rather than a worker finding it taken. */
+    if (dc->admin != NULL && (ret = open_admin(dc, &opts.admin_fd, err)) != 0)
+        return ret;
     /* Checked again as the user: the store and listeners must work for it. */
     if ((ret = preflight(&opts, &user, &have_user, err)) != 0)
-        return ret;
-    if (cb_tls_random(opts.cfg.ticket_keys, sizeof(opts.cfg.ticket_keys)) != 0)
-        return cb_err_set(err, CB_ETLS, "cannot make session ticket keys");
-    if (dc->admin != NULL) {
-        if ((ret = open_admin(dc, &opts.admin_fd, err)) != 0)
-            return ret;
-        if ((ret = cb_metrics_new(opts.workers, CB_STATS_CAPACITY, &opts.stats, err)) != 0)
-            goto out_admin;
+        goto out_admin;
+    if (cb_tls_random(opts.cfg.ticket_keys, sizeof(opts.cfg.ticket_keys)) != 0) {
+        ret = cb_err_set(err, CB_ETLS, "cannot make session ticket keys");
+        goto out_admin;
     }
+    if (dc->admin != NULL &&
+        (ret = cb_metrics_new(opts.workers, CB_STATS_CAPACITY, &opts.stats, err)) != 0)
+        goto out_admin;
     opts.cfg.workers = opts.workers;
     opts.cfg.handoff_rx = -1;
     if (opts.workers > 1 && !dc->no_affinity && (ret = open_handoff(&opts, err)) != 0)

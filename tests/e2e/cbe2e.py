@@ -78,15 +78,24 @@ def poll_until(fn, timeout, interval=0.05):
         time.sleep(interval)
 
 
+_ports_given = set()
+
+
 def free_port():
-    """A TCP port free on every local address (checked with a dual-stack socket)."""
-    s = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
-    try:
-        s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
-        s.bind(("::", 0))
-        return s.getsockname()[1]
-    finally:
-        s.close()
+    """A TCP port free on every local address (checked with a dual-stack socket), and not
+    one this process handed out before (the kernel may give a just-released port again:
+    two servers of one test would then be told the same port)."""
+    while True:
+        s = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
+        try:
+            s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+            s.bind(("::", 0))
+            port = s.getsockname()[1]
+        finally:
+            s.close()
+        if port not in _ports_given:
+            _ports_given.add(port)
+            return port
 
 
 def dead_port():
