@@ -49,7 +49,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         goto out_free_cols;
     }
     FUZZ_REQUIRE(cb_binding_validate(&b, &err) == 0, err.msg);
-    FUZZ_REQUIRE(b.flags <= 0xff && b.proxy >= CB_PROXY_OFF && b.proxy <= CB_PROXY_V2, col[0]);
+    FUZZ_REQUIRE((b.flags & ~(uint32_t)CB_OPT_ALL) == 0 && b.proxy >= CB_PROXY_OFF &&
+                     b.proxy <= CB_PROXY_V2,
+                 col[0]);
 
     cb_key_format(&b.key, key, sizeof(key));
     rc = cb_store_decode_binding(key, b.certhash, b.appid, b.backend, b.ccspath, b.flags, b.proxy,
