@@ -59,6 +59,17 @@ static const char *const migrations[] = {
      * challenge certificate and its throwaway key, PEM, until `expires` (epoch seconds). */
     "CREATE TABLE challenges(name TEXT PRIMARY KEY, cert_pem TEXT NOT NULL,"
     "  key_pem TEXT NOT NULL, expires INTEGER NOT NULL);",
+    /* 4 -> 5 (design section 9): a binding's second certificate (certhash=T1,T2: one ECDSA,
+     * one RSA; "" when it has one) and its client-certificate CA file (clientca=FILE, "" when
+     * none). */
+    "ALTER TABLE bindings ADD COLUMN certhash2 TEXT NOT NULL DEFAULT '';"
+    "ALTER TABLE bindings ADD COLUMN clientca TEXT NOT NULL DEFAULT '';"
+    "CREATE INDEX bindings_certhash2 ON bindings(certhash2);",
+    /* 5 -> 6 (sections 8 and 9): the session ticket keys every worker and every fleet node
+     * shares, newest first by `created` (epoch seconds); `key` holds the 80 bytes OpenSSL
+     * takes (name, HMAC and AES keys). */
+    "CREATE TABLE ticket_keys(id INTEGER PRIMARY KEY, key BLOB NOT NULL,"
+    "  created INTEGER NOT NULL);",
 };
 
 #define CB_CHANGES_KEPT 1000
@@ -692,11 +703,13 @@ static int binding_write(struct cb_store *st, const struct cb_binding *b, bool i
     int ret, rc;
 
     cb_key_format(&b->key, text, sizeof(text));
-    if ((ret = prepare(st,
-                       insert ? "INSERT INTO bindings VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7)"
-                              : "UPDATE bindings SET certhash = ?2, appid = ?3, backend = ?4, "
-                                "ccspath = ?5, flags = ?6, proxy = ?7 WHERE key = ?1",
-                       &stmt, err)) != 0)
+    if ((ret = prepare(
+             st,
+             insert ? "INSERT INTO bindings(key, certhash, appid, backend, ccspath, flags, proxy) "
+                      "VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7)"
+                    : "UPDATE bindings SET certhash = ?2, appid = ?3, backend = ?4, "
+                      "ccspath = ?5, flags = ?6, proxy = ?7 WHERE key = ?1",
+             &stmt, err)) != 0)
         return ret;
     sqlite3_bind_text(stmt, 1, text, -1, SQLITE_STATIC);
     sqlite3_bind_text(stmt, 2, b->certhash, -1, SQLITE_STATIC);

@@ -50,7 +50,7 @@ def every_code(cb):
     import sqlite3
     db = sqlite3.connect(str(cb.state / "certbind.db"))
     with db:
-        db.execute("INSERT INTO bindings VALUES('ipport=127.0.0.5:11443', 'xyz', '', "
+        db.execute("INSERT INTO bindings(key, certhash, appid, backend, ccspath, flags, proxy) VALUES('ipport=127.0.0.5:11443', 'xyz', '', "
                    "'', '', 0, 0)")
         db.execute("INSERT INTO acme_state VALUES('hostnameport=failing.example.com:443', 3, "
                    "0, 0, 1700000000, 1700000060, 1, 'urn:ietf:params:acme:error:dns', 0, 0)")

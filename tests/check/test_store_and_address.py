@@ -13,7 +13,7 @@ def _db(cb):
 def _insert(cb, key, certhash):
     db = _db(cb)
     with db:
-        db.execute("INSERT INTO bindings VALUES(?, ?, '', '', '', 0, 0)", (key, certhash))
+        db.execute("INSERT INTO bindings(key, certhash, appid, backend, ccspath, flags, proxy) VALUES(?, ?, '', '', '', 0, 0)", (key, certhash))
         db.execute("UPDATE meta SET value = value + 1 WHERE name = 'generation'")
     db.close()
 

@@ -286,7 +286,7 @@ def test_managed_binding_without_certificate_answers_its_challenge(st, pki):
     # The row as branch acmecli stores a managed binding: no certhash, flag bit 8.
     db = sqlite3.connect(str(st.state / "certbind.db"))
     with db:
-        db.execute("INSERT INTO bindings VALUES(?, '', '', '', '', 256, 0)",
+        db.execute("INSERT INTO bindings(key, certhash, appid, backend, ccspath, flags, proxy) VALUES(?, '', '', '', '', 256, 0)",
                    ("hostnameport=m.acme.test:%d" % P,))
     db.close()
     srv = st.serve(workers=1).start()

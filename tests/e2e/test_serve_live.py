@@ -145,7 +145,7 @@ def test_changes_are_applied_one_by_one_and_a_damaged_store_keeps_the_last_good(
     # Edited by other means: a row inserted and the generation bumped, no change record.
     db = sqlite3.connect(str(st.state / "certbind.db"))
     with db:
-        db.execute("INSERT INTO bindings VALUES('hostnameport=c.live.test:%d', ?, '', '', '', 0, 0)"
+        db.execute("INSERT INTO bindings(key, certhash, appid, backend, ccspath, flags, proxy) VALUES('hostnameport=c.live.test:%d', ?, '', '', '', 0, 0)"
                    % P, (live["d"].thumb,))
         db.execute("UPDATE meta SET value = value + 1 WHERE name = 'generation'")
     assert poll_until(lambda: try_thumb("127.0.0.1", P, "c.live.test") == live["d"].thumb, WITHIN)
@@ -154,7 +154,7 @@ def test_changes_are_applied_one_by_one_and_a_damaged_store_keeps_the_last_good(
     # Damaged rows break only themselves (one rule at start, on reload, after a restart): a
     # row whose key cannot be read is left out, and the rest of the change is applied...
     with db:
-        db.execute("INSERT INTO bindings VALUES('hostnameport=bad..name:%d', ?, '', '', '', 0, 0)"
+        db.execute("INSERT INTO bindings(key, certhash, appid, backend, ccspath, flags, proxy) VALUES('hostnameport=bad..name:%d', ?, '', '', '', 0, 0)"
                    % P, (live["d"].thumb,))
         db.execute("DELETE FROM bindings WHERE key = 'hostnameport=b.live.test:%d'" % P)
         db.execute("UPDATE meta SET value = value + 1 WHERE name = 'generation'")
@@ -163,7 +163,7 @@ def test_changes_are_applied_one_by_one_and_a_damaged_store_keeps_the_last_good(
     # ...and a row whose key is readable but whose certificate is not fails its own
     # handshakes (never another binding's certificate), with a log line naming it.
     with db:
-        db.execute("INSERT INTO bindings VALUES('hostnameport=dmg.live.test:%d', 'not-a-hash', "
+        db.execute("INSERT INTO bindings(key, certhash, appid, backend, ccspath, flags, proxy) VALUES('hostnameport=dmg.live.test:%d', 'not-a-hash', "
                    "'', '', '', 0, 0)" % P)
         db.execute("UPDATE meta SET value = value + 1 WHERE name = 'generation'")
     assert poll_until(lambda: try_thumb("127.0.0.1", P, "dmg.live.test") == "alert:TLSV1_ALERT_INTERNAL_ERROR",

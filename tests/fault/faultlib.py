@@ -472,7 +472,7 @@ def insert_rows(st, rows):
     try:
         with conn:
             for key, certhash in rows:
-                conn.execute("INSERT INTO bindings VALUES(?, ?, '', '', '', 0, 0)", (key, certhash))
+                conn.execute("INSERT INTO bindings(key, certhash, appid, backend, ccspath, flags, proxy) VALUES(?, ?, '', '', '', 0, 0)", (key, certhash))
             conn.execute("UPDATE meta SET value = value + 1 WHERE name = 'generation'")
     finally:
         conn.close()

@@ -652,7 +652,7 @@ static void test_migrates_a_version_2_store(void **unused)
     struct cb_acme_settings a;
     struct cb_cert_row row;
     struct cb_err err = {0};
-    char thumb[CB_THUMB_LEN + 1], cmd[512];
+    char thumb[CB_THUMB_LEN + 1], cmd[768];
     (void)unused;
 
     import_by_hand(st, 0, thumb);
@@ -661,7 +661,10 @@ static void test_migrates_a_version_2_store(void **unused)
     snprintf(cmd, sizeof(cmd),
              "sqlite3 '%s/certbind.db' 'DROP TABLE challenges; DROP TABLE acme_account; DROP TABLE "
              "acme_state; "
-             "ALTER TABLE certs DROP COLUMN acme; PRAGMA user_version=2'",
+             "ALTER TABLE certs DROP COLUMN acme; DROP INDEX bindings_certhash2; ALTER TABLE "
+             "bindings DROP "
+             "COLUMN certhash2; ALTER TABLE bindings DROP COLUMN clientca; DROP TABLE ticket_keys; "
+             "PRAGMA user_version=2'",
              state);
     assert_int_equal(sh(cmd), 0);
     st = open_store();

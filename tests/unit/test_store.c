@@ -726,8 +726,8 @@ static void test_damaged_row_in_the_database_is_reported(void **state_)
     begin(st);
     assert_int_equal(cb_store_binding_insert(st, &good, &err), 0);
     commit(st);
-    raw_exec("INSERT INTO bindings VALUES('ipport=203.0.113.5:443', '" THUMB_A
-             "', '', '', '', 4096, 0)");
+    raw_exec("INSERT INTO bindings(key, certhash, appid, backend, ccspath, flags, proxy) "
+             "VALUES('ipport=203.0.113.5:443', '" THUMB_A "', '', '', '', 4096, 0)");
 
     struct cb_binding_key k;
     assert_int_equal(cb_key_parse_word("ipport=203.0.113.5:443", &k, NULL), 0);
@@ -747,8 +747,8 @@ static void test_damaged_row_in_the_database_is_reported(void **state_)
     assert_false(cb_snapshot_binding(s, (uint32_t)i)->flags & CB_OPT_DAMAGED);
     cb_snapshot_unref(s);
     /* A row whose key cannot be read is left out (no client can match it). */
-    raw_exec("INSERT INTO bindings VALUES('hostnameport=bad..name:443', '" THUMB_A
-             "', '', '', '', 0, 0)");
+    raw_exec("INSERT INTO bindings(key, certhash, appid, backend, ccspath, flags, proxy) "
+             "VALUES('hostnameport=bad..name:443', '" THUMB_A "', '', '', '', 0, 0)");
     assert_int_equal(cb_store_load_snapshot(st, &s, &err), 0);
     assert_int_equal(cb_snapshot_count(s), 2);
     cb_snapshot_unref(s);
@@ -1140,7 +1140,8 @@ static void test_changes_since_refuses_a_store_changed_by_other_means(void **sta
     uint64_t g = generation(st);
     cb_store_close(st);
     /* As bench/check does: rows inserted and the generation bumped, with no change record. */
-    raw_exec("INSERT INTO bindings VALUES('hostnameport=b.example.com:443', '" THUMB_A
+    raw_exec("INSERT INTO bindings(key, certhash, appid, backend, ccspath, flags, proxy) "
+             "VALUES('hostnameport=b.example.com:443', '" THUMB_A
              "', '', '', '', 0, 0); UPDATE meta SET value = value + 1 WHERE name = 'generation'");
     st = open_store(CB_STORE_READ);
     assert_int_equal(cb_store_changes_since(st, g, &ch, &err), CB_ENOENT);
