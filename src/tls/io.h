@@ -48,6 +48,11 @@ void cb_tls_shutdown(SSL *ssl);
  * closed by client". Clears the library's error queue. */
 const char *cb_tls_io_reason(char *buf, size_t size);
 
+/* Why ssl's handshake failed (cb_tls_io_reason), said plainly for a client certificate
+ * that a client CA required: none sent, or why verification refused it (the X.509 error,
+ * with the certificate's CN when the TLS library kept it). Clears the error queue. */
+const char *cb_tls_handshake_reason(SSL *ssl, char *buf, size_t size);
+
 /* Whether ALPN settled on HTTP (h2 or http/1.1): protocols where the client speaks first. */
 bool cb_tls_alpn_is_http(SSL *ssl);
 
