@@ -8,10 +8,12 @@
 #include "tls/cert.h"
 #include "util/file.h"
 
+#include <errno.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include <openssl/err.h>
 #include <openssl/evp.h>
@@ -164,16 +166,28 @@ out_free:
 int cb_tls_ca_load(const char *path, struct cb_tls_ca **out, size_t *ignored, struct cb_err *err)
 {
     char what[CB_PATH_MAX + 16];
+    struct stat st;
     char *buf = NULL;
     size_t len = 0;
     int ret;
 
     snprintf(what, sizeof(what), "clientca=%s", path);
-    if ((ret = cb_read_file(path, CB_TLS_CA_FILE_MAX, &buf, &len, err)) != 0) {
-        char msg[sizeof(err->msg)];
-        snprintf(msg, sizeof(msg), "%s", err != NULL ? err->msg : "");
-        return cb_err_set(err, ret, "clientca: %s", msg);
-    }
+    if (stat(path, &st) != 0 && errno == ENOENT)
+        return cb_err_set(err, CB_EINVAL,
+                          "%s: no such file; give the path of a PEM file of the CA certificates "
+                          "that issue client certificates",
+                          what);
+    if (stat(path, &st) == 0 && S_ISDIR(st.st_mode))
+        return cb_err_set(err, CB_EBADFILE,
+                          "%s is a folder; give the PEM file of CA certificates itself", what);
+    if ((ret = cb_read_file(path, CB_TLS_CA_FILE_MAX, &buf, &len, NULL)) != 0)
+        return cb_err_set(err, ret,
+                          ret == CB_EBADFILE
+                              ? "%s is not a regular file of at most 4 MiB; give a PEM file of CA "
+                                "certificates"
+                              : "%s cannot be read (%s); make it readable by the service user "
+                                "(chmod o+r, or chgrp)",
+                          what, strerror(errno ? errno : EIO));
     ret = cb_tls_ca_parse(what, buf, len, out, ignored, err);
     free(buf);
     return ret;
