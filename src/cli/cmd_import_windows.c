@@ -82,13 +82,13 @@ static int client_cert_notes(struct cb_cli *cli, struct cb_import *imp)
                     e->b.flags & CB_OPT_CLIENTCERTNEGOTIATION ? "asked for and not verified"
                                                               : "not asked for");
         }
-        if (e->revocation_check &&
-            (e->b.clientca[0] || (e->b.flags & CB_OPT_CLIENTCERTNEGOTIATION)))
+        /* Verified here (clientca): say what Windows checked that certbind does not. */
+        if (e->revocation_check && e->b.clientca[0])
             fprintf(stderr,
                     "certbind: warning: %s:%d: %s: Windows checked client certificates for "
-                    "revocation; certbind does not (Verify Client Certificate Revocation is not "
-                    "carried over)\n",
-                    cli->pos[0], e->line, key);
+                    "revocation; certbind verifies them against clientca=%s but does not check "
+                    "revocation\n",
+                    cli->pos[0], e->line, key, e->b.clientca);
     }
     cb_tls_ca_free(ca);
     return 0;
