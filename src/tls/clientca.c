@@ -203,10 +203,47 @@ const unsigned char *cb_tls_ca_digest(const struct cb_tls_ca *ca)
     return ca->digest;
 }
 
+/* SSL ex_data slot: the client certificate a verification refused (owned, up-ref'd), kept
+ * for the log line: OpenSSL drops the peer's certificates when it refuses them. */
+static int rejected_index = -1;
+
+static void free_rejected(void *parent, void *ptr, CRYPTO_EX_DATA *ad, int idx, long argl,
+                          void *argp)
+{
+    (void)parent, (void)ad, (void)idx, (void)argl, (void)argp;
+    X509_free(ptr);
+}
+
+static int on_verify(int ok, X509_STORE_CTX *store)
+{
+    SSL *ssl = X509_STORE_CTX_get_ex_data(store, SSL_get_ex_data_X509_STORE_CTX_idx());
+    X509 *leaf = X509_STORE_CTX_get0_cert(store);
+
+    if (!ok && ssl != NULL && leaf != NULL && SSL_get_ex_data(ssl, rejected_index) == NULL &&
+        X509_up_ref(leaf) == 1 && SSL_set_ex_data(ssl, rejected_index, leaf) != 1)
+        X509_free(leaf);
+    return ok;
+}
+
+void cb_tls_ca_rejected_cn(SSL *ssl, char *buf, size_t size)
+{
+    X509 *leaf = rejected_index >= 0 ? SSL_get_ex_data(ssl, rejected_index) : NULL;
+
+    buf[0] = '\0';
+    if (leaf == NULL ||
+        X509_NAME_get_text_by_NID(X509_get_subject_name(leaf), NID_commonName, buf,
+                                  size > INT32_MAX ? INT32_MAX : (int)size) < 0)
+        buf[0] = '\0';
+}
+
 int cb_tls_ca_apply(SSL *ssl, const struct cb_tls_ca *ca)
 {
-    STACK_OF(X509_NAME) *names = SSL_dup_CA_list(ca->names);
+    STACK_OF(X509_NAME) *names;
 
+    if (rejected_index < 0 &&
+        (rejected_index = SSL_get_ex_new_index(0, NULL, NULL, NULL, free_rejected)) < 0)
+        return CB_ETLS;
+    names = SSL_dup_CA_list(ca->names);
     if (names == NULL || SSL_set1_verify_cert_store(ssl, ca->store) != 1) {
         sk_X509_NAME_pop_free(names, X509_NAME_free);
         ERR_clear_error();
@@ -214,6 +251,6 @@ int cb_tls_ca_apply(SSL *ssl, const struct cb_tls_ca *ca)
     }
     SSL_set_client_CA_list(ssl, names); /* takes names */
     SSL_set_verify(ssl, SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT | SSL_VERIFY_CLIENT_ONCE,
-                   NULL);
+                   on_verify);
     return 0;
 }

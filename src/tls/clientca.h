@@ -40,5 +40,8 @@ typedef struct ssl_st SSL;
  * references): SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT, ca's trust store, and its
  * names in the CertificateRequest. CB_ETLS when the TLS library refuses. */
 int cb_tls_ca_apply(SSL *ssl, const struct cb_tls_ca *ca) CB_MUST_CHECK;
+/* The subject CN of the client certificate that verification refused on ssl, into buf
+ * ("" when none was refused, or it has no CN). */
+void cb_tls_ca_rejected_cn(SSL *ssl, char *buf, size_t size);
 
 #endif

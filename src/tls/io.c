@@ -1,5 +1,6 @@
 /* io.c: the TLS connection calls net/server.c makes, with OpenSSL behind them. */
 #include "tls/io.h"
+#include "tls/clientca.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -152,11 +153,8 @@ const char *cb_tls_handshake_reason(SSL *ssl, char *buf, size_t size)
     }
     if (ERR_GET_LIB(e) == ERR_LIB_SSL && ERR_GET_REASON(e) == SSL_R_CERTIFICATE_VERIFY_FAILED &&
         verify != X509_V_OK) {
-        char cn[256] = "";
-        X509 *peer = SSL_get0_peer_certificate(ssl);
-        if (peer != NULL)
-            X509_NAME_get_text_by_NID(X509_get_subject_name(peer), NID_commonName, cn,
-                                      (int)sizeof(cn));
+        char cn[256];
+        cb_tls_ca_rejected_cn(ssl, cn, sizeof(cn));
         ERR_clear_error();
         snprintf(buf, size, "client certificate%s%s%s rejected (clientca): %s",
                  cn[0] ? " CN=\"" : "", cn, cn[0] ? "\"" : "",
