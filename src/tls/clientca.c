@@ -230,15 +230,14 @@ void cb_tls_ca_rejected_cn(SSL *ssl, char *buf, size_t size)
     X509 *leaf = rejected_index >= 0 ? SSL_get_ex_data(ssl, rejected_index) : NULL;
 
     buf[0] = '\0';
-    if (leaf == NULL ||
-        X509_NAME_get_text_by_NID(X509_get_subject_name(leaf), NID_commonName, buf,
-                                  size > INT32_MAX ? INT32_MAX : (int)size) < 0)
+    if (leaf == NULL || X509_NAME_get_text_by_NID(X509_get_subject_name(leaf), NID_commonName, buf,
+                                                  size > INT32_MAX ? INT32_MAX : (int)size) < 0)
         buf[0] = '\0';
 }
 
 int cb_tls_ca_apply(SSL *ssl, const struct cb_tls_ca *ca)
 {
-    STACK_OF(X509_NAME) *names;
+    STACK_OF(X509_NAME) * names;
 
     if (rejected_index < 0 &&
         (rejected_index = SSL_get_ex_new_index(0, NULL, NULL, NULL, free_rejected)) < 0)
