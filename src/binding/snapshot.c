@@ -569,7 +569,7 @@ int cb_snapshot_builder_finish(struct cb_snapshot_builder *sb, uint64_t generati
         }
     }
     sb->s = NULL;
-    free(sb);
+    cb_snapshot_builder_free(sb); /* its interning table: the snapshot keeps only the paths */
     *out = s;
     return 0;
 out_free:

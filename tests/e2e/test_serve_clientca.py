@@ -115,11 +115,12 @@ def refused(cc, name, ctx):
     raise AssertionError("the server took the connection (read %r)" % got)
 
 
-def failure_line(cc, since, name):
-    """The handshake_failed line of binding name, logged at or after offset since."""
+def failure_line(cc, since, name, reason=""):
+    """The handshake_failed line of binding name (with reason in it), logged at or after
+    offset since."""
     key = re.escape("hostnameport=%s:%d" % (sni(name), cc["P"]))
-    return cc["srv"].wait_log(r"event=handshake_failed\b.*binding=%s\b.*" % key, 10 * SLOW,
-                              after=since)
+    return cc["srv"].wait_log(r"event=handshake_failed\b.*binding=%s\b.*%s" % (key, re.escape(reason)),
+                              10 * SLOW, after=since)
 
 
 # ---- clientca=FILE: required and verified ------------------------------------------------
@@ -173,10 +174,10 @@ def test_refusals_are_one_line_each_and_nothing_reaches_the_backend(cc):
     n = len(cc["v2"].records)
     since = len(cc["srv"].log())
     assert refused(cc, "ca", ctx_for(cc, "mallory", TLS13)) == "TLSV1_ALERT_UNKNOWN_CA"
-    failure_line(cc, since, "ca")
+    failure_line(cc, since, "ca", "unable to get local issuer")
     # A later connection's line proves the first one's logging is over.
     assert refused(cc, "ca", ctx_for(cc, "expired", TLS13)) == "SSLV3_ALERT_CERTIFICATE_EXPIRED"
-    failure_line(cc, since, "ca")
+    failure_line(cc, since, "ca", "certificate has expired")
     lines = [l for l in cc["srv"].log()[since:].splitlines() if "binding=hostnameport=ca." in l]
     assert len(lines) == 2, lines
     assert len(cc["v2"].records) == n
