@@ -155,6 +155,8 @@ int cb_cmd_add_sslcert(struct cb_cli *cli)
         (ret = refuse_findings(cli, st, &b, CB_CHECK_CERT | CB_CHECK_SHADOW, force)) != 0 ||
         (ret = cb_store_commit(st, &cli->err)) != 0)
         goto out_rollback;
+    if (!cb_cli_verbose(cli))
+        goto out_rollback; /* a batch prints one summary, and no notes for every line */
     printf("Added binding %s.\n", key);
     acme_notes(st, &b);
     if (b.backend[0] && !(b.flags_set & CB_OPT_DISABLEHTTP2))
@@ -165,7 +167,7 @@ int cb_cmd_add_sslcert(struct cb_cli *cli)
 out_rollback:
     cb_store_rollback(st);
 out_close:
-    cb_store_close(st);
+    cb_cli_close_store(cli, st);
     return ret;
 }
 
@@ -223,12 +225,14 @@ int cb_cmd_update_sslcert(struct cb_cli *cli)
     if ((ret = cb_store_binding_update(st, &current, &cli->err)) != 0 ||
         (ret = cb_store_commit(st, &cli->err)) != 0)
         goto out_rollback;
-    printf("Updated binding %s.\n", key);
-    acme_notes(st, &current);
+    if (cb_cli_verbose(cli)) {
+        printf("Updated binding %s.\n", key);
+        acme_notes(st, &current);
+    }
 out_rollback:
     cb_store_rollback(st);
 out_close:
-    cb_store_close(st);
+    cb_cli_close_store(cli, st);
     return ret;
 }
 
@@ -252,11 +256,12 @@ int cb_cmd_delete_sslcert(struct cb_cli *cli)
     if ((ret = cb_store_binding_delete(st, &k, &cli->err)) != 0 ||
         (ret = cb_store_commit(st, &cli->err)) != 0)
         goto out_rollback;
-    printf("Deleted binding %s.\n", key);
+    if (cb_cli_verbose(cli))
+        printf("Deleted binding %s.\n", key);
 out_rollback:
     cb_store_rollback(st);
 out_close:
-    cb_store_close(st);
+    cb_cli_close_store(cli, st);
     return ret;
 }
 
