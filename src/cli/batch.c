@@ -105,8 +105,8 @@ int cb_cli_batch(struct cb_cli *cli)
         }
         if (ret == CB_EINVAL) {
             ret = cb_err_set(&cli->err, CB_EINVAL,
-                             "%s:%lu: the line is longer than %d bytes; one command per line",
-                             name, lineno, CB_BATCH_LINE_MAX);
+                             "%s:%lu: the line is longer than %d bytes; one command per line", name,
+                             lineno, CB_BATCH_LINE_MAX);
             goto out_rollback;
         }
         if ((ret = cb_batch_split(line, len, split, words, CB_BATCH_WORDS_MAX, &n, &lc->err)) ==

@@ -27,11 +27,20 @@ struct cb_cli_batch {
     size_t commands;
     size_t certs_added, certs_present, certs_deleted;
     size_t bindings_added, bindings_updated, bindings_deleted;
+    /* The key test as the service user (a process of its own as root) is not repeated for
+     * every binding: rings of the last certificates this batch wrote and of those whose
+     * key passed the test. A binding to one that passed needs no test; nor does one to a
+     * certificate written here once any of those passed (written alike, by this process,
+     * for that user, into the same folder). */
+    char written[CB_CLI_MAX_POS][CB_THUMB_LEN + 1];
+    char tested[CB_CLI_MAX_POS][CB_THUMB_LEN + 1];
+    unsigned n_written, n_tested;
+    bool written_key_tested;
 };
 
 struct cb_cli {
     char state_dir[CB_PATH_MAX + 1];
-    const char *batch_file; /* -f FILE, borrowed from argv */
+    const char *batch_file;     /* -f FILE, borrowed from argv */
     struct cb_cli_batch *batch; /* set while a line of a batch runs: borrowed */
     bool json;
     bool help;

@@ -109,8 +109,13 @@ int cb_cmd_add_cert(struct cb_cli *cli)
         if ((ret = add_one(cli, cli->pos[i], link, &st, thumbs[i], &existed)) != 0)
             goto out_rollback;
         added += !existed;
-        if (cli->batch != NULL)
-            existed ? cli->batch->certs_present++ : cli->batch->certs_added++;
+        if (cli->batch != NULL && existed)
+            cli->batch->certs_present++;
+        else if (cli->batch != NULL) {
+            struct cb_cli_batch *b = cli->batch;
+            b->certs_added++;
+            memcpy(b->written[b->n_written++ % CB_CLI_MAX_POS], thumbs[i], CB_THUMB_LEN + 1);
+        }
     }
     /* Nothing new: no commit, so no new generation for serve to read. */
     if (added > 0 && (ret = cb_store_commit(st, &cli->err)) != 0) /* the files go too */

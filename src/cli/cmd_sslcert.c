@@ -102,6 +102,15 @@ static void finding_text(const struct cb_finding *x, char *buf, size_t size)
         memcpy(buf + size - 4, "...", 4); /* cut short: say so */
 }
 
+/* Whether thumb is in a ring of the batch (cb_cli_batch) holding n entries so far. */
+static bool in_ring(const char (*ring)[CB_THUMB_LEN + 1], unsigned n, const char *thumb)
+{
+    for (unsigned i = 0; i < n && i < CB_CLI_MAX_POS; i++)
+        if (strcmp(ring[i], thumb) == 0)
+            return true;
+    return false;
+}
+
 /*
  * Refuses binding b when check finds a problem it brings about (check's own finding, in
  * its words), unless force: then each finding is a warning. what: CB_CHECK_* of check.h.
@@ -114,8 +123,17 @@ static int refuse_findings(struct cb_cli *cli, struct cb_store *st, const struct
     char text[sizeof(cli->err.msg) - sizeof(hint) + 1];
     int ret;
 
+    struct cb_cli_batch *bt = (what & CB_CHECK_CERT) ? cli->batch : NULL;
+    bool written = bt != NULL && in_ring(bt->written, bt->n_written, b->certhash);
+    if (bt != NULL &&
+        (in_ring(bt->tested, bt->n_tested, b->certhash) || (written && bt->written_key_tested)))
+        what |= CB_CHECK_KEY_KNOWN;
     if ((ret = cb_check_binding(st, b, what, &f, &cli->err)) != 0)
         return ret;
+    if (bt != NULL && b->certhash[0] && !(what & CB_CHECK_KEY_KNOWN) && f.n == 0) {
+        memcpy(bt->tested[bt->n_tested++ % CB_CLI_MAX_POS], b->certhash, CB_THUMB_LEN + 1);
+        bt->written_key_tested |= written;
+    }
     for (size_t i = 0; i < f.n; i++) {
         finding_text(&f.v[i], text, sizeof(text));
         if (!force) {

@@ -47,16 +47,18 @@ int cb_cli_run(struct cb_cli *cli)
                               "cert, delete cert and add, update and delete sslcert: run it on "
                               "its own",
                               cli->verb, c->object != NULL ? " " : "",
-                              c->object == NULL ? "" : c->object[0] == '*' ? "..." : c->object);
+                              c->object == NULL     ? ""
+                              : c->object[0] == '*' ? "..."
+                                                    : c->object);
         return c->run(cli);
     }
-    if (cli->object != NULL && (strcmp(cli->verb, "add") == 0 || strcmp(cli->verb, "show") == 0 ||
-                                strcmp(cli->verb, "delete") == 0 ||
-                                strcmp(cli->verb, "update") == 0))
+    if (cli->object != NULL &&
+        (strcmp(cli->verb, "add") == 0 || strcmp(cli->verb, "show") == 0 ||
+         strcmp(cli->verb, "delete") == 0 || strcmp(cli->verb, "update") == 0))
         return cb_err_set(
             &cli->err, CB_EINVAL,
-            "'certbind %s %s' is not a command; the objects are cert, sslcert and acme",
-            cli->verb, cli->object);
+            "'certbind %s %s' is not a command; the objects are cert, sslcert and acme", cli->verb,
+            cli->object);
     return cb_err_set(&cli->err, CB_EINVAL, "'%s' is not a command; see 'certbind --help'",
                       cli->verb);
 }

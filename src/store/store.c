@@ -343,8 +343,8 @@ static int batch_path_add(struct cb_store *st, const char *path, int bit, struct
                           path);
     /* Written again after it was deleted in this batch: it is wanted once more. */
     int bits = bit == BATCH_WRITTEN ? BATCH_WRITTEN : have | bit;
-    if ((ret = prepare(st, "UPDATE temp.batch_paths SET bits = ?2 WHERE path = ?1", &stmt,
-                       err)) != 0)
+    if ((ret = prepare(st, "UPDATE temp.batch_paths SET bits = ?2 WHERE path = ?1", &stmt, err)) !=
+        0)
         return ret;
     sqlite3_bind_text(stmt, 1, path, -1, SQLITE_STATIC);
     sqlite3_bind_int(stmt, 2, bits);
@@ -373,8 +373,7 @@ static int paths_add(struct cb_store *st, struct cb_store_paths *p, const char *
     if (!cb_store_owns(st, path))
         return 0; /* files outside the state folder are their owner's */
     if (st->batch)
-        return batch_path_add(st, path, p == &st->on_rollback ? BATCH_WRITTEN : BATCH_DELETED,
-                              err);
+        return batch_path_add(st, path, p == &st->on_rollback ? BATCH_WRITTEN : BATCH_DELETED, err);
     char **nv = realloc(p->v, (p->n + 1) * sizeof(*nv));
     if (nv == NULL)
         return cb_err_set(err, CB_ENOMEM, "out of memory");
@@ -579,14 +578,15 @@ int cb_store_cert_put(struct cb_store *st, const struct cb_cert_info *info, cons
     int ret, rc;
 
     /* An upsert, not a replace: a certificate certbind obtained stays marked as such. */
-    if ((ret = prepare(st,
-                       "INSERT INTO certs(thumbprint, sha256, subject, not_before, not_after, "
-                       "key_type, chain_len, cert_path, key_path, added_at) "
-                       "VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10) "
-                       "ON CONFLICT(thumbprint) DO UPDATE SET sha256 = ?2, subject = ?3, "
-                       "not_before = ?4, not_after = ?5, key_type = ?6, chain_len = ?7, "
-                       "cert_path = ?8, key_path = ?9, added_at = ?10",
-                       &stmt, err)) != 0)
+    if ((ret = cb_store__prepare_cached(
+             st,
+             "INSERT INTO certs(thumbprint, sha256, subject, not_before, not_after, "
+             "key_type, chain_len, cert_path, key_path, added_at) "
+             "VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10) "
+             "ON CONFLICT(thumbprint) DO UPDATE SET sha256 = ?2, subject = ?3, "
+             "not_before = ?4, not_after = ?5, key_type = ?6, chain_len = ?7, "
+             "cert_path = ?8, key_path = ?9, added_at = ?10",
+             &stmt, err)) != 0)
         return ret;
     sqlite3_bind_text(stmt, 1, info->thumbprint, -1, SQLITE_STATIC);
     sqlite3_bind_text(stmt, 2, info->sha256, -1, SQLITE_STATIC);
@@ -599,17 +599,19 @@ int cb_store_cert_put(struct cb_store *st, const struct cb_cert_info *info, cons
     sqlite3_bind_text(stmt, 9, rel_path(st, key_path), -1, SQLITE_STATIC);
     sqlite3_bind_int64(stmt, 10, (sqlite3_int64)time(NULL));
     rc = sqlite3_step(stmt);
-    sqlite3_finalize(stmt);
+    cb_store__release(st, stmt);
     if (rc != SQLITE_DONE)
         return db_error(st, err, rc, "adding a certificate");
-    if ((ret = prepare(st, "DELETE FROM cert_names WHERE thumbprint = ?1", &stmt, err)) != 0)
+    if ((ret = cb_store__prepare_cached(st, "DELETE FROM cert_names WHERE thumbprint = ?1", &stmt,
+                                        err)) != 0)
         return ret;
     sqlite3_bind_text(stmt, 1, info->thumbprint, -1, SQLITE_STATIC);
     rc = sqlite3_step(stmt);
-    sqlite3_finalize(stmt);
+    cb_store__release(st, stmt);
     if (rc != SQLITE_DONE)
         return db_error(st, err, rc, "adding a certificate");
-    if ((ret = prepare(st, "INSERT INTO cert_names VALUES(?1, ?2, ?3)", &stmt, err)) != 0)
+    if ((ret = cb_store__prepare_cached(st, "INSERT INTO cert_names VALUES(?1, ?2, ?3)", &stmt,
+                                        err)) != 0)
         return ret;
     for (size_t i = 0; i < info->n_names; i++) {
         sqlite3_reset(stmt);
@@ -617,11 +619,11 @@ int cb_store_cert_put(struct cb_store *st, const struct cb_cert_info *info, cons
         sqlite3_bind_int64(stmt, 2, (sqlite3_int64)i);
         sqlite3_bind_text(stmt, 3, info->names[i], -1, SQLITE_STATIC);
         if ((rc = sqlite3_step(stmt)) != SQLITE_DONE) {
-            sqlite3_finalize(stmt);
+            cb_store__release(st, stmt);
             return db_error(st, err, rc, "adding a certificate's names");
         }
     }
-    sqlite3_finalize(stmt);
+    cb_store__release(st, stmt);
     return 0;
 }
 
@@ -685,10 +687,11 @@ int cb_store_cert_get(struct cb_store *st, const char *thumbprint, struct cb_cer
     int ret, rc;
 
     snprintf(sql, sizeof(sql), "%s WHERE thumbprint = ?1", cert_columns);
-    if ((ret = prepare(st, sql, &stmt, err)) != 0)
+    if ((ret = cb_store__prepare_cached(st, sql, &stmt, err)) != 0)
         return ret;
-    if ((ret = prepare(st, "SELECT name FROM cert_names WHERE thumbprint = ?1 ORDER BY pos", &names,
-                       err)) != 0)
+    if ((ret = cb_store__prepare_cached(
+             st, "SELECT name FROM cert_names WHERE thumbprint = ?1 ORDER BY pos", &names, err)) !=
+        0)
         goto out_finalize;
     sqlite3_bind_text(stmt, 1, thumbprint, -1, SQLITE_STATIC);
     rc = sqlite3_step(stmt);
@@ -701,8 +704,8 @@ int cb_store_cert_get(struct cb_store *st, const char *thumbprint, struct cb_cer
     else
         ret = db_error(st, err, rc, "reading a certificate");
 out_finalize:
-    sqlite3_finalize(names);
-    sqlite3_finalize(stmt);
+    cb_store__release(st, names);
+    cb_store__release(st, stmt);
     return ret;
 }
 
@@ -841,7 +844,7 @@ int cb_store_binding_get(struct cb_store *st, const struct cb_binding_key *key,
 
     cb_key_format(key, text, sizeof(text));
     snprintf(sql, sizeof(sql), "%s WHERE key = ?1", binding_columns);
-    if ((ret = prepare(st, sql, &stmt, err)) != 0)
+    if ((ret = cb_store__prepare_cached(st, sql, &stmt, err)) != 0)
         return ret;
     sqlite3_bind_text(stmt, 1, text, -1, SQLITE_STATIC);
     rc = sqlite3_step(stmt);
@@ -854,7 +857,7 @@ int cb_store_binding_get(struct cb_store *st, const struct cb_binding_key *key,
                          text);
     else
         ret = db_error(st, err, rc, "reading a binding");
-    sqlite3_finalize(stmt);
+    cb_store__release(st, stmt);
     return ret;
 }
 
@@ -910,7 +913,7 @@ static int binding_write(struct cb_store *st, const struct cb_binding *b, bool i
     sqlite3_bind_int64(stmt, 6, b->flags);
     sqlite3_bind_int64(stmt, 7, b->proxy);
     rc = sqlite3_step(stmt);
-    sqlite3_finalize(stmt);
+    cb_store__release(st, stmt);
     if (insert && rc == SQLITE_CONSTRAINT)
         return cb_err_set(err, CB_EEXIST,
                           "binding %s already exists; change it with 'certbind update sslcert "
@@ -1020,7 +1023,8 @@ int cb_store_setting_get(struct cb_store *st, const char *name, char *out, size_
     sqlite3_stmt *stmt;
     int ret, rc;
 
-    if ((ret = prepare(st, "SELECT value FROM meta WHERE name = ?1", &stmt, err)) != 0)
+    if ((ret = cb_store__prepare_cached(st, "SELECT value FROM meta WHERE name = ?1", &stmt,
+                                        err)) != 0)
         return ret;
     sqlite3_bind_text(stmt, 1, name, -1, SQLITE_STATIC);
     rc = sqlite3_step(stmt);
@@ -1032,7 +1036,7 @@ int cb_store_setting_get(struct cb_store *st, const char *name, char *out, size_
     } else {
         ret = db_error(st, err, rc, "reading a setting");
     }
-    sqlite3_finalize(stmt);
+    cb_store__release(st, stmt);
     return ret;
 }
 
@@ -1092,7 +1096,7 @@ int cb_store_binding_foreach_port_prefix(struct cb_store *st, uint16_t port, con
     snprintf(suffix, sizeof(suffix), "%%:%u", port);
     snprintf(sql, sizeof(sql), "%s WHERE key >= ?1 AND key < ?2 AND key LIKE ?3 ORDER BY key",
              binding_columns);
-    if ((ret = prepare(st, sql, &stmt, err)) != 0)
+    if ((ret = cb_store__prepare_cached(st, sql, &stmt, err)) != 0)
         return ret;
     sqlite3_bind_text(stmt, 1, prefix, -1, SQLITE_TRANSIENT);
     sqlite3_bind_text(stmt, 2, hi, -1, SQLITE_TRANSIENT);
@@ -1109,7 +1113,7 @@ int cb_store_binding_foreach_port_prefix(struct cb_store *st, uint16_t port, con
     }
     ret = rc == SQLITE_DONE || rc == SQLITE_ROW ? 0 : db_error(st, err, rc, "listing bindings");
 out_finalize:
-    sqlite3_finalize(stmt);
+    cb_store__release(st, stmt);
     return ret;
 }
 

@@ -576,8 +576,8 @@ static int write_pem(const char *path, mode_t mode, const struct cb_cert_bundle 
     return 0;
 }
 
-static int bundle_write(const struct cb_cert_bundle *b, const char *cert_path,
-                        const char *key_path, bool sync, struct cb_err *err)
+static int bundle_write(const struct cb_cert_bundle *b, const char *cert_path, const char *key_path,
+                        bool sync, struct cb_err *err)
 {
     int ret = write_pem(key_path, 0600, b, true, sync, err);
     if (ret != 0)
