@@ -126,7 +126,9 @@ int cb_cli_parse(struct cb_cli *cli, int argc, char **argv)
             continue;
         }
         if (strcmp(w, "-f") == 0) {
-            if (i + 1 == argc || argv[i + 1][0] == '\0')
+            /* A flag is no file name (a file called -x is ./-x); "-" is standard input. */
+            if (i + 1 == argc || argv[i + 1][0] == '\0' ||
+                (argv[i + 1][0] == '-' && argv[i + 1][1] != '\0'))
                 return cb_err_set(&cli->err, CB_EINVAL,
                                   "-f needs a file of commands (- for standard input)");
             if (cli->batch_file != NULL)
