@@ -246,6 +246,7 @@ int cb_cli_open_store(struct cb_cli *cli, enum cb_store_mode mode, struct cb_sto
         return ret;
     if ((ret = cb_store_batch_begin(*out, &cli->err)) != 0) {
         cb_store_close(*out);
+        *out = NULL;
         return ret;
     }
     b->st = *out;
