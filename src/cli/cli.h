@@ -36,6 +36,7 @@ struct cb_cli {
     int grace;
     int max_conns;
     int max_conns_binding;
+    int cert_cache_mb; /* serve --cert-cache-mb, 0: not given */
     int handshake_timeout;
     int idle_timeout;
     const char *admin; /* --admin ADDR:PORT, borrowed from argv */

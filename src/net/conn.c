@@ -145,6 +145,7 @@ static void on_parse_done(uv_work_t *req, int status)
     cb_tls_load_finish(j->load);
     free(j);
     cb_server_count(srv, CB_GMETRIC_CERTS_LOADED);
+    cb_server_publish_cache(srv);
     for (struct cb_conn *c = srv->paused, *next; c != NULL; c = next) {
         next = c->pnext;
         if (cb_tls_entry_loading(c->paused_on))
@@ -308,6 +309,7 @@ int cb_conn_on_client_hello(SSL *ssl, int *alert, void *arg)
         if (ch.loaded_now) /* parsed here after all (counted in on_parse_done otherwise) */
             cb_server_count(srv, CB_GMETRIC_CERTS_LOADED);
     }
+    cb_server_publish_cache(srv);
     if (c->parse_started) { /* the parse this handshake asked for: it reports a broken one */
         ch.loaded_now = true;
         c->parse_started = false;

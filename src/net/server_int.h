@@ -102,6 +102,9 @@ struct cb_server {
     uint64_t pauses, last_pause_log; /* accept pauses for lack of descriptors */
     uv_poll_t handoff_poll;          /* connections passed by other workers (handoff_rx) */
     bool handoff_polling;
+    /* The certificate cache's counters as last published (cb_server_publish_cache): the
+     * cache they came from, and its hits and evictions then. */
+    uint64_t cache_pub_id, cache_pub_hits, cache_pub_evictions;
     char scratch[CB_BUF_SIZE];
 };
 
@@ -119,6 +122,9 @@ void cb_server_count(struct cb_server *srv, enum cb_gmetric k);
 /* A closed connection of srv was freed: frees srv when cb_server_free is waiting for it,
  * or reports the end of a drain. */
 void cb_server_conn_freed(struct cb_server *srv);
+/* Copies the current runtime's certificate cache counters into this worker's metrics: the
+ * hits and evictions since the last call are added, the sizes set. */
+void cb_server_publish_cache(struct cb_server *srv);
 /* A certificate parse the server started on the thread pool has finished (its callback ran). */
 void cb_server_parse_done(struct cb_server *srv);
 
