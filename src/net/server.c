@@ -35,14 +35,12 @@ void cb_server_publish_cache(struct cb_server *srv)
     if (srv->cfg.stats == NULL || srv->rt == NULL || srv->rt->cache == NULL)
         return;
     cb_tls_cache_get_stats(srv->rt->cache, &s);
-    if (s.id != srv->cache_pub_id) { /* a new cache (a full re-read): its counts start at 0 */
+    if (s.id != srv->cache_pub_id) { /* a new cache (a full re-read): its count starts at 0 */
         srv->cache_pub_id = s.id;
-        srv->cache_pub_hits = srv->cache_pub_evictions = 0;
+        srv->cache_pub_evictions = 0;
     }
     _Atomic uint64_t *g = cb_metrics_writer_area(srv->cfg.stats)->g;
-    cb_metric_add(&g[CB_GMETRIC_CERT_CACHE_HITS], s.hits - srv->cache_pub_hits);
     cb_metric_add(&g[CB_GMETRIC_CERT_CACHE_EVICTIONS], s.evictions - srv->cache_pub_evictions);
-    srv->cache_pub_hits = s.hits;
     srv->cache_pub_evictions = s.evictions;
     cb_metric_set(&g[CB_GMETRIC_CERT_CACHE_CERTS], s.parsed);
     cb_metric_set(&g[CB_GMETRIC_CERT_CACHE_BYTES], s.bytes);

@@ -440,10 +440,8 @@ const char *cb_tls_entry_load(const struct cb_tls_entry *e, bool *loaded_now)
         load(t);
         if (loaded_now != NULL)
             *loaded_now = true;
-    } else if (t->bundle != NULL && t->in_cache) {
-        t->cache->stats.hits++;
-        if (cb_lru_linked(&t->lru))
-            cb_lru_touch(&t->cache->lru, &t->lru);
+    } else if (t->in_cache && cb_lru_linked(&t->lru)) {
+        cb_lru_touch(&t->cache->lru, &t->lru);
     }
     return t->bundle != NULL ? NULL : t->error;
 }

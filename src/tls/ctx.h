@@ -35,7 +35,6 @@ struct cb_tls_cache *cb_tls_cache_new(void);
 void cb_tls_cache_set_budget(struct cb_tls_cache *c, size_t bytes);
 struct cb_tls_cache_stats {
     uint64_t id;        /* different for every cache this process made */
-    uint64_t hits;      /* handshakes served a certificate already parsed here */
     uint64_t evictions; /* parsed certificates dropped to stay within the budget */
     size_t parsed;      /* parsed certificates held, within the budget */
     size_t bytes;       /* their estimated heap */
