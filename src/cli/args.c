@@ -76,7 +76,8 @@ int cb_cli_parse(struct cb_cli *cli, int argc, char **argv)
                          strcmp(flag, "--grace") == 0 || strcmp(flag, "--max-connections") == 0 ||
                          strcmp(flag, "--max-connections-per-binding") == 0 ||
                          strcmp(flag, "--handshake-timeout") == 0 ||
-                         strcmp(flag, "--idle-timeout") == 0 || strcmp(flag, "--admin") == 0;
+                         strcmp(flag, "--idle-timeout") == 0 || strcmp(flag, "--admin") == 0 ||
+                         strcmp(flag, "--cert-cache-mb") == 0;
             if (takes) {
                 val = eq ? eq + 1 : (i + 1 < argc ? argv[++i] : NULL);
                 if (val == NULL || val[0] == '\0')
@@ -103,6 +104,9 @@ int cb_cli_parse(struct cb_cli *cli, int argc, char **argv)
                     return CB_EINVAL;
             } else if (strcmp(flag, "--max-connections-per-binding") == 0) {
                 if (int_flag(cli, flag, val, 1, 10000000, &cli->max_conns_binding) != 0)
+                    return CB_EINVAL;
+            } else if (strcmp(flag, "--cert-cache-mb") == 0) {
+                if (int_flag(cli, flag, val, 1, 1048576, &cli->cert_cache_mb) != 0)
                     return CB_EINVAL;
             } else if (strcmp(flag, "--grace") == 0) {
                 if (int_flag(cli, flag, val, 0, 3600, &cli->grace) != 0)

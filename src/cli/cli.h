@@ -55,6 +55,7 @@ struct cb_cli {
     int grace;
     int max_conns;
     int max_conns_binding;
+    int cert_cache_mb; /* serve --cert-cache-mb, 0: not given */
     int handshake_timeout;
     int idle_timeout;
     const char *admin; /* --admin ADDR:PORT, borrowed from argv */
@@ -105,6 +106,14 @@ int cb_cmd_acme(struct cb_cli *cli) CB_MUST_CHECK;
 /* Prints a JSON value (stolen) on stdout, followed by a newline. */
 struct json_t;
 void cb_cli_print_json(struct json_t *value);
+/* {"NAME": [elements]} printed one element at a time, the same bytes as cb_cli_print_json
+ * gives for the whole document: _begin, _add for each element (stolen), then _end. */
+struct cb_cli_json_list {
+    size_t n; /* elements printed so far */
+};
+void cb_cli_json_list_begin(struct cb_cli_json_list *l, const char *name);
+void cb_cli_json_list_add(struct cb_cli_json_list *l, struct json_t *item);
+void cb_cli_json_list_end(struct cb_cli_json_list *l);
 /* ISO 8601 UTC time. */
 void cb_cli_time(int64_t t, char *buf, size_t size);
 

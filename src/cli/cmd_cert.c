@@ -132,7 +132,7 @@ out_rollback:
 struct show_ctx {
     struct cb_cli *cli;
     struct cb_store *st;
-    json_t *array;
+    struct cb_cli_json_list list; /* --json: begun with the first certificate */
     size_t count;
 };
 
@@ -146,7 +146,7 @@ static int show_one(const struct cb_cert_row *row, void *arg)
     if ((ret = bindings_of(sc->cli, sc->st, row->info.thumbprint, &keys)) != 0)
         return ret;
     sc->count++;
-    if (sc->array != NULL) {
+    if (sc->cli->json) {
         json_t *names = json_array(), *binds = json_array();
         for (size_t i = 0; i < row->info.n_names; i++)
             json_array_append_new(names, json_string(row->info.names[i]));
@@ -154,12 +154,14 @@ static int show_one(const struct cb_cert_row *row, void *arg)
             json_array_append_new(binds, json_string(keys.keys[i]));
         cb_cli_time(row->info.not_before, nb, sizeof(nb));
         cb_cli_time(row->info.not_after, na, sizeof(na));
-        json_array_append_new(sc->array, json_pack("{s:s, s:s, s:s, s:o, s:s, s:s, s:s, s:s, s:o}",
-                                                   "thumbprint", row->info.thumbprint, "sha256",
-                                                   row->info.sha256, "subject", row->info.subject,
-                                                   "names", names, "not_before", nb, "not_after",
-                                                   na, "key_type", row->info.key_type, "key_path",
-                                                   row->key_path, "bindings", binds));
+        if (sc->count == 1)
+            cb_cli_json_list_begin(&sc->list, "certs");
+        cb_cli_json_list_add(&sc->list, json_pack("{s:s, s:s, s:s, s:o, s:s, s:s, s:s, s:s, s:o}",
+                                                  "thumbprint", row->info.thumbprint, "sha256",
+                                                  row->info.sha256, "subject", row->info.subject,
+                                                  "names", names, "not_before", nb, "not_after", na,
+                                                  "key_type", row->info.key_type, "key_path",
+                                                  row->key_path, "bindings", binds));
     } else {
         long days = (long)((row->info.not_after - (int64_t)time(NULL)) / 86400);
         cb_cli_time(row->info.not_before, nb, sizeof(nb));
@@ -210,8 +212,6 @@ int cb_cmd_show_cert(struct cb_cli *cli)
             printf("No certificates. Import one with 'certbind add cert FILE'.\n");
         return 0;
     }
-    if (cli->json)
-        sc.array = json_array();
     if (cli->n_pos == 1) {
         if ((ret = cb_store_cert_get(sc.st, thumb, &row, &cli->err)) == 0) {
             ret = show_one(&row, &sc);
@@ -224,9 +224,13 @@ int cb_cmd_show_cert(struct cb_cli *cli)
     }
     if (ret == CB_ENOMEM)
         cb_err_set(&cli->err, ret, "out of memory");
-    if (ret == 0 && cli->json)
-        cb_cli_print_json(json_pack("{s:O}", "certs", sc.array));
-    json_decref(sc.array);
+    /* Printed as the store is walked: a failure half-way leaves the list unfinished (and the
+     * error on stderr, exit status 1). */
+    if (ret == 0 && cli->json) {
+        if (sc.count == 0)
+            cb_cli_json_list_begin(&sc.list, "certs");
+        cb_cli_json_list_end(&sc.list);
+    }
     cb_store_close(sc.st);
     return ret;
 }

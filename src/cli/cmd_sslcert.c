@@ -303,7 +303,8 @@ static json_t *binding_json(const struct cb_binding *b)
 }
 
 struct show_ctx {
-    json_t *array;
+    bool json;
+    struct cb_cli_json_list list; /* begun with the first binding */
     size_t count;
 };
 
@@ -312,11 +313,13 @@ static int show_one(const struct cb_binding *b, void *arg)
     struct show_ctx *sc = arg;
     char key[CB_KEY_TEXT_MAX];
 
-    sc->count++;
-    if (sc->array != NULL) {
-        json_array_append_new(sc->array, binding_json(b));
+    if (sc->json) {
+        if (sc->count++ == 0)
+            cb_cli_json_list_begin(&sc->list, "bindings");
+        cb_cli_json_list_add(&sc->list, binding_json(b));
         return 0;
     }
+    sc->count++;
     cb_key_format(&b->key, key, sizeof(key));
     printf("%s%s\n", sc->count > 1 ? "\n" : "", key);
     if (b->key.kind == CB_KEY_CCS)
@@ -336,7 +339,7 @@ static int show_one(const struct cb_binding *b, void *arg)
 int cb_cmd_show_sslcert(struct cb_cli *cli)
 {
     static const char *const allowed[] = {"ipport", "hostnameport", "ccs", NULL};
-    struct show_ctx sc = {0};
+    struct show_ctx sc = {.json = cli->json};
     struct cb_store *st = NULL;
     struct cb_binding_key k;
     struct cb_binding b;
@@ -361,8 +364,6 @@ int cb_cmd_show_sslcert(struct cb_cli *cli)
             printf("No bindings. Add one with 'certbind add sslcert KEY certhash=…'.\n");
         return 0;
     }
-    if (cli->json)
-        sc.array = json_array();
     if (one) {
         if ((ret = cb_store_binding_get(st, &k, &b, &cli->err)) == 0)
             ret = show_one(&b, &sc);
@@ -371,9 +372,13 @@ int cb_cmd_show_sslcert(struct cb_cli *cli)
         if (ret == 0 && sc.count == 0 && !cli->json)
             printf("No bindings. Add one with 'certbind add sslcert KEY certhash=…'.\n");
     }
-    if (ret == 0 && cli->json)
-        cb_cli_print_json(json_pack("{s:O}", "bindings", sc.array));
-    json_decref(sc.array);
+    /* Printed as the store is walked: a failure half-way leaves the list unfinished (and the
+     * error on stderr, exit status 1). */
+    if (ret == 0 && cli->json) {
+        if (sc.count == 0)
+            cb_cli_json_list_begin(&sc.list, "bindings");
+        cb_cli_json_list_end(&sc.list);
+    }
     cb_store_close(st);
     return ret;
 }

@@ -1215,6 +1215,54 @@ static int load_one(const struct cb_binding *b, void *arg)
     return ret;
 }
 
+struct endpoints_ctx {
+    struct cb_snapshot_builder *sb;
+    struct cb_err *err;
+    uint8_t port_seen[65536]; /* a binding other than an IP one was added for this port */
+};
+
+static int endpoint_one(const struct cb_binding *b, void *arg)
+{
+    struct endpoints_ctx *ec = arg;
+
+    if (b->key.kind != CB_KEY_IP) {
+        if (ec->port_seen[b->key.port])
+            return 0;
+        ec->port_seen[b->key.port] = 1;
+    }
+    return cb_snapshot_builder_add(ec->sb, b, NULL, ec->err);
+}
+
+int cb_store_load_endpoints(struct cb_store *st, struct cb_snapshot **out, struct cb_err *err)
+{
+    struct endpoints_ctx *ec = calloc(1, sizeof(*ec));
+    uint64_t generation = 0;
+    int ret;
+
+    if (ec == NULL || (ec->sb = cb_snapshot_builder_new()) == NULL) {
+        free(ec);
+        return cb_err_set(err, CB_ENOMEM, "out of memory");
+    }
+    ec->err = err;
+    if (sqlite3_exec(st->db, "BEGIN", NULL, NULL, NULL) != SQLITE_OK) {
+        ret = db_error(st, err, sqlite3_errcode(st->db), "reading the bindings");
+        goto out_free;
+    }
+    ret = cb_store_generation(st, &generation);
+    if (ret == 0)
+        ret = walk_serving(st, endpoint_one, NULL, ec, err);
+    sqlite3_exec(st->db, "COMMIT", NULL, NULL, NULL);
+    if (ret != 0)
+        goto out_free;
+    ret = cb_snapshot_builder_finish(ec->sb, generation, out, err);
+    free(ec);
+    return ret;
+out_free:
+    cb_snapshot_builder_free(ec->sb);
+    free(ec);
+    return ret;
+}
+
 int cb_store_load_snapshot(struct cb_store *st, struct cb_snapshot **out, struct cb_err *err)
 {
     return cb_store_load_snapshot_reporting(st, out, NULL, NULL, err);

@@ -171,6 +171,14 @@ int cb_store_load_snapshot(struct cb_store *st, struct cb_snapshot **out,
 int cb_store_load_snapshot_reporting(struct cb_store *st, struct cb_snapshot **out,
                                      cb_damaged_fn on_damaged, void *ctx,
                                      struct cb_err *err) CB_MUST_CHECK;
+/*
+ * A snapshot of what decides the listening sockets only (cb_listen_plan gives the same
+ * plan from it as from the full one): every IP binding, and one other binding per port.
+ * No central-store folder is listed. For serve's start-up checks: at 10^6 bindings it
+ * holds a handful, where the full snapshot holds them all and their index.
+ */
+int cb_store_load_endpoints(struct cb_store *st, struct cb_snapshot **out,
+                            struct cb_err *err) CB_MUST_CHECK;
 /* Decodes a stored binding row (key text and option columns) into *out. */
 int cb_store_decode_binding(const char *key, const char *certhash, const char *appid,
                             const char *backend, const char *ccspath, int64_t flags, int64_t proxy,

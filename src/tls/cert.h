@@ -65,6 +65,10 @@ int cb_cert_bundle_use(const struct cb_cert_bundle *b, SSL_CTX *ctx,
                        struct cb_err *err) CB_MUST_CHECK;
 /* Serves the bundle on one connection (in the ClientHello callback). CB_ETLS when refused. */
 int cb_cert_bundle_use_ssl(const struct cb_cert_bundle *b, SSL *ssl) CB_MUST_CHECK;
+/* The heap a parsed bundle holds, estimated from its certificates' DER sizes and its key:
+ * calibrated against malloc's count on OpenSSL 3.0 (a self-signed ECDSA P-256 leaf and key:
+ * 7.4 KB measured, 7.4 KB estimated; RSA-2048: 6.5 KB measured, 8.0 KB estimated). */
+size_t cb_cert_bundle_mem(const struct cb_cert_bundle *b);
 
 /* What `check` needs to know about a stored certificate beyond its dates. */
 struct cb_cert_audit {
