@@ -1,6 +1,6 @@
 /*
  * etcd v3 through its JSON gateway (etcd 3.4: POST /v3/kv/range, /v3/kv/txn, /v3/watch,
- * /v3/lease/*), with libcurl and jansson. Debian has no maintained C client for etcd v3
+ * /v3/lease/...), with libcurl and jansson. Debian has no maintained C client for etcd v3
  * (the gRPC API would need a generated protobuf client), and the gateway is part of every
  * etcd server. Keys and values are base64 in the JSON; this module hides that.
  *
