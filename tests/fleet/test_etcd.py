@@ -103,7 +103,7 @@ def test_cluster_leader_stopped():
         url = e.url("probe-cluster")
         w = start_watch(url, 2)
         e.ctl("put", "probe-cluster/before", "1")
-        loop = subprocess.Popen([fleetlib.PROBE, "loop", url, "6"], stdout=subprocess.PIPE,
+        loop = subprocess.Popen([fleetlib.PROBE, "loop", e.url("probe-loop"), "6"], stdout=subprocess.PIPE,
                                 stderr=subprocess.STDOUT)
         leader = e.leader()
         leader.stop()
