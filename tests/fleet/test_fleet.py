@@ -82,9 +82,13 @@ def test_wrong_or_missing_store_key(fleet):
     # Without a key: reading works (certificates wait for the key), a key cannot be added.
     c = fleet.node(key=None)
     c.ok("show", "sslcert")
+    assert c.json("show", "cert")["certs"] == []
     cc, ck, _, _ = fleet.files.cert("two", ["b.example.com"])
     msg = c.fails(1, "add", "cert", cc, "key=%s" % ck)
     assert "--store-key" in msg
+    # Given the key later, the node catches up on what it left out.
+    c.key = fleet.key
+    assert len(c.json("show", "cert")["certs"]) == 1
     # A key file open to others is refused, and its bytes are never printed.
     loose = fleet.files.store_key("loose.key", data=b"0123456789abcdef0123456789abcdef")
     loose.chmod(0o644)
