@@ -103,7 +103,14 @@ int cb_fleet__push(struct cb_store *st, const struct cb_store_dirty *d, size_t n
     ret = cb_etcd_txn(f->etcd, cmp, n_ops, ops, n_ops, &ok, &rev, err);
     free(check);
     if (ret != 0) {
-        if (ret == CB_EIO && err != NULL) {
+        if (ret == CB_EIO && err != NULL && strstr(err->msg, "too many operations") != NULL) {
+            ret = cb_err_set(err, CB_EFAILED,
+                             "the change touches %zu entries of the fleet store, more than etcd "
+                             "takes in one transaction (its --max-txn-ops, 128 by default); "
+                             "nothing changed: split it (smaller -f files), or raise "
+                             "--max-txn-ops on every etcd member",
+                             n_ops);
+        } else if (ret == CB_EIO && err != NULL) {
             char why[sizeof(err->msg)];
             snprintf(why, sizeof(why), "%s", err->msg);
             ret = cb_err_set(err, CB_EIO, "%.600s; nothing changed", why);

@@ -208,3 +208,24 @@ def test_damaged_value(fleet):
     for k in ("junk", "arr", "row", "other"):
         a.ok("delete", "sslcert", "hostnameport=%s.example.com:443" % k)
     assert set(bindings(b)) == {"hostnameport=f.example.com:443"}
+
+
+def test_batch(fleet):
+    """certbind -f on an etcd store: one etcd transaction for the whole file; one larger than
+    etcd takes in a transaction fails whole, saying so."""
+    a = fleet.node()
+    b = fleet.node()
+    _, _, t, _ = add_cert(a, fleet.files, "one", ["g.example.com"])
+    small = fleet.files.dir / "small.txt"
+    small.write_text("".join("add sslcert hostnameport=g%d.example.com:443 certhash=%s\n" % (i, t)
+                             for i in range(100)))
+    a.ok("-f", small)
+    assert len(bindings(b)) == 100
+    big = fleet.files.dir / "big.txt"
+    big.write_text("".join("add sslcert hostnameport=h%d.example.com:443 certhash=%s\n" % (i, t)
+                           for i in range(200)))
+    before = fleet.values()
+    msg = a.fails(1, "-f", big)
+    assert "max-txn-ops" in msg and "nothing changed" in msg
+    assert fleet.values() == before
+    assert len(bindings(a)) == 100
