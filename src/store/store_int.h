@@ -41,6 +41,9 @@ int cb_store__acme_state_drop(struct cb_store *st, const char *key,
  * as `challenges` (a certbind that predates them reads every binding again instead).
  */
 #define CB_STORE_CHANGE_CHALLENGE "challenge="
+/* A commit that rotated the session ticket keys (store/tickets.h) records "tickets=ID";
+ * cb_store_changes_since reports it as `tickets`. */
+#define CB_STORE_CHANGE_TICKETS "tickets="
 
 /* Notes in the change log that the open transaction changed `key` (borrowed). */
 int cb_store__record_change(struct cb_store *st, const char *key, struct cb_err *err) CB_MUST_CHECK;

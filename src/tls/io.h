@@ -57,8 +57,6 @@ void cb_tls_proxy_fields(SSL *ssl, struct cb_proxy_info *pi, char *cn, size_t cn
                          unsigned char **der);
 void cb_tls_free_der(unsigned char *der);
 
-/* Session ticket keys for ctx (80 bytes: name, HMAC and AES keys), shared by workers. */
-int cb_tls_set_ticket_keys(SSL_CTX *ctx, const unsigned char keys[80]) CB_MUST_CHECK;
 void cb_tls_ctx_free(SSL_CTX *ctx);
 
 /* n bytes from the TLS library's random generator. CB_ETLS when it cannot. */
