@@ -176,6 +176,11 @@ void cb_tls_proxy_fields(SSL *ssl, struct cb_proxy_info *pi, char *cn, size_t cn
     }
 }
 
+bool cb_tls_resumed(SSL *ssl)
+{
+    return SSL_session_reused(ssl) == 1;
+}
+
 void cb_tls_free_der(unsigned char *der)
 {
     OPENSSL_free(der);

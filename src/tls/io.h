@@ -48,6 +48,9 @@ void cb_tls_shutdown(SSL *ssl);
  * closed by client". Clears the library's error queue. */
 const char *cb_tls_io_reason(char *buf, size_t size);
 
+/* Whether the handshake resumed a session (from a ticket) rather than making a new one. */
+bool cb_tls_resumed(SSL *ssl);
+
 /* Whether ALPN settled on HTTP (h2 or http/1.1): protocols where the client speaks first. */
 bool cb_tls_alpn_is_http(SSL *ssl);
 
