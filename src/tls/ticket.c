@@ -86,7 +86,8 @@ static int set_hmac(EVP_MAC_CTX *hctx, const struct cb_ticket_key *k)
 /*
  * OpenSSL's ticket callback. enc: a new ticket, under the newest key (1; 0 when there is no
  * key: none is issued). Else the ticket names its key: 1 decrypts under the newest, 2 under
- * an older one (and asks for a new ticket), 0 an unknown name (a full handshake), -1 error.
+ * an older one or with TLS 1.3 (and asks for a new ticket), 0 an unknown name (a full
+ * handshake), -1 error.
  */
 static int on_ticket_key(SSL *ssl, unsigned char key_name[16], unsigned char iv[EVP_MAX_IV_LENGTH],
                          EVP_CIPHER_CTX *cctx, EVP_MAC_CTX *hctx, int enc)
@@ -114,7 +115,9 @@ static int on_ticket_key(SSL *ssl, unsigned char key_name[16], unsigned char iv[
         if (set_hmac(hctx, k) != 0 ||
             EVP_DecryptInit_ex(cctx, EVP_aes_256_cbc(), NULL, k->key + CB_TICKET_AES_OFF, iv) != 1)
             return -1;
-        return i == 0 ? 1 : 2;
+        /* TLS 1.3 clients use a ticket once (RFC 8446 appendix C.4): the server sends a new
+         * one after every resumption, which OpenSSL does only when asked (as nginx asks). */
+        return i == 0 && SSL_version(ssl) != TLS1_3_VERSION ? 1 : 2;
     }
     return 0;
 }
