@@ -67,9 +67,11 @@ static int newest(struct cb_store *st, int64_t *id, int64_t *created, struct cb_
     return 0;
 }
 
+/* Due: no key yet, the newest is a period old, or it is dated a period ahead of this clock
+ * (the clock was set back: the key would otherwise serve until the clock caught up). */
 static bool is_due(int64_t id, int64_t created, int64_t now, int64_t period_s)
 {
-    return id == 0 || now - created >= period_s;
+    return id == 0 || now - created >= period_s || created - now >= period_s;
 }
 
 int cb_store_ticket_keys_due(struct cb_store *st, int64_t now, int64_t period_s, bool *due,

@@ -43,7 +43,8 @@ int cb_store_ticket_keys_load(struct cb_store *st, struct cb_ticket_keys *out,
                               struct cb_err *err) CB_MUST_CHECK;
 
 /* Whether a rotation is due at `now` (epoch seconds) for a period of period_s seconds: there
- * is no key, or the newest was made period_s or more ago. Reads only. */
+ * is no key, the newest was made period_s or more ago, or it is dated period_s or more ahead
+ * of now (the clock was set back). Reads only. */
 int cb_store_ticket_keys_due(struct cb_store *st, int64_t now, int64_t period_s, bool *due,
                              struct cb_err *err) CB_MUST_CHECK;
 

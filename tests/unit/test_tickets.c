@@ -158,6 +158,11 @@ static void test_not_due_writes_nothing(void **unused)
     assert_int_equal(k.v[0].id, 2);
     assert_int_equal(k.v[1].key[0], 1);
     assert_int_equal(generation(st), g + 1);
+    /* The clock set back by a period or more: due (not frozen until it catches up). */
+    assert_false(due(st, T0 + 1));
+    assert_true(due(st, T0));
+    assert_true(rotate(st, T0, 5));
+    assert_int_equal(load(st).v[0].key[0], 5);
     cb_store_close(st);
 }
 
