@@ -64,7 +64,7 @@ static int hours_flag(struct cb_cli *cli, const char *flag, const char *v, int64
 
     errno = 0;
     h = strtod(v, &end);
-    if (errno != 0 || *end != '\0' || end == v || !(h * 3600.0 >= 0.5) || h > 8760.0)
+    if (errno != 0 || *end != '\0' || end == v || !(h * 3600.0 >= 1.0) || h > 8760.0)
         return cb_err_set(&cli->err, CB_EINVAL,
                           "%s %s: give hours, more than 0 (at least a second: 0.0003) and at "
                           "most 8760 (a year), e.g. 12 or 0.5",

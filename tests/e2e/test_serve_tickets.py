@@ -173,7 +173,7 @@ def test_binding_without_option_issues_no_ticket(site, version):
     srv.stop()
 
 
-BAD_PERIODS = ["0", "-1", "abc", "nan", "inf", "1e9", "8761", "0.0001", "12h", ""]
+BAD_PERIODS = ["0", "-1", "abc", "nan", "inf", "1e9", "8761", "0.0001", "0.0002", "12h", ""]
 
 
 @pytest.mark.parametrize("value", BAD_PERIODS)
