@@ -67,6 +67,7 @@ struct cb_cli {
     const char *admin; /* --admin ADDR:PORT, borrowed from argv */
     bool admin_public;
     bool no_affinity; /* serve --no-affinity: no passing of connections between workers */
+    int64_t ticket_rotate_s; /* serve --ticket-rotate HOURS, in seconds; 0: not given */
     struct cb_err err;
 };
 
