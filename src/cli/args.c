@@ -129,6 +129,17 @@ int cb_cli_parse(struct cb_cli *cli, int argc, char **argv)
             cli->help = true;
             continue;
         }
+        if (strcmp(w, "-f") == 0) {
+            /* A flag is no file name (a file called -x is ./-x); "-" is standard input. */
+            if (i + 1 == argc || argv[i + 1][0] == '\0' ||
+                (argv[i + 1][0] == '-' && argv[i + 1][1] != '\0'))
+                return cb_err_set(&cli->err, CB_EINVAL,
+                                  "-f needs a file of commands (- for standard input)");
+            if (cli->batch_file != NULL)
+                return cb_err_set(&cli->err, CB_EINVAL, "-f given twice; give one file");
+            cli->batch_file = argv[++i];
+            continue;
+        }
         if (cli->verb == NULL) {
             cli->verb = w;
         } else if (cli->object == NULL && !is_option(w)) {
@@ -226,9 +237,35 @@ static void make_parents(const char *dir)
 
 int cb_cli_open_store(struct cb_cli *cli, enum cb_store_mode mode, struct cb_store **out)
 {
+    struct cb_cli_batch *b = cli->batch;
+    int ret;
+
+    if (b != NULL && b->st != NULL) {
+        *out = b->st;
+        return 0;
+    }
     if (mode == CB_STORE_WRITE)
         make_parents(cli->state_dir);
-    return cb_store_open(cli->state_dir, mode, out, &cli->err);
+    if ((ret = cb_store_open(cli->state_dir, mode, out, &cli->err)) != 0 || b == NULL)
+        return ret;
+    if ((ret = cb_store_batch_begin(*out, &cli->err)) != 0) {
+        cb_store_close(*out);
+        *out = NULL;
+        return ret;
+    }
+    b->st = *out;
+    return 0;
+}
+
+void cb_cli_close_store(struct cb_cli *cli, struct cb_store *st)
+{
+    if (cli->batch == NULL || st != cli->batch->st)
+        cb_store_close(st);
+}
+
+bool cb_cli_verbose(const struct cb_cli *cli)
+{
+    return cli->batch == NULL;
 }
 
 int cb_cli_read_password(struct cb_cli *cli, const char *path, char *out, size_t size)

@@ -51,52 +51,81 @@ static int bindings_of(struct cb_cli *cli, struct cb_store *st, const char *thum
     return ret;
 }
 
+/* Imports one file (with the command's key=, password-file= and link=) in the open
+ * transaction of *st, opening it first if *st is NULL; its thumbprint into thumb. */
+static int add_one(struct cb_cli *cli, const char *file, bool link, struct cb_store **st,
+                   char thumb[CB_THUMB_LEN + 1], bool *existed)
+{
+    const char *key = cb_cli_opt(cli, "key");
+    struct cb_cert_bundle *bundle = NULL;
+    struct cb_cert_info info;
+    int ret;
+
+    /* Read before the store is opened: a bad file leaves no trace. */
+    if ((ret = cb_cli_load_cert(cli, file, &bundle, &info)) != 0)
+        return ret;
+    if (*st == NULL && ((ret = cb_cli_open_store(cli, CB_STORE_WRITE, st)) != 0 ||
+                        (ret = cb_store_begin(*st, &cli->err)) != 0))
+        goto out_clear_info;
+    if ((ret = cb_certstore_import(*st, bundle, &info, link ? file : NULL, link ? key : NULL,
+                                   existed, cb_cli_warn, NULL, &cli->err)) != 0)
+        goto out_clear_info;
+    memcpy(thumb, info.thumbprint, CB_THUMB_LEN + 1);
+    /* Importing the same certificate again is harmless: say so and succeed. */
+    if (*existed && cb_cli_verbose(cli))
+        fprintf(stderr, "certbind: certificate %s is already in the store\n", thumb);
+out_clear_info:
+    cb_cert_info_clear(&info);
+    cb_cert_bundle_free(bundle);
+    return ret;
+}
+
 int cb_cmd_add_cert(struct cb_cli *cli)
 {
     static const char *const allowed[] = {"key", "password-file", "link", NULL};
-    struct cb_cert_bundle *bundle = NULL;
-    struct cb_cert_info info;
+    char thumbs[CB_CLI_MAX_POS][CB_THUMB_LEN + 1];
     struct cb_store *st = NULL;
     const char *pwfile = cb_cli_opt(cli, "password-file"), *key = cb_cli_opt(cli, "key");
-    bool link, existed = false;
+    size_t added = 0;
+    bool link, existed;
     int ret;
 
-    if ((ret = cb_cli_expect(cli, allowed, 1)) != 0 ||
+    if ((ret = cb_cli_expect(cli, allowed, CB_CLI_MAX_POS)) != 0 ||
         (ret = cb_cli_yesno(cli, "link", &link)) != 0)
         return ret;
-    if (cli->n_pos != 1)
+    if (cli->n_pos == 0)
         return cb_err_set(&cli->err, CB_EINVAL,
                           "give the certificate file: certbind add cert FILE [key=FILE] "
                           "[password-file=FILE] [link=yes]");
+    if (cli->n_pos > 1 && key != NULL)
+        return cb_err_set(&cli->err, CB_EINVAL,
+                          "key= is the key of one certificate; to add several at once give "
+                          "files that each hold a certificate and its key (PEM or PKCS#12)");
     if (link && (key == NULL || pwfile != NULL))
         return cb_err_set(&cli->err, CB_EINVAL,
                           "link=yes keeps a PEM certificate and its unencrypted key where they "
                           "are: give both files, certbind add cert FILE key=FILE link=yes");
-    if ((ret = cb_cli_load_cert(cli, cli->pos[0], &bundle, &info)) != 0)
-        return ret;
-    if ((ret = cb_cli_open_store(cli, CB_STORE_WRITE, &st)) != 0)
-        goto out_clear_info;
-    if ((ret = cb_store_begin(st, &cli->err)) != 0)
-        goto out_close;
-    if ((ret = cb_certstore_import(st, bundle, &info, link ? cli->pos[0] : NULL, link ? key : NULL,
-                                   &existed, cb_cli_warn, NULL, &cli->err)) != 0)
-        goto out_rollback;
-    if (existed) {
-        /* Importing the same certificate again is harmless: say so and succeed. */
-        fprintf(stderr, "certbind: certificate %s is already in the store\n", info.thumbprint);
-        printf("%s\n", info.thumbprint);
-        goto out_rollback;
+    for (int i = 0; i < cli->n_pos; i++) {
+        if ((ret = add_one(cli, cli->pos[i], link, &st, thumbs[i], &existed)) != 0)
+            goto out_rollback;
+        added += !existed;
+        if (cli->batch != NULL && existed)
+            cli->batch->certs_present++;
+        else if (cli->batch != NULL) {
+            struct cb_cli_batch *b = cli->batch;
+            b->certs_added++;
+            memcpy(b->written[b->n_written++ % CB_CLI_MAX_POS], thumbs[i], CB_THUMB_LEN + 1);
+        }
     }
-    if ((ret = cb_store_commit(st, &cli->err)) != 0) /* the files go with the rollback */
+    /* Nothing new: no commit, so no new generation for serve to read. */
+    if (added > 0 && (ret = cb_store_commit(st, &cli->err)) != 0) /* the files go too */
         goto out_rollback;
-    printf("%s\n", info.thumbprint);
+    for (int i = 0; cb_cli_verbose(cli) && i < cli->n_pos; i++)
+        printf("%s\n", thumbs[i]);
 out_rollback:
-    cb_store_rollback(st);
-out_close:
-    cb_store_close(st);
-out_clear_info:
-    cb_cert_info_clear(&info);
-    cb_cert_bundle_free(bundle);
+    if (st != NULL)
+        cb_store_rollback(st);
+    cb_cli_close_store(cli, st);
     return ret;
 }
 
@@ -256,20 +285,20 @@ int cb_cmd_delete_cert(struct cb_cli *cli)
                          thumb, keys.n, keys.n == 1 ? "" : "s", list);
         goto out_free_keys;
     }
+    /* Files go only after the commit (a crash before it leaves the certificate whole), and
+     * only those inside the state folder: a linked certificate's files are the user's. */
     if ((ret = cb_store_cert_delete(st, thumb, &cli->err)) != 0 ||
+        (ret = cb_store_unlink_after_commit(st, row.cert_path, &cli->err)) != 0 ||
+        (ret = cb_store_unlink_after_commit(st, row.key_path, &cli->err)) != 0 ||
         (ret = cb_store_commit(st, &cli->err)) != 0)
         goto out_free_keys;
-    /* Files go only after the commit: a crash before it leaves the certificate whole. */
-    if (cb_store_owns(st, row.cert_path)) /* a linked certificate's files are the user's */
-        unlink(row.cert_path);
-    if (cb_store_owns(st, row.key_path))
-        unlink(row.key_path);
     for (size_t i = 0; i < keys.n; i++)
         fprintf(stderr,
                 "certbind: warning: binding %s now has no certificate; give it one with "
                 "'certbind update sslcert %s certhash=…'\n",
                 keys.keys[i], keys.keys[i]);
-    printf("Deleted certificate %s.\n", thumb);
+    if (cb_cli_verbose(cli))
+        printf("Deleted certificate %s.\n", thumb);
 out_free_keys:
     key_list_free(&keys);
 out_clear_row:
@@ -277,6 +306,6 @@ out_clear_row:
 out_rollback:
     cb_store_rollback(st);
 out_close:
-    cb_store_close(st);
+    cb_cli_close_store(cli, st);
     return ret;
 }

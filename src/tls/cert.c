@@ -536,9 +536,10 @@ out_tls:
     return CB_ETLS;
 }
 
-/* Writes through path.tmp, fsync, rename: a crash leaves the old file or the new one. */
+/* Writes through path.tmp, fsync (when sync), rename: a crash leaves the old file or the new
+ * one. */
 static int write_pem(const char *path, mode_t mode, const struct cb_cert_bundle *b, bool key,
-                     struct cb_err *err)
+                     bool sync, struct cb_err *err)
 {
     char tmp[CB_PATH_MAX + 16];
     int fd;
@@ -563,7 +564,7 @@ static int write_pem(const char *path, mode_t mode, const struct cb_cert_bundle 
         for (int i = 0; ok && b->chain && i < sk_X509_num(b->chain); i++)
             ok = PEM_write_X509(f, sk_X509_value(b->chain, i));
     }
-    ok = ok && fflush(f) == 0 && fsync(fileno(f)) == 0;
+    ok = ok && fflush(f) == 0 && (!sync || fsync(fileno(f)) == 0);
     if (fclose(f) != 0)
         ok = 0;
     if (!ok || rename(tmp, path) != 0) {
@@ -575,16 +576,28 @@ static int write_pem(const char *path, mode_t mode, const struct cb_cert_bundle 
     return 0;
 }
 
-int cb_cert_bundle_write(const struct cb_cert_bundle *b, const char *cert_path,
-                         const char *key_path, struct cb_err *err)
+static int bundle_write(const struct cb_cert_bundle *b, const char *cert_path, const char *key_path,
+                        bool sync, struct cb_err *err)
 {
-    int ret = write_pem(key_path, 0600, b, true, err);
+    int ret = write_pem(key_path, 0600, b, true, sync, err);
     if (ret != 0)
         return ret;
-    ret = write_pem(cert_path, 0644, b, false, err);
+    ret = write_pem(cert_path, 0644, b, false, sync, err);
     if (ret != 0)
         unlink(key_path);
     return ret;
+}
+
+int cb_cert_bundle_write(const struct cb_cert_bundle *b, const char *cert_path,
+                         const char *key_path, struct cb_err *err)
+{
+    return bundle_write(b, cert_path, key_path, true, err);
+}
+
+int cb_cert_bundle_write_unsynced(const struct cb_cert_bundle *b, const char *cert_path,
+                                  const char *key_path, struct cb_err *err)
+{
+    return bundle_write(b, cert_path, key_path, false, err);
 }
 
 int cb_key_file_safe(const char *path, struct cb_err *err)

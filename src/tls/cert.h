@@ -42,6 +42,10 @@ int cb_cert_bundle_info(const struct cb_cert_bundle *b, struct cb_cert_info *inf
  * unencrypted PKCS#8), each through a temporary file, fsync and rename. */
 int cb_cert_bundle_write(const struct cb_cert_bundle *b, const char *cert_path,
                          const char *key_path, struct cb_err *err) CB_MUST_CHECK;
+/* As cb_cert_bundle_write without the fsync of each file: for a batch, whose caller makes
+ * them durable at once (syncfs) before anything names them. */
+int cb_cert_bundle_write_unsynced(const struct cb_cert_bundle *b, const char *cert_path,
+                                  const char *key_path, struct cb_err *err) CB_MUST_CHECK;
 
 /* Refuses a private key file that others may read or anyone but its owner may write:
  * CB_EPERM with the chmod that fixes it. */
