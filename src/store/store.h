@@ -93,7 +93,8 @@ int cb_store_binding_update(struct cb_store *st, const struct cb_binding *b,
                             struct cb_err *err) CB_MUST_CHECK;
 int cb_store_binding_delete(struct cb_store *st, const struct cb_binding_key *key,
                             struct cb_err *err) CB_MUST_CHECK;
-/* fn borrows b; thumbprint NULL walks all bindings, else those using that certificate. */
+/* fn borrows b; thumbprint NULL walks all bindings, else those using that certificate
+ * (as their first or their second, certhash=T1,T2). */
 typedef int (*cb_binding_fn)(const struct cb_binding *b, void *ctx);
 int cb_store_binding_foreach(struct cb_store *st, const char *thumbprint, cb_binding_fn fn,
                              void *ctx, struct cb_err *err) CB_MUST_CHECK;
@@ -155,10 +156,12 @@ int cb_store_load_snapshot(struct cb_store *st, struct cb_snapshot **out,
 int cb_store_load_snapshot_reporting(struct cb_store *st, struct cb_snapshot **out,
                                      cb_damaged_fn on_damaged, void *ctx,
                                      struct cb_err *err) CB_MUST_CHECK;
-/* Decodes a stored binding row (key text and option columns) into *out. */
-int cb_store_decode_binding(const char *key, const char *certhash, const char *appid,
-                            const char *backend, const char *ccspath, int64_t flags, int64_t proxy,
-                            struct cb_binding *out, struct cb_err *err) CB_MUST_CHECK;
+/* Decodes a stored binding row (key text and option columns) into *out. certhash2 is the
+ * second certificate of certhash=T1,T2, "" for none. */
+int cb_store_decode_binding(const char *key, const char *certhash, const char *certhash2,
+                            const char *appid, const char *backend, const char *ccspath,
+                            int64_t flags, int64_t proxy, struct cb_binding *out,
+                            struct cb_err *err) CB_MUST_CHECK;
 
 /* Whether path lies inside the state folder (a copy certbind owns and may delete), not
  * merely a path that starts with the folder's name, such as a linked "/srv/state-live". */
