@@ -35,6 +35,9 @@ struct cb_tls_cert {
     struct cb_tls_cert *next; /* in the cache's bucket */
     char *key;                /* thumbprint, or the path of a central-store file */
     char *cert_path, *key_path;
+    /* A binding's second certificate (certhash=T1,T2; key "T1,T2"), else NULL: the two are
+     * parsed and served together, and neither is served when either cannot be. */
+    char *cert_path2, *key_path2;
     struct stat cert_st, key_st; /* files as they were when looked at */
     bool tried;                  /* loaded, or failed: bundle or error is set */
     bool loading;                /* a cb_tls_load job is parsing it off the loop */
@@ -42,6 +45,7 @@ struct cb_tls_cert {
     bool in_cache;
     struct cb_tls_cache *cache; /* while in_cache: its untried count follows this entry */
     struct cb_cert_bundle *bundle;
+    struct cb_cert_bundle *bundle2; /* with cert_path2 */
     char *error;
     uint32_t handoffs;       /* connections passed to its owner worker in this window */
     uint64_t handoff_window; /* when that window began (loop ms) */
@@ -94,10 +98,13 @@ static void cert_unref(struct cb_tls_cert *t)
     if (t == NULL || --t->refs > 0)
         return;
     cb_cert_bundle_free(t->bundle);
+    cb_cert_bundle_free(t->bundle2);
     free(t->error);
     free(t->key);
     free(t->cert_path);
     free(t->key_path);
+    free(t->cert_path2);
+    free(t->key_path2);
     free(t);
 }
 
@@ -244,13 +251,15 @@ static void fail(struct cb_tls_cert *t, const struct cb_err *err)
 }
 
 /* What is known without parsing: the files are there, readable, and the key is safe. */
-static void precheck(struct cb_tls_cert *t)
+static void precheck_files(struct cb_tls_cert *t, const char *cert_path, const char *key_path)
 {
     struct cb_err err = {0};
-    const char *kp = t->key_path ? t->key_path : t->cert_path;
+    const char *kp = key_path ? key_path : cert_path;
 
-    if (access(t->cert_path, R_OK) != 0) {
-        cb_err_set(&err, CB_EIO, "cannot read %s: %s", t->cert_path, strerror(errno));
+    if (t->tried)
+        return;
+    if (access(cert_path, R_OK) != 0) {
+        cb_err_set(&err, CB_EIO, "cannot read %s: %s", cert_path, strerror(errno));
         fail(t, &err);
     } else if (cb_key_file_safe(kp, &err) != 0) {
         fail(t, &err);
@@ -258,6 +267,13 @@ static void precheck(struct cb_tls_cert *t)
         cb_err_set(&err, CB_EKEY, "cannot read the key %s: %s", kp, strerror(errno));
         fail(t, &err);
     }
+}
+
+static void precheck(struct cb_tls_cert *t)
+{
+    precheck_files(t, t->cert_path, t->key_path);
+    if (t->cert_path2 != NULL)
+        precheck_files(t, t->cert_path2, t->key_path2);
 }
 
 /* Parses the files of certificate `key` (thumbprint or ccs path): *bundle on success,
@@ -289,19 +305,71 @@ out_error:
     return CB_EKEY;
 }
 
+/*
+ * The files of a binding's two certificates (key "T1,T2"): both parsed, one ECDSA and
+ * one RSA (the store's rule; a store edited by other means may break it), or neither
+ * served. *out1 and *out2 on success, else err names the certificate at fault.
+ */
+static int parse_pair(const char *key, const char *cert_path, const char *key_path,
+                      const char *cert_path2, const char *key_path2, struct cb_cert_bundle **out1,
+                      struct cb_cert_bundle **out2, struct cb_err *err)
+{
+    char k1[CB_THUMB_LEN + 1] = "", k2[CB_THUMB_LEN + 1] = "";
+    struct cb_cert_bundle *b1 = NULL, *b2 = NULL;
+    const char *comma = strchr(key, ',');
+
+    if (comma != NULL && comma - key == CB_THUMB_LEN && strlen(comma + 1) == CB_THUMB_LEN) {
+        memcpy(k1, key, CB_THUMB_LEN);
+        memcpy(k2, comma + 1, CB_THUMB_LEN);
+    }
+    if (parse_files(k1, cert_path, key_path, &b1, err) != 0 ||
+        parse_files(k2, cert_path2, key_path2, &b2, err) != 0)
+        goto out_free;
+    enum cb_key_family f1 = cb_cert_bundle_key_family(b1), f2 = cb_cert_bundle_key_family(b2);
+    if (!((f1 == CB_KEYS_ECDSA && f2 == CB_KEYS_RSA) ||
+          (f1 == CB_KEYS_RSA && f2 == CB_KEYS_ECDSA))) {
+        cb_err_set(err, CB_EKEY,
+                   "certificates %s and %s are not one ECDSA and one RSA certificate (%s and %s "
+                   "keys); bind one ECDSA and one RSA certificate",
+                   k1, k2, cb_key_family_name(f1), cb_key_family_name(f2));
+        goto out_free;
+    }
+    *out1 = b1;
+    *out2 = b2;
+    return 0;
+out_free:
+    cb_cert_bundle_free(b1);
+    cb_cert_bundle_free(b2);
+    return CB_EKEY;
+}
+
+/* One certificate's files, or a binding's two: what t (or a load job) parses. */
+static int parse_entry(const char *key, const char *cert_path, const char *key_path,
+                       const char *cert_path2, const char *key_path2, struct cb_cert_bundle **out1,
+                       struct cb_cert_bundle **out2, struct cb_err *err)
+{
+    *out2 = NULL;
+    if (cert_path2 == NULL)
+        return parse_files(key, cert_path, key_path, out1, err);
+    return parse_pair(key, cert_path, key_path, cert_path2, key_path2, out1, out2, err);
+}
+
 static void load(struct cb_tls_cert *t)
 {
     struct cb_err err = {0};
 
     mark_tried(t);
-    if (parse_files(t->key, t->cert_path, t->key_path, &t->bundle, &err) != 0)
+    if (parse_entry(t->key, t->cert_path, t->key_path, t->cert_path2, t->key_path2, &t->bundle,
+                    &t->bundle2, &err) != 0)
         fail(t, &err);
 }
 
 struct cb_tls_load {
     struct cb_tls_cert *cert; /* owned reference */
     char *key, *cert_path, *key_path;
-    struct cb_cert_bundle *bundle; /* the result: owned until finish */
+    char *cert_path2, *key_path2;   /* a binding's second certificate, or NULL */
+    struct cb_cert_bundle *bundle;  /* the result: owned until finish */
+    struct cb_cert_bundle *bundle2; /* with cert_path2 */
     struct cb_err err;
     bool failed;
 };
@@ -326,10 +394,16 @@ struct cb_tls_load *cb_tls_load_begin(const struct cb_tls_entry *e)
     j->key = strdup(t->key);
     j->cert_path = strdup(t->cert_path);
     j->key_path = t->key_path ? strdup(t->key_path) : NULL;
-    if (j->key == NULL || j->cert_path == NULL || (t->key_path != NULL && j->key_path == NULL)) {
+    j->cert_path2 = t->cert_path2 ? strdup(t->cert_path2) : NULL;
+    j->key_path2 = t->key_path2 ? strdup(t->key_path2) : NULL;
+    if (j->key == NULL || j->cert_path == NULL || (t->key_path != NULL && j->key_path == NULL) ||
+        (t->cert_path2 != NULL && j->cert_path2 == NULL) ||
+        (t->key_path2 != NULL && j->key_path2 == NULL)) {
         free(j->key);
         free(j->cert_path);
         free(j->key_path);
+        free(j->cert_path2);
+        free(j->key_path2);
         free(j);
         return NULL;
     }
@@ -341,16 +415,20 @@ struct cb_tls_load *cb_tls_load_begin(const struct cb_tls_entry *e)
 
 void cb_tls_load_run(struct cb_tls_load *j)
 {
-    j->failed = parse_files(j->key, j->cert_path, j->key_path, &j->bundle, &j->err) != 0;
+    j->failed = parse_entry(j->key, j->cert_path, j->key_path, j->cert_path2, j->key_path2,
+                            &j->bundle, &j->bundle2, &j->err) != 0;
 }
 
 static void load_free(struct cb_tls_load *j)
 {
     cb_cert_bundle_free(j->bundle);
+    cb_cert_bundle_free(j->bundle2);
     cert_unref(j->cert);
     free(j->key);
     free(j->cert_path);
     free(j->key_path);
+    free(j->cert_path2);
+    free(j->key_path2);
     free(j);
 }
 
@@ -370,7 +448,7 @@ void cb_tls_load_finish(struct cb_tls_load *j)
         if (j->failed)
             fail(t, &j->err);
         else
-            t->bundle = j->bundle, j->bundle = NULL;
+            t->bundle = j->bundle, j->bundle = NULL, t->bundle2 = j->bundle2, j->bundle2 = NULL;
     }
     load_free(j);
 }
@@ -430,8 +508,10 @@ static bool same_file(const struct stat *a, const char *path)
            st.st_mtim.tv_sec == a->st_mtim.tv_sec && st.st_mtim.tv_nsec == a->st_mtim.tv_nsec;
 }
 
-void cb_tls_cache_get(struct cb_tls_cache *c, const char *key, const char *cert_path,
-                      const char *key_path, bool eager, struct cb_tls_entry *out, bool *reused)
+/* cb_tls_cache_get and _get_pair: cert_path2 NULL for one certificate. */
+static void cache_get(struct cb_tls_cache *c, const char *key, const char *cert_path,
+                      const char *key_path, const char *cert_path2, const char *key_path2,
+                      bool eager, struct cb_tls_entry *out, bool *reused)
 {
     size_t b = str_hash(key) & (c->n_buckets - 1);
     struct cb_tls_cert **pp, *e;
@@ -461,10 +541,14 @@ void cb_tls_cache_get(struct cb_tls_cache *c, const char *key, const char *cert_
     }
     e = calloc(1, sizeof(*e));
     if (e == NULL || (e->key = strdup(key)) == NULL || (e->cert_path = strdup(cert_path)) == NULL ||
-        (key_path != NULL && (e->key_path = strdup(key_path)) == NULL)) {
+        (key_path != NULL && (e->key_path = strdup(key_path)) == NULL) ||
+        (cert_path2 != NULL && (e->cert_path2 = strdup(cert_path2)) == NULL) ||
+        (key_path2 != NULL && (e->key_path2 = strdup(key_path2)) == NULL)) {
         if (e != NULL) {
             free(e->key);
             free(e->cert_path);
+            free(e->key_path);
+            free(e->cert_path2);
             free(e);
         }
         return;
@@ -485,6 +569,19 @@ void cb_tls_cache_get(struct cb_tls_cache *c, const char *key, const char *cert_
     if (++c->n_entries > c->n_buckets * 2)
         grow(c);
     out->cert = e;
+}
+
+void cb_tls_cache_get(struct cb_tls_cache *c, const char *key, const char *cert_path,
+                      const char *key_path, bool eager, struct cb_tls_entry *out, bool *reused)
+{
+    cache_get(c, key, cert_path, key_path, NULL, NULL, eager, out, reused);
+}
+
+void cb_tls_cache_get_pair(struct cb_tls_cache *c, const char *key, const char *cert_path,
+                           const char *key_path, const char *cert_path2, const char *key_path2,
+                           bool eager, struct cb_tls_entry *out, bool *reused)
+{
+    cache_get(c, key, cert_path, key_path, cert_path2, key_path2, eager, out, reused);
 }
 
 int cb_tls_entry_worker(const struct cb_tls_entry *e, int self, int workers, uint64_t now_ms)
@@ -513,14 +610,28 @@ int cb_tls_entry_worker(const struct cb_tls_entry *e, int self, int workers, uin
 int cb_tls_apply_binding(SSL *ssl, const struct cb_tls_entry *e, const struct cb_snap_binding *b)
 {
     const struct cb_tls_cert *t = e->cert;
-    if (t == NULL || t->bundle == NULL || cb_cert_bundle_use_ssl(t->bundle, ssl) != 0) {
+    /* Two certificates (certhash=T1,T2) fill the SSL's ECDSA and RSA slots; OpenSSL then
+     * signs with the one the client's signature algorithms (and, in TLS 1.2, cipher
+     * suites) accept, ECDSA first by the server's preference. */
+    if (t == NULL || t->bundle == NULL || cb_cert_bundle_use_ssl(t->bundle, ssl) != 0 ||
+        (t->bundle2 != NULL && cb_cert_bundle_use_ssl(t->bundle2, ssl) != 0)) {
         ERR_clear_error();
         return CB_ETLS;
     }
-    /* Sessions resume only on the certificate that made them. */
+    /* Sessions resume only on the certificate that made them: the thumbprint's last 32
+     * digits, or for a pair the first 16 of each (unlike either alone). */
+    unsigned char sid[32];
     size_t n = strlen(t->key);
-    const char *sid = n > 32 ? t->key + n - 32 : t->key;
-    SSL_set_session_id_context(ssl, (const unsigned char *)sid, (unsigned)(n > 32 ? 32 : n));
+    if (t->bundle2 != NULL && n == 2 * CB_THUMB_LEN + 1) {
+        memcpy(sid, t->key, 16);
+        memcpy(sid + 16, t->key + CB_THUMB_LEN + 1, 16);
+        n = 32;
+    } else {
+        const char *tail = n > 32 ? t->key + n - 32 : t->key;
+        n = n > 32 ? 32 : n;
+        memcpy(sid, tail, n);
+    }
+    SSL_set_session_id_context(ssl, sid, (unsigned)n);
     SSL_set_ex_data(ssl, binding_index, (void *)b);
     if (b->flags & CB_OPT_DISABLETLS12)
         SSL_set_min_proto_version(ssl, TLS1_3_VERSION);
