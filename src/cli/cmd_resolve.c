@@ -139,14 +139,11 @@ int cb_cmd_resolve(struct cb_cli *cli)
     if (cli->json) {
         json_t *o = json_object();
         json_object_set_new(o, "binding", b ? json_string(b->key_text) : json_null());
-        /* certhash: what a default client gets (the ECDSA one of a pair); certhashes: all */
+        /* certhash: what a default client gets (the ECDSA one of a pair); a binding with
+         * two certificates adds certhashes, both (the contract's shape is kept otherwise) */
         json_object_set_new(o, "certhash", thumb[0] ? json_string(thumb) : json_null());
-        json_t *all = json_array();
-        if (thumb[0])
-            json_array_append_new(all, json_string(thumb));
         if (thumb[0] && b != NULL && r.rule != CB_RULE_CCS && b->certhash2[0])
-            json_array_append_new(all, json_string(b->certhash2));
-        json_object_set_new(o, "certhashes", all);
+            json_object_set_new(o, "certhashes", json_pack("[s,s]", thumb, b->certhash2));
         json_object_set_new(o, "rule", json_string(cb_rule_name(r.rule)));
         json_object_set_new(o, "usable", json_boolean(usable));
         json_object_set_new(o, "reason", json_string(reason));

@@ -273,12 +273,8 @@ static json_t *binding_json(const struct cb_binding *b)
     /* "T1" or "T1,T2": the value certhash= takes, so the output can be given back. */
     cb_binding_certhash_text(b, hashes, sizeof(hashes));
     json_object_set_new(o, "certhash", b->certhash[0] ? json_string(hashes) : json_null());
-    json_t *list = json_array();
-    if (b->certhash[0])
-        json_array_append_new(list, json_string(b->certhash));
-    if (b->certhash2[0])
-        json_array_append_new(list, json_string(b->certhash2));
-    json_object_set_new(o, "certhashes", list);
+    if (cb_binding_is_dual(b)) /* and, for two, each: the contract's shape is kept otherwise */
+        json_object_set_new(o, "certhashes", json_pack("[s,s]", b->certhash, b->certhash2));
     json_object_set_new(o, "appid", b->appid[0] ? json_string(b->appid) : json_null());
     json_object_set_new(o, "backend", b->backend[0] ? json_string(b->backend) : json_null());
     if (b->key.kind == CB_KEY_CCS)
