@@ -19,6 +19,8 @@ static const char usage[] =
     "  update sslcert KEY [options]                    change a binding\n"
     "  delete sslcert KEY                              remove a binding\n"
     "  show sslcert [KEY]                              list bindings or show one\n"
+    "  certhash=T1,T2: one ECDSA and one RSA certificate for the same names; the client's\n"
+    "           signature algorithms choose (ECDSA when it accepts it)\n"
     "  options: backend=HOST:PORT proxyprotocol=off|v1|v2 appid={GUID} ccspath=/DIR force=yes\n"
     "           disablehttp2 disabletls12 disabletls13 disablelegacytls clientcertnegotiation\n"
     "           enablesessionticket disableocspstapling reject acme  (each =enable|disable)\n"

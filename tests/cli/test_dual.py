@@ -150,3 +150,8 @@ def test_pair_is_refused_on_ccs_and_with_acme(cb, pair, tmp_path):
              match="either certhash= or acme=enable")
     cb.ok("add", "sslcert", KEY, "certhash=%s,%s" % (e, r))
     cb.fails(2, "update", "sslcert", KEY, "acme=enable", match="acme=enable obtains one certificate")
+
+
+def test_help_documents_the_pair(cb):
+    out = cb.ok("--help", state=False)
+    assert "certhash=T1,T2" in out and "ECDSA" in out and "RSA" in out, out
