@@ -10,11 +10,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* unknown-cert and key-unusable for one certificate of b; *row is filled when found
- * (*found), to be cleared by the caller. */
+/* unknown-cert and key-unusable (unless key_known) for one certificate of b; *row is
+ * filled when found (*found), to be cleared by the caller. */
 static int one_cert_findings(struct cb_store *st, const struct cb_binding *b, const char *key,
-                             const char *thumb, struct cb_findings *f, struct cb_cert_row *row,
-                             bool *found, struct cb_err *err)
+                             const char *thumb, bool key_known, struct cb_findings *f,
+                             struct cb_cert_row *row, bool *found, struct cb_err *err)
 {
     char reasons[1][CB_PRIV_REASON];
     struct cb_user user;
@@ -32,6 +32,8 @@ static int one_cert_findings(struct cb_store *st, const struct cb_binding *b, co
     if (ret != 0)
         return cb_err_set(err, ret, "%s", gerr.msg);
     *found = true;
+    if (key_known)
+        return 0;
     bool have_user = cb_svcuser_get(st, &user, NULL) == 0;
     struct cb_svcuser_probe probe = {.cert = row->cert_path, .key = row->key_path};
     if (cb_svcuser_test(have_user ? &user : NULL, &probe, 1, ok, reasons, NULL, NULL) != 0) {
@@ -47,7 +49,7 @@ static int one_cert_findings(struct cb_store *st, const struct cb_binding *b, co
 }
 
 static int cert_findings(struct cb_store *st, const struct cb_binding *b, const char *key,
-                         struct cb_findings *f, struct cb_err *err)
+                         bool key_known, struct cb_findings *f, struct cb_err *err)
 {
     struct cb_cert_row rows[2];
     bool found[2] = {false, false};
@@ -56,9 +58,9 @@ static int cert_findings(struct cb_store *st, const struct cb_binding *b, const 
 
     if (b->key.kind == CB_KEY_CCS || ((b->flags & CB_OPT_ACME) && b->certhash[0] == '\0'))
         return 0; /* a managed binding before its first certificate: acme-pending says so */
-    ret = one_cert_findings(st, b, key, b->certhash, f, &rows[0], &found[0], err);
+    ret = one_cert_findings(st, b, key, b->certhash, key_known, f, &rows[0], &found[0], err);
     if (ret == 0 && cb_binding_is_dual(b))
-        ret = one_cert_findings(st, b, key, b->certhash2, f, &rows[1], &found[1], err);
+        ret = one_cert_findings(st, b, key, b->certhash2, key_known, f, &rows[1], &found[1], err);
     if (ret == 0 && found[0] && found[1]) {
         bool refused = cb_dual_pair_refused(&rows[0].info, &rows[1].info, why, sizeof(why));
         struct cb_finding *x = NULL;
@@ -180,7 +182,7 @@ int cb_check_binding(struct cb_store *st, const struct cb_binding *b, unsigned w
     memset(out, 0, sizeof(*out));
     cb_key_format(&b->key, key, sizeof(key));
     if (what & CB_CHECK_CERT)
-        ret = cert_findings(st, b, key, out, err);
+        ret = cert_findings(st, b, key, (what & CB_CHECK_KEY_KNOWN) != 0, out, err);
     if (ret == 0 && (what & CB_CHECK_SHADOW))
         ret = shadow_findings(st, b, out, err);
     if (ret == CB_ENOMEM)
