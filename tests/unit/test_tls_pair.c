@@ -243,6 +243,48 @@ static void test_files_that_hold_another_certificate_break_the_pair(void **state
     cb_tls_cache_free(c);
 }
 
+/* Under a budget (serve --cert-cache-mb) a pair is charged for both certificates and
+ * evicted as one: both parsed again on its next use, and served both again. */
+static void test_a_pair_is_evicted_and_parsed_again_as_one(void **state)
+{
+    struct cb_tls_cache *c = cb_tls_cache_new();
+    struct cb_tls_cache_stats pair_only, both;
+    struct cb_tls_entry pair = {0}, single = {0};
+    bool reused;
+    int n;
+    (void)state;
+
+    /* no budget: the pair is charged for both its certificates, more than one alone */
+    get_pair(c, EC1, RSA1, NULL, &pair, &reused);
+    assert_null(cb_tls_entry_load(&pair, NULL));
+    cb_tls_cache_get_stats(c, &pair_only);
+    cb_tls_cache_get(c, thumb[EC2], cert[EC2], key[EC2], false, &single, &reused);
+    assert_null(cb_tls_entry_load(&single, NULL));
+    cb_tls_cache_get_stats(c, &both);
+    assert_true(pair_only.bytes > both.bytes - pair_only.bytes);
+    cb_tls_entry_clear(&pair);
+    cb_tls_entry_clear(&single);
+    cb_tls_cache_free(c);
+
+    /* room for the pair alone: parsing another drops the pair, both its bundles */
+    c = cb_tls_cache_new();
+    cb_tls_cache_set_budget(c, pair_only.bytes + 1);
+    get_pair(c, EC1, RSA1, NULL, &pair, &reused);
+    assert_null(cb_tls_entry_load(&pair, NULL));
+    cb_tls_cache_get(c, thumb[EC2], cert[EC2], key[EC2], false, &single, &reused);
+    assert_null(cb_tls_entry_load(&single, NULL));
+    cb_tls_cache_get_stats(c, &both);
+    assert_int_equal(both.evictions, 1);
+    assert_true(cb_tls_entry_untried(&pair));
+    /* and it is parsed again, whole, on its next use */
+    assert_null(cb_tls_entry_load(&pair, NULL));
+    assert_int_equal(serve_types(&pair, &n), 3u);
+    assert_int_equal(n, 2);
+    cb_tls_entry_clear(&pair);
+    cb_tls_entry_clear(&single);
+    cb_tls_cache_free(c);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -250,6 +292,7 @@ int main(void)
         cmocka_unit_test(test_a_pair_parsed_by_a_load_job),
         cmocka_unit_test(test_either_certificate_broken_breaks_the_pair),
         cmocka_unit_test(test_files_that_hold_another_certificate_break_the_pair),
+        cmocka_unit_test(test_a_pair_is_evicted_and_parsed_again_as_one),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
