@@ -20,6 +20,8 @@ static const char usage[] =
     "  update sslcert KEY [options]                    change a binding\n"
     "  delete sslcert KEY                              remove a binding\n"
     "  show sslcert [KEY]                              list bindings or show one\n"
+    "  certhash=T1,T2: one ECDSA and one RSA certificate for the same names; the client's\n"
+    "           signature algorithms choose (ECDSA when it accepts it)\n"
     "  options: backend=HOST:PORT proxyprotocol=off|v1|v2 appid={GUID} ccspath=/DIR force=yes\n"
     "           clientca=FILE|none  (PEM CA certificates: a client certificate is required\n"
     "                                and verified against them)\n"

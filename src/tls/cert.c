@@ -642,6 +642,18 @@ int cb_cert_bundle_use(const struct cb_cert_bundle *b, SSL_CTX *ctx, struct cb_e
     return 0;
 }
 
+enum cb_key_family cb_cert_bundle_key_family(const struct cb_cert_bundle *b)
+{
+    switch (EVP_PKEY_get_base_id(b->key)) {
+    case EVP_PKEY_EC:
+        return CB_KEYS_ECDSA;
+    case EVP_PKEY_RSA:
+        return CB_KEYS_RSA;
+    default:
+        return CB_KEYS_OTHER;
+    }
+}
+
 int cb_cert_bundle_use_ssl(const struct cb_cert_bundle *b, SSL *ssl)
 {
     return SSL_use_cert_and_key(ssl, b->leaf, b->key, b->chain, 1) == 1 ? 0 : CB_ETLS;

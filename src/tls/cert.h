@@ -32,6 +32,8 @@ int cb_cert_bundle_from_pem(const char *what, const char *chain_pem, size_t chai
                             const char *key_pem, size_t key_len, struct cb_cert_bundle **out,
                             struct cb_err *err) CB_MUST_CHECK;
 void cb_cert_bundle_free(struct cb_cert_bundle *b);
+/* The kind of the bundle's key (ECDSA, RSA or other). */
+enum cb_key_family cb_cert_bundle_key_family(const struct cb_cert_bundle *b);
 /* The leaf's SHA-1 thumbprint, upper-case hex. */
 int cb_cert_bundle_thumbprint(const struct cb_cert_bundle *b,
                               char out[CB_THUMB_LEN + 1]) CB_MUST_CHECK;
