@@ -13,6 +13,7 @@
 #include "util/priv.h"
 
 #include <errno.h>
+#include <netinet/in.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -113,7 +114,7 @@ static int preflight(struct cb_serve_opts *opts, struct cb_user *user, bool *hav
         goto out_close;
     }
     if ((ret = cb_store_load_snapshot(st, &snap, err)) != 0 ||
-        (ret = cb_listen_plan(snap, &addrs, &n, err)) != 0)
+        (ret = cb_listen_plan(snap, &opts->iplisten, &addrs, &n, err)) != 0)
         goto out_close;
     if (n == 0)
         cb_log("warn", "no_bindings",
@@ -135,6 +136,7 @@ int cb_daemon_run(const struct cb_daemon_config *dc, struct cb_err *err)
 
     memset(&opts, 0, sizeof(opts));
     snprintf(opts.state_dir, sizeof(opts.state_dir), "%s", dc->state_dir);
+    opts.iplisten = dc->iplisten;
     long cores = sysconf(_SC_NPROCESSORS_ONLN);
     opts.workers = dc->workers > 0 ? dc->workers : (cores > 0 ? (int)cores : 1);
     opts.cfg.handshake_timeout_ms =
@@ -195,8 +197,10 @@ int cb_daemon_run(const struct cb_daemon_config *dc, struct cb_err *err)
                cb_log_quote(lerr.msg, q, sizeof(q)));
     }
     cb_store_close(st);
-    cb_log("info", "start", "version=%s workers=%d state=%s user=%s", CB_VERSION, opts.workers,
-           opts.state_dir, have_user ? user.name : "(current)");
+    char ipl[CB_IPLISTEN_MAX * (INET6_ADDRSTRLEN + 1)];
+    cb_iplisten_format(&opts.iplisten, ipl, sizeof(ipl));
+    cb_log("info", "start", "version=%s workers=%d state=%s user=%s iplisten=%s", CB_VERSION,
+           opts.workers, opts.state_dir, have_user ? user.name : "(current)", ipl);
     ret = cb_supervise(&opts, dc->admin, err);
     if (lock_fd >= 0)
         close(lock_fd);

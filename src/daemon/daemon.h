@@ -7,20 +7,22 @@
 #define CB_DAEMON_DAEMON_H
 
 #include "binding/binding.h"
+#include "net/iplisten.h"
 
 #include <stdbool.h>
 
 struct cb_daemon_config {
     char state_dir[CB_PATH_MAX + 1];
-    int workers;             /* 0: one per online core */
-    int handshake_timeout_s; /* 0: 10 s */
-    int idle_timeout_s;      /* 0: 300 s */
-    int grace_s;             /* 0: 30 s; how long SIGTERM lets connections finish */
-    int max_conns;           /* whole server, 0: no cap */
-    int max_conns_binding;   /* per binding, 0: no cap */
-    const char *admin;       /* --admin ADDR:PORT (borrowed), or NULL */
-    bool admin_public;       /* allow a non-loopback admin address */
-    bool no_affinity;        /* no passing of connections between workers */
+    int workers;                 /* 0: one per online core */
+    int handshake_timeout_s;     /* 0: 10 s */
+    int idle_timeout_s;          /* 0: 300 s */
+    int grace_s;                 /* 0: 30 s; how long SIGTERM lets connections finish */
+    int max_conns;               /* whole server, 0: no cap */
+    int max_conns_binding;       /* per binding, 0: no cap */
+    const char *admin;           /* --admin ADDR:PORT (borrowed), or NULL */
+    bool admin_public;           /* allow a non-loopback admin address */
+    bool no_affinity;            /* no passing of connections between workers */
+    struct cb_iplisten iplisten; /* --iplisten: where wildcard ports listen (n 0: everywhere) */
 };
 
 /*

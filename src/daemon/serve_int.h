@@ -33,6 +33,7 @@ struct cb_serve_opts {
     /* The serve lock (STATE/serve.lock) is ours: `acme renew` sees a serve, and this one's
      * manager obtains certificates (a second serve on the same folder does not). */
     bool acme_owner;
+    struct cb_iplisten iplisten; /* --iplisten, node-local */
 };
 
 /* A worker's life, in the forked child: returns its exit status. */
