@@ -1,5 +1,6 @@
 /* args.c: command-line words, global flags, and helpers shared by the commands. */
 #include "cli/cli.h"
+#include "fleet/fleet.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -72,7 +73,8 @@ int cb_cli_parse(struct cb_cli *cli, int argc, char **argv)
                 return cb_err_set(&cli->err, CB_EINVAL, "unknown flag %s; see certbind --help", w);
             memcpy(flag, w, n);
             flag[n] = '\0';
-            bool takes = strcmp(flag, "--state") == 0 || strcmp(flag, "--workers") == 0 ||
+            bool takes = strcmp(flag, "--state") == 0 || strcmp(flag, "--store") == 0 ||
+                         strcmp(flag, "--store-key") == 0 || strcmp(flag, "--workers") == 0 ||
                          strcmp(flag, "--grace") == 0 || strcmp(flag, "--max-connections") == 0 ||
                          strcmp(flag, "--max-connections-per-binding") == 0 ||
                          strcmp(flag, "--handshake-timeout") == 0 ||
@@ -93,6 +95,10 @@ int cb_cli_parse(struct cb_cli *cli, int argc, char **argv)
                 cli->verb = "--version";
             else if (strcmp(flag, "--state") == 0)
                 state = val;
+            else if (strcmp(flag, "--store") == 0)
+                cli->store_url = val;
+            else if (strcmp(flag, "--store-key") == 0)
+                cli->store_key = val;
             else if (strcmp(flag, "--admin") == 0)
                 cli->admin = val;
             else if (strcmp(flag, "--admin-public") == 0)
@@ -159,6 +165,12 @@ int cb_cli_parse(struct cb_cli *cli, int argc, char **argv)
             cli->pos[cli->n_pos++] = w;
         }
     }
+    if (cli->store_url == NULL && (cli->store_url = getenv("CERTBIND_STORE")) != NULL &&
+        cli->store_url[0] == '\0')
+        cli->store_url = NULL;
+    if (cli->store_key == NULL && (cli->store_key = getenv("CERTBIND_STORE_KEY")) != NULL &&
+        cli->store_key[0] == '\0')
+        cli->store_key = NULL;
     if (state != NULL)
         snprintf(cli->state_dir, sizeof(cli->state_dir), "%s", state);
     else
@@ -224,11 +236,68 @@ static void make_parents(const char *dir)
     }
 }
 
+/* The fleet's replica, brought up to date; etcd unreachable is an answer from the replica for
+ * a reading command, a failure for a changing one. */
+static int open_fleet(struct cb_cli *cli, enum cb_store_mode mode, struct cb_store *st)
+{
+    int ret;
+
+    if ((ret = cb_fleet_open(cli->store_url, cli->store_key, st, &cli->fleet, &cli->err)) != 0)
+        return ret;
+    if ((ret = cb_fleet_sync(cli->fleet, &cli->err)) == 0)
+        return 0;
+    int64_t at = cb_fleet_synced_at(cli->fleet);
+    if (ret != CB_EIO || mode != CB_STORE_READ || at == 0) {
+        if (ret == CB_EIO && mode != CB_STORE_READ) {
+            char why[sizeof(cli->err.msg)];
+            snprintf(why, sizeof(why), "%s", cli->err.msg);
+            cb_err_set(&cli->err, CB_EIO, "%.600s; nothing changed: try again when etcd is back",
+                       why);
+        } else if (ret == CB_EIO) {
+            char why[sizeof(cli->err.msg)];
+            snprintf(why, sizeof(why), "%s", cli->err.msg);
+            cb_err_set(&cli->err, CB_EIO,
+                       "%.600s, and the replica in %s was never synced: try again when etcd "
+                       "is back",
+                       why, cli->state_dir);
+        }
+        cb_fleet_close(cli->fleet);
+        cli->fleet = NULL;
+        return ret;
+    }
+    long age = (long)(time(NULL) - at);
+    fprintf(stderr,
+            "certbind: warning: %s; answering from the replica in %s, last synced %ld s ago\n",
+            cli->err.msg, cli->state_dir, age < 0 ? 0 : age);
+    return 0;
+}
+
 int cb_cli_open_store(struct cb_cli *cli, enum cb_store_mode mode, struct cb_store **out)
 {
-    if (mode == CB_STORE_WRITE)
-        make_parents(cli->state_dir);
-    return cb_store_open(cli->state_dir, mode, out, &cli->err);
+    int ret;
+
+    if (cli->store_url == NULL) {
+        if (mode == CB_STORE_WRITE)
+            make_parents(cli->state_dir);
+        return cb_store_open(cli->state_dir, mode, out, &cli->err);
+    }
+    /* The replica is written by the sync even for a command that only reads. */
+    make_parents(cli->state_dir);
+    if ((ret = cb_store_open(cli->state_dir, CB_STORE_WRITE, out, &cli->err)) != 0)
+        return ret;
+    if ((ret = open_fleet(cli, mode, *out)) != 0) {
+        cb_store_close(*out);
+        *out = NULL;
+    }
+    return ret;
+}
+
+void cb_cli_close_store(struct cb_cli *cli, struct cb_store *st)
+{
+    /* The fleet first: it removes its hook from the store. */
+    cb_fleet_close(cli->fleet);
+    cli->fleet = NULL;
+    cb_store_close(st);
 }
 
 int cb_cli_read_password(struct cb_cli *cli, const char *path, char *out, size_t size)

@@ -22,8 +22,13 @@ struct cb_cli_opt {
     char name_buf[32];
 };
 
+struct cb_fleet;
+
 struct cb_cli {
     char state_dir[CB_PATH_MAX + 1];
+    const char *store_url;  /* --store URL or $CERTBIND_STORE; NULL: the local store */
+    const char *store_key;  /* --store-key FILE or $CERTBIND_STORE_KEY: a path, never a key */
+    struct cb_fleet *fleet; /* owned while a command's store is open (cb_cli_open_store) */
     bool json;
     bool help;
     const char *verb;
@@ -54,8 +59,14 @@ int cb_cli_expect(struct cb_cli *cli, const char *const *allowed, int max_pos) C
 const char *cb_cli_opt(const struct cb_cli *cli, const char *name);
 /* yes/no option: *out false when absent. CB_EINVAL when not yes|no. */
 int cb_cli_yesno(struct cb_cli *cli, const char *name, bool *out) CB_MUST_CHECK;
+/* Opens the store in --state. With --store, that store is the fleet's replica: opened for
+ * writing, brought up to date (cb_fleet_sync), and changes made through it go to etcd when
+ * they commit. etcd unreachable: a reading command (mode READ) answers from the replica with
+ * a warning naming its age; a changing one fails (CB_EIO), nothing changed. Close with
+ * cb_cli_close_store. */
 int cb_cli_open_store(struct cb_cli *cli, enum cb_store_mode mode,
                       struct cb_store **out) CB_MUST_CHECK;
+void cb_cli_close_store(struct cb_cli *cli, struct cb_store *st);
 /* Reads a password file's first line into out (size bytes). */
 int cb_cli_read_password(struct cb_cli *cli, const char *path, char *out,
                          size_t size) CB_MUST_CHECK;

@@ -93,7 +93,7 @@ int cb_cmd_add_cert(struct cb_cli *cli)
 out_rollback:
     cb_store_rollback(st);
 out_close:
-    cb_store_close(st);
+    cb_cli_close_store(cli, st);
 out_clear_info:
     cb_cert_info_clear(&info);
     cb_cert_bundle_free(bundle);
@@ -198,7 +198,7 @@ int cb_cmd_show_cert(struct cb_cli *cli)
     if (ret == 0 && cli->json)
         cb_cli_print_json(json_pack("{s:O}", "certs", sc.array));
     json_decref(sc.array);
-    cb_store_close(sc.st);
+    cb_cli_close_store(cli, sc.st);
     return ret;
 }
 
@@ -273,6 +273,6 @@ out_clear_row:
 out_rollback:
     cb_store_rollback(st);
 out_close:
-    cb_store_close(st);
+    cb_cli_close_store(cli, st);
     return ret;
 }

@@ -165,7 +165,7 @@ int cb_cmd_add_sslcert(struct cb_cli *cli)
 out_rollback:
     cb_store_rollback(st);
 out_close:
-    cb_store_close(st);
+    cb_cli_close_store(cli, st);
     return ret;
 }
 
@@ -228,7 +228,7 @@ int cb_cmd_update_sslcert(struct cb_cli *cli)
 out_rollback:
     cb_store_rollback(st);
 out_close:
-    cb_store_close(st);
+    cb_cli_close_store(cli, st);
     return ret;
 }
 
@@ -256,7 +256,7 @@ int cb_cmd_delete_sslcert(struct cb_cli *cli)
 out_rollback:
     cb_store_rollback(st);
 out_close:
-    cb_store_close(st);
+    cb_cli_close_store(cli, st);
     return ret;
 }
 
@@ -351,6 +351,6 @@ int cb_cmd_show_sslcert(struct cb_cli *cli)
     if (ret == 0 && cli->json)
         cb_cli_print_json(json_pack("{s:O}", "bindings", sc.array));
     json_decref(sc.array);
-    cb_store_close(st);
+    cb_cli_close_store(cli, st);
     return ret;
 }

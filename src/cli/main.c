@@ -52,7 +52,10 @@ static const char usage[] =
     "                                                  --iplisten: wildcard ports listen there only\n"
     "\n"
     "Global flags: --state DIR (default $CERTBIND_STATE, /var/lib/certbind as root, else\n"
-    "$XDG_STATE_HOME/certbind), --json, --help, --version.\n"
+    "$XDG_STATE_HOME/certbind), --json, --help, --version,\n"
+    "--store etcd://HOST:PORT[,HOST:PORT...]/PREFIX (default $CERTBIND_STORE: a fleet store on\n"
+    "etcd; --state then holds this node's replica), --store-key FILE (default\n"
+    "$CERTBIND_STORE_KEY: 32 random bytes, mode 0600, that seal private keys in etcd).\n"
     "Exit status: 0 success, 1 the operation failed, 2 malformed command line or input file.\n";
 
 struct command {

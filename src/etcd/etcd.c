@@ -319,7 +319,7 @@ static char *prefix_end(const char *prefix)
 
 json_t *cb_etcd__b64_json(const void *p, size_t len)
 {
-    char *s = cb_etcd__b64_encode(p, len);
+    char *s = cb_etcd_b64_encode(p, len);
     json_t *j = s ? json_string(s) : NULL;
     free(s);
     return j;

@@ -28,6 +28,12 @@ const char *cb_etcd_prefix(const struct cb_etcd *e); /* "PREFIX/" */
 /* The endpoints as "H:P,H:P" (borrowed), for messages. */
 const char *cb_etcd_endpoints(const struct cb_etcd *e);
 
+/* Standard base64, as etcd's JSON carries bytes: owned NUL-terminated text, NULL when out of
+ * memory; decoding (padding optional) gives owned bytes with a NUL after *out_len of them,
+ * CB_EINVAL on bad input, CB_ENOMEM. */
+char *cb_etcd_b64_encode(const void *in, size_t len);
+int cb_etcd_b64_decode(const char *in, unsigned char **out, size_t *out_len) CB_MUST_CHECK;
+
 struct cb_etcd_kv {
     char *key;            /* owned, full key */
     unsigned char *value; /* owned, value_len bytes (+ a NUL after them) */

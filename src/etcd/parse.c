@@ -13,7 +13,7 @@
 
 static const char b64_chars[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
 
-char *cb_etcd__b64_encode(const void *in, size_t len)
+char *cb_etcd_b64_encode(const void *in, size_t len)
 {
     const unsigned char *p = in;
     char *out, *o;
@@ -54,7 +54,7 @@ static int b64_val(char c)
     return -1;
 }
 
-int cb_etcd__b64_decode(const char *in, unsigned char **out, size_t *out_len)
+int cb_etcd_b64_decode(const char *in, unsigned char **out, size_t *out_len)
 {
     size_t n = strlen(in), o = 0;
     unsigned acc = 0;
@@ -180,7 +180,7 @@ static int b64_field(const json_t *o, const char *name, unsigned char **out, siz
     }
     if (!json_is_string(v))
         return CB_EINVAL;
-    return cb_etcd__b64_decode(json_string_value(v), out, len);
+    return cb_etcd_b64_decode(json_string_value(v), out, len);
 }
 
 int cb_etcd__parse_kv(const json_t *o, struct cb_etcd_kv *kv, struct cb_err *err)

@@ -13,12 +13,6 @@
 /* The largest single answer (a range page, a txn, one watch message) accepted. */
 #define CB_ETCD_MAX_RESPONSE (32u * 1024 * 1024)
 
-/* Owned NUL-terminated base64 of in[0..len). NULL when out of memory. */
-char *cb_etcd__b64_encode(const void *in, size_t len);
-/* Decodes standard base64 (padding optional); owned *out with a NUL after *out_len bytes.
- * CB_EINVAL on bad input, CB_ENOMEM. */
-int cb_etcd__b64_decode(const char *in, unsigned char **out, size_t *out_len) CB_MUST_CHECK;
-
 /* A gateway's int64 (a JSON string of digits, or a number); absent: 0. CB_EINVAL otherwise. */
 int cb_etcd__int64(const json_t *v, int64_t *out) CB_MUST_CHECK;
 

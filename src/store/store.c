@@ -70,6 +70,12 @@ static const char *const migrations[] = {
      * takes (name, HMAC and AES keys). */
     "CREATE TABLE ticket_keys(id INTEGER PRIMARY KEY, key BLOB NOT NULL,"
     "  created INTEGER NOT NULL);",
+    /* 6 -> 7 (section 8): a fleet replica's bookkeeping (store/replica.h): the etcd
+     * revision last applied, the last contact, the store URL followed, and the
+     * mod_revision of each fleet key as last seen. Unused without --store. */
+    "CREATE TABLE fleet_state(id INTEGER PRIMARY KEY CHECK(id = 1),"
+    "  revision INTEGER NOT NULL, synced_at INTEGER NOT NULL, url TEXT NOT NULL);"
+    "CREATE TABLE fleet_keys(key TEXT PRIMARY KEY, mod_rev INTEGER NOT NULL);",
 };
 
 #define CB_CHANGES_KEPT 1000
@@ -241,6 +247,7 @@ int cb_store_open(const char *dir, enum cb_store_mode mode, struct cb_store **ou
         goto out_close;
     if ((ret = migrate(st, err)) != 0)
         goto out_close;
+    cb_store__track(st);
     *out = st;
     return 0;
 out_close:
@@ -295,6 +302,7 @@ void cb_store_close(struct cb_store *st)
         cb_store_rollback(st);
     paths_clear(&st->on_rollback, true);
     paths_clear(&st->after_commit, false);
+    cb_store__dirty_clear(st);
     sqlite3_close(st->db);
     free(st);
 }
@@ -315,6 +323,11 @@ int cb_store_begin(struct cb_store *st, struct cb_err *err)
 
 int cb_store_commit(struct cb_store *st, struct cb_err *err)
 {
+    int ret = cb_store__run_hook(st, err);
+    if (ret != 0) {
+        cb_store_rollback(st);
+        return ret;
+    }
     int rc = sqlite3_exec(st->db,
                           "INSERT INTO changes SELECT CAST(value AS INTEGER) + 1, '' FROM meta "
                           "WHERE name = 'generation';"
@@ -329,11 +342,12 @@ int cb_store_commit(struct cb_store *st, struct cb_err *err)
     if (rc == SQLITE_OK)
         rc = sqlite3_exec(st->db, "COMMIT", NULL, NULL, NULL);
     if (rc != SQLITE_OK) {
-        int ret = db_error(st, err, rc, "committing");
+        ret = db_error(st, err, rc, "committing");
         cb_store_rollback(st);
         return ret;
     }
     st->in_tx = false;
+    cb_store__dirty_clear(st);
     paths_clear(&st->on_rollback, false);
     paths_clear(&st->after_commit, true);
     return 0;
@@ -344,6 +358,7 @@ void cb_store_rollback(struct cb_store *st)
     if (sqlite3_get_autocommit(st->db) == 0)
         sqlite3_exec(st->db, "ROLLBACK", NULL, NULL, NULL);
     st->in_tx = false;
+    cb_store__dirty_clear(st);
     paths_clear(&st->on_rollback, true);
     paths_clear(&st->after_commit, false);
 }

@@ -12,7 +12,7 @@
 #include "binding/snapshot.h"
 #include "store/cert_info.h"
 
-#define CB_STORE_SCHEMA_VERSION 6
+#define CB_STORE_SCHEMA_VERSION 7
 
 struct cb_store;
 

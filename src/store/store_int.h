@@ -5,8 +5,11 @@
 #ifndef CB_STORE_STORE_INT_H
 #define CB_STORE_STORE_INT_H
 
+#include "store/replica.h"
 #include "store/store.h"
 
+/* Debian builds SQLite with it; the dirty set (store/replica.h) is read through it. */
+#define SQLITE_ENABLE_PREUPDATE_HOOK 1
 #include <sqlite3.h>
 
 /* Paths to remove when the current transaction ends: `on_rollback` if it is rolled back
@@ -17,12 +20,29 @@ struct cb_store_paths {
     size_t n;
 };
 
+/* The rows the open transaction changed (store/replica.h). Owned entries. */
+struct cb_store_dirty_set {
+    struct cb_store_dirty *v;
+    size_t n, cap;
+    bool failed; /* out of memory while tracking: the commit fails */
+};
+
 struct cb_store {
     sqlite3 *db;
     char dir[CB_PATH_MAX + 1];
     bool in_tx;
     struct cb_store_paths on_rollback, after_commit;
+    cb_store_commit_hook hook;
+    void *hook_ctx;
+    bool applying, in_hook;
+    struct cb_store_dirty_set dirty;
 };
+
+/* Tracks the rows each statement changes (installed at open; replica.c). */
+void cb_store__track(struct cb_store *st);
+/* Runs the commit hook on the dirty set (0 when none or nothing changed). */
+int cb_store__run_hook(struct cb_store *st, struct cb_err *err) CB_MUST_CHECK;
+void cb_store__dirty_clear(struct cb_store *st);
 
 /* Prepares sql; a failure fills err as cb_store__db_error does. */
 int cb_store__prepare(struct cb_store *st, const char *sql, sqlite3_stmt **stmt,
