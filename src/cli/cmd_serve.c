@@ -25,5 +25,7 @@ int cb_cmd_serve(struct cb_cli *cli)
     cfg.admin_public = cli->admin_public;
     cfg.no_affinity = cli->no_affinity;
     cfg.iplisten = cli->iplisten;
+    cfg.store_url = cli->store_url;
+    cfg.store_key = cli->store_key;
     return cb_daemon_run(&cfg, &cli->err);
 }

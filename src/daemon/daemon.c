@@ -6,6 +6,7 @@
  */
 #include "daemon/daemon.h"
 #include "admin/admin.h"
+#include "daemon/fleet_node.h"
 #include "daemon/serve_int.h"
 #include "tls/io.h"
 #include "util/log.h"
@@ -137,6 +138,14 @@ int cb_daemon_run(const struct cb_daemon_config *dc, struct cb_err *err)
     memset(&opts, 0, sizeof(opts));
     snprintf(opts.state_dir, sizeof(opts.state_dir), "%s", dc->state_dir);
     opts.iplisten = dc->iplisten;
+    if (dc->store_url != NULL) {
+        if (strlen(dc->store_url) >= sizeof(opts.store_url))
+            return cb_err_set(err, CB_EINVAL, "--store: the URL is longer than %zu bytes",
+                              sizeof(opts.store_url) - 1);
+        snprintf(opts.store_url, sizeof(opts.store_url), "%s", dc->store_url);
+    }
+    if (dc->store_key != NULL)
+        snprintf(opts.store_key, sizeof(opts.store_key), "%s", dc->store_key);
     long cores = sysconf(_SC_NPROCESSORS_ONLN);
     opts.workers = dc->workers > 0 ? dc->workers : (cores > 0 ? (int)cores : 1);
     opts.cfg.handshake_timeout_ms =
@@ -169,6 +178,13 @@ int cb_daemon_run(const struct cb_daemon_config *dc, struct cb_err *err)
      * it, rather than a worker finding it taken. */
     if (dc->admin != NULL && (ret = open_admin(dc, &opts.admin_fd, err)) != 0)
         return ret;
+    /* A fleet node brings its replica up to date first (or serves it as it is when etcd
+     * does not answer). */
+    if (opts.store_url[0] != '\0' &&
+        (ret = cb_fleet_node_startup(opts.state_dir, opts.store_url,
+                                     opts.store_key[0] ? opts.store_key : NULL,
+                                     &opts.fleet_unreachable, err)) != 0)
+        goto out_admin;
     /* Checked again as the user: the store and listeners must work for it. */
     if ((ret = preflight(&opts, &user, &have_user, err)) != 0)
         goto out_admin;

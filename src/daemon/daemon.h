@@ -22,6 +22,8 @@ struct cb_daemon_config {
     const char *admin;           /* --admin ADDR:PORT (borrowed), or NULL */
     bool admin_public;           /* allow a non-loopback admin address */
     bool no_affinity;            /* no passing of connections between workers */
+    const char *store_url;       /* --store etcd://… (borrowed): a fleet node; NULL: local */
+    const char *store_key;       /* --store-key FILE (borrowed), or NULL */
     struct cb_iplisten iplisten; /* --iplisten: where wildcard ports listen (n 0: everywhere) */
 };
 

@@ -73,8 +73,10 @@ class EtcdCluster:
     """`members` etcd processes (etcd-server from Debian) on loopback, temporary data
     folders, free ports; start() returns once every member reports healthy."""
 
-    def __init__(self, folder, members=1, token=None):
-        self.dir = Path(folder)
+    def __init__(self, folder, members=1, token=None, extra=()):
+        # Each cluster its own folder: a data folder left by another cluster is not reused.
+        self.dir = Path(tempfile.mkdtemp(prefix="etcd-", dir=folder))
+        self.extra = list(extra)  # more etcd flags (the bench raises --max-txn-ops)
         self.members = []
         used = set()
         for i in range(members):
@@ -97,7 +99,7 @@ class EtcdCluster:
                "--initial-cluster-state", "new",
                # Fast elections: a stopped leader is replaced within a second or two.
                "--heartbeat-interval", "50", "--election-timeout", "500",
-               "--logger", "zap", "--log-outputs", "stderr"]
+               "--logger", "zap", "--log-outputs", "stderr"] + self.extra
         with open(m.log_path, "ab") as log:
             m.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
                                       env=cbe2e.base_env())

@@ -8,6 +8,7 @@ Run with Debian's interpreter:  /usr/bin/python3 -m pytest -q tests/fleet
 import os
 import re
 import shutil
+import sqlite3
 import tempfile
 import time
 from pathlib import Path
@@ -143,7 +144,8 @@ def test_etcd_down_then_back(fleet, logs_on_failure):
     # A command cannot change the fleet meanwhile, and says why.
     rc, out, err = fleet.admin.run("delete", "sslcert", "ipport=0.0.0.0:%d" % fleet.port,
                                    check=False)
-    assert rc == 1 and err.startswith(ERR) and "etcd" in err, (rc, err)
+    last = err.splitlines()[-1]
+    assert rc == 1 and last.startswith(ERR) and "etcd" in last and "nothing changed" in last, err
     # A node restarted while etcd is down serves its replica and says so.
     n3 = fleet.nodes[2]
     n3.srv.stop()
@@ -162,6 +164,33 @@ def test_etcd_down_then_back(fleet, logs_on_failure):
     fleet.admin.add_cert(new)
     fleet.admin.update("hostnameport=www.fleet.test:%d" % fleet.port, certhash=new.thumb)
     fleet.assert_all_serve(new.thumb)
+
+
+def findings(node):
+    rc, out, err = node.run("--json", "check", check=False)
+    assert rc in (0, 1), err
+    return {f["code"]: f for f in cbe2e.json.loads(out)["findings"]}
+
+
+def test_check_reports_a_stale_replica(fleet, logs_on_failure):
+    n1 = fleet.nodes[0]
+    assert "fleet-replica-stale" not in findings(n1)
+    fleet.etcd.stop()
+    try:
+        # The replica last heard from etcd 10 minutes ago (as if etcd had been away since).
+        db = sqlite3.connect(str(n1.state / "certbind.db"))
+        with db:
+            db.execute("UPDATE fleet_state SET synced_at = synced_at - 600")
+        db.close()
+        f = findings(n1)
+        assert "fleet-replica-stale" in f, f
+        x = f["fleet-replica-stale"]
+        assert x["severity"] == "warning", x
+        assert re.search(r"last heard from etcd (6\d\d) s ago", x["message"]), x
+    finally:
+        fleet.etcd.restart()
+    # etcd answers: the command syncs first, and the replica is fresh again.
+    assert "fleet-replica-stale" not in findings(n1)
 
 
 def test_sigterm_ends_the_follow_thread_promptly(fleet, logs_on_failure):
