@@ -85,11 +85,12 @@ def test_one_order_for_the_fleet_and_both_nodes_serve_it(world):
     default = make_cert(world["dir"], "default", "default.fleet.test")
     n1.add_cert(default)
     n1.add("ipport=0.0.0.0:%d" % port, default)
+    # Both nodes listen before the binding is managed: either may take the order.
+    for n in (n1, n2):
+        n.start_serve()
     n1.run("set", "acme", "directory=%s" % world["pebble"].directory, "email=ops@fleet.test",
            "agreetos=yes", "cafile=%s" % world["tls"].cafile)
     n1.run("add", "sslcert", key, "acme=enable")
-    for n in (n1, n2):
-        n.start_serve()
     # Both replicas see it valid, with the same certificate, and both nodes serve it.
     def valid_everywhere():
         s = [state_of(n, key) for n in (n1, n2)]
