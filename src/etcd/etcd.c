@@ -99,6 +99,10 @@ int cb_etcd_open(const char *url, struct cb_etcd **out, struct cb_err *err)
         }
         if ((ret = parse_endpoint(p, (size_t)(end - p), &e->ep[e->n_ep], err)) != 0)
             goto out_free;
+        if (comma != NULL && comma + 1 == slash) {
+            ret = cb_err_set(err, CB_EINVAL, "malformed --store URL: an empty endpoint after ','");
+            goto out_free;
+        }
         e->n_ep++;
         p = comma ? comma + 1 : slash;
     }
@@ -207,10 +211,11 @@ void cb_etcd__setup(struct cb_etcd *e, CURL *c, const char *url, const char *jso
 }
 
 /* gRPC codes after which another endpoint (or the same one a moment later) may do better:
- * Unavailable (no leader, stopping), DeadlineExceeded, Unknown (leader changed). */
+ * Unavailable (no leader, stopping), DeadlineExceeded, Unknown (leader changed), Canceled
+ * (a member shutting down: "the client connection is closing"). */
 static bool retryable(int code)
 {
-    return code == 14 || code == 4 || code == 2;
+    return code == 14 || code == 4 || code == 2 || code == 1;
 }
 
 static void pause_ms(long ms)

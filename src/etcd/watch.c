@@ -73,8 +73,13 @@ static int on_msg(struct watch_run *w, const char *text, size_t len)
                          m.cancel_reason[0] ? ": " : "", m.cancel_reason);
         goto out_clear;
     }
-    if (m.created)
+    /* The creation's header is the store's revision now, not how far the events have come:
+     * events from an older start_rev follow it. */
+    if (m.created) {
         w->created = true;
+        if (m.n_ev == 0)
+            goto out_clear;
+    }
     ret = deliver(w, &m);
 out_clear:
     cb_etcd__watch_msg_clear(&m);

@@ -460,9 +460,18 @@ static int apply_row(struct cb_fleet *f, const char *table, const char *row_key,
         ret = damaged(ek, "its row names another key", err);
         goto out_clear;
     }
+    /* An account without a key yet (serve makes it): no key file on this node either. */
+    if (strcmp(table, "acme_account") == 0 && cb_store_row_col(&row, "account_key_path") == NULL &&
+        cb_store_row_add(&row, "account_key_path", CB_STORE_COL_TEXT, 0, "", 0) != 0) {
+        ret = cb_err_set(err, CB_ENOMEM, "out of memory");
+        goto out_clear;
+    }
     ret = cb_store_row_put(f->st, table, &row, err);
-    if (ret == CB_EINVAL)
-        ret = damaged(ek, err ? err->msg : "the row does not fit", err);
+    if (ret == CB_EINVAL) {
+        char why[sizeof(err->msg)];
+        snprintf(why, sizeof(why), "%s", err ? err->msg : "");
+        ret = damaged(ek, why, err);
+    }
 out_clear:
     cb_store_row_clear(&row);
     return ret;

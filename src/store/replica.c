@@ -478,12 +478,12 @@ int cb_store_replica_key_set(struct cb_store *st, const char *key, int64_t mod_r
     int ret, rc;
 
     if ((ret = cb_store__prepare(st,
-                                 mod_rev > 0 ? "INSERT OR REPLACE INTO fleet_keys VALUES(?1, ?2)"
+                                 mod_rev != 0 ? "INSERT OR REPLACE INTO fleet_keys VALUES(?1, ?2)"
                                              : "DELETE FROM fleet_keys WHERE key = ?1",
                                  &stmt, err)) != 0)
         return ret;
     sqlite3_bind_text(stmt, 1, key, -1, SQLITE_STATIC);
-    if (mod_rev > 0)
+    if (mod_rev != 0)
         sqlite3_bind_int64(stmt, 2, mod_rev);
     rc = sqlite3_step(stmt);
     sqlite3_finalize(stmt);

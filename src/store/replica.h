@@ -87,7 +87,8 @@ int cb_store_replica_get(struct cb_store *st, struct cb_store_replica *out,
                          struct cb_err *err) CB_MUST_CHECK;
 int cb_store_replica_set(struct cb_store *st, const struct cb_store_replica *in,
                          struct cb_err *err) CB_MUST_CHECK;
-/* A fleet key's mod_revision as last seen (0: not seen). */
+/* A fleet key's mod_revision as last seen (0: not seen; negative: seen, and applied
+ * without its secret for want of a store key). */
 int cb_store_replica_key_rev(struct cb_store *st, const char *key, int64_t *mod_rev,
                              struct cb_err *err) CB_MUST_CHECK;
 /* mod_rev 0 forgets the key. */
