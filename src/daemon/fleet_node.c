@@ -6,6 +6,7 @@
 #include "daemon/fleet_node.h"
 #include "fleet/fleet.h"
 #include "store/store.h"
+#include "tls/cert.h"
 #include "util/log.h"
 
 #include <errno.h>
@@ -155,6 +156,7 @@ static void *follow_main(void *arg)
         nap(n, wait);
         backoff = backoff * 2 > CB_FLEET_BACKOFF_MAX_MS ? CB_FLEET_BACKOFF_MAX_MS : backoff * 2;
     }
+    cb_cert_thread_done(); /* applying certificates parsed keys on this thread */
     return NULL;
 }
 

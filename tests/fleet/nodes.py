@@ -157,7 +157,10 @@ class EtcdCluster:
         if p.returncode != 0:
             return None
         for st in json.loads(p.stdout):
-            if st["Status"]["header"]["member_id"] == st["Status"]["leader"]:
+            # etcdctl leaves out zero fields: no "leader" while an election runs.
+            status = st.get("Status", {})
+            me, lead = status.get("header", {}).get("member_id"), status.get("leader")
+            if lead and me == lead:
                 for m in live:
                     if st["Endpoint"].endswith(m.endpoint):
                         return m
