@@ -11,7 +11,7 @@
 #ifndef CB_ETCD_ETCD_H
 #define CB_ETCD_ETCD_H
 
-#include "certbind/certbind.h"
+#include <certbind/certbind.h>
 
 #include <stdbool.h>
 #include <stddef.h>

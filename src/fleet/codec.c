@@ -105,6 +105,11 @@ static int need_key(const struct cb_fleet *f, const char *ek, struct cb_err *err
                       ek);
 }
 
+static int damaged(const char *ek, const char *why, struct cb_err *err)
+{
+    return cb_err_set(err, CB_EBADFILE, "the fleet store's value %s is damaged (%s)", ek, why);
+}
+
 /* {"sealed": base64(seal(p))}. */
 static int sealed_json(struct cb_fleet *f, const char *ek, const void *p, size_t len, json_t **out,
                        struct cb_err *err)
@@ -139,6 +144,10 @@ static int unsealed(struct cb_fleet *f, const char *ek, const json_t *v, unsigne
         return cb_err_set(err, CB_EBADFILE, "%s: a sealed field is not base64", ek);
     ret = cb_unseal(f->key, ek, s, sl, out, len, err);
     free(s);
+    /* With the key known to be the fleet's (its check value opened), a value that does not
+     * open is damaged, not a sign of the wrong key. */
+    if (ret == CB_EKEY && f->key_verified)
+        return damaged(ek, "a sealed field does not open", err);
     return ret;
 }
 
@@ -190,6 +199,32 @@ out_free:
     free_secret(key, key_len);
     cb_cert_row_clear(&row);
     return ret;
+}
+
+int cb_fleet__key_check(struct cb_fleet *f, const struct cb_etcd_kv *kv, struct cb_err *err)
+{
+    unsigned char *plain;
+    size_t len;
+
+    f->key_verified = false;
+    if (!f->have_key)
+        return 0;
+    if (cb_unseal(f->key, kv->key, kv->value, kv->value_len, &plain, &len, NULL) != 0)
+        return cb_err_set(err, CB_EKEY,
+                          "the store key given (--store-key) is not this fleet's: the fleet's "
+                          "secrets were sealed with another store key; pass the fleet's key file");
+    free(plain);
+    f->key_verified = true;
+    return 0;
+}
+
+int cb_fleet__key_check_value(struct cb_fleet *f, const char *ek, unsigned char **out,
+                              size_t *out_len, struct cb_err *err)
+{
+    static const char text[] = "certbind fleet store key";
+    if (!f->have_key)
+        return cb_err_set(err, CB_EKEY, "no store key");
+    return cb_seal(f->key, ek, text, sizeof(text) - 1, out, out_len, err);
 }
 
 int cb_fleet__encode(struct cb_fleet *f, const char *table, const char *row_key, const char *ek,
@@ -259,11 +294,6 @@ out_clear:
 }
 
 /* ---- applying values from etcd ---- */
-
-static int damaged(const char *ek, const char *why, struct cb_err *err)
-{
-    return cb_err_set(err, CB_EBADFILE, "the fleet store's value %s is damaged (%s)", ek, why);
-}
 
 /* Gives a file written into the state folder to the service user, as `add cert` does; one
  * that cannot be given is logged (serve then says it cannot read it). */

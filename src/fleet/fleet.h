@@ -18,7 +18,7 @@
 #ifndef CB_FLEET_FLEET_H
 #define CB_FLEET_FLEET_H
 
-#include "certbind/certbind.h"
+#include <certbind/certbind.h>
 
 #include <stdbool.h>
 #include <stdint.h>

@@ -14,6 +14,7 @@ struct cb_fleet {
     struct cb_store *st;  /* borrowed: the replica */
     char url[512];
     bool have_key;
+    bool key_verified; /* the key opened the fleet's key check value */
     unsigned char key[CB_SEAL_KEY_LEN];
     int64_t revision, synced_at;
 };
@@ -43,6 +44,17 @@ int cb_fleet__apply_put(struct cb_fleet *f, const char *table, const char *row_k
 /* Deletes the row (table, row_key) from the replica (its files after the commit). */
 int cb_fleet__apply_delete(struct cb_fleet *f, const char *table, const char *row_key,
                            struct cb_err *err) CB_MUST_CHECK;
+
+/* PREFIX/keycheck: a value sealed under the fleet's store key when its first secret was
+ * pushed. A key that cannot open it is the wrong key (CB_EKEY, the command fails); with a key
+ * that does, a sealed value that cannot be opened is damaged (skipped like a damaged row). */
+#define CB_FLEET_KEY_CHECK "keycheck"
+/* Checks the key against the check value kv (sets f->key_verified). */
+int cb_fleet__key_check(struct cb_fleet *f, const struct cb_etcd_kv *kv,
+                        struct cb_err *err) CB_MUST_CHECK;
+/* A new check value for etcd key ek under the store key: owned *out. */
+int cb_fleet__key_check_value(struct cb_fleet *f, const char *ek, unsigned char **out,
+                              size_t *out_len, struct cb_err *err) CB_MUST_CHECK;
 
 /* The commit hook (push.c). */
 int cb_fleet__push(struct cb_store *st, const struct cb_store_dirty *d, size_t n, void *ctx,

@@ -155,12 +155,21 @@ int cb_fleet_sync(struct cb_fleet *f, struct cb_err *err)
 {
     struct cb_etcd_kvs kvs;
     struct cb_store_replica rep;
+    const struct cb_etcd_kv *ck = NULL;
+    char check[ROW_KEY_MAX];
     size_t changed = 0;
     int ret;
 
     if ((ret = cb_etcd_range_prefix(f->etcd, cb_etcd_prefix(f->etcd), 0, &kvs, err)) != 0)
         return ret;
     if ((ret = cb_store_replica_get(f->st, &rep, err)) != 0)
+        goto out_clear;
+    /* The store key first: the wrong one fails before anything is applied. */
+    snprintf(check, sizeof(check), "%s%s", cb_etcd_prefix(f->etcd), CB_FLEET_KEY_CHECK);
+    if (kvs.n > 0)
+        ck = bsearch(check, kvs.v, kvs.n, sizeof(kvs.v[0]), cmp_kv_key);
+    f->key_verified = false;
+    if (ck != NULL && (ret = cb_fleet__key_check(f, ck, err)) != 0)
         goto out_clear;
     /* Another store's replica (or none yet): every row is read again. */
     bool full = strcmp(rep.url, f->url) != 0;
@@ -196,6 +205,9 @@ out_rollback:
     cb_store_rollback(f->st);
     cb_store_set_applying(f->st, false);
 out_clear:
+    /* The key check value is no row: noted apart, so a push knows it exists. */
+    if (ret == 0 && ck != NULL)
+        ret = cb_store_replica_key_set(f->st, check, ck->mod_rev, err);
     cb_etcd_kvs_clear(&kvs);
     return ret;
 }

@@ -37,7 +37,8 @@ int cb_fleet__push(struct cb_store *st, const struct cb_store_dirty *d, size_t n
 
     (void)st;
     if ((v = malloc(n * sizeof(*v))) == NULL || (items = calloc(n, sizeof(*items))) == NULL ||
-        (cmp = calloc(n, sizeof(*cmp))) == NULL || (ops = calloc(n, sizeof(*ops))) == NULL) {
+        (cmp = calloc(n + 1, sizeof(*cmp))) == NULL ||
+        (ops = calloc(n + 1, sizeof(*ops))) == NULL) {
         ret = cb_err_set(err, CB_ENOMEM, "out of memory");
         goto out_free;
     }
@@ -80,10 +81,36 @@ int cb_fleet__push(struct cb_store *st, const struct cb_store_dirty *d, size_t n
     }
     if (m == 0)
         goto out_free;
+    /* The fleet's first secret: the key check value goes with it (created once: a node
+     * racing to do the same fails its compare and runs the command again). */
+    unsigned char *check = NULL;
+    size_t check_len = 0;
+    char check_key[1024];
+    int64_t check_seen = 0;
+    snprintf(check_key, sizeof(check_key), "%s%s", cb_etcd_prefix(f->etcd), CB_FLEET_KEY_CHECK);
+    if (f->have_key && (ret = cb_store_replica_key_rev(f->st, check_key, &check_seen, err)) != 0)
+        goto out_free;
+    if (f->have_key && check_seen == 0) {
+        if ((ret = cb_fleet__key_check_value(f, check_key, &check, &check_len, err)) != 0)
+            goto out_free;
+        cmp[m] = (struct cb_etcd_cmp){check_key, CB_ETCD_CREATE_REV, 0};
+        ops[m] = (struct cb_etcd_op){
+            .kind = CB_ETCD_PUT, .key = check_key, .value = check, .value_len = check_len};
+    }
+    size_t n_ops = m + (check != NULL ? 1 : 0);
     bool ok;
     int64_t rev;
-    if ((ret = cb_etcd_txn(f->etcd, cmp, m, ops, m, &ok, &rev, err)) != 0) {
-        if (ret == CB_EIO && err != NULL) {
+    ret = cb_etcd_txn(f->etcd, cmp, n_ops, ops, n_ops, &ok, &rev, err);
+    free(check);
+    if (ret != 0) {
+        if (ret == CB_EIO && err != NULL && strstr(err->msg, "too many operations") != NULL) {
+            ret = cb_err_set(err, CB_EFAILED,
+                             "the change touches %zu entries of the fleet store, more than etcd "
+                             "takes in one transaction (its --max-txn-ops, 128 by default); "
+                             "nothing changed: split it (smaller -f files), or raise "
+                             "--max-txn-ops on every etcd member",
+                             n_ops);
+        } else if (ret == CB_EIO && err != NULL) {
             char why[sizeof(err->msg)];
             snprintf(why, sizeof(why), "%s", err->msg);
             ret = cb_err_set(err, CB_EIO, "%.600s; nothing changed", why);
@@ -103,6 +130,8 @@ int cb_fleet__push(struct cb_store *st, const struct cb_store_dirty *d, size_t n
         noted =
             cb_store_replica_key_set(f->st, items[i].key, items[i].value ? rev : 0, NULL) == 0 &&
             noted;
+    if (n_ops > m)
+        noted = cb_store_replica_key_set(f->st, check_key, rev, NULL) == 0 && noted;
     if (noted && f->revision == rev - 1) {
         /* Nothing else happened in between: the replica is at rev. */
         struct cb_store_replica r = {.revision = rev, .synced_at = f->synced_at};

@@ -5,7 +5,7 @@
 #ifndef CB_TLS_SEAL_H
 #define CB_TLS_SEAL_H
 
-#include "certbind/certbind.h"
+#include <certbind/certbind.h>
 
 #include <stddef.h>
 

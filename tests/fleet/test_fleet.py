@@ -78,7 +78,8 @@ def test_wrong_or_missing_store_key(fleet):
     other = fleet.files.store_key("other.key")
     b = fleet.node(key=other)
     msg = b.fails(1, "show", "sslcert")
-    assert "another store key" in msg
+    assert "not this fleet's" in msg and "another store key" in msg
+    assert not (b.state / "certs").exists() or not list((b.state / "certs").iterdir())
     # Without a key: reading works (certificates wait for the key), a key cannot be added.
     c = fleet.node(key=None)
     c.ok("show", "sslcert")
@@ -184,7 +185,11 @@ def test_damaged_value(fleet):
                        ("binding/hostnameport=other.example.com:443",
                         '{"v":1,"row":{"key":"hostnameport=f.example.com:443"}}'),
                        ("cert/" + "A" * 40, '{"v":1}'),
-                       ("setting/x", '{"v":1,"row":{"name":"x","value":{"sealed":"!!"}}}')):
+                       ("setting/x", '{"v":1,"row":{"name":"x","value":{"sealed":"!!"}}}'),
+                       # Sealed bytes that do not open, under the fleet's right key: damaged.
+                       ("challenge/x.example.com",
+                        '{"v":1,"row":{"name":"x.example.com","cert_pem":"x","expires":1,'
+                        '"key_pem":{"sealed":"Y2JzMQAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA="}}}')):
         fleet.etcd.ctl("put", "%s/%s" % (fleet.prefix, key), value)
     b = fleet.node()
     rc, out, err = b.run("check", "--json")
@@ -203,3 +208,24 @@ def test_damaged_value(fleet):
     for k in ("junk", "arr", "row", "other"):
         a.ok("delete", "sslcert", "hostnameport=%s.example.com:443" % k)
     assert set(bindings(b)) == {"hostnameport=f.example.com:443"}
+
+
+def test_batch(fleet):
+    """certbind -f on an etcd store: one etcd transaction for the whole file; one larger than
+    etcd takes in a transaction fails whole, saying so."""
+    a = fleet.node()
+    b = fleet.node()
+    _, _, t, _ = add_cert(a, fleet.files, "one", ["g.example.com"])
+    small = fleet.files.dir / "small.txt"
+    small.write_text("".join("add sslcert hostnameport=g%d.example.com:443 certhash=%s\n" % (i, t)
+                             for i in range(100)))
+    a.ok("-f", small)
+    assert len(bindings(b)) == 100
+    big = fleet.files.dir / "big.txt"
+    big.write_text("".join("add sslcert hostnameport=h%d.example.com:443 certhash=%s\n" % (i, t)
+                           for i in range(200)))
+    before = fleet.values()
+    msg = a.fails(1, "-f", big)
+    assert "max-txn-ops" in msg and "nothing changed" in msg
+    assert fleet.values() == before
+    assert len(bindings(a)) == 100
