@@ -7,7 +7,7 @@
 #ifndef CB_DAEMON_ACME_LOCK_H
 #define CB_DAEMON_ACME_LOCK_H
 
-#include "certbind/certbind.h"
+#include <certbind/certbind.h>
 
 #include <stdbool.h>
 

@@ -7,7 +7,7 @@
 #ifndef CB_DAEMON_FLEET_NODE_H
 #define CB_DAEMON_FLEET_NODE_H
 
-#include "certbind/certbind.h"
+#include <certbind/certbind.h>
 
 #include <stdbool.h>
 
