@@ -57,6 +57,23 @@ static int int_flag(struct cb_cli *cli, const char *flag, const char *v, int lo,
     return 0;
 }
 
+/* --ticket-rotate HOURS: a decimal number of hours, kept as whole seconds (at least one). */
+static int hours_flag(struct cb_cli *cli, const char *flag, const char *v, int64_t *out)
+{
+    char *end;
+    double h;
+
+    errno = 0;
+    h = strtod(v, &end);
+    if (errno != 0 || *end != '\0' || end == v || !(h * 3600.0 >= 1.0) || h > 8760.0)
+        return cb_err_set(&cli->err, CB_EINVAL,
+                          "%s %s: give hours, more than 0 (at least a second: 0.0003) and at "
+                          "most 8760 (a year), e.g. 12 or 0.5",
+                          flag, v);
+    *out = (int64_t)(h * 3600.0 + 0.5);
+    return 0;
+}
+
 int cb_cli_parse(struct cb_cli *cli, int argc, char **argv)
 {
     const char *state = NULL;
@@ -80,6 +97,7 @@ int cb_cli_parse(struct cb_cli *cli, int argc, char **argv)
                          strcmp(flag, "--handshake-timeout") == 0 ||
                          strcmp(flag, "--idle-timeout") == 0 || strcmp(flag, "--admin") == 0 ||
                          strcmp(flag, "--cert-cache-mb") == 0 ||
+                         strcmp(flag, "--ticket-rotate") == 0 ||
                          strcmp(flag, "--iplisten") == 0;
             if (takes) {
                 val = eq ? eq + 1 : (i + 1 < argc ? argv[++i] : NULL);
@@ -126,6 +144,9 @@ int cb_cli_parse(struct cb_cli *cli, int argc, char **argv)
                     return CB_EINVAL;
             } else if (strcmp(flag, "--handshake-timeout") == 0) {
                 if (int_flag(cli, flag, val, 1, 3600, &cli->handshake_timeout) != 0)
+                    return CB_EINVAL;
+            } else if (strcmp(flag, "--ticket-rotate") == 0) {
+                if (hours_flag(cli, flag, val, &cli->ticket_rotate_s) != 0)
                     return CB_EINVAL;
             } else if (strcmp(flag, "--idle-timeout") == 0) {
                 if (int_flag(cli, flag, val, 1, 86400, &cli->idle_timeout) != 0)

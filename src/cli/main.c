@@ -48,7 +48,7 @@ static const char usage[] =
     "  serve [--workers N] [--handshake-timeout S] [--idle-timeout S] [--grace S]\n"
     "        [--max-connections N] [--max-connections-per-binding N]\n"
     "        [--admin ADDR:PORT [--admin-public]] [--no-affinity] [--cert-cache-mb N]\n"
-    "        [--iplisten ADDR]...\n"
+    "        [--ticket-rotate HOURS] [--iplisten ADDR]...\n"
     "                                                  terminate TLS on every bound endpoint;\n"
     "                                                  --admin serves /metrics and a status page;\n"
     "                                                  --cert-cache-mb: parsed certificates held,\n"

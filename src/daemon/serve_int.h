@@ -40,6 +40,7 @@ struct cb_serve_opts {
     char store_url[1024];
     char store_key[CB_PATH_MAX + 1];
     bool fleet_unreachable; /* start-up could not reach etcd: serving the replica as it was */
+    int64_t ticket_period_s; /* the manager rotates the session ticket keys this often */
 };
 
 /* A worker's life, in the forked child: returns its exit status. */

@@ -1389,6 +1389,11 @@ static int changes_read(struct cb_store *st, uint64_t from, struct cb_store_chan
             out->challenges = true; /* a small set, read whole by whoever applies this */
             continue;
         }
+        if (text != NULL &&
+            strncmp(text, CB_STORE_CHANGE_TICKETS, sizeof(CB_STORE_CHANGE_TICKETS) - 1) == 0) {
+            out->tickets = true; /* three keys at most, read whole */
+            continue;
+        }
         if (text == NULL || cb_key_parse_word(text, &key, NULL) != 0) {
             ret = CB_ENOENT; /* not a key this version understands: read everything */
             goto out_finalize;
@@ -1421,17 +1426,20 @@ static int changes_read(struct cb_store *st, uint64_t from, struct cb_store_chan
     sqlite3_finalize(stmt);
     stmt = NULL;
     ret = 0;
-    if (out->challenges && out->n_set == 0 && out->n_removed == 0) {
-        /* Challenge puts and deletes are commits of their own: when every generation
-         * since `from` is one, nothing else (no certificate, no setting) changed. */
+    if ((out->challenges || out->tickets) && out->n_set == 0 && out->n_removed == 0) {
+        /* Challenge puts and deletes and ticket key rotations are commits of their own: when
+         * every generation since `from` is one, nothing else (no certificate, no setting)
+         * changed. */
         if ((ret = prepare(st,
                            "SELECT count(DISTINCT generation) FROM changes WHERE generation > ?1 "
-                           "AND generation <= ?2 AND substr(key, 1, length(?3)) = ?3",
+                           "AND generation <= ?2 AND (substr(key, 1, length(?3)) = ?3 OR "
+                           "substr(key, 1, length(?4)) = ?4)",
                            &stmt, err)) != 0)
             return ret;
         sqlite3_bind_int64(stmt, 1, (sqlite3_int64)from);
         sqlite3_bind_int64(stmt, 2, (sqlite3_int64)gen);
         sqlite3_bind_text(stmt, 3, CB_STORE_CHANGE_CHALLENGE, -1, SQLITE_STATIC);
+        sqlite3_bind_text(stmt, 4, CB_STORE_CHANGE_TICKETS, -1, SQLITE_STATIC);
         rc = sqlite3_step(stmt);
         if (rc != SQLITE_ROW)
             ret = db_error(st, err, rc, "reading the changes");

@@ -151,7 +151,11 @@ struct cb_store_changes {
     size_t n_removed;
     bool challenges;      /* the pending TLS-ALPN-01 challenges changed (store/challenge.h):
                            * read them again with cb_store_challenges_load */
-    bool only_challenges; /* and every commit since `from` changed them and nothing else */
+    bool tickets;         /* the session ticket keys changed (store/tickets.h): read them
+                           * again with cb_store_ticket_keys_load */
+    /* Every commit since `from` changed only challenges or ticket keys, no binding, no
+     * certificate: the bindings' snapshot stays as it is. */
+    bool only_challenges;
 };
 /*
  * Reads, in one transaction, what changed since generation `from`. CB_ENOENT when
