@@ -246,3 +246,25 @@ def test_three_member_cluster_leader_stopped(fleet3):
     f.admin.update("hostnameport=www.fleet.test:%d" % f.port, certhash=new.thumb)
     f.assert_all_serve(new.thumb)
     f.etcd.restart_member(leader)
+
+
+def test_a_session_resumes_on_another_node(fleet, logs_on_failure):
+    """Ticket keys live in the fleet store: a ticket one node issued is accepted by another."""
+    key = "hostnameport=www.fleet.test:%d" % fleet.port
+    fleet.admin.update(key, enablesessionticket="enable")
+    thumb = fleet.nodes[0].served_thumb(fleet.port, "www.fleet.test")
+    fleet.assert_all_serve(thumb)
+
+    def resumed_elsewhere():
+        # TLS 1.2: the ticket comes within the handshake (no application data needed).
+        v = cbe2e.ssl.TLSVersion.TLSv1_2
+        ctx = cbe2e.client_ctx(minv=v, maxv=v)
+        with cbe2e.TLSConn(fleet.nodes[0].address, fleet.port, sni="www.fleet.test",
+                           ctx=ctx) as c:
+            session = c.obj.session
+        if session is None or not session.has_ticket:
+            return False
+        with cbe2e.TLSConn(fleet.nodes[1].address, fleet.port, sni="www.fleet.test", ctx=ctx,
+                           session=session) as c2:
+            return c2.obj.session_reused
+    assert wait_for(resumed_elsewhere, CHANGE_WITHIN, "a session resumed on node2", interval=0.1)
