@@ -589,6 +589,34 @@ static int cmp_finding(const void *a, const void *b)
     return strcmp(x->code, y->code);
 }
 
+/* A fleet node whose replica has not heard from etcd for a while serves what it had then:
+ * changes made elsewhere meanwhile are not served here. */
+static int fleet_findings(struct ctx *c)
+{
+    const struct cb_check_opts *o = c->opts;
+
+    if (!o->fleet)
+        return 0;
+    if (o->fleet_synced_at <= 0) {
+        if (cb_check_add(c->out, "fleet-replica-stale", CB_SEV_WARNING, 0,
+                         "this node's replica of the fleet store has never heard from etcd: it "
+                         "serves nothing of the fleet; check that etcd answers and start serve "
+                         "with the same --store") == NULL)
+            return CB_ENOMEM;
+        return 0;
+    }
+    int64_t age = o->now - o->fleet_synced_at;
+    if (age <= o->fleet_stale_s)
+        return 0;
+    if (cb_check_add(c->out, "fleet-replica-stale", CB_SEV_WARNING, 0,
+                     "this node's replica of the fleet store last heard from etcd %lld s ago: "
+                     "changes made on other nodes since then are not served here; check that "
+                     "etcd answers from this node and that serve runs with the same --store",
+                     (long long)age) == NULL)
+        return CB_ENOMEM;
+    return 0;
+}
+
 int cb_check_run(struct cb_store *st, const struct cb_check_opts *opts, struct cb_findings *out,
                  struct cb_err *err)
 {
@@ -675,7 +703,8 @@ int cb_check_run(struct cb_store *st, const struct cb_check_opts *opts, struct c
     }
     if ((ret = cert_findings(&c, snap)) != 0 || (ret = binding_findings(&c, snap, n, ports)) != 0 ||
         (ret = ccs_findings(&c, snap, n)) != 0 || (ret = address_findings(&c, snap, n)) != 0 ||
-        (ret = clientca_findings(&c, snap, n)) != 0 || (ret = acme_findings(&c, st, err)) != 0)
+        (ret = clientca_findings(&c, snap, n)) != 0 || (ret = acme_findings(&c, st, err)) != 0 ||
+        (ret = fleet_findings(&c)) != 0)
         goto out_free;
     if (out->n > 1) /* out->v is NULL without findings, which qsort must not be given */
         qsort(out->v, out->n, sizeof(*out->v), cmp_finding);

@@ -23,6 +23,10 @@ struct cb_cert_bundle; /* a leaf, its chain and its private key */
  */
 int cb_cert_bundle_load(const char *path, const char *key_path, const char *password,
                         struct cb_cert_bundle **out, struct cb_err *err) CB_MUST_CHECK;
+/* Frees what parsing keeps per thread (a decoder made on a thread's first key): a thread
+ * that parsed keys calls it before it ends. The thread may parse again afterwards. */
+void cb_cert_thread_done(void);
+
 /*
  * The same from memory: chain_pem (leaf and chain, PEM) and key_pem (an unencrypted PEM
  * key), both borrowed (the caller cleanses the key). what names the source in messages
