@@ -51,7 +51,8 @@ enum cb_metric {
     XX(STATS_FULL, "stats_full")                                                                   \
     XX(HANDED_OFF, "handed_off")                                                                   \
     XX(CERTS_LOADED, "certs_loaded")                                                               \
-    XX(ACME_ANSWERED, "acme_challenges_answered")
+    XX(ACME_ANSWERED, "acme_challenges_answered")                                                  \
+    XX(OCSP_STAPLED, "ocsp_staples_served")
 
 enum cb_gmetric {
 #define XX(id, name) CB_GMETRIC_##id,

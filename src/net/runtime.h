@@ -25,6 +25,7 @@ struct cb_backend {
 };
 
 struct cb_tls_challenges;
+struct cb_tls_staples;
 
 struct cb_runtime {
     int refs;
@@ -41,6 +42,9 @@ struct cb_runtime {
     /* Owned reference, or NULL: the pending TLS-ALPN-01 challenges (tls/challenge.h), every
      * one in every worker, so any worker answers a validation it accepts. */
     struct cb_tls_challenges *challenges;
+    /* Owned reference, or NULL: the cached OCSP responses of the bound certificates that
+     * staple (tls/staple.h), by thumbprint. */
+    struct cb_tls_staples *staples;
     /* Borrowed: the worker's certificate cache. Whoever builds the runtime keeps the cache
      * alive as long as any reference to the runtime is (never freed under a live one);
      * net/ reads it only through a runtime it holds a reference to (a connection's c->rt). */

@@ -135,7 +135,11 @@ struct cb_store_changes {
     size_t n_removed;
     bool challenges;      /* the pending TLS-ALPN-01 challenges changed (store/challenge.h):
                            * read them again with cb_store_challenges_load */
-    bool only_challenges; /* and every commit since `from` changed them and nothing else */
+    /* owned: certificates whose cached OCSP response changed (store/ocsp.h) */
+    char (*ocsp)[CB_THUMB_LEN + 1];
+    size_t n_ocsp;
+    bool only_challenges; /* every commit since `from` changed the challenges or OCSP
+                           * responses and nothing else: the bindings are as they were */
 };
 /*
  * Reads, in one transaction, what changed since generation `from`. CB_ENOENT when

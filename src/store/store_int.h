@@ -41,6 +41,9 @@ int cb_store__acme_state_drop(struct cb_store *st, const char *key,
  * as `challenges` (a certbind that predates them reads every binding again instead).
  */
 #define CB_STORE_CHANGE_CHALLENGE "challenge="
+/* A commit that cached or dropped a certificate's OCSP response (store/ocsp.h) records
+ * "ocsp=THUMBPRINT"; cb_store_changes_since lists those thumbprints in `ocsp`. */
+#define CB_STORE_CHANGE_OCSP "ocsp="
 
 /* Notes in the change log that the open transaction changed `key` (borrowed). */
 int cb_store__record_change(struct cb_store *st, const char *key, struct cb_err *err) CB_MUST_CHECK;
