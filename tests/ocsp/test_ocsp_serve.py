@@ -204,10 +204,15 @@ def test_restart_staples_the_cached_response_before_any_fetch(workdir, service_u
 
 def test_check_reports_missing_and_must_staple(workdir, service_user, env):
     st = new_state(workdir, "ocsp-check", service_user)
+    # A responder of its own, started once its leaves are in the index (openssl ocsp
+    # reads the index again only when it sees it changed, not at every request).
+    port = cbe2e.free_port()
+    url = "http://127.0.0.1:%d/" % port
+    plain = env.pki.leaf("chk-plain", "plain.test", url)
+    must = env.pki.leaf("chk-must", "must.test", url, must_staple=True)
+    off = env.pki.leaf("chk-off", "offc.test", url)
+    responder = ocspkit.OpenSSLResponder(env.pki, port, workdir / "openssl-ocsp-check.log").start()
     try:
-        plain = env.pki.leaf("chk-plain", "plain.test", env.ocsp_url)
-        must = env.pki.leaf("chk-must", "must.test", env.ocsp_url, must_staple=True)
-        off = env.pki.leaf("chk-off", "offc.test", env.ocsp_url)
         for leaf in (plain, must, off):
             st.run("add", "cert", leaf.chain_path, "key=%s" % leaf.key_path)
         tls_port = cbe2e.free_port()
@@ -239,3 +244,4 @@ def test_check_reports_missing_and_must_staple(workdir, service_user, env):
         assert not any(code.startswith("ocsp-") for (code, _) in f), f
     finally:
         st.cleanup()
+        responder.stop()
