@@ -30,8 +30,7 @@ static int cmp_use(const void *a, const void *b)
 
 /* Why thumb's cached response is not one a client would accept, or NULL when it is. */
 static const char *cached_problem(struct cb_store *st, const char *thumb,
-                                  const struct cb_ocsp_cert *c, int64_t now, char *buf,
-                                  size_t size)
+                                  const struct cb_ocsp_cert *c, int64_t now, char *buf, size_t size)
 {
     unsigned char *der = NULL;
     size_t len = 0;

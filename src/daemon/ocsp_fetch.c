@@ -14,9 +14,9 @@
 #include <string.h>
 #include <time.h>
 
-#define CB_OCSP_BACKOFF_MIN 60    /* seconds before the first retry */
-#define CB_OCSP_BACKOFF_MAX 3600  /* and the longest wait between retries */
-#define CB_OCSP_REFRESH_MIN 60    /* never ask again sooner than this after an answer */
+#define CB_OCSP_BACKOFF_MIN 60   /* seconds before the first retry */
+#define CB_OCSP_BACKOFF_MAX 3600 /* and the longest wait between retries */
+#define CB_OCSP_REFRESH_MIN 60   /* never ask again sooner than this after an answer */
 
 struct entry {
     char thumb[CB_THUMB_LEN + 1];
@@ -148,8 +148,7 @@ static void rescan(struct cb_ocsp_fetcher *f, int64_t now)
     for (size_t i = 0; i < s.n; i++) {
         if (out > 0 && strcmp(s.v[out - 1].thumb, s.v[i].thumb) == 0)
             continue; /* one certificate, several bindings */
-        struct entry *old =
-            f->n ? bsearch(&s.v[i], f->v, f->n, sizeof(*f->v), cmp_entry) : NULL;
+        struct entry *old = f->n ? bsearch(&s.v[i], f->v, f->n, sizeof(*f->v), cmp_entry) : NULL;
         if (old != NULL) {
             memcpy(old->key, s.v[i].key, sizeof(old->key));
             s.v[out++] = *old;
@@ -214,8 +213,7 @@ static void on_work(uv_work_t *req)
         j->outcome = OUT_REVOKED;
     else
         cb_err_set(&j->err, CB_EFAILED,
-                   "%.300s answers that it does not know the certificate (status unknown)",
-                   j->url);
+                   "%.300s answers that it does not know the certificate (status unknown)", j->url);
 out_free:
     free(rq);
     cb_ocsp_cert_free(c);

@@ -437,7 +437,7 @@ int cb_runtime_derive(struct cb_store *st, struct cb_tls_cache *cache, const str
         if (cb_snapshot_binding(snap, i)->kind != CB_KEY_CCS &&
             cb_tls_entry_error(&rt->bind_tls[i]) != NULL)
             rt->n_broken++;
-    if ((ret = cb_staples_build(st, rt, old, src, (const char(*)[CB_THUMB_LEN + 1])ocsp,
+    if ((ret = cb_staples_build(st, rt, old, src, (const char(*)[CB_THUMB_LEN + 1]) ocsp,
                                 n_ocsp)) != 0) {
         cb_err_set(err, ret, "out of memory");
         goto out_free;

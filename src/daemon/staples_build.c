@@ -23,8 +23,7 @@ static int cmp_thumb(const void *a, const void *b)
 }
 
 int cb_staples_build(struct cb_store *st, struct cb_runtime *rt, const struct cb_runtime *old,
-                     const uint32_t *src, const char (*changed)[CB_THUMB_LEN + 1],
-                     size_t n_changed)
+                     const uint32_t *src, const char (*changed)[CB_THUMB_LEN + 1], size_t n_changed)
 {
     size_t n = cb_snapshot_count(rt->snap), nw = 0;
     struct want *w = calloc(n ? n : 1, sizeof(*w));

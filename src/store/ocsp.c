@@ -94,8 +94,9 @@ int cb_store_ocsp_put(struct cb_store *st, const char *thumb, const unsigned cha
     if (len == 0 || len > CB_STORE_OCSP_MAX)
         return cb_err_set(err, CB_EINVAL, "an OCSP response of %zu bytes is not cached", len);
     if (st->in_tx)
-        return cb_err_set(err, CB_EINVAL, "internal: an OCSP response is cached outside a "
-                                          "transaction");
+        return cb_err_set(err, CB_EINVAL,
+                          "internal: an OCSP response is cached outside a "
+                          "transaction");
     snprintf(dir, sizeof(dir), "%s/ocsp", st->dir);
     if (mkdir(dir, 0755) != 0 && errno != EEXIST)
         return io_error(err, "create", dir);

@@ -41,8 +41,7 @@ int cb_tls_staples_add_from(struct cb_tls_staples *s, const struct cb_tls_staple
 void cb_tls_staples_finish(struct cb_tls_staples *s);
 size_t cb_tls_staples_count(const struct cb_tls_staples *s);
 /* The response for thumb in a finished set (borrowed from s), or NULL. s may be NULL. */
-const struct cb_tls_staple *cb_tls_staples_find(const struct cb_tls_staples *s,
-                                                const char *thumb);
+const struct cb_tls_staple *cb_tls_staples_find(const struct cb_tls_staples *s, const char *thumb);
 
 /* Installs the status callback on ctx: a client that sends status_request gets the
  * response attached to its connection, if one is and it has not expired. */
