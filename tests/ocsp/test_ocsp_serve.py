@@ -6,6 +6,7 @@ import datetime
 import json
 import os
 import re
+import shutil
 import subprocess
 import urllib.request
 
@@ -245,3 +246,20 @@ def test_check_reports_missing_and_must_staple(workdir, service_user, env):
     finally:
         st.cleanup()
         responder.stop()
+
+
+def test_testssl_reports_stapling_offered(workdir, env):
+    tool = shutil.which("testssl") or shutil.which("testssl.sh")
+    if tool is None:
+        pytest.skip("testssl.sh is not installed")
+    wait_staple(env, "good", "-tls1_2")
+    report = workdir / "testssl-ocsp.json"
+    # -S: the server defaults, where testssl.sh tells whether OCSP stapling is offered.
+    r = subprocess.run([tool, "--quiet", "--color", "0", "--warnings", "batch", "--jsonfile",
+                        str(report), "-S", "--ip", "127.0.0.1", "--sneaky",
+                        "https://good.test:%d" % env.port],
+                       capture_output=True, text=True, timeout=600, stdin=subprocess.DEVNULL)
+    assert report.exists(), "testssl.sh wrote no report (rc=%d): %s" % (r.returncode, r.stdout[-2000:])
+    found = {f["id"]: f for f in json.loads(report.read_text())}
+    assert "OCSP_stapling" in found, r.stdout[-3000:]
+    assert found["OCSP_stapling"]["finding"].startswith("offered"), found["OCSP_stapling"]
