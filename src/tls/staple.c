@@ -9,10 +9,14 @@
 #include <time.h>
 
 #include <openssl/crypto.h>
+#include <openssl/err.h>
+#include <openssl/ocsp.h>
 #include <openssl/ssl.h>
+#include <openssl/x509v3.h>
 
 struct cb_tls_staple {
     int refs;
+    int8_t matches; /* for the certificate of its thumbprint: 0 not checked yet, 1 yes, -1 no */
     char thumb[CB_THUMB_LEN + 1];
     int64_t next_update; /* not stapled from then on */
     size_t len;
@@ -88,6 +92,7 @@ int cb_tls_staples_add(struct cb_tls_staples *s, const char *thumb, const unsign
     if ((st = malloc(sizeof(*st) + len)) == NULL)
         return CB_ENOMEM;
     st->refs = 1;
+    st->matches = 0;
     memcpy(st->thumb, thumb, CB_THUMB_LEN + 1);
     st->next_update = next_update;
     st->len = len;
@@ -153,16 +158,54 @@ const struct cb_tls_staple *cb_tls_staples_find(const struct cb_tls_staples *s, 
     return NULL;
 }
 
+/*
+ * Whether st answers for the certificate ssl serves (its CertID: serial number and the
+ * issuer's name and key hashes), found in the chain it is served with. The manager checked
+ * that before caching it, and a staple is found by the thumbprint of the certificate being
+ * served, so this holds for the staple's whole life: it is worked out once, at its first
+ * use, and a file put in the cache by other means for another certificate is never sent.
+ */
+static bool matches(SSL *ssl, struct cb_tls_staple *st)
+{
+    X509 *leaf = SSL_get_certificate(ssl), *issuer = NULL;
+    STACK_OF(X509) *chain = NULL;
+    const unsigned char *p = st->der;
+    OCSP_RESPONSE *resp = NULL;
+    OCSP_BASICRESP *basic = NULL;
+    OCSP_CERTID *id = NULL;
+
+    if (st->matches != 0)
+        return st->matches > 0;
+    st->matches = -1;
+    if (leaf == NULL || SSL_get0_chain_certs(ssl, &chain) != 1)
+        goto out_free;
+    for (int i = 0; i < sk_X509_num(chain) && issuer == NULL; i++)
+        if (X509_check_issued(sk_X509_value(chain, i), leaf) == X509_V_OK)
+            issuer = sk_X509_value(chain, i);
+    if (issuer == NULL || (id = OCSP_cert_to_id(EVP_sha1(), leaf, issuer)) == NULL ||
+        (resp = d2i_OCSP_RESPONSE(NULL, &p, (long)st->len)) == NULL ||
+        (basic = OCSP_response_get1_basic(resp)) == NULL)
+        goto out_free;
+    if (OCSP_resp_find_status(basic, id, NULL, NULL, NULL, NULL, NULL) == 1)
+        st->matches = 1;
+out_free:
+    OCSP_CERTID_free(id);
+    OCSP_BASICRESP_free(basic);
+    OCSP_RESPONSE_free(resp);
+    ERR_clear_error();
+    return st->matches > 0;
+}
+
 /* OpenSSL asks after the certificate is chosen, in TLS 1.2 and 1.3 alike, only when the
  * client sent status_request. Nothing here waits: the response is in memory already. */
 static int on_status(SSL *ssl, void *arg)
 {
-    const struct cb_tls_staple *st = SSL_get_ex_data(ssl, staple_index);
+    struct cb_tls_staple *st = SSL_get_ex_data(ssl, staple_index);
     unsigned char *copy;
     (void)arg;
 
-    if (st == NULL || st->next_update <= (int64_t)time(NULL))
-        return SSL_TLSEXT_ERR_NOACK; /* none, or expired: the handshake goes on without */
+    if (st == NULL || st->next_update <= (int64_t)time(NULL) || !matches(ssl, st))
+        return SSL_TLSEXT_ERR_NOACK; /* none, expired, or not this certificate's: no staple */
     if ((copy = OPENSSL_malloc(st->len)) == NULL)
         return SSL_TLSEXT_ERR_NOACK;
     memcpy(copy, st->der, st->len);

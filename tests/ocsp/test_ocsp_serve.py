@@ -60,6 +60,10 @@ def env(workdir, service_user):
     ocsp_dir.mkdir(mode=0o755, exist_ok=True)
     (ocsp_dir / (e.off.thumb + ".der")).write_bytes(
         pki.response(e.off, now - datetime.timedelta(minutes=5), now + datetime.timedelta(days=1)))
+    # In down's cache, a valid "good" response of another certificate (good's): it must
+    # never be stapled for down, whose own responder never answers.
+    (ocsp_dir / (e.down.thumb + ".der")).write_bytes(
+        pki.response(e.good, now - datetime.timedelta(minutes=5), now + datetime.timedelta(days=1)))
     if service_user is not None:  # the manager writes here as the service user
         os.chown(ocsp_dir, service_user.pw_uid, service_user.pw_gid)
     e.admin_port = cbe2e.free_port()
@@ -137,6 +141,14 @@ def test_failed_fetch_serves_without_staple(env, name, reason):
     assert "retry_in_s=" in line, line
     for tls in ("-tls1_2", "-tls1_3"):
         assert ocspkit.no_staple(handshake(env, name, tls))
+
+
+def test_cached_response_of_another_certificate_is_never_stapled(env):
+    assert (env.st.state / "ocsp" / (env.down.thumb + ".der")).exists()
+    for tls in ("-tls1_2", "-tls1_3"):
+        assert ocspkit.no_staple(handshake(env, "down", tls))
+    env.srv.wait_log(r"event=ocsp_fetch_failed certhash=%s\b" % env.down.thumb, WAIT)
+    assert "event=ocsp_cached certhash=%s" % env.down.thumb not in env.srv.log()
 
 
 def test_failures_are_logged_once_per_reason(env):
