@@ -144,6 +144,9 @@ def test_promtool_accepts_metrics_after_traffic_and_counts_are_exact(st, backend
         "certbind_workers": "gauge",
         "certbind_acme_challenges_answered_total": "counter",
         "certbind_acme_orders_total": "counter",
+        "certbind_ocsp_staples_served_total": "counter",
+        "certbind_ocsp_fetch_failures_total": "counter",
+        "certbind_ocsp_response_age_seconds": "gauge",
     }, m.types
 
     rc, out = al.promtool_check(m.text)
