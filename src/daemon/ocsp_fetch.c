@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #define CB_OCSP_BACKOFF_MIN 60   /* seconds before the first retry */
 #define CB_OCSP_BACKOFF_MAX 3600 /* and the longest wait between retries */
@@ -52,6 +53,7 @@ struct cb_ocsp_fetcher {
     uint64_t generation;
     bool scanned, busy, stopping;
     volatile int abort;
+    uint32_t jitter; /* xorshift state for the retries' jitter */
     uv_work_t work;
     struct job job;
 };
@@ -67,6 +69,7 @@ int cb_ocsp_fetcher_new(uv_loop_t *loop, struct cb_store *st, struct cb_ocsp_fet
     }
     f->loop = loop;
     f->st = st;
+    f->jitter = (uint32_t)time(NULL) ^ ((uint32_t)getpid() << 16) ^ 0x9e3779b9u;
     f->work.data = f;
     *out = f;
     return 0;
@@ -241,7 +244,10 @@ static void failed(struct cb_ocsp_fetcher *f, struct entry *e, const char *why, 
     if (e->backoff > CB_OCSP_BACKOFF_MAX)
         e->backoff = CB_OCSP_BACKOFF_MAX;
     /* Up to a tenth earlier, so that certificates of one responder spread out. */
-    e->next_at = now + e->backoff - (int64_t)((unsigned)rand() % (unsigned)(e->backoff / 10 + 1));
+    f->jitter ^= f->jitter << 13;
+    f->jitter ^= f->jitter >> 17;
+    f->jitter ^= f->jitter << 5;
+    e->next_at = now + e->backoff - (int64_t)(f->jitter % (uint32_t)(e->backoff / 10 + 1));
     count_failure(f);
     if (strcmp(e->last_error, why) == 0)
         return; /* said already: logged when the reason changes, not at every try */

@@ -182,14 +182,16 @@ static bool time_epoch(const ASN1_GENERALIZEDTIME *t, int64_t *out)
     return true;
 }
 
-/* The parsed response's basic part; NULL (with *why) when it is not a successful one. */
-static OCSP_BASICRESP *parse(const unsigned char *der, size_t len, const char **why)
+/* The parsed response's basic part; NULL when it is not a successful one, with *why and
+ * *code: CB_EBADFILE (not a response) or CB_EFAILED (the responder's error status). */
+static OCSP_BASICRESP *parse(const unsigned char *der, size_t len, const char **why, int *code)
 {
     const unsigned char *p = der;
     OCSP_RESPONSE *resp;
     OCSP_BASICRESP *basic = NULL;
 
     *why = "it is not an OCSP response";
+    *code = CB_EBADFILE;
     if (der == NULL || len == 0 || len > CB_OCSP_RESPONSE_MAX)
         return NULL;
     resp = d2i_OCSP_RESPONSE(NULL, &p, (long)len);
@@ -198,6 +200,7 @@ static OCSP_BASICRESP *parse(const unsigned char *der, size_t len, const char **
     int st = OCSP_response_status(resp);
     if (st != OCSP_RESPONSE_STATUS_SUCCESSFUL) {
         *why = OCSP_response_status_str(st);
+        *code = CB_EFAILED;
         goto out_free;
     }
     if ((basic = OCSP_response_get1_basic(resp)) == NULL)
@@ -212,7 +215,8 @@ bool cb_ocsp_response_times(const unsigned char *der, size_t len, int64_t *this_
                             int64_t *next_update)
 {
     const char *why;
-    OCSP_BASICRESP *basic = parse(der, len, &why);
+    int code;
+    OCSP_BASICRESP *basic = parse(der, len, &why, &code);
     ASN1_GENERALIZEDTIME *tu = NULL, *nu = NULL;
     int64_t t, n;
     bool ok = false;
@@ -243,14 +247,14 @@ int cb_ocsp_response_verify(const struct cb_ocsp_cert *c, const unsigned char *d
     STACK_OF(X509) *untrusted = NULL;
     ASN1_GENERALIZEDTIME *tu = NULL, *nu = NULL;
     const char *why;
-    int status, reason, ret;
+    int status, reason, code, ret;
     int64_t t, n;
 
     if (c->issuer == NULL)
         return cb_err_set(err, CB_EFAILED, "the certificate's file does not hold its issuer");
-    if ((basic = parse(der, len, &why)) == NULL)
-        return cb_err_set(err, strchr(why, ' ') ? CB_EBADFILE : CB_EFAILED,
-                          strchr(why, ' ') ? "%s" : "the responder answered %s", why);
+    if ((basic = parse(der, len, &why, &code)) == NULL)
+        return code == CB_EBADFILE ? cb_err_set(err, code, "%s", why)
+                                   : cb_err_set(err, code, "the responder answered %s", why);
     /* The issuer is the one trust anchor: the response is signed by it, or by a responder
      * certificate it issued for OCSP signing (OCSP_basic_verify checks which). */
     if ((store = X509_STORE_new()) == NULL || !X509_STORE_add_cert(store, c->issuer) ||
