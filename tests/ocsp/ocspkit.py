@@ -174,13 +174,14 @@ class OpenSSLResponder:
 
 
 class CraftedResponder:
-    """An HTTP server that answers POST /MODE: "junk" (bytes that are not OCSP), "hang"
+    """An HTTP server that answers POST /MODE: "junk" (bytes that are not OCSP), "hang..."
     (reads the request and never answers until close()), "500", or a DER set with
     set_response(MODE, der)."""
 
     def __init__(self):
         self.responses = {}
-        self.hung = threading.Event()  # a request is being held
+        self.hung = threading.Event()  # a request to /hang is being held
+        self.held = {}  # MODE -> Event: a request to /MODE (hang...) is being held
         self.release = threading.Event()
         kit = self
 
@@ -192,8 +193,10 @@ class CraftedResponder:
                 n = int(self.headers.get("Content-Length") or 0)
                 self.rfile.read(n)
                 mode = self.path.strip("/")
-                if mode == "hang":
-                    kit.hung.set()
+                if mode.startswith("hang"):
+                    kit.held.setdefault(mode, threading.Event()).set()
+                    if mode == "hang":
+                        kit.hung.set()
                     kit.release.wait(60)
                     return
                 if mode == "500":
@@ -238,3 +241,14 @@ def stapled(out):
 
 def no_staple(out):
     return "OCSP response: no response sent" in out
+
+
+def manager_pid(srv):
+    """The pid of serve's manager process (cb-manager), or None."""
+    for pid in srv.children():
+        try:
+            if open("/proc/%d/comm" % pid).read().strip() == "cb-manager":
+                return pid
+        except OSError:
+            pass
+    return None

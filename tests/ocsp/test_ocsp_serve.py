@@ -7,6 +7,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import urllib.request
 
@@ -64,6 +65,8 @@ def env(workdir, service_user):
     # never be stapled for down, whose own responder never answers.
     (ocsp_dir / (e.down.thumb + ".der")).write_bytes(
         pki.response(e.good, now - datetime.timedelta(minutes=5), now + datetime.timedelta(days=1)))
+    # In junk's cache, a damaged file (cut short): never stapled, and no worker minds.
+    (ocsp_dir / (e.junk.thumb + ".der")).write_bytes(b"\x30\x82\x01\x00garbage")
     if service_user is not None:  # the manager writes here as the service user
         os.chown(ocsp_dir, service_user.pw_uid, service_user.pw_gid)
     e.admin_port = cbe2e.free_port()
@@ -143,10 +146,12 @@ def test_failed_fetch_serves_without_staple(env, name, reason):
         assert ocspkit.no_staple(handshake(env, name, tls))
 
 
-def test_cached_response_of_another_certificate_is_never_stapled(env):
+def test_damaged_or_foreign_cached_response_is_never_stapled(env):
     assert (env.st.state / "ocsp" / (env.down.thumb + ".der")).exists()
-    for tls in ("-tls1_2", "-tls1_3"):
-        assert ocspkit.no_staple(handshake(env, "down", tls))
+    assert (env.st.state / "ocsp" / (env.junk.thumb + ".der")).exists()
+    for name in ("down", "junk"):
+        for tls in ("-tls1_2", "-tls1_3"):
+            assert ocspkit.no_staple(handshake(env, name, tls))
     env.srv.wait_log(r"event=ocsp_fetch_failed certhash=%s\b" % env.down.thumb, WAIT)
     assert "event=ocsp_cached certhash=%s" % env.down.thumb not in env.srv.log()
 
@@ -275,3 +280,38 @@ def test_testssl_reports_stapling_offered(workdir, env):
     found = {f["id"]: f for f in json.loads(report.read_text())}
     assert "OCSP_stapling" in found, r.stdout[-3000:]
     assert found["OCSP_stapling"]["finding"].startswith("offered"), found["OCSP_stapling"]
+
+
+def test_manager_killed_mid_fetch_is_restarted_and_handshakes_go_on(workdir, service_user, env):
+    """Fault injection: the manager dies (SIGKILL) while a responder holds its fetch. Workers
+    keep serving, with the cached staple; the master starts a new manager, which finds the
+    cached response still good and asks nothing."""
+    st = new_state(workdir, "ocsp-kill", service_user)
+    try:
+        port = cbe2e.free_port()
+        resp_port = cbe2e.free_port()
+        good = env.pki.leaf("kill-good", "kgood.test", "http://127.0.0.1:%d/" % resp_port)
+        stuck = env.pki.leaf("kill-hang", "khang.test", env.crafted.url("hang-kill"))
+        responder = ocspkit.OpenSSLResponder(env.pki, resp_port, workdir / "openssl-kill.log").start()
+        for leaf, name in ((good, "kgood"), (stuck, "khang")):
+            st.run("add", "cert", leaf.chain_path, "key=%s" % leaf.key_path)
+            st.add("hostnameport=%s.test:%d" % (name, port), leaf.thumb)
+        srv = st.serve().start()
+        srv.wait_log(r"event=ocsp_fetched certhash=%s\b" % good.thumb, WAIT)
+        held = cbe2e.poll_until(lambda: env.crafted.held.get("hang-kill"), WAIT, 0.1)
+        assert held is not None and held.wait(WAIT), srv.log()
+        pid = ocspkit.manager_pid(srv)
+        assert pid is not None, srv.log()
+        os.kill(pid, signal.SIGKILL)
+        for _ in range(3):
+            rc, out = ocspkit.staple_text(port, "kgood.test", "-tls1_3")
+            assert ocspkit.stapled(out) and "Cert Status: good" in out, out
+        new = cbe2e.poll_until(lambda: (lambda p: p if p not in (None, pid) else None)(
+            ocspkit.manager_pid(srv)), WAIT, 0.1)
+        assert new, srv.log()
+        srv.wait_log(r"event=ocsp_cached certhash=%s\b" % good.thumb, WAIT)
+        assert len(srv.lines("ocsp_fetched")) == 1, srv.log()
+        srv.stop()
+        responder.stop()
+    finally:
+        st.cleanup()
