@@ -515,6 +515,30 @@ int cb_admin_render_metrics(const struct cb_admin_model *m, struct cb_metrics *s
               (unsigned long long)g[CB_GMETRIC_HANDED_OFF],
               (unsigned long long)g[CB_GMETRIC_CERTS_LOADED], m->n_bindings, m->errors, m->warnings,
               (unsigned long long)m->generation, (long long)m->changed_at, workers_alive);
+    sb_printf(
+        &sb,
+        "# HELP certbind_cert_cache_hits_total Handshakes served a certificate the worker "
+        "had parsed already.\n"
+        "# TYPE certbind_cert_cache_hits_total counter\n"
+        "certbind_cert_cache_hits_total %llu\n"
+        "# HELP certbind_cert_cache_evictions_total Parsed certificates dropped, least "
+        "recently used first, to stay within --cert-cache-mb (parsed again when asked for).\n"
+        "# TYPE certbind_cert_cache_evictions_total counter\n"
+        "certbind_cert_cache_evictions_total %llu\n"
+        "# HELP certbind_cert_cache_certificates Parsed certificates held, over all workers.\n"
+        "# TYPE certbind_cert_cache_certificates gauge\n"
+        "certbind_cert_cache_certificates %llu\n"
+        "# HELP certbind_cert_cache_bytes Their estimated memory (leaf, chain and key).\n"
+        "# TYPE certbind_cert_cache_bytes gauge\n"
+        "certbind_cert_cache_bytes %llu\n"
+        "# HELP certbind_cert_cache_limit_bytes The budget, --cert-cache-mb.\n"
+        "# TYPE certbind_cert_cache_limit_bytes gauge\n"
+        "certbind_cert_cache_limit_bytes %llu\n",
+        (unsigned long long)g[CB_GMETRIC_CERT_CACHE_HITS],
+        (unsigned long long)g[CB_GMETRIC_CERT_CACHE_EVICTIONS],
+        (unsigned long long)g[CB_GMETRIC_CERT_CACHE_CERTS],
+        (unsigned long long)g[CB_GMETRIC_CERT_CACHE_BYTES],
+        (unsigned long long)g[CB_GMETRIC_CERT_CACHE_LIMIT]);
     sb_printf(&sb,
               "# HELP certbind_acme_challenges_answered_total TLS-ALPN-01 validations answered "
               "with a challenge certificate.\n"

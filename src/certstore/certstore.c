@@ -92,7 +92,8 @@ int cb_certstore_import(struct cb_store *st, const struct cb_cert_bundle *bundle
     /* Registered before writing: a rollback removes what a failed write left, too. */
     if ((ret = cb_store_unlink_on_rollback(st, cert_path, err)) != 0 ||
         (ret = cb_store_unlink_on_rollback(st, key_path, err)) != 0 ||
-        (ret = cb_cert_bundle_write(bundle, cert_path, key_path, err)) != 0)
+        (ret = (cb_store_in_batch(st) ? cb_cert_bundle_write_unsynced : cb_cert_bundle_write)(
+             bundle, cert_path, key_path, err)) != 0)
         return ret;
     give_to_service_user(st, cert_path, key_path, warn, warn_arg);
     return cb_store_cert_put(st, info, cert_path, key_path, err);

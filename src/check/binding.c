@@ -10,7 +10,7 @@
 #include <string.h>
 
 static int cert_findings(struct cb_store *st, const struct cb_binding *b, const char *key,
-                         struct cb_findings *f, struct cb_err *err)
+                         bool key_known, struct cb_findings *f, struct cb_err *err)
 {
     char reasons[1][CB_PRIV_REASON];
     struct cb_cert_row row;
@@ -29,6 +29,10 @@ static int cert_findings(struct cb_store *st, const struct cb_binding *b, const 
     }
     if (ret != 0)
         return cb_err_set(err, ret, "%s", gerr.msg);
+    if (key_known) {
+        cb_cert_row_clear(&row);
+        return 0;
+    }
     bool have_user = cb_svcuser_get(st, &user, NULL) == 0;
     struct cb_svcuser_probe probe = {.cert = row.cert_path, .key = row.key_path};
     if (cb_svcuser_test(have_user ? &user : NULL, &probe, 1, ok, reasons, NULL, NULL) != 0) {
@@ -150,7 +154,7 @@ int cb_check_binding(struct cb_store *st, const struct cb_binding *b, unsigned w
     memset(out, 0, sizeof(*out));
     cb_key_format(&b->key, key, sizeof(key));
     if (what & CB_CHECK_CERT)
-        ret = cert_findings(st, b, key, out, err);
+        ret = cert_findings(st, b, key, (what & CB_CHECK_KEY_KNOWN) != 0, out, err);
     if (ret == 0 && (what & CB_CHECK_SHADOW))
         ret = shadow_findings(st, b, out, err);
     if (ret == CB_ENOMEM)

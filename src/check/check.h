@@ -48,6 +48,9 @@ void cb_findings_clear(struct cb_findings *f);
  */
 #define CB_CHECK_CERT 1u
 #define CB_CHECK_SHADOW 2u
+/* With CB_CHECK_CERT: the key is not tested again (unknown-cert only), for a certificate
+ * whose files the caller has just written for the service user and tested once. */
+#define CB_CHECK_KEY_KNOWN 4u
 int cb_check_binding(struct cb_store *st, const struct cb_binding *b, unsigned what,
                      struct cb_findings *out, struct cb_err *err) CB_MUST_CHECK;
 const char *cb_severity_name(enum cb_severity s);

@@ -76,7 +76,8 @@ int cb_cli_parse(struct cb_cli *cli, int argc, char **argv)
                          strcmp(flag, "--grace") == 0 || strcmp(flag, "--max-connections") == 0 ||
                          strcmp(flag, "--max-connections-per-binding") == 0 ||
                          strcmp(flag, "--handshake-timeout") == 0 ||
-                         strcmp(flag, "--idle-timeout") == 0 || strcmp(flag, "--admin") == 0;
+                         strcmp(flag, "--idle-timeout") == 0 || strcmp(flag, "--admin") == 0 ||
+                         strcmp(flag, "--cert-cache-mb") == 0;
             if (takes) {
                 val = eq ? eq + 1 : (i + 1 < argc ? argv[++i] : NULL);
                 if (val == NULL || val[0] == '\0')
@@ -104,6 +105,9 @@ int cb_cli_parse(struct cb_cli *cli, int argc, char **argv)
             } else if (strcmp(flag, "--max-connections-per-binding") == 0) {
                 if (int_flag(cli, flag, val, 1, 10000000, &cli->max_conns_binding) != 0)
                     return CB_EINVAL;
+            } else if (strcmp(flag, "--cert-cache-mb") == 0) {
+                if (int_flag(cli, flag, val, 1, 1048576, &cli->cert_cache_mb) != 0)
+                    return CB_EINVAL;
             } else if (strcmp(flag, "--grace") == 0) {
                 if (int_flag(cli, flag, val, 0, 3600, &cli->grace) != 0)
                     return CB_EINVAL;
@@ -123,6 +127,17 @@ int cb_cli_parse(struct cb_cli *cli, int argc, char **argv)
         }
         if (strcmp(w, "-h") == 0) {
             cli->help = true;
+            continue;
+        }
+        if (strcmp(w, "-f") == 0) {
+            /* A flag is no file name (a file called -x is ./-x); "-" is standard input. */
+            if (i + 1 == argc || argv[i + 1][0] == '\0' ||
+                (argv[i + 1][0] == '-' && argv[i + 1][1] != '\0'))
+                return cb_err_set(&cli->err, CB_EINVAL,
+                                  "-f needs a file of commands (- for standard input)");
+            if (cli->batch_file != NULL)
+                return cb_err_set(&cli->err, CB_EINVAL, "-f given twice; give one file");
+            cli->batch_file = argv[++i];
             continue;
         }
         if (cli->verb == NULL) {
@@ -222,9 +237,35 @@ static void make_parents(const char *dir)
 
 int cb_cli_open_store(struct cb_cli *cli, enum cb_store_mode mode, struct cb_store **out)
 {
+    struct cb_cli_batch *b = cli->batch;
+    int ret;
+
+    if (b != NULL && b->st != NULL) {
+        *out = b->st;
+        return 0;
+    }
     if (mode == CB_STORE_WRITE)
         make_parents(cli->state_dir);
-    return cb_store_open(cli->state_dir, mode, out, &cli->err);
+    if ((ret = cb_store_open(cli->state_dir, mode, out, &cli->err)) != 0 || b == NULL)
+        return ret;
+    if ((ret = cb_store_batch_begin(*out, &cli->err)) != 0) {
+        cb_store_close(*out);
+        *out = NULL;
+        return ret;
+    }
+    b->st = *out;
+    return 0;
+}
+
+void cb_cli_close_store(struct cb_cli *cli, struct cb_store *st)
+{
+    if (cli->batch == NULL || st != cli->batch->st)
+        cb_store_close(st);
+}
+
+bool cb_cli_verbose(const struct cb_cli *cli)
+{
+    return cli->batch == NULL;
 }
 
 int cb_cli_read_password(struct cb_cli *cli, const char *path, char *out, size_t size)

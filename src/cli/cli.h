@@ -13,7 +13,7 @@
 #include <stdio.h>
 
 #define CB_CLI_MAX_OPTS 48
-#define CB_CLI_MAX_POS 4
+#define CB_CLI_MAX_POS 64 /* add cert FILE FILE ... */
 
 struct cb_cli_opt {
     const char *name; /* borrowed from argv, up to '=' (copied) */
@@ -21,8 +21,27 @@ struct cb_cli_opt {
     char name_buf[32];
 };
 
+/* A batch being run (cb_cli_batch): its one store and transaction, and what it did. */
+struct cb_cli_batch {
+    struct cb_store *st; /* opened by the first command that needs it; owned */
+    size_t commands;
+    size_t certs_added, certs_present, certs_deleted;
+    size_t bindings_added, bindings_updated, bindings_deleted;
+    /* The key test as the service user (a process of its own as root) is not repeated for
+     * every binding: rings of the last certificates this batch wrote and of those whose
+     * key passed the test. A binding to one that passed needs no test; nor does one to a
+     * certificate written here once any of those passed (written alike, by this process,
+     * for that user, into the same folder). */
+    char written[CB_CLI_MAX_POS][CB_THUMB_LEN + 1];
+    char tested[CB_CLI_MAX_POS][CB_THUMB_LEN + 1];
+    unsigned n_written, n_tested;
+    bool written_key_tested;
+};
+
 struct cb_cli {
     char state_dir[CB_PATH_MAX + 1];
+    const char *batch_file;     /* -f FILE, borrowed from argv */
+    struct cb_cli_batch *batch; /* set while a line of a batch runs: borrowed */
     bool json;
     bool help;
     const char *verb;
@@ -36,6 +55,7 @@ struct cb_cli {
     int grace;
     int max_conns;
     int max_conns_binding;
+    int cert_cache_mb; /* serve --cert-cache-mb, 0: not given */
     int handshake_timeout;
     int idle_timeout;
     const char *admin; /* --admin ADDR:PORT, borrowed from argv */
@@ -52,8 +72,18 @@ int cb_cli_expect(struct cb_cli *cli, const char *const *allowed, int max_pos) C
 const char *cb_cli_opt(const struct cb_cli *cli, const char *name);
 /* yes/no option: *out false when absent. CB_EINVAL when not yes|no. */
 int cb_cli_yesno(struct cb_cli *cli, const char *name, bool *out) CB_MUST_CHECK;
+/* Opens the store of cli->state_dir (owned: give it back with cb_cli_close_store). Inside a
+ * batch, every command gets the batch's one store, inside its one transaction. */
 int cb_cli_open_store(struct cb_cli *cli, enum cb_store_mode mode,
                       struct cb_store **out) CB_MUST_CHECK;
+/* Closes a store of cb_cli_open_store (the batch's stays open until the batch ends). */
+void cb_cli_close_store(struct cb_cli *cli, struct cb_store *st);
+/* Whether a command should print what it did: not inside a batch, which prints one summary. */
+bool cb_cli_verbose(const struct cb_cli *cli);
+/* Runs the command cli->verb and cli->object name (dispatch.c). */
+int cb_cli_run(struct cb_cli *cli) CB_MUST_CHECK;
+/* Runs the commands of cli->batch_file in one transaction and prints a summary (batch.c). */
+int cb_cli_batch(struct cb_cli *cli) CB_MUST_CHECK;
 /* Reads a password file's first line into out (size bytes). */
 int cb_cli_read_password(struct cb_cli *cli, const char *path, char *out,
                          size_t size) CB_MUST_CHECK;
@@ -76,6 +106,14 @@ int cb_cmd_acme(struct cb_cli *cli) CB_MUST_CHECK;
 /* Prints a JSON value (stolen) on stdout, followed by a newline. */
 struct json_t;
 void cb_cli_print_json(struct json_t *value);
+/* {"NAME": [elements]} printed one element at a time, the same bytes as cb_cli_print_json
+ * gives for the whole document: _begin, _add for each element (stolen), then _end. */
+struct cb_cli_json_list {
+    size_t n; /* elements printed so far */
+};
+void cb_cli_json_list_begin(struct cb_cli_json_list *l, const char *name);
+void cb_cli_json_list_add(struct cb_cli_json_list *l, struct json_t *item);
+void cb_cli_json_list_end(struct cb_cli_json_list *l);
 /* ISO 8601 UTC time. */
 void cb_cli_time(int64_t t, char *buf, size_t size);
 

@@ -51,59 +51,88 @@ static int bindings_of(struct cb_cli *cli, struct cb_store *st, const char *thum
     return ret;
 }
 
-int cb_cmd_add_cert(struct cb_cli *cli)
+/* Imports one file (with the command's key=, password-file= and link=) in the open
+ * transaction of *st, opening it first if *st is NULL; its thumbprint into thumb. */
+static int add_one(struct cb_cli *cli, const char *file, bool link, struct cb_store **st,
+                   char thumb[CB_THUMB_LEN + 1], bool *existed)
 {
-    static const char *const allowed[] = {"key", "password-file", "link", NULL};
+    const char *key = cb_cli_opt(cli, "key");
     struct cb_cert_bundle *bundle = NULL;
     struct cb_cert_info info;
-    struct cb_store *st = NULL;
-    const char *pwfile = cb_cli_opt(cli, "password-file"), *key = cb_cli_opt(cli, "key");
-    bool link, existed = false;
     int ret;
 
-    if ((ret = cb_cli_expect(cli, allowed, 1)) != 0 ||
-        (ret = cb_cli_yesno(cli, "link", &link)) != 0)
+    /* Read before the store is opened: a bad file leaves no trace. */
+    if ((ret = cb_cli_load_cert(cli, file, &bundle, &info)) != 0)
         return ret;
-    if (cli->n_pos != 1)
-        return cb_err_set(&cli->err, CB_EINVAL,
-                          "give the certificate file: certbind add cert FILE [key=FILE] "
-                          "[password-file=FILE] [link=yes]");
-    if (link && (key == NULL || pwfile != NULL))
-        return cb_err_set(&cli->err, CB_EINVAL,
-                          "link=yes keeps a PEM certificate and its unencrypted key where they "
-                          "are: give both files, certbind add cert FILE key=FILE link=yes");
-    if ((ret = cb_cli_load_cert(cli, cli->pos[0], &bundle, &info)) != 0)
-        return ret;
-    if ((ret = cb_cli_open_store(cli, CB_STORE_WRITE, &st)) != 0)
+    if (*st == NULL && ((ret = cb_cli_open_store(cli, CB_STORE_WRITE, st)) != 0 ||
+                        (ret = cb_store_begin(*st, &cli->err)) != 0))
         goto out_clear_info;
-    if ((ret = cb_store_begin(st, &cli->err)) != 0)
-        goto out_close;
-    if ((ret = cb_certstore_import(st, bundle, &info, link ? cli->pos[0] : NULL, link ? key : NULL,
-                                   &existed, cb_cli_warn, NULL, &cli->err)) != 0)
-        goto out_rollback;
-    if (existed) {
-        /* Importing the same certificate again is harmless: say so and succeed. */
-        fprintf(stderr, "certbind: certificate %s is already in the store\n", info.thumbprint);
-        printf("%s\n", info.thumbprint);
-        goto out_rollback;
-    }
-    if ((ret = cb_store_commit(st, &cli->err)) != 0) /* the files go with the rollback */
-        goto out_rollback;
-    printf("%s\n", info.thumbprint);
-out_rollback:
-    cb_store_rollback(st);
-out_close:
-    cb_store_close(st);
+    if ((ret = cb_certstore_import(*st, bundle, &info, link ? file : NULL, link ? key : NULL,
+                                   existed, cb_cli_warn, NULL, &cli->err)) != 0)
+        goto out_clear_info;
+    memcpy(thumb, info.thumbprint, CB_THUMB_LEN + 1);
+    /* Importing the same certificate again is harmless: say so and succeed. */
+    if (*existed && cb_cli_verbose(cli))
+        fprintf(stderr, "certbind: certificate %s is already in the store\n", thumb);
 out_clear_info:
     cb_cert_info_clear(&info);
     cb_cert_bundle_free(bundle);
     return ret;
 }
 
+int cb_cmd_add_cert(struct cb_cli *cli)
+{
+    static const char *const allowed[] = {"key", "password-file", "link", NULL};
+    char thumbs[CB_CLI_MAX_POS][CB_THUMB_LEN + 1];
+    struct cb_store *st = NULL;
+    const char *pwfile = cb_cli_opt(cli, "password-file"), *key = cb_cli_opt(cli, "key");
+    size_t added = 0;
+    bool link, existed;
+    int ret;
+
+    if ((ret = cb_cli_expect(cli, allowed, CB_CLI_MAX_POS)) != 0 ||
+        (ret = cb_cli_yesno(cli, "link", &link)) != 0)
+        return ret;
+    if (cli->n_pos == 0)
+        return cb_err_set(&cli->err, CB_EINVAL,
+                          "give the certificate file: certbind add cert FILE [key=FILE] "
+                          "[password-file=FILE] [link=yes]");
+    if (cli->n_pos > 1 && key != NULL)
+        return cb_err_set(&cli->err, CB_EINVAL,
+                          "key= is the key of one certificate; to add several at once give "
+                          "files that each hold a certificate and its key (PEM or PKCS#12)");
+    if (link && (key == NULL || pwfile != NULL))
+        return cb_err_set(&cli->err, CB_EINVAL,
+                          "link=yes keeps a PEM certificate and its unencrypted key where they "
+                          "are: give both files, certbind add cert FILE key=FILE link=yes");
+    for (int i = 0; i < cli->n_pos; i++) {
+        if ((ret = add_one(cli, cli->pos[i], link, &st, thumbs[i], &existed)) != 0)
+            goto out_rollback;
+        added += !existed;
+        if (cli->batch != NULL && existed)
+            cli->batch->certs_present++;
+        else if (cli->batch != NULL) {
+            struct cb_cli_batch *b = cli->batch;
+            b->certs_added++;
+            memcpy(b->written[b->n_written++ % CB_CLI_MAX_POS], thumbs[i], CB_THUMB_LEN + 1);
+        }
+    }
+    /* Nothing new: no commit, so no new generation for serve to read. */
+    if (added > 0 && (ret = cb_store_commit(st, &cli->err)) != 0) /* the files go too */
+        goto out_rollback;
+    for (int i = 0; cb_cli_verbose(cli) && i < cli->n_pos; i++)
+        printf("%s\n", thumbs[i]);
+out_rollback:
+    if (st != NULL)
+        cb_store_rollback(st);
+    cb_cli_close_store(cli, st);
+    return ret;
+}
+
 struct show_ctx {
     struct cb_cli *cli;
     struct cb_store *st;
-    json_t *array;
+    struct cb_cli_json_list list; /* --json: begun with the first certificate */
     size_t count;
 };
 
@@ -117,7 +146,7 @@ static int show_one(const struct cb_cert_row *row, void *arg)
     if ((ret = bindings_of(sc->cli, sc->st, row->info.thumbprint, &keys)) != 0)
         return ret;
     sc->count++;
-    if (sc->array != NULL) {
+    if (sc->cli->json) {
         json_t *names = json_array(), *binds = json_array();
         for (size_t i = 0; i < row->info.n_names; i++)
             json_array_append_new(names, json_string(row->info.names[i]));
@@ -125,12 +154,14 @@ static int show_one(const struct cb_cert_row *row, void *arg)
             json_array_append_new(binds, json_string(keys.keys[i]));
         cb_cli_time(row->info.not_before, nb, sizeof(nb));
         cb_cli_time(row->info.not_after, na, sizeof(na));
-        json_array_append_new(sc->array, json_pack("{s:s, s:s, s:s, s:o, s:s, s:s, s:s, s:s, s:o}",
-                                                   "thumbprint", row->info.thumbprint, "sha256",
-                                                   row->info.sha256, "subject", row->info.subject,
-                                                   "names", names, "not_before", nb, "not_after",
-                                                   na, "key_type", row->info.key_type, "key_path",
-                                                   row->key_path, "bindings", binds));
+        if (sc->count == 1)
+            cb_cli_json_list_begin(&sc->list, "certs");
+        cb_cli_json_list_add(&sc->list, json_pack("{s:s, s:s, s:s, s:o, s:s, s:s, s:s, s:s, s:o}",
+                                                  "thumbprint", row->info.thumbprint, "sha256",
+                                                  row->info.sha256, "subject", row->info.subject,
+                                                  "names", names, "not_before", nb, "not_after", na,
+                                                  "key_type", row->info.key_type, "key_path",
+                                                  row->key_path, "bindings", binds));
     } else {
         long days = (long)((row->info.not_after - (int64_t)time(NULL)) / 86400);
         cb_cli_time(row->info.not_before, nb, sizeof(nb));
@@ -181,8 +212,6 @@ int cb_cmd_show_cert(struct cb_cli *cli)
             printf("No certificates. Import one with 'certbind add cert FILE'.\n");
         return 0;
     }
-    if (cli->json)
-        sc.array = json_array();
     if (cli->n_pos == 1) {
         if ((ret = cb_store_cert_get(sc.st, thumb, &row, &cli->err)) == 0) {
             ret = show_one(&row, &sc);
@@ -195,9 +224,13 @@ int cb_cmd_show_cert(struct cb_cli *cli)
     }
     if (ret == CB_ENOMEM)
         cb_err_set(&cli->err, ret, "out of memory");
-    if (ret == 0 && cli->json)
-        cb_cli_print_json(json_pack("{s:O}", "certs", sc.array));
-    json_decref(sc.array);
+    /* Printed as the store is walked: a failure half-way leaves the list unfinished (and the
+     * error on stderr, exit status 1). */
+    if (ret == 0 && cli->json) {
+        if (sc.count == 0)
+            cb_cli_json_list_begin(&sc.list, "certs");
+        cb_cli_json_list_end(&sc.list);
+    }
     cb_store_close(sc.st);
     return ret;
 }
@@ -252,20 +285,20 @@ int cb_cmd_delete_cert(struct cb_cli *cli)
                          thumb, keys.n, keys.n == 1 ? "" : "s", list);
         goto out_free_keys;
     }
+    /* Files go only after the commit (a crash before it leaves the certificate whole), and
+     * only those inside the state folder: a linked certificate's files are the user's. */
     if ((ret = cb_store_cert_delete(st, thumb, &cli->err)) != 0 ||
+        (ret = cb_store_unlink_after_commit(st, row.cert_path, &cli->err)) != 0 ||
+        (ret = cb_store_unlink_after_commit(st, row.key_path, &cli->err)) != 0 ||
         (ret = cb_store_commit(st, &cli->err)) != 0)
         goto out_free_keys;
-    /* Files go only after the commit: a crash before it leaves the certificate whole. */
-    if (cb_store_owns(st, row.cert_path)) /* a linked certificate's files are the user's */
-        unlink(row.cert_path);
-    if (cb_store_owns(st, row.key_path))
-        unlink(row.key_path);
     for (size_t i = 0; i < keys.n; i++)
         fprintf(stderr,
                 "certbind: warning: binding %s now has no certificate; give it one with "
                 "'certbind update sslcert %s certhash=…'\n",
                 keys.keys[i], keys.keys[i]);
-    printf("Deleted certificate %s.\n", thumb);
+    if (cb_cli_verbose(cli))
+        printf("Deleted certificate %s.\n", thumb);
 out_free_keys:
     key_list_free(&keys);
 out_clear_row:
@@ -273,6 +306,6 @@ out_clear_row:
 out_rollback:
     cb_store_rollback(st);
 out_close:
-    cb_store_close(st);
+    cb_cli_close_store(cli, st);
     return ret;
 }

@@ -77,17 +77,18 @@ int cb_cmd_check(struct cb_cli *cli)
     if (ret != 0)
         return ret;
     if (cli->json) {
-        json_t *arr = json_array();
+        struct cb_cli_json_list list;
+        cb_cli_json_list_begin(&list, "findings");
         for (size_t i = 0; i < f.n; i++) {
             json_t *b = json_array();
             for (size_t j = 0; j < f.v[i].n_bindings; j++)
                 json_array_append_new(b, json_string(f.v[i].bindings[j]));
-            json_array_append_new(arr,
-                                  json_pack("{s:s, s:s, s:o, s:o}", "code", f.v[i].code, "severity",
-                                            cb_severity_name(f.v[i].severity), "bindings", b,
-                                            "message", json_text(f.v[i].message)));
+            cb_cli_json_list_add(&list,
+                                 json_pack("{s:s, s:s, s:o, s:o}", "code", f.v[i].code, "severity",
+                                           cb_severity_name(f.v[i].severity), "bindings", b,
+                                           "message", json_text(f.v[i].message)));
         }
-        cb_cli_print_json(json_pack("{s:o}", "findings", arr));
+        cb_cli_json_list_end(&list);
     } else {
         int port = -1;
         const char *binding = NULL;

@@ -24,5 +24,6 @@ int cb_cmd_serve(struct cb_cli *cli)
     cfg.admin = cli->admin;
     cfg.admin_public = cli->admin_public;
     cfg.no_affinity = cli->no_affinity;
+    cfg.cert_cache_mb = cli->cert_cache_mb;
     return cb_daemon_run(&cfg, &cli->err);
 }

@@ -102,6 +102,15 @@ static void finding_text(const struct cb_finding *x, char *buf, size_t size)
         memcpy(buf + size - 4, "...", 4); /* cut short: say so */
 }
 
+/* Whether thumb is in a ring of the batch (cb_cli_batch) holding n entries so far. */
+static bool in_ring(const char (*ring)[CB_THUMB_LEN + 1], unsigned n, const char *thumb)
+{
+    for (unsigned i = 0; i < n && i < CB_CLI_MAX_POS; i++)
+        if (strcmp(ring[i], thumb) == 0)
+            return true;
+    return false;
+}
+
 /*
  * Refuses binding b when check finds a problem it brings about (check's own finding, in
  * its words), unless force: then each finding is a warning. what: CB_CHECK_* of check.h.
@@ -114,8 +123,17 @@ static int refuse_findings(struct cb_cli *cli, struct cb_store *st, const struct
     char text[sizeof(cli->err.msg) - sizeof(hint) + 1];
     int ret;
 
+    struct cb_cli_batch *bt = (what & CB_CHECK_CERT) ? cli->batch : NULL;
+    bool written = bt != NULL && in_ring(bt->written, bt->n_written, b->certhash);
+    if (bt != NULL &&
+        (in_ring(bt->tested, bt->n_tested, b->certhash) || (written && bt->written_key_tested)))
+        what |= CB_CHECK_KEY_KNOWN;
     if ((ret = cb_check_binding(st, b, what, &f, &cli->err)) != 0)
         return ret;
+    if (bt != NULL && b->certhash[0] && !(what & CB_CHECK_KEY_KNOWN) && f.n == 0) {
+        memcpy(bt->tested[bt->n_tested++ % CB_CLI_MAX_POS], b->certhash, CB_THUMB_LEN + 1);
+        bt->written_key_tested |= written;
+    }
     for (size_t i = 0; i < f.n; i++) {
         finding_text(&f.v[i], text, sizeof(text));
         if (!force) {
@@ -155,6 +173,8 @@ int cb_cmd_add_sslcert(struct cb_cli *cli)
         (ret = refuse_findings(cli, st, &b, CB_CHECK_CERT | CB_CHECK_SHADOW, force)) != 0 ||
         (ret = cb_store_commit(st, &cli->err)) != 0)
         goto out_rollback;
+    if (!cb_cli_verbose(cli))
+        goto out_rollback; /* a batch prints one summary, and no notes for every line */
     printf("Added binding %s.\n", key);
     acme_notes(st, &b);
     if (b.backend[0] && !(b.flags_set & CB_OPT_DISABLEHTTP2))
@@ -165,7 +185,7 @@ int cb_cmd_add_sslcert(struct cb_cli *cli)
 out_rollback:
     cb_store_rollback(st);
 out_close:
-    cb_store_close(st);
+    cb_cli_close_store(cli, st);
     return ret;
 }
 
@@ -223,12 +243,14 @@ int cb_cmd_update_sslcert(struct cb_cli *cli)
     if ((ret = cb_store_binding_update(st, &current, &cli->err)) != 0 ||
         (ret = cb_store_commit(st, &cli->err)) != 0)
         goto out_rollback;
-    printf("Updated binding %s.\n", key);
-    acme_notes(st, &current);
+    if (cb_cli_verbose(cli)) {
+        printf("Updated binding %s.\n", key);
+        acme_notes(st, &current);
+    }
 out_rollback:
     cb_store_rollback(st);
 out_close:
-    cb_store_close(st);
+    cb_cli_close_store(cli, st);
     return ret;
 }
 
@@ -252,11 +274,12 @@ int cb_cmd_delete_sslcert(struct cb_cli *cli)
     if ((ret = cb_store_binding_delete(st, &k, &cli->err)) != 0 ||
         (ret = cb_store_commit(st, &cli->err)) != 0)
         goto out_rollback;
-    printf("Deleted binding %s.\n", key);
+    if (cb_cli_verbose(cli))
+        printf("Deleted binding %s.\n", key);
 out_rollback:
     cb_store_rollback(st);
 out_close:
-    cb_store_close(st);
+    cb_cli_close_store(cli, st);
     return ret;
 }
 
@@ -280,7 +303,8 @@ static json_t *binding_json(const struct cb_binding *b)
 }
 
 struct show_ctx {
-    json_t *array;
+    bool json;
+    struct cb_cli_json_list list; /* begun with the first binding */
     size_t count;
 };
 
@@ -289,11 +313,13 @@ static int show_one(const struct cb_binding *b, void *arg)
     struct show_ctx *sc = arg;
     char key[CB_KEY_TEXT_MAX];
 
-    sc->count++;
-    if (sc->array != NULL) {
-        json_array_append_new(sc->array, binding_json(b));
+    if (sc->json) {
+        if (sc->count++ == 0)
+            cb_cli_json_list_begin(&sc->list, "bindings");
+        cb_cli_json_list_add(&sc->list, binding_json(b));
         return 0;
     }
+    sc->count++;
     cb_key_format(&b->key, key, sizeof(key));
     printf("%s%s\n", sc->count > 1 ? "\n" : "", key);
     if (b->key.kind == CB_KEY_CCS)
@@ -313,7 +339,7 @@ static int show_one(const struct cb_binding *b, void *arg)
 int cb_cmd_show_sslcert(struct cb_cli *cli)
 {
     static const char *const allowed[] = {"ipport", "hostnameport", "ccs", NULL};
-    struct show_ctx sc = {0};
+    struct show_ctx sc = {.json = cli->json};
     struct cb_store *st = NULL;
     struct cb_binding_key k;
     struct cb_binding b;
@@ -338,8 +364,6 @@ int cb_cmd_show_sslcert(struct cb_cli *cli)
             printf("No bindings. Add one with 'certbind add sslcert KEY certhash=…'.\n");
         return 0;
     }
-    if (cli->json)
-        sc.array = json_array();
     if (one) {
         if ((ret = cb_store_binding_get(st, &k, &b, &cli->err)) == 0)
             ret = show_one(&b, &sc);
@@ -348,9 +372,13 @@ int cb_cmd_show_sslcert(struct cb_cli *cli)
         if (ret == 0 && sc.count == 0 && !cli->json)
             printf("No bindings. Add one with 'certbind add sslcert KEY certhash=…'.\n");
     }
-    if (ret == 0 && cli->json)
-        cb_cli_print_json(json_pack("{s:O}", "bindings", sc.array));
-    json_decref(sc.array);
+    /* Printed as the store is walked: a failure half-way leaves the list unfinished (and the
+     * error on stderr, exit status 1). */
+    if (ret == 0 && cli->json) {
+        if (sc.count == 0)
+            cb_cli_json_list_begin(&sc.list, "bindings");
+        cb_cli_json_list_end(&sc.list);
+    }
     cb_store_close(st);
     return ret;
 }

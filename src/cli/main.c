@@ -12,6 +12,7 @@ static const char usage[] =
     "Certificates:\n"
     "  add cert FILE [key=FILE] [password-file=FILE]   import PEM or PKCS#12; prints the "
     "thumbprint\n"
+    "  add cert FILE FILE ...                          several, each file holding its key\n"
     "  show cert [THUMBPRINT]                          list or show certificates\n"
     "  delete cert THUMBPRINT [force=yes]              remove (refused while bindings use it)\n"
     "Bindings (KEY is ipport=ADDR:PORT, hostnameport=NAME:PORT or ccs=PORT):\n"
@@ -46,37 +47,24 @@ static const char usage[] =
     "                                                  wait for the outcome (default 120 s)\n"
     "  serve [--workers N] [--handshake-timeout S] [--idle-timeout S] [--grace S]\n"
     "        [--max-connections N] [--max-connections-per-binding N]\n"
-    "        [--admin ADDR:PORT [--admin-public]] [--no-affinity]\n"
+    "        [--admin ADDR:PORT [--admin-public]] [--no-affinity] [--cert-cache-mb N]\n"
     "                                                  terminate TLS on every bound endpoint;\n"
-    "                                                  --admin serves /metrics and a status page\n"
+    "                                                  --admin serves /metrics and a status page;\n"
+    "                                                  --cert-cache-mb: parsed certificates held,\n"
+    "                                                  all workers together (default 256, least\n"
+    "                                                  recently used dropped and parsed again)\n"
+    "\n"
+    "Bulk changes:\n"
+    "  -f FILE                                         run the commands of FILE (- : standard\n"
+    "                                                  input) in one transaction: all or none\n"
+    "    one command per line without 'certbind', as on the command line ('...', \"...\" and\n"
+    "    \\ quote; # starts a comment); it takes add cert, delete cert and add, update and\n"
+    "    delete sslcert; add cert takes many files, each holding a certificate and its key\n"
+    "    (or PKCS#12 with password-file=); prints one summary line (--json: an object)\n"
     "\n"
     "Global flags: --state DIR (default $CERTBIND_STATE, /var/lib/certbind as root, else\n"
     "$XDG_STATE_HOME/certbind), --json, --help, --version.\n"
     "Exit status: 0 success, 1 the operation failed, 2 malformed command line or input file.\n";
-
-struct command {
-    const char *verb, *object;
-    int (*run)(struct cb_cli *cli);
-};
-
-static const struct command commands[] = {
-    {"add", "cert", cb_cmd_add_cert},
-    {"show", "cert", cb_cmd_show_cert},
-    {"delete", "cert", cb_cmd_delete_cert},
-    {"add", "sslcert", cb_cmd_add_sslcert},
-    {"update", "sslcert", cb_cmd_update_sslcert},
-    {"delete", "sslcert", cb_cmd_delete_sslcert},
-    {"show", "sslcert", cb_cmd_show_sslcert},
-    {"resolve", NULL, cb_cmd_resolve},
-    {"set", "acme", cb_cmd_set_acme},
-    {"set", NULL, cb_cmd_set},
-    {"show", "acme", cb_cmd_show_acme},
-    {"acme", "*", cb_cmd_acme}, /* acme renew */
-    {"serve", NULL, cb_cmd_serve},
-    {"check", NULL, cb_cmd_check},
-    {"deploy", "*", cb_cmd_deploy}, /* "*": the word after the verb is the file */
-    {"import", "*", cb_cmd_import}, /* import netsh FILE, import iis FILE */
-};
 
 int main(int argc, char **argv)
 {
@@ -94,36 +82,23 @@ int main(int argc, char **argv)
         fputs(usage, stdout);
         return 0;
     }
-    if (cli.verb == NULL) {
+    if (cli.verb == NULL && cli.batch_file == NULL) {
         ret = cb_err_set(&cli.err, CB_EINVAL,
                          "give a command, such as 'certbind show sslcert'; see 'certbind --help'");
         goto out_report;
     }
-    for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++) {
-        const struct command *c = &commands[i];
-        if (strcmp(c->verb, cli.verb) != 0)
-            continue;
-        if (c->object != NULL && strcmp(c->object, "*") != 0 &&
-            (cli.object == NULL || strcmp(c->object, cli.object) != 0))
-            continue;
-        if (c->object == NULL && cli.object != NULL) {
-            ret = cb_err_set(&cli.err, CB_EINVAL, "unexpected word '%s' after 'certbind %s'",
-                             cli.object, cli.verb);
-            goto out_report;
-        }
-        ret = c->run(&cli);
+    if (cli.batch_file != NULL) {
+        ret = cli.verb == NULL
+                  ? cb_cli_batch(&cli)
+                  : cb_err_set(&cli.err, CB_EINVAL,
+                               "-f FILE runs the commands of FILE; give no command beside it "
+                               "(got '%s')",
+                               cli.verb);
         fflush(stdout);
         goto out_report;
     }
-    if (cli.object != NULL && (strcmp(cli.verb, "add") == 0 || strcmp(cli.verb, "show") == 0 ||
-                               strcmp(cli.verb, "delete") == 0 || strcmp(cli.verb, "update") == 0))
-        ret =
-            cb_err_set(&cli.err, CB_EINVAL,
-                       "'certbind %s %s' is not a command; the objects are cert, sslcert and acme",
-                       cli.verb, cli.object);
-    else
-        ret = cb_err_set(&cli.err, CB_EINVAL, "'%s' is not a command; see 'certbind --help'",
-                         cli.verb);
+    ret = cb_cli_run(&cli);
+    fflush(stdout);
 out_report:
     if (ret != 0)
         fprintf(stderr, "certbind: error: %s\n", cli.err.msg[0] ? cli.err.msg : cb_strerror(ret));

@@ -21,7 +21,12 @@ struct cb_daemon_config {
     const char *admin;       /* --admin ADDR:PORT (borrowed), or NULL */
     bool admin_public;       /* allow a non-loopback admin address */
     bool no_affinity;        /* no passing of connections between workers */
+    int cert_cache_mb;       /* parsed certificates, all workers together; 0: the default */
 };
+
+/* --cert-cache-mb's default: ~35 000 parsed ECDSA certificates (7.4 KB each), so a store of
+ * 10^6 names serves within 1 GB however many of them clients ask for. */
+#define CB_CERT_CACHE_MB_DEFAULT 256
 
 /*
  * Runs `certbind serve`: checks the store and the addresses, drops to the service

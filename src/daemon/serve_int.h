@@ -29,7 +29,8 @@ struct cb_serve_opts {
      * worker passes one to i through handoff[i][1]. Held by the master for restarts. */
     int (*handoff)[2];
     int *handoff_tx;
-    int admin_fd; /* the admin port's listening socket, or -1 */
+    int admin_fd;            /* the admin port's listening socket, or -1 */
+    size_t cert_cache_bytes; /* each worker's share of --cert-cache-mb */
     /* The serve lock (STATE/serve.lock) is ours: `acme renew` sees a serve, and this one's
      * manager obtains certificates (a second serve on the same folder does not). */
     bool acme_owner;

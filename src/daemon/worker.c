@@ -67,6 +67,16 @@ static void log_snapshot(const struct worker *w, const struct cb_runtime_stats *
            stats->certs_reused, stats->challenges, stats->derived ? "changes" : "full", stats->ms);
 }
 
+/* A certificate cache with this worker's share of --cert-cache-mb; owned, NULL when out of
+ * memory. */
+static struct cb_tls_cache *new_cache(const struct worker *w)
+{
+    struct cb_tls_cache *c = cb_tls_cache_new();
+    if (c != NULL)
+        cb_tls_cache_set_budget(c, w->opts->cert_cache_bytes);
+    return c;
+}
+
 /* Listens on what rt needs. An address that cannot be listened on is logged and breaks
  * only the bindings on it: the others are served all the same. */
 static void listen_for(struct worker *w, const struct cb_runtime *rt)
@@ -102,7 +112,7 @@ static int reload(struct worker *w, bool full, struct cb_err *err)
     int ret;
 
     if (full || old == NULL) {
-        if ((fresh = cb_tls_cache_new()) == NULL)
+        if ((fresh = new_cache(w)) == NULL)
             return cb_err_set(err, CB_ENOMEM, "out of memory");
         cache = fresh;
         old = NULL;
@@ -198,7 +208,7 @@ static bool full_build_async(struct worker *w)
         return true;
     }
     struct full_build *b = calloc(1, sizeof(*b));
-    if (b == NULL || (b->cache = cb_tls_cache_new()) == NULL) {
+    if (b == NULL || (b->cache = new_cache(w)) == NULL) {
         free(b);
         return false;
     }
@@ -368,7 +378,7 @@ int cb_worker_main(struct cb_serve_opts *opts, int index, int ready_fd)
         cb_metrics_writer_free(opts->cfg.stats);
         return 1;
     }
-    if ((w.cache = cb_tls_cache_new()) == NULL ||
+    if ((w.cache = new_cache(&w)) == NULL ||
         cb_server_new(&w.loop, &opts->cfg, &w.srv, &err) != 0) {
         cb_err_set(&err, CB_ENOMEM, "out of memory");
         goto out_fatal;

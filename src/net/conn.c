@@ -146,6 +146,7 @@ static void on_parse_done(uv_work_t *req, int status)
     cb_tls_load_finish(j->load);
     free(j);
     cb_server_count(srv, CB_GMETRIC_CERTS_LOADED);
+    cb_server_publish_cache(srv);
     for (struct cb_conn *c = srv->paused, *next; c != NULL; c = next) {
         next = c->pnext;
         if (cb_tls_entry_loading(c->paused_on))
@@ -179,6 +180,7 @@ static bool pause_for(struct cb_conn *c, const struct cb_tls_entry *e)
         c->parse_started = true;
     }
     c->paused_on = e;
+    c->waited_parse = true;
     c->pprev = NULL;
     c->pnext = srv->paused;
     if (srv->paused)
@@ -309,6 +311,9 @@ int cb_conn_on_client_hello(SSL *ssl, int *alert, void *arg)
         if (ch.loaded_now) /* parsed here after all (counted in on_parse_done otherwise) */
             cb_server_count(srv, CB_GMETRIC_CERTS_LOADED);
     }
+    if (o == CB_HELLO_CHOSEN && !ch.loaded_now && !c->waited_parse)
+        cb_server_count(srv, CB_GMETRIC_CERT_CACHE_HITS);
+    cb_server_publish_cache(srv);
     if (c->parse_started) { /* the parse this handshake asked for: it reports a broken one */
         ch.loaded_now = true;
         c->parse_started = false;

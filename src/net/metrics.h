@@ -51,6 +51,11 @@ enum cb_metric {
     XX(STATS_FULL, "stats_full")                                                                   \
     XX(HANDED_OFF, "handed_off")                                                                   \
     XX(CERTS_LOADED, "certs_loaded")                                                               \
+    XX(CERT_CACHE_HITS, "cert_cache_hits")                                                         \
+    XX(CERT_CACHE_EVICTIONS, "cert_cache_evictions")                                               \
+    XX(CERT_CACHE_CERTS, "cert_cache_certs")       /* gauge */                                     \
+    XX(CERT_CACHE_BYTES, "cert_cache_bytes")       /* gauge */                                     \
+    XX(CERT_CACHE_LIMIT, "cert_cache_limit_bytes") /* gauge */                                     \
     XX(ACME_ANSWERED, "acme_challenges_answered")                                                  \
     XX(OCSP_STAPLED, "ocsp_staples_served")
 
@@ -102,6 +107,11 @@ static inline void cb_metric_add(_Atomic uint64_t *c, uint64_t n)
 {
     atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + n,
                           memory_order_relaxed);
+}
+
+static inline void cb_metric_set(_Atomic uint64_t *c, uint64_t v)
+{
+    atomic_store_explicit(c, v, memory_order_relaxed);
 }
 
 static inline void cb_metric_sub(_Atomic uint64_t *c, uint64_t n)

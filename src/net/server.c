@@ -28,6 +28,25 @@ static void server_free_when_closed(struct cb_server *srv)
         free(srv);
 }
 
+void cb_server_publish_cache(struct cb_server *srv)
+{
+    struct cb_tls_cache_stats s;
+
+    if (srv->cfg.stats == NULL || srv->rt == NULL || srv->rt->cache == NULL)
+        return;
+    cb_tls_cache_get_stats(srv->rt->cache, &s);
+    if (s.id != srv->cache_pub_id) { /* a new cache (a full re-read): its count starts at 0 */
+        srv->cache_pub_id = s.id;
+        srv->cache_pub_evictions = 0;
+    }
+    _Atomic uint64_t *g = cb_metrics_writer_area(srv->cfg.stats)->g;
+    cb_metric_add(&g[CB_GMETRIC_CERT_CACHE_EVICTIONS], s.evictions - srv->cache_pub_evictions);
+    srv->cache_pub_evictions = s.evictions;
+    cb_metric_set(&g[CB_GMETRIC_CERT_CACHE_CERTS], s.parsed);
+    cb_metric_set(&g[CB_GMETRIC_CERT_CACHE_BYTES], s.bytes);
+    cb_metric_set(&g[CB_GMETRIC_CERT_CACHE_LIMIT], s.limit);
+}
+
 void cb_server_parse_done(struct cb_server *srv)
 {
     srv->parse_jobs--;
@@ -97,6 +116,7 @@ void cb_server_swap_runtime(struct cb_server *srv, struct cb_runtime *rt)
     if (rt == old)
         return;
     srv->rt = cb_runtime_ref(rt);
+    cb_server_publish_cache(srv);
     /* Open connections go on counting against their binding's cap in the new runtime. */
     for (struct cb_conn *c = srv->conns; c != NULL; c = c->next) {
         struct cb_binding_key key;

@@ -70,6 +70,7 @@ struct cb_conn {
     const struct cb_tls_entry *paused_on;
     struct cb_conn *pprev, *pnext;
     bool parse_started; /* this connection asked for the parse: it logs and counts it */
+    bool waited_parse;  /* its handshake was paused for a parse: not a cache hit */
 };
 
 struct cb_listener {
@@ -102,6 +103,9 @@ struct cb_server {
     uint64_t pauses, last_pause_log; /* accept pauses for lack of descriptors */
     uv_poll_t handoff_poll;          /* connections passed by other workers (handoff_rx) */
     bool handoff_polling;
+    /* The certificate cache's evictions as last published (cb_server_publish_cache), and
+     * the cache they came from. */
+    uint64_t cache_pub_id, cache_pub_evictions;
     char scratch[CB_BUF_SIZE];
 };
 
@@ -119,6 +123,9 @@ void cb_server_count(struct cb_server *srv, enum cb_gmetric k);
 /* A closed connection of srv was freed: frees srv when cb_server_free is waiting for it,
  * or reports the end of a drain. */
 void cb_server_conn_freed(struct cb_server *srv);
+/* Copies the current runtime's certificate cache counters into this worker's metrics: the
+ * evictions since the last call are added, the sizes set. */
+void cb_server_publish_cache(struct cb_server *srv);
 /* A certificate parse the server started on the thread pool has finished (its callback ran). */
 void cb_server_parse_done(struct cb_server *srv);
 

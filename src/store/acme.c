@@ -283,10 +283,11 @@ int cb_store__acme_state_drop(struct cb_store *st, const char *key, struct cb_er
     sqlite3_stmt *stmt;
     int ret, rc;
 
-    if ((ret = cb_store__prepare(st, "DELETE FROM acme_state WHERE key = ?1", &stmt, err)) != 0)
+    if ((ret = cb_store__prepare_cached(st, "DELETE FROM acme_state WHERE key = ?1", &stmt, err)) !=
+        0)
         return ret;
     sqlite3_bind_text(stmt, 1, key, -1, SQLITE_STATIC);
     rc = sqlite3_step(stmt);
-    sqlite3_finalize(stmt);
+    cb_store__release(st, stmt);
     return rc == SQLITE_DONE ? 0 : cb_store__db_error(st, err, rc, "forgetting an ACME state");
 }

@@ -73,6 +73,7 @@ static const char *const migrations[] = {
 };
 
 #define CB_CHANGES_KEPT 1000
+#define CB_CHANGES_MAX 4096 /* beyond this many changed keys, a full read is cheaper */
 #define CB_STR_(x) #x
 #define CB_STR(x) CB_STR_(x)
 
@@ -130,6 +131,43 @@ static int prepare(struct cb_store *st, const char *sql, sqlite3_stmt **stmt, st
 {
     int rc = sqlite3_prepare_v2(st->db, sql, -1, stmt, NULL);
     return rc == SQLITE_OK ? 0 : db_error(st, err, rc, "preparing a query");
+}
+
+int cb_store__prepare_cached(struct cb_store *st, const char *sql, sqlite3_stmt **stmt,
+                             struct cb_err *err)
+{
+    size_t free_slot = CB_STORE_STMT_CACHE;
+    int rc;
+
+    for (size_t i = 0; i < CB_STORE_STMT_CACHE; i++) {
+        if (st->cache[i] == NULL) {
+            if (free_slot == CB_STORE_STMT_CACHE)
+                free_slot = i;
+        } else if (strcmp(sqlite3_sql(st->cache[i]), sql) == 0) {
+            *stmt = st->cache[i];
+            return 0;
+        }
+    }
+    rc = sqlite3_prepare_v3(st->db, sql, -1, SQLITE_PREPARE_PERSISTENT, stmt, NULL);
+    if (rc != SQLITE_OK)
+        return db_error(st, err, rc, "preparing a query");
+    if (free_slot < CB_STORE_STMT_CACHE)
+        st->cache[free_slot] = *stmt;
+    return 0;
+}
+
+void cb_store__release(struct cb_store *st, sqlite3_stmt *stmt)
+{
+    if (stmt == NULL)
+        return;
+    for (size_t i = 0; i < CB_STORE_STMT_CACHE; i++) {
+        if (st->cache[i] == stmt) {
+            sqlite3_reset(stmt);
+            sqlite3_clear_bindings(stmt);
+            return;
+        }
+    }
+    sqlite3_finalize(stmt);
 }
 
 static int migrate(struct cb_store *st, struct cb_err *err)
@@ -262,11 +300,80 @@ static void paths_clear(struct cb_store_paths *p, bool unlink_them)
     p->n = 0;
 }
 
+/*
+ * A batch keeps the files to remove in the temporary table batch_paths (temp_store: a file,
+ * so memory stays flat however many certificates it adds), one row per path with bits:
+ * WRITTEN (written for a row the batch adds: removed if it rolls back) and DELETED (of a row
+ * the batch deletes: removed once it commits).
+ */
+#define BATCH_WRITTEN 1
+#define BATCH_DELETED 2
+
+static int batch_path_add(struct cb_store *st, const char *path, int bit, struct cb_err *err)
+{
+    sqlite3_stmt *stmt;
+    int ret, rc, have = 0;
+
+    if ((ret = cb_store__prepare_cached(st,
+                                        "INSERT INTO temp.batch_paths VALUES(?1, ?2) "
+                                        "ON CONFLICT(path) DO NOTHING",
+                                        &stmt, err)) != 0)
+        return ret;
+    sqlite3_bind_text(stmt, 1, path, -1, SQLITE_STATIC);
+    sqlite3_bind_int(stmt, 2, bit);
+    rc = sqlite3_step(stmt);
+    cb_store__release(st, stmt);
+    if (rc != SQLITE_DONE)
+        return db_error(st, err, rc, "noting a file of the batch");
+    if (sqlite3_changes(st->db) == 1)
+        return 0;
+    /* Met before in this batch. */
+    if ((ret = prepare(st, "SELECT bits FROM temp.batch_paths WHERE path = ?1", &stmt, err)) != 0)
+        return ret;
+    sqlite3_bind_text(stmt, 1, path, -1, SQLITE_STATIC);
+    if ((rc = sqlite3_step(stmt)) == SQLITE_ROW)
+        have = sqlite3_column_int(stmt, 0);
+    sqlite3_finalize(stmt);
+    if (rc != SQLITE_ROW)
+        return db_error(st, err, rc, "noting a file of the batch");
+    if (bit == BATCH_WRITTEN && !(have & BATCH_WRITTEN))
+        return cb_err_set(err, CB_EINVAL,
+                          "%s belongs to a certificate this batch deletes; a batch cannot delete "
+                          "a certificate and add it back: add it again in a batch of its own",
+                          path);
+    /* Written again after it was deleted in this batch: it is wanted once more. */
+    int bits = bit == BATCH_WRITTEN ? BATCH_WRITTEN : have | bit;
+    if ((ret = prepare(st, "UPDATE temp.batch_paths SET bits = ?2 WHERE path = ?1", &stmt, err)) !=
+        0)
+        return ret;
+    sqlite3_bind_text(stmt, 1, path, -1, SQLITE_STATIC);
+    sqlite3_bind_int(stmt, 2, bits);
+    rc = sqlite3_step(stmt);
+    sqlite3_finalize(stmt);
+    return rc == SQLITE_DONE ? 0 : db_error(st, err, rc, "noting a file of the batch");
+}
+
+/* Removes the batch's files that have `bit`. */
+static void batch_paths_unlink(struct cb_store *st, int bit)
+{
+    sqlite3_stmt *stmt;
+
+    if (sqlite3_prepare_v2(st->db, "SELECT path FROM temp.batch_paths WHERE bits & ?1", -1, &stmt,
+                           NULL) != SQLITE_OK)
+        return;
+    sqlite3_bind_int(stmt, 1, bit);
+    while (sqlite3_step(stmt) == SQLITE_ROW)
+        unlink(col_text(stmt, 0));
+    sqlite3_finalize(stmt);
+}
+
 static int paths_add(struct cb_store *st, struct cb_store_paths *p, const char *path,
                      struct cb_err *err)
 {
     if (!cb_store_owns(st, path))
         return 0; /* files outside the state folder are their owner's */
+    if (st->batch)
+        return batch_path_add(st, path, p == &st->on_rollback ? BATCH_WRITTEN : BATCH_DELETED, err);
     char **nv = realloc(p->v, (p->n + 1) * sizeof(*nv));
     if (nv == NULL)
         return cb_err_set(err, CB_ENOMEM, "out of memory");
@@ -291,10 +398,14 @@ void cb_store_close(struct cb_store *st)
 {
     if (st == NULL)
         return;
+    if (st->batch)
+        cb_store_batch_rollback(st);
     if (st->in_tx)
         cb_store_rollback(st);
     paths_clear(&st->on_rollback, true);
     paths_clear(&st->after_commit, false);
+    for (size_t i = 0; i < CB_STORE_STMT_CACHE; i++)
+        sqlite3_finalize(st->cache[i]);
     sqlite3_close(st->db);
     free(st);
 }
@@ -306,14 +417,19 @@ const char *cb_store_dir(const struct cb_store *st)
 
 int cb_store_begin(struct cb_store *st, struct cb_err *err)
 {
+    if (st->batch)
+        return 0; /* inside the batch's transaction */
     int rc = sqlite3_exec(st->db, "BEGIN IMMEDIATE", NULL, NULL, NULL);
     if (rc != SQLITE_OK)
         return db_error(st, err, rc, "starting a transaction");
     st->in_tx = true;
+    st->tx_changes = 0;
     return 0;
 }
 
-int cb_store_commit(struct cb_store *st, struct cb_err *err)
+/* Ends the open transaction with its change-log marker and the next generation; on failure
+ * the transaction may still be open (the caller rolls it back). */
+static int commit_tx(struct cb_store *st, struct cb_err *err)
 {
     int rc = sqlite3_exec(st->db,
                           "INSERT INTO changes SELECT CAST(value AS INTEGER) + 1, '' FROM meta "
@@ -328,8 +444,15 @@ int cb_store_commit(struct cb_store *st, struct cb_err *err)
                           NULL, NULL, NULL);
     if (rc == SQLITE_OK)
         rc = sqlite3_exec(st->db, "COMMIT", NULL, NULL, NULL);
-    if (rc != SQLITE_OK) {
-        int ret = db_error(st, err, rc, "committing");
+    return rc == SQLITE_OK ? 0 : db_error(st, err, rc, "committing");
+}
+
+int cb_store_commit(struct cb_store *st, struct cb_err *err)
+{
+    if (st->batch)
+        return 0; /* the batch commits everything at its end */
+    int ret = commit_tx(st, err);
+    if (ret != 0) {
         cb_store_rollback(st);
         return ret;
     }
@@ -341,11 +464,72 @@ int cb_store_commit(struct cb_store *st, struct cb_err *err)
 
 void cb_store_rollback(struct cb_store *st)
 {
+    if (st->batch)
+        return; /* a failed command fails the batch, which rolls everything back */
     if (sqlite3_get_autocommit(st->db) == 0)
         sqlite3_exec(st->db, "ROLLBACK", NULL, NULL, NULL);
     st->in_tx = false;
     paths_clear(&st->on_rollback, true);
     paths_clear(&st->after_commit, false);
+}
+
+int cb_store_batch_begin(struct cb_store *st, struct cb_err *err)
+{
+    int ret;
+
+    if (st->batch || st->in_tx)
+        return cb_err_set(err, CB_EINVAL, "internal: a batch begun inside a transaction");
+    if ((ret = exec(st,
+                    "CREATE TEMP TABLE IF NOT EXISTS batch_paths(path TEXT PRIMARY KEY, "
+                    "bits INTEGER NOT NULL); DELETE FROM temp.batch_paths",
+                    err)) != 0 ||
+        (ret = cb_store_begin(st, err)) != 0)
+        return ret;
+    st->batch = true;
+    return 0;
+}
+
+bool cb_store_in_batch(const struct cb_store *st)
+{
+    return st->batch;
+}
+
+int cb_store_batch_commit(struct cb_store *st, struct cb_err *err)
+{
+    int fd, ret;
+
+    if (!st->batch)
+        return cb_err_set(err, CB_EINVAL, "internal: no batch to commit");
+    /* The files were written without a sync each: one for the whole file system, before
+     * the rows that name them are committed. */
+    fd = open(st->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0 || syncfs(fd) != 0) {
+        ret = cb_err_set(err, CB_EIO, "cannot flush the certificate files in %s to disk: %s",
+                         st->dir, strerror(errno));
+        if (fd >= 0)
+            close(fd);
+        cb_store_batch_rollback(st);
+        return ret;
+    }
+    close(fd);
+    if ((ret = commit_tx(st, err)) != 0) {
+        cb_store_batch_rollback(st); /* its files go, while the rows still name them */
+        return ret;
+    }
+    st->batch = false;
+    st->in_tx = false;
+    batch_paths_unlink(st, BATCH_DELETED);
+    exec(st, "DELETE FROM temp.batch_paths", NULL); /* scratch: a failure leaves only it */
+    return 0;
+}
+
+void cb_store_batch_rollback(struct cb_store *st)
+{
+    if (!st->batch)
+        return;
+    batch_paths_unlink(st, BATCH_WRITTEN); /* read before the rollback forgets them */
+    st->batch = false;
+    cb_store_rollback(st);
 }
 
 /* Text column as a C string, "" for NULL. */
@@ -394,14 +578,15 @@ int cb_store_cert_put(struct cb_store *st, const struct cb_cert_info *info, cons
     int ret, rc;
 
     /* An upsert, not a replace: a certificate certbind obtained stays marked as such. */
-    if ((ret = prepare(st,
-                       "INSERT INTO certs(thumbprint, sha256, subject, not_before, not_after, "
-                       "key_type, chain_len, cert_path, key_path, added_at) "
-                       "VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10) "
-                       "ON CONFLICT(thumbprint) DO UPDATE SET sha256 = ?2, subject = ?3, "
-                       "not_before = ?4, not_after = ?5, key_type = ?6, chain_len = ?7, "
-                       "cert_path = ?8, key_path = ?9, added_at = ?10",
-                       &stmt, err)) != 0)
+    if ((ret = cb_store__prepare_cached(
+             st,
+             "INSERT INTO certs(thumbprint, sha256, subject, not_before, not_after, "
+             "key_type, chain_len, cert_path, key_path, added_at) "
+             "VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10) "
+             "ON CONFLICT(thumbprint) DO UPDATE SET sha256 = ?2, subject = ?3, "
+             "not_before = ?4, not_after = ?5, key_type = ?6, chain_len = ?7, "
+             "cert_path = ?8, key_path = ?9, added_at = ?10",
+             &stmt, err)) != 0)
         return ret;
     sqlite3_bind_text(stmt, 1, info->thumbprint, -1, SQLITE_STATIC);
     sqlite3_bind_text(stmt, 2, info->sha256, -1, SQLITE_STATIC);
@@ -414,17 +599,19 @@ int cb_store_cert_put(struct cb_store *st, const struct cb_cert_info *info, cons
     sqlite3_bind_text(stmt, 9, rel_path(st, key_path), -1, SQLITE_STATIC);
     sqlite3_bind_int64(stmt, 10, (sqlite3_int64)time(NULL));
     rc = sqlite3_step(stmt);
-    sqlite3_finalize(stmt);
+    cb_store__release(st, stmt);
     if (rc != SQLITE_DONE)
         return db_error(st, err, rc, "adding a certificate");
-    if ((ret = prepare(st, "DELETE FROM cert_names WHERE thumbprint = ?1", &stmt, err)) != 0)
+    if ((ret = cb_store__prepare_cached(st, "DELETE FROM cert_names WHERE thumbprint = ?1", &stmt,
+                                        err)) != 0)
         return ret;
     sqlite3_bind_text(stmt, 1, info->thumbprint, -1, SQLITE_STATIC);
     rc = sqlite3_step(stmt);
-    sqlite3_finalize(stmt);
+    cb_store__release(st, stmt);
     if (rc != SQLITE_DONE)
         return db_error(st, err, rc, "adding a certificate");
-    if ((ret = prepare(st, "INSERT INTO cert_names VALUES(?1, ?2, ?3)", &stmt, err)) != 0)
+    if ((ret = cb_store__prepare_cached(st, "INSERT INTO cert_names VALUES(?1, ?2, ?3)", &stmt,
+                                        err)) != 0)
         return ret;
     for (size_t i = 0; i < info->n_names; i++) {
         sqlite3_reset(stmt);
@@ -432,11 +619,11 @@ int cb_store_cert_put(struct cb_store *st, const struct cb_cert_info *info, cons
         sqlite3_bind_int64(stmt, 2, (sqlite3_int64)i);
         sqlite3_bind_text(stmt, 3, info->names[i], -1, SQLITE_STATIC);
         if ((rc = sqlite3_step(stmt)) != SQLITE_DONE) {
-            sqlite3_finalize(stmt);
+            cb_store__release(st, stmt);
             return db_error(st, err, rc, "adding a certificate's names");
         }
     }
-    sqlite3_finalize(stmt);
+    cb_store__release(st, stmt);
     return 0;
 }
 
@@ -500,10 +687,11 @@ int cb_store_cert_get(struct cb_store *st, const char *thumbprint, struct cb_cer
     int ret, rc;
 
     snprintf(sql, sizeof(sql), "%s WHERE thumbprint = ?1", cert_columns);
-    if ((ret = prepare(st, sql, &stmt, err)) != 0)
+    if ((ret = cb_store__prepare_cached(st, sql, &stmt, err)) != 0)
         return ret;
-    if ((ret = prepare(st, "SELECT name FROM cert_names WHERE thumbprint = ?1 ORDER BY pos", &names,
-                       err)) != 0)
+    if ((ret = cb_store__prepare_cached(
+             st, "SELECT name FROM cert_names WHERE thumbprint = ?1 ORDER BY pos", &names, err)) !=
+        0)
         goto out_finalize;
     sqlite3_bind_text(stmt, 1, thumbprint, -1, SQLITE_STATIC);
     rc = sqlite3_step(stmt);
@@ -516,8 +704,8 @@ int cb_store_cert_get(struct cb_store *st, const char *thumbprint, struct cb_cer
     else
         ret = db_error(st, err, rc, "reading a certificate");
 out_finalize:
-    sqlite3_finalize(names);
-    sqlite3_finalize(stmt);
+    cb_store__release(st, names);
+    cb_store__release(st, stmt);
     return ret;
 }
 
@@ -656,7 +844,7 @@ int cb_store_binding_get(struct cb_store *st, const struct cb_binding_key *key,
 
     cb_key_format(key, text, sizeof(text));
     snprintf(sql, sizeof(sql), "%s WHERE key = ?1", binding_columns);
-    if ((ret = prepare(st, sql, &stmt, err)) != 0)
+    if ((ret = cb_store__prepare_cached(st, sql, &stmt, err)) != 0)
         return ret;
     sqlite3_bind_text(stmt, 1, text, -1, SQLITE_STATIC);
     rc = sqlite3_step(stmt);
@@ -669,24 +857,30 @@ int cb_store_binding_get(struct cb_store *st, const struct cb_binding_key *key,
                          text);
     else
         ret = db_error(st, err, rc, "reading a binding");
-    sqlite3_finalize(stmt);
+    cb_store__release(st, stmt);
     return ret;
 }
 
-/* Notes that this transaction changed binding `key` (see the changes table). */
+/* Notes that this transaction changed binding `key` (see the changes table). Past
+ * CB_CHANGES_MAX rows in one transaction (a batch), one CB_STORE_CHANGE_MANY row says so
+ * and nothing more is written: a reader reads every binding then. */
 static int record_change(struct cb_store *st, const char *key, struct cb_err *err)
 {
     sqlite3_stmt *stmt;
     int ret, rc;
 
-    if ((ret = prepare(st,
-                       "INSERT INTO changes SELECT CAST(value AS INTEGER) + 1, ?1 FROM meta "
-                       "WHERE name = 'generation'",
-                       &stmt, err)) != 0)
+    if (st->tx_changes > CB_CHANGES_MAX)
+        return 0;
+    if (st->tx_changes++ == CB_CHANGES_MAX)
+        key = CB_STORE_CHANGE_MANY;
+    if ((ret = cb_store__prepare_cached(st,
+                                        "INSERT INTO changes SELECT CAST(value AS INTEGER) + 1, ?1 "
+                                        "FROM meta WHERE name = 'generation'",
+                                        &stmt, err)) != 0)
         return ret;
     sqlite3_bind_text(stmt, 1, key, -1, SQLITE_STATIC);
     rc = sqlite3_step(stmt);
-    sqlite3_finalize(stmt);
+    cb_store__release(st, stmt);
     return rc == SQLITE_DONE ? 0 : db_error(st, err, rc, "recording a change");
 }
 
@@ -719,7 +913,7 @@ static int binding_write(struct cb_store *st, const struct cb_binding *b, bool i
     sqlite3_bind_int64(stmt, 6, b->flags);
     sqlite3_bind_int64(stmt, 7, b->proxy);
     rc = sqlite3_step(stmt);
-    sqlite3_finalize(stmt);
+    cb_store__release(st, stmt);
     if (insert && rc == SQLITE_CONSTRAINT)
         return cb_err_set(err, CB_EEXIST,
                           "binding %s already exists; change it with 'certbind update sslcert "
@@ -829,7 +1023,8 @@ int cb_store_setting_get(struct cb_store *st, const char *name, char *out, size_
     sqlite3_stmt *stmt;
     int ret, rc;
 
-    if ((ret = prepare(st, "SELECT value FROM meta WHERE name = ?1", &stmt, err)) != 0)
+    if ((ret = cb_store__prepare_cached(st, "SELECT value FROM meta WHERE name = ?1", &stmt,
+                                        err)) != 0)
         return ret;
     sqlite3_bind_text(stmt, 1, name, -1, SQLITE_STATIC);
     rc = sqlite3_step(stmt);
@@ -841,7 +1036,7 @@ int cb_store_setting_get(struct cb_store *st, const char *name, char *out, size_
     } else {
         ret = db_error(st, err, rc, "reading a setting");
     }
-    sqlite3_finalize(stmt);
+    cb_store__release(st, stmt);
     return ret;
 }
 
@@ -901,7 +1096,7 @@ int cb_store_binding_foreach_port_prefix(struct cb_store *st, uint16_t port, con
     snprintf(suffix, sizeof(suffix), "%%:%u", port);
     snprintf(sql, sizeof(sql), "%s WHERE key >= ?1 AND key < ?2 AND key LIKE ?3 ORDER BY key",
              binding_columns);
-    if ((ret = prepare(st, sql, &stmt, err)) != 0)
+    if ((ret = cb_store__prepare_cached(st, sql, &stmt, err)) != 0)
         return ret;
     sqlite3_bind_text(stmt, 1, prefix, -1, SQLITE_TRANSIENT);
     sqlite3_bind_text(stmt, 2, hi, -1, SQLITE_TRANSIENT);
@@ -918,7 +1113,7 @@ int cb_store_binding_foreach_port_prefix(struct cb_store *st, uint16_t port, con
     }
     ret = rc == SQLITE_DONE || rc == SQLITE_ROW ? 0 : db_error(st, err, rc, "listing bindings");
 out_finalize:
-    sqlite3_finalize(stmt);
+    cb_store__release(st, stmt);
     return ret;
 }
 
@@ -1020,6 +1215,54 @@ static int load_one(const struct cb_binding *b, void *arg)
     return ret;
 }
 
+struct endpoints_ctx {
+    struct cb_snapshot_builder *sb;
+    struct cb_err *err;
+    uint8_t port_seen[65536]; /* a binding other than an IP one was added for this port */
+};
+
+static int endpoint_one(const struct cb_binding *b, void *arg)
+{
+    struct endpoints_ctx *ec = arg;
+
+    if (b->key.kind != CB_KEY_IP) {
+        if (ec->port_seen[b->key.port])
+            return 0;
+        ec->port_seen[b->key.port] = 1;
+    }
+    return cb_snapshot_builder_add(ec->sb, b, NULL, ec->err);
+}
+
+int cb_store_load_endpoints(struct cb_store *st, struct cb_snapshot **out, struct cb_err *err)
+{
+    struct endpoints_ctx *ec = calloc(1, sizeof(*ec));
+    uint64_t generation = 0;
+    int ret;
+
+    if (ec == NULL || (ec->sb = cb_snapshot_builder_new()) == NULL) {
+        free(ec);
+        return cb_err_set(err, CB_ENOMEM, "out of memory");
+    }
+    ec->err = err;
+    if (sqlite3_exec(st->db, "BEGIN", NULL, NULL, NULL) != SQLITE_OK) {
+        ret = db_error(st, err, sqlite3_errcode(st->db), "reading the bindings");
+        goto out_free;
+    }
+    ret = cb_store_generation(st, &generation);
+    if (ret == 0)
+        ret = walk_serving(st, endpoint_one, NULL, ec, err);
+    sqlite3_exec(st->db, "COMMIT", NULL, NULL, NULL);
+    if (ret != 0)
+        goto out_free;
+    ret = cb_snapshot_builder_finish(ec->sb, generation, out, err);
+    free(ec);
+    return ret;
+out_free:
+    cb_snapshot_builder_free(ec->sb);
+    free(ec);
+    return ret;
+}
+
 int cb_store_load_snapshot(struct cb_store *st, struct cb_snapshot **out, struct cb_err *err)
 {
     return cb_store_load_snapshot_reporting(st, out, NULL, NULL, err);
@@ -1050,8 +1293,6 @@ int cb_store_load_snapshot_reporting(struct cb_store *st, struct cb_snapshot **o
     }
     return cb_snapshot_builder_finish(lc.sb, generation, out, err);
 }
-
-#define CB_CHANGES_MAX 4096 /* beyond this many changed keys, a full read is cheaper */
 
 void cb_store_changes_clear(struct cb_store_changes *c)
 {

@@ -43,6 +43,22 @@ int cb_store_commit(struct cb_store *st, struct cb_err *err) CB_MUST_CHECK;
 void cb_store_rollback(struct cb_store *st);
 
 /*
+ * A batch: one transaction around many commands (`certbind -f`). While it is open,
+ * cb_store_begin, cb_store_commit and cb_store_rollback do nothing (each command's work
+ * stays in the batch's transaction; a command that fails makes its caller roll the batch
+ * back), and the files of cb_store_unlink_on_rollback/_after_commit are kept on disk in a
+ * temporary table, not in memory. cb_store_batch_commit flushes the file system the state
+ * folder is on (syncfs: files written in the batch need no sync each) and commits
+ * everything as one generation; on failure everything is rolled back. A certificate
+ * deleted in a batch cannot be added back in it (CB_EINVAL from _on_rollback).
+ */
+int cb_store_batch_begin(struct cb_store *st, struct cb_err *err) CB_MUST_CHECK;
+int cb_store_batch_commit(struct cb_store *st, struct cb_err *err) CB_MUST_CHECK;
+/* Rolls the batch back and removes the files written for it. No-op without a batch. */
+void cb_store_batch_rollback(struct cb_store *st);
+bool cb_store_in_batch(const struct cb_store *st);
+
+/*
  * Files that follow the current transaction (path borrowed, copied; ignored unless it
  * lies inside the state folder, cb_store_owns): _on_rollback removes a file written for
  * rows the transaction adds when it is rolled back (or fails to commit, or the store is
@@ -159,6 +175,14 @@ int cb_store_load_snapshot(struct cb_store *st, struct cb_snapshot **out,
 int cb_store_load_snapshot_reporting(struct cb_store *st, struct cb_snapshot **out,
                                      cb_damaged_fn on_damaged, void *ctx,
                                      struct cb_err *err) CB_MUST_CHECK;
+/*
+ * A snapshot of what decides the listening sockets only (cb_listen_plan gives the same
+ * plan from it as from the full one): every IP binding, and one other binding per port.
+ * No central-store folder is listed. For serve's start-up checks: at 10^6 bindings it
+ * holds a handful, where the full snapshot holds them all and their index.
+ */
+int cb_store_load_endpoints(struct cb_store *st, struct cb_snapshot **out,
+                            struct cb_err *err) CB_MUST_CHECK;
 /* Decodes a stored binding row (key text and option columns) into *out. */
 int cb_store_decode_binding(const char *key, const char *certhash, const char *appid,
                             const char *backend, const char *ccspath, int64_t flags, int64_t proxy,

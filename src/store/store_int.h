@@ -17,16 +17,33 @@ struct cb_store_paths {
     size_t n;
 };
 
+#define CB_STORE_STMT_CACHE 24
+
 struct cb_store {
     sqlite3 *db;
     char dir[CB_PATH_MAX + 1];
     bool in_tx;
     struct cb_store_paths on_rollback, after_commit;
+    /* A batch (cb_store_batch_begin) is open: the commands' own begin, commit and rollback
+     * do nothing, and the files to remove are kept in the temporary table batch_paths
+     * instead of the lists above, so that memory does not grow with the batch. */
+    bool batch;
+    size_t tx_changes; /* rows the open transaction wrote to the change log */
+    /* Statements kept prepared for the calls a batch makes once per line (see
+     * cb_store__prepare_cached); finalized by cb_store_close. */
+    sqlite3_stmt *cache[CB_STORE_STMT_CACHE];
 };
 
 /* Prepares sql; a failure fills err as cb_store__db_error does. */
 int cb_store__prepare(struct cb_store *st, const char *sql, sqlite3_stmt **stmt,
                       struct cb_err *err) CB_MUST_CHECK;
+/* As cb_store__prepare, but the statement is kept for the next call with the same sql:
+ * give it back with cb_store__release (not sqlite3_finalize). */
+int cb_store__prepare_cached(struct cb_store *st, const char *sql, sqlite3_stmt **stmt,
+                             struct cb_err *err) CB_MUST_CHECK;
+/* Resets a statement of cb_store__prepare_cached for its next use (finalizes one the cache
+ * had no room for). NULL is a no-op. */
+void cb_store__release(struct cb_store *st, sqlite3_stmt *stmt);
 /* Turns an SQLite result code into a CB_E* code and a message saying what to do. */
 int cb_store__db_error(struct cb_store *st, struct cb_err *err, int rc, const char *what);
 /* Text column as a C string, "" for NULL. */
@@ -44,6 +61,9 @@ int cb_store__acme_state_drop(struct cb_store *st, const char *key,
 /* A commit that cached or dropped a certificate's OCSP response (store/ocsp.h) records
  * "ocsp=THUMBPRINT"; cb_store_changes_since lists those thumbprints in `ocsp`. */
 #define CB_STORE_CHANGE_OCSP "ocsp="
+/* A commit that changed more bindings than a reader would apply one by one (a batch) ends
+ * its rows with this key, which is no binding key: readers read every binding instead. */
+#define CB_STORE_CHANGE_MANY "many="
 
 /* Notes in the change log that the open transaction changed `key` (borrowed). */
 int cb_store__record_change(struct cb_store *st, const char *key, struct cb_err *err) CB_MUST_CHECK;

@@ -536,9 +536,10 @@ out_tls:
     return CB_ETLS;
 }
 
-/* Writes through path.tmp, fsync, rename: a crash leaves the old file or the new one. */
+/* Writes through path.tmp, fsync (when sync), rename: a crash leaves the old file or the new
+ * one. */
 static int write_pem(const char *path, mode_t mode, const struct cb_cert_bundle *b, bool key,
-                     struct cb_err *err)
+                     bool sync, struct cb_err *err)
 {
     char tmp[CB_PATH_MAX + 16];
     int fd;
@@ -563,7 +564,7 @@ static int write_pem(const char *path, mode_t mode, const struct cb_cert_bundle 
         for (int i = 0; ok && b->chain && i < sk_X509_num(b->chain); i++)
             ok = PEM_write_X509(f, sk_X509_value(b->chain, i));
     }
-    ok = ok && fflush(f) == 0 && fsync(fileno(f)) == 0;
+    ok = ok && fflush(f) == 0 && (!sync || fsync(fileno(f)) == 0);
     if (fclose(f) != 0)
         ok = 0;
     if (!ok || rename(tmp, path) != 0) {
@@ -575,16 +576,28 @@ static int write_pem(const char *path, mode_t mode, const struct cb_cert_bundle 
     return 0;
 }
 
-int cb_cert_bundle_write(const struct cb_cert_bundle *b, const char *cert_path,
-                         const char *key_path, struct cb_err *err)
+static int bundle_write(const struct cb_cert_bundle *b, const char *cert_path, const char *key_path,
+                        bool sync, struct cb_err *err)
 {
-    int ret = write_pem(key_path, 0600, b, true, err);
+    int ret = write_pem(key_path, 0600, b, true, sync, err);
     if (ret != 0)
         return ret;
-    ret = write_pem(cert_path, 0644, b, false, err);
+    ret = write_pem(cert_path, 0644, b, false, sync, err);
     if (ret != 0)
         unlink(key_path);
     return ret;
+}
+
+int cb_cert_bundle_write(const struct cb_cert_bundle *b, const char *cert_path,
+                         const char *key_path, struct cb_err *err)
+{
+    return bundle_write(b, cert_path, key_path, true, err);
+}
+
+int cb_cert_bundle_write_unsynced(const struct cb_cert_bundle *b, const char *cert_path,
+                                  const char *key_path, struct cb_err *err)
+{
+    return bundle_write(b, cert_path, key_path, false, err);
 }
 
 int cb_key_file_safe(const char *path, struct cb_err *err)
@@ -632,6 +645,27 @@ int cb_cert_bundle_use(const struct cb_cert_bundle *b, SSL_CTX *ctx, struct cb_e
 int cb_cert_bundle_use_ssl(const struct cb_cert_bundle *b, SSL *ssl)
 {
     return SSL_use_cert_and_key(ssl, b->leaf, b->key, b->chain, 1) == 1 ? 0 : CB_ETLS;
+}
+
+/* A parsed X509 holds its DER, the decoded fields, the cached extensions and the public
+ * key (~4.5 KB besides the DER for both key types); a private key ~2.3 KB. */
+#define CB_X509_HEAP 4608
+#define CB_PKEY_HEAP 2304
+
+static size_t x509_mem(X509 *x)
+{
+    int der = i2d_X509(x, NULL);
+    return CB_X509_HEAP + (der > 0 ? (size_t)der : 0);
+}
+
+size_t cb_cert_bundle_mem(const struct cb_cert_bundle *b)
+{
+    size_t n = sizeof(*b) + x509_mem(b->leaf);
+    int key = EVP_PKEY_get_size(b->key);
+
+    for (int i = 0; b->chain != NULL && i < sk_X509_num(b->chain); i++)
+        n += x509_mem(sk_X509_value(b->chain, i));
+    return n + CB_PKEY_HEAP + (key > 0 ? (size_t)key : 0);
 }
 
 /* The system's trust anchors, loaded once per process. */

@@ -13,8 +13,11 @@
 #include "tls/staple.h"
 #include "tls/cert.h"
 #include "tls/challenge.h"
+#include "util/lru.h"
 
 #include <errno.h>
+#include <stdatomic.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -41,7 +44,9 @@ struct cb_tls_cert {
     bool loading;                /* a cb_tls_load job is parsing it off the loop */
     bool seen;                   /* used by the snapshot being built */
     bool in_cache;
+    bool pinned;                /* loaded at once (files that change in place): never dropped */
     struct cb_tls_cache *cache; /* while in_cache: its untried count follows this entry */
+    struct cb_lru_node lru;     /* while parsed and in_cache (not pinned): in cache->lru */
     struct cb_cert_bundle *bundle;
     char *error;
     uint32_t handoffs;       /* connections passed to its owner worker in this window */
@@ -51,14 +56,17 @@ struct cb_tls_cert {
 struct cb_tls_cache {
     struct cb_tls_cert **buckets;
     size_t n_buckets, n_entries;
-    size_t n_untried; /* entries neither loaded nor failed yet */
+    size_t n_untried;  /* entries neither loaded nor failed yet */
+    struct cb_lru lru; /* parsed entries, most recently served first */
+    struct cb_tls_cache_stats stats;
 };
 
-/* e leaves the cache: it no longer counts among the untried. */
+/* e leaves the cache: it no longer counts among the untried, nor in the budget. */
 static void leave_cache(struct cb_tls_cache *c, struct cb_tls_cert *e)
 {
     if (!e->tried)
         c->n_untried--;
+    cb_lru_remove(&c->lru, &e->lru);
     e->in_cache = false;
     e->cache = NULL;
 }
@@ -78,9 +86,12 @@ static size_t str_hash(const char *s)
 
 struct cb_tls_cache *cb_tls_cache_new(void)
 {
+    static _Atomic uint64_t last_id;
     struct cb_tls_cache *c = calloc(1, sizeof(*c));
     if (c == NULL)
         return NULL;
+    cb_lru_init(&c->lru, 0);
+    c->stats.id = atomic_fetch_add(&last_id, 1) + 1;
     c->n_buckets = 1024;
     c->buckets = calloc(c->n_buckets, sizeof(*c->buckets));
     if (c->buckets == NULL) {
@@ -88,6 +99,19 @@ struct cb_tls_cache *cb_tls_cache_new(void)
         return NULL;
     }
     return c;
+}
+
+void cb_tls_cache_set_budget(struct cb_tls_cache *c, size_t bytes)
+{
+    c->lru.limit = bytes;
+}
+
+void cb_tls_cache_get_stats(const struct cb_tls_cache *c, struct cb_tls_cache_stats *out)
+{
+    *out = c->stats;
+    out->parsed = c->lru.count;
+    out->bytes = c->lru.bytes;
+    out->limit = c->lru.limit;
 }
 
 static void cert_unref(struct cb_tls_cert *t)
@@ -240,6 +264,31 @@ static void mark_tried(struct cb_tls_cert *t)
     t->tried = true;
 }
 
+/* t's bundle goes: t is untried again, parsed anew on its next use. Connections served it
+ * keep their own references to its leaf, chain and key. */
+static void evict(struct cb_tls_cache *c, struct cb_tls_cert *t)
+{
+    cb_lru_remove(&c->lru, &t->lru);
+    cb_cert_bundle_free(t->bundle);
+    t->bundle = NULL;
+    t->tried = false;
+    c->n_untried++;
+    c->stats.evictions++;
+}
+
+/* t was just parsed: it is charged to its cache's budget, and the least recently served
+ * are dropped until the cache is within it again (never t itself). */
+static void admit(struct cb_tls_cert *t)
+{
+    struct cb_lru_node *v;
+
+    if (!t->in_cache || t->pinned || t->bundle == NULL || cb_lru_linked(&t->lru))
+        return;
+    cb_lru_insert(&t->cache->lru, &t->lru, cb_cert_bundle_mem(t->bundle));
+    while ((v = cb_lru_victim(&t->cache->lru, &t->lru)) != NULL)
+        evict(t->cache, (struct cb_tls_cert *)((char *)v - offsetof(struct cb_tls_cert, lru)));
+}
+
 static void fail(struct cb_tls_cert *t, const struct cb_err *err)
 {
     mark_tried(t);
@@ -299,6 +348,8 @@ static void load(struct cb_tls_cert *t)
     mark_tried(t);
     if (parse_files(t->key, t->cert_path, t->key_path, &t->bundle, &err) != 0)
         fail(t, &err);
+    else
+        admit(t);
 }
 
 struct cb_tls_load {
@@ -370,10 +421,13 @@ void cb_tls_load_finish(struct cb_tls_load *j)
     t->loading = false;
     if (!t->tried) { /* else a synchronous load got there first: keep what it found */
         mark_tried(t);
-        if (j->failed)
+        if (j->failed) {
             fail(t, &j->err);
-        else
-            t->bundle = j->bundle, j->bundle = NULL;
+        } else {
+            t->bundle = j->bundle;
+            j->bundle = NULL;
+            admit(t);
+        }
     }
     load_free(j);
 }
@@ -389,6 +443,8 @@ const char *cb_tls_entry_load(const struct cb_tls_entry *e, bool *loaded_now)
         load(t);
         if (loaded_now != NULL)
             *loaded_now = true;
+    } else if (t->in_cache && cb_lru_linked(&t->lru)) {
+        cb_lru_touch(&t->cache->lru, &t->lru);
     }
     return t->bundle != NULL ? NULL : t->error;
 }
@@ -474,6 +530,7 @@ void cb_tls_cache_get(struct cb_tls_cache *c, const char *key, const char *cert_
     }
     e->refs = 2; /* the cache's and out's */
     e->in_cache = true;
+    e->pinned = eager;
     e->cache = c;
     c->n_untried++;
     e->seen = true;

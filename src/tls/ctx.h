@@ -21,8 +21,26 @@ struct cb_tls_entry {
 
 struct cb_tls_cache; /* thumbprint/path -> certificate, owned by one worker */
 
-/* Returns an owned cache; NULL when out of memory. */
+/* Returns an owned cache, without a budget; NULL when out of memory. */
 struct cb_tls_cache *cb_tls_cache_new(void);
+/*
+ * The budget for parsed certificates (cb_cert_bundle_mem: their leaf, chain and key), 0
+ * for none. Over it, the least recently served parsed certificate is dropped back to
+ * unparsed (parsed again on its next use). What a dropped certificate held stays alive
+ * as long as a connection uses it (OpenSSL's references); the entry itself is never
+ * freed, so no binding ever loses or changes its certificate. Certificates loaded at
+ * once because their files can change in place (linked and central-store files) are
+ * never dropped and not counted.
+ */
+void cb_tls_cache_set_budget(struct cb_tls_cache *c, size_t bytes);
+struct cb_tls_cache_stats {
+    uint64_t id;        /* different for every cache this process made */
+    uint64_t evictions; /* parsed certificates dropped to stay within the budget */
+    size_t parsed;      /* parsed certificates held, within the budget */
+    size_t bytes;       /* their estimated heap */
+    size_t limit;       /* the budget, 0: none */
+};
+void cb_tls_cache_get_stats(const struct cb_tls_cache *c, struct cb_tls_cache_stats *out);
 void cb_tls_cache_free(struct cb_tls_cache *c);
 /* Marks every entry unseen; entries still unseen at _sweep() are dropped. */
 void cb_tls_cache_mark(struct cb_tls_cache *c);

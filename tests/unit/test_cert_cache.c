@@ -1,0 +1,284 @@
+/*
+ * test_cert_cache.c: the budget of a worker's certificate cache (`serve --cert-cache-mb`,
+ * cb_tls_cache_set_budget): parsed certificates beyond it are dropped least recently
+ * served first and parsed again on their next use; an entry always serves its own
+ * certificate, before and after being dropped; a connection served a dropped certificate
+ * keeps it (ASan would see a use after free); certificates loaded at once (files that
+ * change in place) are never dropped; the counts follow. The certificates are made once
+ * per run with the openssl command in a mkdtemp folder.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <openssl/ssl.h>
+#include <openssl/x509.h>
+
+#include "tls/ctx.h"
+
+#define N_CERTS 4
+
+static char dir[64];
+static char cert[N_CERTS][128], key[N_CERTS][128];
+static size_t one; /* the estimated size of one parsed certificate */
+
+static int setup(void **state)
+{
+    char cmd[1024];
+    (void)state;
+    snprintf(dir, sizeof(dir), "/tmp/cb-certcache-XXXXXX");
+    if (mkdtemp(dir) == NULL)
+        return -1;
+    for (int i = 0; i < N_CERTS; i++) {
+        snprintf(cert[i], sizeof(cert[i]), "%s/c%d.pem", dir, i);
+        snprintf(key[i], sizeof(key[i]), "%s/c%d.key", dir, i);
+        snprintf(cmd, sizeof(cmd),
+                 "openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 30 "
+                 "-subj /CN=s%d.cache.test -keyout %s -out %s >/dev/null 2>&1 && chmod 600 %s",
+                 i, key[i], cert[i], key[i]);
+        if (system(cmd) != 0)
+            return -1;
+    }
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    char cmd[128];
+    (void)state;
+    snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
+    return system(cmd) == 0 ? 0 : -1;
+}
+
+static void get(struct cb_tls_cache *c, int i, bool eager, struct cb_tls_entry *e)
+{
+    bool reused;
+    cb_tls_cache_get(c, cert[i], cert[i], key[i], eager, e, &reused);
+    assert_non_null(e->cert);
+}
+
+/* The CN of the certificate an SSL object would send. */
+static void assert_serves(SSL *ssl, int i)
+{
+    char want[32], cn[64] = "";
+    X509 *x = SSL_get_certificate(ssl);
+    assert_non_null(x);
+    X509_NAME_get_text_by_NID(X509_get_subject_name(x), NID_commonName, cn, sizeof(cn));
+    snprintf(want, sizeof(want), "s%d.cache.test", i);
+    assert_string_equal(cn, want);
+}
+
+/* Loads e (certificate i) as a handshake does and checks that a connection gets certificate
+ * i. Returns whether it had to be parsed. */
+static bool serve(SSL_CTX *ctx, const struct cb_tls_entry *e, int i)
+{
+    static const struct cb_snap_binding b;
+    bool parsed;
+    SSL *ssl = SSL_new(ctx);
+    assert_non_null(ssl);
+    assert_null(cb_tls_entry_load(e, &parsed));
+    assert_int_equal(cb_tls_apply_binding(ssl, e, &b), 0);
+    assert_serves(ssl, i);
+    SSL_free(ssl);
+    return parsed;
+}
+
+static void stats(const struct cb_tls_cache *c, struct cb_tls_cache_stats *s)
+{
+    cb_tls_cache_get_stats(c, s);
+    assert_true(s->limit == 0 || s->parsed <= 1 || s->bytes <= s->limit);
+}
+
+static void test_an_unbounded_cache_keeps_every_parsed_certificate(void **state)
+{
+    struct cb_tls_cache *c = cb_tls_cache_new();
+    SSL_CTX *ctx = cb_tls_default_ctx(NULL);
+    struct cb_tls_entry e[N_CERTS] = {{0}};
+    struct cb_tls_cache_stats s;
+    (void)state;
+    for (int i = 0; i < N_CERTS; i++) {
+        get(c, i, false, &e[i]);
+        assert_true(serve(ctx, &e[i], i));
+    }
+    stats(c, &s);
+    assert_int_equal(s.parsed, N_CERTS);
+    assert_int_equal(s.evictions, 0);
+    assert_int_equal(s.limit, 0);
+    one = s.bytes / N_CERTS;
+    /* An ECDSA P-256 leaf and key: a few KB, as measured (tls/cert.h). */
+    assert_in_range(one, 4000, 12000);
+    for (int i = 0; i < N_CERTS; i++) {
+        assert_false(serve(ctx, &e[i], i));
+        cb_tls_entry_clear(&e[i]);
+    }
+    SSL_CTX_free(ctx);
+    cb_tls_cache_free(c);
+}
+
+static void test_over_budget_the_least_recently_served_is_parsed_again(void **state)
+{
+    struct cb_tls_cache *c = cb_tls_cache_new();
+    SSL_CTX *ctx = cb_tls_default_ctx(NULL);
+    struct cb_tls_entry e[N_CERTS] = {{0}};
+    struct cb_tls_cache_stats s;
+    (void)state;
+    assert_true(one > 0);                          /* measured by the test before */
+    cb_tls_cache_set_budget(c, 2 * one + one / 2); /* room for two */
+    for (int i = 0; i < 3; i++)
+        get(c, i, false, &e[i]);
+    assert_true(serve(ctx, &e[0], 0));
+    assert_true(serve(ctx, &e[1], 1));
+    assert_int_equal(cb_tls_cache_untried(c), 1);
+    /* The third: the first goes (unparsed again, waiting for its next use). */
+    assert_true(serve(ctx, &e[2], 2));
+    stats(c, &s);
+    assert_int_equal(s.parsed, 2);
+    assert_int_equal(s.evictions, 1);
+    assert_true(cb_tls_entry_untried(&e[0]));
+    assert_null(cb_tls_entry_error(&e[0]));
+    assert_int_equal(cb_tls_cache_untried(c), 1);
+
+    /* Asked for again: parsed anew, and still its own certificate; 1 goes now. */
+    assert_true(serve(ctx, &e[0], 0));
+    assert_true(cb_tls_entry_untried(&e[1]));
+    /* Serving 2 makes it the most recent: 0 goes for 1, not 2. */
+    assert_false(serve(ctx, &e[2], 2));
+    assert_true(serve(ctx, &e[1], 1));
+    assert_true(cb_tls_entry_untried(&e[0]));
+    assert_false(cb_tls_entry_untried(&e[2]));
+    stats(c, &s);
+    assert_int_equal(s.evictions, 3);
+    assert_int_equal(s.parsed, 2);
+
+    for (int i = 0; i < 3; i++)
+        cb_tls_entry_clear(&e[i]);
+    SSL_CTX_free(ctx);
+    cb_tls_cache_free(c);
+}
+
+static void test_a_connection_keeps_a_dropped_certificate(void **state)
+{
+    static const struct cb_snap_binding b;
+    struct cb_tls_cache *c = cb_tls_cache_new();
+    SSL_CTX *ctx = cb_tls_default_ctx(NULL);
+    struct cb_tls_entry e[N_CERTS] = {{0}};
+    SSL *live = SSL_new(ctx);
+    (void)state;
+    cb_tls_cache_set_budget(c, 1); /* room for the one being served only */
+    for (int i = 0; i < N_CERTS; i++)
+        get(c, i, false, &e[i]);
+    assert_null(cb_tls_entry_load(&e[0], NULL));
+    assert_int_equal(cb_tls_apply_binding(live, &e[0], &b), 0);
+    /* Every other certificate pushes 0 out; the live connection still holds all of it. */
+    for (int i = 1; i < N_CERTS; i++)
+        assert_true(serve(ctx, &e[i], i));
+    assert_true(cb_tls_entry_untried(&e[0]));
+    assert_serves(live, 0);
+    assert_non_null(SSL_get_privatekey(live));
+    SSL_free(live);
+    for (int i = 0; i < N_CERTS; i++)
+        cb_tls_entry_clear(&e[i]);
+    SSL_CTX_free(ctx);
+    cb_tls_cache_free(c);
+}
+
+static void test_a_parse_off_the_loop_is_charged_and_evicts_too(void **state)
+{
+    struct cb_tls_cache *c = cb_tls_cache_new();
+    SSL_CTX *ctx = cb_tls_default_ctx(NULL);
+    struct cb_tls_entry e[2] = {{0}};
+    struct cb_tls_cache_stats s;
+    (void)state;
+    cb_tls_cache_set_budget(c, one + one / 2);
+    get(c, 0, false, &e[0]);
+    get(c, 1, false, &e[1]);
+    assert_true(serve(ctx, &e[0], 0));
+    struct cb_tls_load *j = cb_tls_load_begin(&e[1]);
+    assert_non_null(j);
+    assert_true(cb_tls_entry_loading(&e[1]));
+    cb_tls_load_run(j);
+    cb_tls_load_finish(j);
+    assert_false(cb_tls_entry_untried(&e[1]));
+    assert_true(cb_tls_entry_untried(&e[0]));
+    stats(c, &s);
+    assert_int_equal(s.parsed, 1);
+    assert_int_equal(s.evictions, 1);
+    assert_false(serve(ctx, &e[1], 1));
+    cb_tls_entry_clear(&e[0]);
+    cb_tls_entry_clear(&e[1]);
+    SSL_CTX_free(ctx);
+    cb_tls_cache_free(c);
+}
+
+static void test_certificates_loaded_at_once_are_never_dropped(void **state)
+{
+    struct cb_tls_cache *c = cb_tls_cache_new();
+    SSL_CTX *ctx = cb_tls_default_ctx(NULL);
+    struct cb_tls_entry e[N_CERTS] = {{0}};
+    struct cb_tls_cache_stats s;
+    (void)state;
+    cb_tls_cache_set_budget(c, 1);
+    get(c, 0, true, &e[0]); /* a linked file: parsed now, kept whatever the budget */
+    for (int i = 1; i < N_CERTS; i++) {
+        get(c, i, false, &e[i]);
+        assert_true(serve(ctx, &e[i], i));
+    }
+    assert_false(cb_tls_entry_untried(&e[0]));
+    assert_false(serve(ctx, &e[0], 0));
+    stats(c, &s);
+    assert_int_equal(s.parsed, 1); /* the last one served; the pinned one is not counted */
+    assert_int_equal(s.evictions, N_CERTS - 2);
+    for (int i = 0; i < N_CERTS; i++)
+        cb_tls_entry_clear(&e[i]);
+    SSL_CTX_free(ctx);
+    cb_tls_cache_free(c);
+}
+
+static void test_an_entry_leaving_the_cache_leaves_the_budget(void **state)
+{
+    struct cb_tls_cache *c = cb_tls_cache_new();
+    SSL_CTX *ctx = cb_tls_default_ctx(NULL);
+    struct cb_tls_entry e[2] = {{0}}, again = {0};
+    struct cb_tls_cache_stats s;
+    (void)state;
+    cb_tls_cache_set_budget(c, 10 * one);
+    get(c, 0, false, &e[0]);
+    get(c, 1, false, &e[1]);
+    assert_true(serve(ctx, &e[0], 0));
+    assert_true(serve(ctx, &e[1], 1));
+    /* A new snapshot without certificate 1: out of the cache and its budget, but the entry
+     * an old snapshot holds still serves it. */
+    cb_tls_cache_mark(c);
+    get(c, 0, false, &again);
+    cb_tls_cache_sweep(c);
+    stats(c, &s);
+    assert_int_equal(s.parsed, 1);
+    assert_false(serve(ctx, &e[1], 1));
+    stats(c, &s);
+    assert_int_equal(s.parsed, 1); /* served outside the cache: not back in its budget */
+    cb_tls_entry_clear(&e[0]);
+    cb_tls_entry_clear(&e[1]);
+    cb_tls_entry_clear(&again);
+    SSL_CTX_free(ctx);
+    cb_tls_cache_free(c);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_an_unbounded_cache_keeps_every_parsed_certificate),
+        cmocka_unit_test(test_over_budget_the_least_recently_served_is_parsed_again),
+        cmocka_unit_test(test_a_connection_keeps_a_dropped_certificate),
+        cmocka_unit_test(test_a_parse_off_the_loop_is_charged_and_evicts_too),
+        cmocka_unit_test(test_certificates_loaded_at_once_are_never_dropped),
+        cmocka_unit_test(test_an_entry_leaving_the_cache_leaves_the_budget),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}
