@@ -79,8 +79,7 @@ static int meta_line(FILE *out, const char *host, X509 *x)
         t[i] = (long long)day * 86400 + sec;
     }
     ASN1_TIME_free(epoch);
-    return fprintf(out, "%s\t%s\t%s\tCN=%s\t%lld\t%lld\n", host, sha1, sha256, host, t[0], t[1]) <
-                   0
+    return fprintf(out, "%s\t%s\t%s\tCN=%s\t%lld\t%lld\n", host, sha1, sha256, host, t[0], t[1]) < 0
                ? -1
                : 0;
 }
@@ -99,7 +98,8 @@ int main(int argc, char **argv)
     }
     long n = strtol(argv[2], NULL, 10);
     snprintf(path, sizeof(path), "%s/key.pem", argv[1]);
-    if ((f = fopen(path, "r")) == NULL || (key = PEM_read_PrivateKey(f, NULL, NULL, NULL)) == NULL) {
+    if ((f = fopen(path, "r")) == NULL ||
+        (key = PEM_read_PrivateKey(f, NULL, NULL, NULL)) == NULL) {
         fprintf(stderr, "bench-gencerts: no key in %s: run bench/gen-certs %s 0 first\n", path,
                 argv[1]);
         return 1;

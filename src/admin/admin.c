@@ -5,6 +5,7 @@
 #include "check/check.h"
 #include "store/acme.h"
 #include "store/ocsp.h"
+#include "store/tickets.h"
 #include "tls/cert.h"
 #include "tls/ocsp.h"
 
@@ -49,6 +50,9 @@ struct cb_admin_model {
     size_t n_acme, cap_acme;
     uint64_t acme_valid, acme_failed; /* orders by result, since the store was made */
     uint64_t ocsp_fetch_failures;     /* OCSP fetches that failed, since the store was made */
+    /* Session ticket keys: the current one's id (keys made since the store was, 0 none yet)
+     * and when it was made (seconds since the epoch). */
+    int64_t ticket_generation, ticket_created;
 };
 
 static int collect_acme(const struct cb_acme_state *s, void *arg)
@@ -220,6 +224,22 @@ static int attach_findings(struct cb_admin_model *m, const struct cb_findings *f
     return ret;
 }
 
+/* The current session ticket key's generation and age: never the key. */
+static int load_tickets(struct cb_store *st, struct cb_admin_model *m, struct cb_err *err)
+{
+    struct cb_ticket_keys k;
+    int ret = cb_store_ticket_keys_load(st, &k, err);
+
+    if (ret != 0)
+        return ret;
+    if (k.n > 0) {
+        m->ticket_generation = k.v[0].id;
+        m->ticket_created = k.v[0].created;
+    }
+    cb_ticket_keys_clear(&k);
+    return 0;
+}
+
 int cb_admin_model_build(struct cb_store *st, int64_t now, struct cb_admin_model **out,
                          struct cb_err *err)
 {
@@ -244,7 +264,7 @@ int cb_admin_model_build(struct cb_store *st, int64_t now, struct cb_admin_model
     if (m->n_certs > 0)
         qsort(m->certs, m->n_certs, sizeof(*m->certs), cmp_cert);
     load_ocsp(st, m);
-    if ((ret = load_acme(st, m, err)) != 0)
+    if ((ret = load_acme(st, m, err)) != 0 || (ret = load_tickets(st, m, err)) != 0)
         goto out_free;
     m->n_bindings = cb_snapshot_count(m->snap);
     m->bindings = calloc(m->n_bindings ? m->n_bindings : 1, sizeof(*m->bindings));
@@ -564,6 +584,25 @@ int cb_admin_render_metrics(const struct cb_admin_model *m, struct cb_metrics *s
             sb_printf(&sb, "certbind_ocsp_response_age_seconds{thumbprint=\"%s\"} %lld\n",
                       m->certs[i].thumb, (long long)(time(NULL) - m->certs[i].ocsp_this_update));
     sb_printf(&sb,
+              "# HELP certbind_resumed_handshakes_total Handshakes that resumed a session from a "
+              "ticket.\n"
+              "# TYPE certbind_resumed_handshakes_total counter\n"
+              "certbind_resumed_handshakes_total %llu\n",
+              (unsigned long long)g[CB_GMETRIC_RESUMED]);
+    if (m->ticket_generation > 0) {
+        int64_t age = (int64_t)time(NULL) - m->ticket_created;
+        sb_printf(&sb,
+                  "# HELP certbind_ticket_key_age_seconds How old the session ticket key that "
+                  "encrypts new tickets is.\n"
+                  "# TYPE certbind_ticket_key_age_seconds gauge\n"
+                  "certbind_ticket_key_age_seconds %lld\n"
+                  "# HELP certbind_ticket_key_rotations_total Session ticket keys made since the "
+                  "store was.\n"
+                  "# TYPE certbind_ticket_key_rotations_total counter\n"
+                  "certbind_ticket_key_rotations_total %lld\n",
+                  (long long)(age > 0 ? age : 0), (long long)m->ticket_generation);
+    }
+    sb_printf(&sb,
               "# HELP certbind_acme_orders_total ACME orders by result, since the store was made.\n"
               "# TYPE certbind_acme_orders_total counter\n"
               "certbind_acme_orders_total{result=\"valid\"} %llu\n"
@@ -674,8 +713,11 @@ int cb_admin_render_status(const struct cb_admin_model *m, struct cb_metrics *st
         for (int i = 0; i < cb_metrics_workers(stats); i++) {
             struct cb_metrics_area *a = cb_metrics_area(stats, i);
             json_array_append_new(
-                workers, json_pack("{s:i,s:i}", "index", i, "pid",
-                                   (int)atomic_load_explicit(&a->pid, memory_order_relaxed)));
+                workers,
+                json_pack("{s:i,s:i,s:I}", "index", i, "pid",
+                          (int)atomic_load_explicit(&a->pid, memory_order_relaxed), "resumed",
+                          (json_int_t)atomic_load_explicit(&a->g[CB_GMETRIC_RESUMED],
+                                                           memory_order_relaxed)));
         }
     }
     json_object_set_new(root, "now", json_integer(now));

@@ -1,5 +1,6 @@
 /* args.c: command-line words, global flags, and helpers shared by the commands. */
 #include "cli/cli.h"
+#include "fleet/fleet.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -56,6 +57,23 @@ static int int_flag(struct cb_cli *cli, const char *flag, const char *v, int lo,
     return 0;
 }
 
+/* --ticket-rotate HOURS: a decimal number of hours, kept as whole seconds (at least one). */
+static int hours_flag(struct cb_cli *cli, const char *flag, const char *v, int64_t *out)
+{
+    char *end;
+    double h;
+
+    errno = 0;
+    h = strtod(v, &end);
+    if (errno != 0 || *end != '\0' || end == v || !(h * 3600.0 >= 1.0) || h > 8760.0)
+        return cb_err_set(&cli->err, CB_EINVAL,
+                          "%s %s: give hours, more than 0 (at least a second: 0.0003) and at "
+                          "most 8760 (a year), e.g. 12 or 0.5",
+                          flag, v);
+    *out = (int64_t)(h * 3600.0 + 0.5);
+    return 0;
+}
+
 int cb_cli_parse(struct cb_cli *cli, int argc, char **argv)
 {
     const char *state = NULL;
@@ -72,12 +90,14 @@ int cb_cli_parse(struct cb_cli *cli, int argc, char **argv)
                 return cb_err_set(&cli->err, CB_EINVAL, "unknown flag %s; see certbind --help", w);
             memcpy(flag, w, n);
             flag[n] = '\0';
-            bool takes = strcmp(flag, "--state") == 0 || strcmp(flag, "--workers") == 0 ||
+            bool takes = strcmp(flag, "--state") == 0 || strcmp(flag, "--store") == 0 ||
+                         strcmp(flag, "--store-key") == 0 || strcmp(flag, "--workers") == 0 ||
                          strcmp(flag, "--grace") == 0 || strcmp(flag, "--max-connections") == 0 ||
                          strcmp(flag, "--max-connections-per-binding") == 0 ||
                          strcmp(flag, "--handshake-timeout") == 0 ||
                          strcmp(flag, "--idle-timeout") == 0 || strcmp(flag, "--admin") == 0 ||
-                         strcmp(flag, "--cert-cache-mb") == 0;
+                         strcmp(flag, "--cert-cache-mb") == 0 ||
+                         strcmp(flag, "--ticket-rotate") == 0;
             if (takes) {
                 val = eq ? eq + 1 : (i + 1 < argc ? argv[++i] : NULL);
                 if (val == NULL || val[0] == '\0')
@@ -93,6 +113,10 @@ int cb_cli_parse(struct cb_cli *cli, int argc, char **argv)
                 cli->verb = "--version";
             else if (strcmp(flag, "--state") == 0)
                 state = val;
+            else if (strcmp(flag, "--store") == 0)
+                cli->store_url = val;
+            else if (strcmp(flag, "--store-key") == 0)
+                cli->store_key = val;
             else if (strcmp(flag, "--admin") == 0)
                 cli->admin = val;
             else if (strcmp(flag, "--admin-public") == 0)
@@ -116,6 +140,9 @@ int cb_cli_parse(struct cb_cli *cli, int argc, char **argv)
                     return CB_EINVAL;
             } else if (strcmp(flag, "--handshake-timeout") == 0) {
                 if (int_flag(cli, flag, val, 1, 3600, &cli->handshake_timeout) != 0)
+                    return CB_EINVAL;
+            } else if (strcmp(flag, "--ticket-rotate") == 0) {
+                if (hours_flag(cli, flag, val, &cli->ticket_rotate_s) != 0)
                     return CB_EINVAL;
             } else if (strcmp(flag, "--idle-timeout") == 0) {
                 if (int_flag(cli, flag, val, 1, 86400, &cli->idle_timeout) != 0)
@@ -170,6 +197,12 @@ int cb_cli_parse(struct cb_cli *cli, int argc, char **argv)
             cli->pos[cli->n_pos++] = w;
         }
     }
+    if (cli->store_url == NULL && (cli->store_url = getenv("CERTBIND_STORE")) != NULL &&
+        cli->store_url[0] == '\0')
+        cli->store_url = NULL;
+    if (cli->store_key == NULL && (cli->store_key = getenv("CERTBIND_STORE_KEY")) != NULL &&
+        cli->store_key[0] == '\0')
+        cli->store_key = NULL;
     if (state != NULL)
         snprintf(cli->state_dir, sizeof(cli->state_dir), "%s", state);
     else
@@ -235,6 +268,42 @@ static void make_parents(const char *dir)
     }
 }
 
+/* The fleet's replica, brought up to date; etcd unreachable is an answer from the replica for
+ * a reading command, a failure for a changing one. */
+static int open_fleet(struct cb_cli *cli, enum cb_store_mode mode, struct cb_store *st)
+{
+    int ret;
+
+    if ((ret = cb_fleet_open(cli->store_url, cli->store_key, st, &cli->fleet, &cli->err)) != 0)
+        return ret;
+    if ((ret = cb_fleet_sync(cli->fleet, &cli->err)) == 0)
+        return 0;
+    int64_t at = cb_fleet_synced_at(cli->fleet);
+    if (ret != CB_EIO || mode != CB_STORE_READ || at == 0) {
+        if (ret == CB_EIO && mode != CB_STORE_READ) {
+            char why[sizeof(cli->err.msg)];
+            snprintf(why, sizeof(why), "%s", cli->err.msg);
+            cb_err_set(&cli->err, CB_EIO, "%.600s; nothing changed: try again when etcd is back",
+                       why);
+        } else if (ret == CB_EIO) {
+            char why[sizeof(cli->err.msg)];
+            snprintf(why, sizeof(why), "%s", cli->err.msg);
+            cb_err_set(&cli->err, CB_EIO,
+                       "%.600s, and the replica in %s was never synced: try again when etcd "
+                       "is back",
+                       why, cli->state_dir);
+        }
+        cb_fleet_close(cli->fleet);
+        cli->fleet = NULL;
+        return ret;
+    }
+    long age = (long)(time(NULL) - at);
+    fprintf(stderr,
+            "certbind: warning: %s; answering from the replica in %s, last synced %ld s ago\n",
+            cli->err.msg, cli->state_dir, age < 0 ? 0 : age);
+    return 0;
+}
+
 int cb_cli_open_store(struct cb_cli *cli, enum cb_store_mode mode, struct cb_store **out)
 {
     struct cb_cli_batch *b = cli->batch;
@@ -244,12 +313,26 @@ int cb_cli_open_store(struct cb_cli *cli, enum cb_store_mode mode, struct cb_sto
         *out = b->st;
         return 0;
     }
-    if (mode == CB_STORE_WRITE)
+    if (cli->store_url == NULL) {
+        if (mode == CB_STORE_WRITE)
+            make_parents(cli->state_dir);
+        ret = cb_store_open(cli->state_dir, mode, out, &cli->err);
+    } else {
+        /* The replica is written by the sync even for a command that only reads. */
         make_parents(cli->state_dir);
-    if ((ret = cb_store_open(cli->state_dir, mode, out, &cli->err)) != 0 || b == NULL)
+        if ((ret = cb_store_open(cli->state_dir, CB_STORE_WRITE, out, &cli->err)) == 0 &&
+            (ret = open_fleet(cli, mode, *out)) != 0) {
+            cb_store_close(*out);
+            *out = NULL;
+        }
+    }
+    if (ret != 0 || b == NULL)
         return ret;
+    /* The batch's one store keeps its fleet (and commit hook) until the batch ends. */
+    b->fleet = cli->fleet;
+    cli->fleet = NULL;
     if ((ret = cb_store_batch_begin(*out, &cli->err)) != 0) {
-        cb_store_close(*out);
+        cb_cli_close_batch_store(b);
         *out = NULL;
         return ret;
     }
@@ -259,8 +342,20 @@ int cb_cli_open_store(struct cb_cli *cli, enum cb_store_mode mode, struct cb_sto
 
 void cb_cli_close_store(struct cb_cli *cli, struct cb_store *st)
 {
-    if (cli->batch == NULL || st != cli->batch->st)
-        cb_store_close(st);
+    if (cli->batch != NULL && st == cli->batch->st)
+        return;
+    /* The fleet first: it removes its hook from the store. */
+    cb_fleet_close(cli->fleet);
+    cli->fleet = NULL;
+    cb_store_close(st);
+}
+
+void cb_cli_close_batch_store(struct cb_cli_batch *b)
+{
+    cb_fleet_close(b->fleet);
+    b->fleet = NULL;
+    cb_store_close(b->st);
+    b->st = NULL;
 }
 
 bool cb_cli_verbose(const struct cb_cli *cli)

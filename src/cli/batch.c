@@ -36,6 +36,8 @@ static int run_line(struct cb_cli *cli, struct cb_cli_batch *b, char **words, in
     if ((ret = cb_cli_parse(lc, n + 1, argv)) != 0)
         return ret;
     memcpy(lc->state_dir, cli->state_dir, sizeof(lc->state_dir));
+    lc->store_url = cli->store_url;
+    lc->store_key = cli->store_key;
     lc->batch = b;
     if ((ret = cb_cli_run(lc)) != 0)
         return ret;
@@ -127,7 +129,7 @@ out_rollback:
     if (b.st != NULL)
         cb_store_batch_rollback(b.st);
 out_close:
-    cb_store_close(b.st);
+    cb_cli_close_batch_store(&b);
 out_free:
     free(lc);
     free(split);

@@ -6,7 +6,7 @@
 #ifndef CB_CLI_BATCH_H
 #define CB_CLI_BATCH_H
 
-#include "certbind/certbind.h"
+#include <certbind/certbind.h>
 
 #include <stdio.h>
 

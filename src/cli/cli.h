@@ -22,8 +22,11 @@ struct cb_cli_opt {
 };
 
 /* A batch being run (cb_cli_batch): its one store and transaction, and what it did. */
+struct cb_fleet;
+
 struct cb_cli_batch {
-    struct cb_store *st; /* opened by the first command that needs it; owned */
+    struct cb_store *st;    /* opened by the first command that needs it; owned */
+    struct cb_fleet *fleet; /* with --store: st's fleet, owned */
     size_t commands;
     size_t certs_added, certs_present, certs_deleted;
     size_t bindings_added, bindings_updated, bindings_deleted;
@@ -40,6 +43,9 @@ struct cb_cli_batch {
 
 struct cb_cli {
     char state_dir[CB_PATH_MAX + 1];
+    const char *store_url;      /* --store URL or $CERTBIND_STORE; NULL: the local store */
+    const char *store_key;      /* --store-key FILE or $CERTBIND_STORE_KEY: a path, never a key */
+    struct cb_fleet *fleet;     /* owned while a command's store is open (cb_cli_open_store) */
     const char *batch_file;     /* -f FILE, borrowed from argv */
     struct cb_cli_batch *batch; /* set while a line of a batch runs: borrowed */
     bool json;
@@ -61,6 +67,7 @@ struct cb_cli {
     const char *admin; /* --admin ADDR:PORT, borrowed from argv */
     bool admin_public;
     bool no_affinity; /* serve --no-affinity: no passing of connections between workers */
+    int64_t ticket_rotate_s; /* serve --ticket-rotate HOURS, in seconds; 0: not given */
     struct cb_err err;
 };
 
@@ -73,11 +80,18 @@ const char *cb_cli_opt(const struct cb_cli *cli, const char *name);
 /* yes/no option: *out false when absent. CB_EINVAL when not yes|no. */
 int cb_cli_yesno(struct cb_cli *cli, const char *name, bool *out) CB_MUST_CHECK;
 /* Opens the store of cli->state_dir (owned: give it back with cb_cli_close_store). Inside a
- * batch, every command gets the batch's one store, inside its one transaction. */
+ * batch, every command gets the batch's one store, inside its one transaction. With --store,
+ * that store is the fleet's replica: opened for writing, brought up to date (cb_fleet_sync),
+ * and changes made through it go to etcd when they commit. etcd unreachable: a reading
+ * command (mode READ) answers from the replica with a warning naming its age; a changing one
+ * fails (CB_EIO), nothing changed. */
 int cb_cli_open_store(struct cb_cli *cli, enum cb_store_mode mode,
                       struct cb_store **out) CB_MUST_CHECK;
-/* Closes a store of cb_cli_open_store (the batch's stays open until the batch ends). */
+/* Closes a store of cb_cli_open_store and its fleet (the batch's stays open until the batch
+ * ends: cb_cli_close_batch_store). */
 void cb_cli_close_store(struct cb_cli *cli, struct cb_store *st);
+/* Closes the batch's store and its fleet (b->st may be NULL). */
+void cb_cli_close_batch_store(struct cb_cli_batch *b);
 /* Whether a command should print what it did: not inside a batch, which prints one summary. */
 bool cb_cli_verbose(const struct cb_cli *cli);
 /* Runs the command cli->verb and cli->object name (dispatch.c). */

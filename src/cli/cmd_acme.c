@@ -311,7 +311,7 @@ int cb_cmd_set_acme(struct cb_cli *cli)
 out_rollback:
     cb_store_rollback(st);
 out_close:
-    cb_store_close(st);
+    cb_cli_close_store(cli, st);
     return ret;
 }
 
@@ -424,7 +424,7 @@ out_free:
     json_decref(sc.array);
     explicit_bzero(&a, sizeof(a));
 out_close:
-    cb_store_close(st);
+    cb_cli_close_store(cli, st);
     return ret;
 }
 
@@ -635,7 +635,7 @@ out_close:
     if (ret == CB_ENOMEM)
         cb_err_set(&cli->err, ret, "out of memory");
     free(r.keys);
-    cb_store_close(st);
+    cb_cli_close_store(cli, st);
     return ret;
 }
 

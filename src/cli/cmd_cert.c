@@ -231,7 +231,7 @@ int cb_cmd_show_cert(struct cb_cli *cli)
             cb_cli_json_list_begin(&sc.list, "certs");
         cb_cli_json_list_end(&sc.list);
     }
-    cb_store_close(sc.st);
+    cb_cli_close_store(cli, sc.st);
     return ret;
 }
 

@@ -73,7 +73,7 @@ int cb_cmd_check(struct cb_cli *cli)
         return 0;
     }
     ret = cb_check_run(st, &opts, &f, &cli->err);
-    cb_store_close(st);
+    cb_cli_close_store(cli, st);
     if (ret != 0)
         return ret;
     if (cli->json) {

@@ -270,7 +270,7 @@ int cb_cmd_deploy(struct cb_cli *cli)
 out_rollback:
     cb_store_rollback(st);
 out_close:
-    cb_store_close(st);
+    cb_cli_close_store(cli, st);
 out_clear_info:
     cb_cert_info_clear(&info);
     cb_cert_bundle_free(bundle);

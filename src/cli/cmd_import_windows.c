@@ -167,7 +167,7 @@ static int import_netsh(struct cb_cli *cli, const char *text, size_t len, bool p
 out_rollback:
     cb_store_rollback(st);
 out_close:
-    cb_store_close(st);
+    cb_cli_close_store(cli, st);
 out_clear:
     free(status);
     cb_import_clear(&imp);
@@ -212,7 +212,7 @@ static int import_iis(struct cb_cli *cli, const char *text, size_t len, bool pre
     else
         printf("Preview: %zu https binding%s; certhash=? comes from 'netsh http show sslcert'.\n",
                imp.n, imp.n == 1 ? "" : "s");
-    cb_store_close(st);
+    cb_cli_close_store(cli, st);
     cb_import_clear(&imp);
     return 0;
 }

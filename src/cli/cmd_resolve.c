@@ -137,6 +137,6 @@ int cb_cmd_resolve(struct cb_cli *cli)
     ret = 0;
     cb_snapshot_unref(snap);
 out_close:
-    cb_store_close(st);
+    cb_cli_close_store(cli, st);
     return ret;
 }

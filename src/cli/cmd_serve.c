@@ -24,6 +24,7 @@ int cb_cmd_serve(struct cb_cli *cli)
     cfg.admin = cli->admin;
     cfg.admin_public = cli->admin_public;
     cfg.no_affinity = cli->no_affinity;
+    cfg.ticket_rotate_s = cli->ticket_rotate_s;
     cfg.cert_cache_mb = cli->cert_cache_mb;
     return cb_daemon_run(&cfg, &cli->err);
 }

@@ -120,6 +120,6 @@ int cb_cmd_set(struct cb_cli *cli)
         ret = test_keys(cli, &user, &p);
 out_close:
     pairs_free(&p);
-    cb_store_close(st);
+    cb_cli_close_store(cli, st);
     return ret;
 }

@@ -379,6 +379,6 @@ int cb_cmd_show_sslcert(struct cb_cli *cli)
             cb_cli_json_list_begin(&sc.list, "bindings");
         cb_cli_json_list_end(&sc.list);
     }
-    cb_store_close(st);
+    cb_cli_close_store(cli, st);
     return ret;
 }

@@ -48,6 +48,7 @@ static const char usage[] =
     "  serve [--workers N] [--handshake-timeout S] [--idle-timeout S] [--grace S]\n"
     "        [--max-connections N] [--max-connections-per-binding N]\n"
     "        [--admin ADDR:PORT [--admin-public]] [--no-affinity] [--cert-cache-mb N]\n"
+    "        [--ticket-rotate HOURS]\n"
     "                                                  terminate TLS on every bound endpoint;\n"
     "                                                  --admin serves /metrics and a status page;\n"
     "                                                  --cert-cache-mb: parsed certificates held,\n"
@@ -63,7 +64,10 @@ static const char usage[] =
     "    (or PKCS#12 with password-file=); prints one summary line (--json: an object)\n"
     "\n"
     "Global flags: --state DIR (default $CERTBIND_STATE, /var/lib/certbind as root, else\n"
-    "$XDG_STATE_HOME/certbind), --json, --help, --version.\n"
+    "$XDG_STATE_HOME/certbind), --json, --help, --version,\n"
+    "--store etcd://HOST:PORT[,HOST:PORT...]/PREFIX (default $CERTBIND_STORE: a fleet store on\n"
+    "etcd; --state then holds this node's replica), --store-key FILE (default\n"
+    "$CERTBIND_STORE_KEY: 32 random bytes, mode 0600, that seal private keys in etcd).\n"
     "Exit status: 0 success, 1 the operation failed, 2 malformed command line or input file.\n";
 
 int main(int argc, char **argv)

@@ -7,7 +7,7 @@
 #include "daemon/daemon.h"
 #include "admin/admin.h"
 #include "daemon/serve_int.h"
-#include "tls/io.h"
+#include "daemon/ticket_rotate.h"
 #include "util/log.h"
 #include "svcuser/svcuser.h"
 #include "util/priv.h"
@@ -128,6 +128,20 @@ out_close:
     return ret;
 }
 
+/* The session ticket keys are in the store before any worker starts: a worker never serves
+ * without one (the manager rotates them from then on). */
+static int first_ticket_keys(const struct cb_serve_opts *opts, struct cb_err *err)
+{
+    struct cb_store *st = NULL;
+    int ret;
+
+    if ((ret = cb_store_open(opts->state_dir, CB_STORE_READ, &st, err)) != 0)
+        return ret;
+    ret = cb_ticket_rotate(st, opts->ticket_period_s, err);
+    cb_store_close(st);
+    return ret;
+}
+
 int cb_daemon_run(const struct cb_daemon_config *dc, struct cb_err *err)
 {
     static struct cb_serve_opts opts; /* children inherit it through fork */
@@ -177,10 +191,10 @@ int cb_daemon_run(const struct cb_daemon_config *dc, struct cb_err *err)
     /* Checked again as the user: the store and listeners must work for it. */
     if ((ret = preflight(&opts, &user, &have_user, err)) != 0)
         goto out_admin;
-    if (cb_tls_random(opts.cfg.ticket_keys, sizeof(opts.cfg.ticket_keys)) != 0) {
-        ret = cb_err_set(err, CB_ETLS, "cannot make session ticket keys");
+    opts.ticket_period_s =
+        dc->ticket_rotate_s > 0 ? dc->ticket_rotate_s : CB_TICKET_PERIOD_DEFAULT_S;
+    if ((ret = first_ticket_keys(&opts, err)) != 0)
         goto out_admin;
-    }
     if (dc->admin != NULL &&
         (ret = cb_metrics_new(opts.workers, CB_STATS_CAPACITY, &opts.stats, err)) != 0)
         goto out_admin;

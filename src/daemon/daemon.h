@@ -9,6 +9,7 @@
 #include "binding/binding.h"
 
 #include <stdbool.h>
+#include <stdint.h>
 
 struct cb_daemon_config {
     char state_dir[CB_PATH_MAX + 1];
@@ -21,6 +22,7 @@ struct cb_daemon_config {
     const char *admin;       /* --admin ADDR:PORT (borrowed), or NULL */
     bool admin_public;       /* allow a non-loopback admin address */
     bool no_affinity;        /* no passing of connections between workers */
+    int64_t ticket_rotate_s; /* session ticket key period, seconds; 0: 12 h */
     int cert_cache_mb;       /* parsed certificates, all workers together; 0: the default */
 };
 

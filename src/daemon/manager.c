@@ -8,12 +8,15 @@
  *    time), so that this loop still answers signals while a CA, a DNS hook or a
  *    validation takes its time;
  *  - OCSP stapling (section 9): on the same tick, the responses of the bound certificates
- *    are fetched and cached on the thread pool too (daemon/ocsp_fetch.h).
+ *    are fetched and cached on the thread pool too (daemon/ocsp_fetch.h);
+ *  - the session ticket keys (daemon/ticket_rotate.h), rotated when due, looked at every
+ *    second: workers learn of a new key through the store's change log.
  */
 #include "daemon/acme_order.h"
 #include "daemon/acme_policy.h"
 #include "daemon/ocsp_fetch.h"
 #include "daemon/serve_int.h"
+#include "daemon/ticket_rotate.h"
 #include "daemon/watch.h"
 #include "store/acme.h"
 #include "util/log.h"
@@ -27,6 +30,7 @@
 
 #define CB_MANAGER_POLL_MS 500
 #define CB_ACME_TICK_MS 1000
+#define CB_TICKET_TICK_MS 1000
 
 struct manager {
     uv_loop_t loop;
@@ -43,6 +47,8 @@ struct manager {
     volatile int acme_abort; /* SIGTERM: the order stops at its next step */
     bool acme_busy, acme_recovered, stopping;
     struct cb_ocsp_fetcher *ocsp; /* NULL: another serve owns the state folder */
+    uv_timer_t ticket_tick;
+    bool ticket_failing; /* a failure is logged once, until a rotation works again */
 };
 
 /* ---- ACME ------------------------------------------------------------------ */
@@ -179,6 +185,27 @@ static void on_acme_tick(uv_timer_t *t)
     }
 }
 
+/* ---- session ticket keys ----------------------------------------------------- */
+
+static void on_ticket_tick(uv_timer_t *t)
+{
+    struct manager *m = t->data;
+    struct cb_err err = {0};
+    char q[900];
+
+    if (m->stopping)
+        return;
+    if (cb_ticket_rotate(m->st, m->opts->ticket_period_s, &err) == 0) {
+        m->ticket_failing = false;
+        return;
+    }
+    if (!m->ticket_failing)
+        cb_log("error", "ticket_keys_rotate_failed",
+               "reason=%s consequence=\"the current keys stay in use; tried again every second\"",
+               cb_log_quote(err.msg, q, sizeof(q)));
+    m->ticket_failing = true;
+}
+
 /* The store changed (by a command, or by the watcher itself): linked files may differ. */
 static void on_poll(uv_timer_t *t)
 {
@@ -247,6 +274,9 @@ int cb_manager_main(const struct cb_serve_opts *opts, int ready_fd)
     uv_timer_init(&m.loop, &m.acme_tick);
     m.acme_tick.data = &m;
     uv_timer_start(&m.acme_tick, on_acme_tick, 0, CB_ACME_TICK_MS);
+    uv_timer_init(&m.loop, &m.ticket_tick);
+    m.ticket_tick.data = &m;
+    uv_timer_start(&m.ticket_tick, on_ticket_tick, 0, CB_TICKET_TICK_MS);
     uv_signal_init(&m.loop, &m.sigterm);
     uv_signal_init(&m.loop, &m.sigint);
     uv_signal_init(&m.loop, &m.sighup);

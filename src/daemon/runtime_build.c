@@ -3,8 +3,10 @@
 #include "daemon/staples_build.h"
 #include "binding/hostport.h"
 #include "store/challenge.h"
+#include "store/tickets.h"
 #include "tls/cert.h"
 #include "tls/challenge.h"
+#include "tls/ticket.h"
 #include "util/log.h"
 
 #include <netdb.h>
@@ -163,6 +165,19 @@ static int load_challenges(struct cb_store *st, bool log, struct cb_tls_challeng
     return ret;
 }
 
+/* The session ticket keys, read whole (three at most). */
+static int load_tickets(struct cb_store *st, struct cb_tls_tickets **out, struct cb_err *err)
+{
+    struct cb_ticket_keys k;
+    int ret;
+
+    if ((ret = cb_store_ticket_keys_load(st, &k, err)) != 0)
+        return ret;
+    *out = cb_tls_tickets_new(&k);
+    cb_ticket_keys_clear(&k);
+    return *out != NULL ? 0 : cb_err_set(err, CB_ENOMEM, "out of memory");
+}
+
 /* A binding whose store row is damaged: it fails its handshakes until the row is fixed. */
 static void damaged(struct cb_tls_entry *out)
 {
@@ -201,7 +216,8 @@ int cb_runtime_build(struct cb_store *st, struct cb_tls_cache *cache, bool log_b
         goto out_free;
     rt->generation = cb_snapshot_generation(rt->snap);
     /* Read after the snapshot's generation: at least as new as it, never older. */
-    if ((ret = load_challenges(st, log_broken, &rt->challenges, err)) != 0)
+    if ((ret = load_challenges(st, log_broken, &rt->challenges, err)) != 0 ||
+        (ret = load_tickets(st, &rt->tickets, err)) != 0)
         goto out_free;
     if ((ret = cb_store_cert_foreach(st, collect, &cs, err)) != 0) {
         if (ret == CB_ENOMEM)
@@ -349,11 +365,11 @@ int cb_runtime_derive(struct cb_store *st, struct cb_tls_cache *cache, const str
         stats->challenges = cb_tls_challenges_count(old->challenges);
         return 0;
     }
-    /* Only challenges changed: the same snapshot (with central-store files too), shared;
-     * the bindings' entries are copied below as they are, nothing is read but the
-     * challenges. Otherwise the snapshot follows the changed bindings. */
+    /* Only challenges or ticket keys changed: the same snapshot (with central-store files
+     * too), shared; the bindings' entries are copied below as they are, nothing is read but
+     * the challenges or keys. Otherwise the snapshot follows the changed bindings. */
     bool shared = ch.only_challenges;
-    bool challenges = ch.challenges;
+    bool challenges = ch.challenges, tickets = ch.tickets;
     uint64_t generation = ch.generation;
     char(*ocsp)[CB_THUMB_LEN + 1] = ch.ocsp; /* taken from ch: freed below */
     size_t n_ocsp = ch.n_ocsp;
@@ -397,6 +413,12 @@ int cb_runtime_derive(struct cb_store *st, struct cb_tls_cache *cache, const str
             goto out_free;
     } else {
         rt->challenges = cb_tls_challenges_ref(old->challenges);
+    }
+    if (tickets) {
+        if ((ret = load_tickets(st, &rt->tickets, err)) != 0)
+            goto out_free;
+    } else {
+        rt->tickets = cb_tls_tickets_ref(old->tickets);
     }
     for (size_t i = 0; i < nf; i++)
         cb_tls_entry_copy(&rt->file_tls[i], &old->file_tls[i]);

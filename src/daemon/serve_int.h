@@ -34,6 +34,7 @@ struct cb_serve_opts {
     /* The serve lock (STATE/serve.lock) is ours: `acme renew` sees a serve, and this one's
      * manager obtains certificates (a second serve on the same folder does not). */
     bool acme_owner;
+    int64_t ticket_period_s; /* the manager rotates the session ticket keys this often */
 };
 
 /* A worker's life, in the forked child: returns its exit status. */

@@ -12,6 +12,7 @@
  */
 #include "daemon/runtime_build.h"
 #include "daemon/serve_int.h"
+#include "tls/ticket.h"
 #include "util/log.h"
 
 #include <signal.h>
@@ -44,6 +45,7 @@ struct worker {
      * connection and a fresh cache: the loop keeps serving meanwhile. */
     struct full_build *building; /* the one under way, or NULL */
     bool build_again;            /* another SIGHUP came meanwhile: read again after it */
+    int64_t tickets_generation;  /* the session ticket keys in service (the newest key's id) */
 };
 
 struct full_build {
@@ -65,6 +67,19 @@ static void log_snapshot(const struct worker *w, const struct cb_runtime_stats *
            "challenges=%zu build=%s build_ms=%.1f",
            (unsigned long long)stats->generation, stats->bindings, stats->broken, stats->certs_new,
            stats->certs_reused, stats->challenges, stats->derived ? "changes" : "full", stats->ms);
+}
+
+/* Each worker says when it starts using new session ticket keys (so that an operator, and
+ * a test, can see that every worker follows a rotation); never the keys themselves. */
+static void log_tickets(struct worker *w, const struct cb_runtime *rt)
+{
+    int64_t gen = cb_tls_tickets_generation(rt->tickets);
+
+    if (gen == w->tickets_generation)
+        return;
+    w->tickets_generation = gen;
+    cb_log("info", "ticket_keys_loaded", "worker=%d keys=%zu generation=%lld", w->index,
+           cb_tls_tickets_count(rt->tickets), (long long)gen);
 }
 
 /* A certificate cache with this worker's share of --cert-cache-mb; owned, NULL when out of
@@ -140,6 +155,7 @@ static int reload(struct worker *w, bool full, struct cb_err *err)
     }
     listen_for(w, rt);
     cb_server_swap_runtime(w->srv, rt);
+    log_tickets(w, rt);
     cb_runtime_unref(rt);
     if (fresh != NULL) {
         /* The server's runtime now borrows the fresh cache; runtimes still held by open
@@ -186,6 +202,7 @@ static void on_full_built(uv_work_t *req, int status)
     }
     listen_for(w, b->rt);
     cb_server_swap_runtime(w->srv, b->rt);
+    log_tickets(w, b->rt);
     cb_runtime_unref(b->rt);
     cb_tls_cache_free(w->cache); /* see reload(): nothing reads it through a live runtime */
     w->cache = b->cache;

@@ -457,6 +457,8 @@ static void do_handshake(struct cb_conn *c)
         return;
     }
     if (io == CB_TLS_IO_OK) {
+        if (cb_tls_resumed(c->ssl))
+            cb_server_count(c->srv, CB_GMETRIC_RESUMED);
         if ((c->st = binding_metrics(c)) != NULL) {
             cb_metric_add(&c->st->v[CB_METRIC_HANDSHAKES], 1);
             cb_metric_add(&c->st->v[CB_METRIC_OPEN], 1);

@@ -2,6 +2,7 @@
 #include "net/runtime.h"
 #include "tls/challenge.h"
 #include "tls/staple.h"
+#include "tls/ticket.h"
 
 #include <stdlib.h>
 
@@ -32,6 +33,7 @@ void cb_runtime_unref(struct cb_runtime *rt)
     free(rt->stat);
     cb_tls_challenges_unref(rt->challenges);
     cb_tls_staples_unref(rt->staples);
+    cb_tls_tickets_unref(rt->tickets);
     cb_snapshot_unref(rt->snap);
     free(rt);
 }

@@ -26,6 +26,7 @@ struct cb_backend {
 
 struct cb_tls_challenges;
 struct cb_tls_staples;
+struct cb_tls_tickets;
 
 struct cb_runtime {
     int refs;
@@ -45,6 +46,9 @@ struct cb_runtime {
     /* Owned reference, or NULL: the cached OCSP responses of the bound certificates that
      * staple (tls/staple.h), by thumbprint. */
     struct cb_tls_staples *staples;
+    /* Owned reference, or NULL: the session ticket keys (tls/ticket.h), the same in every
+     * worker, installed when the runtime is swapped in. */
+    struct cb_tls_tickets *tickets;
     /* Borrowed: the worker's certificate cache. Whoever builds the runtime keeps the cache
      * alive as long as any reference to the runtime is (never freed under a live one);
      * net/ reads it only through a runtime it holds a reference to (a connection's c->rt). */

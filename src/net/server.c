@@ -6,6 +6,7 @@
 #include "net/handoff.h"
 #include "net/server_int.h"
 #include "tls/cert.h"
+#include "tls/ticket.h"
 #include "util/log.h"
 
 #include <stdlib.h>
@@ -81,10 +82,11 @@ int cb_server_new(uv_loop_t *loop, const struct cb_server_config *cfg, struct cb
         cb_tls_err_append(err);
         return CB_ETLS;
     }
-    if (cb_tls_set_ticket_keys(srv->default_ctx, srv->cfg.ticket_keys) != 0) {
+    /* Session tickets under the store's shared keys, which each runtime brings along. */
+    if (cb_tls_tickets_attach(srv->default_ctx) != 0) {
         cb_tls_ctx_free(srv->default_ctx);
         free(srv);
-        return cb_err_set(err, CB_ETLS, "cannot set the session ticket keys");
+        return cb_err_set(err, CB_ETLS, "cannot set up session tickets");
     }
     loop->data = srv;
     if (srv->cfg.handoff_rx >= 0 && srv->cfg.workers > 1) {
@@ -116,6 +118,7 @@ void cb_server_swap_runtime(struct cb_server *srv, struct cb_runtime *rt)
     if (rt == old)
         return;
     srv->rt = cb_runtime_ref(rt);
+    cb_tls_tickets_use(srv->default_ctx, rt->tickets);
     cb_server_publish_cache(srv);
     /* Open connections go on counting against their binding's cap in the new runtime. */
     for (struct cb_conn *c = srv->conns; c != NULL; c = c->next) {

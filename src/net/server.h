@@ -19,7 +19,6 @@ struct cb_server_config {
     uint64_t grace_ms;               /* SIGTERM: how long open connections may finish */
     uint32_t max_conns;              /* this worker's share of --max-connections (0: none) */
     uint32_t max_conns_binding;      /* its share of --max-connections-per-binding (0: none) */
-    unsigned char ticket_keys[80];   /* shared by all workers so tickets resume anywhere */
     int worker;                      /* index, for logs */
     struct cb_metrics_writer *stats; /* borrowed; NULL: nothing is counted */
     /* Certificate affinity (cb_tls_entry_worker): with workers > 1, a connection whose

@@ -70,6 +70,12 @@ static const char *const migrations[] = {
      * takes (name, HMAC and AES keys). */
     "CREATE TABLE ticket_keys(id INTEGER PRIMARY KEY, key BLOB NOT NULL,"
     "  created INTEGER NOT NULL);",
+    /* 6 -> 7 (section 8): a fleet replica's bookkeeping (store/replica.h): the etcd
+     * revision last applied, the last contact, the store URL followed, and the
+     * mod_revision of each fleet key as last seen. Unused without --store. */
+    "CREATE TABLE fleet_state(id INTEGER PRIMARY KEY CHECK(id = 1),"
+    "  revision INTEGER NOT NULL, synced_at INTEGER NOT NULL, url TEXT NOT NULL);"
+    "CREATE TABLE fleet_keys(key TEXT PRIMARY KEY, mod_rev INTEGER NOT NULL);",
 };
 
 #define CB_CHANGES_KEPT 1000
@@ -279,6 +285,7 @@ int cb_store_open(const char *dir, enum cb_store_mode mode, struct cb_store **ou
         goto out_close;
     if ((ret = migrate(st, err)) != 0)
         goto out_close;
+    cb_store__track(st);
     *out = st;
     return 0;
 out_close:
@@ -404,6 +411,7 @@ void cb_store_close(struct cb_store *st)
         cb_store_rollback(st);
     paths_clear(&st->on_rollback, true);
     paths_clear(&st->after_commit, false);
+    cb_store__dirty_clear(st);
     for (size_t i = 0; i < CB_STORE_STMT_CACHE; i++)
         sqlite3_finalize(st->cache[i]);
     sqlite3_close(st->db);
@@ -431,6 +439,9 @@ int cb_store_begin(struct cb_store *st, struct cb_err *err)
  * the transaction may still be open (the caller rolls it back). */
 static int commit_tx(struct cb_store *st, struct cb_err *err)
 {
+    int ret = cb_store__run_hook(st, err);
+    if (ret != 0)
+        return ret;
     int rc = sqlite3_exec(st->db,
                           "INSERT INTO changes SELECT CAST(value AS INTEGER) + 1, '' FROM meta "
                           "WHERE name = 'generation';"
@@ -457,6 +468,7 @@ int cb_store_commit(struct cb_store *st, struct cb_err *err)
         return ret;
     }
     st->in_tx = false;
+    cb_store__dirty_clear(st);
     paths_clear(&st->on_rollback, false);
     paths_clear(&st->after_commit, true);
     return 0;
@@ -469,6 +481,7 @@ void cb_store_rollback(struct cb_store *st)
     if (sqlite3_get_autocommit(st->db) == 0)
         sqlite3_exec(st->db, "ROLLBACK", NULL, NULL, NULL);
     st->in_tx = false;
+    cb_store__dirty_clear(st);
     paths_clear(&st->on_rollback, true);
     paths_clear(&st->after_commit, false);
 }
@@ -518,6 +531,7 @@ int cb_store_batch_commit(struct cb_store *st, struct cb_err *err)
     }
     st->batch = false;
     st->in_tx = false;
+    cb_store__dirty_clear(st);
     batch_paths_unlink(st, BATCH_DELETED);
     exec(st, "DELETE FROM temp.batch_paths", NULL); /* scratch: a failure leaves only it */
     return 0;
@@ -1397,6 +1411,11 @@ static int changes_read(struct cb_store *st, uint64_t from, struct cb_store_chan
                 goto out_finalize;
             continue;
         }
+        if (text != NULL &&
+            strncmp(text, CB_STORE_CHANGE_TICKETS, sizeof(CB_STORE_CHANGE_TICKETS) - 1) == 0) {
+            out->tickets = true; /* three keys at most, read whole */
+            continue;
+        }
         if (text == NULL || cb_key_parse_word(text, &key, NULL) != 0) {
             ret = CB_ENOENT; /* not a key this version understands: read everything */
             goto out_finalize;
@@ -1429,20 +1448,22 @@ static int changes_read(struct cb_store *st, uint64_t from, struct cb_store_chan
     sqlite3_finalize(stmt);
     stmt = NULL;
     ret = 0;
-    if ((out->challenges || out->n_ocsp > 0) && out->n_set == 0 && out->n_removed == 0) {
-        /* Challenge puts and deletes, and OCSP responses cached, are commits of their own:
-         * when every generation since `from` is one, nothing else (no certificate, no
-         * setting) changed. */
+    if ((out->challenges || out->tickets || out->n_ocsp > 0) && out->n_set == 0 &&
+        out->n_removed == 0) {
+        /* Challenge puts and deletes, ticket key rotations and OCSP responses cached are
+         * commits of their own: when every generation since `from` is one, nothing else (no
+         * certificate, no setting) changed. */
         if ((ret = prepare(st,
                            "SELECT count(DISTINCT generation) FROM changes WHERE generation > ?1 "
                            "AND generation <= ?2 AND (substr(key, 1, length(?3)) = ?3 OR "
-                           "substr(key, 1, length(?4)) = ?4)",
+                           "substr(key, 1, length(?4)) = ?4 OR substr(key, 1, length(?5)) = ?5)",
                            &stmt, err)) != 0)
             return ret;
         sqlite3_bind_int64(stmt, 1, (sqlite3_int64)from);
         sqlite3_bind_int64(stmt, 2, (sqlite3_int64)gen);
         sqlite3_bind_text(stmt, 3, CB_STORE_CHANGE_CHALLENGE, -1, SQLITE_STATIC);
         sqlite3_bind_text(stmt, 4, CB_STORE_CHANGE_OCSP, -1, SQLITE_STATIC);
+        sqlite3_bind_text(stmt, 5, CB_STORE_CHANGE_TICKETS, -1, SQLITE_STATIC);
         rc = sqlite3_step(stmt);
         if (rc != SQLITE_ROW)
             ret = db_error(st, err, rc, "reading the changes");

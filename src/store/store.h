@@ -12,7 +12,7 @@
 #include "binding/snapshot.h"
 #include "store/cert_info.h"
 
-#define CB_STORE_SCHEMA_VERSION 6
+#define CB_STORE_SCHEMA_VERSION 7
 
 struct cb_store;
 
@@ -149,13 +149,16 @@ struct cb_store_changes {
     size_t n_set;
     struct cb_binding_key *removed; /* owned: keys no longer in the store */
     size_t n_removed;
-    bool challenges; /* the pending TLS-ALPN-01 challenges changed (store/challenge.h):
-                      * read them again with cb_store_challenges_load */
+    bool challenges;      /* the pending TLS-ALPN-01 challenges changed (store/challenge.h):
+                           * read them again with cb_store_challenges_load */
+    bool tickets;         /* the session ticket keys changed (store/tickets.h): read them
+                           * again with cb_store_ticket_keys_load */
     /* owned: certificates whose cached OCSP response changed (store/ocsp.h) */
     char (*ocsp)[CB_THUMB_LEN + 1];
     size_t n_ocsp;
-    bool only_challenges; /* every commit since `from` changed the challenges or OCSP
-                           * responses and nothing else: the bindings are as they were */
+    /* Every commit since `from` changed only challenges, ticket keys or OCSP responses, no
+     * binding, no certificate: the bindings' snapshot stays as it is. */
+    bool only_challenges;
 };
 /*
  * Reads, in one transaction, what changed since generation `from`. CB_ENOENT when

@@ -5,8 +5,11 @@
 #ifndef CB_STORE_STORE_INT_H
 #define CB_STORE_STORE_INT_H
 
+#include "store/replica.h"
 #include "store/store.h"
 
+/* Debian builds SQLite with it; the dirty set (store/replica.h) is read through it. */
+#define SQLITE_ENABLE_PREUPDATE_HOOK 1
 #include <sqlite3.h>
 
 /* Paths to remove when the current transaction ends: `on_rollback` if it is rolled back
@@ -17,6 +20,13 @@ struct cb_store_paths {
     size_t n;
 };
 
+/* The rows the open transaction changed (store/replica.h). Owned entries. */
+struct cb_store_dirty_set {
+    struct cb_store_dirty *v;
+    size_t n, cap;
+    bool failed; /* out of memory while tracking: the commit fails */
+};
+
 #define CB_STORE_STMT_CACHE 24
 
 struct cb_store {
@@ -24,6 +34,10 @@ struct cb_store {
     char dir[CB_PATH_MAX + 1];
     bool in_tx;
     struct cb_store_paths on_rollback, after_commit;
+    cb_store_commit_hook hook;
+    void *hook_ctx;
+    bool applying, in_hook;
+    struct cb_store_dirty_set dirty;
     /* A batch (cb_store_batch_begin) is open: the commands' own begin, commit and rollback
      * do nothing, and the files to remove are kept in the temporary table batch_paths
      * instead of the lists above, so that memory does not grow with the batch. */
@@ -33,6 +47,12 @@ struct cb_store {
      * cb_store__prepare_cached); finalized by cb_store_close. */
     sqlite3_stmt *cache[CB_STORE_STMT_CACHE];
 };
+
+/* Tracks the rows each statement changes (installed at open; replica.c). */
+void cb_store__track(struct cb_store *st);
+/* Runs the commit hook on the dirty set (0 when none or nothing changed). */
+int cb_store__run_hook(struct cb_store *st, struct cb_err *err) CB_MUST_CHECK;
+void cb_store__dirty_clear(struct cb_store *st);
 
 /* Prepares sql; a failure fills err as cb_store__db_error does. */
 int cb_store__prepare(struct cb_store *st, const char *sql, sqlite3_stmt **stmt,
@@ -61,6 +81,9 @@ int cb_store__acme_state_drop(struct cb_store *st, const char *key,
 /* A commit that cached or dropped a certificate's OCSP response (store/ocsp.h) records
  * "ocsp=THUMBPRINT"; cb_store_changes_since lists those thumbprints in `ocsp`. */
 #define CB_STORE_CHANGE_OCSP "ocsp="
+/* A commit that rotated the session ticket keys (store/tickets.h) records "tickets=ID";
+ * cb_store_changes_since reports it as `tickets`. */
+#define CB_STORE_CHANGE_TICKETS "tickets="
 /* A commit that changed more bindings than a reader would apply one by one (a batch) ends
  * its rows with this key, which is no binding key: readers read every binding instead. */
 #define CB_STORE_CHANGE_MANY "many="

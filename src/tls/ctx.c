@@ -13,6 +13,7 @@
 #include "tls/staple.h"
 #include "tls/cert.h"
 #include "tls/challenge.h"
+#include "tls/ticket.h"
 #include "util/lru.h"
 
 #include <errno.h>
@@ -587,7 +588,8 @@ int cb_tls_apply_binding(SSL *ssl, const struct cb_tls_entry *e, const struct cb
     if (b->flags & CB_OPT_DISABLETLS13)
         SSL_set_max_proto_version(ssl, TLS1_2_VERSION);
     /* disablelegacytls: the floor is TLS 1.2 already, for every binding. */
-    if (b->flags & CB_OPT_ENABLESESSIONTICKET) {
+    /* Tickets only under the store's shared keys: a worker that has none yet issues none. */
+    if ((b->flags & CB_OPT_ENABLESESSIONTICKET) && cb_tls_tickets_ready(ssl)) {
         SSL_clear_options(ssl, SSL_OP_NO_TICKET);
         SSL_set_num_tickets(ssl, 2);
     }

@@ -176,14 +176,14 @@ void cb_tls_proxy_fields(SSL *ssl, struct cb_proxy_info *pi, char *cn, size_t cn
     }
 }
 
+bool cb_tls_resumed(SSL *ssl)
+{
+    return SSL_session_reused(ssl) == 1;
+}
+
 void cb_tls_free_der(unsigned char *der)
 {
     OPENSSL_free(der);
-}
-
-int cb_tls_set_ticket_keys(SSL_CTX *ctx, const unsigned char keys[80])
-{
-    return SSL_CTX_set_tlsext_ticket_keys(ctx, (void *)keys, 80) == 1 ? 0 : CB_ETLS;
 }
 
 void cb_tls_ctx_free(SSL_CTX *ctx)

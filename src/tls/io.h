@@ -48,6 +48,9 @@ void cb_tls_shutdown(SSL *ssl);
  * closed by client". Clears the library's error queue. */
 const char *cb_tls_io_reason(char *buf, size_t size);
 
+/* Whether the handshake resumed a session (from a ticket) rather than making a new one. */
+bool cb_tls_resumed(SSL *ssl);
+
 /* Whether ALPN settled on HTTP (h2 or http/1.1): protocols where the client speaks first. */
 bool cb_tls_alpn_is_http(SSL *ssl);
 
@@ -57,8 +60,6 @@ void cb_tls_proxy_fields(SSL *ssl, struct cb_proxy_info *pi, char *cn, size_t cn
                          unsigned char **der);
 void cb_tls_free_der(unsigned char *der);
 
-/* Session ticket keys for ctx (80 bytes: name, HMAC and AES keys), shared by workers. */
-int cb_tls_set_ticket_keys(SSL_CTX *ctx, const unsigned char keys[80]) CB_MUST_CHECK;
 void cb_tls_ctx_free(SSL_CTX *ctx);
 
 /* n bytes from the TLS library's random generator. CB_ETLS when it cannot. */

@@ -137,6 +137,11 @@ def test_promtool_accepts_metrics_after_traffic_and_counts_are_exact(st, backend
         "certbind_connections_refused_total": "counter",
         "certbind_connections_handed_off_total": "counter",
         "certbind_certificates_loaded_total": "counter",
+        "certbind_cert_cache_hits_total": "counter",
+        "certbind_cert_cache_evictions_total": "counter",
+        "certbind_cert_cache_certificates": "gauge",
+        "certbind_cert_cache_bytes": "gauge",
+        "certbind_cert_cache_limit_bytes": "gauge",
         "certbind_bindings": "gauge",
         "certbind_check_findings": "gauge",
         "certbind_snapshot_generation": "gauge",
@@ -147,7 +152,19 @@ def test_promtool_accepts_metrics_after_traffic_and_counts_are_exact(st, backend
         "certbind_ocsp_staples_served_total": "counter",
         "certbind_ocsp_fetch_failures_total": "counter",
         "certbind_ocsp_response_age_seconds": "gauge",
+        "certbind_resumed_handshakes_total": "counter",
+        "certbind_cert_cache_bytes": "gauge",
+        "certbind_cert_cache_certificates": "gauge",
+        "certbind_cert_cache_evictions_total": "counter",
+        "certbind_cert_cache_hits_total": "counter",
+        "certbind_cert_cache_limit_bytes": "gauge",
+        "certbind_ticket_key_age_seconds": "gauge",
+        "certbind_ticket_key_rotations_total": "counter",
     }, m.types
+    # No binding here issues tickets; serve made the store's first ticket key at start.
+    assert m.get("certbind_resumed_handshakes_total") == 0
+    assert m.get("certbind_ticket_key_rotations_total") == 1
+    assert m.get("certbind_ticket_key_age_seconds") >= 0
 
     rc, out = al.promtool_check(m.text)
     assert rc == 0 and out == "", "promtool check metrics (%d):\n%s\n%s" % (rc, out, m.text)
