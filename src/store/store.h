@@ -149,10 +149,10 @@ struct cb_store_changes {
     size_t n_set;
     struct cb_binding_key *removed; /* owned: keys no longer in the store */
     size_t n_removed;
-    bool challenges;      /* the pending TLS-ALPN-01 challenges changed (store/challenge.h):
-                           * read them again with cb_store_challenges_load */
-    bool tickets;         /* the session ticket keys changed (store/tickets.h): read them
-                           * again with cb_store_ticket_keys_load */
+    bool challenges; /* the pending TLS-ALPN-01 challenges changed (store/challenge.h):
+                      * read them again with cb_store_challenges_load */
+    bool tickets;    /* the session ticket keys changed (store/tickets.h): read them
+                      * again with cb_store_ticket_keys_load */
     /* owned: certificates whose cached OCSP response changed (store/ocsp.h) */
     char (*ocsp)[CB_THUMB_LEN + 1];
     size_t n_ocsp;
