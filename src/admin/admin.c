@@ -4,8 +4,10 @@
 #include "binding/snapshot.h"
 #include "check/check.h"
 #include "store/acme.h"
+#include "store/ocsp.h"
 #include "store/tickets.h"
 #include "tls/cert.h"
+#include "tls/ocsp.h"
 
 #include <arpa/inet.h>
 #include <jansson.h>
@@ -23,6 +25,7 @@ struct mcert {
     size_t n_names;
     int64_t not_after;
     char key_type[32];
+    int64_t ocsp_this_update; /* its cached OCSP response's thisUpdate, 0 when none */
 };
 
 struct mbinding {
@@ -46,6 +49,7 @@ struct cb_admin_model {
     struct cb_acme_state *acme; /* managed bindings, sorted by key */
     size_t n_acme, cap_acme;
     uint64_t acme_valid, acme_failed; /* orders by result, since the store was made */
+    uint64_t ocsp_fetch_failures;     /* OCSP fetches that failed, since the store was made */
     /* Session ticket keys: the current one's id (keys made since the store was, 0 none yet)
      * and when it was made (seconds since the epoch). */
     int64_t ticket_generation, ticket_created;
@@ -122,6 +126,26 @@ static int cmp_binding(const void *pa, const void *pb)
 static int cmp_cert(const void *a, const void *b)
 {
     return strcmp(((const struct mcert *)a)->thumb, ((const struct mcert *)b)->thumb);
+}
+
+/* The cached OCSP responses' ages (a few KB per certificate, from the state folder) and the
+ * manager's count of failed fetches. A response that cannot be read counts as none. */
+static void load_ocsp(struct cb_store *st, struct cb_admin_model *m)
+{
+    char v[32];
+
+    for (size_t i = 0; i < m->n_certs; i++) {
+        unsigned char *der = NULL;
+        size_t len = 0;
+        int64_t next;
+        if (cb_store_ocsp_read(st, m->certs[i].thumb, &der, &len, NULL) != 0)
+            continue;
+        if (!cb_ocsp_response_times(der, len, &m->certs[i].ocsp_this_update, &next))
+            m->certs[i].ocsp_this_update = 0;
+        free(der);
+    }
+    if (cb_store_setting_get(st, "ocsp.fetch.failures", v, sizeof(v), NULL) == 0)
+        m->ocsp_fetch_failures = strtoull(v, NULL, 10);
 }
 
 static int collect_cert(const struct cb_cert_row *row, void *arg)
@@ -239,6 +263,7 @@ int cb_admin_model_build(struct cb_store *st, int64_t now, struct cb_admin_model
     }
     if (m->n_certs > 0)
         qsort(m->certs, m->n_certs, sizeof(*m->certs), cmp_cert);
+    load_ocsp(st, m);
     if ((ret = load_acme(st, m, err)) != 0 || (ret = load_tickets(st, m, err)) != 0)
         goto out_free;
     m->n_bindings = cb_snapshot_count(m->snap);
@@ -540,6 +565,24 @@ int cb_admin_render_metrics(const struct cb_admin_model *m, struct cb_metrics *s
               "# TYPE certbind_acme_challenges_answered_total counter\n"
               "certbind_acme_challenges_answered_total %llu\n",
               (unsigned long long)g[CB_GMETRIC_ACME_ANSWERED]);
+    sb_printf(&sb,
+              "# HELP certbind_ocsp_staples_served_total Handshakes that stapled an OCSP "
+              "response.\n"
+              "# TYPE certbind_ocsp_staples_served_total counter\n"
+              "certbind_ocsp_staples_served_total %llu\n"
+              "# HELP certbind_ocsp_fetch_failures_total OCSP fetches that failed (responder "
+              "down, slow, or an answer refused), since the store was made.\n"
+              "# TYPE certbind_ocsp_fetch_failures_total counter\n"
+              "certbind_ocsp_fetch_failures_total %llu\n"
+              "# HELP certbind_ocsp_response_age_seconds Age (now - thisUpdate) of each "
+              "certificate's cached OCSP response.\n"
+              "# TYPE certbind_ocsp_response_age_seconds gauge\n",
+              (unsigned long long)g[CB_GMETRIC_OCSP_STAPLED],
+              (unsigned long long)m->ocsp_fetch_failures);
+    for (size_t i = 0; i < m->n_certs; i++)
+        if (m->certs[i].ocsp_this_update > 0)
+            sb_printf(&sb, "certbind_ocsp_response_age_seconds{thumbprint=\"%s\"} %lld\n",
+                      m->certs[i].thumb, (long long)(time(NULL) - m->certs[i].ocsp_this_update));
     sb_printf(&sb,
               "# HELP certbind_resumed_handshakes_total Handshakes that resumed a session from a "
               "ticket.\n"

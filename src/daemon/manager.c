@@ -8,17 +8,20 @@
  *    time), so that this loop still answers signals while a CA, a DNS hook or a
  *    validation takes its time;
  *  - a fleet node's replica (fleet_node.c): a thread follows etcd and applies its changes
- *    to the store in --state, which the workers then pick up like any other change.
+ *    to the store in --state, which the workers then pick up like any other change;
+ *  - OCSP stapling (section 9): on the same tick, the responses of the bound certificates
+ *    are fetched and cached on the thread pool too (daemon/ocsp_fetch.h);
  *  - the session ticket keys (daemon/ticket_rotate.h), rotated when due, looked at every
  *    second: workers learn of a new key through the store's change log.
  */
 #include "daemon/acme_order.h"
 #include "daemon/acme_policy.h"
 #include "daemon/fleet_node.h"
-#include "fleet/fleet.h"
+#include "daemon/ocsp_fetch.h"
 #include "daemon/serve_int.h"
 #include "daemon/ticket_rotate.h"
 #include "daemon/watch.h"
+#include "fleet/fleet.h"
 #include "store/acme.h"
 #include "util/log.h"
 
@@ -52,6 +55,7 @@ struct manager {
     struct cb_acme_job order;
     volatile int acme_abort; /* SIGTERM: the order stops at its next step */
     bool acme_busy, acme_recovered, stopping;
+    struct cb_ocsp_fetcher *ocsp; /* NULL: another serve owns the state folder */
     uv_timer_t ticket_tick;
     bool ticket_failing; /* a failure is logged once, until a rotation works again */
 };
@@ -180,6 +184,8 @@ static void on_acme_tick(uv_timer_t *t)
     struct pick p = {.now = time(NULL)};
     struct cb_acme_settings set;
 
+    if (m->ocsp != NULL && !m->stopping)
+        cb_ocsp_fetcher_tick(m->ocsp);
     if (m->acme_busy || m->stopping || !m->opts->acme_owner || p.now < m->acme_held_until)
         return;
     if (cb_store_acme_settings_get(m->st, &set, NULL) != 0)
@@ -267,6 +273,8 @@ static void on_signal(uv_signal_t *h, int signum)
     }
     m->stopping = true;
     m->acme_abort = 1; /* an order under way stops at its next step; the loop waits for it */
+    if (m->ocsp != NULL)
+        cb_ocsp_fetcher_stop(m->ocsp);
     cb_watch_close(m->watch);
     m->watch = NULL;
     uv_walk(&m->loop, close_walk, NULL);
@@ -287,6 +295,8 @@ int cb_manager_main(const struct cb_serve_opts *opts, int ready_fd)
         goto out_loop;
     if (cb_store_data_version(m.st, &m.data_version) != 0)
         m.data_version = 0;
+    if (opts->acme_owner && cb_ocsp_fetcher_new(&m.loop, m.st, &m.ocsp, &err) != 0)
+        goto out_store;
     if (cb_watch_new(&m.loop, m.st, on_watch_change, &m, &m.watch, &err) != 0)
         goto out_store;
     if (opts->store_url[0] != '\0' &&
@@ -334,6 +344,7 @@ out_watch:
     }
     cb_fleet_close(m.push);
 out_store:
+    cb_ocsp_fetcher_free(m.ocsp);
     cb_store_close(m.st);
 out_loop:
     uv_loop_close(&m.loop);

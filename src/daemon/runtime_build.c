@@ -1,5 +1,6 @@
 /* runtime_build.c: from the store to what a worker serves. */
 #include "daemon/runtime_build.h"
+#include "daemon/staples_build.h"
 #include "binding/hostport.h"
 #include "store/challenge.h"
 #include "store/tickets.h"
@@ -312,6 +313,11 @@ int cb_runtime_build(struct cb_store *st, struct cb_tls_cache *cache, bool log_b
     }
     cb_tls_cache_sweep(cache);
     certs_free(&cs);
+    if ((ret = cb_staples_build(st, rt, NULL, NULL, NULL, 0)) != 0) {
+        cb_err_set(err, ret, "out of memory");
+        cb_runtime_unref(rt);
+        return ret;
+    }
     clock_gettime(CLOCK_MONOTONIC, &t1);
     stats->bindings = n;
     stats->broken = rt->n_broken;
@@ -413,20 +419,27 @@ int cb_runtime_derive(struct cb_store *st, struct cb_tls_cache *cache, const str
     bool shared = ch.only_challenges;
     bool challenges = ch.challenges, tickets = ch.tickets;
     uint64_t generation = ch.generation;
+    char(*ocsp)[CB_THUMB_LEN + 1] = ch.ocsp; /* taken from ch: freed below */
+    size_t n_ocsp = ch.n_ocsp;
+    ch.ocsp = NULL;
+    ch.n_ocsp = 0;
     if (shared)
         snap = cb_snapshot_ref(old->snap);
     else
         ret = cb_snapshot_derive(old->snap, ch.set, ch.n_set, ch.removed, ch.n_removed,
                                  ch.generation, &snap, &src, err);
     cb_store_changes_clear(&ch);
-    if (ret != 0)
+    if (ret != 0) {
+        free(ocsp);
         return ret; /* CB_SNAPSHOT_REBUILD included */
+    }
 
     size_t n = cb_snapshot_count(snap), nf = shared ? cb_snapshot_ccs_count(snap) : 0;
     rt = calloc(1, sizeof(*rt));
     if (rt == NULL) {
         cb_snapshot_unref(snap);
         free(src);
+        free(ocsp);
         return cb_err_set(err, CB_ENOMEM, "out of memory");
     }
     rt->refs = 1;
@@ -494,7 +507,13 @@ int cb_runtime_derive(struct cb_store *st, struct cb_tls_cache *cache, const str
         if (cb_snapshot_binding(snap, i)->kind != CB_KEY_CCS &&
             cb_tls_entry_error(&rt->bind_tls[i]) != NULL)
             rt->n_broken++;
+    if ((ret = cb_staples_build(st, rt, old, src, (const char(*)[CB_THUMB_LEN + 1]) ocsp,
+                                n_ocsp)) != 0) {
+        cb_err_set(err, ret, "out of memory");
+        goto out_free;
+    }
     free(src);
+    free(ocsp);
     clock_gettime(CLOCK_MONOTONIC, &t1);
     stats->bindings = n;
     stats->broken = rt->n_broken;
@@ -506,6 +525,7 @@ int cb_runtime_derive(struct cb_store *st, struct cb_tls_cache *cache, const str
     return 0;
 out_free:
     free(src);
+    free(ocsp);
     cb_runtime_unref(rt);
     return ret;
 }

@@ -12,6 +12,7 @@
  */
 #include "net/server_int.h"
 #include "tls/hello.h"
+#include "tls/staple.h"
 #include "util/log.h"
 
 #include <arpa/inet.h>
@@ -363,6 +364,9 @@ int cb_conn_on_client_hello(SSL *ssl, int *alert, void *arg)
         *alert = cb_tls_alert_internal_error();
         return CB_TLS_HELLO_REFUSE;
     }
+    /* This certificate's own response, never another's: found by its thumbprint. */
+    if (!(c->binding->flags & CB_OPT_DISABLEOCSPSTAPLING) && c->binding->kind != CB_KEY_CCS)
+        cb_tls_staple_attach(ssl, cb_tls_staples_find(rt->staples, c->binding->certhash));
     return CB_TLS_HELLO_OK;
 }
 
@@ -459,6 +463,8 @@ static void do_handshake(struct cb_conn *c)
             cb_metric_add(&c->st->v[CB_METRIC_HANDSHAKES], 1);
             cb_metric_add(&c->st->v[CB_METRIC_OPEN], 1);
         }
+        if (cb_tls_staple_served(c->ssl))
+            cb_server_count(c->srv, CB_GMETRIC_OCSP_STAPLED);
         if (cb_relay_client_speaks_first(c)) {
             if (!cb_conn_enter(c, CB_CONN_WAIT))
                 return;

@@ -57,6 +57,7 @@ enum cb_metric {
     XX(CERT_CACHE_BYTES, "cert_cache_bytes")       /* gauge */                                     \
     XX(CERT_CACHE_LIMIT, "cert_cache_limit_bytes") /* gauge */                                     \
     XX(ACME_ANSWERED, "acme_challenges_answered")                                                  \
+    XX(OCSP_STAPLED, "ocsp_staples_served")                                                        \
     XX(RESUMED, "resumed")
 
 enum cb_gmetric {

@@ -1,6 +1,7 @@
 /* runtime.c: the reference count of what a worker serves from (net/runtime.h). */
 #include "net/runtime.h"
 #include "tls/challenge.h"
+#include "tls/staple.h"
 #include "tls/ticket.h"
 
 #include <stdlib.h>
@@ -31,6 +32,7 @@ void cb_runtime_unref(struct cb_runtime *rt)
     free(rt->active);
     free(rt->stat);
     cb_tls_challenges_unref(rt->challenges);
+    cb_tls_staples_unref(rt->staples);
     cb_tls_tickets_unref(rt->tickets);
     cb_snapshot_unref(rt->snap);
     free(rt);

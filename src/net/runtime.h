@@ -25,6 +25,7 @@ struct cb_backend {
 };
 
 struct cb_tls_challenges;
+struct cb_tls_staples;
 struct cb_tls_tickets;
 
 struct cb_runtime {
@@ -42,6 +43,9 @@ struct cb_runtime {
     /* Owned reference, or NULL: the pending TLS-ALPN-01 challenges (tls/challenge.h), every
      * one in every worker, so any worker answers a validation it accepts. */
     struct cb_tls_challenges *challenges;
+    /* Owned reference, or NULL: the cached OCSP responses of the bound certificates that
+     * staple (tls/staple.h), by thumbprint. */
+    struct cb_tls_staples *staples;
     /* Owned reference, or NULL: the session ticket keys (tls/ticket.h), the same in every
      * worker, installed when the runtime is swapped in. */
     struct cb_tls_tickets *tickets;

@@ -1328,6 +1328,7 @@ void cb_store_changes_clear(struct cb_store_changes *c)
 {
     free(c->set);
     free(c->removed);
+    free(c->ocsp);
     memset(c, 0, sizeof(*c));
 }
 
@@ -1352,6 +1353,21 @@ static int binding_get_serving(struct cb_store *st, const char *text, struct cb_
         ret = db_error(st, err, rc, "reading a binding");
     sqlite3_finalize(stmt);
     return ret;
+}
+
+/* Notes that thumb's cached OCSP response changed (a thumbprint this version reads). */
+static int ocsp_change(struct cb_store_changes *out, const char *thumb, struct cb_err *err)
+{
+    if (strlen(thumb) != CB_THUMB_LEN)
+        return CB_ENOENT; /* not a key this version wrote: read everything */
+    if ((out->n_ocsp & (out->n_ocsp + 1)) == 0) { /* 0, 1, 3, 7...: full, grow */
+        char(*nv)[CB_THUMB_LEN + 1] = realloc(out->ocsp, (out->n_ocsp + 1) * 2 * sizeof(*nv));
+        if (nv == NULL)
+            return cb_err_set(err, CB_ENOMEM, "out of memory");
+        out->ocsp = nv;
+    }
+    memcpy(out->ocsp[out->n_ocsp++], thumb, CB_THUMB_LEN + 1);
+    return 0;
 }
 
 static int changes_read(struct cb_store *st, uint64_t from, struct cb_store_changes *out,
@@ -1406,6 +1422,12 @@ static int changes_read(struct cb_store *st, uint64_t from, struct cb_store_chan
             continue;
         }
         if (text != NULL &&
+            strncmp(text, CB_STORE_CHANGE_OCSP, sizeof(CB_STORE_CHANGE_OCSP) - 1) == 0) {
+            if ((ret = ocsp_change(out, text + sizeof(CB_STORE_CHANGE_OCSP) - 1, err)) != 0)
+                goto out_finalize;
+            continue;
+        }
+        if (text != NULL &&
             strncmp(text, CB_STORE_CHANGE_TICKETS, sizeof(CB_STORE_CHANGE_TICKETS) - 1) == 0) {
             out->tickets = true; /* three keys at most, read whole */
             continue;
@@ -1442,20 +1464,22 @@ static int changes_read(struct cb_store *st, uint64_t from, struct cb_store_chan
     sqlite3_finalize(stmt);
     stmt = NULL;
     ret = 0;
-    if ((out->challenges || out->tickets) && out->n_set == 0 && out->n_removed == 0) {
-        /* Challenge puts and deletes and ticket key rotations are commits of their own: when
-         * every generation since `from` is one, nothing else (no certificate, no setting)
-         * changed. */
+    if ((out->challenges || out->tickets || out->n_ocsp > 0) && out->n_set == 0 &&
+        out->n_removed == 0) {
+        /* Challenge puts and deletes, ticket key rotations and OCSP responses cached are
+         * commits of their own: when every generation since `from` is one, nothing else (no
+         * certificate, no setting) changed. */
         if ((ret = prepare(st,
                            "SELECT count(DISTINCT generation) FROM changes WHERE generation > ?1 "
                            "AND generation <= ?2 AND (substr(key, 1, length(?3)) = ?3 OR "
-                           "substr(key, 1, length(?4)) = ?4)",
+                           "substr(key, 1, length(?4)) = ?4 OR substr(key, 1, length(?5)) = ?5)",
                            &stmt, err)) != 0)
             return ret;
         sqlite3_bind_int64(stmt, 1, (sqlite3_int64)from);
         sqlite3_bind_int64(stmt, 2, (sqlite3_int64)gen);
         sqlite3_bind_text(stmt, 3, CB_STORE_CHANGE_CHALLENGE, -1, SQLITE_STATIC);
-        sqlite3_bind_text(stmt, 4, CB_STORE_CHANGE_TICKETS, -1, SQLITE_STATIC);
+        sqlite3_bind_text(stmt, 4, CB_STORE_CHANGE_OCSP, -1, SQLITE_STATIC);
+        sqlite3_bind_text(stmt, 5, CB_STORE_CHANGE_TICKETS, -1, SQLITE_STATIC);
         rc = sqlite3_step(stmt);
         if (rc != SQLITE_ROW)
             ret = db_error(st, err, rc, "reading the changes");

@@ -154,8 +154,11 @@ struct cb_store_changes {
                       * read them again with cb_store_challenges_load */
     bool tickets;    /* the session ticket keys changed (store/tickets.h): read them
                       * again with cb_store_ticket_keys_load */
-    /* Every commit since `from` changed only challenges or ticket keys, no binding, no
-     * certificate: the bindings' snapshot stays as it is. */
+    /* owned: certificates whose cached OCSP response changed (store/ocsp.h) */
+    char (*ocsp)[CB_THUMB_LEN + 1];
+    size_t n_ocsp;
+    /* Every commit since `from` changed only challenges, ticket keys or OCSP responses, no
+     * binding, no certificate: the bindings' snapshot stays as it is. */
     bool only_challenges;
 };
 /*

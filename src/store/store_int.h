@@ -78,6 +78,9 @@ int cb_store__acme_state_drop(struct cb_store *st, const char *key,
  * as `challenges` (a certbind that predates them reads every binding again instead).
  */
 #define CB_STORE_CHANGE_CHALLENGE "challenge="
+/* A commit that cached or dropped a certificate's OCSP response (store/ocsp.h) records
+ * "ocsp=THUMBPRINT"; cb_store_changes_since lists those thumbprints in `ocsp`. */
+#define CB_STORE_CHANGE_OCSP "ocsp="
 /* A commit that rotated the session ticket keys (store/tickets.h) records "tickets=ID";
  * cb_store_changes_since reports it as `tickets`. */
 #define CB_STORE_CHANGE_TICKETS "tickets="

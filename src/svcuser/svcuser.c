@@ -60,7 +60,7 @@ int cb_svcuser_give_state(struct cb_store *st, const struct cb_user *user, cb_sv
 {
     /* The folder itself and what the store keeps in it, as systemd's StateDirectory=. */
     static const char *const own[] = {
-        "", "/certbind.db", "/certbind.db-wal", "/certbind.db-shm", "/certs", "/keys"};
+        "", "/certbind.db", "/certbind.db-wal", "/certbind.db-shm", "/certs", "/keys", "/ocsp"};
     struct give_ctx gc = {.st = st, .user = user, .warn = warn, .arg = arg};
     char path[CB_PATH_MAX + 64];
     struct cb_err gerr;

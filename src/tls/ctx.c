@@ -10,6 +10,7 @@
  * broken binding is reported at once; the rest is checked on first use.
  */
 #include "tls/ctx.h"
+#include "tls/staple.h"
 #include "tls/cert.h"
 #include "tls/challenge.h"
 #include "tls/clientca.h"
@@ -264,8 +265,10 @@ static int verify_any(int ok, X509_STORE_CTX *store)
 SSL_CTX *cb_tls_default_ctx(int (*on_client_hello)(SSL *ssl, int *alert, void *arg))
 {
     SSL_CTX *ctx = new_ctx();
-    if (ctx != NULL)
+    if (ctx != NULL) {
         SSL_CTX_set_client_hello_cb(ctx, on_client_hello, NULL);
+        cb_tls_staple_install(ctx);
+    }
     return ctx;
 }
 

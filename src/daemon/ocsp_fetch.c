@@ -1,0 +1,369 @@
+/*
+ * ocsp_fetch.c: the manager's OCSP schedule (daemon/ocsp_fetch.h). The loop owns the
+ * schedule and every store write; a pool thread only reads the certificate and the
+ * cached response, talks to the responder and checks the answer.
+ */
+#include "daemon/ocsp_fetch.h"
+#include "daemon/ocsp_http.h"
+#include "store/ocsp.h"
+#include "tls/ocsp.h"
+#include "util/log.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#define CB_OCSP_BACKOFF_MIN 60   /* seconds before the first retry */
+#define CB_OCSP_BACKOFF_MAX 3600 /* and the longest wait between retries */
+#define CB_OCSP_REFRESH_MIN 60   /* never ask again sooner than this after an answer */
+
+struct entry {
+    char thumb[CB_THUMB_LEN + 1];
+    char key[CB_KEY_TEXT_MAX]; /* one binding that uses it, for the log */
+    int64_t next_at;           /* when to look at it again */
+    int64_t backoff;           /* seconds of the last wait after a failure, 0: none */
+    char last_error[300];      /* the reason last logged, "" while it works */
+    bool no_responder;         /* no http OCSP URL: nothing to fetch while it is bound */
+    bool announced;            /* a cached response was logged as in use */
+};
+
+enum outcome { OUT_FRESH, OUT_CACHED, OUT_NO_URL, OUT_REVOKED, OUT_FAILED };
+
+struct job {
+    char thumb[CB_THUMB_LEN + 1];
+    char cert_path[CB_PATH_MAX + 1];
+    unsigned char *cached; /* the cached response (owned), or NULL */
+    size_t cached_len;
+    /* Results. */
+    enum outcome outcome;
+    unsigned char *der; /* OUT_FRESH, OUT_REVOKED: owned */
+    size_t len;
+    struct cb_ocsp_result res;
+    char url[CB_OCSP_URL_MAX + 1];
+    struct cb_err err;
+};
+
+struct cb_ocsp_fetcher {
+    uv_loop_t *loop;
+    struct cb_store *st;
+    struct entry *v; /* sorted by thumb */
+    size_t n;
+    uint64_t generation;
+    bool scanned, busy, stopping;
+    volatile int abort;
+    uint32_t jitter; /* xorshift state for the retries' jitter */
+    uv_work_t work;
+    struct job job;
+};
+
+int cb_ocsp_fetcher_new(uv_loop_t *loop, struct cb_store *st, struct cb_ocsp_fetcher **out,
+                        struct cb_err *err)
+{
+    struct cb_ocsp_fetcher *f = calloc(1, sizeof(*f));
+
+    if (f == NULL || cb_ocsp_http_init() != 0) {
+        free(f);
+        return cb_err_set(err, CB_ENOMEM, "out of memory");
+    }
+    f->loop = loop;
+    f->st = st;
+    f->jitter = (uint32_t)time(NULL) ^ ((uint32_t)getpid() << 16) ^ 0x9e3779b9u;
+    f->work.data = f;
+    *out = f;
+    return 0;
+}
+
+static void job_clear(struct job *j)
+{
+    free(j->cached);
+    free(j->der);
+    memset(j, 0, sizeof(*j));
+}
+
+void cb_ocsp_fetcher_free(struct cb_ocsp_fetcher *f)
+{
+    if (f == NULL)
+        return;
+    job_clear(&f->job);
+    free(f->v);
+    free(f);
+    cb_ocsp_http_cleanup();
+}
+
+void cb_ocsp_fetcher_stop(struct cb_ocsp_fetcher *f)
+{
+    f->stopping = true;
+    f->abort = 1;
+}
+
+/* ---- which certificates ------------------------------------------------------ */
+
+struct scan {
+    struct entry *v;
+    size_t n, cap;
+};
+
+static int on_binding(const struct cb_binding *b, void *arg)
+{
+    struct scan *s = arg;
+
+    if (b->certhash[0] == '\0' || b->key.kind == CB_KEY_CCS ||
+        (b->flags & CB_OPT_DISABLEOCSPSTAPLING))
+        return 0;
+    if (s->n == s->cap) {
+        size_t cap = s->cap ? s->cap * 2 : 16;
+        struct entry *nv = realloc(s->v, cap * sizeof(*nv));
+        if (nv == NULL)
+            return CB_ENOMEM;
+        s->v = nv;
+        s->cap = cap;
+    }
+    struct entry *e = &s->v[s->n++];
+    memset(e, 0, sizeof(*e));
+    memcpy(e->thumb, b->certhash, sizeof(e->thumb));
+    cb_key_format(&b->key, e->key, sizeof(e->key));
+    return 0;
+}
+
+static int cmp_entry(const void *a, const void *b)
+{
+    return strcmp(((const struct entry *)a)->thumb, ((const struct entry *)b)->thumb);
+}
+
+/* The certificates that staple now, each keeping its schedule from the last scan. */
+static void rescan(struct cb_ocsp_fetcher *f, int64_t now)
+{
+    struct scan s = {0};
+    struct cb_err err = {0};
+    char q[900];
+    size_t out = 0;
+
+    if (cb_store_binding_foreach(f->st, NULL, on_binding, &s, &err) != 0) {
+        cb_log("error", "ocsp_scan_failed", "reason=%s",
+               cb_log_quote(err.msg[0] ? err.msg : "out of memory", q, sizeof(q)));
+        free(s.v);
+        return;
+    }
+    if (s.n > 1)
+        qsort(s.v, s.n, sizeof(*s.v), cmp_entry);
+    for (size_t i = 0; i < s.n; i++) {
+        if (out > 0 && strcmp(s.v[out - 1].thumb, s.v[i].thumb) == 0)
+            continue; /* one certificate, several bindings */
+        struct entry *old = f->n ? bsearch(&s.v[i], f->v, f->n, sizeof(*f->v), cmp_entry) : NULL;
+        if (old != NULL) {
+            memcpy(old->key, s.v[i].key, sizeof(old->key));
+            s.v[out++] = *old;
+        } else {
+            s.v[out] = s.v[i];
+            s.v[out++].next_at = now;
+        }
+    }
+    free(f->v);
+    f->v = s.v;
+    f->n = out;
+    f->scanned = true;
+}
+
+/* ---- one fetch, on a pool thread ---------------------------------------------- */
+
+/* When to ask again after an answer valid from this_update to next_update: at half its
+ * validity, and not sooner than CB_OCSP_REFRESH_MIN from now. */
+static int64_t refresh_at(const struct cb_ocsp_result *r, int64_t now)
+{
+    int64_t at = r->this_update + (r->next_update - r->this_update) / 2;
+    return at < now + CB_OCSP_REFRESH_MIN ? now + CB_OCSP_REFRESH_MIN : at;
+}
+
+static void on_work(uv_work_t *req)
+{
+    struct cb_ocsp_fetcher *f = req->data;
+    struct job *j = &f->job;
+    struct cb_ocsp_cert *c = NULL;
+    unsigned char *rq = NULL;
+    size_t rq_len = 0;
+    int64_t now = (int64_t)time(NULL);
+
+    j->outcome = OUT_FAILED;
+    if (cb_ocsp_cert_load(j->cert_path, &c, &j->err) != 0)
+        return;
+    snprintf(j->url, sizeof(j->url), "%s", cb_ocsp_cert_url(c));
+    if (j->url[0] == '\0') {
+        j->outcome = OUT_NO_URL;
+        goto out_free;
+    }
+    /* A cached answer that is good and not half spent yet: nothing to ask (a restart). */
+    if (j->cached != NULL &&
+        cb_ocsp_response_verify(c, j->cached, j->cached_len, now, &j->res, NULL) == 0 &&
+        j->res.status == CB_OCSP_GOOD && refresh_at(&j->res, now) > now + CB_OCSP_REFRESH_MIN) {
+        j->outcome = OUT_CACHED;
+        goto out_free;
+    }
+    if (cb_ocsp_request_der(c, &rq, &rq_len, &j->err) != 0 ||
+        cb_ocsp_http_post(j->url, rq, rq_len, CB_OCSP_RESPONSE_MAX, &f->abort, &j->der, &j->len,
+                          &j->err) != 0)
+        goto out_free;
+    if (cb_ocsp_response_verify(c, j->der, j->len, now, &j->res, &j->err) != 0) {
+        char why[sizeof(j->err.msg)];
+        snprintf(why, sizeof(why), "%s", j->err.msg);
+        cb_err_set(&j->err, CB_EFAILED, "the answer of %.300s is refused: %s", j->url, why);
+        goto out_free;
+    }
+    if (j->res.status == CB_OCSP_GOOD)
+        j->outcome = OUT_FRESH;
+    else if (j->res.status == CB_OCSP_REVOKED)
+        j->outcome = OUT_REVOKED;
+    else
+        cb_err_set(&j->err, CB_EFAILED,
+                   "%.300s answers that it does not know the certificate (status unknown)", j->url);
+out_free:
+    free(rq);
+    cb_ocsp_cert_free(c);
+}
+
+/* ---- the answer, back on the loop --------------------------------------------- */
+
+static void count_failure(struct cb_ocsp_fetcher *f)
+{
+    char v[32];
+    unsigned long long n = 0;
+
+    if (cb_store_setting_get(f->st, "ocsp.fetch.failures", v, sizeof(v), NULL) == 0)
+        n = strtoull(v, NULL, 10);
+    snprintf(v, sizeof(v), "%llu", n + 1);
+    if (cb_store_setting_set(f->st, "ocsp.fetch.failures", v, NULL) != 0)
+        return; /* a counter for metrics: the schedule does not depend on it */
+}
+
+static void failed(struct cb_ocsp_fetcher *f, struct entry *e, const char *why, int64_t now)
+{
+    char q[900];
+
+    e->backoff = e->backoff ? e->backoff * 2 : CB_OCSP_BACKOFF_MIN;
+    if (e->backoff > CB_OCSP_BACKOFF_MAX)
+        e->backoff = CB_OCSP_BACKOFF_MAX;
+    /* Up to a tenth earlier, so that certificates of one responder spread out. */
+    f->jitter ^= f->jitter << 13;
+    f->jitter ^= f->jitter >> 17;
+    f->jitter ^= f->jitter << 5;
+    e->next_at = now + e->backoff - (int64_t)(f->jitter % (uint32_t)(e->backoff / 10 + 1));
+    count_failure(f);
+    if (strcmp(e->last_error, why) == 0)
+        return; /* said already: logged when the reason changes, not at every try */
+    snprintf(e->last_error, sizeof(e->last_error), "%s", why);
+    cb_log("warn", "ocsp_fetch_failed",
+           "certhash=%s binding=%s reason=%s retry_in_s=%lld action=\"serving without a new "
+           "staple; the cached one while it is valid\"",
+           e->thumb, e->key, cb_log_quote(why, q, sizeof(q)), (long long)(e->next_at - now));
+}
+
+static void on_done(uv_work_t *req, int status)
+{
+    struct cb_ocsp_fetcher *f = req->data;
+    struct job *j = &f->job;
+    struct cb_err err = {0};
+    int64_t now = (int64_t)time(NULL);
+    struct entry key, *e;
+    char q[900];
+
+    f->busy = false;
+    memcpy(key.thumb, j->thumb, sizeof(key.thumb));
+    e = f->n ? bsearch(&key, f->v, f->n, sizeof(*f->v), cmp_entry) : NULL;
+    if (status != 0 || f->stopping || e == NULL)
+        goto out_clear; /* cancelled, or no longer bound */
+    switch (j->outcome) {
+    case OUT_NO_URL:
+        e->no_responder = true;
+        break;
+    case OUT_CACHED:
+        e->backoff = 0;
+        e->last_error[0] = '\0';
+        e->next_at = refresh_at(&j->res, now);
+        if (!e->announced)
+            cb_log("info", "ocsp_cached", "certhash=%s next_update=%lld refresh_in_s=%lld",
+                   e->thumb, (long long)j->res.next_update, (long long)(e->next_at - now));
+        e->announced = true;
+        break;
+    case OUT_FRESH:
+        if (cb_store_ocsp_put(f->st, j->thumb, j->der, j->len, &err) != 0) {
+            failed(f, e, err.msg, now);
+            break;
+        }
+        e->backoff = 0;
+        e->last_error[0] = '\0';
+        e->announced = true;
+        e->next_at = refresh_at(&j->res, now);
+        cb_log("info", "ocsp_fetched",
+               "certhash=%s binding=%s url=%s this_update=%lld next_update=%lld "
+               "refresh_in_s=%lld",
+               e->thumb, e->key, cb_log_quote(j->url, q, sizeof(q)), (long long)j->res.this_update,
+               (long long)j->res.next_update, (long long)(e->next_at - now));
+        break;
+    case OUT_REVOKED:
+        /* A valid answer: nothing to retry sooner, but no "good" staple may stay. */
+        e->backoff = 0;
+        e->next_at = refresh_at(&j->res, now);
+        if (cb_store_ocsp_delete(f->st, j->thumb, &err) != 0)
+            cb_log("error", "ocsp_cache_failed", "certhash=%s reason=%s", e->thumb,
+                   cb_log_quote(err.msg, q, sizeof(q)));
+        if (strcmp(e->last_error, "revoked") != 0)
+            cb_log("error", "ocsp_revoked",
+                   "certhash=%s binding=%s url=%s action=\"not stapled; replace the "
+                   "certificate\"",
+                   e->thumb, e->key, cb_log_quote(j->url, q, sizeof(q)));
+        snprintf(e->last_error, sizeof(e->last_error), "revoked");
+        break;
+    case OUT_FAILED:
+        failed(f, e, j->err.msg[0] ? j->err.msg : "the OCSP fetch failed", now);
+        break;
+    }
+out_clear:
+    job_clear(j);
+}
+
+/* Starts e's fetch on the thread pool. */
+static void start(struct cb_ocsp_fetcher *f, struct entry *e, int64_t now)
+{
+    struct cb_cert_row row;
+    struct cb_err err = {0};
+    struct job *j = &f->job;
+
+    job_clear(j);
+    if (cb_store_cert_get(f->st, e->thumb, &row, &err) != 0) {
+        e->no_responder = true; /* not in the store: `check` says so (unknown-cert) */
+        return;
+    }
+    memcpy(j->thumb, e->thumb, sizeof(j->thumb));
+    snprintf(j->cert_path, sizeof(j->cert_path), "%s", row.cert_path);
+    cb_cert_row_clear(&row);
+    if (cb_store_ocsp_read(f->st, e->thumb, &j->cached, &j->cached_len, NULL) != 0)
+        j->cached = NULL;
+    e->next_at = now + CB_OCSP_TOTAL_TIMEOUT_S; /* until the answer reschedules it */
+    if (uv_queue_work(f->loop, &f->work, on_work, on_done) == 0)
+        f->busy = true;
+    else
+        job_clear(j);
+}
+
+void cb_ocsp_fetcher_tick(struct cb_ocsp_fetcher *f)
+{
+    int64_t now = (int64_t)time(NULL);
+    uint64_t gen = 0;
+
+    if (f->stopping)
+        return;
+    if (cb_store_generation(f->st, &gen) == 0 && (!f->scanned || gen != f->generation)) {
+        f->generation = gen;
+        rescan(f, now);
+    }
+    if (f->busy)
+        return;
+    struct entry *due = NULL;
+    for (size_t i = 0; i < f->n; i++)
+        if (!f->v[i].no_responder && f->v[i].next_at <= now &&
+            (due == NULL || f->v[i].next_at < due->next_at))
+            due = &f->v[i];
+    if (due != NULL)
+        start(f, due, now);
+}

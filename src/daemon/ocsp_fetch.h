@@ -1,0 +1,33 @@
+/*
+ * OCSP stapling's outbound half (design/bindings.md section 9), in the manager: for each
+ * bound certificate that staples (a binding without disableocspstapling=enable) and
+ * names an http OCSP responder, the response is fetched on libuv's thread pool (one at a
+ * time, bounded by daemon/ocsp_http.h's timeouts), checked against the certificate's
+ * issuer (tls/ocsp.h) and cached (store/ocsp.h), which tells the workers. A cached
+ * response is refreshed at half its validity (thisUpdate..nextUpdate); a failure is
+ * tried again after 1 minute, doubling to 1 hour, with jitter, and logged when the
+ * reason changes rather than at every try. Only a "good" answer is cached and stapled,
+ * as nginx does: "revoked" drops the cached response (stapling an older "good" one would
+ * hide the revocation), "unknown" counts as a failure.
+ */
+#ifndef CB_DAEMON_OCSP_FETCH_H
+#define CB_DAEMON_OCSP_FETCH_H
+
+#include "store/store.h"
+
+#include <uv.h>
+
+struct cb_ocsp_fetcher;
+
+/* An owned fetcher on loop (borrowed, as st; both outlive it). CB_ENOMEM. */
+int cb_ocsp_fetcher_new(uv_loop_t *loop, struct cb_store *st, struct cb_ocsp_fetcher **out,
+                        struct cb_err *err) CB_MUST_CHECK;
+/* Looks at the bindings when the store changed, and starts the first fetch due. Called
+ * every second from the manager's loop. */
+void cb_ocsp_fetcher_tick(struct cb_ocsp_fetcher *f);
+/* Stops: a fetch under way gives up at once; none is started any more. */
+void cb_ocsp_fetcher_stop(struct cb_ocsp_fetcher *f);
+/* Frees f once its loop has run to the end (no fetch under way). NULL is a no-op. */
+void cb_ocsp_fetcher_free(struct cb_ocsp_fetcher *f);
+
+#endif

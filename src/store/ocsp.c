@@ -1,0 +1,165 @@
+/*
+ * ocsp.c: the OCSP response cache in the state folder (store/ocsp.h).
+ */
+#include "store/ocsp.h"
+#include "store/store_int.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+static bool thumb_ok(const char *thumb)
+{
+    if (thumb == NULL || strlen(thumb) != CB_THUMB_LEN)
+        return false;
+    for (const char *p = thumb; *p; p++)
+        if (!((*p >= '0' && *p <= '9') || (*p >= 'A' && *p <= 'F')))
+            return false;
+    return true;
+}
+
+void cb_store_ocsp_path(const struct cb_store *st, const char *thumb, char *out, size_t size)
+{
+    snprintf(out, size, "%s/ocsp/%s.der", st->dir, thumb);
+}
+
+static int io_error(struct cb_err *err, const char *what, const char *path)
+{
+    int e = errno;
+    return cb_err_set(err, e == EACCES || e == EPERM ? CB_EPERM : CB_EIO, "cannot %s %s: %s", what,
+                      path, strerror(e));
+}
+
+/* Writes path through path.tmp, fsync and rename: a reader sees the old file or the new. */
+static int write_atomic(const char *path, const unsigned char *der, size_t len, struct cb_err *err)
+{
+    char tmp[CB_PATH_MAX + 128];
+    size_t off = 0;
+    int fd, ret = 0;
+
+    snprintf(tmp, sizeof(tmp), "%s.tmp", path);
+    fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0644);
+    if (fd < 0)
+        return io_error(err, "create", tmp);
+    while (off < len) {
+        ssize_t n = write(fd, der + off, len - off);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0) {
+            ret = io_error(err, "write", tmp);
+            goto out_close;
+        }
+        off += (size_t)n;
+    }
+    if (fchmod(fd, 0644) != 0 || fsync(fd) != 0) /* 0644 whatever the umask */
+        ret = io_error(err, "sync", tmp);
+out_close:
+    if (close(fd) != 0 && ret == 0)
+        ret = io_error(err, "write", tmp);
+    if (ret == 0 && rename(tmp, path) != 0)
+        ret = io_error(err, "rename into place", tmp);
+    if (ret != 0)
+        unlink(tmp);
+    return ret;
+}
+
+/* Commits "ocsp=THUMB" in a transaction of its own. */
+static int mark(struct cb_store *st, const char *thumb, struct cb_err *err)
+{
+    char key[sizeof(CB_STORE_CHANGE_OCSP) + CB_THUMB_LEN];
+    int ret;
+
+    snprintf(key, sizeof(key), "%s%s", CB_STORE_CHANGE_OCSP, thumb);
+    if ((ret = cb_store_begin(st, err)) != 0)
+        return ret;
+    if ((ret = cb_store__record_change(st, key, err)) != 0) {
+        cb_store_rollback(st);
+        return ret;
+    }
+    return cb_store_commit(st, err);
+}
+
+int cb_store_ocsp_put(struct cb_store *st, const char *thumb, const unsigned char *der, size_t len,
+                      struct cb_err *err)
+{
+    char dir[CB_PATH_MAX + 16], path[CB_PATH_MAX + 64];
+    int ret;
+
+    if (!thumb_ok(thumb))
+        return cb_err_set(err, CB_EINVAL, "not a thumbprint: %.60s", thumb ? thumb : "(none)");
+    if (len == 0 || len > CB_STORE_OCSP_MAX)
+        return cb_err_set(err, CB_EINVAL, "an OCSP response of %zu bytes is not cached", len);
+    if (st->in_tx)
+        return cb_err_set(err, CB_EINVAL,
+                          "internal: an OCSP response is cached outside a "
+                          "transaction");
+    snprintf(dir, sizeof(dir), "%s/ocsp", st->dir);
+    if (mkdir(dir, 0755) != 0 && errno != EEXIST)
+        return io_error(err, "create", dir);
+    cb_store_ocsp_path(st, thumb, path, sizeof(path));
+    if ((ret = write_atomic(path, der, len, err)) != 0)
+        return ret;
+    return mark(st, thumb, err);
+}
+
+int cb_store_ocsp_delete(struct cb_store *st, const char *thumb, struct cb_err *err)
+{
+    char path[CB_PATH_MAX + 64];
+
+    if (!thumb_ok(thumb))
+        return cb_err_set(err, CB_EINVAL, "not a thumbprint: %.60s", thumb ? thumb : "(none)");
+    cb_store_ocsp_path(st, thumb, path, sizeof(path));
+    if (unlink(path) != 0)
+        return errno == ENOENT ? 0 : io_error(err, "remove", path);
+    return mark(st, thumb, err);
+}
+
+int cb_store_ocsp_read(const struct cb_store *st, const char *thumb, unsigned char **der,
+                       size_t *len, struct cb_err *err)
+{
+    char path[CB_PATH_MAX + 64];
+    struct stat sb;
+    unsigned char *buf;
+    size_t off = 0;
+    int fd, ret = 0;
+
+    if (!thumb_ok(thumb))
+        return CB_ENOENT;
+    cb_store_ocsp_path(st, thumb, path, sizeof(path));
+    fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+    if (fd < 0)
+        return errno == ENOENT ? CB_ENOENT : io_error(err, "open", path);
+    if (fstat(fd, &sb) != 0) {
+        ret = io_error(err, "read", path);
+        goto out_close;
+    }
+    if (!S_ISREG(sb.st_mode) || sb.st_size <= 0 || sb.st_size > CB_STORE_OCSP_MAX) {
+        ret = cb_err_set(err, CB_EBADFILE, "%s is not a cached OCSP response", path);
+        goto out_close;
+    }
+    if ((buf = malloc((size_t)sb.st_size)) == NULL) {
+        ret = cb_err_set(err, CB_ENOMEM, "out of memory");
+        goto out_close;
+    }
+    while (off < (size_t)sb.st_size) {
+        ssize_t n = read(fd, buf + off, (size_t)sb.st_size - off);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0) {
+            ret = n == 0 ? cb_err_set(err, CB_EIO, "%s was cut short while read", path)
+                         : io_error(err, "read", path);
+            free(buf);
+            goto out_close;
+        }
+        off += (size_t)n;
+    }
+    *der = buf;
+    *len = off;
+out_close:
+    close(fd);
+    return ret;
+}

@@ -1,0 +1,39 @@
+/*
+ * The OCSP response cache (design/bindings.md section 9): for a certificate, the last
+ * response its responder gave and the manager checked, kept as DER in
+ * STATE/ocsp/THUMBPRINT.der so that a restarted serve staples it before any fetch. Each
+ * put or delete leaves "ocsp=THUMBPRINT" in the change log in a commit of its own, so
+ * the workers load that response within a second without reading the bindings again.
+ */
+#ifndef CB_STORE_OCSP_H
+#define CB_STORE_OCSP_H
+
+#include "store/store.h"
+
+#include <stddef.h>
+
+#define CB_STORE_OCSP_MAX 65536 /* bytes of one cached response; larger is not read */
+
+/* STATE/ocsp/THUMB.der into out (size bytes). */
+void cb_store_ocsp_path(const struct cb_store *st, const char *thumb, char *out, size_t size);
+
+/*
+ * Caches der (len bytes, borrowed; at most CB_STORE_OCSP_MAX) for certificate thumb: the
+ * file is written beside its final name, synced and renamed over it (mode 0644: no
+ * secret), then the change is committed. Not inside cb_store_begin. Errors: CB_EINVAL
+ * (thumbprint, size), CB_EIO, CB_EPERM, CB_EBUSY, CB_ESTORE.
+ */
+int cb_store_ocsp_put(struct cb_store *st, const char *thumb, const unsigned char *der, size_t len,
+                      struct cb_err *err) CB_MUST_CHECK;
+/* Removes thumb's cached response, marking the change when there was one. Absent: 0. */
+int cb_store_ocsp_delete(struct cb_store *st, const char *thumb, struct cb_err *err) CB_MUST_CHECK;
+
+/*
+ * Reads thumb's cached response into an owned buffer *der (free()) of *len bytes.
+ * CB_ENOENT when none is cached; CB_EBADFILE when the file is larger than
+ * CB_STORE_OCSP_MAX; CB_EIO, CB_EPERM. *der and *len are written only on success.
+ */
+int cb_store_ocsp_read(const struct cb_store *st, const char *thumb, unsigned char **der,
+                       size_t *len, struct cb_err *err) CB_MUST_CHECK;
+
+#endif

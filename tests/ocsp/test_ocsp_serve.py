@@ -1,0 +1,317 @@
+"""OCSP stapling end to end (design/bindings.md section 9): `certbind serve` fetches
+from the responder a certificate names, caches, and staples in TLS 1.2 and 1.3; every
+way a responder can fail leaves handshakes going without a staple."""
+
+import datetime
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import urllib.request
+
+import pytest
+
+import cbe2e
+import ocspkit
+from conftest import new_state
+
+WAIT = 40 * cbe2e.SLOW  # one responder hangs for the fetch timeout (10 s) meanwhile
+
+
+class Env:
+    pass
+
+
+@pytest.fixture(scope="module")
+def env(workdir, service_user):
+    e = Env()
+    e.pki = ocspkit.PKI(workdir / "pki-serve")
+    port = cbe2e.free_port()
+    e.ocsp_url = "http://127.0.0.1:%d/" % port
+    e.crafted = ocspkit.CraftedResponder()
+    pki = e.pki
+    e.good = pki.leaf("good", "good.test", e.ocsp_url)
+    e.revoked = pki.leaf("revoked", "revoked.test", e.ocsp_url, listed="R")
+    e.unknown = pki.leaf("unknown", "unknown.test", e.ocsp_url, listed=None)
+    e.expired = pki.leaf("expired", "expired.test", e.crafted.url("expired"))
+    e.junk = pki.leaf("junk", "junk.test", e.crafted.url("junk"))
+    e.hang = pki.leaf("hang", "hang.test", e.crafted.url("hang"))
+    e.down = pki.leaf("down", "down.test", "http://127.0.0.1:%d/" % cbe2e.dead_port())
+    e.off = pki.leaf("off", "off.test", e.ocsp_url)
+    now = ocspkit.NOW()
+    e.crafted.set_response("expired", pki.response(e.expired, now - datetime.timedelta(days=2),
+                                                   now - datetime.timedelta(days=1)))
+    e.responder = ocspkit.OpenSSLResponder(pki, port, workdir / "openssl-ocsp.log").start()
+    e.st = new_state(workdir, "ocsp-serve", service_user)
+    e.port = cbe2e.free_port()
+    for leaf in (e.good, e.revoked, e.unknown, e.expired, e.junk, e.hang, e.down, e.off):
+        e.st.run("add", "cert", leaf.chain_path, "key=%s" % leaf.key_path)
+    for name, leaf in (("good", e.good), ("revoked", e.revoked), ("unknown", e.unknown),
+                       ("expired", e.expired), ("junk", e.junk), ("hang", e.hang),
+                       ("down", e.down)):
+        e.st.add("hostnameport=%s.test:%d" % (name, e.port), leaf.thumb)
+    # The same certificate on two bindings, one of them with stapling off.
+    e.st.add("hostnameport=good-off.test:%d" % e.port, e.good.thumb, disableocspstapling="enable")
+    # A certificate whose only binding staples nothing: even a valid cached response for it
+    # (put there before serve starts) is never sent, and nothing is fetched for it.
+    e.st.add("hostnameport=off.test:%d" % e.port, e.off.thumb, disableocspstapling="enable")
+    ocsp_dir = e.st.state / "ocsp"
+    ocsp_dir.mkdir(mode=0o755, exist_ok=True)
+    (ocsp_dir / (e.off.thumb + ".der")).write_bytes(
+        pki.response(e.off, now - datetime.timedelta(minutes=5), now + datetime.timedelta(days=1)))
+    # In down's cache, a valid "good" response of another certificate (good's): it must
+    # never be stapled for down, whose own responder never answers.
+    (ocsp_dir / (e.down.thumb + ".der")).write_bytes(
+        pki.response(e.good, now - datetime.timedelta(minutes=5), now + datetime.timedelta(days=1)))
+    # In junk's cache, a damaged file (cut short): never stapled, and no worker minds.
+    (ocsp_dir / (e.junk.thumb + ".der")).write_bytes(b"\x30\x82\x01\x00garbage")
+    if service_user is not None:  # the manager writes here as the service user
+        os.chown(ocsp_dir, service_user.pw_uid, service_user.pw_gid)
+    e.admin_port = cbe2e.free_port()
+    e.srv = e.st.serve(admin="127.0.0.1:%d" % e.admin_port).start()
+    yield e
+    e.crafted.close()
+    try:
+        e.srv.stop()
+    finally:
+        e.st.cleanup()
+        e.responder.stop()
+
+
+def handshake(env, name, tls):
+    rc, out = ocspkit.staple_text(env.port, name + ".test", tls)
+    assert "CONNECTED" in out and ("Cipher is (NONE)" not in out), out
+    return out
+
+
+def wait_staple(env, name, tls):
+    out = cbe2e.poll_until(lambda: (lambda o: o if ocspkit.stapled(o) else None)(handshake(env, name, tls)),
+                           WAIT, 0.2)
+    assert out, "no staple for %s within %ss:\n%s" % (name, WAIT, handshake(env, name, tls))
+    return out
+
+
+@pytest.mark.parametrize("tls", ["-tls1_2", "-tls1_3"])
+def test_good_response_is_stapled(env, tls):
+    env.srv.wait_log(r"event=ocsp_fetched certhash=%s\b" % env.good.thumb, WAIT)
+    out = wait_staple(env, "good", tls)
+    assert "Cert Status: good" in out, out
+    # The staple is this certificate's: its serial number is the one in the response.
+    serial = "%X" % env.good.serial
+    m = re.search(r"Serial Number: ([0-9A-F]+)", out)
+    assert m and m.group(1).lstrip("0") == serial.lstrip("0"), out
+
+
+def test_cached_response_verifies_with_openssl(env):
+    env.srv.wait_log(r"event=ocsp_fetched certhash=%s\b" % env.good.thumb, WAIT)
+    der = env.st.state / "ocsp" / (env.good.thumb + ".der")
+    p = subprocess.run(["openssl", "ocsp", "-respin", str(der), "-issuer", str(env.pki.ca_path),
+                        "-cert", str(env.good.cert_path), "-CAfile", str(env.pki.ca_path)],
+                       capture_output=True, text=True)
+    assert "Response verify OK" in p.stdout + p.stderr, p.stdout + p.stderr
+    assert "%s: good" % env.good.cert_path in p.stdout, p.stdout
+
+
+def test_binding_with_stapling_disabled_gets_none(env):
+    wait_staple(env, "good", "-tls1_3")  # the same certificate staples on its other binding
+    for name in ("good-off", "off"):
+        for tls in ("-tls1_2", "-tls1_3"):
+            out = handshake(env, name, tls)
+            assert ocspkit.no_staple(out), out
+    assert env.off.thumb not in env.srv.log()  # never fetched
+
+
+def test_revoked_is_not_stapled(env):
+    # As nginx: only a "good" answer is stapled; "revoked" is logged as an error.
+    env.srv.wait_log(r"event=ocsp_revoked certhash=%s\b" % env.revoked.thumb, WAIT)
+    assert not (env.st.state / "ocsp" / (env.revoked.thumb + ".der")).exists()
+    for tls in ("-tls1_2", "-tls1_3"):
+        assert ocspkit.no_staple(handshake(env, "revoked", tls))
+
+
+@pytest.mark.parametrize("name,reason", [
+    ("unknown", r"status unknown"),
+    ("expired", r"expired"),
+    ("junk", r"not an OCSP response"),
+    ("down", r"responder"),
+])
+def test_failed_fetch_serves_without_staple(env, name, reason):
+    leaf = getattr(env, name)
+    line = env.srv.wait_log(r"event=ocsp_fetch_failed certhash=%s\b.*" % leaf.thumb, WAIT)
+    assert re.search(reason, line), line
+    assert "retry_in_s=" in line, line
+    for tls in ("-tls1_2", "-tls1_3"):
+        assert ocspkit.no_staple(handshake(env, name, tls))
+
+
+def test_damaged_or_foreign_cached_response_is_never_stapled(env):
+    assert (env.st.state / "ocsp" / (env.down.thumb + ".der")).exists()
+    assert (env.st.state / "ocsp" / (env.junk.thumb + ".der")).exists()
+    for name in ("down", "junk"):
+        for tls in ("-tls1_2", "-tls1_3"):
+            assert ocspkit.no_staple(handshake(env, name, tls))
+    env.srv.wait_log(r"event=ocsp_fetch_failed certhash=%s\b" % env.down.thumb, WAIT)
+    assert "event=ocsp_cached certhash=%s" % env.down.thumb not in env.srv.log()
+
+
+def test_failures_are_logged_once_per_reason(env):
+    env.srv.wait_log(r"event=ocsp_fetch_failed certhash=%s\b" % env.junk.thumb, WAIT)
+    # The next try is a minute away or more: one line, not one per tick.
+    assert len([l for l in env.srv.lines("ocsp_fetch_failed") if env.junk.thumb in l]) == 1
+
+
+def test_hanging_responder_never_blocks_handshakes(env):
+    assert env.crafted.hung.wait(WAIT), env.srv.log()
+    # While the manager waits on the responder, every worker handshake goes on.
+    for _ in range(5):
+        for name in ("hang", "good", "junk"):
+            out = handshake(env, name, "-tls1_3")
+            assert "TLSv1.3" in out, out
+    line = env.srv.wait_log(r"event=ocsp_fetch_failed certhash=%s\b.*" % env.hang.thumb, WAIT)
+    assert re.search(r"[Tt]imeout|timed out", line), line
+    assert ocspkit.no_staple(handshake(env, "hang", "-tls1_2"))
+
+
+def test_metrics(env):
+    wait_staple(env, "good", "-tls1_2")
+    env.srv.wait_log(r"event=ocsp_fetch_failed certhash=%s\b" % env.down.thumb, WAIT)
+
+    def scrape():
+        url = "http://127.0.0.1:%d/metrics" % env.admin_port
+        return urllib.request.urlopen(url, timeout=10).read().decode()
+
+    def ready():
+        t = scrape()
+        m = re.search(r"^certbind_ocsp_staples_served_total (\d+)$", t, re.M)
+        f = re.search(r"^certbind_ocsp_fetch_failures_total (\d+)$", t, re.M)
+        return t if m and int(m.group(1)) >= 1 and f and int(f.group(1)) >= 1 else None
+
+    text = cbe2e.poll_until(ready, WAIT, 0.2)
+    assert text, scrape()
+    m = re.search(r'^certbind_ocsp_response_age_seconds\{thumbprint="%s"\} (-?\d+)$' % env.good.thumb,
+                  text, re.M)
+    assert m and 0 <= int(m.group(1)) < 86400, text
+    assert 'ocsp_response_age_seconds{thumbprint="%s"}' % env.revoked.thumb not in text
+
+
+def test_restart_staples_the_cached_response_before_any_fetch(workdir, service_user, env):
+    port = cbe2e.free_port()
+    leaf = env.pki.leaf("restart", "restart.test", "http://127.0.0.1:%d/" % port)
+    responder = ocspkit.OpenSSLResponder(env.pki, port, workdir / "openssl-ocsp-restart.log").start()
+    st = new_state(workdir, "ocsp-restart", service_user)
+    try:
+        st.run("add", "cert", leaf.chain_path, "key=%s" % leaf.key_path)
+        tls_port = cbe2e.free_port()
+        st.add("hostnameport=restart.test:%d" % tls_port, leaf.thumb)
+        srv = st.serve().start()
+        srv.wait_log(r"event=ocsp_fetched certhash=%s\b" % leaf.thumb, WAIT)
+        srv.stop()
+        responder.stop()  # from now on, nothing answers at that URL
+        srv2 = st.serve().start()
+        rc, out = ocspkit.staple_text(tls_port, "restart.test", "-tls1_3")
+        assert ocspkit.stapled(out) and "Cert Status: good" in out, out
+        srv2.wait_log(r"event=ocsp_cached certhash=%s\b" % leaf.thumb, WAIT)
+        assert "event=ocsp_fetched" not in srv2.log()
+        srv2.stop()
+    finally:
+        st.cleanup()
+        responder.stop()
+
+
+def test_check_reports_missing_and_must_staple(workdir, service_user, env):
+    st = new_state(workdir, "ocsp-check", service_user)
+    # A responder of its own, started once its leaves are in the index (openssl ocsp
+    # reads the index again only when it sees it changed, not at every request).
+    port = cbe2e.free_port()
+    url = "http://127.0.0.1:%d/" % port
+    plain = env.pki.leaf("chk-plain", "plain.test", url)
+    must = env.pki.leaf("chk-must", "must.test", url, must_staple=True)
+    off = env.pki.leaf("chk-off", "offc.test", url)
+    responder = ocspkit.OpenSSLResponder(env.pki, port, workdir / "openssl-ocsp-check.log").start()
+    try:
+        for leaf in (plain, must, off):
+            st.run("add", "cert", leaf.chain_path, "key=%s" % leaf.key_path)
+        tls_port = cbe2e.free_port()
+        st.add("hostnameport=plain.test:%d" % tls_port, plain.thumb)
+        st.add("hostnameport=must.test:%d" % tls_port, must.thumb)
+        st.add("hostnameport=offc.test:%d" % tls_port, off.thumb, disableocspstapling="enable")
+
+        def findings():
+            rc, out, _ = st.run("--json", "check", check=False)
+            return rc, {(f["code"], tuple(f["bindings"])): f for f in json.loads(out)["findings"]}
+
+        rc, f = findings()
+        assert rc == 1, f
+        key_plain = ("ocsp-unavailable", ("hostnameport=plain.test:%d" % tls_port,))
+        key_must = ("ocsp-must-staple", ("hostnameport=must.test:%d" % tls_port,))
+        assert key_plain in f and f[key_plain]["severity"] == "warning", f
+        assert key_must in f and f[key_must]["severity"] == "error", f
+        assert "disableocspstapling=enable" in f[key_plain]["message"]
+        assert "must-staple" in f[key_must]["message"]
+        assert not any("offc.test" in b for (code, bs) in f if code.startswith("ocsp-") for b in bs), f
+        # serve fetches both; check then finds nothing about OCSP.
+        srv = st.serve().start()
+        for leaf in (plain, must):
+            srv.wait_log(r"event=ocsp_fetched certhash=%s\b" % leaf.thumb, WAIT)
+        rc, out = ocspkit.staple_text(tls_port, "must.test", "-tls1_2")
+        assert ocspkit.stapled(out), out
+        srv.stop()
+        rc, f = findings()
+        assert not any(code.startswith("ocsp-") for (code, _) in f), f
+    finally:
+        st.cleanup()
+        responder.stop()
+
+
+def test_testssl_reports_stapling_offered(workdir, env):
+    tool = shutil.which("testssl") or shutil.which("testssl.sh")
+    if tool is None:
+        pytest.skip("testssl.sh is not installed")
+    wait_staple(env, "good", "-tls1_2")
+    report = workdir / "testssl-ocsp.json"
+    # -S: the server defaults, where testssl.sh tells whether OCSP stapling is offered.
+    r = subprocess.run([tool, "--quiet", "--color", "0", "--warnings", "batch", "--jsonfile",
+                        str(report), "-S", "--ip", "127.0.0.1", "--sneaky",
+                        "https://good.test:%d" % env.port],
+                       capture_output=True, text=True, timeout=600, stdin=subprocess.DEVNULL)
+    assert report.exists(), "testssl.sh wrote no report (rc=%d): %s" % (r.returncode, r.stdout[-2000:])
+    found = {f["id"]: f for f in json.loads(report.read_text())}
+    assert "OCSP_stapling" in found, r.stdout[-3000:]
+    assert found["OCSP_stapling"]["finding"].startswith("offered"), found["OCSP_stapling"]
+
+
+def test_manager_killed_mid_fetch_is_restarted_and_handshakes_go_on(workdir, service_user, env):
+    """Fault injection: the manager dies (SIGKILL) while a responder holds its fetch. Workers
+    keep serving, with the cached staple; the master starts a new manager, which finds the
+    cached response still good and asks nothing."""
+    st = new_state(workdir, "ocsp-kill", service_user)
+    try:
+        port = cbe2e.free_port()
+        resp_port = cbe2e.free_port()
+        good = env.pki.leaf("kill-good", "kgood.test", "http://127.0.0.1:%d/" % resp_port)
+        stuck = env.pki.leaf("kill-hang", "khang.test", env.crafted.url("hang-kill"))
+        responder = ocspkit.OpenSSLResponder(env.pki, resp_port, workdir / "openssl-kill.log").start()
+        for leaf, name in ((good, "kgood"), (stuck, "khang")):
+            st.run("add", "cert", leaf.chain_path, "key=%s" % leaf.key_path)
+            st.add("hostnameport=%s.test:%d" % (name, port), leaf.thumb)
+        srv = st.serve().start()
+        srv.wait_log(r"event=ocsp_fetched certhash=%s\b" % good.thumb, WAIT)
+        held = cbe2e.poll_until(lambda: env.crafted.held.get("hang-kill"), WAIT, 0.1)
+        assert held is not None and held.wait(WAIT), srv.log()
+        pid = ocspkit.manager_pid(srv)
+        assert pid is not None, srv.log()
+        os.kill(pid, signal.SIGKILL)
+        for _ in range(3):
+            rc, out = ocspkit.staple_text(port, "kgood.test", "-tls1_3")
+            assert ocspkit.stapled(out) and "Cert Status: good" in out, out
+        new = cbe2e.poll_until(lambda: (lambda p: p if p not in (None, pid) else None)(
+            ocspkit.manager_pid(srv)), WAIT, 0.1)
+        assert new, srv.log()
+        srv.wait_log(r"event=ocsp_cached certhash=%s\b" % good.thumb, WAIT)
+        assert len(srv.lines("ocsp_fetched")) == 1, srv.log()
+        srv.stop()
+        responder.stop()
+    finally:
+        st.cleanup()
