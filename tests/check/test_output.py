@@ -50,6 +50,12 @@ def every_code(cb):
     other_rsa = make_cert(["other.example.net"], key_type="rsa")
     cb.add_cert(other_rsa)
     cb.bind("ipport=0.0.0.0:12443", "%s,%s" % (good.thumbprint, other_rsa.thumbprint), force=True)
+    # port 12443 again: a client CA file (clientca=FILE) removed after it was bound
+    ca_file = cb.folder("cas") / "clients.pem"
+    ca_file.write_bytes(make_cert([], cn="clients CA", ca=True).pem)
+    os.chmod(ca_file, 0o644)
+    cb.bind("ipport=127.0.0.3:12443", good, clientca=ca_file, force=True)
+    os.unlink(ca_file)
     # a binding row damaged behind certbind's back; the state serve writes for a failure
     import sqlite3
     db = sqlite3.connect(str(cb.state / "certbind.db"))
@@ -76,6 +82,7 @@ def every_code(cb):
         "acme-pending": "hostnameport=pending.example.com:443",
         "acme-failing": "hostnameport=failing.example.com:443",
         "dual-cert-mismatch": "ipport=0.0.0.0:12443",
+        "clientca-unusable": "ipport=127.0.0.3:12443",
     }
 
 
