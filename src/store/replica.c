@@ -267,6 +267,11 @@ static int record(struct cb_store *st, const char *table, const char *key, struc
         snprintf(mark, sizeof(mark), "%s%s", CB_STORE_CHANGE_CHALLENGE, key);
         return cb_store__record_change(st, mark, err);
     }
+    /* Ticket keys another node rotated: workers load them as they load their own node's. */
+    if (strcmp(table, "ticket_keys") == 0) {
+        snprintf(mark, sizeof(mark), "%s%s", CB_STORE_CHANGE_TICKETS, key);
+        return cb_store__record_change(st, mark, err);
+    }
     return 0;
 }
 
@@ -353,6 +358,11 @@ int cb_store_row_put(struct cb_store *st, const char *table, const struct cb_sto
         ret = cb_store__db_error(st, err, rc, "writing a row");
     else if (key->type == CB_STORE_COL_TEXT)
         ret = record(st, table, (const char *)key->p, err);
+    else if (key->type == CB_STORE_COL_INT) { /* ticket_keys: workers must load them too */
+        char id[24];
+        snprintf(id, sizeof(id), "%lld", (long long)key->i);
+        ret = record(st, table, id, err);
+    }
 out_free:
     if (fc != NULL)
         fclose(fc);
@@ -479,7 +489,7 @@ int cb_store_replica_key_set(struct cb_store *st, const char *key, int64_t mod_r
 
     if ((ret = cb_store__prepare(st,
                                  mod_rev != 0 ? "INSERT OR REPLACE INTO fleet_keys VALUES(?1, ?2)"
-                                             : "DELETE FROM fleet_keys WHERE key = ?1",
+                                              : "DELETE FROM fleet_keys WHERE key = ?1",
                                  &stmt, err)) != 0)
         return ret;
     sqlite3_bind_text(stmt, 1, key, -1, SQLITE_STATIC);
