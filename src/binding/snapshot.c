@@ -261,9 +261,10 @@ static int parts_reserve(struct parts *a, size_t need)
             a->part[0] = part;
             a->refs[0] = r;
             a->cap = len;
-        } else if (parts_add(a, a->n == 0 ? (need < full ? (need < 64 ? 64 : need) : full) : full) !=
-                   0) {
-            return CB_ENOMEM;
+        } else {
+            size_t len = need < 64 ? 64 : need;
+            if (parts_add(a, a->n == 0 && len < full ? len : full) != 0)
+                return CB_ENOMEM;
         }
     }
     return 0;
