@@ -656,8 +656,7 @@ int cb_snapshot_builder_finish(struct cb_snapshot_builder *sb, uint64_t generati
                 break;
             }
             if (sl->hash == h && binding_equal(rec(s, sl->idx1 - 1), e)) {
-                ret = cb_err_set(err, CB_EEXIST, "duplicate binding %s in the store",
-                                 e->key_text);
+                ret = cb_err_set(err, CB_EEXIST, "duplicate binding %s in the store", e->key_text);
                 goto out_free;
             }
         }
