@@ -12,6 +12,8 @@
  *  - an accepted thumbprint is 40 upper-case hex digits and normalises to itself;
  *  - an accepted backend= or appid= value is stored in canonical form: giving the
  *    stored text again is accepted and stores the same text;
+ *  - an accepted clientca= value is "" or an absolute path (no trailing slash) that is
+ *    stored as given, so the stored text is accepted again unchanged;
  *  - cb_binding_validate accepts only what its contract allows;
  *  - every refusal fills struct cb_err with a message.
  */
@@ -122,6 +124,12 @@ static void try_option(struct cb_binding *b, unsigned *fields, const char *word)
     FUZZ_REQUIRE(strlen(t.certhash) == 0 || strlen(t.certhash) == CB_THUMB_LEN, word);
     FUZZ_REQUIRE(strlen(t.appid) == 0 || strlen(t.appid) == CB_APPID_LEN, word);
     FUZZ_REQUIRE(strlen(t.backend) <= CB_BACKEND_MAX && strlen(t.ccspath) <= CB_PATH_MAX, word);
+    FUZZ_REQUIRE(strlen(t.clientca) <= CB_PATH_MAX, word);
+    if (strcmp(name, "clientca") == 0 && t.clientca[0] != '\0') {
+        size_t n = strlen(t.clientca);
+        FUZZ_REQUIRE(t.clientca[0] == '/' && t.clientca[n - 1] != '/', word);
+        FUZZ_REQUIRE(strcmp(t.clientca, eq + 1) == 0, word);
+    }
     if (strcmp(name, "certhash") == 0)
         check_thumbprint(t.certhash, word);
     else if (strcmp(name, "backend") == 0 || strcmp(name, "appid") == 0)

@@ -3,7 +3,7 @@
  * hand-edited store.
  *
  * The input is the row's columns, one per line (split on newline or NUL): key,
- * certhash, appid, backend, ccspath, flags, proxy; missing columns are "" or 0, and
+ * certhash, appid, backend, ccspath, flags, proxy, clientca; missing columns are "" or 0, and
  * the two integers are read with strtoll (base 0, so "-1" and "0x100" work).
  * Invariants, abort() on violation:
  *  - a refusal is CB_ESTORE with a message;
@@ -15,7 +15,17 @@
 #include "fuzz_common.h"
 #include "store/store.h"
 
-enum { COL_KEY, COL_CERTHASH, COL_APPID, COL_BACKEND, COL_CCSPATH, COL_FLAGS, COL_PROXY, N_COLS };
+enum {
+    COL_KEY,
+    COL_CERTHASH,
+    COL_APPID,
+    COL_BACKEND,
+    COL_CCSPATH,
+    COL_FLAGS,
+    COL_PROXY,
+    COL_CLIENTCA,
+    N_COLS
+};
 
 static bool binding_equal(const struct cb_binding *a, const struct cb_binding *b)
 {
@@ -23,7 +33,8 @@ static bool binding_equal(const struct cb_binding *a, const struct cb_binding *b
            a->key.family == b->key.family && memcmp(a->key.addr, b->key.addr, 16) == 0 &&
            strcmp(a->key.host, b->key.host) == 0 && strcmp(a->certhash, b->certhash) == 0 &&
            strcmp(a->appid, b->appid) == 0 && strcmp(a->backend, b->backend) == 0 &&
-           strcmp(a->ccspath, b->ccspath) == 0 && a->flags == b->flags && a->proxy == b->proxy;
+           strcmp(a->ccspath, b->ccspath) == 0 && strcmp(a->clientca, b->clientca) == 0 &&
+           a->flags == b->flags && a->proxy == b->proxy;
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -42,8 +53,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     int64_t proxy = strtoll(col[COL_PROXY], NULL, 0);
 
     err.msg[0] = '\0';
-    int rc = cb_store_decode_binding(col[COL_KEY], col[COL_CERTHASH], col[COL_APPID],
-                                     col[COL_BACKEND], col[COL_CCSPATH], flags, proxy, &b, &err);
+    int rc =
+        cb_store_decode_binding(col[COL_KEY], col[COL_CERTHASH], col[COL_APPID], col[COL_BACKEND],
+                                col[COL_CCSPATH], col[COL_CLIENTCA], flags, proxy, &b, &err);
     if (rc != 0) {
         FUZZ_REQUIRE(rc == CB_ESTORE && err.code == CB_ESTORE && err.msg[0] != '\0', col[0]);
         goto out_free_cols;
@@ -54,8 +66,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                  col[0]);
 
     cb_key_format(&b.key, key, sizeof(key));
-    rc = cb_store_decode_binding(key, b.certhash, b.appid, b.backend, b.ccspath, b.flags, b.proxy,
-                                 &again, &err);
+    rc = cb_store_decode_binding(key, b.certhash, b.appid, b.backend, b.ccspath, b.clientca,
+                                 b.flags, b.proxy, &again, &err);
     FUZZ_REQUIRE(rc == 0, err.msg);
     FUZZ_REQUIRE(binding_equal(&b, &again), key);
 out_free_cols:

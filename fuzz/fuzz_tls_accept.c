@@ -226,7 +226,7 @@ static void setup(void)
             continue;
         }
         bool reused;
-        cb_tls_cache_get(W.cache, thumb[which], cert[which], key[which], true, &W.bind_tls[i],
+        cb_tls_cache_get(W.cache, thumb[which], cert[which], key[which], NULL, true, &W.bind_tls[i],
                          &reused);
         const char *why = cb_tls_entry_load(&W.bind_tls[i], NULL);
         if (why != NULL)

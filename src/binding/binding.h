@@ -71,6 +71,7 @@ enum cb_field {
     CB_F_PROXY = 1u << 3,
     CB_F_CCSPATH = 1u << 4,
     CB_F_FLAGS = 1u << 5,
+    CB_F_CLIENTCA = 1u << 6,
 };
 
 /* One binding as parsed and as stored. Fixed buffers: it lives on the stack. */
@@ -80,6 +81,7 @@ struct cb_binding {
     char appid[CB_APPID_LEN + 1];     /* canonical "{...}", lower case, or "" */
     char backend[CB_BACKEND_MAX + 1]; /* canonical "host:port" / "[v6]:port", or "" */
     char ccspath[CB_PATH_MAX + 1];    /* ccs bindings only */
+    char clientca[CB_PATH_MAX + 1];   /* absolute path of the client CA file (PEM), or "" */
     uint32_t flags;                   /* CB_OPT_* bits set to enable */
     uint32_t flags_set;               /* CB_OPT_* bits given on the command line */
     enum cb_proxy_proto proxy;

@@ -1,6 +1,6 @@
 /*
  * options.c: per-binding options (certhash=, appid=, backend=, proxyprotocol=,
- * ccspath= and the HTTP.sys enable|disable toggles) and their validation.
+ * ccspath=, clientca= and the HTTP.sys enable|disable toggles) and their validation.
  */
 #include "binding/binding.h"
 #include "binding/hostport.h"
@@ -162,6 +162,23 @@ int cb_binding_set_option(struct cb_binding *b, const char *name, const char *va
         *fields |= CB_F_CCSPATH;
         return 0;
     }
+    if (strcmp(name, "clientca") == 0) {
+        /* Only the form here: that the file holds CA certificates is checked where files
+         * are read (the command line, check, serve). */
+        size_t n = strlen(value);
+        if (n == 0 || strcmp(value, "none") == 0) {
+            b->clientca[0] = '\0';
+        } else if (value[0] != '/' || n > CB_PATH_MAX || value[n - 1] == '/') {
+            return cb_err_set(err, CB_EINVAL,
+                              "clientca=%.200s: give the absolute path of a PEM file of CA "
+                              "certificates (at most %d bytes), or clientca=none",
+                              value, CB_PATH_MAX);
+        } else {
+            memcpy(b->clientca, value, n + 1);
+        }
+        *fields |= CB_F_CLIENTCA;
+        return 0;
+    }
     for (size_t i = 0; i < N_FLAGS; i++) {
         if (strcmp(name, flag_names[i].name) != 0)
             continue;
@@ -178,7 +195,7 @@ int cb_binding_set_option(struct cb_binding *b, const char *name, const char *va
     }
     return cb_err_set(err, CB_EINVAL,
                       "unknown option '%s'; binding options are certhash, appid, backend, "
-                      "proxyprotocol, ccspath, disablehttp2, disabletls12, disabletls13, "
+                      "proxyprotocol, ccspath, clientca, disablehttp2, disabletls12, disabletls13, "
                       "disablelegacytls, clientcertnegotiation, enablesessionticket, "
                       "disableocspstapling, reject, acme",
                       name);
@@ -196,6 +213,8 @@ void cb_binding_merge(struct cb_binding *dst, const struct cb_binding *src, unsi
         dst->proxy = src->proxy;
     if (fields & CB_F_CCSPATH)
         memcpy(dst->ccspath, src->ccspath, sizeof(dst->ccspath));
+    if (fields & CB_F_CLIENTCA)
+        memcpy(dst->clientca, src->clientca, sizeof(dst->clientca));
     if (fields & CB_F_FLAGS)
         dst->flags = (dst->flags & ~src->flags_set) | (src->flags & src->flags_set);
 }

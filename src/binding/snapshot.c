@@ -90,12 +90,16 @@ struct cb_snapshot {
     struct findex fidx;
     struct arena *arena;
     size_t arena_bytes;
-    unsigned depth; /* derivations since the last full build */
+    unsigned depth;   /* derivations since the last full build */
+    const char **cas; /* client CA paths (strings in the arena); a record's clientca is 1-based */
+    uint32_t n_cas, cap_cas;
 };
 
 struct cb_snapshot_builder {
     struct cb_snapshot *s;
     size_t cap_files;
+    uint32_t *ca_slots; /* interning the client CA paths: 1-based indexes into s->cas */
+    uint32_t ca_mask;
 };
 
 /* A multiply-mix hash over 8-byte words: a handful of cycles for a host name. */
@@ -393,6 +397,7 @@ static void snapshot_free(struct cb_snapshot *s)
     for (int t = 0; t <= TAG_CCS; t++)
         parts_free(&s->bidx[t].p);
     free(s->fidx.slots);
+    free(s->cas);
     free(s);
 }
 
@@ -421,11 +426,63 @@ void cb_snapshot_builder_free(struct cb_snapshot_builder *b)
         return;
     if (b->s != NULL)
         snapshot_free(b->s);
+    free(b->ca_slots);
     free(b);
 }
 
 static int fill_record(struct cb_snapshot *s, struct cb_snap_binding *e, const struct cb_binding *b,
                        struct cb_err *err);
+
+/* Appends path to s's table of client CA files; its 1-based reference, 0 when out of memory. */
+static uint32_t ca_append(struct cb_snapshot *s, const char *path)
+{
+    if (s->n_cas == s->cap_cas) {
+        uint32_t cap = s->cap_cas ? s->cap_cas * 2 : 8;
+        const char **nv = realloc(s->cas, cap * sizeof(*nv));
+        if (nv == NULL)
+            return 0;
+        s->cas = nv;
+        s->cap_cas = cap;
+    }
+    if ((s->cas[s->n_cas] = arena_strdup(s, path)) == NULL)
+        return 0;
+    return ++s->n_cas;
+}
+
+static uint32_t str_hash32(const char *str)
+{
+    return hash_key(TAG_FILE, 0, str, strlen(str));
+}
+
+/* The builder's reference for path: the one it already has, or a new one. 0: no memory. */
+static uint32_t ca_intern(struct cb_snapshot_builder *sb, const char *path)
+{
+    struct cb_snapshot *s = sb->s;
+
+    if ((s->n_cas + 1) * 2 > sb->ca_mask) { /* keep the table at most half full */
+        uint32_t cap = sb->ca_mask ? (sb->ca_mask + 1) * 2 : 16;
+        uint32_t *slots = calloc(cap, sizeof(*slots));
+        if (slots == NULL)
+            return 0;
+        for (uint32_t i = 0; i < s->n_cas; i++) {
+            uint32_t pos = str_hash32(s->cas[i]) & (cap - 1);
+            while (slots[pos] != 0)
+                pos = (pos + 1) & (cap - 1);
+            slots[pos] = i + 1;
+        }
+        free(sb->ca_slots);
+        sb->ca_slots = slots;
+        sb->ca_mask = cap - 1;
+    }
+    uint32_t pos = str_hash32(path) & sb->ca_mask;
+    for (; sb->ca_slots[pos] != 0; pos = (pos + 1) & sb->ca_mask)
+        if (strcmp(s->cas[sb->ca_slots[pos] - 1], path) == 0)
+            return sb->ca_slots[pos];
+    uint32_t ref = ca_append(s, path);
+    if (ref != 0)
+        sb->ca_slots[pos] = ref;
+    return ref;
+}
 
 int cb_snapshot_builder_add(struct cb_snapshot_builder *sb, const struct cb_binding *b,
                             uint32_t *index, struct cb_err *err)
@@ -437,6 +494,8 @@ int cb_snapshot_builder_add(struct cb_snapshot_builder *sb, const struct cb_bind
     int ret = fill_record(s, rec(s, s->n_bindings), b, err);
     if (ret != 0)
         return ret;
+    if (b->clientca[0] && (rec(s, s->n_bindings)->clientca = ca_intern(sb, b->clientca)) == 0)
+        return cb_err_set(err, CB_ENOMEM, "out of memory building the binding table");
     if (index != NULL)
         *index = (uint32_t)s->n_bindings;
     s->n_bindings++;
@@ -469,6 +528,7 @@ static int fill_record(struct cb_snapshot *s, struct cb_snap_binding *e, const s
     e->port = b->key.port;
     e->flags = b->flags;
     memcpy(e->addr, b->key.addr, sizeof(e->addr));
+    e->clientca = 0; /* set by the caller: a builder interns the path, a derivation appends it */
     return 0;
 }
 
@@ -677,7 +737,7 @@ int cb_snapshot_builder_finish(struct cb_snapshot_builder *sb, uint64_t generati
         }
     }
     sb->s = NULL;
-    free(sb);
+    cb_snapshot_builder_free(sb); /* its interning table: the snapshot keeps only the paths */
     *out = s;
     return 0;
 out_free:
@@ -815,6 +875,13 @@ int cb_snapshot_derive(const struct cb_snapshot *old, const struct cb_binding *s
     memcpy(s->n_tag, old->n_tag, sizeof(s->n_tag));
     if (parts_share(&s->recs, &old->recs) != 0)
         goto out_nomem;
+    /* The client CA table: the old paths (strings in the parent arena), then new ones. */
+    s->cap_cas = old->n_cas + (uint32_t)n_set;
+    if (s->cap_cas > 0 && (s->cas = malloc(s->cap_cas * sizeof(*s->cas))) == NULL)
+        goto out_nomem;
+    if (old->n_cas > 0)
+        memcpy(s->cas, old->cas, old->n_cas * sizeof(*s->cas));
+    s->n_cas = old->n_cas;
     for (int t = TAG_IP; t <= TAG_CCS; t++) {
         s->bidx[t].cap = old->bidx[t].cap;
         if (parts_share(&s->bidx[t].p, &old->bidx[t].p) != 0)
@@ -834,12 +901,18 @@ int cb_snapshot_derive(const struct cb_snapshot *old, const struct cb_binding *s
     /* Set keys: changed in place, or appended. */
     for (size_t k = 0; k < n_set; k++) {
         long i = cb_snapshot_find(s, &set[k].key);
+        uint32_t ca = 0;
+        /* Not interned here: one change adds at most one path, and a full build (at the
+         * latest after DERIVE_MAX_DEPTH derivations) shares equal paths again. */
+        if (set[k].clientca[0] && (ca = ca_append(s, set[k].clientca)) == 0)
+            goto out_nomem;
         if (i >= 0) {
             struct cb_snap_binding *e = parts_mut(&s->recs, (size_t)i);
             if (e == NULL)
                 goto out_nomem;
             if ((ret = fill_record(s, e, &set[k], err)) != 0)
                 goto out_free;
+            e->clientca = ca;
             src[i] = CB_SNAPSHOT_NEW;
             continue;
         }
@@ -849,6 +922,7 @@ int cb_snapshot_derive(const struct cb_snapshot *old, const struct cb_binding *s
             goto out_nomem;
         if ((ret = fill_record(s, e, &set[k], err)) != 0)
             goto out_free;
+        e->clientca = ca;
         const void *p;
         size_t n;
         enum tag t = binding_tag(e, &p, &n);
@@ -904,6 +978,21 @@ uint64_t cb_snapshot_generation(const struct cb_snapshot *s)
 const struct cb_snap_binding *cb_snapshot_binding(const struct cb_snapshot *s, uint32_t index)
 {
     return index < s->n_bindings ? rec(s, index) : NULL;
+}
+
+const char *cb_snapshot_clientca(const struct cb_snapshot *s, const struct cb_snap_binding *e)
+{
+    return cb_snapshot_clientca_at(s, e->clientca);
+}
+
+size_t cb_snapshot_clientca_count(const struct cb_snapshot *s)
+{
+    return s->n_cas;
+}
+
+const char *cb_snapshot_clientca_at(const struct cb_snapshot *s, uint32_t ref)
+{
+    return ref >= 1 && ref <= s->n_cas ? s->cas[ref - 1] : NULL;
 }
 
 size_t cb_snapshot_ccs_count(const struct cb_snapshot *s)

@@ -17,8 +17,9 @@ struct cb_snap_binding {
     uint8_t proxy;    /* enum cb_proxy_proto */
     uint8_t host_len; /* strlen(host) */
     uint16_t port;
-    uint32_t flags;   /* CB_OPT_* */
-    const char *host; /* HOST: the name; HOST_WILD: "*.parent"; else NULL */
+    uint32_t flags;    /* CB_OPT_* */
+    uint32_t clientca; /* its client CA file: cb_snapshot_clientca(); 0 when none */
+    const char *host;  /* HOST: the name; HOST_WILD: "*.parent"; else NULL */
     uint8_t addr[16];
     const char *key_text; /* canonical, e.g. "hostnameport=www.example.com:443" */
     const char *backend;  /* canonical HOST:PORT or NULL */
@@ -103,6 +104,16 @@ uint64_t cb_snapshot_generation(const struct cb_snapshot *s);
 const struct cb_snap_binding *cb_snapshot_binding(const struct cb_snapshot *s, uint32_t index);
 size_t cb_snapshot_ccs_count(const struct cb_snapshot *s);
 const struct cb_ccs_file *cb_snapshot_ccs_file(const struct cb_snapshot *s, size_t index);
+/*
+ * Client CA files (clientca=FILE). Few files serve many bindings, so a record holds a
+ * 32-bit reference into the snapshot's table of distinct paths (in what was padding: a
+ * record is no larger for it). The path of e's file (borrowed, as s), or NULL for none.
+ */
+const char *cb_snapshot_clientca(const struct cb_snapshot *s, const struct cb_snap_binding *e);
+/* The table itself: paths 1..count (a reference's value), for whoever loads each file once. */
+size_t cb_snapshot_clientca_count(const struct cb_snapshot *s);
+const char *cb_snapshot_clientca_at(const struct cb_snapshot *s, uint32_t ref);
+
 /* Finds a binding by its key; returns its index or -1. */
 long cb_snapshot_find(const struct cb_snapshot *s, const struct cb_binding_key *key);
 

@@ -393,6 +393,56 @@ static int address_findings(struct ctx *c, const struct cb_snapshot *snap, size_
     return 0;
 }
 
+/* clientca-unusable: a client CA file that serve could not use (missing, unreadable by the
+ * service user, not PEM, no CA certificate). Every handshake on its bindings would fail:
+ * an error, one finding per file, naming every binding that uses it. */
+static int clientca_findings(struct ctx *c, const struct cb_snapshot *snap, size_t n)
+{
+    size_t nca = cb_snapshot_clientca_count(snap);
+    struct cb_svcuser_probe *probes = calloc(nca + 1, sizeof(*probes));
+    bool *ok = calloc(nca + 1, sizeof(*ok));
+    char(*reasons)[CB_PRIV_REASON] = calloc(nca + 1, sizeof(*reasons));
+    int ret = 0;
+
+    if (probes == NULL || ok == NULL || reasons == NULL) {
+        ret = CB_ENOMEM;
+        goto out_free;
+    }
+    for (uint32_t i = 0; i < nca; i++)
+        probes[i] = (struct cb_svcuser_probe){.cert = cb_snapshot_clientca_at(snap, i + 1),
+                                              .clientca = true};
+    test_access(c, probes, nca, ok, reasons);
+    for (uint32_t i = 0; i < nca; i++) {
+        if (ok[i])
+            continue;
+        struct cb_finding *x = NULL;
+        for (uint32_t b = 0; b < n; b++) {
+            const struct cb_snap_binding *e = cb_snapshot_binding(snap, b);
+            if (e->clientca != i + 1)
+                continue;
+            if (x == NULL &&
+                (x = cb_check_add(c->out, "clientca-unusable", CB_SEV_ERROR, e->port,
+                                  "the client CA file %s cannot be used%s%s: %s; every handshake "
+                                  "on its bindings fails until it is a readable PEM file of CA "
+                                  "certificates",
+                                  probes[i].cert, c->user_name[0] ? " by " : "", c->user_name,
+                                  reasons[i])) == NULL) {
+                ret = CB_ENOMEM;
+                goto out_free;
+            }
+            if (cb_check_add_binding(x, e->key_text) != 0) {
+                ret = CB_ENOMEM;
+                goto out_free;
+            }
+        }
+    }
+out_free:
+    free(probes);
+    free(ok);
+    free(reasons);
+    return ret;
+}
+
 static int ccs_findings(struct ctx *c, const struct cb_snapshot *snap, size_t n)
 {
     struct cb_findings *f = c->out;
@@ -593,7 +643,7 @@ int cb_check_run(struct cb_store *st, const struct cb_check_opts *opts, struct c
     }
     if ((ret = cert_findings(&c, snap)) != 0 || (ret = binding_findings(&c, snap, n, ports)) != 0 ||
         (ret = ccs_findings(&c, snap, n)) != 0 || (ret = address_findings(&c, snap, n)) != 0 ||
-        (ret = acme_findings(&c, st, err)) != 0)
+        (ret = clientca_findings(&c, snap, n)) != 0 || (ret = acme_findings(&c, st, err)) != 0)
         goto out_free;
     if (out->n > 1) /* out->v is NULL without findings, which qsort must not be given */
         qsort(out->v, out->n, sizeof(*out->v), cmp_finding);

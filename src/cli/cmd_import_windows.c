@@ -3,6 +3,7 @@
  */
 #include "cli/cli.h"
 #include "migrate/migrate.h"
+#include "tls/clientca.h"
 #include "util/file.h"
 
 #include <errno.h>
@@ -33,6 +34,8 @@ static void command_text(const struct cb_binding *b, char *buf, size_t size)
         n += (size_t)snprintf(buf + n, size - n, " appid=%s", b->appid);
     if (b->backend[0] && n < size)
         n += (size_t)snprintf(buf + n, size - n, " backend=%s", b->backend);
+    if (b->clientca[0] && n < size)
+        n += (size_t)snprintf(buf + n, size - n, " clientca=%s", b->clientca);
     for (uint32_t bit = 1; bit <= CB_OPT_REJECT && n < size; bit <<= 1)
         if (b->flags & bit)
             n += (size_t)snprintf(buf + n, size - n, " %s=enable", cb_opt_flag_name(bit));
@@ -43,6 +46,52 @@ enum status { ST_ADD, ST_EXISTS, ST_NO_CERT };
 static const char *status_text(enum status s)
 {
     return s == ST_ADD ? "add" : s == ST_EXISTS ? "exists" : "missing-certificate";
+}
+
+/*
+ * Client certificates on Windows: a binding with a Certificate Trust List ("Ctl
+ * Identifier") accepted client certificates from that list's CAs only. netsh names the
+ * list, not its CAs: with clientca=FILE (the list's CAs exported as PEM) such bindings get
+ * it; without, each is named with what to do. A revocation check is not carried over.
+ */
+static int client_cert_notes(struct cb_cli *cli, struct cb_import *imp)
+{
+    const char *clientca = cb_cli_opt(cli, "clientca");
+    struct cb_tls_ca *ca = NULL;
+    int ret;
+
+    for (size_t i = 0; i < imp->n; i++) {
+        struct cb_import_entry *e = &imp->v[i];
+        char key[CB_KEY_TEXT_MAX];
+        unsigned fields = 0;
+        cb_key_format(&e->b.key, key, sizeof(key));
+        if (e->ctl[0] && clientca != NULL) {
+            if (ca == NULL && (ret = cb_tls_ca_load(clientca, &ca, NULL, &cli->err)) != 0)
+                return ret == CB_ENOMEM ? ret : (cli->err.code = CB_EBADFILE);
+            if (cb_binding_set_option(&e->b, "clientca", clientca, &fields, &cli->err) != 0) {
+                cb_tls_ca_free(ca);
+                return CB_EINVAL;
+            }
+        } else if (e->ctl[0]) {
+            fprintf(stderr,
+                    "certbind: warning: %s:%d: %s accepted client certificates from the CAs of "
+                    "trust list '%s' only; export them to a PEM file and add clientca=FILE to "
+                    "the binding (or give clientca=FILE to the import); until then a client "
+                    "certificate is %s\n",
+                    cli->pos[0], e->line, key, e->ctl,
+                    e->b.flags & CB_OPT_CLIENTCERTNEGOTIATION ? "asked for and not verified"
+                                                              : "not asked for");
+        }
+        /* Verified here (clientca): say what Windows checked that certbind does not. */
+        if (e->revocation_check && e->b.clientca[0])
+            fprintf(stderr,
+                    "certbind: warning: %s:%d: %s: Windows checked client certificates for "
+                    "revocation; certbind verifies them against clientca=%s but does not check "
+                    "revocation\n",
+                    cli->pos[0], e->line, key, e->b.clientca);
+    }
+    cb_tls_ca_free(ca);
+    return 0;
 }
 
 static int import_netsh(struct cb_cli *cli, const char *text, size_t len, bool preview)
@@ -78,6 +127,8 @@ static int import_netsh(struct cb_cli *cli, const char *text, size_t len, bool p
             goto out_clear;
         }
     }
+    if ((ret = client_cert_notes(cli, &imp)) != 0)
+        goto out_clear;
     for (size_t i = 0; i < imp.n_unknown; i++) {
         const struct cb_import_unknown *u = &imp.unknown[i];
         fprintf(stderr, "certbind: warning: %s:%d: unknown field '%s' skipped", cli->pos[0],
@@ -219,7 +270,7 @@ static int import_iis(struct cb_cli *cli, const char *text, size_t len, bool pre
 
 int cb_cmd_import(struct cb_cli *cli)
 {
-    static const char *const allowed[] = {"preview", "ccspath", "backend", NULL};
+    static const char *const allowed[] = {"preview", "ccspath", "backend", "clientca", NULL};
     char *text = NULL;
     size_t len = 0;
     bool preview;
@@ -232,7 +283,8 @@ int cb_cmd_import(struct cb_cli *cli)
         (strcmp(cli->object, "netsh") != 0 && strcmp(cli->object, "iis") != 0))
         return cb_err_set(&cli->err, CB_EINVAL,
                           "use certbind import netsh FILE [preview=yes] [ccspath=DIR] "
-                          "[backend=HOST:PORT], or certbind import iis FILE preview=yes");
+                          "[backend=HOST:PORT] [clientca=FILE], or certbind import iis FILE "
+                          "preview=yes");
     if ((ret = cb_read_file(cli->pos[0], CB_IMPORT_MAX, &text, &len, &cli->err)) != 0)
         return ret;
     if (strcmp(cli->object, "netsh") == 0)

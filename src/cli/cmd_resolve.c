@@ -100,6 +100,9 @@ int cb_cmd_resolve(struct cb_cli *cli)
             snprintf(thumb, sizeof(thumb), "%s", b->certhash);
             usable = cb_svcuser_key_usable(st, b->certhash, reason, sizeof(reason)) == 0;
         }
+        const char *ca = cb_snapshot_clientca(snap, b);
+        if (usable && ca != NULL && !(b->flags & CB_OPT_REJECT))
+            usable = cb_svcuser_clientca_usable(st, ca, reason, sizeof(reason)) == 0;
         if (usable && (b->flags & CB_OPT_REJECT)) {
             usable = false;
             snprintf(reason, sizeof(reason),
@@ -122,6 +125,10 @@ int cb_cmd_resolve(struct cb_cli *cli)
         json_object_set_new(o, "rule", json_string(cb_rule_name(r.rule)));
         json_object_set_new(o, "usable", json_boolean(usable));
         json_object_set_new(o, "reason", json_string(reason));
+        /* Only for a binding that has one: the contract's five fields stay as they are. */
+        const char *ca = b ? cb_snapshot_clientca(snap, b) : NULL;
+        if (ca != NULL)
+            json_object_set_new(o, "clientca", json_string(ca));
         cb_cli_print_json(o);
     } else {
         printf("Binding     : %s\n", b ? b->key_text : "(none)");
@@ -129,6 +136,9 @@ int cb_cmd_resolve(struct cb_cli *cli)
         if (r.rule == CB_RULE_CCS)
             printf("File        : %s\n", r.ccs->path);
         printf("Certificate : %s\n", thumb[0] ? thumb : "(none)");
+        if (b != NULL && cb_snapshot_clientca(snap, b) != NULL)
+            printf("Client CA   : %s (a client certificate verified against it is required)\n",
+                   cb_snapshot_clientca(snap, b));
         printf("Usable      : %s\n", usable ? "yes" : "no");
         printf("Reason      : %s\n", reason);
         if (b != NULL && !q.sni)

@@ -2,15 +2,18 @@
 #include "check/check.h"
 #include "cli/cli.h"
 #include "store/acme.h"
+#include "tls/clientca.h"
 
+#include <limits.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <jansson.h>
 
 #define BINDING_OPTIONS                                                                            \
-    "certhash", "appid", "backend", "proxyprotocol", "ccspath", "disablehttp2", "disabletls12",    \
-        "disabletls13", "disablelegacytls", "clientcertnegotiation", "enablesessionticket",        \
-        "disableocspstapling", "reject", "acme"
+    "certhash", "appid", "backend", "proxyprotocol", "ccspath", "clientca", "disablehttp2",        \
+        "disabletls12", "disabletls13", "disablelegacytls", "clientcertnegotiation",               \
+        "enablesessionticket", "disableocspstapling", "reject", "acme"
 
 static bool is_key_name(const char *name)
 {
@@ -39,16 +42,70 @@ static int cli_key(struct cb_cli *cli, struct cb_binding_key *key)
     return cb_key_parse(found->name, found->value, key, &cli->err);
 }
 
+/* clientca=FILE as stored: a relative path made absolute from the current folder (serve
+ * runs elsewhere), symbolic links kept (a link that follows the CA's renewals stays one). */
+static int clientca_value(struct cb_cli *cli, const char *value, char *out, size_t size)
+{
+    char cwd[PATH_MAX];
+
+    if (value[0] == '/' || value[0] == '\0' || strcmp(value, "none") == 0) {
+        snprintf(out, size, "%s", value);
+        return 0;
+    }
+    if (getcwd(cwd, sizeof(cwd)) == NULL ||
+        (size_t)snprintf(out, size, "%s/%s", strcmp(cwd, "/") == 0 ? "" : cwd, value) >= size)
+        return cb_err_set(&cli->err, CB_EINVAL,
+                          "clientca=%.200s: give the absolute path of the CA file", value);
+    return 0;
+}
+
 /* Applies every non-key option to b; *fields says which were given. */
 static int cli_options(struct cb_cli *cli, struct cb_binding *b, unsigned *fields)
 {
     for (int i = 0; i < cli->n_opts; i++) {
         const struct cb_cli_opt *o = &cli->opts[i];
+        const char *value = o->value;
+        char path[CB_PATH_MAX + 2];
         if (is_key_name(o->name) || strcmp(o->name, "force") == 0)
             continue;
-        if (cb_binding_set_option(b, o->name, o->value, fields, &cli->err) != 0)
+        if (strcmp(o->name, "clientca") == 0) {
+            if (clientca_value(cli, value, path, sizeof(path)) != 0)
+                return CB_EINVAL;
+            value = path;
+        }
+        if (cb_binding_set_option(b, o->name, value, fields, &cli->err) != 0)
             return CB_EINVAL;
     }
+    return 0;
+}
+
+/*
+ * A client CA file given on the command line must be usable now: it exists, parses and
+ * holds at least one CA certificate (exit 2 otherwise, nothing stored). Whether the service
+ * user can read it is `check`'s finding clientca-unusable (the file may be put in place for
+ * it later).
+ */
+static int clientca_options(struct cb_cli *cli, const struct cb_binding *given, unsigned fields)
+{
+    struct cb_tls_ca *ca = NULL;
+    size_t ignored = 0;
+    int ret;
+
+    if (!(fields & CB_F_CLIENTCA) || given->clientca[0] == '\0')
+        return 0;
+    if ((ret = cb_tls_ca_load(given->clientca, &ca, &ignored, &cli->err)) != 0) {
+        if (ret != CB_ENOMEM)
+            cli->err.code = ret = CB_EBADFILE; /* an input file: malformed, exit 2 */
+        return ret;
+    }
+    if (ignored > 0)
+        fprintf(stderr,
+                "certbind: note: clientca=%s: %zu certificate%s in it %s not a CA and %s not "
+                "trusted; %zu CA certificate%s %s\n",
+                given->clientca, ignored, ignored == 1 ? "" : "s", ignored == 1 ? "is" : "are",
+                ignored == 1 ? "is" : "are", cb_tls_ca_count(ca),
+                cb_tls_ca_count(ca) == 1 ? "" : "s", cb_tls_ca_count(ca) == 1 ? "is" : "are");
+    cb_tls_ca_free(ca);
     return 0;
 }
 
@@ -161,7 +218,8 @@ int cb_cmd_add_sslcert(struct cb_cli *cli)
     if ((ret = cb_cli_expect(cli, allowed, 0)) != 0 ||
         (ret = cb_cli_yesno(cli, "force", &force)) != 0 || (ret = cli_key(cli, &b.key)) != 0 ||
         (ret = cli_options(cli, &b, &fields)) != 0 || (ret = acme_options(cli, &b, fields)) != 0 ||
-        (ret = cb_binding_validate(&b, &cli->err)) != 0)
+        (ret = cb_binding_validate(&b, &cli->err)) != 0 ||
+        (ret = clientca_options(cli, &b, fields)) != 0)
         return ret;
     cb_key_format(&b.key, key, sizeof(key));
     if ((ret = cb_cli_open_store(cli, CB_STORE_WRITE, &st)) != 0)
@@ -204,7 +262,8 @@ int cb_cmd_update_sslcert(struct cb_cli *cli)
     if ((ret = cb_cli_expect(cli, allowed, 0)) != 0 ||
         (ret = cb_cli_yesno(cli, "force", &force)) != 0 || (ret = cli_key(cli, &change.key)) != 0 ||
         (ret = cli_options(cli, &change, &fields)) != 0 ||
-        (ret = acme_options(cli, &change, fields)) != 0)
+        (ret = acme_options(cli, &change, fields)) != 0 ||
+        (ret = clientca_options(cli, &change, fields)) != 0)
         return ret;
     cb_key_format(&change.key, key, sizeof(key));
     /* A certificate given by hand makes a managed binding manual again. */
@@ -295,6 +354,7 @@ static json_t *binding_json(const struct cb_binding *b)
     json_object_set_new(o, "backend", b->backend[0] ? json_string(b->backend) : json_null());
     if (b->key.kind == CB_KEY_CCS)
         json_object_set_new(o, "ccspath", json_string(b->ccspath));
+    json_object_set_new(o, "clientca", b->clientca[0] ? json_string(b->clientca) : json_null());
     json_object_set_new(o, "proxyprotocol", json_string(cb_proxy_name(b->proxy)));
     for (uint32_t bit = 1; bit & CB_OPT_ALL; bit <<= 1)
         json_object_set_new(o, cb_opt_flag_name(bit),
@@ -329,6 +389,11 @@ static int show_one(const struct cb_binding *b, void *arg)
                b->certhash[0] ? b->certhash : "(none yet: serve obtains it through ACME)");
     printf("    %-22s: %s\n", "backend", b->backend[0] ? b->backend : "(none: answers 503)");
     printf("    %-22s: %s\n", "proxyprotocol", cb_proxy_name(b->proxy));
+    printf("    %-22s: %s\n", "clientca",
+           b->clientca[0] ? b->clientca
+                          : (b->flags & CB_OPT_CLIENTCERTNEGOTIATION
+                                 ? "(none: a client certificate is asked for, not verified)"
+                                 : "(none)"));
     if (b->appid[0])
         printf("    %-22s: %s\n", "appid", b->appid);
     for (uint32_t bit = 1; bit & CB_OPT_ALL; bit <<= 1)

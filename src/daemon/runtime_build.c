@@ -110,11 +110,11 @@ static void missing_cert(const struct cb_snap_binding *b, struct cb_tls_entry *o
 /* A stored certificate's entry from the cache. Copies in the state folder never change;
  * linked files can, at any time, so those are loaded at once (see cb_tls_cache_get). */
 static void cert_entry(struct cb_store *st, struct cb_tls_cache *cache, const char *thumb,
-                       const char *cert_path, const char *key_path, struct cb_tls_entry *out,
-                       bool *reused)
+                       const char *cert_path, const char *key_path, const char *ca_path,
+                       struct cb_tls_entry *out, bool *reused)
 {
     bool eager = !cb_store_owns(st, cert_path) || !cb_store_owns(st, key_path);
-    cb_tls_cache_get(cache, thumb, cert_path, key_path, eager, out, reused);
+    cb_tls_cache_get(cache, thumb, cert_path, key_path, ca_path, eager, out, reused);
 }
 
 /* A managed binding (acme=enable) that has no certificate yet: its handshakes fail, and
@@ -255,8 +255,8 @@ int cb_runtime_build(struct cb_store *st, struct cb_tls_cache *cache, bool log_b
             if (ref == NULL) {
                 missing_cert(b, &rt->bind_tls[i]);
             } else {
-                cert_entry(st, cache, ref->thumb, ref->cert_path, ref->key_path, &rt->bind_tls[i],
-                           &reused);
+                cert_entry(st, cache, ref->thumb, ref->cert_path, ref->key_path,
+                           cb_snapshot_clientca(rt->snap, b), &rt->bind_tls[i], &reused);
                 if (reused)
                     stats->certs_reused++;
                 else
@@ -273,7 +273,8 @@ int cb_runtime_build(struct cb_store *st, struct cb_tls_cache *cache, bool log_b
     for (size_t i = 0; i < nf; i++) {
         const struct cb_ccs_file *f = cb_snapshot_ccs_file(rt->snap, i);
         bool reused = false;
-        cb_tls_cache_get(cache, f->path, f->path, NULL, true, &rt->file_tls[i], &reused);
+        const char *ca = cb_snapshot_clientca(rt->snap, cb_snapshot_binding(rt->snap, f->binding));
+        cb_tls_cache_get(cache, f->path, f->path, NULL, ca, true, &rt->file_tls[i], &reused);
         const char *why = cb_tls_entry_error(&rt->file_tls[i]);
         if (why != NULL && log_broken) {
             char q[900];
@@ -303,7 +304,8 @@ out_free:
 
 /* The certificate of a new or changed binding, looked up by itself. */
 static void entry_for(struct cb_store *st, struct cb_tls_cache *cache,
-                      const struct cb_snap_binding *b, struct cb_tls_entry *out, bool *loaded)
+                      const struct cb_snapshot *snap, const struct cb_snap_binding *b,
+                      struct cb_tls_entry *out, bool *loaded)
 {
     struct cb_cert_row row;
     struct cb_err err = {0};
@@ -327,7 +329,8 @@ static void entry_for(struct cb_store *st, struct cb_tls_cache *cache,
         cb_tls_entry_set_error(out, err.msg);
         return;
     }
-    cert_entry(st, cache, b->certhash, row.cert_path, row.key_path, out, &reused);
+    cert_entry(st, cache, b->certhash, row.cert_path, row.key_path, cb_snapshot_clientca(snap, b),
+               out, &reused);
     *loaded = !reused;
     cb_cert_row_clear(&row);
 }
@@ -433,7 +436,7 @@ int cb_runtime_derive(struct cb_store *st, struct cb_tls_cache *cache, const str
             }
             resolve_backend(b->backend, &rt->backends[i]);
         }
-        entry_for(st, cache, b, &rt->bind_tls[i], &loaded);
+        entry_for(st, cache, snap, b, &rt->bind_tls[i], &loaded);
         if (loaded)
             stats->certs_new++;
         else

@@ -12,6 +12,12 @@ struct cb_import_entry {
     struct cb_binding b; /* certhash is "" for IIS entries (the hash lives in HTTP.sys) */
     int line;            /* where the entry starts */
     char site[128];      /* IIS site name, or "" */
+    /* netsh: the Certificate Trust List that limited the CAs of client certificates ("Ctl
+     * Identifier", as shown, cut at 63 bytes; "" for none) and whether Windows checked
+     * their revocation. Neither can be carried over as is: netsh names the list, not its
+     * CAs (clientca=FILE takes them), and certbind does not check revocation. */
+    char ctl[64];
+    bool revocation_check;
 };
 
 /* A field name the reader does not know: skipped, and reported once per name. */

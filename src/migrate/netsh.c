@@ -15,7 +15,7 @@
 #include <string.h>
 #include <strings.h>
 
-enum kind { F_KEY, F_HASH, F_APPID, F_TOGGLE, F_SKIP };
+enum kind { F_KEY, F_HASH, F_APPID, F_TOGGLE, F_CTL, F_REVOCATION, F_SKIP };
 
 static const struct field {
     const char *name;
@@ -36,17 +36,19 @@ static const struct field {
     {"Disable OCSP Stapling", F_TOGGLE, "disableocspstapling"},
     {"Disable Legacy TLS Versions", F_TOGGLE, "disablelegacytls"},
     {"Enable Session Ticket", F_TOGGLE, "enablesessionticket"},
-    /* Printed by netsh and without meaning here (Windows certificate stores, client
-     * certificate revocation checks, the DS mapper, QUIC, token binding, event logging,
-     * session IDs, and the HTTP/2 settings of "Extended Properties:"): skipped. */
+    /* Client certificates: the trust list and the revocation check, kept for the importer
+     * to report (struct cb_import_entry). */
+    {"Ctl Identifier", F_CTL, NULL},
+    {"Verify Client Certificate Revocation", F_REVOCATION, NULL},
+    /* Printed by netsh and without meaning here (Windows certificate stores, the finer
+     * revocation settings, the DS mapper, QUIC, token binding, event logging, session IDs,
+     * and the HTTP/2 settings of "Extended Properties:"): skipped. */
     {"Certificate Store Name", F_SKIP, NULL},
-    {"Verify Client Certificate Revocation", F_SKIP, NULL},
     {"Verify Revocation Using Cached Client Certificate Only", F_SKIP, NULL},
     {"Use Revocation Freshness Time", F_SKIP, NULL},
     {"Usage Check", F_SKIP, NULL},
     {"Revocation Freshness Time", F_SKIP, NULL},
     {"URL Retrieval Timeout", F_SKIP, NULL},
-    {"Ctl Identifier", F_SKIP, NULL},
     {"Ctl Store Name", F_SKIP, NULL},
     {"DS Mapper Usage", F_SKIP, NULL},
     {"Disable QUIC", F_SKIP, NULL},
@@ -237,6 +239,13 @@ static int field_line(struct cb_import *out, struct cb_import_entry **ep, const 
             return refused(err, lineno, &verr);
         return 0;
     }
+    case F_CTL:
+        if (*value != '\0' && strcmp(value, "(null)") != 0)
+            shown(value, e->ctl, sizeof(e->ctl));
+        return 0;
+    case F_REVOCATION:
+        e->revocation_check = strcasecmp(value, "Enabled") == 0;
+        return 0;
     default:
         return 0;
     }

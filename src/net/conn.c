@@ -487,7 +487,7 @@ static void do_handshake(struct cb_conn *c)
         break;
     default:
         count_failure(c, CB_METRIC_FAIL_PROTOCOL, CB_GMETRIC_PROTOCOL);
-        cb_conn_fail(c, "handshake_failed", cb_tls_io_reason(why, sizeof(why)));
+        cb_conn_fail(c, "handshake_failed", cb_tls_handshake_reason(c->ssl, why, sizeof(why)));
         return;
     }
     cb_conn_update_polls(c);

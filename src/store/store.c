@@ -787,8 +787,9 @@ out_finalize:
 }
 
 int cb_store_decode_binding(const char *key, const char *certhash, const char *appid,
-                            const char *backend, const char *ccspath, int64_t flags, int64_t proxy,
-                            struct cb_binding *out, struct cb_err *err)
+                            const char *backend, const char *ccspath, const char *clientca,
+                            int64_t flags, int64_t proxy, struct cb_binding *out,
+                            struct cb_err *err)
 {
     struct cb_err e;
     unsigned fields = 0;
@@ -803,6 +804,8 @@ int cb_store_decode_binding(const char *key, const char *certhash, const char *a
     if (backend[0] && cb_binding_set_option(out, "backend", backend, &fields, &e) != 0)
         goto bad;
     if (ccspath[0] && cb_binding_set_option(out, "ccspath", ccspath, &fields, &e) != 0)
+        goto bad;
+    if (clientca[0] && cb_binding_set_option(out, "clientca", clientca, &fields, &e) != 0)
         goto bad;
     if (flags < 0 || (flags & ~(int64_t)CB_OPT_ALL) != 0 || proxy < CB_PROXY_OFF ||
         proxy > CB_PROXY_V2) {
@@ -822,13 +825,14 @@ bad:
 }
 
 static const char binding_columns[] =
-    "SELECT key, certhash, appid, backend, ccspath, flags, proxy FROM bindings";
+    "SELECT key, certhash, appid, backend, ccspath, flags, proxy, clientca FROM bindings";
 
 static int binding_from_stmt(sqlite3_stmt *stmt, struct cb_binding *b, struct cb_err *err)
 {
-    return cb_store_decode_binding(
-        col_text(stmt, 0), col_text(stmt, 1), col_text(stmt, 2), col_text(stmt, 3),
-        col_text(stmt, 4), sqlite3_column_int64(stmt, 5), sqlite3_column_int64(stmt, 6), b, err);
+    return cb_store_decode_binding(col_text(stmt, 0), col_text(stmt, 1), col_text(stmt, 2),
+                                   col_text(stmt, 3), col_text(stmt, 4), col_text(stmt, 7),
+                                   sqlite3_column_int64(stmt, 5), sqlite3_column_int64(stmt, 6), b,
+                                   err);
 }
 
 /*
@@ -913,10 +917,10 @@ static int binding_write(struct cb_store *st, const struct cb_binding *b, bool i
     cb_key_format(&b->key, text, sizeof(text));
     if ((ret = prepare(
              st,
-             insert ? "INSERT INTO bindings(key, certhash, appid, backend, ccspath, flags, proxy) "
-                      "VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7)"
+             insert ? "INSERT INTO bindings(key, certhash, appid, backend, ccspath, flags, proxy, "
+                      "clientca) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"
                     : "UPDATE bindings SET certhash = ?2, appid = ?3, backend = ?4, "
-                      "ccspath = ?5, flags = ?6, proxy = ?7 WHERE key = ?1",
+                      "ccspath = ?5, flags = ?6, proxy = ?7, clientca = ?8 WHERE key = ?1",
              &stmt, err)) != 0)
         return ret;
     sqlite3_bind_text(stmt, 1, text, -1, SQLITE_STATIC);
@@ -926,6 +930,7 @@ static int binding_write(struct cb_store *st, const struct cb_binding *b, bool i
     sqlite3_bind_text(stmt, 5, b->ccspath, -1, SQLITE_STATIC);
     sqlite3_bind_int64(stmt, 6, b->flags);
     sqlite3_bind_int64(stmt, 7, b->proxy);
+    sqlite3_bind_text(stmt, 8, b->clientca, -1, SQLITE_STATIC);
     rc = sqlite3_step(stmt);
     cb_store__release(st, stmt);
     if (insert && rc == SQLITE_CONSTRAINT)

@@ -185,8 +185,9 @@ int cb_store_load_endpoints(struct cb_store *st, struct cb_snapshot **out,
                             struct cb_err *err) CB_MUST_CHECK;
 /* Decodes a stored binding row (key text and option columns) into *out. */
 int cb_store_decode_binding(const char *key, const char *certhash, const char *appid,
-                            const char *backend, const char *ccspath, int64_t flags, int64_t proxy,
-                            struct cb_binding *out, struct cb_err *err) CB_MUST_CHECK;
+                            const char *backend, const char *ccspath, const char *clientca,
+                            int64_t flags, int64_t proxy, struct cb_binding *out,
+                            struct cb_err *err) CB_MUST_CHECK;
 
 /* Whether path lies inside the state folder (a copy certbind owns and may delete), not
  * merely a path that starts with the folder's name, such as a linked "/srv/state-live". */

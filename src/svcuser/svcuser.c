@@ -1,6 +1,7 @@
 /* svcuser.c: the service user's rules: who it is, what it owns, which keys it can use. */
 #include "svcuser/svcuser.h"
 #include "tls/cert.h"
+#include "tls/clientca.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -85,6 +86,12 @@ static int probe_one(size_t i, void *arg, struct cb_err *err)
         closedir(d);
         return 0;
     }
+    if (p->clientca) {
+        struct cb_tls_ca *ca = NULL;
+        int ret = cb_tls_ca_load(p->cert, &ca, NULL, err);
+        cb_tls_ca_free(ca);
+        return ret;
+    }
     return cb_cert_check_pair(p->cert, p->key, err);
 }
 
@@ -141,4 +148,24 @@ int cb_svcuser_key_usable(struct cb_store *st, const char *thumb, char *reason, 
     else
         snprintf(reason, size, "%s", reasons[0]);
     return CB_EKEY;
+}
+
+int cb_svcuser_clientca_usable(struct cb_store *st, const char *path, char *reason, size_t size)
+{
+    struct cb_user user;
+    char reasons[1][CB_PRIV_REASON];
+    bool ok[1], as_user;
+    struct cb_svcuser_probe probe = {.cert = path, .clientca = true};
+    bool have_user = cb_svcuser_get(st, &user, NULL) == 0;
+    int ret = cb_svcuser_test(have_user ? &user : NULL, &probe, 1, ok, reasons, &as_user, NULL);
+
+    if (ok[0]) {
+        snprintf(reason, size, "ok");
+        return 0;
+    }
+    if (ret == 0 && as_user)
+        snprintf(reason, size, "as service user %s: %s", user.name, reasons[0]);
+    else
+        snprintf(reason, size, "%s", reasons[0]);
+    return CB_EBADFILE;
 }

@@ -49,7 +49,16 @@ struct cb_svcuser_probe {
     const char *cert; /* a certificate file (with its key inside when key is NULL), or a folder */
     const char *key;  /* its key file, or NULL */
     bool folder;      /* cert is a folder that must be listable (a central store folder) */
+    bool clientca;    /* cert is a client CA file (clientca=FILE) that must parse */
 };
+
+/*
+ * Whether the service user (cb_svcuser_get; this process's user when none is set) can
+ * read and use client CA file path. 0 when it can ("ok" in reason); CB_EBADFILE with the
+ * reason in reason (size bytes) otherwise.
+ */
+int cb_svcuser_clientca_usable(struct cb_store *st, const char *path, char *reason,
+                               size_t size) CB_MUST_CHECK;
 
 /*
  * Tests each of the n probes as user: in a child process that switches to it when

@@ -12,6 +12,7 @@
 #include "tls/ctx.h"
 #include "tls/cert.h"
 #include "tls/challenge.h"
+#include "tls/clientca.h"
 #include "tls/ticket.h"
 #include "util/lru.h"
 
@@ -24,6 +25,7 @@
 #include <unistd.h>
 
 #include <openssl/err.h>
+#include <openssl/evp.h>
 #include <openssl/ssl.h>
 
 /* TLS 1.2: forward-secret AEAD suites only. TLS 1.3 suites are OpenSSL's defaults. */
@@ -39,15 +41,19 @@ struct cb_tls_cert {
     struct cb_tls_cert *next; /* in the cache's bucket */
     char *key;                /* thumbprint, or the path of a central-store file */
     char *cert_path, *key_path;
-    struct stat cert_st, key_st; /* files as they were when looked at */
-    bool tried;                  /* loaded, or failed: bundle or error is set */
-    bool loading;                /* a cb_tls_load job is parsing it off the loop */
-    bool seen;                   /* used by the snapshot being built */
+    char *ca_path;                      /* the binding's clientca=FILE, or NULL */
+    struct stat cert_st, key_st, ca_st; /* files as they were when looked at */
+    bool tried;                         /* loaded, or failed: bundle or error is set */
+    bool loading;                       /* a cb_tls_load job is parsing it off the loop */
+    bool seen;                          /* used by the snapshot being built */
     bool in_cache;
     bool pinned;                /* loaded at once (files that change in place): never dropped */
     struct cb_tls_cache *cache; /* while in_cache: its untried count follows this entry */
     struct cb_lru_node lru;     /* while parsed and in_cache (not pinned): in cache->lru */
     struct cb_cert_bundle *bundle;
+    struct cb_tls_ca *ca;  /* with ca_path: parsed with the bundle, set whenever bundle is */
+    unsigned char sid[32]; /* session id context: sessions resume only where they were made */
+    unsigned sid_len;
     char *error;
     uint32_t handoffs;       /* connections passed to its owner worker in this window */
     uint64_t handoff_window; /* when that window began (loop ms) */
@@ -119,10 +125,12 @@ static void cert_unref(struct cb_tls_cert *t)
     if (t == NULL || --t->refs > 0)
         return;
     cb_cert_bundle_free(t->bundle);
+    cb_tls_ca_free(t->ca);
     free(t->error);
     free(t->key);
     free(t->cert_path);
     free(t->key_path);
+    free(t->ca_path);
     free(t);
 }
 
@@ -269,6 +277,8 @@ static void evict(struct cb_tls_cache *c, struct cb_tls_cert *t)
     cb_lru_remove(&c->lru, &t->lru);
     cb_cert_bundle_free(t->bundle);
     t->bundle = NULL;
+    cb_tls_ca_free(t->ca); /* parsed again with the certificate */
+    t->ca = NULL;
     t->tried = false;
     c->n_untried++;
     c->stats.evictions++;
@@ -307,16 +317,50 @@ static void precheck(struct cb_tls_cert *t)
     } else if (access(kp, R_OK) != 0) {
         cb_err_set(&err, CB_EKEY, "cannot read the key %s: %s", kp, strerror(errno));
         fail(t, &err);
+    } else if (t->ca_path != NULL && access(t->ca_path, R_OK) != 0) {
+        cb_err_set(&err, CB_EIO, "cannot read its clientca=%s: %s", t->ca_path, strerror(errno));
+        fail(t, &err);
     }
+}
+
+/* The session id context of t, once parsed: with a client CA, what the sessions made on it
+ * were verified against (its certificate and the CA file's bytes), so that a session never
+ * resumes where its client certificate would not have been accepted; else the certificate
+ * alone (the last 32 characters of its key). */
+static void set_sid(struct cb_tls_cert *t)
+{
+    size_t n = strlen(t->key);
+    EVP_MD_CTX *md;
+    unsigned len = 0;
+
+    if (t->ca != NULL && (md = EVP_MD_CTX_new()) != NULL) {
+        int ok = EVP_DigestInit_ex(md, EVP_sha256(), NULL) == 1 &&
+                 EVP_DigestUpdate(md, t->key, n + 1) == 1 &&
+                 EVP_DigestUpdate(md, cb_tls_ca_digest(t->ca), 32) == 1 &&
+                 EVP_DigestFinal_ex(md, t->sid, &len) == 1;
+        EVP_MD_CTX_free(md);
+        if (ok && len == sizeof(t->sid)) {
+            t->sid_len = len;
+            return;
+        }
+        ERR_clear_error();
+    }
+    const char *sid = n > 32 ? t->key + n - 32 : t->key;
+    t->sid_len = (unsigned)(n > 32 ? 32 : n);
+    memcpy(t->sid, sid, t->sid_len);
+    if (t->ca != NULL) /* no digest: a context no session of another entry can have */
+        t->sid[0] ^= 0x80;
 }
 
 /* Parses the files of certificate `key` (thumbprint or ccs path): *bundle on success,
  * else err. Touches nothing shared: runs on the loop or on a pool thread alike. */
 static int parse_files(const char *key, const char *cert_path, const char *key_path,
-                       struct cb_cert_bundle **out, struct cb_err *err)
+                       const char *ca_path, struct cb_cert_bundle **out, struct cb_tls_ca **ca,
+                       struct cb_err *err)
 {
     struct cb_cert_bundle *bundle = NULL;
 
+    *ca = NULL;
     if (cb_key_file_safe(key_path ? key_path : cert_path, err) != 0 ||
         cb_cert_bundle_load(cert_path, key_path, NULL, &bundle, err) != 0)
         goto out_error;
@@ -331,6 +375,10 @@ static int parse_files(const char *key, const char *cert_path, const char *key_p
                    key, thumb);
         goto out_error;
     }
+    /* Fails closed: a binding whose CA file cannot be read serves nobody, rather than
+     * serving without verifying. */
+    if (ca_path != NULL && cb_tls_ca_load(ca_path, ca, NULL, err) != 0)
+        goto out_error;
     *out = bundle;
     return 0;
 out_error:
@@ -344,16 +392,19 @@ static void load(struct cb_tls_cert *t)
     struct cb_err err = {0};
 
     mark_tried(t);
-    if (parse_files(t->key, t->cert_path, t->key_path, &t->bundle, &err) != 0)
+    if (parse_files(t->key, t->cert_path, t->key_path, t->ca_path, &t->bundle, &t->ca, &err) != 0) {
         fail(t, &err);
-    else
-        admit(t);
+        return;
+    }
+    set_sid(t);
+    admit(t);
 }
 
 struct cb_tls_load {
     struct cb_tls_cert *cert; /* owned reference */
-    char *key, *cert_path, *key_path;
+    char *key, *cert_path, *key_path, *ca_path;
     struct cb_cert_bundle *bundle; /* the result: owned until finish */
+    struct cb_tls_ca *ca;          /* with it, when ca_path: owned until finish */
     struct cb_err err;
     bool failed;
 };
@@ -378,10 +429,13 @@ struct cb_tls_load *cb_tls_load_begin(const struct cb_tls_entry *e)
     j->key = strdup(t->key);
     j->cert_path = strdup(t->cert_path);
     j->key_path = t->key_path ? strdup(t->key_path) : NULL;
-    if (j->key == NULL || j->cert_path == NULL || (t->key_path != NULL && j->key_path == NULL)) {
+    j->ca_path = t->ca_path ? strdup(t->ca_path) : NULL;
+    if (j->key == NULL || j->cert_path == NULL || (t->key_path != NULL && j->key_path == NULL) ||
+        (t->ca_path != NULL && j->ca_path == NULL)) {
         free(j->key);
         free(j->cert_path);
         free(j->key_path);
+        free(j->ca_path);
         free(j);
         return NULL;
     }
@@ -393,16 +447,19 @@ struct cb_tls_load *cb_tls_load_begin(const struct cb_tls_entry *e)
 
 void cb_tls_load_run(struct cb_tls_load *j)
 {
-    j->failed = parse_files(j->key, j->cert_path, j->key_path, &j->bundle, &j->err) != 0;
+    j->failed = parse_files(j->key, j->cert_path, j->key_path, j->ca_path, &j->bundle, &j->ca,
+                            &j->err) != 0;
 }
 
 static void load_free(struct cb_tls_load *j)
 {
     cb_cert_bundle_free(j->bundle);
+    cb_tls_ca_free(j->ca);
     cert_unref(j->cert);
     free(j->key);
     free(j->cert_path);
     free(j->key_path);
+    free(j->ca_path);
     free(j);
 }
 
@@ -424,6 +481,9 @@ void cb_tls_load_finish(struct cb_tls_load *j)
         } else {
             t->bundle = j->bundle;
             j->bundle = NULL;
+            t->ca = j->ca;
+            j->ca = NULL;
+            set_sid(t);
             admit(t);
         }
     }
@@ -487,22 +547,32 @@ static bool same_file(const struct stat *a, const char *path)
            st.st_mtim.tv_sec == a->st_mtim.tv_sec && st.st_mtim.tv_nsec == a->st_mtim.tv_nsec;
 }
 
+/* Whether entry e is of client CA file ca_path (NULL: none). */
+static bool same_ca(const struct cb_tls_cert *e, const char *ca_path)
+{
+    return e->ca_path == NULL ? ca_path == NULL
+                              : ca_path != NULL && strcmp(e->ca_path, ca_path) == 0;
+}
+
 void cb_tls_cache_get(struct cb_tls_cache *c, const char *key, const char *cert_path,
-                      const char *key_path, bool eager, struct cb_tls_entry *out, bool *reused)
+                      const char *key_path, const char *ca_path, bool eager,
+                      struct cb_tls_entry *out, bool *reused)
 {
     size_t b = str_hash(key) & (c->n_buckets - 1);
     struct cb_tls_cert **pp, *e;
 
     out->cert = NULL;
     for (pp = &c->buckets[b]; (e = *pp) != NULL; pp = &e->next)
-        if (strcmp(e->key, key) == 0)
+        if (strcmp(e->key, key) == 0 && same_ca(e, ca_path))
             break;
     /* Store files are named by thumbprint and never rewritten: a hit is valid as is.
      * Central-store files can change in place, so their stat must still match. A
      * failure is tried again, so a fixed key is picked up by the next snapshot. */
     bool fixed_name = strchr(key, '/') == NULL;
+    /* A client CA file can be edited in place too (a CA added to it): same test. */
     if (e != NULL && (!e->tried || e->bundle != NULL) &&
-        (fixed_name || (same_file(&e->cert_st, cert_path) && same_file(&e->key_st, key_path)))) {
+        (fixed_name || (same_file(&e->cert_st, cert_path) && same_file(&e->key_st, key_path))) &&
+        same_file(&e->ca_st, ca_path)) {
         e->seen = true;
         *reused = true;
         e->refs++;
@@ -518,10 +588,12 @@ void cb_tls_cache_get(struct cb_tls_cache *c, const char *key, const char *cert_
     }
     e = calloc(1, sizeof(*e));
     if (e == NULL || (e->key = strdup(key)) == NULL || (e->cert_path = strdup(cert_path)) == NULL ||
-        (key_path != NULL && (e->key_path = strdup(key_path)) == NULL)) {
+        (key_path != NULL && (e->key_path = strdup(key_path)) == NULL) ||
+        (ca_path != NULL && (e->ca_path = strdup(ca_path)) == NULL)) {
         if (e != NULL) {
             free(e->key);
             free(e->cert_path);
+            free(e->key_path);
             free(e);
         }
         return;
@@ -535,6 +607,8 @@ void cb_tls_cache_get(struct cb_tls_cache *c, const char *key, const char *cert_
     stat(cert_path, &e->cert_st);
     if (key_path != NULL)
         stat(key_path, &e->key_st);
+    if (ca_path != NULL)
+        stat(ca_path, &e->ca_st);
     precheck(e);
     if (eager && !e->tried)
         load(e);
@@ -575,10 +649,8 @@ int cb_tls_apply_binding(SSL *ssl, const struct cb_tls_entry *e, const struct cb
         ERR_clear_error();
         return CB_ETLS;
     }
-    /* Sessions resume only on the certificate that made them. */
-    size_t n = strlen(t->key);
-    const char *sid = n > 32 ? t->key + n - 32 : t->key;
-    SSL_set_session_id_context(ssl, (const unsigned char *)sid, (unsigned)(n > 32 ? 32 : n));
+    /* Sessions resume only on the certificate (and client CA) that made them. */
+    SSL_set_session_id_context(ssl, t->sid, t->sid_len);
     SSL_set_ex_data(ssl, binding_index, (void *)b);
     if (b->flags & CB_OPT_DISABLETLS12)
         SSL_set_min_proto_version(ssl, TLS1_3_VERSION);
@@ -590,7 +662,14 @@ int cb_tls_apply_binding(SSL *ssl, const struct cb_tls_entry *e, const struct cb
         SSL_clear_options(ssl, SSL_OP_NO_TICKET);
         SSL_set_num_tickets(ssl, 2);
     }
-    if (b->flags & CB_OPT_CLIENTCERTNEGOTIATION)
+    /* clientca=FILE: a certificate is required and verified (the file was parsed with the
+     * certificate, off the loop). clientcertnegotiation=enable alone: one is asked for and
+     * passed on as presented, unverified. */
+    if (t->ca != NULL) {
+        if (cb_tls_ca_apply(ssl, t->ca) != 0)
+            return CB_ETLS;
+    } else if (b->flags & CB_OPT_CLIENTCERTNEGOTIATION) {
         SSL_set_verify(ssl, SSL_VERIFY_PEER | SSL_VERIFY_CLIENT_ONCE, verify_any);
+    }
     return 0;
 }

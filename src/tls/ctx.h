@@ -50,7 +50,9 @@ void cb_tls_cache_sweep(struct cb_tls_cache *c);
 size_t cb_tls_cache_untried(const struct cb_tls_cache *c);
 /*
  * Fills *out for certificate `key` (a thumbprint or a ccs file path) with files
- * cert_path/key_path (key_path NULL: the key is in cert_path). Unless eager,
+ * cert_path/key_path (key_path NULL: the key is in cert_path), served with client CA file
+ * ca_path (clientca=FILE; NULL: none): the CA file is parsed with the certificate, and a
+ * certificate used with different CA files (or none) has one entry for each. Unless eager,
  * nothing is parsed here: the files are only checked (present, readable, key not
  * open to others) and parsed on first use. Files that can change in place (linked
  * or central-store files) are loaded eagerly, so that the certificate they held is
@@ -59,7 +61,8 @@ size_t cb_tls_cache_untried(const struct cb_tls_cache *c);
  * (release with cb_tls_entry_clear).
  */
 void cb_tls_cache_get(struct cb_tls_cache *c, const char *key, const char *cert_path,
-                      const char *key_path, bool eager, struct cb_tls_entry *out, bool *reused);
+                      const char *key_path, const char *ca_path, bool eager,
+                      struct cb_tls_entry *out, bool *reused);
 void cb_tls_entry_clear(struct cb_tls_entry *e);
 /* Loads the certificate if not yet tried (*loaded_now, may be NULL, says so).
  * Returns NULL when it can be served, else why not (borrowed). */
@@ -110,7 +113,9 @@ void cb_tls_entry_set_error(struct cb_tls_entry *e, const char *msg);
 SSL_CTX *cb_tls_default_ctx(int (*on_client_hello)(SSL *ssl, int *alert, void *arg));
 
 /* Serves e's certificate (loaded: cb_tls_entry_load returned NULL) on ssl with b's
- * toggles. CB_ETLS when the TLS library refuses it. */
+ * toggles: with e's client CA, a client certificate is required and verified against it;
+ * else with clientcertnegotiation=enable one is requested and accepted unverified.
+ * CB_ETLS when the TLS library refuses it. */
 int cb_tls_apply_binding(SSL *ssl, const struct cb_tls_entry *e,
                          const struct cb_snap_binding *b) CB_MUST_CHECK;
 

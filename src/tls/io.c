@@ -1,5 +1,6 @@
 /* io.c: the TLS connection calls net/server.c makes, with OpenSSL behind them. */
 #include "tls/io.h"
+#include "tls/clientca.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -136,6 +137,33 @@ const char *cb_tls_io_reason(char *buf, size_t size)
     return buf;
 }
 
+const char *cb_tls_handshake_reason(SSL *ssl, char *buf, size_t size)
+{
+    unsigned long e = ERR_peek_last_error();
+    long verify = SSL_get_verify_result(ssl);
+
+    if (!(SSL_get_verify_mode(ssl) & SSL_VERIFY_FAIL_IF_NO_PEER_CERT))
+        return cb_tls_io_reason(buf, size);
+    if (ERR_GET_LIB(e) == ERR_LIB_SSL &&
+        (ERR_GET_REASON(e) == SSL_R_PEER_DID_NOT_RETURN_A_CERTIFICATE ||
+         ERR_GET_REASON(e) == SSL_R_NO_CERTIFICATES_RETURNED)) {
+        ERR_clear_error();
+        snprintf(buf, size, "client certificate required (clientca): the client sent none");
+        return buf;
+    }
+    if (ERR_GET_LIB(e) == ERR_LIB_SSL && ERR_GET_REASON(e) == SSL_R_CERTIFICATE_VERIFY_FAILED &&
+        verify != X509_V_OK) {
+        char cn[256];
+        cb_tls_ca_rejected_cn(ssl, cn, sizeof(cn));
+        ERR_clear_error();
+        snprintf(buf, size, "client certificate%s%s%s rejected (clientca): %s",
+                 cn[0] ? " CN=\"" : "", cn, cn[0] ? "\"" : "",
+                 X509_verify_cert_error_string(verify));
+        return buf;
+    }
+    return cb_tls_io_reason(buf, size);
+}
+
 bool cb_tls_alpn_is_http(SSL *ssl)
 {
     const unsigned char *alpn = NULL;
@@ -163,9 +191,11 @@ void cb_tls_proxy_fields(SSL *ssl, struct cb_proxy_info *pi, char *cn, size_t cn
         return;
     pi->client_cert = true;
     pi->client_cert_conn = !SSL_session_reused(ssl); /* resumed: it was sent on an earlier one */
-    /* Verified only when the chain was checked and passed (a binding that just asks for a
-     * certificate accepts any: its verify result is an error, the backend judges). */
-    pi->client_verified = SSL_get_verify_result(ssl) == X509_V_OK;
+    /* Verified only where a client CA required it (clientca=FILE: the handshake fails
+     * otherwise) and the chain passed; a binding that just asks for a certificate accepts
+     * any, verified against nothing: the backend judges. */
+    pi->client_verified = (SSL_get_verify_mode(ssl) & SSL_VERIFY_FAIL_IF_NO_PEER_CERT) &&
+                          SSL_get_verify_result(ssl) == X509_V_OK;
     if (X509_NAME_get_text_by_NID(X509_get_subject_name(peer), NID_commonName, cn, (int)cn_size) >
         0)
         pi->client_cn = cn;

@@ -48,6 +48,11 @@ void cb_tls_shutdown(SSL *ssl);
  * closed by client". Clears the library's error queue. */
 const char *cb_tls_io_reason(char *buf, size_t size);
 
+/* Why ssl's handshake failed (cb_tls_io_reason), said plainly for a client certificate
+ * that a client CA required: none sent, or why verification refused it (the X.509 error,
+ * with the certificate's CN when the TLS library kept it). Clears the error queue. */
+const char *cb_tls_handshake_reason(SSL *ssl, char *buf, size_t size);
+
 /* Whether the handshake resumed a session (from a ticket) rather than making a new one. */
 bool cb_tls_resumed(SSL *ssl);
 

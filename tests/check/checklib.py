@@ -44,6 +44,7 @@ CODES = {
     "expires-soon": "warning",
     "unknown-cert": "error",
     "ccs-missing": "error",
+    "clientca-unusable": "error",
     "chain-incomplete": "error",
     "weak-key": "warning",
     "no-default-for-non-sni": "warning",

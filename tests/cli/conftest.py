@@ -54,10 +54,10 @@ def base_env(home):
     return env
 
 
-def run_bin(args, env, input=None, native=False):
+def run_bin(args, env, input=None, native=False, cwd=None):
     """Runs certbind (under valgrind when asked, unless native); returns (rc, out, err)."""
     cmd = (VALGRIND_CMD if VALGRIND and not native else []) + [BIN] + [str(a) for a in args]
-    p = subprocess.run(cmd, env=env, input=input, capture_output=True, timeout=TIMEOUT)
+    p = subprocess.run(cmd, env=env, input=input, capture_output=True, timeout=TIMEOUT, cwd=cwd)
     return p.returncode, p.stdout.decode("utf-8"), p.stderr.decode("utf-8")
 
 
@@ -75,10 +75,10 @@ class CertBind:
         env.update(extra)
         return env
 
-    def run(self, *args, state=True, env=None, input=None, native=False):
+    def run(self, *args, state=True, env=None, input=None, native=False, cwd=None):
         """Runs certbind with --state (unless state=False); returns (rc, stdout, stderr)."""
         argv = list(args) + (["--state", self.state] if state else [])
-        return run_bin(argv, env if env is not None else self.env(), input, native)
+        return run_bin(argv, env if env is not None else self.env(), input, native, cwd)
 
     # -- expectations ---------------------------------------------------------------
 

@@ -10,7 +10,7 @@ APPID = "{00112233-4455-6677-8899-aabbccddeeff}"
 
 
 def defaults(key, certhash):
-    d = {"key": key, "certhash": certhash, "appid": None, "backend": None,
+    d = {"key": key, "certhash": certhash, "appid": None, "backend": None, "clientca": None,
          "proxyprotocol": "off"}
     d.update({t: "disable" for t in TOGGLES})
     d["acme"] = "disable"  # a manual binding (acme=enable: test_acme.py)

@@ -451,3 +451,74 @@ def test_netsh_refuses_broken_encodings_with_one_error_line(env, data, says):
     if "UTF-16" in says or "odd" in says:
         assert "UTF-8" in err  # says what to do
     assert dump(state) == before
+
+
+# -- client certificates: a Certificate Trust List maps to clientca=FILE ------------------
+
+NETSH_CTL = """
+    Hostname:port                : www.example.com:443
+    Certificate Hash             : {www}
+    Application ID               : {{4dc3e181-e14b-4a21-b022-59fc669b0914}}
+    Certificate Store Name       : My
+    Verify Client Certificate Revocation : Enabled
+    Ctl Identifier               : PartnerCAs
+    Ctl Store Name               : ClientAuthIssuer
+    Negotiate Client Certificate : Enabled
+
+    IP:port                      : 0.0.0.0:443
+    Certificate Hash             : {default}
+    Verify Client Certificate Revocation : Enabled
+    Ctl Identifier               : (null)
+    Ctl Store Name               : (null)
+    Negotiate Client Certificate : Enabled
+"""
+
+
+def client_ca(d):
+    key, cert = os.path.join(d, "clients-ca.key"), os.path.join(d, "clients-ca.pem")
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
+                    "ec_paramgen_curve:P-256", "-nodes", "-keyout", key, "-out", cert,
+                    "-subj", "/CN=Partner CA", "-days", "30"], check=True, capture_output=True)
+    return cert
+
+
+def test_netsh_trust_list_without_clientca_is_named_with_the_fix(env):
+    d, state, t = env
+    path = write(d, "ctl.txt", NETSH_CTL.format(**t))
+    rc, out, err = run("--state", state, "import", "netsh", path)
+    assert rc == 0, err
+    lines = err.splitlines()
+    (w,) = lines  # one warning: the binding with a trust list; none for the other
+    assert w.startswith("certbind: warning: %s:2: hostnameport=www.example.com:443" % path), w
+    assert "PartnerCAs" in w and "clientca=FILE" in w and "not verified" in w, w
+    got = bindings(state)
+    assert got["hostnameport=www.example.com:443"]["clientca"] is None
+    assert got["hostnameport=www.example.com:443"]["clientcertnegotiation"] == "enable"
+
+
+def test_netsh_trust_list_takes_the_clientca_given(env):
+    d, state, t = env
+    ca = client_ca(d)
+    path = write(d, "ctl.txt", NETSH_CTL.format(**t))
+    rc, out, err = run("--state", state, "import", "netsh", path, "clientca=" + ca)
+    assert rc == 0, err
+    assert "clientca=" + ca in out  # the command it stands for
+    (w,) = err.splitlines()  # revocation: checked by Windows, not by certbind
+    assert "hostnameport=www.example.com:443" in w and "revocation" in w, w
+    got = bindings(state)
+    assert got["hostnameport=www.example.com:443"]["clientca"] == ca
+    assert got["ipport=0.0.0.0:443"]["clientca"] is None  # no trust list: not given one
+
+
+@pytest.mark.parametrize("bad", ["missing.pem", "notpem.pem"])
+def test_netsh_clientca_must_be_a_ca_file(env, bad):
+    d, state, t = env
+    write(d, "notpem.pem", "not a certificate\n")
+    path = write(d, "ctl.txt", NETSH_CTL.format(**t))
+    before = dump(state)
+    rc, out, err = run("--state", state, "import", "netsh", path,
+                       "clientca=" + os.path.join(d, bad))
+    assert rc == 2, err
+    assert out == "" and len(err.splitlines()) == 1 and err.startswith("certbind: error: ")
+    assert "clientca=" in err
+    assert dump(state) == before

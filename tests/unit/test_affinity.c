@@ -53,7 +53,7 @@ static int teardown(void **state)
 static void get(struct cb_tls_cache *c, int i, const char *key_path, struct cb_tls_entry *e)
 {
     bool reused;
-    cb_tls_cache_get(c, cert[i], cert[i], key_path, false, e, &reused);
+    cb_tls_cache_get(c, cert[i], cert[i], key_path, NULL, false, e, &reused);
     assert_non_null(e->cert);
 }
 

@@ -60,7 +60,7 @@ static int teardown(void **state)
 static void get(struct cb_tls_cache *c, int i, bool eager, struct cb_tls_entry *e)
 {
     bool reused;
-    cb_tls_cache_get(c, cert[i], cert[i], key[i], eager, e, &reused);
+    cb_tls_cache_get(c, cert[i], cert[i], key[i], NULL, eager, e, &reused);
     assert_non_null(e->cert);
 }
 
@@ -189,6 +189,40 @@ static void test_a_connection_keeps_a_dropped_certificate(void **state)
     cb_tls_cache_free(c);
 }
 
+/* A certificate served with a client CA file: the CA is parsed with it, dropped with it
+ * and parsed again with it (verification never lapses, nothing leaks or is freed twice). */
+static void test_a_client_ca_is_dropped_and_parsed_again_with_its_certificate(void **state)
+{
+    struct cb_tls_cache *c = cb_tls_cache_new();
+    SSL_CTX *ctx = cb_tls_default_ctx(NULL);
+    struct cb_tls_entry e[2] = {{0}};
+    static const struct cb_snap_binding b;
+    bool reused;
+    (void)state;
+    assert_true(one > 0);
+    cb_tls_cache_set_budget(c, one + one / 2); /* room for one */
+    for (int i = 0; i < 2; i++)
+        cb_tls_cache_get(c, cert[i], cert[i], key[i], cert[3], false, &e[i], &reused);
+    for (int round = 0; round < 3; round++) {
+        for (int i = 0; i < 2; i++) {
+            SSL *ssl = SSL_new(ctx);
+            assert_non_null(ssl);
+            assert_true(cb_tls_entry_untried(&e[i])); /* the other one pushed it out */
+            assert_null(cb_tls_entry_load(&e[i], NULL));
+            assert_int_equal(cb_tls_apply_binding(ssl, &e[i], &b), 0);
+            assert_serves(ssl, i);
+            assert_int_equal(SSL_get_verify_mode(ssl) & SSL_VERIFY_FAIL_IF_NO_PEER_CERT,
+                             SSL_VERIFY_FAIL_IF_NO_PEER_CERT);
+            assert_int_equal(sk_X509_NAME_num(SSL_get_client_CA_list(ssl)), 1);
+            SSL_free(ssl);
+        }
+    }
+    for (int i = 0; i < 2; i++)
+        cb_tls_entry_clear(&e[i]);
+    SSL_CTX_free(ctx);
+    cb_tls_cache_free(c);
+}
+
 static void test_a_parse_off_the_loop_is_charged_and_evicts_too(void **state)
 {
     struct cb_tls_cache *c = cb_tls_cache_new();
@@ -277,6 +311,7 @@ int main(void)
         cmocka_unit_test(test_over_budget_the_least_recently_served_is_parsed_again),
         cmocka_unit_test(test_a_connection_keeps_a_dropped_certificate),
         cmocka_unit_test(test_a_parse_off_the_loop_is_charged_and_evicts_too),
+        cmocka_unit_test(test_a_client_ca_is_dropped_and_parsed_again_with_its_certificate),
         cmocka_unit_test(test_certificates_loaded_at_once_are_never_dropped),
         cmocka_unit_test(test_an_entry_leaving_the_cache_leaves_the_budget),
     };

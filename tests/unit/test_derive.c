@@ -77,6 +77,12 @@ static void make_binding(unsigned k, unsigned version, struct cb_binding *b)
     snprintf(backend, sizeof(backend), "127.0.0.1:%u", 1000 + version % 60000);
     assert_int_equal(cb_binding_set_option(b, "certhash", thumb, &fields, &err), 0);
     assert_int_equal(cb_binding_set_option(b, "backend", backend, &fields, &err), 0);
+    /* A client CA file on some: few paths shared by many bindings, as in real stores. */
+    if (version % 3 != 0) {
+        char ca[64];
+        snprintf(ca, sizeof(ca), "/etc/certbind/ca%u.pem", version % 4);
+        assert_int_equal(cb_binding_set_option(b, "clientca", ca, &fields, &err), 0);
+    }
 }
 
 static struct cb_snapshot *full_build(const struct model *m, uint64_t gen)
@@ -122,7 +128,14 @@ static void assert_same(const struct cb_snapshot *d, const struct cb_snapshot *f
         assert_string_equal(e->key_text, text);
         assert_string_equal(e->certhash, b.certhash);
         assert_string_equal(e->backend, b.backend);
+        const char *ca = cb_snapshot_clientca(d, e);
+        if (b.clientca[0] == '\0')
+            assert_null(ca);
+        else
+            assert_string_equal(ca, b.clientca);
     }
+    /* A full build keeps each client CA path once, however many bindings use it. */
+    assert_true(cb_snapshot_clientca_count(full) <= 4);
     /* Every binding index is found again through the index (no stale slot). */
     for (uint32_t i = 0; i < cb_snapshot_count(d); i++) {
         const struct cb_snap_binding *e = cb_snapshot_binding(d, i);

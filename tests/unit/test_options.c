@@ -356,6 +356,61 @@ static void test_ccspath_takes_absolute_folders(void **state)
     set_bad("ccspath", "~/ccs", "absolute");
 }
 
+static void test_clientca_takes_an_absolute_file_or_none(void **state)
+{
+    (void)state;
+    struct cb_binding b;
+    unsigned fields = 0;
+
+    cb_binding_init(&b);
+    set_ok(&b, "clientca", "/etc/certbind/clients-ca.pem", &fields);
+    assert_string_equal(b.clientca, "/etc/certbind/clients-ca.pem");
+    assert_int_equal(fields, CB_F_CLIENTCA);
+    set_ok(&b, "clientca", "none", &fields);
+    assert_string_equal(b.clientca, "");
+    set_ok(&b, "clientca", "/ca.pem", &fields);
+    set_ok(&b, "clientca", "", &fields);
+    assert_string_equal(b.clientca, "");
+    assert_int_equal(fields, CB_F_CLIENTCA);
+
+    char longest[CB_PATH_MAX + 2];
+    memset(longest, 'a', sizeof(longest));
+    longest[0] = '/';
+    longest[CB_PATH_MAX] = '\0';
+    set_ok(&b, "clientca", longest, &fields);
+    assert_int_equal(strlen(b.clientca), CB_PATH_MAX);
+    longest[CB_PATH_MAX] = 'a';
+    longest[CB_PATH_MAX + 1] = '\0';
+    set_bad("clientca", longest, "absolute path");
+    set_bad("clientca", "ca.pem", "absolute path");
+    set_bad("clientca", "./ca.pem", "absolute path");
+    set_bad("clientca", "~/ca.pem", "absolute path");
+    set_bad("clientca", "/etc/ca/", "absolute path");
+}
+
+static void test_clientca_merges_only_when_given(void **state)
+{
+    (void)state;
+    struct cb_binding dst, src;
+    unsigned fields = 0;
+
+    cb_binding_init(&dst);
+    set_ok(&dst, "clientca", "/etc/ca.pem", &fields);
+    cb_binding_init(&src);
+    fields = 0;
+    set_ok(&src, "backend", "127.0.0.1:9000", &fields);
+    cb_binding_merge(&dst, &src, fields);
+    assert_string_equal(dst.clientca, "/etc/ca.pem");
+    fields = 0;
+    set_ok(&src, "clientca", "/etc/other.pem", &fields);
+    cb_binding_merge(&dst, &src, fields);
+    assert_string_equal(dst.clientca, "/etc/other.pem");
+    fields = 0;
+    set_ok(&src, "clientca", "none", &fields);
+    cb_binding_merge(&dst, &src, fields);
+    assert_string_equal(dst.clientca, "");
+}
+
 static void test_unknown_options_are_refused(void **state)
 {
     (void)state;
@@ -594,6 +649,8 @@ int main(void)
         cmocka_unit_test(test_backend_refuses_bad_addresses_and_ports),
         cmocka_unit_test(test_certhash_option_normalises_or_refuses),
         cmocka_unit_test(test_ccspath_takes_absolute_folders),
+        cmocka_unit_test(test_clientca_takes_an_absolute_file_or_none),
+        cmocka_unit_test(test_clientca_merges_only_when_given),
         cmocka_unit_test(test_unknown_options_are_refused),
         cmocka_unit_test(test_options_record_their_fields),
         cmocka_unit_test(test_merge_changes_only_the_given_fields),

@@ -106,6 +106,73 @@ static void test_v2_ssl_tlv_client_and_verify(void **state)
     }
 }
 
+/* The sub-TLVs of the SSL TLV of a v2 header: type -> (offset, length); 0 length: absent. */
+static void ssl_sub(const unsigned char *b, int n, unsigned type, const unsigned char **val,
+                    unsigned *len)
+{
+    size_t off = 16 + 12;
+    *val = NULL;
+    *len = 0;
+    while (off + 3 <= (size_t)n) {
+        unsigned t = b[off], l = u16(b + off + 1);
+        if (t == CB_PP2_TYPE_SSL) {
+            size_t sub = off + 3 + 5, end = off + 3 + l;
+            while (sub + 3 <= end) {
+                unsigned st = b[sub], sl = u16(b + sub + 1);
+                assert_true(sub + 3 + sl <= end);
+                if (st == type) {
+                    *val = b + sub + 3;
+                    *len = sl;
+                    return;
+                }
+                sub += 3 + sl;
+            }
+            assert_int_equal(sub, end); /* the sub-TLVs fill the SSL TLV exactly */
+            return;
+        }
+        off += 3 + l;
+    }
+}
+
+static void test_v2_ssl_sub_tlvs_version_and_client_cn(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *what;
+        bool cert, verified;
+        const char *cn;
+    } sub_cases[] = {
+        {"no certificate", false, false, NULL},
+        {"verified certificate with a CN", true, true, "client.example"},
+        {"unverified certificate with a CN", true, false, "any client"},
+        {"certificate without a CN", true, true, NULL},
+    };
+    for (size_t i = 0; i < sizeof(sub_cases) / sizeof(sub_cases[0]); i++) {
+        struct cb_proxy_info pi = info();
+        unsigned char buf[1024];
+        const unsigned char *v;
+        unsigned len, client = 0;
+        uint32_t verify = 0;
+
+        pi.client_cert = pi.client_cert_conn = sub_cases[i].cert;
+        pi.client_verified = sub_cases[i].verified;
+        pi.client_cn = sub_cases[i].cn;
+        int n = cb_proxy_v2(&pi, buf, sizeof(buf));
+        ssl_tlv(buf, n, &client, &verify);
+        ssl_sub(buf, n, CB_PP2_SUBTYPE_SSL_VERSION, &v, &len);
+        if (v == NULL || len != 7 || memcmp(v, "TLSv1.3", 7) != 0)
+            fail_msg("%s: SSL_VERSION sub-TLV missing or wrong", sub_cases[i].what);
+        ssl_sub(buf, n, CB_PP2_SUBTYPE_SSL_CN, &v, &len);
+        if (sub_cases[i].cn == NULL && v != NULL)
+            fail_msg("%s: SSL_CN sub-TLV without a CN", sub_cases[i].what);
+        if (sub_cases[i].cn != NULL &&
+            (v == NULL || len != strlen(sub_cases[i].cn) || memcmp(v, sub_cases[i].cn, len) != 0))
+            fail_msg("%s: SSL_CN sub-TLV missing or wrong", sub_cases[i].what);
+        if ((verify == 0) != (sub_cases[i].cert && sub_cases[i].verified))
+            fail_msg("%s: verify %u", sub_cases[i].what, verify);
+    }
+}
+
 static void test_v2_too_small_buffer(void **state)
 {
     (void)state;
@@ -128,6 +195,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_v2_ssl_tlv_client_and_verify),
+        cmocka_unit_test(test_v2_ssl_sub_tlvs_version_and_client_cn),
         cmocka_unit_test(test_v2_too_small_buffer),
         cmocka_unit_test(test_v1_line),
     };

@@ -649,24 +649,33 @@ struct row {
     const char *what;
     const char *key, *certhash, *appid, *backend, *ccspath;
     int64_t flags, proxy;
+    const char *clientca; /* NULL: "" */
 };
+
+static const char *ca_of(const struct row *r)
+{
+    return r->clientca != NULL ? r->clientca : "";
+}
 
 static void test_decode_accepts_good_rows(void **state_)
 {
     (void)state_;
     static const struct row good[] = {
-        {"ip", "ipport=203.0.113.5:443", THUMB_A, "", "", "", 0, 0},
+        {"ip", "ipport=203.0.113.5:443", THUMB_A, "", "", "", 0, 0, NULL},
         {"all options", "hostnameport=www.example.com:443", THUMB_A,
-         "{00112233-4455-6677-8899-aabbccddeeff}", "127.0.0.1:8080", "", 0xf9, 2},
-        {"ccs", "ccs=443", "", "", "", "/srv/ccs", 0x01, 1},
+         "{00112233-4455-6677-8899-aabbccddeeff}", "127.0.0.1:8080", "", 0xf9, 2, NULL},
+        {"ccs", "ccs=443", "", "", "", "/srv/ccs", 0x01, 1, NULL},
+        {"client CA", "ipport=203.0.113.5:443", THUMB_A, "", "", "", 0, 2, "/etc/ca/clients.pem"},
+        {"ccs with a client CA", "ccs=443", "", "", "", "/srv/ccs", 0, 0, "/etc/ca.pem"},
     };
     for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
         const struct row *r = &good[i];
         struct cb_binding b;
         struct cb_err err = {0};
-        if (cb_store_decode_binding(r->key, r->certhash, r->appid, r->backend, r->ccspath, r->flags,
-                                    r->proxy, &b, &err) != 0)
+        if (cb_store_decode_binding(r->key, r->certhash, r->appid, r->backend, r->ccspath, ca_of(r),
+                                    r->flags, r->proxy, &b, &err) != 0)
             fail_msg("%s: refused: %s", r->what, err.msg);
+        assert_string_equal(b.clientca, ca_of(r));
         assert_int_equal(b.flags, (uint32_t)r->flags);
         assert_int_equal(b.proxy, r->proxy);
         assert_string_equal(b.certhash, r->certhash);
@@ -677,39 +686,41 @@ static void test_decode_rejects_damaged_rows(void **state_)
 {
     (void)state_;
     static const struct row bad[] = {
-        {"bad key text", "ipport=nonsense", THUMB_A, "", "", "", 0, 0},
-        {"empty key", "", THUMB_A, "", "", "", 0, 0},
-        {"unknown key kind", "foo=1", THUMB_A, "", "", "", 0, 0},
-        {"bad certhash", "ipport=203.0.113.5:443", "XYZ", "", "", "", 0, 0},
-        {"short certhash", "ipport=203.0.113.5:443", "0123", "", "", "", 0, 0},
-        {"missing certhash", "ipport=203.0.113.5:443", "", "", "", "", 0, 0},
-        {"bad appid", "ipport=203.0.113.5:443", THUMB_A, "{nope}", "", "", 0, 0},
-        {"bad backend", "ipport=203.0.113.5:443", THUMB_A, "", "0.0.0.0:80", "", 0, 0},
-        {"relative ccspath", "ccs=443", "", "", "", "srv/ccs", 0, 0},
-        {"ccs without ccspath", "ccs=443", "", "", "", "", 0, 0},
-        {"ccs with certhash", "ccs=443", THUMB_A, "", "", "/srv/ccs", 0, 0},
-        {"ccspath on ip", "ipport=203.0.113.5:443", THUMB_A, "", "", "/srv/ccs", 0, 0},
-        {"negative flags", "ipport=203.0.113.5:443", THUMB_A, "", "", "", -1, 0},
-        {"flags above the toggles", "ipport=203.0.113.5:443", THUMB_A, "", "", "", 0x200, 0},
-        {"huge flags", "ipport=203.0.113.5:443", THUMB_A, "", "", "", INT64_C(1) << 40, 0},
-        {"both tls versions off", "ipport=203.0.113.5:443", THUMB_A, "", "", "", 0x06, 0},
-        {"negative proxy", "ipport=203.0.113.5:443", THUMB_A, "", "", "", 0, -1},
-        {"proxy 3", "ipport=203.0.113.5:443", THUMB_A, "", "", "", 0, 3},
+        {"bad key text", "ipport=nonsense", THUMB_A, "", "", "", 0, 0, NULL},
+        {"empty key", "", THUMB_A, "", "", "", 0, 0, NULL},
+        {"unknown key kind", "foo=1", THUMB_A, "", "", "", 0, 0, NULL},
+        {"bad certhash", "ipport=203.0.113.5:443", "XYZ", "", "", "", 0, 0, NULL},
+        {"short certhash", "ipport=203.0.113.5:443", "0123", "", "", "", 0, 0, NULL},
+        {"missing certhash", "ipport=203.0.113.5:443", "", "", "", "", 0, 0, NULL},
+        {"bad appid", "ipport=203.0.113.5:443", THUMB_A, "{nope}", "", "", 0, 0, NULL},
+        {"bad backend", "ipport=203.0.113.5:443", THUMB_A, "", "0.0.0.0:80", "", 0, 0, NULL},
+        {"relative ccspath", "ccs=443", "", "", "", "srv/ccs", 0, 0, NULL},
+        {"ccs without ccspath", "ccs=443", "", "", "", "", 0, 0, NULL},
+        {"ccs with certhash", "ccs=443", THUMB_A, "", "", "/srv/ccs", 0, 0, NULL},
+        {"ccspath on ip", "ipport=203.0.113.5:443", THUMB_A, "", "", "/srv/ccs", 0, 0, NULL},
+        {"negative flags", "ipport=203.0.113.5:443", THUMB_A, "", "", "", -1, 0, NULL},
+        {"flags above the toggles", "ipport=203.0.113.5:443", THUMB_A, "", "", "", 0x200, 0, NULL},
+        {"huge flags", "ipport=203.0.113.5:443", THUMB_A, "", "", "", INT64_C(1) << 40, 0, NULL},
+        {"both tls versions off", "ipport=203.0.113.5:443", THUMB_A, "", "", "", 0x06, 0, NULL},
+        {"negative proxy", "ipport=203.0.113.5:443", THUMB_A, "", "", "", 0, -1, NULL},
+        {"proxy 3", "ipport=203.0.113.5:443", THUMB_A, "", "", "", 0, 3, NULL},
+        {"relative clientca", "ipport=203.0.113.5:443", THUMB_A, "", "", "", 0, 0, "ca.pem"},
+        {"clientca a folder path", "ipport=203.0.113.5:443", THUMB_A, "", "", "", 0, 0, "/etc/"},
     };
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         const struct row *r = &bad[i];
         struct cb_binding b;
         struct cb_err err = {0};
         int rc = cb_store_decode_binding(r->key, r->certhash, r->appid, r->backend, r->ccspath,
-                                         r->flags, r->proxy, &b, &err);
+                                         ca_of(r), r->flags, r->proxy, &b, &err);
         if (rc != CB_ESTORE)
             fail_msg("%s: returned %d, want CB_ESTORE", r->what, rc);
         if (err.code != CB_ESTORE || strstr(err.msg, "damaged") == NULL ||
             strstr(err.msg, r->key) == NULL)
             fail_msg("%s: message '%s' should say the binding %s is damaged", r->what, err.msg,
                      r->key);
-        if (cb_store_decode_binding(r->key, r->certhash, r->appid, r->backend, r->ccspath, r->flags,
-                                    r->proxy, &b, NULL) != CB_ESTORE)
+        if (cb_store_decode_binding(r->key, r->certhash, r->appid, r->backend, r->ccspath, ca_of(r),
+                                    r->flags, r->proxy, &b, NULL) != CB_ESTORE)
             fail_msg("%s: accepted with a NULL err", r->what);
     }
 }
