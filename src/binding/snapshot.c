@@ -217,7 +217,7 @@ static void parts_free(struct parts *a)
     a->cap = 0;
 }
 
-/* Appends an owned zeroed part of len elements. */
+/* Appends a zeroed part of len elements, held by a alone (count 1); parts_free drops it. */
 static int parts_add(struct parts *a, size_t len)
 {
     char **np = realloc(a->part, (a->n + 1) * sizeof(*np));
@@ -274,7 +274,8 @@ static int parts_reserve(struct parts *a, size_t need)
     return 0;
 }
 
-/* dst holds the parts of src too (dst is overwritten; src is only read). */
+/* dst holds the parts of src too: owned part arrays, one more holder counted on each part
+ * (dst is overwritten, src only read); parts_free(dst) gives them back. */
 static int parts_share(struct parts *dst, const struct parts *src)
 {
     *dst = *src;
@@ -818,7 +819,7 @@ static int slot_insert(struct cb_snapshot *s, uint32_t i)
     return 0;
 }
 
-/* Takes binding `from` out of s: the last record moves into its place. */
+/* Takes binding i out of s: the last record moves into its place, its slot follows it. */
 static int derive_remove(struct cb_snapshot *s, uint32_t *src, uint32_t i)
 {
     const void *p;
