@@ -71,6 +71,7 @@ struct options {
     double duration, warmup, timeout;
     bool tls12, verify, close_notify, resume;
     const char *groups, *alpn, *expect_default;
+    const char *sigalgs, *ciphers; /* or NULL: OpenSSL's defaults */
     pid_t pids[BENCH_MAX_PIDS];
     int n_pids;
     uint64_t seed;
@@ -127,6 +128,8 @@ static void usage(FILE *f)
                "  -n FILE     SNI drawn at random from FILE, one name a line (\"-\": no SNI)\n"
                "  -2          TLS 1.2 (default TLS 1.3)\n"
                "  -g GROUPS   key exchange groups offered (X25519:P-256)\n"
+               "  -S SIGALGS  signature algorithms offered (OpenSSL's default list)\n"
+               "  -C CIPHERS  TLS 1.2 cipher suites offered (OpenSSL's default list)\n"
                "  -a LIST     ALPN protocols offered, comma-separated (none)\n"
                "  -v          check that each served certificate covers the SNI sent\n"
                "  -e NAME     with -v: the name the default certificate covers (no-SNI)\n"
@@ -528,6 +531,13 @@ static SSL_CTX *client_ctx(const struct options *o)
         fprintf(stderr, "hsload: bad groups %s\n", o->groups);
         goto out_free;
     }
+    /* A client limited to some key types (a server with ECDSA and RSA certificates
+     * serves each the one it accepts). */
+    if ((o->sigalgs != NULL && SSL_CTX_set1_sigalgs_list(ctx, o->sigalgs) != 1) ||
+        (o->ciphers != NULL && SSL_CTX_set_cipher_list(ctx, o->ciphers) != 1)) {
+        fprintf(stderr, "hsload: bad -S or -C list\n");
+        goto out_free;
+    }
     if (o->alpn != NULL) {
         unsigned char wire[256];
         size_t n = 0;
@@ -877,7 +887,7 @@ int main(int argc, char **argv)
     char *one_name = NULL;
     int opt;
 
-    while ((opt = getopt(argc, argv, "c:d:w:s:n:2g:a:ve:kt:p:r:RL:M:h")) != -1) {
+    while ((opt = getopt(argc, argv, "c:d:w:s:n:2g:S:C:a:ve:kt:p:r:RL:M:h")) != -1) {
         switch (opt) {
         case 'c':
             o.conns = atoi(optarg);
@@ -896,6 +906,12 @@ int main(int argc, char **argv)
             break;
         case '2':
             o.tls12 = true;
+            break;
+        case 'S':
+            o.sigalgs = optarg;
+            break;
+        case 'C':
+            o.ciphers = optarg;
             break;
         case 'g':
             o.groups = optarg;

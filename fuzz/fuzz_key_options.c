@@ -10,6 +10,8 @@
  *  - an accepted key formats to text that re-parses to an equal key, and that text
  *    is a fixed point: it formats to itself;
  *  - an accepted thumbprint is 40 upper-case hex digits and normalises to itself;
+ *  - certhash=T1,T2: two different thumbprints, the second set only with a first; the
+ *    canonical text (cb_binding_certhash_text) given again stores the same pair;
  *  - an accepted backend= or appid= value is stored in canonical form: giving the
  *    stored text again is accepted and stores the same text;
  *  - an accepted clientca= value is "" or an absolute path (no trailing slash) that is
@@ -104,6 +106,30 @@ static void check_canonical_option(const char *name, const char *stored, const c
     FUZZ_REQUIRE(strcmp(stored, strcmp(name, "backend") == 0 ? b.backend : b.appid) == 0, word);
 }
 
+/* certhash=T1 or certhash=T1,T2: canonical thumbprints, never the same twice, and the text
+ * show prints gives the same pair back. */
+static void check_certhash(const struct cb_binding *t, const char *word)
+{
+    char text[CB_CERTHASH_TEXT_MAX + 1];
+    struct cb_binding again;
+    struct cb_err err;
+    unsigned fields = 0;
+
+    check_thumbprint(t->certhash, word);
+    if (t->certhash2[0] != '\0') {
+        check_thumbprint(t->certhash2, word);
+        FUZZ_REQUIRE(strcmp(t->certhash, t->certhash2) != 0, word);
+        FUZZ_REQUIRE(cb_binding_is_dual(t), word);
+    }
+    size_t n = cb_binding_certhash_text(t, text, sizeof(text));
+    FUZZ_REQUIRE(n == strlen(text) && n == (t->certhash2[0] ? 2 * CB_THUMB_LEN + 1 : CB_THUMB_LEN),
+                 word);
+    cb_binding_init(&again);
+    FUZZ_REQUIRE(cb_binding_set_option(&again, "certhash", text, &fields, &err) == 0, text);
+    FUZZ_REQUIRE(strcmp(again.certhash, t->certhash) == 0, text);
+    FUZZ_REQUIRE(strcmp(again.certhash2, t->certhash2) == 0, text);
+}
+
 static void try_option(struct cb_binding *b, unsigned *fields, const char *word)
 {
     const char *eq = strchr(word, '=');
@@ -122,6 +148,7 @@ static void try_option(struct cb_binding *b, unsigned *fields, const char *word)
         goto out_free_name;
     }
     FUZZ_REQUIRE(strlen(t.certhash) == 0 || strlen(t.certhash) == CB_THUMB_LEN, word);
+    FUZZ_REQUIRE(strlen(t.certhash2) == 0 || strlen(t.certhash2) == CB_THUMB_LEN, word);
     FUZZ_REQUIRE(strlen(t.appid) == 0 || strlen(t.appid) == CB_APPID_LEN, word);
     FUZZ_REQUIRE(strlen(t.backend) <= CB_BACKEND_MAX && strlen(t.ccspath) <= CB_PATH_MAX, word);
     FUZZ_REQUIRE(strlen(t.clientca) <= CB_PATH_MAX, word);
@@ -131,7 +158,7 @@ static void try_option(struct cb_binding *b, unsigned *fields, const char *word)
         FUZZ_REQUIRE(strcmp(t.clientca, eq + 1) == 0, word);
     }
     if (strcmp(name, "certhash") == 0)
-        check_thumbprint(t.certhash, word);
+        check_certhash(&t, word);
     else if (strcmp(name, "backend") == 0 || strcmp(name, "appid") == 0)
         check_canonical_option(name, strcmp(name, "backend") == 0 ? t.backend : t.appid, word);
     *b = t;
@@ -148,6 +175,8 @@ static void check_validate(const struct cb_binding *b)
         check_refusal(rc, &err, "validate");
         return;
     }
+    FUZZ_REQUIRE(b->certhash2[0] == '\0' || (b->certhash[0] != '\0' && !(b->flags & CB_OPT_ACME)),
+                 "validate pair");
     if (b->key.kind == CB_KEY_CCS) {
         FUZZ_REQUIRE(b->ccspath[0] == '/' && b->certhash[0] == '\0', "validate ccs");
     } else {

@@ -1,10 +1,12 @@
-/* fuzz_netsh.c: `netsh http show sslcert` text into bindings. Every accepted entry is a
- * binding whose canonical key parses back to itself; a refusal is one line of UTF-8;
- * unknown field names are kept as UTF-8 without control characters. Text that is UTF-8
- * reads the same once saved as Windows PowerShell 5.1 saves it (UTF-16LE with a
- * byte-order mark) and as Out-File -Encoding utf8 does (UTF-8 with one). */
+/* fuzz_netsh.c: `netsh http show sslcert` (and `show iplisten`) text into bindings (and the
+ * IP listen list, whose addresses are canonical and parse back to themselves). Every accepted entry
+ * is a binding whose canonical key parses back to itself; a refusal is one line of UTF-8; unknown
+ * field names are kept as UTF-8 without control characters. Text that is UTF-8 reads the same once
+ * saved as Windows PowerShell 5.1 saves it (UTF-16LE with a byte-order mark) and as Out-File
+ * -Encoding utf8 does (UTF-8 with one). */
 #include "fuzz_common.h"
 #include "fuzz_migrate.h"
+#include "binding/hostport.h"
 
 /* Length of the UTF-8 character at s (n bytes left) and its code point, 0 if none. */
 static size_t utf8_decode(const unsigned char *s, size_t n, uint32_t *cp)
@@ -89,6 +91,19 @@ static void check_outcome(int ret, const struct cb_import *imp, const struct cb_
             FUZZ_REQUIRE((unsigned char)*p >= 0x20 && *p != 0x7F, u->name);
     }
     FUZZ_REQUIRE(imp->n_unknown == CB_IMPORT_UNKNOWN_MAX || imp->unknown_more == 0, NULL);
+    /* The IP listen list: canonical addresses, each once, that parse back to themselves. */
+    FUZZ_REQUIRE(imp->n_iplisten <= CB_IMPORT_IPLISTEN_MAX, NULL);
+    FUZZ_REQUIRE(imp->iplisten_seen || imp->n_iplisten == 0, NULL);
+    FUZZ_REQUIRE(imp->n > 0 || imp->iplisten_seen, NULL);
+    for (size_t i = 0; i < imp->n_iplisten; i++) {
+        const char *a = imp->iplisten[i].addr;
+        struct cb_hostport hp;
+        struct cb_err e = {0};
+        FUZZ_REQUIRE(imp->iplisten[i].line >= 1, a);
+        FUZZ_REQUIRE(cb_host_parse(a, 0, &hp, NULL, &e) == 0 && strcmp(hp.host, a) == 0, a);
+        for (size_t j = 0; j < i; j++)
+            FUZZ_REQUIRE(strcmp(imp->iplisten[j].addr, a) != 0, a);
+    }
 }
 
 /* The same text in another encoding gives the same bindings, or the same refusal. */
@@ -111,6 +126,11 @@ static void check_same(const struct cb_import *a, int ret_a, const struct cb_err
                          memcmp(&a->v[i].b, &b.v[i].b, sizeof(a->v[i].b)) == 0,
                      NULL);
     FUZZ_REQUIRE(memcmp(a->unknown, b.unknown, sizeof(a->unknown)) == 0, NULL);
+    FUZZ_REQUIRE(a->iplisten_seen == b.iplisten_seen && a->n_iplisten == b.n_iplisten, NULL);
+    for (size_t i = 0; i < a->n_iplisten; i++)
+        FUZZ_REQUIRE(strcmp(a->iplisten[i].addr, b.iplisten[i].addr) == 0 &&
+                         a->iplisten[i].line == b.iplisten[i].line,
+                     NULL);
     cb_import_clear(&b);
 }
 

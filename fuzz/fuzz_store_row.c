@@ -3,7 +3,8 @@
  * hand-edited store.
  *
  * The input is the row's columns, one per line (split on newline or NUL): key,
- * certhash, appid, backend, ccspath, flags, proxy, clientca; missing columns are "" or 0, and
+ * certhash, appid, backend, ccspath, flags, proxy, clientca, certhash2 (the later columns
+ * last, so older seeds still read the same); missing columns are "" or 0, and
  * the two integers are read with strtoll (base 0, so "-1" and "0x100" work).
  * Invariants, abort() on violation:
  *  - a refusal is CB_ESTORE with a message;
@@ -24,6 +25,7 @@ enum {
     COL_FLAGS,
     COL_PROXY,
     COL_CLIENTCA,
+    COL_CERTHASH2,
     N_COLS
 };
 
@@ -32,9 +34,9 @@ static bool binding_equal(const struct cb_binding *a, const struct cb_binding *b
     return a->key.kind == b->key.kind && a->key.port == b->key.port &&
            a->key.family == b->key.family && memcmp(a->key.addr, b->key.addr, 16) == 0 &&
            strcmp(a->key.host, b->key.host) == 0 && strcmp(a->certhash, b->certhash) == 0 &&
-           strcmp(a->appid, b->appid) == 0 && strcmp(a->backend, b->backend) == 0 &&
-           strcmp(a->ccspath, b->ccspath) == 0 && strcmp(a->clientca, b->clientca) == 0 &&
-           a->flags == b->flags && a->proxy == b->proxy;
+           strcmp(a->certhash2, b->certhash2) == 0 && strcmp(a->appid, b->appid) == 0 &&
+           strcmp(a->backend, b->backend) == 0 && strcmp(a->ccspath, b->ccspath) == 0 &&
+           strcmp(a->clientca, b->clientca) == 0 && a->flags == b->flags && a->proxy == b->proxy;
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -53,21 +55,25 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     int64_t proxy = strtoll(col[COL_PROXY], NULL, 0);
 
     err.msg[0] = '\0';
-    int rc =
-        cb_store_decode_binding(col[COL_KEY], col[COL_CERTHASH], col[COL_APPID], col[COL_BACKEND],
-                                col[COL_CCSPATH], col[COL_CLIENTCA], flags, proxy, &b, &err);
+    int rc = cb_store_decode_binding(col[COL_KEY], col[COL_CERTHASH], col[COL_CERTHASH2],
+                                     col[COL_APPID], col[COL_BACKEND], col[COL_CCSPATH],
+                                     col[COL_CLIENTCA], flags, proxy, &b, &err);
     if (rc != 0) {
         FUZZ_REQUIRE(rc == CB_ESTORE && err.code == CB_ESTORE && err.msg[0] != '\0', col[0]);
         goto out_free_cols;
     }
     FUZZ_REQUIRE(cb_binding_validate(&b, &err) == 0, err.msg);
+    /* two certificates: two different ones, the first always set */
+    FUZZ_REQUIRE(b.certhash2[0] == '\0' ||
+                     (b.certhash[0] != '\0' && strcmp(b.certhash, b.certhash2) != 0),
+                 col[0]);
     FUZZ_REQUIRE((b.flags & ~(uint32_t)CB_OPT_ALL) == 0 && b.proxy >= CB_PROXY_OFF &&
                      b.proxy <= CB_PROXY_V2,
                  col[0]);
 
     cb_key_format(&b.key, key, sizeof(key));
-    rc = cb_store_decode_binding(key, b.certhash, b.appid, b.backend, b.ccspath, b.clientca,
-                                 b.flags, b.proxy, &again, &err);
+    rc = cb_store_decode_binding(key, b.certhash, b.certhash2, b.appid, b.backend, b.ccspath,
+                                 b.clientca, b.flags, b.proxy, &again, &err);
     FUZZ_REQUIRE(rc == 0, err.msg);
     FUZZ_REQUIRE(binding_equal(&b, &again), key);
 out_free_cols:

@@ -14,11 +14,12 @@
  *   hostnameport=reject.fuzz.test:443       certificate A, reject=enable
  *   ipport=0.0.0.0:443                      certificate B
  *   hostnameport=old.fuzz.test:8443         certificate B, disabletls13=enable, disablehttp2=enable
+ *   hostnameport=dual.fuzz.test:443         certificates A (ECDSA) and C (RSA): certhash=A,C
  * Invariants, abort() on violation:
  *  - a connection whose choice was refused (no binding, rejected, unusable, bad
  *    server_name) has no certificate: never another binding's;
- *  - a connection that chose has exactly its binding's certificate, and the
- *    binding is the one cb_resolve names for the same name and address;
+ *  - a connection that chose has exactly its binding's certificate (for the pair, one of
+ *    its two), and the binding is the one cb_resolve names for the same name and address;
  *  - a second ClientHello never changes the choice.
  */
 #include "binding/snapshot.h"
@@ -37,11 +38,13 @@
 #include <openssl/err.h>
 #include <openssl/evp.h>
 #include <openssl/pem.h>
+#include <openssl/rsa.h>
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
 #include <openssl/x509v3.h>
 
-#define N_BINDINGS 7
+#define N_BINDINGS 8
+#define N_CERTS 3 /* A and B (ECDSA), C (RSA) */
 
 static const char *const binding_keys[N_BINDINGS] = {
     "ipport=127.0.0.2:443",
@@ -51,8 +54,10 @@ static const char *const binding_keys[N_BINDINGS] = {
     "hostnameport=reject.fuzz.test:443",
     "ipport=0.0.0.0:443",
     "hostnameport=old.fuzz.test:8443",
+    "hostnameport=dual.fuzz.test:443",
 };
-static const int binding_cert[N_BINDINGS] = {0, 0, 1, -1, 0, 1, 1}; /* -1: broken */
+static const int binding_cert[N_BINDINGS] = {0, 0, 1, -1, 0, 1, 1, 0};        /* -1: broken */
+static const int binding_cert2[N_BINDINGS] = {-1, -1, -1, -1, -1, -1, -1, 2}; /* -1: none */
 
 static const struct {
     const char *addr;
@@ -66,7 +71,7 @@ struct world {
     struct cb_tls_cache *cache;
     struct cb_tls_entry bind_tls[N_BINDINGS];
     SSL_CTX *default_ctx;
-    X509 *leaf[2];
+    X509 *leaf[N_CERTS];
 };
 
 /* What the callback chose for the connection being fuzzed. */
@@ -134,10 +139,10 @@ static void die(const char *what)
     abort();
 }
 
-static void write_pair(const char *dir, const char *stem, const char *cn, char *cert_path,
+static void write_pair(const char *dir, const char *stem, const char *cn, bool rsa, char *cert_path,
                        char *key_path)
 {
-    EVP_PKEY *key = EVP_EC_gen("P-256");
+    EVP_PKEY *key = rsa ? EVP_RSA_gen(2048) : EVP_EC_gen("P-256");
     X509 *x = X509_new();
     if (key == NULL || x == NULL)
         die("key generation");
@@ -184,14 +189,15 @@ static void thumbprint_of(const char *cert_path, const char *key_path, char *thu
 static void setup(void)
 {
     char dir[] = "/tmp/fuzz_tls_accept.XXXXXX";
-    char cert[2][512], key[2][512], thumb[2][CB_THUMB_LEN + 1];
+    char cert[N_CERTS][512], key[N_CERTS][512], thumb[N_CERTS][CB_THUMB_LEN + 1];
     struct cb_err err = {0};
 
     if (mkdtemp(dir) == NULL)
         die("mkdtemp");
-    write_pair(dir, "a", "a.fuzz.test", cert[0], key[0]);
-    write_pair(dir, "b", "b.fuzz.test", cert[1], key[1]);
-    for (int i = 0; i < 2; i++)
+    write_pair(dir, "a", "a.fuzz.test", false, cert[0], key[0]);
+    write_pair(dir, "b", "b.fuzz.test", false, cert[1], key[1]);
+    write_pair(dir, "c", "c.fuzz.test", true, cert[2], key[2]);
+    for (int i = 0; i < N_CERTS; i++)
         thumbprint_of(cert[i], key[i], thumb[i], &W.leaf[i]);
 
     struct cb_snapshot_builder *sb = cb_snapshot_builder_new();
@@ -203,6 +209,8 @@ static void setup(void)
         if (cb_key_parse_word(binding_keys[i], &b.key, &err) != 0)
             die(err.msg);
         memcpy(b.certhash, thumb[binding_cert[i] < 0 ? 0 : binding_cert[i]], sizeof(b.certhash));
+        if (binding_cert2[i] >= 0)
+            memcpy(b.certhash2, thumb[binding_cert2[i]], sizeof(b.certhash2));
         if (strstr(binding_keys[i], "reject.") != NULL)
             b.flags |= CB_OPT_REJECT;
         if (strstr(binding_keys[i], "old.") != NULL)
@@ -217,17 +225,24 @@ static void setup(void)
         die("cache");
     for (uint32_t i = 0; i < N_BINDINGS; i++) {
         const struct cb_snap_binding *b = cb_snapshot_binding(W.snap, i);
-        int which = -1;
+        int which = -1, second = -1;
         for (int k = 0; k < N_BINDINGS; k++)
             if (strcmp(binding_keys[k], b->key_text) == 0)
-                which = binding_cert[k];
+                which = binding_cert[k], second = binding_cert2[k];
         if (which < 0) {
             cb_tls_entry_set_error(&W.bind_tls[i], "the key cannot be read");
             continue;
         }
         bool reused;
-        cb_tls_cache_get(W.cache, thumb[which], cert[which], key[which], NULL, true, &W.bind_tls[i],
-                         &reused);
+        if (second >= 0) {
+            char pair[2 * CB_THUMB_LEN + 2];
+            snprintf(pair, sizeof(pair), "%s,%s", thumb[which], thumb[second]);
+            cb_tls_cache_get_pair(W.cache, pair, cert[which], key[which], cert[second], key[second],
+                                  NULL, true, &W.bind_tls[i], &reused);
+        } else {
+            cb_tls_cache_get(W.cache, thumb[which], cert[which], key[which], NULL, true,
+                             &W.bind_tls[i], &reused);
+        }
         const char *why = cb_tls_entry_load(&W.bind_tls[i], NULL);
         if (why != NULL)
             die(why);
@@ -235,7 +250,7 @@ static void setup(void)
     if ((W.default_ctx = cb_tls_default_ctx(on_client_hello)) == NULL)
         die("default context");
     attempt_index = SSL_get_ex_new_index(0, NULL, NULL, NULL, NULL);
-    for (int i = 0; i < 2; i++) {
+    for (int i = 0; i < N_CERTS; i++) {
         unlink(cert[i]);
         unlink(key[i]);
     }
@@ -296,11 +311,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         FUZZ_REQUIRE(served == NULL, "a certificate without a chosen binding");
     } else {
         const struct cb_snap_binding *b = cb_snapshot_binding(W.snap, a.binding);
-        int which = -1;
+        int which = -1, second = -1;
         for (int k = 0; k < N_BINDINGS; k++)
             if (strcmp(binding_keys[k], b->key_text) == 0)
-                which = binding_cert[k];
-        FUZZ_REQUIRE(which >= 0 && served != NULL && X509_cmp(served, W.leaf[which]) == 0,
+                which = binding_cert[k], second = binding_cert2[k];
+        /* the pair: whichever of its two the client's algorithms chose */
+        FUZZ_REQUIRE(which >= 0 && served != NULL &&
+                         (X509_cmp(served, W.leaf[which]) == 0 ||
+                          (second >= 0 && X509_cmp(served, W.leaf[second]) == 0)),
                      b->key_text);
     }
     SSL_free(ssl);

@@ -78,6 +78,7 @@ enum cb_field {
 struct cb_binding {
     struct cb_binding_key key;
     char certhash[CB_THUMB_LEN + 1];  /* upper-case hex, "" for ccs bindings */
+    char certhash2[CB_THUMB_LEN + 1]; /* the second certificate of certhash=T1,T2, or "" */
     char appid[CB_APPID_LEN + 1];     /* canonical "{...}", lower case, or "" */
     char backend[CB_BACKEND_MAX + 1]; /* canonical "host:port" / "[v6]:port", or "" */
     char ccspath[CB_PATH_MAX + 1];    /* ccs bindings only */
@@ -130,6 +131,20 @@ void cb_binding_init(struct cb_binding *b);
  */
 int cb_binding_set_option(struct cb_binding *b, const char *name, const char *value,
                           unsigned *fields, struct cb_err *err) CB_MUST_CHECK;
+/*
+ * certhash=T1,T2: a binding with two certificates (design section 9), one ECDSA and one
+ * RSA. The parse only checks the words: two thumbprints at most, separated by one comma,
+ * not the same one twice; the key types are the store's to know (check/dual.h puts the
+ * ECDSA one first). Writes "T1" or "T1,T2" (canonical, upper case) into buf; returns its
+ * length.
+ */
+#define CB_CERTHASH_TEXT_MAX (2 * CB_THUMB_LEN + 2)
+size_t cb_binding_certhash_text(const struct cb_binding *b, char *buf, size_t size);
+/* Whether b serves two certificates (certhash2 is set). */
+bool cb_binding_is_dual(const struct cb_binding *b);
+/* Moves b from certificate `from` to `to` in whichever slot holds from; false when
+ * neither does (b unchanged). */
+bool cb_binding_replace_cert(struct cb_binding *b, const char *from, const char *to);
 /* Copies the fields named in `fields` (and flag bits in src->flags_set) from src. */
 void cb_binding_merge(struct cb_binding *dst, const struct cb_binding *src, unsigned fields);
 /*

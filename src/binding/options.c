@@ -115,11 +115,73 @@ static int parse_backend(const char *v, char out[CB_BACKEND_MAX + 1], struct cb_
     return 0;
 }
 
+/* certhash=T1 or certhash=T1,T2 (one comma; spaces and colons inside a thumbprint are
+ * ignored, as for one). */
+static int parse_certhash(const char *value, struct cb_binding *b, struct cb_err *err)
+{
+    char first[CB_THUMB_LEN * 3 + 1];
+    const char *comma = strchr(value, ',');
+
+    b->certhash2[0] = '\0';
+    if (comma == NULL)
+        return cb_thumbprint_normalize(value, b->certhash, err);
+    if (strchr(comma + 1, ',') != NULL)
+        return cb_err_set(err, CB_EINVAL,
+                          "certhash=%.200s: give one thumbprint, or two (one ECDSA and one RSA "
+                          "certificate) separated by a comma, not more",
+                          value);
+    size_t n = (size_t)(comma - value);
+    if (n >= sizeof(first))
+        return cb_err_set(err, CB_EINVAL,
+                          "certhash=%.60s…: the first thumbprint is too long; give 40 hex "
+                          "digits as printed by 'certbind show cert'",
+                          value);
+    memcpy(first, value, n);
+    first[n] = '\0';
+    if (first[strspn(first, " :")] == '\0' || comma[1 + strspn(comma + 1, " :")] == '\0')
+        return cb_err_set(err, CB_EINVAL,
+                          "certhash=%.200s: a thumbprint is missing around the comma; write "
+                          "certhash=T1,T2 with the thumbprints of an ECDSA and an RSA "
+                          "certificate",
+                          value);
+    if (cb_thumbprint_normalize(first, b->certhash, err) != 0 ||
+        cb_thumbprint_normalize(comma + 1, b->certhash2, err) != 0)
+        return CB_EINVAL;
+    if (strcmp(b->certhash, b->certhash2) == 0)
+        return cb_err_set(err, CB_EINVAL,
+                          "certhash=%.200s names certificate %s twice; give it once, or add "
+                          "the other key type's certificate as the second",
+                          value, b->certhash);
+    return 0;
+}
+
+size_t cb_binding_certhash_text(const struct cb_binding *b, char *buf, size_t size)
+{
+    int n = snprintf(buf, size, "%s%s%s", b->certhash, b->certhash2[0] ? "," : "", b->certhash2);
+    return n < 0 ? 0 : (size_t)n;
+}
+
+bool cb_binding_is_dual(const struct cb_binding *b)
+{
+    return b->certhash2[0] != '\0';
+}
+
+bool cb_binding_replace_cert(struct cb_binding *b, const char *from, const char *to)
+{
+    char *slot = strcmp(b->certhash, from) == 0    ? b->certhash
+                 : strcmp(b->certhash2, from) == 0 ? b->certhash2
+                                                   : NULL;
+    if (slot == NULL || from[0] == '\0')
+        return false;
+    snprintf(slot, CB_THUMB_LEN + 1, "%s", to);
+    return true;
+}
+
 int cb_binding_set_option(struct cb_binding *b, const char *name, const char *value,
                           unsigned *fields, struct cb_err *err)
 {
     if (strcmp(name, "certhash") == 0) {
-        if (cb_thumbprint_normalize(value, b->certhash, err) != 0)
+        if (parse_certhash(value, b, err) != 0)
             return CB_EINVAL;
         *fields |= CB_F_CERTHASH;
         return 0;
@@ -203,8 +265,10 @@ int cb_binding_set_option(struct cb_binding *b, const char *name, const char *va
 
 void cb_binding_merge(struct cb_binding *dst, const struct cb_binding *src, unsigned fields)
 {
-    if (fields & CB_F_CERTHASH)
+    if (fields & CB_F_CERTHASH) {
         memcpy(dst->certhash, src->certhash, sizeof(dst->certhash));
+        memcpy(dst->certhash2, src->certhash2, sizeof(dst->certhash2));
+    }
     if (fields & CB_F_APPID)
         memcpy(dst->appid, src->appid, sizeof(dst->appid));
     if (fields & CB_F_BACKEND)
@@ -244,6 +308,14 @@ int cb_binding_validate(const struct cb_binding *b, struct cb_err *err)
                           key);
     if ((b->flags & CB_OPT_ACME) && cb_binding_acme_key_ok(&b->key, err) != 0)
         return CB_EINVAL;
+    if (b->certhash2[0] != '\0' && b->certhash[0] == '\0')
+        return cb_err_set(err, CB_EINVAL, "%s has a second certificate without a first", key);
+    /* serve obtains one certificate, of one key type, for a managed binding */
+    if ((b->flags & CB_OPT_ACME) && b->certhash2[0] != '\0')
+        return cb_err_set(err, CB_EINVAL,
+                          "%s: acme=enable obtains one certificate; certhash=T1,T2 (two "
+                          "certificates) is only for certificates you manage",
+                          key);
     if (b->key.kind == CB_KEY_CCS) {
         if (b->ccspath[0] == '\0')
             return cb_err_set(err, CB_EINVAL,

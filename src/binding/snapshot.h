@@ -26,6 +26,7 @@ struct cb_snap_binding {
     const char *ccspath;  /* ccs bindings, else NULL */
     const char *appid;    /* or NULL */
     char certhash[CB_THUMB_LEN + 1];
+    char certhash2[CB_THUMB_LEN + 1]; /* certhash=T1,T2: the second (RSA), else "" */
 };
 
 /* A certificate file found in a ccs binding's folder. */

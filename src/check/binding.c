@@ -3,49 +3,77 @@
  * about, found with a few store lookups (its certificate, the bindings of its port)
  * rather than a pass over every binding, and told in check's own words (finding.h).
  */
+#include "check/dual.h"
 #include "check/finding.h"
 #include "svcuser/svcuser.h"
 
 #include <stdlib.h>
 #include <string.h>
 
-static int cert_findings(struct cb_store *st, const struct cb_binding *b, const char *key,
-                         bool key_known, struct cb_findings *f, struct cb_err *err)
+/* unknown-cert and key-unusable (unless key_known) for one certificate of b; *row is
+ * filled when found (*found), to be cleared by the caller. */
+static int one_cert_findings(struct cb_store *st, const struct cb_binding *b, const char *key,
+                             const char *thumb, bool key_known, struct cb_findings *f,
+                             struct cb_cert_row *row, bool *found, struct cb_err *err)
 {
     char reasons[1][CB_PRIV_REASON];
-    struct cb_cert_row row;
     struct cb_user user;
     struct cb_err gerr;
     struct cb_finding *x;
     bool ok[1];
     int ret;
 
-    if (b->key.kind == CB_KEY_CCS || ((b->flags & CB_OPT_ACME) && b->certhash[0] == '\0'))
-        return 0; /* a managed binding before its first certificate: acme-pending says so */
-    ret = cb_store_cert_get(st, b->certhash, &row, &gerr);
+    *found = false;
+    ret = cb_store_cert_get(st, thumb, row, &gerr);
     if (ret == CB_ENOENT) {
-        x = cb_check_unknown_cert(f, key, b->certhash, b->key.port);
+        x = cb_check_unknown_cert(f, key, thumb, b->key.port);
         return x == NULL || cb_check_add_binding(x, key) != 0 ? CB_ENOMEM : 0;
     }
     if (ret != 0)
         return cb_err_set(err, ret, "%s", gerr.msg);
-    if (key_known) {
-        cb_cert_row_clear(&row);
+    *found = true;
+    if (key_known)
         return 0;
-    }
     bool have_user = cb_svcuser_get(st, &user, NULL) == 0;
-    struct cb_svcuser_probe probe = {.cert = row.cert_path, .key = row.key_path};
+    struct cb_svcuser_probe probe = {.cert = row->cert_path, .key = row->key_path};
     if (cb_svcuser_test(have_user ? &user : NULL, &probe, 1, ok, reasons, NULL, NULL) != 0) {
         /* not ok then, and the reason says why */
     }
     if (!ok[0]) {
-        x = cb_check_key_unusable(f, &row, have_user ? user.name : "", reasons[0]);
+        x = cb_check_key_unusable(f, row, have_user ? user.name : "", reasons[0]);
         if (x == NULL || cb_check_add_binding(x, key) != 0)
-            ret = CB_ENOMEM;
-        else
-            x->port = b->key.port;
+            return CB_ENOMEM;
+        x->port = b->key.port;
     }
-    cb_cert_row_clear(&row);
+    return 0;
+}
+
+static int cert_findings(struct cb_store *st, const struct cb_binding *b, const char *key,
+                         bool key_known, struct cb_findings *f, struct cb_err *err)
+{
+    struct cb_cert_row rows[2];
+    bool found[2] = {false, false};
+    char why[600];
+    int ret;
+
+    if (b->key.kind == CB_KEY_CCS || ((b->flags & CB_OPT_ACME) && b->certhash[0] == '\0'))
+        return 0; /* a managed binding before its first certificate: acme-pending says so */
+    ret = one_cert_findings(st, b, key, b->certhash, key_known, f, &rows[0], &found[0], err);
+    if (ret == 0 && cb_binding_is_dual(b))
+        ret = one_cert_findings(st, b, key, b->certhash2, key_known, f, &rows[1], &found[1], err);
+    if (ret == 0 && found[0] && found[1]) {
+        bool refused = cb_dual_pair_refused(&rows[0].info, &rows[1].info, why, sizeof(why));
+        struct cb_finding *x = NULL;
+        if (refused || !cb_dual_same_names(&rows[0].info, &rows[1].info)) {
+            x = cb_check_dual_mismatch(f, key, &rows[0].info, &rows[1].info, refused ? why : NULL,
+                                       b->key.port);
+            if (x == NULL || cb_check_add_binding(x, key) != 0)
+                ret = CB_ENOMEM;
+        }
+    }
+    for (int i = 0; i < 2; i++)
+        if (found[i])
+            cb_cert_row_clear(&rows[i]);
     return ret;
 }
 

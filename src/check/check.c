@@ -5,6 +5,7 @@
  * check in seconds. The check of one binding is binding.c; the words of the findings
  * the two share are finding.c.
  */
+#include "check/dual.h"
 #include "check/finding.h"
 #include "store/acme.h"
 #include "svcuser/svcuser.h"
@@ -23,7 +24,8 @@ struct cert {
     struct cb_cert_row row;
     bool used;
     size_t users;         /* bindings using it */
-    uint32_t first, last; /* the first and last of them; next_cert[] links the rest */
+    uint32_t first, last; /* the first and last of them; next_cert[] links the rest (a
+                           * link is a binding's index, plus n for its second certificate) */
     bool usable;
     char reason[CB_PRIV_REASON];
     struct cb_cert_audit audit;
@@ -38,9 +40,11 @@ struct ctx {
     struct cb_user user;
     bool have_user;
     const char *user_name; /* the service user's, or "" */
-    /* Per binding: the next binding of the same certificate, and the next SNI or ccs
-     * binding of the same port, so no finding scans every binding. */
+    /* Per binding: the next binding of the same certificate (2n links: [n + b] for b's
+     * second certificate), and the next SNI or ccs binding of the same port, so no
+     * finding scans every binding. */
     uint32_t *next_cert, *next_sni;
+    size_t n_bindings;
 };
 
 /* ---- certificates ------------------------------------------------------- */
@@ -175,7 +179,8 @@ static int cert_findings(struct ctx *c, const struct cb_snapshot *snap)
         /* Name the bindings (and the first one's port, for grouping). */
         uint32_t b = ce->first;
         for (size_t u = 0; u < ce->users && u < CB_CHECK_LIST_MAX; u++, b = c->next_cert[b]) {
-            const struct cb_snap_binding *e = cb_snapshot_binding(snap, b);
+            const struct cb_snap_binding *e =
+                cb_snapshot_binding(snap, b >= c->n_bindings ? b - (uint32_t)c->n_bindings : b);
             for (int i = 0; i < nx; i++) {
                 if (x[i]->n_bindings == 0)
                     x[i]->port = e->port;
@@ -185,6 +190,36 @@ static int cert_findings(struct ctx *c, const struct cb_snapshot *snap)
         }
     }
     return 0;
+}
+
+/* unknown-cert and name-mismatch for one certificate (thumb) of binding e; *out is the
+ * certificate when it is in the store. */
+static int one_binding_cert(struct ctx *c, const struct cb_snap_binding *e, const char *thumb,
+                            struct cert **out)
+{
+    struct cb_findings *f = c->out;
+    struct cert *ce = find_cert(c, thumb);
+
+    *out = ce;
+    if (ce == NULL) {
+        struct cb_finding *x = cb_check_unknown_cert(f, e->key_text, thumb, e->port);
+        return x == NULL || cb_check_add_binding(x, e->key_text) != 0 ? CB_ENOMEM : 0;
+    }
+    if (e->kind != CB_KEY_HOST && e->kind != CB_KEY_HOST_WILD)
+        return 0;
+    bool covered = false;
+    for (size_t i = 0; i < ce->row.info.n_names && !covered; i++)
+        covered = cb_name_covers(ce->row.info.names[i], e->host);
+    if (covered)
+        return 0;
+    char names[512];
+    cb_check_names_text(ce->row.info.names, ce->row.info.n_names, names, sizeof(names));
+    struct cb_finding *x = cb_check_add(f, "name-mismatch", CB_SEV_ERROR, e->port,
+                                        "certificate %s covers %s, not %s: clients reject it. "
+                                        "Bind a certificate for the name: certbind update "
+                                        "sslcert %s certhash=…",
+                                        thumb, names, e->host, e->key_text);
+    return x == NULL || cb_check_add_binding(x, e->key_text) != 0 ? CB_ENOMEM : 0;
 }
 
 static int binding_findings(struct ctx *c, const struct cb_snapshot *snap, size_t n,
@@ -198,28 +233,23 @@ static int binding_findings(struct ctx *c, const struct cb_snapshot *snap, size_
             continue;
         if ((e->flags & CB_OPT_ACME) && e->certhash[0] == '\0')
             continue; /* no certificate yet: acme-pending or acme-failing says it */
-        struct cert *ce = find_cert(c, e->certhash);
-        if (ce == NULL) {
-            struct cb_finding *x = cb_check_unknown_cert(f, e->key_text, e->certhash, e->port);
-            if (x == NULL || cb_check_add_binding(x, e->key_text) != 0)
-                return CB_ENOMEM;
-            continue;
+        const char *thumbs[2] = {e->certhash, e->certhash2};
+        struct cert *ces[2] = {NULL, NULL};
+        for (int slot = 0; slot < 2 && thumbs[slot][0] != '\0'; slot++) {
+            int ret = one_binding_cert(c, e, thumbs[slot], &ces[slot]);
+            if (ret != 0)
+                return ret;
         }
-        if (e->kind != CB_KEY_HOST && e->kind != CB_KEY_HOST_WILD)
-            continue;
-        bool covered = false;
-        for (size_t i = 0; i < ce->row.info.n_names && !covered; i++)
-            covered = cb_name_covers(ce->row.info.names[i], e->host);
-        if (!covered) {
-            char names[512];
-            cb_check_names_text(ce->row.info.names, ce->row.info.n_names, names, sizeof(names));
-            struct cb_finding *x = cb_check_add(
-                f, "name-mismatch", CB_SEV_ERROR, e->port,
-                "certificate %s covers %s, not %s: clients reject it. Bind a certificate "
-                "for the name: certbind update sslcert %s certhash=…",
-                e->certhash, names, e->host, e->key_text);
-            if (x == NULL || cb_check_add_binding(x, e->key_text) != 0)
-                return CB_ENOMEM;
+        if (ces[0] != NULL && ces[1] != NULL) {
+            const struct cb_cert_info *a = &ces[0]->row.info, *d = &ces[1]->row.info;
+            char why[600];
+            bool refused = cb_dual_pair_refused(a, d, why, sizeof(why));
+            if (refused || !cb_dual_same_names(a, d)) {
+                struct cb_finding *x =
+                    cb_check_dual_mismatch(f, e->key_text, a, d, refused ? why : NULL, e->port);
+                if (x == NULL || cb_check_add_binding(x, e->key_text) != 0)
+                    return CB_ENOMEM;
+            }
         }
     }
     /* ip-shadows-sni: an IP binding answers every client of its address first. */
@@ -559,6 +589,34 @@ static int cmp_finding(const void *a, const void *b)
     return strcmp(x->code, y->code);
 }
 
+/* A fleet node whose replica has not heard from etcd for a while serves what it had then:
+ * changes made elsewhere meanwhile are not served here. */
+static int fleet_findings(struct ctx *c)
+{
+    const struct cb_check_opts *o = c->opts;
+
+    if (!o->fleet)
+        return 0;
+    if (o->fleet_synced_at <= 0) {
+        if (cb_check_add(c->out, "fleet-replica-stale", CB_SEV_WARNING, 0,
+                         "this node's replica of the fleet store has never heard from etcd: it "
+                         "serves nothing of the fleet; check that etcd answers and start serve "
+                         "with the same --store") == NULL)
+            return CB_ENOMEM;
+        return 0;
+    }
+    int64_t age = o->now - o->fleet_synced_at;
+    if (age <= o->fleet_stale_s)
+        return 0;
+    if (cb_check_add(c->out, "fleet-replica-stale", CB_SEV_WARNING, 0,
+                     "this node's replica of the fleet store last heard from etcd %lld s ago: "
+                     "changes made on other nodes since then are not served here; check that "
+                     "etcd answers from this node and that serve runs with the same --store",
+                     (long long)age) == NULL)
+        return CB_ENOMEM;
+    return 0;
+}
+
 int cb_check_run(struct cb_store *st, const struct cb_check_opts *opts, struct cb_findings *out,
                  struct cb_err *err)
 {
@@ -582,7 +640,8 @@ int cb_check_run(struct cb_store *st, const struct cb_check_opts *opts, struct c
         qsort(c.certs, c.n_certs, sizeof(*c.certs), cmp_cert);
     size_t n = cb_snapshot_count(snap);
     ports = calloc(65536, sizeof(*ports));
-    c.next_cert = calloc(n + 1, sizeof(*c.next_cert));
+    c.n_bindings = n;
+    c.next_cert = calloc(2 * n + 1, sizeof(*c.next_cert));
     c.next_sni = calloc(n + 1, sizeof(*c.next_sni));
     if (ports == NULL || c.next_cert == NULL || c.next_sni == NULL) {
         ret = CB_ENOMEM;
@@ -603,16 +662,17 @@ int cb_check_run(struct cb_store *st, const struct cb_check_opts *opts, struct c
             else
                 pi->any6 = true;
         }
-        if (e->kind != CB_KEY_CCS) {
-            struct cert *ce = find_cert(&c, e->certhash);
-            if (ce != NULL) {
-                if (ce->users++ == 0)
-                    ce->first = b;
-                else
-                    c.next_cert[ce->last] = b;
-                ce->last = b;
-                ce->used = true;
-            }
+        for (uint32_t slot = 0; slot < 2 && e->kind != CB_KEY_CCS; slot++) {
+            struct cert *ce = find_cert(&c, slot == 0 ? e->certhash : e->certhash2);
+            uint32_t link = slot == 0 ? b : (uint32_t)n + b;
+            if (ce == NULL)
+                continue;
+            if (ce->users++ == 0)
+                ce->first = link;
+            else
+                c.next_cert[ce->last] = link;
+            ce->last = link;
+            ce->used = true;
         }
     }
     /* Per certificate in use: key access (as the service user) and the chain audit. */
@@ -643,7 +703,8 @@ int cb_check_run(struct cb_store *st, const struct cb_check_opts *opts, struct c
     }
     if ((ret = cert_findings(&c, snap)) != 0 || (ret = binding_findings(&c, snap, n, ports)) != 0 ||
         (ret = ccs_findings(&c, snap, n)) != 0 || (ret = address_findings(&c, snap, n)) != 0 ||
-        (ret = clientca_findings(&c, snap, n)) != 0 || (ret = acme_findings(&c, st, err)) != 0)
+        (ret = clientca_findings(&c, snap, n)) != 0 || (ret = acme_findings(&c, st, err)) != 0 ||
+        (ret = fleet_findings(&c)) != 0)
         goto out_free;
     if (out->n > 1) /* out->v is NULL without findings, which qsort must not be given */
         qsort(out->v, out->n, sizeof(*out->v), cmp_finding);

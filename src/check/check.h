@@ -26,9 +26,19 @@ struct cb_findings {
     size_t errors, warnings;
 };
 
+/* A fleet node's replica older than this is reported (fleet-replica-stale): a serve that
+ * follows etcd hears from it continuously, and a CLI command syncs before it reads. */
+#define CB_CHECK_FLEET_STALE_S 60
+
 struct cb_check_opts {
     int soon_days; /* expires-soon threshold (14) */
     int64_t now;   /* seconds since the epoch */
+    /* A fleet node (--store etcd://…): when its replica last heard from etcd (seconds since
+     * the epoch, 0: never); fleet_stale_s: the age past which that is reported
+     * (fleet-replica-stale, a warning). fleet false: not a fleet node. */
+    bool fleet;
+    int64_t fleet_synced_at;
+    int fleet_stale_s;
 };
 
 /* Runs every check against the store; fills *out (owned: cb_findings_clear()),

@@ -102,6 +102,24 @@ struct cb_finding *cb_check_unknown_cert(struct cb_findings *f, const char *key_
                         key_text, certhash, key_text);
 }
 
+struct cb_finding *cb_check_dual_mismatch(struct cb_findings *f, const char *key_text,
+                                          const struct cb_cert_info *a,
+                                          const struct cb_cert_info *b, const char *why,
+                                          uint16_t port)
+{
+    char na[512], nb[512];
+
+    if (why != NULL)
+        return cb_check_add(f, "dual-cert-mismatch", CB_SEV_ERROR, port, "%s: %s", key_text, why);
+    cb_check_names_text(a->names, a->n_names, na, sizeof(na));
+    cb_check_names_text(b->names, b->n_names, nb, sizeof(nb));
+    return cb_check_add(f, "dual-cert-mismatch", CB_SEV_ERROR, port,
+                        "%s serves certificate %s (%s) to ECDSA clients and %s (%s) to RSA "
+                        "clients, which cover different names: clients get a different answer "
+                        "by key type. Bind two certificates issued for the same names",
+                        key_text, a->thumbprint, na, b->thumbprint, nb);
+}
+
 struct cb_finding *cb_check_key_unusable(struct cb_findings *f, const struct cb_cert_row *row,
                                          const char *user, const char *reason)
 {

@@ -35,6 +35,13 @@ struct cb_finding *cb_check_unknown_cert(struct cb_findings *f, const char *key_
 /* user: the service user's name, or "" when none is set. */
 struct cb_finding *cb_check_key_unusable(struct cb_findings *f, const struct cb_cert_row *row,
                                          const char *user, const char *reason);
+/* dual-cert-mismatch: the two certificates of key_text (certhash=T1,T2) are not one ECDSA
+ * and one RSA certificate (why, from cb_dual_pair_refused), or do not cover the same
+ * names (why NULL). */
+struct cb_finding *cb_check_dual_mismatch(struct cb_findings *f, const char *key_text,
+                                          const struct cb_cert_info *a,
+                                          const struct cb_cert_info *b, const char *why,
+                                          uint16_t port);
 /* The IP binding ip_key (family, addr, port) over the port's SNI bindings in sni. */
 struct cb_finding *cb_check_ip_shadows_sni(struct cb_findings *f, const char *ip_key,
                                            uint8_t family, const uint8_t addr[16], uint16_t port,

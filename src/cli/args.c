@@ -97,7 +97,8 @@ int cb_cli_parse(struct cb_cli *cli, int argc, char **argv)
                          strcmp(flag, "--handshake-timeout") == 0 ||
                          strcmp(flag, "--idle-timeout") == 0 || strcmp(flag, "--admin") == 0 ||
                          strcmp(flag, "--cert-cache-mb") == 0 ||
-                         strcmp(flag, "--ticket-rotate") == 0;
+                         strcmp(flag, "--ticket-rotate") == 0 ||
+                         strcmp(flag, "--iplisten") == 0;
             if (takes) {
                 val = eq ? eq + 1 : (i + 1 < argc ? argv[++i] : NULL);
                 if (val == NULL || val[0] == '\0')
@@ -123,7 +124,10 @@ int cb_cli_parse(struct cb_cli *cli, int argc, char **argv)
                 cli->admin_public = true;
             else if (strcmp(flag, "--no-affinity") == 0)
                 cli->no_affinity = true;
-            else if (strcmp(flag, "--max-connections") == 0) {
+            else if (strcmp(flag, "--iplisten") == 0) {
+                if (cb_iplisten_add(&cli->iplisten, val, &cli->err) != 0)
+                    return CB_EINVAL;
+            } else if (strcmp(flag, "--max-connections") == 0) {
                 if (int_flag(cli, flag, val, 1, 10000000, &cli->max_conns) != 0)
                     return CB_EINVAL;
             } else if (strcmp(flag, "--max-connections-per-binding") == 0) {

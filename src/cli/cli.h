@@ -6,6 +6,7 @@
 #define CB_CLI_CLI_H
 
 #include "binding/binding.h"
+#include "net/iplisten.h"
 #include "store/store.h"
 #include "tls/cert.h"
 
@@ -67,6 +68,7 @@ struct cb_cli {
     const char *admin; /* --admin ADDR:PORT, borrowed from argv */
     bool admin_public;
     bool no_affinity; /* serve --no-affinity: no passing of connections between workers */
+    struct cb_iplisten iplisten; /* serve --iplisten ADDR, repeatable */
     int64_t ticket_rotate_s; /* serve --ticket-rotate HOURS, in seconds; 0: not given */
     struct cb_err err;
 };

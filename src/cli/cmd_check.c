@@ -1,6 +1,7 @@
 /* cmd_check.c: `certbind check [soon=DAYS]`, the pre-flight report. */
 #include "check/check.h"
 #include "cli/cli.h"
+#include "fleet/fleet.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -71,6 +72,11 @@ int cb_cmd_check(struct cb_cli *cli)
         else
             printf("No store yet in %s: nothing to check.\n", cli->state_dir);
         return 0;
+    }
+    if (cli->fleet != NULL) {
+        opts.fleet = true;
+        opts.fleet_synced_at = cb_fleet_synced_at(cli->fleet);
+        opts.fleet_stale_s = CB_CHECK_FLEET_STALE_S;
     }
     ret = cb_check_run(st, &opts, &f, &cli->err);
     cb_cli_close_store(cli, st);

@@ -19,6 +19,7 @@ struct move {
 };
 
 struct plan {
+    struct cb_store *st;
     const struct cb_cert_info *info;
     bool by_previous, by_hostname;
     char (*previous)[CB_THUMB_LEN + 1]; /* older certificates with the same names */
@@ -63,17 +64,46 @@ static bool covered(const struct cb_cert_info *info, const char *host)
     return false;
 }
 
+/*
+ * The certificate of b that the new one would replace: b's only one, or of a binding with
+ * two (certhash=T1,T2) the one with the new certificate's key type, so that an RSA renewal
+ * replaces the RSA certificate only. NULL when there is none (a pair, and a new
+ * certificate that is neither ECDSA nor RSA).
+ */
+static const char *slot_for(const struct plan *p, const struct cb_binding *b)
+{
+    enum cb_key_family want = cb_cert_key_family(p->info);
+    struct cb_cert_row row;
+
+    if (!cb_binding_is_dual(b))
+        return b->certhash;
+    if (want == CB_KEYS_OTHER)
+        return NULL;
+    for (int i = 0; i < 2; i++) {
+        const char *thumb = i == 0 ? b->certhash : b->certhash2;
+        if (cb_store_cert_get(p->st, thumb, &row, NULL) != 0)
+            continue;
+        bool same = cb_cert_key_family(&row.info) == want;
+        cb_cert_row_clear(&row);
+        if (same)
+            return thumb;
+    }
+    return NULL;
+}
+
 static int consider(const struct cb_binding *b, void *arg)
 {
     struct plan *p = arg;
     bool take = false;
+    const char *slot;
 
     /* A managed binding's certificate is serve's to renew (acme=enable), never deploy's. */
     if (b->key.kind == CB_KEY_CCS || (b->flags & CB_OPT_ACME) ||
-        strcmp(b->certhash, p->info->thumbprint) == 0)
+        strcmp(b->certhash, p->info->thumbprint) == 0 ||
+        strcmp(b->certhash2, p->info->thumbprint) == 0 || (slot = slot_for(p, b)) == NULL)
         return 0;
     for (size_t i = 0; p->by_previous && i < p->n_previous && !take; i++)
-        take = strcmp(b->certhash, p->previous[i]) == 0;
+        take = strcmp(slot, p->previous[i]) == 0;
     if (!take && p->by_hostname && (b->key.kind == CB_KEY_HOST || b->key.kind == CB_KEY_HOST_WILD))
         take = covered(p->info, b->key.host);
     if (!take)
@@ -88,8 +118,8 @@ static int consider(const struct cb_binding *b, void *arg)
     }
     struct move *m = &p->moves[p->n++];
     m->b = *b;
-    memcpy(m->old, b->certhash, sizeof(m->old));
-    memcpy(m->b.certhash, p->info->thumbprint, sizeof(m->b.certhash));
+    memcpy(m->old, slot, sizeof(m->old));
+    cb_binding_replace_cert(&m->b, m->old, p->info->thumbprint); /* slot is one of b's */
     return 0;
 }
 
@@ -209,6 +239,7 @@ int cb_cmd_deploy(struct cb_cli *cli)
         goto out_clear_info;
     if ((ret = cb_store_begin(st, &cli->err)) != 0)
         goto out_close;
+    plan.st = st;
     if ((ret = cb_store_cert_foreach(st, find_previous, &plan, &cli->err)) != 0 ||
         (ret = cb_store_binding_foreach(st, NULL, consider, &plan, &cli->err)) != 0) {
         if (ret == CB_ENOMEM)

@@ -48,6 +48,38 @@ static const char *status_text(enum status s)
     return s == ST_ADD ? "add" : s == ST_EXISTS ? "exists" : "missing-certificate";
 }
 
+static json_t *iplisten_json(const struct cb_import *imp)
+{
+    json_t *arr = json_array();
+    for (size_t i = 0; i < imp->n_iplisten; i++)
+        json_array_append_new(arr, json_string(imp->iplisten[i].addr));
+    return arr;
+}
+
+/*
+ * The IP listen list is node-local (design section 8): never stored, it becomes serve's
+ * --iplisten flags, printed for the administrator to put in the service's command line.
+ * Text mode prints one line; --json an object {"preview", "bindings": [], "iplisten": […]}
+ * when the file held no bindings (else the import's object carries "iplisten").
+ */
+static void print_iplisten(struct cb_cli *cli, const struct cb_import *imp, bool preview)
+{
+    if (cli->json) {
+        cb_cli_print_json(json_pack("{s:b, s:[], s:o}", "preview", preview, "bindings", "iplisten",
+                                    iplisten_json(imp)));
+        return;
+    }
+    if (imp->n_iplisten == 0) {
+        printf("IP listen list: empty (HTTP.sys listens on every address): serve needs no "
+               "--iplisten.\n");
+        return;
+    }
+    printf("IP listen list (node-local, not stored): certbind serve");
+    for (size_t i = 0; i < imp->n_iplisten; i++)
+        printf(" --iplisten %s", imp->iplisten[i].addr);
+    printf("\n");
+}
+
 /*
  * Client certificates on Windows: a binding with a Certificate Trust List ("Ctl
  * Identifier") accepted client certificates from that list's CAs only. netsh names the
@@ -141,6 +173,11 @@ static int import_netsh(struct cb_cli *cli, const char *text, size_t len, bool p
     if (imp.unknown_more > 0)
         fprintf(stderr, "certbind: warning: %s: %d more line%s with other unknown fields skipped\n",
                 cli->pos[0], imp.unknown_more, imp.unknown_more == 1 ? "" : "s");
+    if (imp.n == 0) {
+        /* `show iplisten` output alone: nothing for the store. */
+        print_iplisten(cli, &imp, preview);
+        goto out_clear;
+    }
     if ((status = calloc(imp.n, sizeof(*status))) == NULL) {
         ret = cb_err_set(&cli->err, CB_ENOMEM, "out of memory");
         goto out_clear;
@@ -180,7 +217,10 @@ static int import_netsh(struct cb_cli *cli, const char *text, size_t len, bool p
                                                  imp.v[i].b.certhash, "status",
                                                  status_text(status[i]), "line", imp.v[i].line));
         }
-        cb_cli_print_json(json_pack("{s:b, s:o}", "preview", preview, "bindings", arr));
+        json_t *obj = json_pack("{s:b, s:o}", "preview", preview, "bindings", arr);
+        if (imp.iplisten_seen)
+            json_object_set_new(obj, "iplisten", iplisten_json(&imp));
+        cb_cli_print_json(obj);
     } else {
         for (size_t i = 0; i < imp.n; i++) {
             char cmd[1024];
@@ -194,6 +234,8 @@ static int import_netsh(struct cb_cli *cli, const char *text, size_t len, bool p
         printf("%s%zu binding%s, %zu already there, %zu waiting for their certificate.\n",
                preview ? "Preview: would add " : "Added ", added, added == 1 ? "" : "s", exists,
                missing);
+        if (imp.iplisten_seen)
+            print_iplisten(cli, &imp, preview);
     }
     if (missing > 0) {
         char list[600] = "";

@@ -45,6 +45,24 @@ static int ccs_cert(const char *path, char *thumb, char *reason, size_t size)
     return ret;
 }
 
+/* A binding's two certificates: usable when both are (first_ok: the first one's result,
+ * whose reason is in reason); else reason names the certificate at fault. */
+static bool pair_usable(struct cb_store *st, const struct cb_snap_binding *b, bool first_ok,
+                        char *reason, size_t size)
+{
+    char why[1024];
+
+    if (!first_ok) {
+        snprintf(why, sizeof(why), "%s", reason);
+        snprintf(reason, size, "certificate %s: %.900s", b->certhash, why);
+        return false;
+    }
+    if (cb_svcuser_key_usable(st, b->certhash2, why, sizeof(why)) == 0)
+        return true;
+    snprintf(reason, size, "certificate %s: %.900s", b->certhash2, why);
+    return false;
+}
+
 int cb_cmd_resolve(struct cb_cli *cli)
 {
     static const char *const allowed[] = {"ip", "port", "sni", NULL};
@@ -99,6 +117,9 @@ int cb_cmd_resolve(struct cb_cli *cli)
         } else {
             snprintf(thumb, sizeof(thumb), "%s", b->certhash);
             usable = cb_svcuser_key_usable(st, b->certhash, reason, sizeof(reason)) == 0;
+            /* certhash=T1,T2: serve uses both or neither, so each must be usable */
+            if (b->certhash2[0] != '\0')
+                usable = pair_usable(st, b, usable, reason, sizeof(reason));
         }
         const char *ca = cb_snapshot_clientca(snap, b);
         if (usable && ca != NULL && !(b->flags & CB_OPT_REJECT))
@@ -121,7 +142,11 @@ int cb_cmd_resolve(struct cb_cli *cli)
     if (cli->json) {
         json_t *o = json_object();
         json_object_set_new(o, "binding", b ? json_string(b->key_text) : json_null());
+        /* certhash: what a default client gets (the ECDSA one of a pair); a binding with
+         * two certificates adds certhashes, both (the contract's shape is kept otherwise) */
         json_object_set_new(o, "certhash", thumb[0] ? json_string(thumb) : json_null());
+        if (thumb[0] && b != NULL && r.rule != CB_RULE_CCS && b->certhash2[0])
+            json_object_set_new(o, "certhashes", json_pack("[s,s]", thumb, b->certhash2));
         json_object_set_new(o, "rule", json_string(cb_rule_name(r.rule)));
         json_object_set_new(o, "usable", json_boolean(usable));
         json_object_set_new(o, "reason", json_string(reason));
@@ -136,6 +161,8 @@ int cb_cmd_resolve(struct cb_cli *cli)
         if (r.rule == CB_RULE_CCS)
             printf("File        : %s\n", r.ccs->path);
         printf("Certificate : %s\n", thumb[0] ? thumb : "(none)");
+        if (thumb[0] && b != NULL && r.rule != CB_RULE_CCS && b->certhash2[0])
+            printf("              %s (for clients that accept only RSA)\n", b->certhash2);
         if (b != NULL && cb_snapshot_clientca(snap, b) != NULL)
             printf("Client CA   : %s (a client certificate verified against it is required)\n",
                    cb_snapshot_clientca(snap, b));

@@ -24,6 +24,9 @@ int cb_cmd_serve(struct cb_cli *cli)
     cfg.admin = cli->admin;
     cfg.admin_public = cli->admin_public;
     cfg.no_affinity = cli->no_affinity;
+    cfg.iplisten = cli->iplisten;
+    cfg.store_url = cli->store_url;
+    cfg.store_key = cli->store_key;
     cfg.ticket_rotate_s = cli->ticket_rotate_s;
     cfg.cert_cache_mb = cli->cert_cache_mb;
     return cb_daemon_run(&cfg, &cli->err);

@@ -1,5 +1,6 @@
 /* cmd_sslcert.c: `add|update|delete|show sslcert`, the binding commands. */
 #include "check/check.h"
+#include "check/dual.h"
 #include "cli/cli.h"
 #include "store/acme.h"
 #include "tls/clientca.h"
@@ -227,7 +228,8 @@ int cb_cmd_add_sslcert(struct cb_cli *cli)
     if ((ret = cb_store_begin(st, &cli->err)) != 0)
         goto out_close;
     /* Insert first: "already exists" must not come after a force=yes warning. */
-    if ((ret = cb_store_binding_insert(st, &b, &cli->err)) != 0 ||
+    if ((ret = cb_dual_order(st, &b, &cli->err)) != 0 ||
+        (ret = cb_store_binding_insert(st, &b, &cli->err)) != 0 ||
         (ret = refuse_findings(cli, st, &b, CB_CHECK_CERT | CB_CHECK_SHADOW, force)) != 0 ||
         (ret = cb_store_commit(st, &cli->err)) != 0)
         goto out_rollback;
@@ -294,7 +296,8 @@ int cb_cmd_update_sslcert(struct cb_cli *cli)
                          key, key);
         goto out_rollback;
     }
-    if ((ret = cb_binding_validate(&current, &cli->err)) != 0)
+    if ((ret = cb_binding_validate(&current, &cli->err)) != 0 ||
+        (ret = cb_dual_order(st, &current, &cli->err)) != 0)
         goto out_rollback;
     if ((fields & CB_F_CERTHASH) &&
         (ret = refuse_findings(cli, st, &current, CB_CHECK_CERT, force)) != 0)
@@ -344,12 +347,16 @@ out_close:
 
 static json_t *binding_json(const struct cb_binding *b)
 {
-    char key[CB_KEY_TEXT_MAX];
+    char key[CB_KEY_TEXT_MAX], hashes[CB_CERTHASH_TEXT_MAX + 1];
     json_t *o;
 
     cb_key_format(&b->key, key, sizeof(key));
     o = json_pack("{s:s}", "key", key);
-    json_object_set_new(o, "certhash", b->certhash[0] ? json_string(b->certhash) : json_null());
+    /* "T1" or "T1,T2": the value certhash= takes, so the output can be given back. */
+    cb_binding_certhash_text(b, hashes, sizeof(hashes));
+    json_object_set_new(o, "certhash", b->certhash[0] ? json_string(hashes) : json_null());
+    if (cb_binding_is_dual(b)) /* and, for two, each: the contract's shape is kept otherwise */
+        json_object_set_new(o, "certhashes", json_pack("[s,s]", b->certhash, b->certhash2));
     json_object_set_new(o, "appid", b->appid[0] ? json_string(b->appid) : json_null());
     json_object_set_new(o, "backend", b->backend[0] ? json_string(b->backend) : json_null());
     if (b->key.kind == CB_KEY_CCS)
@@ -371,7 +378,7 @@ struct show_ctx {
 static int show_one(const struct cb_binding *b, void *arg)
 {
     struct show_ctx *sc = arg;
-    char key[CB_KEY_TEXT_MAX];
+    char key[CB_KEY_TEXT_MAX], hashes[CB_CERTHASH_TEXT_MAX + 1];
 
     if (sc->json) {
         if (sc->count++ == 0)
@@ -384,6 +391,9 @@ static int show_one(const struct cb_binding *b, void *arg)
     printf("%s%s\n", sc->count > 1 ? "\n" : "", key);
     if (b->key.kind == CB_KEY_CCS)
         printf("    %-22s: %s\n", "ccspath", b->ccspath);
+    else if (cb_binding_is_dual(b))
+        printf("    %-22s: %s\n", "certhash",
+               cb_binding_certhash_text(b, hashes, sizeof(hashes)) > 0 ? hashes : "");
     else
         printf("    %-22s: %s\n", "certhash",
                b->certhash[0] ? b->certhash : "(none yet: serve obtains it through ACME)");

@@ -9,7 +9,9 @@
 #include "daemon/acme_order.h"
 #include "acme/client.h"
 #include "certstore/certstore.h"
+#include "daemon/acme_lock.h"
 #include "daemon/acme_policy.h"
+#include "fleet/fleet.h"
 #include "store/acme.h"
 #include "store/challenge.h"
 #include "tls/acme_crypto.h"
@@ -37,6 +39,7 @@ struct solver_ctx {
     struct cb_store *st;
     const struct cb_acme_settings *set;
     uint16_t port;
+    const char *probe_host;    /* where this serve answers on that port */
     const volatile int *abort; /* serve is stopping: a hook still running is stopped */
 };
 
@@ -103,11 +106,11 @@ static int run_hook(const char *hook, const char *verb, const char *fqdn, const 
 
 /* Asks serve itself for the challenge until every worker has it (several answers in a
  * row), as the CA will: the workers pick the store change up within a second. */
-static int self_check(const char *name, uint16_t port, struct cb_err *err)
+static int self_check(const char *host, const char *name, uint16_t port, struct cb_err *err)
 {
     int oks = 0;
     for (long waited = 0; waited < CB_ACME_PROBE_WINDOW_MS; waited += 20) {
-        if (cb_tls_alpn_probe("127.0.0.1", port, name, 2000, err) == 0) {
+        if (cb_tls_alpn_probe(host, port, name, 2000, err) == 0) {
             if (++oks >= CB_ACME_PROBE_OKS)
                 return 0;
             continue;
@@ -145,7 +148,7 @@ static int present(void *arg, const char *type, const char *identifier, const ch
     if (key != NULL)
         cb_acme_secret_free(key, strlen(key));
     if (ret == 0)
-        ret = self_check(identifier, sc->port, err);
+        ret = self_check(sc->probe_host, identifier, sc->port, err);
     return ret;
 }
 
@@ -268,6 +271,47 @@ out_free:
     return ret;
 }
 
+/*
+ * A fleet node's way in: the store's writes go to etcd (fleet on st), the binding's lock is
+ * taken, and the replica caught up with etcd under it: *go false when another node holds
+ * the lock, or when the order is not due any more (another node has just done it).
+ */
+static int fleet_enter(struct cb_acme_job *o, struct cb_store *st, struct cb_fleet **fleet,
+                       struct cb_acme_lock **lock, bool *go, struct cb_err *err)
+{
+    struct cb_acme_state s;
+    char holder[256], host[128] = "";
+    bool elsewhere;
+    int64_t when;
+    int ret;
+
+    *go = false;
+    if ((ret = cb_fleet_open(o->store_url, o->store_key, st, fleet, err)) != 0)
+        return ret;
+    gethostname(host, sizeof(host) - 1);
+    snprintf(holder, sizeof(holder), "host=%s pid=%d state=%.100s", host, (int)getpid(),
+             o->state_dir);
+    if ((ret = cb_acme_lock_take(o->store_url, o->key, holder, lock, &elsewhere, err)) != 0)
+        return ret;
+    if (elsewhere) {
+        cb_log("info", "acme_order_skipped",
+               "binding=%s reason=\"another node of the fleet holds its lock\"", o->key);
+        return 0;
+    }
+    if ((ret = cb_fleet_sync(*fleet, err)) != 0 ||
+        (ret = cb_store_acme_state_get(st, o->key, &s, err)) != 0)
+        return ret;
+    if (cb_acme_due(&s, time(NULL), &when) != CB_ACME_DUE) {
+        cb_log("info", "acme_order_skipped",
+               "binding=%s reason=\"not due any more: another node of the fleet has ordered "
+               "it\" certhash=%s",
+               o->key, s.certhash);
+        return 0;
+    }
+    *go = true;
+    return 0;
+}
+
 void cb_acme_job_run(struct cb_acme_job *o)
 {
     struct cb_acme_settings set;
@@ -278,13 +322,30 @@ void cb_acme_job_run(struct cb_acme_job *o)
     struct cb_acme_problem prob = {0};
     struct cb_binding_key bk;
     struct cb_store *st = NULL;
+    struct cb_fleet *fleet = NULL;
+    struct cb_acme_lock *lock = NULL;
     struct cb_err err = {0};
     int64_t now = time(NULL);
     int ret;
 
     o->ok = false;
-    if ((ret = cb_store_open(o->state_dir, CB_STORE_READ, &st, &err)) != 0 ||
-        (ret = cb_store_acme_settings_get(st, &set, &err)) != 0 ||
+    o->skipped = false;
+    if ((ret = cb_store_open(o->state_dir, CB_STORE_READ, &st, &err)) != 0) {
+        snprintf(o->error, sizeof(o->error), "%s", err.msg);
+        goto out_close;
+    }
+    if (o->store_url != NULL) {
+        bool go;
+        if ((ret = fleet_enter(o, st, &fleet, &lock, &go, &err)) != 0) {
+            snprintf(o->error, sizeof(o->error), "%s", err.msg);
+            goto out_close;
+        }
+        if (!go) {
+            o->skipped = true;
+            goto out_close;
+        }
+    }
+    if ((ret = cb_store_acme_settings_get(st, &set, &err)) != 0 ||
         (ret = cb_store_acme_state_get(st, o->key, &s, &err)) != 0) {
         snprintf(o->error, sizeof(o->error), "%s", err.msg);
         goto out_close;
@@ -324,7 +385,11 @@ void cb_acme_job_run(struct cb_acme_job *o)
         set.keytype == CB_ACME_KT_RSA ? CB_ACME_KEY_RSA2048 : CB_ACME_KEY_EC256;
     if ((ret = cb_acme_key_generate(kt, &ckey, &err)) != 0)
         goto out_failed;
-    struct solver_ctx sc = {.st = st, .set = &set, .port = bk.port, .abort = o->abort};
+    struct solver_ctx sc = {.st = st,
+                            .set = &set,
+                            .port = bk.port,
+                            .probe_host = o->probe_host[0] ? o->probe_host : "127.0.0.1",
+                            .abort = o->abort};
     struct cb_acme_solver solver = {.present = present, .cleanup = cleanup, .ctx = &sc};
     const char *names[] = {bk.host};
     if ((ret = cb_acme_obtain(client, names, 1, ckey, false, &solver, &res, &err)) != 0)
@@ -382,5 +447,7 @@ out_free:
     cb_acme_key_free(ckey);
     cb_acme_key_free(akey);
 out_close:
+    cb_acme_lock_release(lock);
+    cb_fleet_close(fleet);
     cb_store_close(st);
 }

@@ -19,8 +19,14 @@ struct cb_acme_job {
     char state_dir[CB_PATH_MAX + 1];
     char key[CB_KEY_TEXT_MAX]; /* the managed binding */
     const volatile int *abort; /* set on SIGTERM: stop at the next step */
+    /* A fleet node: the fleet store (its writes go to etcd) and its key, else NULL. The
+     * order runs only under the binding's lock, and only if, after catching up with etcd,
+     * it is still due. */
+    const char *store_url, *store_key;
+    char probe_host[64]; /* where the self-check asks this serve ("" : 127.0.0.1) */
     /* Out, for the manager's log line: */
     bool ok;
+    bool skipped; /* a fleet node found the lock held elsewhere, or nothing due any more */
     char thumb[CB_THUMB_LEN + 1]; /* the certificate now bound */
     int64_t not_after, renew_after, next_attempt;
     char error[1024]; /* why it failed, with the CA's problem document */

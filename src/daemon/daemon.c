@@ -6,6 +6,7 @@
  */
 #include "daemon/daemon.h"
 #include "admin/admin.h"
+#include "daemon/fleet_node.h"
 #include "daemon/serve_int.h"
 #include "daemon/ticket_rotate.h"
 #include "util/log.h"
@@ -13,6 +14,7 @@
 #include "util/priv.h"
 
 #include <errno.h>
+#include <netinet/in.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -115,7 +117,7 @@ static int preflight(struct cb_serve_opts *opts, struct cb_user *user, bool *hav
     /* What is listened on only: serve starts in seconds with 10^6 bindings (each worker reads
      * them all once, for its own snapshot). */
     if ((ret = cb_store_load_endpoints(st, &snap, err)) != 0 ||
-        (ret = cb_listen_plan(snap, &addrs, &n, err)) != 0)
+        (ret = cb_listen_plan(snap, &opts->iplisten, &addrs, &n, err)) != 0)
         goto out_close;
     if (n == 0)
         cb_log("warn", "no_bindings",
@@ -151,6 +153,15 @@ int cb_daemon_run(const struct cb_daemon_config *dc, struct cb_err *err)
 
     memset(&opts, 0, sizeof(opts));
     snprintf(opts.state_dir, sizeof(opts.state_dir), "%s", dc->state_dir);
+    opts.iplisten = dc->iplisten;
+    if (dc->store_url != NULL) {
+        if (strlen(dc->store_url) >= sizeof(opts.store_url))
+            return cb_err_set(err, CB_EINVAL, "--store: the URL is longer than %zu bytes",
+                              sizeof(opts.store_url) - 1);
+        snprintf(opts.store_url, sizeof(opts.store_url), "%s", dc->store_url);
+    }
+    if (dc->store_key != NULL)
+        snprintf(opts.store_key, sizeof(opts.store_key), "%s", dc->store_key);
     long cores = sysconf(_SC_NPROCESSORS_ONLN);
     opts.workers = dc->workers > 0 ? dc->workers : (cores > 0 ? (int)cores : 1);
     opts.cfg.handshake_timeout_ms =
@@ -188,6 +199,13 @@ int cb_daemon_run(const struct cb_daemon_config *dc, struct cb_err *err)
      * it, rather than a worker finding it taken. */
     if (dc->admin != NULL && (ret = open_admin(dc, &opts.admin_fd, err)) != 0)
         return ret;
+    /* A fleet node brings its replica up to date first (or serves it as it is when etcd
+     * does not answer). */
+    if (opts.store_url[0] != '\0' &&
+        (ret = cb_fleet_node_startup(opts.state_dir, opts.store_url,
+                                     opts.store_key[0] ? opts.store_key : NULL,
+                                     &opts.fleet_unreachable, err)) != 0)
+        goto out_admin;
     /* Checked again as the user: the store and listeners must work for it. */
     if ((ret = preflight(&opts, &user, &have_user, err)) != 0)
         goto out_admin;
@@ -216,8 +234,10 @@ int cb_daemon_run(const struct cb_daemon_config *dc, struct cb_err *err)
                cb_log_quote(lerr.msg, q, sizeof(q)));
     }
     cb_store_close(st);
-    cb_log("info", "start", "version=%s workers=%d state=%s user=%s", CB_VERSION, opts.workers,
-           opts.state_dir, have_user ? user.name : "(current)");
+    char ipl[CB_IPLISTEN_MAX * (INET6_ADDRSTRLEN + 1)];
+    cb_iplisten_format(&opts.iplisten, ipl, sizeof(ipl));
+    cb_log("info", "start", "version=%s workers=%d state=%s user=%s iplisten=%s", CB_VERSION,
+           opts.workers, opts.state_dir, have_user ? user.name : "(current)", ipl);
     ret = cb_supervise(&opts, dc->admin, err);
     if (lock_fd >= 0)
         close(lock_fd);

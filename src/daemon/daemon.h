@@ -7,23 +7,27 @@
 #define CB_DAEMON_DAEMON_H
 
 #include "binding/binding.h"
+#include "net/iplisten.h"
 
 #include <stdbool.h>
 #include <stdint.h>
 
 struct cb_daemon_config {
     char state_dir[CB_PATH_MAX + 1];
-    int workers;             /* 0: one per online core */
-    int handshake_timeout_s; /* 0: 10 s */
-    int idle_timeout_s;      /* 0: 300 s */
-    int grace_s;             /* 0: 30 s; how long SIGTERM lets connections finish */
-    int max_conns;           /* whole server, 0: no cap */
-    int max_conns_binding;   /* per binding, 0: no cap */
-    const char *admin;       /* --admin ADDR:PORT (borrowed), or NULL */
-    bool admin_public;       /* allow a non-loopback admin address */
-    bool no_affinity;        /* no passing of connections between workers */
-    int64_t ticket_rotate_s; /* session ticket key period, seconds; 0: 12 h */
-    int cert_cache_mb;       /* parsed certificates, all workers together; 0: the default */
+    int workers;                 /* 0: one per online core */
+    int handshake_timeout_s;     /* 0: 10 s */
+    int idle_timeout_s;          /* 0: 300 s */
+    int grace_s;                 /* 0: 30 s; how long SIGTERM lets connections finish */
+    int max_conns;               /* whole server, 0: no cap */
+    int max_conns_binding;       /* per binding, 0: no cap */
+    const char *admin;           /* --admin ADDR:PORT (borrowed), or NULL */
+    bool admin_public;           /* allow a non-loopback admin address */
+    bool no_affinity;            /* no passing of connections between workers */
+    int64_t ticket_rotate_s;     /* session ticket key period, seconds; 0: 12 h */
+    int cert_cache_mb;           /* parsed certificates, all workers together; 0: the default */
+    const char *store_url;       /* --store etcd://… (borrowed): a fleet node; NULL: local */
+    const char *store_key;       /* --store-key FILE (borrowed), or NULL */
+    struct cb_iplisten iplisten; /* --iplisten: where wildcard ports listen (n 0: everywhere) */
 };
 
 /* --cert-cache-mb's default: ~35 000 parsed ECDSA certificates (7.4 KB each), so a store of

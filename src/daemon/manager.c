@@ -7,17 +7,22 @@
  *    at, and the first one due is ordered on a thread of libuv's pool (one order at a
  *    time), so that this loop still answers signals while a CA, a DNS hook or a
  *    validation takes its time;
+ *  - a fleet node's replica (fleet_node.c): a thread follows etcd and applies its changes
+ *    to the store in --state, which the workers then pick up like any other change.
  *  - the session ticket keys (daemon/ticket_rotate.h), rotated when due, looked at every
  *    second: workers learn of a new key through the store's change log.
  */
 #include "daemon/acme_order.h"
 #include "daemon/acme_policy.h"
+#include "daemon/fleet_node.h"
+#include "fleet/fleet.h"
 #include "daemon/serve_int.h"
 #include "daemon/ticket_rotate.h"
 #include "daemon/watch.h"
 #include "store/acme.h"
 #include "util/log.h"
 
+#include <arpa/inet.h>
 #include <stdio.h>
 #include <time.h>
 
@@ -27,6 +32,7 @@
 
 #define CB_MANAGER_POLL_MS 500
 #define CB_ACME_TICK_MS 1000
+#define CB_ACME_SKIP_PAUSE_S 5 /* a fleet node that found the lock taken looks again then */
 #define CB_TICKET_TICK_MS 1000
 
 struct manager {
@@ -37,6 +43,9 @@ struct manager {
     uv_signal_t sigterm, sigint, sighup;
     uint64_t data_version;
     const struct cb_serve_opts *opts;
+    struct cb_fleet_node *fleet; /* a fleet node's follow thread, or NULL */
+    struct cb_fleet *push;       /* a fleet node: st's own writes go to etcd, or NULL */
+    int64_t acme_held_until;     /* a fleet node: another node holds the lock; look later */
     /* ACME: one order at a time, on the thread pool. */
     uv_timer_t acme_tick;
     uv_work_t acme_work;
@@ -123,6 +132,20 @@ out_done:
     p->n_put = 0;
 }
 
+/* Where this serve answers for its own self-check: the first listed address (its loopback
+ * for a listed "any" address), else 127.0.0.1. */
+static void probe_host(const struct cb_iplisten *l, char *buf, size_t size)
+{
+    static const uint8_t any[16];
+
+    if (l->n == 0)
+        snprintf(buf, size, "127.0.0.1");
+    else if (memcmp(l->a[0].addr, any, l->a[0].family == AF_INET ? 4 : 16) == 0)
+        snprintf(buf, size, "%s", l->a[0].family == AF_INET ? "127.0.0.1" : "::1");
+    else
+        inet_ntop(l->a[0].family, l->a[0].addr, buf, (socklen_t)size);
+}
+
 static void on_order_work(uv_work_t *req)
 {
     struct manager *m = req->data;
@@ -136,6 +159,10 @@ static void on_order_done(uv_work_t *req, int status)
     (void)status;
 
     m->acme_busy = false;
+    if (m->order.skipped) {
+        m->acme_held_until = time(NULL) + CB_ACME_SKIP_PAUSE_S;
+        return;
+    }
     if (m->order.ok)
         cb_log("info", "acme_issued", "binding=%s certhash=%s not_after=%lld renew_after=%lld",
                m->order.key, m->order.thumb, (long long)m->order.not_after,
@@ -153,7 +180,7 @@ static void on_acme_tick(uv_timer_t *t)
     struct pick p = {.now = time(NULL)};
     struct cb_acme_settings set;
 
-    if (m->acme_busy || m->stopping || !m->opts->acme_owner)
+    if (m->acme_busy || m->stopping || !m->opts->acme_owner || p.now < m->acme_held_until)
         return;
     if (cb_store_acme_settings_get(m->st, &set, NULL) != 0)
         return; /* no account: nothing is managed */
@@ -172,6 +199,11 @@ static void on_acme_tick(uv_timer_t *t)
     snprintf(m->order.state_dir, sizeof(m->order.state_dir), "%s", m->opts->state_dir);
     snprintf(m->order.key, sizeof(m->order.key), "%s", p.due);
     m->order.abort = &m->acme_abort;
+    if (m->opts->store_url[0] != '\0') {
+        m->order.store_url = m->opts->store_url;
+        m->order.store_key = m->opts->store_key[0] ? m->opts->store_key : NULL;
+    }
+    probe_host(&m->opts->iplisten, m->order.probe_host, sizeof(m->order.probe_host));
     m->acme_work.data = m;
     if (uv_queue_work(&m->loop, &m->acme_work, on_order_work, on_order_done) == 0) {
         m->acme_busy = true;
@@ -257,6 +289,15 @@ int cb_manager_main(const struct cb_serve_opts *opts, int ready_fd)
         m.data_version = 0;
     if (cb_watch_new(&m.loop, m.st, on_watch_change, &m, &m.watch, &err) != 0)
         goto out_store;
+    if (opts->store_url[0] != '\0' &&
+        cb_fleet_open(opts->store_url, opts->store_key[0] ? opts->store_key : NULL, m.st, &m.push,
+                      &err) != 0)
+        goto out_watch;
+    if (opts->store_url[0] != '\0' &&
+        cb_fleet_node_start(opts->state_dir, opts->store_url,
+                            opts->store_key[0] ? opts->store_key : NULL, opts->fleet_unreachable,
+                            &m.fleet, &err) != 0)
+        goto out_watch;
     cb_watch_refresh(m.watch);
     uv_timer_init(&m.loop, &m.poll);
     m.poll.data = &m;
@@ -284,11 +325,14 @@ int cb_manager_main(const struct cb_serve_opts *opts, int ready_fd)
     uv_run(&m.loop, UV_RUN_DEFAULT);
     status = 0;
 out_run:
+    cb_fleet_node_stop(m.fleet);
+out_watch:
     if (m.watch != NULL) {
         cb_watch_close(m.watch);
         uv_walk(&m.loop, close_walk, NULL);
         uv_run(&m.loop, UV_RUN_DEFAULT);
     }
+    cb_fleet_close(m.push);
 out_store:
     cb_store_close(m.st);
 out_loop:

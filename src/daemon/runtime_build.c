@@ -53,6 +53,13 @@ static int cmp_ref(const void *a, const void *b)
     return strcmp(((const struct cert_ref *)a)->thumb, ((const struct cert_ref *)b)->thumb);
 }
 
+static const struct cert_ref *find_ref(const struct certs *cs, const char *thumb)
+{
+    struct cert_ref key;
+    memcpy(key.thumb, thumb, sizeof(key.thumb));
+    return cs->n ? bsearch(&key, cs->v, cs->n, sizeof(*cs->v), cmp_ref) : NULL;
+}
+
 static void certs_free(struct certs *cs)
 {
     for (size_t i = 0; i < cs->n; i++) {
@@ -99,11 +106,11 @@ static void resolve_backend(const char *text, struct cb_backend *be)
     freeaddrinfo(res);
 }
 
-static void missing_cert(const struct cb_snap_binding *b, struct cb_tls_entry *out)
+static void missing_cert(const char *thumb, struct cb_tls_entry *out)
 {
     char msg[200];
     snprintf(msg, sizeof(msg),
-             "certificate %s is not in the store; import it with 'certbind add cert'", b->certhash);
+             "certificate %s is not in the store; import it with 'certbind add cert'", thumb);
     cb_tls_entry_set_error(out, msg);
 }
 
@@ -115,6 +122,22 @@ static void cert_entry(struct cb_store *st, struct cb_tls_cache *cache, const ch
 {
     bool eager = !cb_store_owns(st, cert_path) || !cb_store_owns(st, key_path);
     cb_tls_cache_get(cache, thumb, cert_path, key_path, ca_path, eager, out, reused);
+}
+
+/* A binding's two certificates (certhash=T1,T2) as one entry, keyed "T1,T2": parsed,
+ * cached, passed between workers and served together (tls/ctx.h). */
+static void pair_entry(struct cb_store *st, struct cb_tls_cache *cache,
+                       const struct cb_snap_binding *b, const struct cert_ref *r1,
+                       const struct cert_ref *r2, const char *ca_path, struct cb_tls_entry *out,
+                       bool *reused)
+{
+    char key[2 * CB_THUMB_LEN + 2];
+    bool eager = !cb_store_owns(st, r1->cert_path) || !cb_store_owns(st, r1->key_path) ||
+                 !cb_store_owns(st, r2->cert_path) || !cb_store_owns(st, r2->key_path);
+
+    snprintf(key, sizeof(key), "%s,%s", b->certhash, b->certhash2);
+    cb_tls_cache_get_pair(cache, key, r1->cert_path, r1->key_path, r2->cert_path, r2->key_path,
+                          ca_path, eager, out, reused);
 }
 
 /* A managed binding (acme=enable) that has no certificate yet: its handshakes fail, and
@@ -131,8 +154,8 @@ static void log_unusable(const struct cb_snap_binding *b, const char *why)
     char q[900];
     bool waiting = awaiting_acme(b);
     cb_log(waiting ? "info" : "error", waiting ? "binding_waiting" : "binding_broken",
-           "binding=%s certhash=%s reason=%s", b->key_text, b->certhash,
-           cb_log_quote(why, q, sizeof(q)));
+           "binding=%s certhash=%s%s%s reason=%s", b->key_text, b->certhash,
+           b->certhash2[0] ? "," : "", b->certhash2, cb_log_quote(why, q, sizeof(q)));
 }
 
 static void awaiting(struct cb_tls_entry *out)
@@ -249,14 +272,19 @@ int cb_runtime_build(struct cb_store *st, struct cb_tls_cache *cache, bool log_b
         } else if (awaiting_acme(b)) {
             awaiting(&rt->bind_tls[i]);
         } else {
-            struct cert_ref key, *ref;
-            memcpy(key.thumb, b->certhash, sizeof(key.thumb));
-            ref = cs.n ? bsearch(&key, cs.v, cs.n, sizeof(*cs.v), cmp_ref) : NULL;
+            const struct cert_ref *ref = find_ref(&cs, b->certhash);
+            const struct cert_ref *ref2 = b->certhash2[0] ? find_ref(&cs, b->certhash2) : NULL;
             if (ref == NULL) {
-                missing_cert(b, &rt->bind_tls[i]);
+                missing_cert(b->certhash, &rt->bind_tls[i]);
+            } else if (b->certhash2[0] && ref2 == NULL) {
+                missing_cert(b->certhash2, &rt->bind_tls[i]);
             } else {
-                cert_entry(st, cache, ref->thumb, ref->cert_path, ref->key_path,
-                           cb_snapshot_clientca(rt->snap, b), &rt->bind_tls[i], &reused);
+                if (ref2 != NULL)
+                    pair_entry(st, cache, b, ref, ref2, cb_snapshot_clientca(rt->snap, b),
+                               &rt->bind_tls[i], &reused);
+                else
+                    cert_entry(st, cache, ref->thumb, ref->cert_path, ref->key_path,
+                               cb_snapshot_clientca(rt->snap, b), &rt->bind_tls[i], &reused);
                 if (reused)
                     stats->certs_reused++;
                 else
@@ -322,11 +350,28 @@ static void entry_for(struct cb_store *st, struct cb_tls_cache *cache,
     }
     int ret = cb_store_cert_get(st, b->certhash, &row, &err);
     if (ret == CB_ENOENT) {
-        missing_cert(b, out);
+        missing_cert(b->certhash, out);
         return;
     }
     if (ret != 0) {
         cb_tls_entry_set_error(out, err.msg);
+        return;
+    }
+    if (b->certhash2[0] != '\0') {
+        struct cb_cert_row row2;
+        ret = cb_store_cert_get(st, b->certhash2, &row2, &err);
+        if (ret == CB_ENOENT) {
+            missing_cert(b->certhash2, out);
+        } else if (ret != 0) {
+            cb_tls_entry_set_error(out, err.msg);
+        } else {
+            struct cert_ref r1 = {.cert_path = row.cert_path, .key_path = row.key_path};
+            struct cert_ref r2 = {.cert_path = row2.cert_path, .key_path = row2.key_path};
+            pair_entry(st, cache, b, &r1, &r2, cb_snapshot_clientca(snap, b), out, &reused);
+            *loaded = !reused;
+            cb_cert_row_clear(&row2);
+        }
+        cb_cert_row_clear(&row);
         return;
     }
     cert_entry(st, cache, b->certhash, row.cert_path, row.key_path, cb_snapshot_clientca(snap, b),

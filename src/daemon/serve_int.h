@@ -34,6 +34,12 @@ struct cb_serve_opts {
     /* The serve lock (STATE/serve.lock) is ours: `acme renew` sees a serve, and this one's
      * manager obtains certificates (a second serve on the same folder does not). */
     bool acme_owner;
+    struct cb_iplisten iplisten; /* --iplisten, node-local */
+    /* A fleet node (--store etcd://…): the manager keeps the replica in state_dir up to date
+     * from it; "" without. store_key: the --store-key file, "" none. */
+    char store_url[1024];
+    char store_key[CB_PATH_MAX + 1];
+    bool fleet_unreachable; /* start-up could not reach etcd: serving the replica as it was */
     int64_t ticket_period_s; /* the manager rotates the session ticket keys this often */
 };
 

@@ -61,7 +61,7 @@ static int collect_linked(const struct cb_cert_row *row, void *arg)
 
 struct move_ctx {
     struct cb_store *st;
-    const char *to;
+    const char *from, *to;
     size_t moved;
     struct cb_err *err;
 };
@@ -70,7 +70,9 @@ static int move_binding(const struct cb_binding *b, void *arg)
 {
     struct move_ctx *m = arg;
     struct cb_binding nb = *b;
-    memcpy(nb.certhash, m->to, sizeof(nb.certhash));
+    /* the slot that held it: a dual binding keeps its other certificate */
+    if (!cb_binding_replace_cert(&nb, m->from, m->to))
+        return 0;
     m->moved++;
     return cb_store_binding_update(m->st, &nb, m->err);
 }
@@ -79,7 +81,7 @@ static int move_binding(const struct cb_binding *b, void *arg)
 static int relink(struct cb_watch *w, struct linked *l, const struct cb_cert_info *info,
                   size_t *moved, struct cb_err *err)
 {
-    struct move_ctx m = {.st = w->st, .to = info->thumbprint, .err = err};
+    struct move_ctx m = {.st = w->st, .from = l->thumb, .to = info->thumbprint, .err = err};
     int ret;
 
     if ((ret = cb_store_begin(w->st, err)) != 0)

@@ -101,7 +101,7 @@ static void listen_for(struct worker *w, const struct cb_runtime *rt)
     char q[900];
     size_t n = 0;
 
-    if (cb_listen_plan(rt->snap, &addrs, &n, &err) != 0 ||
+    if (cb_listen_plan(rt->snap, &w->opts->iplisten, &addrs, &n, &err) != 0 ||
         cb_server_listen(w->srv, addrs, n, &err) != 0)
         cb_log("error", "listen_failed", "worker=%d reason=%s", w->index,
                cb_log_quote(err.msg, q, sizeof(q)));

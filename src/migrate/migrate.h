@@ -8,6 +8,8 @@
 
 #include "binding/binding.h"
 
+#include <stdbool.h>
+
 struct cb_import_entry {
     struct cb_binding b; /* certhash is "" for IIS entries (the hash lives in HTTP.sys) */
     int line;            /* where the entry starts */
@@ -28,6 +30,13 @@ struct cb_import_unknown {
 };
 
 #define CB_IMPORT_UNKNOWN_MAX 16
+#define CB_IMPORT_IPLISTEN_MAX 64
+
+/* One address of `netsh http show iplisten` (HTTP.sys's IP listen list). */
+struct cb_import_iplisten {
+    char addr[48]; /* canonical: "10.0.0.1", "2001:db8::1" (no brackets) */
+    int line;
+};
 
 struct cb_import {
     struct cb_import_entry *v;
@@ -35,10 +44,17 @@ struct cb_import {
     struct cb_import_unknown unknown[CB_IMPORT_UNKNOWN_MAX]; /* netsh: in order of first line */
     size_t n_unknown;
     int unknown_more; /* lines with yet other unknown names, past the table */
+    /* netsh: the IP listen list, when the text holds `netsh http show iplisten` output
+     * ("IP addresses present in the IP listen list:" and one address a line). It is
+     * node-local: `serve --iplisten ADDR` for each, never the store. */
+    bool iplisten_seen;
+    struct cb_import_iplisten iplisten[CB_IMPORT_IPLISTEN_MAX];
+    size_t n_iplisten;
 };
 
 /*
- * Parses netsh output as Windows writes it to a file: UTF-16 (PowerShell 5.1's `>`) or
+ * Parses netsh output as Windows writes it to a file (`netsh http show sslcert`, `netsh http
+ * show iplisten`, or both one after the other): UTF-16 (PowerShell 5.1's `>`) or
  * UTF-8, with or without a byte-order mark, CRLF, LF or CR line ends (cb_text_utf8).
  * Fields are told by name; unknown names are skipped and listed in out->unknown. ccs
  * entries get no ccspath (netsh does not print it). Fills *out (owned: cb_import_clear).

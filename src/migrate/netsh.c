@@ -7,9 +7,13 @@
  * stapling, token binding, extended events and legacy TLS; 2022 adds TLS 1.2, session
  * tickets and "Extended Properties:" sub-blocks (HTTP/2 settings, one "PropertyId"
  * each). Names certbind does not know are skipped and listed for the caller to report.
+ * `netsh http show iplisten` output may come before or after: its heading, then one
+ * address a line (an empty list is a heading alone).
  */
 #include "migrate/migrate.h"
+#include "binding/hostport.h"
 
+#include <arpa/inet.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -61,6 +65,9 @@ static const struct field {
     {"Max Settings Per Frame", F_SKIP, NULL},
     {"Max Settings Per Minute", F_SKIP, NULL},
 };
+
+/* The heading of `netsh http show iplisten`: one address a line follows. */
+static const char iplisten_heading[] = "IP addresses present in the IP listen list:";
 
 /* Lines that head a list rather than carry a value. */
 static const char *const headings[] = {"SSL Certificate bindings:", "Extended Properties:"};
@@ -251,9 +258,36 @@ static int field_line(struct cb_import *out, struct cb_import_entry **ep, const 
     }
 }
 
-/* One line, without its line end; NUL-terminated in line[]. */
-static int one_line(struct cb_import *out, struct cb_import_entry **ep, char *line, size_t n,
-                    int lineno, struct cb_err *err)
+/* A line of the IP listen list: an address (kept once), or CB_EBADFILE. */
+static int iplisten_line(struct cb_import *out, const char *t, int lineno, struct cb_err *err)
+{
+    struct cb_hostport hp;
+    struct cb_err why = {0};
+    char text[61];
+
+    if (cb_host_parse(t, 0, &hp, NULL, &why) != 0) {
+        shown(t, text, sizeof(text));
+        return cb_err_set(err, CB_EBADFILE,
+                          "line %d: '%s' in the IP listen list is not an IPv4 or IPv6 address",
+                          lineno, text);
+    }
+    char addr[sizeof(out->iplisten[0].addr)];
+    inet_ntop(hp.family, hp.addr, addr, sizeof(addr));
+    for (size_t i = 0; i < out->n_iplisten; i++)
+        if (strcmp(out->iplisten[i].addr, addr) == 0)
+            return 0;
+    if (out->n_iplisten == CB_IMPORT_IPLISTEN_MAX)
+        return cb_err_set(err, CB_EBADFILE, "line %d: more than %d addresses in the IP listen list",
+                          lineno, CB_IMPORT_IPLISTEN_MAX);
+    memcpy(out->iplisten[out->n_iplisten].addr, addr, sizeof(addr));
+    out->iplisten[out->n_iplisten++].line = lineno;
+    return 0;
+}
+
+/* One line, without its line end; NUL-terminated in line[]. *in_list: inside the IP listen
+ * list (after its heading, until a line that is not an address). */
+static int one_line(struct cb_import *out, struct cb_import_entry **ep, bool *in_list, char *line,
+                    size_t n, int lineno, struct cb_err *err)
 {
     for (size_t i = 0; i < n; i++) {
         unsigned char c = (unsigned char)line[i];
@@ -278,6 +312,19 @@ static int one_line(struct cb_import *out, struct cb_import_entry **ep, char *li
     }
     if (*ep == NULL && strspn(t, "-") == tl)
         return 0; /* the underline of the heading */
+    if (strcasecmp(t, iplisten_heading) == 0) {
+        int ret = entry_done(out, *ep, err);
+        *ep = NULL;
+        *in_list = true;
+        out->iplisten_seen = true;
+        return ret;
+    }
+    /* In the list, a line of one word is an address; headings and fields have spaces. */
+    if (*in_list) {
+        if (strpbrk(t, " \t") == NULL)
+            return iplisten_line(out, t, lineno, err);
+        *in_list = false;
+    }
     char *sep = strstr(t, " : ");
     const char *value;
     if (sep != NULL) {
@@ -310,6 +357,7 @@ int cb_netsh_parse(const char *raw, size_t raw_len, struct cb_import *out, struc
     char line[1024], *owned;
     size_t len, pos = 0;
     int lineno = 0, ret;
+    bool in_list = false;
 
     memset(out, 0, sizeof(*out));
     if ((ret = cb_text_utf8(raw, raw_len, &text, &len, &owned, err)) != 0)
@@ -327,7 +375,7 @@ int cb_netsh_parse(const char *raw, size_t raw_len, struct cb_import *out, struc
         }
         memcpy(line, text + pos, n);
         line[n] = '\0';
-        ret = one_line(out, &e, line, n, lineno, err);
+        ret = one_line(out, &e, &in_list, line, n, lineno, err);
         /* A line ends at LF, CR LF, or a lone CR; CR CR LF (a CRLF file whose line ends
          * were converted once more) is one line end too. */
         size_t crs = 0;
@@ -337,7 +385,7 @@ int cb_netsh_parse(const char *raw, size_t raw_len, struct cb_import *out, struc
     }
     if (ret == 0)
         ret = entry_done(out, e, err);
-    if (ret == 0 && out->n == 0) {
+    if (ret == 0 && out->n == 0 && !out->iplisten_seen) {
         if (out->n_unknown > 0)
             ret = cb_err_set(err, CB_EBADFILE,
                              "no bindings found, and fields certbind does not know such as "

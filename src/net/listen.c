@@ -195,13 +195,31 @@ static bool ipv6_available(void)
     return known;
 }
 
-int cb_listen_plan(const struct cb_snapshot *snap, struct cb_listen_addr **out, size_t *n,
-                   struct cb_err *err)
+/* Whether the listen list's entry i already listens for an IP binding on family/addr: the
+ * same address, or 0.0.0.0 for an IPv4 one ("::" is IPv6 only, as a [::] binding). */
+static bool iplisten_covers(const struct cb_iplisten *ipl, uint8_t family, const uint8_t *addr)
+{
+    static const uint8_t any[16];
+
+    for (size_t i = 0; i < ipl->n; i++) {
+        size_t len = ipl->a[i].family == AF_INET ? 4 : 16;
+        if (ipl->a[i].family != family)
+            continue;
+        if (memcmp(ipl->a[i].addr, addr, len) == 0 ||
+            (family == AF_INET && memcmp(ipl->a[i].addr, any, len) == 0))
+            return true;
+    }
+    return false;
+}
+
+int cb_listen_plan(const struct cb_snapshot *snap, const struct cb_iplisten *ipl,
+                   struct cb_listen_addr **out, size_t *n, struct cb_err *err)
 {
     static const uint8_t any[16];
     size_t count = cb_snapshot_count(snap), cap = 0;
     uint8_t *wild = calloc(65536, 1); /* ports where any local address must answer */
     struct cb_listen_addr *arr = NULL;
+    bool listed = ipl != NULL && ipl->n > 0;
 
     *n = 0;
     if (wild == NULL)
@@ -212,17 +230,28 @@ int cb_listen_plan(const struct cb_snapshot *snap, struct cb_listen_addr **out, 
             wild[b->port] = 1;
     }
     for (uint32_t port = 1; port < 65536; port++) {
+        int ret = 0;
         if (!wild[port])
             continue;
-        /* One dual-stack socket answers every local address, v4 and v6. */
-        int ret = ipv6_available() ? plan_add(&arr, n, &cap, AF_INET6, any, (uint16_t)port, true)
+        if (listed) {
+            /* Each listed address, in its own family only. */
+            for (size_t k = 0; k < ipl->n && ret == 0; k++)
+                ret = plan_add(&arr, n, &cap, ipl->a[k].family, ipl->a[k].addr, (uint16_t)port,
+                               false);
+        } else {
+            /* One dual-stack socket answers every local address, v4 and v6. */
+            ret = ipv6_available() ? plan_add(&arr, n, &cap, AF_INET6, any, (uint16_t)port, true)
                                    : plan_add(&arr, n, &cap, AF_INET, any, (uint16_t)port, false);
+        }
         if (ret != 0)
             goto out_nomem;
     }
     for (uint32_t i = 0; i < count; i++) {
         const struct cb_snap_binding *b = cb_snapshot_binding(snap, i);
-        if (b->kind == CB_KEY_IP && !wild[b->port] &&
+        /* An IP binding listens on its own address, unless a wildcard socket on its port
+         * already takes its connections. */
+        bool covered = wild[b->port] && (!listed || iplisten_covers(ipl, b->family, b->addr));
+        if (b->kind == CB_KEY_IP && !covered &&
             plan_add(&arr, n, &cap, b->family, b->addr, b->port, false) != 0)
             goto out_nomem;
     }

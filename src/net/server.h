@@ -7,6 +7,7 @@
 #define CB_NET_SERVER_H
 
 #include "net/runtime.h"
+#include "net/iplisten.h"
 #include "net/metrics.h"
 
 #include <stdbool.h>
@@ -62,9 +63,10 @@ int cb_server_listen(struct cb_server *srv, const struct cb_listen_addr *addrs, 
                      struct cb_err *err) CB_MUST_CHECK;
 /* Opens and closes a socket on each address: the start-up check that they can be bound. */
 int cb_listen_probe(const struct cb_listen_addr *addrs, size_t n, struct cb_err *err) CB_MUST_CHECK;
-/* The addresses a snapshot needs (design section 2): owned array in *out. */
-int cb_listen_plan(const struct cb_snapshot *snap, struct cb_listen_addr **out, size_t *n,
-                   struct cb_err *err) CB_MUST_CHECK;
+/* The addresses a snapshot needs (design section 2), with the IP listen list ipl (NULL or
+ * empty: wildcard ports listen on every local address): owned array in *out. */
+int cb_listen_plan(const struct cb_snapshot *snap, const struct cb_iplisten *ipl,
+                   struct cb_listen_addr **out, size_t *n, struct cb_err *err) CB_MUST_CHECK;
 
 /* Stops accepting; calls on_drained when the last connection closes (or at grace). */
 void cb_server_drain(struct cb_server *srv, void (*on_drained)(struct cb_server *srv));

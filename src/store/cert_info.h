@@ -22,6 +22,12 @@ struct cb_cert_info {
     int chain_len;                 /* certificates after the leaf */
 };
 
+/* The kind of a certificate's key, from key_type: what certhash=T1,T2 pairs (one of each). */
+enum cb_key_family { CB_KEYS_OTHER = 0, CB_KEYS_ECDSA, CB_KEYS_RSA };
+enum cb_key_family cb_cert_key_family(const struct cb_cert_info *info);
+/* "ECDSA", "RSA" or "other". */
+const char *cb_key_family_name(enum cb_key_family f);
+
 /* Frees info's strings and empties it (the fixed fields stay). */
 void cb_cert_info_clear(struct cb_cert_info *info);
 

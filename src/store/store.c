@@ -786,18 +786,26 @@ out_finalize:
     return ret;
 }
 
-int cb_store_decode_binding(const char *key, const char *certhash, const char *appid,
-                            const char *backend, const char *ccspath, const char *clientca,
-                            int64_t flags, int64_t proxy, struct cb_binding *out,
-                            struct cb_err *err)
+int cb_store_decode_binding(const char *key, const char *certhash, const char *certhash2,
+                            const char *appid, const char *backend, const char *ccspath,
+                            const char *clientca, int64_t flags, int64_t proxy,
+                            struct cb_binding *out, struct cb_err *err)
 {
+    char both[2 * CB_THUMB_LEN + 2];
     struct cb_err e;
     unsigned fields = 0;
 
     cb_binding_init(out);
     if (cb_key_parse_word(key, &out->key, &e) != 0)
         goto bad;
-    if (certhash[0] && cb_binding_set_option(out, "certhash", certhash, &fields, &e) != 0)
+    if (certhash2[0] &&
+        (!certhash[0] || strlen(certhash) != CB_THUMB_LEN || strlen(certhash2) != CB_THUMB_LEN)) {
+        snprintf(e.msg, sizeof(e.msg), "a second certificate without a valid first one");
+        goto bad;
+    }
+    /* The pair is read as the command line gives it: the same rules (two, not the same). */
+    snprintf(both, sizeof(both), "%s%s%s", certhash, certhash2[0] ? "," : "", certhash2);
+    if (certhash[0] && cb_binding_set_option(out, "certhash", both, &fields, &e) != 0)
         goto bad;
     if (appid[0] && cb_binding_set_option(out, "appid", appid, &fields, &e) != 0)
         goto bad;
@@ -824,15 +832,15 @@ bad:
                       key, e.msg);
 }
 
-static const char binding_columns[] =
-    "SELECT key, certhash, appid, backend, ccspath, flags, proxy, clientca FROM bindings";
+static const char binding_columns[] = "SELECT key, certhash, appid, backend, ccspath, flags, "
+                                      "proxy, clientca, certhash2 FROM bindings";
 
 static int binding_from_stmt(sqlite3_stmt *stmt, struct cb_binding *b, struct cb_err *err)
 {
-    return cb_store_decode_binding(col_text(stmt, 0), col_text(stmt, 1), col_text(stmt, 2),
-                                   col_text(stmt, 3), col_text(stmt, 4), col_text(stmt, 7),
-                                   sqlite3_column_int64(stmt, 5), sqlite3_column_int64(stmt, 6), b,
-                                   err);
+    return cb_store_decode_binding(col_text(stmt, 0), col_text(stmt, 1), col_text(stmt, 8),
+                                   col_text(stmt, 2), col_text(stmt, 3), col_text(stmt, 4),
+                                   col_text(stmt, 7), sqlite3_column_int64(stmt, 5),
+                                   sqlite3_column_int64(stmt, 6), b, err);
 }
 
 /*
@@ -918,9 +926,10 @@ static int binding_write(struct cb_store *st, const struct cb_binding *b, bool i
     if ((ret = prepare(
              st,
              insert ? "INSERT INTO bindings(key, certhash, appid, backend, ccspath, flags, proxy, "
-                      "clientca) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"
+                      "clientca, certhash2) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)"
                     : "UPDATE bindings SET certhash = ?2, appid = ?3, backend = ?4, "
-                      "ccspath = ?5, flags = ?6, proxy = ?7, clientca = ?8 WHERE key = ?1",
+                      "ccspath = ?5, flags = ?6, proxy = ?7, clientca = ?8, certhash2 = ?9 "
+                      "WHERE key = ?1",
              &stmt, err)) != 0)
         return ret;
     sqlite3_bind_text(stmt, 1, text, -1, SQLITE_STATIC);
@@ -931,6 +940,7 @@ static int binding_write(struct cb_store *st, const struct cb_binding *b, bool i
     sqlite3_bind_int64(stmt, 6, b->flags);
     sqlite3_bind_int64(stmt, 7, b->proxy);
     sqlite3_bind_text(stmt, 8, b->clientca, -1, SQLITE_STATIC);
+    sqlite3_bind_text(stmt, 9, b->certhash2, -1, SQLITE_STATIC);
     rc = sqlite3_step(stmt);
     cb_store__release(st, stmt);
     if (insert && rc == SQLITE_CONSTRAINT)
@@ -991,8 +1001,9 @@ int cb_store_binding_foreach(struct cb_store *st, const char *thumbprint, cb_bin
     sqlite3_stmt *stmt;
     int ret, rc;
 
+    /* A certificate is in use as a binding's first or second (certhash=T1,T2): both count. */
     snprintf(sql, sizeof(sql), "%s%s ORDER BY key", binding_columns,
-             thumbprint ? " WHERE certhash = ?1" : "");
+             thumbprint ? " WHERE certhash = ?1 OR certhash2 = ?1" : "");
     if ((ret = prepare(st, sql, &stmt, err)) != 0)
         return ret;
     if (thumbprint)

@@ -109,7 +109,8 @@ int cb_store_binding_update(struct cb_store *st, const struct cb_binding *b,
                             struct cb_err *err) CB_MUST_CHECK;
 int cb_store_binding_delete(struct cb_store *st, const struct cb_binding_key *key,
                             struct cb_err *err) CB_MUST_CHECK;
-/* fn borrows b; thumbprint NULL walks all bindings, else those using that certificate. */
+/* fn borrows b; thumbprint NULL walks all bindings, else those using that certificate
+ * (as their first or their second, certhash=T1,T2). */
 typedef int (*cb_binding_fn)(const struct cb_binding *b, void *ctx);
 int cb_store_binding_foreach(struct cb_store *st, const char *thumbprint, cb_binding_fn fn,
                              void *ctx, struct cb_err *err) CB_MUST_CHECK;
@@ -149,10 +150,10 @@ struct cb_store_changes {
     size_t n_set;
     struct cb_binding_key *removed; /* owned: keys no longer in the store */
     size_t n_removed;
-    bool challenges;      /* the pending TLS-ALPN-01 challenges changed (store/challenge.h):
-                           * read them again with cb_store_challenges_load */
-    bool tickets;         /* the session ticket keys changed (store/tickets.h): read them
-                           * again with cb_store_ticket_keys_load */
+    bool challenges; /* the pending TLS-ALPN-01 challenges changed (store/challenge.h):
+                      * read them again with cb_store_challenges_load */
+    bool tickets;    /* the session ticket keys changed (store/tickets.h): read them
+                      * again with cb_store_ticket_keys_load */
     /* Every commit since `from` changed only challenges or ticket keys, no binding, no
      * certificate: the bindings' snapshot stays as it is. */
     bool only_challenges;
@@ -183,11 +184,12 @@ int cb_store_load_snapshot_reporting(struct cb_store *st, struct cb_snapshot **o
  */
 int cb_store_load_endpoints(struct cb_store *st, struct cb_snapshot **out,
                             struct cb_err *err) CB_MUST_CHECK;
-/* Decodes a stored binding row (key text and option columns) into *out. */
-int cb_store_decode_binding(const char *key, const char *certhash, const char *appid,
-                            const char *backend, const char *ccspath, const char *clientca,
-                            int64_t flags, int64_t proxy, struct cb_binding *out,
-                            struct cb_err *err) CB_MUST_CHECK;
+/* Decodes a stored binding row (key text and option columns) into *out. certhash2 is the
+ * second certificate of certhash=T1,T2, "" for none; clientca the client CA file, "" for none. */
+int cb_store_decode_binding(const char *key, const char *certhash, const char *certhash2,
+                            const char *appid, const char *backend, const char *ccspath,
+                            const char *clientca, int64_t flags, int64_t proxy,
+                            struct cb_binding *out, struct cb_err *err) CB_MUST_CHECK;
 
 /* Whether path lies inside the state folder (a copy certbind owns and may delete), not
  * merely a path that starts with the folder's name, such as a linked "/srv/state-live". */

@@ -111,11 +111,18 @@ static int pem_certs(const unsigned char *buf, size_t len, STACK_OF(X509) * cert
  * NULL when this is not such a key, or it does not decode: the caller takes the
  * general path.
  */
+static _Thread_local OSSL_DECODER_CTX *dctx; /* this thread's, made on first use */
+static _Thread_local EVP_PKEY *decoded;
+
+void cb_cert_thread_done(void)
+{
+    OSSL_DECODER_CTX_free(dctx);
+    dctx = NULL;
+}
+
 static EVP_PKEY *plain_pkcs8_key(const unsigned char *buf, size_t len)
 {
     static const char begin[] = "-----BEGIN PRIVATE KEY-----";
-    static _Thread_local OSSL_DECODER_CTX *dctx;
-    static _Thread_local EVP_PKEY *decoded;
     const unsigned char *p = buf, *end = buf + len;
 
     while (p < end && (size_t)(end - p) >= sizeof(begin) - 1 &&
@@ -640,6 +647,18 @@ int cb_cert_bundle_use(const struct cb_cert_bundle *b, SSL_CTX *ctx, struct cb_e
         return CB_ETLS;
     }
     return 0;
+}
+
+enum cb_key_family cb_cert_bundle_key_family(const struct cb_cert_bundle *b)
+{
+    switch (EVP_PKEY_get_base_id(b->key)) {
+    case EVP_PKEY_EC:
+        return CB_KEYS_ECDSA;
+    case EVP_PKEY_RSA:
+        return CB_KEYS_RSA;
+    default:
+        return CB_KEYS_OTHER;
+    }
 }
 
 int cb_cert_bundle_use_ssl(const struct cb_cert_bundle *b, SSL *ssl)

@@ -23,6 +23,10 @@ struct cb_cert_bundle; /* a leaf, its chain and its private key */
  */
 int cb_cert_bundle_load(const char *path, const char *key_path, const char *password,
                         struct cb_cert_bundle **out, struct cb_err *err) CB_MUST_CHECK;
+/* Frees what parsing keeps per thread (a decoder made on a thread's first key): a thread
+ * that parsed keys calls it before it ends. The thread may parse again afterwards. */
+void cb_cert_thread_done(void);
+
 /*
  * The same from memory: chain_pem (leaf and chain, PEM) and key_pem (an unencrypted PEM
  * key), both borrowed (the caller cleanses the key). what names the source in messages
@@ -32,6 +36,8 @@ int cb_cert_bundle_from_pem(const char *what, const char *chain_pem, size_t chai
                             const char *key_pem, size_t key_len, struct cb_cert_bundle **out,
                             struct cb_err *err) CB_MUST_CHECK;
 void cb_cert_bundle_free(struct cb_cert_bundle *b);
+/* The kind of the bundle's key (ECDSA, RSA or other). */
+enum cb_key_family cb_cert_bundle_key_family(const struct cb_cert_bundle *b);
 /* The leaf's SHA-1 thumbprint, upper-case hex. */
 int cb_cert_bundle_thumbprint(const struct cb_cert_bundle *b,
                               char out[CB_THUMB_LEN + 1]) CB_MUST_CHECK;

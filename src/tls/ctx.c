@@ -41,7 +41,10 @@ struct cb_tls_cert {
     struct cb_tls_cert *next; /* in the cache's bucket */
     char *key;                /* thumbprint, or the path of a central-store file */
     char *cert_path, *key_path;
-    char *ca_path;                      /* the binding's clientca=FILE, or NULL */
+    char *ca_path; /* the binding's clientca=FILE, or NULL */
+    /* A binding's second certificate (certhash=T1,T2; key "T1,T2"), else NULL: the two are
+     * parsed and served together, and neither is served when either cannot be. */
+    char *cert_path2, *key_path2;
     struct stat cert_st, key_st, ca_st; /* files as they were when looked at */
     bool tried;                         /* loaded, or failed: bundle or error is set */
     bool loading;                       /* a cb_tls_load job is parsing it off the loop */
@@ -51,6 +54,7 @@ struct cb_tls_cert {
     struct cb_tls_cache *cache; /* while in_cache: its untried count follows this entry */
     struct cb_lru_node lru;     /* while parsed and in_cache (not pinned): in cache->lru */
     struct cb_cert_bundle *bundle;
+    struct cb_cert_bundle *bundle2; /* with cert_path2 */
     struct cb_tls_ca *ca;  /* with ca_path: parsed with the bundle, set whenever bundle is */
     unsigned char sid[32]; /* session id context: sessions resume only where they were made */
     unsigned sid_len;
@@ -126,11 +130,14 @@ static void cert_unref(struct cb_tls_cert *t)
         return;
     cb_cert_bundle_free(t->bundle);
     cb_tls_ca_free(t->ca);
+    cb_cert_bundle_free(t->bundle2);
     free(t->error);
     free(t->key);
     free(t->cert_path);
     free(t->key_path);
     free(t->ca_path);
+    free(t->cert_path2);
+    free(t->key_path2);
     free(t);
 }
 
@@ -276,9 +283,11 @@ static void evict(struct cb_tls_cache *c, struct cb_tls_cert *t)
 {
     cb_lru_remove(&c->lru, &t->lru);
     cb_cert_bundle_free(t->bundle);
+    cb_cert_bundle_free(t->bundle2);
     t->bundle = NULL;
     cb_tls_ca_free(t->ca); /* parsed again with the certificate */
     t->ca = NULL;
+    t->bundle2 = NULL;
     t->tried = false;
     c->n_untried++;
     c->stats.evictions++;
@@ -292,7 +301,10 @@ static void admit(struct cb_tls_cert *t)
 
     if (!t->in_cache || t->pinned || t->bundle == NULL || cb_lru_linked(&t->lru))
         return;
-    cb_lru_insert(&t->cache->lru, &t->lru, cb_cert_bundle_mem(t->bundle));
+    /* a pair (certhash=T1,T2) is charged for both of its certificates */
+    cb_lru_insert(&t->cache->lru, &t->lru,
+                  cb_cert_bundle_mem(t->bundle) +
+                      (t->bundle2 != NULL ? cb_cert_bundle_mem(t->bundle2) : 0));
     while ((v = cb_lru_victim(&t->cache->lru, &t->lru)) != NULL)
         evict(t->cache, (struct cb_tls_cert *)((char *)v - offsetof(struct cb_tls_cert, lru)));
 }
@@ -304,13 +316,15 @@ static void fail(struct cb_tls_cert *t, const struct cb_err *err)
 }
 
 /* What is known without parsing: the files are there, readable, and the key is safe. */
-static void precheck(struct cb_tls_cert *t)
+static void precheck_files(struct cb_tls_cert *t, const char *cert_path, const char *key_path)
 {
     struct cb_err err = {0};
-    const char *kp = t->key_path ? t->key_path : t->cert_path;
+    const char *kp = key_path ? key_path : cert_path;
 
-    if (access(t->cert_path, R_OK) != 0) {
-        cb_err_set(&err, CB_EIO, "cannot read %s: %s", t->cert_path, strerror(errno));
+    if (t->tried)
+        return;
+    if (access(cert_path, R_OK) != 0) {
+        cb_err_set(&err, CB_EIO, "cannot read %s: %s", cert_path, strerror(errno));
         fail(t, &err);
     } else if (cb_key_file_safe(kp, &err) != 0) {
         fail(t, &err);
@@ -324,9 +338,10 @@ static void precheck(struct cb_tls_cert *t)
 }
 
 /* The session id context of t, once parsed: with a client CA, what the sessions made on it
- * were verified against (its certificate and the CA file's bytes), so that a session never
- * resumes where its client certificate would not have been accepted; else the certificate
- * alone (the last 32 characters of its key). */
+ * were verified against (its certificate or pair and the CA file's bytes), so that a session
+ * never resumes where its client certificate would not have been accepted; else the
+ * certificate alone (the last 32 characters of its key), or for a pair the first 16 digits of
+ * each thumbprint (unlike either alone). */
 static void set_sid(struct cb_tls_cert *t)
 {
     size_t n = strlen(t->key);
@@ -345,11 +360,24 @@ static void set_sid(struct cb_tls_cert *t)
         }
         ERR_clear_error();
     }
-    const char *sid = n > 32 ? t->key + n - 32 : t->key;
-    t->sid_len = (unsigned)(n > 32 ? 32 : n);
-    memcpy(t->sid, sid, t->sid_len);
+    if (t->bundle2 != NULL && n == 2 * CB_THUMB_LEN + 1) {
+        memcpy(t->sid, t->key, 16);
+        memcpy(t->sid + 16, t->key + CB_THUMB_LEN + 1, 16);
+        t->sid_len = 32;
+    } else {
+        const char *sid = n > 32 ? t->key + n - 32 : t->key;
+        t->sid_len = (unsigned)(n > 32 ? 32 : n);
+        memcpy(t->sid, sid, t->sid_len);
+    }
     if (t->ca != NULL) /* no digest: a context no session of another entry can have */
         t->sid[0] ^= 0x80;
+}
+
+static void precheck(struct cb_tls_cert *t)
+{
+    precheck_files(t, t->cert_path, t->key_path);
+    if (t->cert_path2 != NULL)
+        precheck_files(t, t->cert_path2, t->key_path2);
 }
 
 /* Parses the files of certificate `key` (thumbprint or ccs path): *bundle on success,
@@ -387,12 +415,77 @@ out_error:
     return CB_EKEY;
 }
 
+/*
+ * The files of a binding's two certificates (key "T1,T2"): both parsed, one ECDSA and
+ * one RSA (the store's rule; a store edited by other means may break it), or neither
+ * served. *out1 and *out2 on success, else err names the certificate at fault.
+ */
+static int parse_pair(const char *key, const char *cert_path, const char *key_path,
+                      const char *cert_path2, const char *key_path2, struct cb_cert_bundle **out1,
+                      struct cb_cert_bundle **out2, struct cb_err *err)
+{
+    char k1[CB_THUMB_LEN + 1] = "", k2[CB_THUMB_LEN + 1] = "";
+    struct cb_cert_bundle *b1 = NULL, *b2 = NULL;
+    const char *comma = strchr(key, ',');
+
+    if (comma != NULL && comma - key == CB_THUMB_LEN && strlen(comma + 1) == CB_THUMB_LEN) {
+        memcpy(k1, key, CB_THUMB_LEN);
+        memcpy(k2, comma + 1, CB_THUMB_LEN);
+    }
+    struct cb_tls_ca *no_ca = NULL;
+    if (parse_files(k1, cert_path, key_path, NULL, &b1, &no_ca, err) != 0 ||
+        parse_files(k2, cert_path2, key_path2, NULL, &b2, &no_ca, err) != 0)
+        goto out_free;
+    enum cb_key_family f1 = cb_cert_bundle_key_family(b1), f2 = cb_cert_bundle_key_family(b2);
+    if (!((f1 == CB_KEYS_ECDSA && f2 == CB_KEYS_RSA) ||
+          (f1 == CB_KEYS_RSA && f2 == CB_KEYS_ECDSA))) {
+        cb_err_set(err, CB_EKEY,
+                   "certificates %s and %s are not one ECDSA and one RSA certificate (%s and %s "
+                   "keys); bind one ECDSA and one RSA certificate",
+                   k1, k2, cb_key_family_name(f1), cb_key_family_name(f2));
+        goto out_free;
+    }
+    *out1 = b1;
+    *out2 = b2;
+    return 0;
+out_free:
+    cb_cert_bundle_free(b1);
+    cb_cert_bundle_free(b2);
+    return CB_EKEY;
+}
+
+/* One certificate's files, or a binding's two, and the binding's client CA file (ca_path,
+ * may be NULL): what t (or a load job) parses. All or nothing: *out1, *out2 (with
+ * cert_path2) and *ca (with ca_path) on success. */
+static int parse_entry(const char *key, const char *cert_path, const char *key_path,
+                       const char *cert_path2, const char *key_path2, const char *ca_path,
+                       struct cb_cert_bundle **out1, struct cb_cert_bundle **out2,
+                       struct cb_tls_ca **ca, struct cb_err *err)
+{
+    *out2 = NULL;
+    *ca = NULL;
+    if (cert_path2 == NULL)
+        return parse_files(key, cert_path, key_path, ca_path, out1, ca, err);
+    if (parse_pair(key, cert_path, key_path, cert_path2, key_path2, out1, out2, err) != 0)
+        return CB_EKEY;
+    /* Fails closed, as for one certificate. */
+    if (ca_path != NULL && cb_tls_ca_load(ca_path, ca, NULL, err) != 0) {
+        cb_cert_bundle_free(*out1);
+        cb_cert_bundle_free(*out2);
+        *out1 = *out2 = NULL;
+        ERR_clear_error();
+        return CB_EKEY;
+    }
+    return 0;
+}
+
 static void load(struct cb_tls_cert *t)
 {
     struct cb_err err = {0};
 
     mark_tried(t);
-    if (parse_files(t->key, t->cert_path, t->key_path, t->ca_path, &t->bundle, &t->ca, &err) != 0) {
+    if (parse_entry(t->key, t->cert_path, t->key_path, t->cert_path2, t->key_path2, t->ca_path,
+                    &t->bundle, &t->bundle2, &t->ca, &err) != 0) {
         fail(t, &err);
         return;
     }
@@ -403,8 +496,10 @@ static void load(struct cb_tls_cert *t)
 struct cb_tls_load {
     struct cb_tls_cert *cert; /* owned reference */
     char *key, *cert_path, *key_path, *ca_path;
-    struct cb_cert_bundle *bundle; /* the result: owned until finish */
-    struct cb_tls_ca *ca;          /* with it, when ca_path: owned until finish */
+    char *cert_path2, *key_path2;   /* a binding's second certificate, or NULL */
+    struct cb_cert_bundle *bundle;  /* the result: owned until finish */
+    struct cb_cert_bundle *bundle2; /* with cert_path2 */
+    struct cb_tls_ca *ca;           /* with it, when ca_path: owned until finish */
     struct cb_err err;
     bool failed;
 };
@@ -430,12 +525,18 @@ struct cb_tls_load *cb_tls_load_begin(const struct cb_tls_entry *e)
     j->cert_path = strdup(t->cert_path);
     j->key_path = t->key_path ? strdup(t->key_path) : NULL;
     j->ca_path = t->ca_path ? strdup(t->ca_path) : NULL;
+    j->cert_path2 = t->cert_path2 ? strdup(t->cert_path2) : NULL;
+    j->key_path2 = t->key_path2 ? strdup(t->key_path2) : NULL;
     if (j->key == NULL || j->cert_path == NULL || (t->key_path != NULL && j->key_path == NULL) ||
-        (t->ca_path != NULL && j->ca_path == NULL)) {
+        (t->ca_path != NULL && j->ca_path == NULL) ||
+        (t->cert_path2 != NULL && j->cert_path2 == NULL) ||
+        (t->key_path2 != NULL && j->key_path2 == NULL)) {
         free(j->key);
         free(j->cert_path);
         free(j->key_path);
         free(j->ca_path);
+        free(j->cert_path2);
+        free(j->key_path2);
         free(j);
         return NULL;
     }
@@ -447,19 +548,22 @@ struct cb_tls_load *cb_tls_load_begin(const struct cb_tls_entry *e)
 
 void cb_tls_load_run(struct cb_tls_load *j)
 {
-    j->failed = parse_files(j->key, j->cert_path, j->key_path, j->ca_path, &j->bundle, &j->ca,
-                            &j->err) != 0;
+    j->failed = parse_entry(j->key, j->cert_path, j->key_path, j->cert_path2, j->key_path2,
+                            j->ca_path, &j->bundle, &j->bundle2, &j->ca, &j->err) != 0;
 }
 
 static void load_free(struct cb_tls_load *j)
 {
     cb_cert_bundle_free(j->bundle);
     cb_tls_ca_free(j->ca);
+    cb_cert_bundle_free(j->bundle2);
     cert_unref(j->cert);
     free(j->key);
     free(j->cert_path);
     free(j->key_path);
     free(j->ca_path);
+    free(j->cert_path2);
+    free(j->key_path2);
     free(j);
 }
 
@@ -481,6 +585,8 @@ void cb_tls_load_finish(struct cb_tls_load *j)
         } else {
             t->bundle = j->bundle;
             j->bundle = NULL;
+            t->bundle2 = j->bundle2;
+            j->bundle2 = NULL;
             t->ca = j->ca;
             j->ca = NULL;
             set_sid(t);
@@ -554,9 +660,10 @@ static bool same_ca(const struct cb_tls_cert *e, const char *ca_path)
                               : ca_path != NULL && strcmp(e->ca_path, ca_path) == 0;
 }
 
-void cb_tls_cache_get(struct cb_tls_cache *c, const char *key, const char *cert_path,
-                      const char *key_path, const char *ca_path, bool eager,
-                      struct cb_tls_entry *out, bool *reused)
+/* cb_tls_cache_get and _get_pair: cert_path2 NULL for one certificate. */
+static void cache_get(struct cb_tls_cache *c, const char *key, const char *cert_path,
+                      const char *key_path, const char *cert_path2, const char *key_path2,
+                      const char *ca_path, bool eager, struct cb_tls_entry *out, bool *reused)
 {
     size_t b = str_hash(key) & (c->n_buckets - 1);
     struct cb_tls_cert **pp, *e;
@@ -589,11 +696,16 @@ void cb_tls_cache_get(struct cb_tls_cache *c, const char *key, const char *cert_
     e = calloc(1, sizeof(*e));
     if (e == NULL || (e->key = strdup(key)) == NULL || (e->cert_path = strdup(cert_path)) == NULL ||
         (key_path != NULL && (e->key_path = strdup(key_path)) == NULL) ||
-        (ca_path != NULL && (e->ca_path = strdup(ca_path)) == NULL)) {
+        (ca_path != NULL && (e->ca_path = strdup(ca_path)) == NULL) ||
+        (cert_path2 != NULL && (e->cert_path2 = strdup(cert_path2)) == NULL) ||
+        (key_path2 != NULL && (e->key_path2 = strdup(key_path2)) == NULL)) {
         if (e != NULL) {
             free(e->key);
             free(e->cert_path);
             free(e->key_path);
+            free(e->ca_path);
+            free(e->cert_path2);
+            free(e->key_path2);
             free(e);
         }
         return;
@@ -617,6 +729,20 @@ void cb_tls_cache_get(struct cb_tls_cache *c, const char *key, const char *cert_
     if (++c->n_entries > c->n_buckets * 2)
         grow(c);
     out->cert = e;
+}
+
+void cb_tls_cache_get(struct cb_tls_cache *c, const char *key, const char *cert_path,
+                      const char *key_path, const char *ca_path, bool eager,
+                      struct cb_tls_entry *out, bool *reused)
+{
+    cache_get(c, key, cert_path, key_path, NULL, NULL, ca_path, eager, out, reused);
+}
+
+void cb_tls_cache_get_pair(struct cb_tls_cache *c, const char *key, const char *cert_path,
+                           const char *key_path, const char *cert_path2, const char *key_path2,
+                           const char *ca_path, bool eager, struct cb_tls_entry *out, bool *reused)
+{
+    cache_get(c, key, cert_path, key_path, cert_path2, key_path2, ca_path, eager, out, reused);
 }
 
 int cb_tls_entry_worker(const struct cb_tls_entry *e, int self, int workers, uint64_t now_ms)
@@ -645,11 +771,15 @@ int cb_tls_entry_worker(const struct cb_tls_entry *e, int self, int workers, uin
 int cb_tls_apply_binding(SSL *ssl, const struct cb_tls_entry *e, const struct cb_snap_binding *b)
 {
     const struct cb_tls_cert *t = e->cert;
-    if (t == NULL || t->bundle == NULL || cb_cert_bundle_use_ssl(t->bundle, ssl) != 0) {
+    /* Two certificates (certhash=T1,T2) fill the SSL's ECDSA and RSA slots; OpenSSL then
+     * signs with the one the client's signature algorithms (and, in TLS 1.2, cipher
+     * suites) accept, ECDSA first by the server's preference. */
+    if (t == NULL || t->bundle == NULL || cb_cert_bundle_use_ssl(t->bundle, ssl) != 0 ||
+        (t->bundle2 != NULL && cb_cert_bundle_use_ssl(t->bundle2, ssl) != 0)) {
         ERR_clear_error();
         return CB_ETLS;
     }
-    /* Sessions resume only on the certificate (and client CA) that made them. */
+    /* Sessions resume only on the certificate (or pair, and client CA) that made them. */
     SSL_set_session_id_context(ssl, t->sid, t->sid_len);
     SSL_set_ex_data(ssl, binding_index, (void *)b);
     if (b->flags & CB_OPT_DISABLETLS12)

@@ -63,6 +63,16 @@ size_t cb_tls_cache_untried(const struct cb_tls_cache *c);
 void cb_tls_cache_get(struct cb_tls_cache *c, const char *key, const char *cert_path,
                       const char *key_path, const char *ca_path, bool eager,
                       struct cb_tls_entry *out, bool *reused);
+/*
+ * The same for a binding with two certificates (certhash=T1,T2): key "T1,T2", the files
+ * of each. The entry holds both, parsed together (one ECDSA and one RSA, else it cannot be
+ * served), and serves both: the client's signature algorithms choose. Either one unusable
+ * makes the entry unusable, so the binding fails its handshakes and says why; it never
+ * serves the other alone.
+ */
+void cb_tls_cache_get_pair(struct cb_tls_cache *c, const char *key, const char *cert_path,
+                           const char *key_path, const char *cert_path2, const char *key_path2,
+                           const char *ca_path, bool eager, struct cb_tls_entry *out, bool *reused);
 void cb_tls_entry_clear(struct cb_tls_entry *e);
 /* Loads the certificate if not yet tried (*loaded_now, may be NULL, says so).
  * Returns NULL when it can be served, else why not (borrowed). */

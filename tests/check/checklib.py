@@ -50,6 +50,7 @@ CODES = {
     "no-default-for-non-sni": "warning",
     "acme-failing": "error",
     "acme-pending": "warning",
+    "dual-cert-mismatch": "error",
 }
 
 

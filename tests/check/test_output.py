@@ -46,6 +46,10 @@ def every_code(cb):
     # port 443 again: managed bindings (ACME) without a certificate, one of them failing
     cb.ok("add", "sslcert", "hostnameport=pending.example.com:443", "acme=enable", "force=yes")
     cb.ok("add", "sslcert", "hostnameport=failing.example.com:443", "acme=enable", "force=yes")
+    # port 12443: two certificates (certhash=T1,T2) that cover different names
+    other_rsa = make_cert(["other.example.net"], key_type="rsa")
+    cb.add_cert(other_rsa)
+    cb.bind("ipport=0.0.0.0:12443", "%s,%s" % (good.thumbprint, other_rsa.thumbprint), force=True)
     # a binding row damaged behind certbind's back; the state serve writes for a failure
     import sqlite3
     db = sqlite3.connect(str(cb.state / "certbind.db"))
@@ -71,6 +75,7 @@ def every_code(cb):
         "no-default-for-non-sni": None,  # on 8443 and 10443
         "acme-pending": "hostnameport=pending.example.com:443",
         "acme-failing": "hostnameport=failing.example.com:443",
+        "dual-cert-mismatch": "ipport=0.0.0.0:12443",
     }
 
 
@@ -139,7 +144,7 @@ def test_human_output_grouped_by_port_then_binding(cb):
     rows, summary = parse_human(out)
     # each port once, in order, each with a "Port N" line before its bindings
     ports = [int(m) for m in re.findall(r"^Port (\d+)$", out, re.M)]
-    assert ports == sorted(set(ports)) == [443, 8443, 9443, 10443, 11443]
+    assert ports == sorted(set(ports)) == [443, 8443, 9443, 10443, 11443, 12443]
     # each binding once within its port
     seen = []
     for port, binding, *_ in rows:

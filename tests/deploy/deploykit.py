@@ -22,7 +22,7 @@ from pathlib import Path
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 from cryptography.x509.oid import NameOID
 
 REPO = Path(__file__).resolve().parent.parent.parent
@@ -86,7 +86,9 @@ def make_cert(names, not_before=None, key=None, ips=(), days=90, issuer=None):
          .not_valid_after(not_before + datetime.timedelta(days=days)))
     if sans:
         b = b.add_extension(x509.SubjectAlternativeName(sans), critical=False)
-    cert = b.sign(issuer[1] if issuer else key, hashes.SHA256())
+    signer = issuer[1] if issuer else key
+    # Ed25519 signs without a separate digest
+    cert = b.sign(signer, None if isinstance(signer, ed25519.Ed25519PrivateKey) else hashes.SHA256())
     return Cert(cert, key, chain=[issuer[0]] if issuer else ())
 
 

@@ -24,7 +24,7 @@ from pathlib import Path
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import NameOID
 
 REPO = Path(__file__).resolve().parent.parent.parent
@@ -123,8 +123,12 @@ class Cert:
         self.cn = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value
 
 
-def make_cert(folder, stem, cn, names=(), client=False):
-    key = ec.generate_private_key(ec.SECP256R1())
+def make_cert(folder, stem, cn, names=(), client=False, key_type="ec"):
+    """key_type: "ec" (P-256) or "rsa" (2048 bits)."""
+    if key_type == "rsa":
+        key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    else:
+        key = ec.generate_private_key(ec.SECP256R1())
     now = datetime.datetime.now(datetime.timezone.utc)
     subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
     b = (

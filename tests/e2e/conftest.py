@@ -54,11 +54,11 @@ class PKI:
         self.dir = folder
         self._made = {}
 
-    def get(self, stem, cn=None, names=None, client=False):
+    def get(self, stem, cn=None, names=None, client=False, key_type="ec"):
         if stem not in self._made:
             cn = cn or stem
             self._made[stem] = make_cert(self.dir, stem, cn, names if names is not None else [cn],
-                                         client=client)
+                                         client=client, key_type=key_type)
         return self._made[stem]
 
 

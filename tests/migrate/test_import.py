@@ -453,6 +453,83 @@ def test_netsh_refuses_broken_encodings_with_one_error_line(env, data, says):
     assert dump(state) == before
 
 
+# `netsh http show iplisten` as Windows prints it (HTTP.sys's IP listen list): node-local,
+# so import prints the serve flags that carry it and stores nothing.
+IPLISTEN = """
+IP addresses present in the IP listen list:
+-------------------------------------------
+
+    10.0.0.1
+    2001:db8::1
+    10.0.0.1
+
+"""
+
+
+def test_iplisten_alone_prints_the_serve_flags_and_stores_nothing(env):
+    d, state, t = env
+    before = dump(state)
+    for crlf in (False, True):
+        rc, out, err = run("--state", state, "import", "netsh", write(d, "ipl.txt", IPLISTEN, crlf))
+        assert rc == 0, err
+        assert "certbind serve --iplisten 10.0.0.1 --iplisten 2001:db8::1\n" in out, out
+        assert dump(state) == before
+    rc, out, err = run("--state", state, "--json", "import", "netsh", write(d, "ipl.txt", IPLISTEN))
+    assert rc == 0, err
+    assert json.loads(out) == {"preview": False, "bindings": [],
+                               "iplisten": ["10.0.0.1", "2001:db8::1"]}
+
+
+def test_iplisten_empty_list(env):
+    d, state, t = env
+    text = "\nIP addresses present in the IP listen list:\n-------------------------------------------\n\n"
+    rc, out, err = run("--state", state, "import", "netsh", write(d, "e.txt", text))
+    assert rc == 0, err
+    assert "needs no --iplisten" in out
+    rc, out, err = run("--state", state, "--json", "import", "netsh", write(d, "e.txt", text))
+    assert json.loads(out)["iplisten"] == []
+
+
+def test_iplisten_with_sslcert_output_in_one_file(env):
+    d, state, t = env
+    text = IPLISTEN + NETSH.format(default=t["default"], www=t["www"], missing=t["www"])
+    rc, out, err = run("--state", state, "--json", "import", "netsh", write(d, "both.txt", text))
+    assert rc == 0, err
+    plan = json.loads(out)
+    assert plan["iplisten"] == ["10.0.0.1", "2001:db8::1"]
+    assert [p["status"] for p in plan["bindings"]] == ["add", "add", "add"]
+    # And the other way round: the list after the bindings.
+    text = NETSH.format(default=t["default"], www=t["www"], missing=t["www"]) + IPLISTEN
+    rc, out, err = run("--state", state, "import", "netsh", write(d, "both2.txt", text), "preview=yes")
+    assert rc == 0, err
+    assert "--iplisten 10.0.0.1 --iplisten 2001:db8::1" in out
+
+
+@pytest.mark.parametrize("body,line", [
+    ("    10.0.0.300\n", 5),
+    ("    10.0.0.1\n    host.example\n", 6),
+    ("    10.0.0.1:80\n", 5),
+    ("    [10.0.0.1]\n", 5),
+    ("    fe80::1%eth0\n", 5),
+    ("    10.0.0.1\n    garbage here\n", 6),
+])
+def test_iplisten_refuses_what_is_not_an_address(env, body, line):
+    d, state, t = env
+    before = dump(state)
+    text = "\nIP addresses present in the IP listen list:\n-------------------------------------------\n\n" + body
+    rc, out, err = run("--state", state, "import", "netsh", write(d, "bad.txt", text))
+    assert rc == 2, (rc, out, err)
+    assert err.startswith("certbind: error: ") and ("line %d:" % line) in err, err
+    assert err.count("\n") == 1 and out == ""
+    assert dump(state) == before
+
+
+def test_iplisten_too_many_addresses(env):
+    d, state, t = env
+    text = "IP addresses present in the IP listen list:\n" + "".join(
+        "    10.0.%d.%d\n" % (i // 250, i % 250 + 1) for i in range(65))
+    rc, out, err = run("--state", state, "import", "netsh", write(d, "many.txt", text))
+    assert rc == 2 and "more than 64" in err, err
 # -- client certificates: a Certificate Trust List maps to clientca=FILE ------------------
 
 NETSH_CTL = """

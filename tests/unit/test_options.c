@@ -634,6 +634,119 @@ static void test_validate_refuses_disabling_both_tls_versions(void **state)
     }
 }
 
+static void test_certhash_takes_two_thumbprints(void **state)
+{
+    (void)state;
+    struct cb_binding b;
+    unsigned fields = 0;
+    char text[CB_CERTHASH_TEXT_MAX + 1];
+
+    cb_binding_init(&b);
+    set_ok(&b, "certhash", THUMB "," THUMB2, &fields);
+    assert_string_equal(b.certhash, THUMB);
+    assert_string_equal(b.certhash2, THUMB2);
+    assert_true(cb_binding_is_dual(&b));
+    assert_int_equal(cb_binding_certhash_text(&b, text, sizeof(text)), 81);
+    assert_string_equal(text, THUMB "," THUMB2);
+    /* lower case, colons and spaces around the comma: as for one thumbprint */
+    set_ok(&b, "certhash",
+           "01:23:45:67:89:ab:cd:ef:01:23:45:67:89:ab:cd:ef:01:23:45:67 , "
+           "89abcdef0123456789abcdef0123456789abcdef",
+           &fields);
+    assert_string_equal(b.certhash, THUMB);
+    assert_string_equal(b.certhash2, THUMB2);
+    /* one thumbprint again: the second is gone */
+    set_ok(&b, "certhash", THUMB2, &fields);
+    assert_string_equal(b.certhash, THUMB2);
+    assert_string_equal(b.certhash2, "");
+    assert_false(cb_binding_is_dual(&b));
+    assert_int_equal(cb_binding_certhash_text(&b, text, sizeof(text)), 40);
+    assert_string_equal(text, THUMB2);
+}
+
+static void test_certhash_refuses_malformed_pairs(void **state)
+{
+    (void)state;
+    set_bad("certhash", THUMB ",", "missing");
+    set_bad("certhash", THUMB ", ", "missing");
+    set_bad("certhash", "," THUMB2, "missing");
+    set_bad("certhash", ",", "missing");
+    set_bad("certhash", THUMB "," THUMB2 "," THUMB, "not more");
+    set_bad("certhash", THUMB ",," THUMB2, "not more");
+    set_bad("certhash", THUMB "," THUMB, "twice");
+    set_bad("certhash", THUMB ",0123456789abcdef0123456789abcdef01234567", "twice");
+    set_bad("certhash", THUMB " " THUMB2, "thumbprint");
+    set_bad("certhash", THUMB ";" THUMB2, "thumbprint");
+    set_bad("certhash", THUMB ",0123", "thumbprint");
+    set_bad("certhash", "0123," THUMB2, "thumbprint");
+    /* a first part too long for the buffer is refused, never cut to 40 digits */
+    char longv[400];
+    memset(longv, ' ', 200);
+    snprintf(longv + 200, sizeof(longv) - 200, "%s0," THUMB2, THUMB);
+    set_bad("certhash", longv, "too long");
+}
+
+static void test_replace_cert_moves_the_slot_that_holds_it(void **state)
+{
+    (void)state;
+    struct cb_binding b;
+    unsigned fields = 0;
+    static const char other[] = "FFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFF";
+
+    cb_binding_init(&b);
+    set_ok(&b, "certhash", THUMB "," THUMB2, &fields);
+    assert_true(cb_binding_replace_cert(&b, THUMB2, other));
+    assert_string_equal(b.certhash, THUMB);
+    assert_string_equal(b.certhash2, other);
+    assert_true(cb_binding_replace_cert(&b, THUMB, THUMB2));
+    assert_string_equal(b.certhash, THUMB2);
+    assert_false(cb_binding_replace_cert(&b, THUMB, other));
+    assert_false(cb_binding_replace_cert(&b, "", other));
+    cb_binding_init(&b);
+    assert_false(cb_binding_replace_cert(&b, "", other)); /* "" never matches an empty slot */
+}
+
+static void test_validate_refuses_dual_with_acme(void **state)
+{
+    (void)state;
+    struct cb_binding b;
+    unsigned fields = 0;
+    struct cb_err err;
+
+    make_valid(&b, "hostnameport=www.example.com:443");
+    set_ok(&b, "certhash", THUMB "," THUMB2, &fields);
+    assert_int_equal(cb_binding_validate(&b, &err), 0);
+    set_ok(&b, "acme", "enable", &fields);
+    validate_bad(&b, "acme=enable obtains one certificate");
+    make_valid(&b, "ccs=443");
+    set_ok(&b, "certhash", THUMB "," THUMB2, &fields);
+    validate_bad(&b, "drop certhash");
+    make_valid(&b, "ipport=0.0.0.0:443");
+    b.certhash[0] = '\0';
+    memcpy(b.certhash2, THUMB2, sizeof(b.certhash2));
+    validate_bad(&b, "without a first");
+}
+
+static void test_merge_copies_both_certificates(void **state)
+{
+    (void)state;
+    struct cb_binding dst, src;
+    unsigned fields = 0;
+
+    make_stored(&dst);
+    cb_binding_init(&src);
+    set_ok(&src, "certhash", THUMB2 "," THUMB, &fields);
+    cb_binding_merge(&dst, &src, fields);
+    assert_string_equal(dst.certhash, THUMB2);
+    assert_string_equal(dst.certhash2, THUMB);
+    /* then one certificate: a dual binding becomes single */
+    fields = 0;
+    set_ok(&src, "certhash", THUMB, &fields);
+    cb_binding_merge(&dst, &src, fields);
+    assert_string_equal(dst.certhash, THUMB);
+    assert_string_equal(dst.certhash2, "");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -648,6 +761,11 @@ int main(void)
         cmocka_unit_test(test_backend_empty_or_none_clears_it),
         cmocka_unit_test(test_backend_refuses_bad_addresses_and_ports),
         cmocka_unit_test(test_certhash_option_normalises_or_refuses),
+        cmocka_unit_test(test_certhash_takes_two_thumbprints),
+        cmocka_unit_test(test_certhash_refuses_malformed_pairs),
+        cmocka_unit_test(test_replace_cert_moves_the_slot_that_holds_it),
+        cmocka_unit_test(test_validate_refuses_dual_with_acme),
+        cmocka_unit_test(test_merge_copies_both_certificates),
         cmocka_unit_test(test_ccspath_takes_absolute_folders),
         cmocka_unit_test(test_clientca_takes_an_absolute_file_or_none),
         cmocka_unit_test(test_clientca_merges_only_when_given),

@@ -24,6 +24,7 @@
 
 #define THUMB_A "0123456789ABCDEF0123456789ABCDEF01234567"
 #define THUMB_B "89ABCDEF0123456789ABCDEF0123456789ABCDEF"
+#define THUMB_C "FEDCBA9876543210FEDCBA9876543210FEDCBA98"
 
 static char base[64];   /* the mkdtemp folder of the whole run */
 static char state[128]; /* this test's state folder, not created yet */
@@ -136,6 +137,7 @@ static void assert_binding_equal(const struct cb_binding *a, const struct cb_bin
 {
     assert_memory_equal(&a->key, &b->key, sizeof(a->key));
     assert_string_equal(a->certhash, b->certhash);
+    assert_string_equal(a->certhash2, b->certhash2);
     assert_string_equal(a->appid, b->appid);
     assert_string_equal(a->backend, b->backend);
     assert_string_equal(a->ccspath, b->ccspath);
@@ -505,6 +507,66 @@ static void test_binding_foreach_orders_filters_and_stops(void **state_)
     cb_store_close(st);
 }
 
+static void test_two_certificates_round_trip_and_count_as_in_use(void **state_)
+{
+    (void)state_;
+    struct cb_store *st = open_store(CB_STORE_WRITE);
+    struct cb_err err = {0};
+    struct cb_binding b, got;
+    char text[256];
+
+    begin(st);
+    make_binding(&b, "hostnameport=www.example.com:443", "certhash=" THUMB_A "," THUMB_B, NULL);
+    assert_int_equal(cb_store_binding_insert(st, &b, &err), 0);
+    make_binding(&got, "ipport=0.0.0.0:443", "certhash=" THUMB_C, NULL);
+    assert_int_equal(cb_store_binding_insert(st, &got, &err), 0);
+    commit(st);
+    assert_int_equal(cb_store_binding_get(st, &b.key, &got, &err), 0);
+    assert_binding_equal(&b, &got);
+    raw_text("SELECT certhash2 FROM bindings WHERE key = 'hostnameport=www.example.com:443'", text,
+             sizeof(text));
+    assert_string_equal(text, THUMB_B);
+
+    /* the second certificate finds its binding, as the first does */
+    struct walk first = {0}, second = {0}, other = {0};
+    assert_int_equal(cb_store_binding_foreach(st, THUMB_A, on_binding, &first, &err), 0);
+    assert_int_equal(cb_store_binding_foreach(st, THUMB_B, on_binding, &second, &err), 0);
+    assert_int_equal(cb_store_binding_foreach(st, THUMB_C, on_binding, &other, &err), 0);
+    assert_int_equal(first.n, 1);
+    assert_int_equal(second.n, 1);
+    assert_string_equal(second.keys[0], "hostnameport=www.example.com:443");
+    assert_int_equal(other.n, 1);
+    assert_string_equal(other.keys[0], "ipport=0.0.0.0:443");
+
+    /* one certificate again: the column is emptied, the old second is free */
+    make_binding(&b, "hostnameport=www.example.com:443", "certhash=" THUMB_B, NULL);
+    begin(st);
+    assert_int_equal(cb_store_binding_update(st, &b, &err), 0);
+    commit(st);
+    assert_int_equal(cb_store_binding_get(st, &b.key, &got, &err), 0);
+    assert_binding_equal(&b, &got);
+    raw_text("SELECT certhash2 FROM bindings WHERE key = 'hostnameport=www.example.com:443'", text,
+             sizeof(text));
+    assert_string_equal(text, "");
+    struct walk again = {0};
+    assert_int_equal(cb_store_binding_foreach(st, THUMB_A, on_binding, &again, &err), 0);
+    assert_int_equal(again.n, 0);
+
+    /* the snapshot serves both */
+    make_binding(&b, "hostnameport=www.example.com:443", "certhash=" THUMB_A "," THUMB_B, NULL);
+    begin(st);
+    assert_int_equal(cb_store_binding_update(st, &b, &err), 0);
+    commit(st);
+    struct cb_snapshot *s = NULL;
+    assert_int_equal(cb_store_load_snapshot(st, &s, &err), 0);
+    long i = cb_snapshot_find(s, &b.key);
+    assert_true(i >= 0);
+    assert_string_equal(cb_snapshot_binding(s, (uint32_t)i)->certhash, THUMB_A);
+    assert_string_equal(cb_snapshot_binding(s, (uint32_t)i)->certhash2, THUMB_B);
+    cb_snapshot_unref(s);
+    cb_store_close(st);
+}
+
 /* --- transactions --- */
 
 static void test_rollback_leaves_nothing(void **state_)
@@ -649,7 +711,8 @@ struct row {
     const char *what;
     const char *key, *certhash, *appid, *backend, *ccspath;
     int64_t flags, proxy;
-    const char *clientca; /* NULL: "" */
+    const char *clientca;  /* NULL: "" */
+    const char *certhash2; /* NULL: "" */
 };
 
 static const char *ca_of(const struct row *r)
@@ -657,28 +720,33 @@ static const char *ca_of(const struct row *r)
     return r->clientca != NULL ? r->clientca : "";
 }
 
+#define C2(r) ((r)->certhash2 ? (r)->certhash2 : "")
+
 static void test_decode_accepts_good_rows(void **state_)
 {
     (void)state_;
     static const struct row good[] = {
-        {"ip", "ipport=203.0.113.5:443", THUMB_A, "", "", "", 0, 0, NULL},
+        {"ip", "ipport=203.0.113.5:443", THUMB_A, "", "", "", 0, 0, NULL, NULL},
         {"all options", "hostnameport=www.example.com:443", THUMB_A,
-         "{00112233-4455-6677-8899-aabbccddeeff}", "127.0.0.1:8080", "", 0xf9, 2, NULL},
-        {"ccs", "ccs=443", "", "", "", "/srv/ccs", 0x01, 1, NULL},
-        {"client CA", "ipport=203.0.113.5:443", THUMB_A, "", "", "", 0, 2, "/etc/ca/clients.pem"},
-        {"ccs with a client CA", "ccs=443", "", "", "", "/srv/ccs", 0, 0, "/etc/ca.pem"},
+         "{00112233-4455-6677-8899-aabbccddeeff}", "127.0.0.1:8080", "", 0xf9, 2, NULL, NULL},
+        {"ccs", "ccs=443", "", "", "", "/srv/ccs", 0x01, 1, NULL, NULL},
+        {"client CA", "ipport=203.0.113.5:443", THUMB_A, "", "", "", 0, 2, "/etc/ca/clients.pem",
+         NULL},
+        {"ccs with a client CA", "ccs=443", "", "", "", "/srv/ccs", 0, 0, "/etc/ca.pem", NULL},
+        {"two certificates", "ipport=0.0.0.0:443", THUMB_A, "", "", "", 0, 0, NULL, THUMB_B},
     };
     for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
         const struct row *r = &good[i];
         struct cb_binding b;
         struct cb_err err = {0};
-        if (cb_store_decode_binding(r->key, r->certhash, r->appid, r->backend, r->ccspath, ca_of(r),
-                                    r->flags, r->proxy, &b, &err) != 0)
+        if (cb_store_decode_binding(r->key, r->certhash, C2(r), r->appid, r->backend, r->ccspath,
+                                    ca_of(r), r->flags, r->proxy, &b, &err) != 0)
             fail_msg("%s: refused: %s", r->what, err.msg);
         assert_string_equal(b.clientca, ca_of(r));
         assert_int_equal(b.flags, (uint32_t)r->flags);
         assert_int_equal(b.proxy, r->proxy);
         assert_string_equal(b.certhash, r->certhash);
+        assert_string_equal(b.certhash2, C2(r));
     }
 }
 
@@ -686,41 +754,54 @@ static void test_decode_rejects_damaged_rows(void **state_)
 {
     (void)state_;
     static const struct row bad[] = {
-        {"bad key text", "ipport=nonsense", THUMB_A, "", "", "", 0, 0, NULL},
-        {"empty key", "", THUMB_A, "", "", "", 0, 0, NULL},
-        {"unknown key kind", "foo=1", THUMB_A, "", "", "", 0, 0, NULL},
-        {"bad certhash", "ipport=203.0.113.5:443", "XYZ", "", "", "", 0, 0, NULL},
-        {"short certhash", "ipport=203.0.113.5:443", "0123", "", "", "", 0, 0, NULL},
-        {"missing certhash", "ipport=203.0.113.5:443", "", "", "", "", 0, 0, NULL},
-        {"bad appid", "ipport=203.0.113.5:443", THUMB_A, "{nope}", "", "", 0, 0, NULL},
-        {"bad backend", "ipport=203.0.113.5:443", THUMB_A, "", "0.0.0.0:80", "", 0, 0, NULL},
-        {"relative ccspath", "ccs=443", "", "", "", "srv/ccs", 0, 0, NULL},
-        {"ccs without ccspath", "ccs=443", "", "", "", "", 0, 0, NULL},
-        {"ccs with certhash", "ccs=443", THUMB_A, "", "", "/srv/ccs", 0, 0, NULL},
-        {"ccspath on ip", "ipport=203.0.113.5:443", THUMB_A, "", "", "/srv/ccs", 0, 0, NULL},
-        {"negative flags", "ipport=203.0.113.5:443", THUMB_A, "", "", "", -1, 0, NULL},
-        {"flags above the toggles", "ipport=203.0.113.5:443", THUMB_A, "", "", "", 0x200, 0, NULL},
-        {"huge flags", "ipport=203.0.113.5:443", THUMB_A, "", "", "", INT64_C(1) << 40, 0, NULL},
-        {"both tls versions off", "ipport=203.0.113.5:443", THUMB_A, "", "", "", 0x06, 0, NULL},
-        {"negative proxy", "ipport=203.0.113.5:443", THUMB_A, "", "", "", 0, -1, NULL},
-        {"proxy 3", "ipport=203.0.113.5:443", THUMB_A, "", "", "", 0, 3, NULL},
-        {"relative clientca", "ipport=203.0.113.5:443", THUMB_A, "", "", "", 0, 0, "ca.pem"},
-        {"clientca a folder path", "ipport=203.0.113.5:443", THUMB_A, "", "", "", 0, 0, "/etc/"},
+        {"bad key text", "ipport=nonsense", THUMB_A, "", "", "", 0, 0, NULL, NULL},
+        {"empty key", "", THUMB_A, "", "", "", 0, 0, NULL, NULL},
+        {"unknown key kind", "foo=1", THUMB_A, "", "", "", 0, 0, NULL, NULL},
+        {"bad certhash", "ipport=203.0.113.5:443", "XYZ", "", "", "", 0, 0, NULL, NULL},
+        {"short certhash", "ipport=203.0.113.5:443", "0123", "", "", "", 0, 0, NULL, NULL},
+        {"missing certhash", "ipport=203.0.113.5:443", "", "", "", "", 0, 0, NULL, NULL},
+        {"bad appid", "ipport=203.0.113.5:443", THUMB_A, "{nope}", "", "", 0, 0, NULL, NULL},
+        {"bad backend", "ipport=203.0.113.5:443", THUMB_A, "", "0.0.0.0:80", "", 0, 0, NULL, NULL},
+        {"relative ccspath", "ccs=443", "", "", "", "srv/ccs", 0, 0, NULL, NULL},
+        {"ccs without ccspath", "ccs=443", "", "", "", "", 0, 0, NULL, NULL},
+        {"ccs with certhash", "ccs=443", THUMB_A, "", "", "/srv/ccs", 0, 0, NULL, NULL},
+        {"ccspath on ip", "ipport=203.0.113.5:443", THUMB_A, "", "", "/srv/ccs", 0, 0, NULL, NULL},
+        {"negative flags", "ipport=203.0.113.5:443", THUMB_A, "", "", "", -1, 0, NULL, NULL},
+        {"flags above the toggles", "ipport=203.0.113.5:443", THUMB_A, "", "", "", 0x200, 0, NULL,
+         NULL},
+        {"huge flags", "ipport=203.0.113.5:443", THUMB_A, "", "", "", INT64_C(1) << 40, 0, NULL,
+         NULL},
+        {"both tls versions off", "ipport=203.0.113.5:443", THUMB_A, "", "", "", 0x06, 0, NULL,
+         NULL},
+        {"negative proxy", "ipport=203.0.113.5:443", THUMB_A, "", "", "", 0, -1, NULL, NULL},
+        {"proxy 3", "ipport=203.0.113.5:443", THUMB_A, "", "", "", 0, 3, NULL, NULL},
+        {"relative clientca", "ipport=203.0.113.5:443", THUMB_A, "", "", "", 0, 0, "ca.pem", NULL},
+        {"clientca a folder path", "ipport=203.0.113.5:443", THUMB_A, "", "", "", 0, 0, "/etc/",
+         NULL},
+        {"second certificate alone", "ipport=0.0.0.0:443", "", "", "", "", 0, 0, NULL, THUMB_B},
+        {"second certificate twice", "ipport=0.0.0.0:443", THUMB_A, "", "", "", 0, 0, NULL,
+         THUMB_A},
+        {"short second certificate", "ipport=0.0.0.0:443", THUMB_A, "", "", "", 0, 0, NULL, "0123"},
+        {"three certificates", "ipport=0.0.0.0:443", THUMB_A, "", "", "", 0, 0, NULL,
+         THUMB_B "," THUMB_C},
+        {"second certificate on ccs", "ccs=443", "", "", "", "/srv/ccs", 0, 0, NULL, THUMB_B},
+        {"second certificate with acme", "hostnameport=www.example.com:443", THUMB_A, "", "", "",
+         0x100, 0, NULL, THUMB_B},
     };
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         const struct row *r = &bad[i];
         struct cb_binding b;
         struct cb_err err = {0};
-        int rc = cb_store_decode_binding(r->key, r->certhash, r->appid, r->backend, r->ccspath,
-                                         ca_of(r), r->flags, r->proxy, &b, &err);
+        int rc = cb_store_decode_binding(r->key, r->certhash, C2(r), r->appid, r->backend,
+                                         r->ccspath, ca_of(r), r->flags, r->proxy, &b, &err);
         if (rc != CB_ESTORE)
             fail_msg("%s: returned %d, want CB_ESTORE", r->what, rc);
         if (err.code != CB_ESTORE || strstr(err.msg, "damaged") == NULL ||
             strstr(err.msg, r->key) == NULL)
             fail_msg("%s: message '%s' should say the binding %s is damaged", r->what, err.msg,
                      r->key);
-        if (cb_store_decode_binding(r->key, r->certhash, r->appid, r->backend, r->ccspath, ca_of(r),
-                                    r->flags, r->proxy, &b, NULL) != CB_ESTORE)
+        if (cb_store_decode_binding(r->key, r->certhash, C2(r), r->appid, r->backend, r->ccspath,
+                                    ca_of(r), r->flags, r->proxy, &b, NULL) != CB_ESTORE)
             fail_msg("%s: accepted with a NULL err", r->what);
     }
 }
@@ -1194,6 +1275,7 @@ int main(void)
         T(test_binding_insert_get_update_delete),
         T(test_every_key_kind_round_trips),
         T(test_binding_foreach_orders_filters_and_stops),
+        T(test_two_certificates_round_trip_and_count_as_in_use),
         T(test_rollback_leaves_nothing),
         T(test_commit_bumps_generation),
         T(test_second_writer_is_told_to_try_again),

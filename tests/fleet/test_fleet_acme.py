@@ -1,0 +1,117 @@
+"""ACME in a fleet (design section 8) against a real Pebble: two nodes share one etcd store
+and one managed binding; exactly one order reaches Pebble (the node that orders holds the
+binding's etcd lease lock), the challenge material goes through the store so either node
+answers TLS-ALPN-01, both nodes serve the issued certificate, and restarting both orders
+nothing again.
+
+Pebble's VA validates on the binding's port at the address the mock DNS gives the name:
+node2's, so when node1 orders, node2 answers the validation from the replicated challenge.
+"""
+
+import json
+import os
+import re
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+
+from nodes import EtcdCluster, Node, make_store_key, wait_for
+
+HERE = Path(__file__).resolve().parent
+sys.path[:0] = [str(HERE.parent / "acme_client")]
+
+import pebblekit  # noqa: E402
+
+import cbe2e  # noqa: E402
+from cbe2e import SLOW, free_port, make_cert  # noqa: E402
+
+ISSUE_WITHIN = 120 * SLOW
+NAME = "shop.fleet.test"
+
+
+@pytest.fixture(scope="module")
+def world(request):
+    for tool in pebblekit.tools_missing():
+        pytest.skip("%s is not installed" % tool)
+    d = Path(tempfile.mkdtemp(prefix="certbind-fleet-acme-"))
+    os.chmod(d, 0o755)
+    tls_dir = d / "tls"
+    tls_dir.mkdir(mode=0o755)
+    tls = pebblekit.TLSFiles(tls_dir)
+    challsrv = pebblekit.ChallTestSrv(d, tlsalpn=False)
+    port = free_port()
+    pebble = pebblekit.Pebble(d / "pebble", tls, challsrv, tls_port=port)
+    challsrv.add_a(NAME, ["127.0.0.12"])
+    etcd = EtcdCluster(d, members=1).start()
+    key = make_store_key(d)
+    url = etcd.url("acme%d" % os.getpid())
+    nodes = [Node(d, "node%d" % i, url, key, "127.0.0.1%d" % i) for i in (1, 2)]
+    w = {"dir": d, "tls": tls, "pebble": pebble, "challsrv": challsrv, "etcd": etcd,
+         "nodes": nodes, "port": port, "url": url}
+    try:
+        yield w
+    finally:
+        rep = getattr(request.node, "rep_call", None)
+        for n in nodes:
+            for srv in n.servers:
+                print("---- %s serve log ----\n%s" % (n.name, srv.log()[-6000:]))
+            n.cleanup()
+        print("---- pebble ----\n%s" % pebble.log_text()[-3000:])
+        etcd.stop()
+        pebble.stop()
+        challsrv.close()
+        shutil.rmtree(d, ignore_errors=True)
+
+
+def show_acme(node):
+    _, out, _ = node.local("--json", "show", "acme")
+    return json.loads(out)
+
+
+def state_of(node, key):
+    for b in show_acme(node)["bindings"]:
+        if b["key"] == key:
+            return b
+    return None
+
+
+def test_one_order_for_the_fleet_and_both_nodes_serve_it(world):
+    n1, n2 = world["nodes"]
+    port = world["port"]
+    key = "hostnameport=%s:%d" % (NAME, port)
+    default = make_cert(world["dir"], "default", "default.fleet.test")
+    n1.add_cert(default)
+    n1.add("ipport=0.0.0.0:%d" % port, default)
+    # Both nodes listen before the binding is managed: either may take the order.
+    for n in (n1, n2):
+        n.start_serve()
+    n1.run("set", "acme", "directory=%s" % world["pebble"].directory, "email=ops@fleet.test",
+           "agreetos=yes", "cafile=%s" % world["tls"].cafile)
+    n1.run("add", "sslcert", key, "acme=enable")
+    # Both replicas see it valid, with the same certificate, and both nodes serve it.
+    def valid_everywhere():
+        s = [state_of(n, key) for n in (n1, n2)]
+        return s if all(x and x["status"] == "valid" for x in s) else None
+    s1, s2 = wait_for(valid_everywhere, ISSUE_WITHIN, "the managed binding valid on both nodes",
+                      interval=0.2)
+    assert s1["certhash"] == s2["certhash"] and s1["certhash"], (s1, s2)
+    for n in (n1, n2):
+        n.wait_serves(port, NAME, s1["certhash"])
+    # Exactly one order, by one node; the other one found the lock held, or nothing due.
+    assert world["pebble"].orders() == 1, world["pebble"].log_text()[-3000:]
+    issued = [n for n in (n1, n2) if n.srv.lines("acme_issued")]
+    assert len(issued) == 1, [n.srv.log() for n in (n1, n2)]
+    # Restarting both nodes orders nothing again: they see the certificate in their replica.
+    for n in (n1, n2):
+        n.srv.stop()
+    for n in (n1, n2):
+        srv = n.start_serve()
+        srv.wait_log(r"event=fleet_synced\b", 20 * SLOW)
+    for n in (n1, n2):
+        n.wait_serves(port, NAME, s1["certhash"])
+    assert world["pebble"].orders() == 1
+    for n in (n1, n2):
+        assert not n.srv.lines("acme_order"), n.srv.log()
