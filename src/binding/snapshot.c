@@ -142,7 +142,7 @@ static void *big_calloc(size_t n, size_t size)
 
     if (size != 0 && bytes / size != n)
         return NULL;
-    size_t align = bytes < HUGE_PAGE / 2 ? 64 : HUGE_PAGE;
+    size_t align = bytes < HUGE_PAGE ? 64 : HUGE_PAGE;
     bytes = (bytes + align - 1) & ~(align - 1);
     if (posix_memalign(&p, align, bytes) != 0)
         return NULL;
@@ -160,7 +160,7 @@ static void *big_copy(const void *src, size_t n, size_t size)
 
     if (size != 0 && bytes / size != n)
         return NULL;
-    size_t align = bytes < HUGE_PAGE / 2 ? 64 : HUGE_PAGE;
+    size_t align = bytes < HUGE_PAGE ? 64 : HUGE_PAGE;
     size_t alloc = (bytes + align - 1) & ~(align - 1);
     if (posix_memalign(&p, align, alloc ? alloc : align) != 0)
         return NULL;
