@@ -30,8 +30,23 @@ struct slot {
     char key[SLOT_KEY];
 };
 
+/*
+ * A table cut into parts of 2^shift elements (2 MiB at most: one huge page). Parts
+ * are shared between a snapshot and the ones derived from it, each part with its own
+ * count of holders; a derivation copies only the parts it writes (parts_mut), so one
+ * binding changed copies a part or two, whatever the number of bindings.
+ */
+struct parts {
+    char **part;        /* part[k]: elements k << shift onwards */
+    atomic_uint **refs; /* refs[k]: how many tables hold part[k] */
+    uint32_t n;         /* parts */
+    uint32_t elem;      /* bytes per element */
+    uint8_t shift;
+    size_t cap; /* elements held: part 0 alone may be short of 2^shift */
+};
+
 struct index {
-    struct slot *slots;
+    struct parts p;
     uint32_t cap; /* about 1.3 x entries: positions come from a multiply, not a mask */
 };
 
@@ -66,8 +81,9 @@ struct arena {
 struct cb_snapshot {
     atomic_int refs;
     uint64_t generation;
-    struct cb_snap_binding *bindings;
+    struct parts recs; /* struct cb_snap_binding */
     size_t n_bindings;
+    size_t n_tag[TAG_CCS + 1]; /* bindings per index table */
     struct cb_ccs_file *files;
     size_t n_files;
     struct index bidx[TAG_CCS + 1]; /* one table per rule: each probe walks a small one */
@@ -81,7 +97,7 @@ struct cb_snapshot {
 
 struct cb_snapshot_builder {
     struct cb_snapshot *s;
-    size_t cap_bindings, cap_files;
+    size_t cap_files;
     uint32_t *ca_slots; /* interning the client CA paths: 1-based indexes into s->cas */
     uint32_t ca_mask;
 };
@@ -154,6 +170,163 @@ static void *big_copy(const void *src, size_t n, size_t size)
     return p;
 }
 
+static size_t part_bytes = HUGE_PAGE;
+
+void cb_snapshot_set_part_bytes(size_t bytes)
+{
+    part_bytes = bytes >= 256 && bytes <= HUGE_PAGE ? bytes : HUGE_PAGE;
+}
+
+static void parts_setup(struct parts *a, size_t elem)
+{
+    memset(a, 0, sizeof(*a));
+    a->elem = (uint32_t)elem;
+    a->shift = 2;
+    while (((size_t)elem << (a->shift + 1)) <= part_bytes)
+        a->shift++;
+}
+
+static inline void *parts_at(const struct parts *a, size_t i)
+{
+    return a->part[i >> a->shift] + (i & (((size_t)1 << a->shift) - 1)) * a->elem;
+}
+
+static size_t part_len(const struct parts *a, uint32_t k)
+{
+    size_t start = (size_t)k << a->shift, full = (size_t)1 << a->shift;
+    return a->cap - start < full ? a->cap - start : full;
+}
+
+static void part_release(char *part, atomic_uint *refs)
+{
+    if (atomic_fetch_sub_explicit(refs, 1, memory_order_acq_rel) == 1) {
+        free(part);
+        free(refs);
+    }
+}
+
+static void parts_free(struct parts *a)
+{
+    for (uint32_t k = 0; k < a->n; k++)
+        part_release(a->part[k], a->refs[k]);
+    free(a->part);
+    free(a->refs);
+    a->part = NULL;
+    a->refs = NULL;
+    a->n = 0;
+    a->cap = 0;
+}
+
+/* Appends a zeroed part of len elements, held by a alone (count 1); parts_free drops it. */
+static int parts_add(struct parts *a, size_t len)
+{
+    char **np = realloc(a->part, (a->n + 1) * sizeof(*np));
+    if (np == NULL)
+        return CB_ENOMEM;
+    a->part = np;
+    atomic_uint **nr = realloc(a->refs, (a->n + 1) * sizeof(*nr));
+    if (nr == NULL)
+        return CB_ENOMEM;
+    a->refs = nr;
+    atomic_uint *r = malloc(sizeof(*r));
+    char *part = big_calloc(len, a->elem);
+    if (r == NULL || part == NULL) {
+        free(r);
+        free(part);
+        return CB_ENOMEM;
+    }
+    atomic_init(r, 1);
+    a->part[a->n] = part;
+    a->refs[a->n] = r;
+    a->n++;
+    a->cap += len;
+    return 0;
+}
+
+/* Makes room for `need` elements: part 0 grows by doubling, then whole parts follow. */
+static int parts_reserve(struct parts *a, size_t need)
+{
+    size_t full = (size_t)1 << a->shift;
+
+    while (a->cap < need) {
+        if (a->n == 1 && a->cap < full) {
+            size_t len = a->cap * 2 > need ? a->cap * 2 : need;
+            len = len < full ? len : full;
+            atomic_uint *r = malloc(sizeof(*r));
+            char *part = big_calloc(len, a->elem);
+            if (r == NULL || part == NULL) {
+                free(r);
+                free(part);
+                return CB_ENOMEM;
+            }
+            atomic_init(r, 1);
+            memcpy(part, a->part[0], a->cap * a->elem);
+            part_release(a->part[0], a->refs[0]);
+            a->part[0] = part;
+            a->refs[0] = r;
+            a->cap = len;
+        } else {
+            size_t len = need < 64 ? 64 : need;
+            if (parts_add(a, a->n == 0 && len < full ? len : full) != 0)
+                return CB_ENOMEM;
+        }
+    }
+    return 0;
+}
+
+/* dst holds the parts of src too: owned part arrays, one more holder counted on each part
+ * (dst is overwritten, src only read); parts_free(dst) gives them back. */
+static int parts_share(struct parts *dst, const struct parts *src)
+{
+    *dst = *src;
+    dst->part = malloc((src->n ? src->n : 1) * sizeof(*dst->part));
+    dst->refs = malloc((src->n ? src->n : 1) * sizeof(*dst->refs));
+    if (dst->part == NULL || dst->refs == NULL) {
+        free(dst->part);
+        free(dst->refs);
+        memset(dst, 0, sizeof(*dst));
+        return CB_ENOMEM;
+    }
+    for (uint32_t k = 0; k < src->n; k++) {
+        dst->part[k] = src->part[k];
+        dst->refs[k] = src->refs[k];
+        atomic_fetch_add_explicit(src->refs[k], 1, memory_order_relaxed);
+    }
+    return 0;
+}
+
+/* Element i, writable: its part is copied first when another table holds it too.
+ * NULL when out of memory. */
+static void *parts_mut(struct parts *a, size_t i)
+{
+    uint32_t k = (uint32_t)(i >> a->shift);
+
+    if (atomic_load_explicit(a->refs[k], memory_order_acquire) > 1) {
+        atomic_uint *r = malloc(sizeof(*r));
+        char *part = big_copy(a->part[k], part_len(a, k), a->elem);
+        if (r == NULL || part == NULL) {
+            free(r);
+            free(part);
+            return NULL;
+        }
+        atomic_init(r, 1);
+        part_release(a->part[k], a->refs[k]);
+        a->part[k] = part;
+        a->refs[k] = r;
+    }
+    return parts_at(a, i);
+}
+
+static inline struct cb_snap_binding *rec(const struct cb_snapshot *s, size_t i)
+{
+    return parts_at(&s->recs, i);
+}
+
+static inline struct slot *slot_at(const struct index *ix, uint32_t pos)
+{
+    return (struct slot *)ix->p.part[pos >> ix->p.shift] + (pos & ((1u << ix->p.shift) - 1));
+}
+
 static void *arena_alloc(struct cb_snapshot *s, size_t n)
 {
     struct arena_chunk *c = s->arena->chunks;
@@ -162,6 +335,8 @@ static void *arena_alloc(struct cb_snapshot *s, size_t n)
     if (c == NULL || c->size - c->used < n) {
         /* Small chunks while small; huge-page chunks once the table is big. */
         size_t chunk = s->arena_bytes >= 4 * HUGE_PAGE ? HUGE_PAGE - sizeof(*c) : 65536;
+        if (s->depth > 0)
+            chunk = 1024; /* a derivation: only the strings of the bindings it sets */
         size_t size = n > chunk ? n : chunk;
         c = s->arena_bytes >= 4 * HUGE_PAGE ? big_calloc(1, sizeof(*c) + size)
                                             : malloc(sizeof(*c) + size);
@@ -218,10 +393,10 @@ static void arena_unref(struct arena *a)
 static void snapshot_free(struct cb_snapshot *s)
 {
     arena_unref(s->arena);
-    free(s->bindings);
+    parts_free(&s->recs);
     free(s->files);
     for (int t = 0; t <= TAG_CCS; t++)
-        free(s->bidx[t].slots);
+        parts_free(&s->bidx[t].p);
     free(s->fidx.slots);
     free(s->cas);
     free(s);
@@ -240,6 +415,9 @@ struct cb_snapshot_builder *cb_snapshot_builder_new(void)
         return NULL;
     }
     atomic_init(&b->s->refs, 1);
+    parts_setup(&b->s->recs, sizeof(struct cb_snap_binding));
+    for (int t = 0; t <= TAG_CCS; t++)
+        parts_setup(&b->s->bidx[t].p, sizeof(struct slot));
     return b;
 }
 
@@ -312,18 +490,12 @@ int cb_snapshot_builder_add(struct cb_snapshot_builder *sb, const struct cb_bind
 {
     struct cb_snapshot *s = sb->s;
 
-    if (s->n_bindings == sb->cap_bindings) {
-        size_t cap = sb->cap_bindings ? sb->cap_bindings * 2 : 64;
-        struct cb_snap_binding *nb = realloc(s->bindings, cap * sizeof(*nb));
-        if (nb == NULL)
-            return cb_err_set(err, CB_ENOMEM, "out of memory building the binding table");
-        s->bindings = nb;
-        sb->cap_bindings = cap;
-    }
-    int ret = fill_record(s, &s->bindings[s->n_bindings], b, err);
+    if (parts_reserve(&s->recs, s->n_bindings + 1) != 0)
+        return cb_err_set(err, CB_ENOMEM, "out of memory building the binding table");
+    int ret = fill_record(s, rec(s, s->n_bindings), b, err);
     if (ret != 0)
         return ret;
-    if (b->clientca[0] && (s->bindings[s->n_bindings].clientca = ca_intern(sb, b->clientca)) == 0)
+    if (b->clientca[0] && (rec(s, s->n_bindings)->clientca = ca_intern(sb, b->clientca)) == 0)
         return cb_err_set(err, CB_ENOMEM, "out of memory building the binding table");
     if (index != NULL)
         *index = (uint32_t)s->n_bindings;
@@ -367,7 +539,7 @@ int cb_snapshot_builder_add_ccs_file(struct cb_snapshot_builder *sb, uint32_t bi
 {
     struct cb_snapshot *s = sb->s;
 
-    if (binding >= s->n_bindings || s->bindings[binding].kind != CB_KEY_CCS)
+    if (binding >= s->n_bindings || rec(s, binding)->kind != CB_KEY_CCS)
         return cb_err_set(err, CB_EINVAL, "internal: ccs file for a binding that is not ccs");
     if (s->n_files == sb->cap_files) {
         size_t cap = sb->cap_files ? sb->cap_files * 2 : 16;
@@ -383,7 +555,7 @@ int cb_snapshot_builder_add_ccs_file(struct cb_snapshot_builder *sb, uint32_t bi
     if (f->name == NULL || f->path == NULL)
         return cb_err_set(err, CB_ENOMEM, "out of memory building the binding table");
     f->binding = binding;
-    f->port = s->bindings[binding].port;
+    f->port = rec(s, binding)->port;
     s->n_files++;
     return 0;
 }
@@ -460,8 +632,7 @@ static int index_init(struct index *ix, size_t n)
 
     if (cap > UINT32_MAX)
         return CB_ENOMEM;
-    ix->slots = big_calloc(cap, sizeof(*ix->slots));
-    if (ix->slots == NULL)
+    if (parts_reserve(&ix->p, cap) != 0)
         return CB_ENOMEM;
     ix->cap = (uint32_t)cap;
     return 0;
@@ -510,14 +681,13 @@ int cb_snapshot_builder_finish(struct cb_snapshot_builder *sb, uint64_t generati
     int ret;
 
     s->generation = generation;
-    size_t per_tag[TAG_CCS + 1] = {0};
     for (size_t i = 0; i < s->n_bindings; i++) {
         const void *p;
         size_t n;
-        per_tag[binding_tag(&s->bindings[i], &p, &n)]++;
+        s->n_tag[binding_tag(rec(s, i), &p, &n)]++;
     }
     for (int t = TAG_IP; t <= TAG_CCS; t++) {
-        if (index_init(&s->bidx[t], per_tag[t]) != 0) {
+        if (index_init(&s->bidx[t], s->n_tag[t]) != 0) {
             ret = cb_err_set(err, CB_ENOMEM, "out of memory building the binding index");
             goto out_free;
         }
@@ -529,11 +699,11 @@ int cb_snapshot_builder_finish(struct cb_snapshot_builder *sb, uint64_t generati
     for (size_t i = 0; i < s->n_bindings; i++) {
         const void *p;
         size_t n;
-        const struct cb_snap_binding *e = &s->bindings[i];
+        const struct cb_snap_binding *e = rec(s, i);
         struct index *ix = &s->bidx[binding_tag(e, &p, &n)];
         uint32_t h = binding_hash(e);
         for (uint32_t pos = slot_pos(ix, h);; pos = pos + 1 == ix->cap ? 0 : pos + 1) {
-            struct slot *sl = &ix->slots[pos];
+            struct slot *sl = slot_at(ix, pos);
             if (sl->idx1 == 0) {
                 uint8_t ipbuf[17];
                 const char *key;
@@ -547,9 +717,8 @@ int cb_snapshot_builder_finish(struct cb_snapshot_builder *sb, uint64_t generati
                     memcpy(sl->key, key, len);
                 break;
             }
-            if (sl->hash == h && binding_equal(&s->bindings[sl->idx1 - 1], &s->bindings[i])) {
-                ret = cb_err_set(err, CB_EEXIST, "duplicate binding %s in the store",
-                                 s->bindings[i].key_text);
+            if (sl->hash == h && binding_equal(rec(s, sl->idx1 - 1), e)) {
+                ret = cb_err_set(err, CB_EEXIST, "duplicate binding %s in the store", e->key_text);
                 goto out_free;
             }
         }
@@ -580,7 +749,9 @@ out_free:
 
 /* ---- deriving a snapshot from the one before: one change, not a rebuild ---- */
 
-#define DERIVE_MAX_DEPTH 64 /* then a full build drops the strings of removed bindings */
+/* Then a full build drops the strings of removed bindings (a derivation adds only the
+ * strings of the bindings it sets, in an arena chunk of that size). */
+#define DERIVE_MAX_DEPTH 1024
 
 static uint32_t next_pos(const struct index *ix, uint32_t pos)
 {
@@ -592,41 +763,50 @@ static uint32_t slot_of(const struct cb_snapshot *s, uint32_t i)
 {
     const void *p;
     size_t n;
-    const struct index *ix = &s->bidx[binding_tag(&s->bindings[i], &p, &n)];
-    uint32_t pos = slot_pos(ix, binding_hash(&s->bindings[i]));
-    while (ix->slots[pos].idx1 != i + 1)
+    const struct index *ix = &s->bidx[binding_tag(rec(s, i), &p, &n)];
+    uint32_t pos = slot_pos(ix, binding_hash(rec(s, i)));
+    while (slot_at(ix, pos)->idx1 != i + 1)
         pos = next_pos(ix, pos);
     return pos;
 }
 
 /* Linear probing without tombstones: shift the rest of the run back over the hole. */
-static void slot_delete(struct index *ix, uint32_t hole)
+static int slot_delete(struct index *ix, uint32_t hole)
 {
     for (uint32_t j = next_pos(ix, hole);; j = next_pos(ix, j)) {
-        struct slot *sl = &ix->slots[j];
+        const struct slot *sl = slot_at(ix, j);
         if (sl->idx1 == 0)
             break;
         uint32_t home = slot_pos(ix, sl->hash);
         bool stays = hole <= j ? (hole < home && home <= j) : (hole < home || home <= j);
         if (stays)
             continue;
-        ix->slots[hole] = *sl;
+        struct slot *h = parts_mut(&ix->p, hole);
+        if (h == NULL)
+            return CB_ENOMEM;
+        *h = *slot_at(ix, j);
         hole = j;
     }
-    memset(&ix->slots[hole], 0, sizeof(ix->slots[hole]));
+    struct slot *h = parts_mut(&ix->p, hole);
+    if (h == NULL)
+        return CB_ENOMEM;
+    memset(h, 0, sizeof(*h));
+    return 0;
 }
 
-static void slot_insert(struct cb_snapshot *s, uint32_t i)
+static int slot_insert(struct cb_snapshot *s, uint32_t i)
 {
     const void *p;
     size_t n;
-    const struct cb_snap_binding *e = &s->bindings[i];
+    const struct cb_snap_binding *e = rec(s, i);
     struct index *ix = &s->bidx[binding_tag(e, &p, &n)];
     uint32_t h = binding_hash(e);
     uint32_t pos = slot_pos(ix, h);
-    while (ix->slots[pos].idx1 != 0)
+    while (slot_at(ix, pos)->idx1 != 0)
         pos = next_pos(ix, pos);
-    struct slot *sl = &ix->slots[pos];
+    struct slot *sl = parts_mut(&ix->p, pos);
+    if (sl == NULL)
+        return CB_ENOMEM;
     uint8_t ipbuf[17];
     const char *key;
     size_t len = index_key(e, &key, ipbuf);
@@ -637,6 +817,32 @@ static void slot_insert(struct cb_snapshot *s, uint32_t i)
     sl->len = len <= SLOT_KEY ? (uint8_t)len : SLOT_LONG;
     if (len > 0 && len <= SLOT_KEY)
         memcpy(sl->key, key, len);
+    return 0;
+}
+
+/* Takes binding i out of s: the last record moves into its place, its slot follows it. */
+static int derive_remove(struct cb_snapshot *s, uint32_t *src, uint32_t i)
+{
+    const void *p;
+    size_t n;
+    uint32_t last = (uint32_t)s->n_bindings - 1;
+    enum tag t = binding_tag(rec(s, i), &p, &n);
+
+    if (slot_delete(&s->bidx[t], slot_of(s, i)) != 0)
+        return CB_ENOMEM;
+    s->n_tag[t]--;
+    if (i != last) {
+        struct index *lix = &s->bidx[binding_tag(rec(s, last), &p, &n)];
+        struct slot *lsl = parts_mut(&lix->p, slot_of(s, last));
+        struct cb_snap_binding *e = parts_mut(&s->recs, i);
+        if (lsl == NULL || e == NULL)
+            return CB_ENOMEM;
+        *e = *rec(s, last);
+        src[i] = src[last];
+        lsl->idx1 = i + 1;
+    }
+    s->n_bindings--;
+    return 0;
 }
 
 int cb_snapshot_derive(const struct cb_snapshot *old, const struct cb_binding *set, size_t n_set,
@@ -645,15 +851,11 @@ int cb_snapshot_derive(const struct cb_snapshot *old, const struct cb_binding *s
 {
     struct cb_snapshot *s = NULL;
     uint32_t *src = NULL;
-    size_t per_tag[TAG_CCS + 1] = {0};
     int ret;
 
     /* Central-store bindings carry scanned folders: those always get a full build. */
-    if (old->n_files > 0 || old->depth >= DERIVE_MAX_DEPTH)
+    if (old->n_files > 0 || old->depth >= DERIVE_MAX_DEPTH || old->n_tag[TAG_CCS] > 0)
         return CB_SNAPSHOT_REBUILD;
-    for (size_t i = 0; i < old->bidx[TAG_CCS].cap; i++)
-        if (old->bidx[TAG_CCS].slots[i].idx1 != 0)
-            return CB_SNAPSHOT_REBUILD;
     for (size_t i = 0; i < n_set; i++)
         if (set[i].key.kind == CB_KEY_CCS)
             return CB_SNAPSHOT_REBUILD;
@@ -664,15 +866,17 @@ int cb_snapshot_derive(const struct cb_snapshot *old, const struct cb_binding *s
     size_t cap = old->n_bindings + n_set + 1;
     s = calloc(1, sizeof(*s));
     if (s == NULL || (s->arena = arena_new(old->arena)) == NULL ||
-        (s->bindings = malloc(cap * sizeof(*s->bindings))) == NULL ||
         (src = malloc(cap * sizeof(*src))) == NULL)
         goto out_nomem;
     atomic_init(&s->refs, 1);
     s->generation = generation;
     s->depth = old->depth + 1;
+    /* The arena's first chunk is sized by what this change adds, not 64 KiB. */
     s->arena_bytes = 0;
-    memcpy(s->bindings, old->bindings, old->n_bindings * sizeof(*s->bindings));
     s->n_bindings = old->n_bindings;
+    memcpy(s->n_tag, old->n_tag, sizeof(s->n_tag));
+    if (parts_share(&s->recs, &old->recs) != 0)
+        goto out_nomem;
     /* The client CA table: the old paths (strings in the parent arena), then new ones. */
     s->cap_cas = old->n_cas + (uint32_t)n_set;
     if (s->cap_cas > 0 && (s->cas = malloc(s->cap_cas * sizeof(*s->cas))) == NULL)
@@ -680,39 +884,21 @@ int cb_snapshot_derive(const struct cb_snapshot *old, const struct cb_binding *s
     if (old->n_cas > 0)
         memcpy(s->cas, old->cas, old->n_cas * sizeof(*s->cas));
     s->n_cas = old->n_cas;
-    for (size_t i = 0; i < s->n_bindings; i++)
-        src[i] = (uint32_t)i;
     for (int t = TAG_IP; t <= TAG_CCS; t++) {
-        const struct index *o = &old->bidx[t];
-        s->bidx[t].cap = o->cap;
-        if ((s->bidx[t].slots = big_copy(o->slots, o->cap, sizeof(struct slot))) == NULL)
+        s->bidx[t].cap = old->bidx[t].cap;
+        if (parts_share(&s->bidx[t].p, &old->bidx[t].p) != 0)
             goto out_nomem;
     }
     if (findex_init(&s->fidx, 0) != 0)
         goto out_nomem;
+    for (size_t i = 0; i < s->n_bindings; i++)
+        src[i] = (uint32_t)i;
 
     /* Removed keys: the last record moves into the hole, its slot follows it. */
     for (size_t r = 0; r < n_removed; r++) {
         long i = cb_snapshot_find(s, &removed[r]);
-        if (i < 0)
-            continue;
-        const void *p;
-        size_t n;
-        uint32_t last = (uint32_t)s->n_bindings - 1;
-        slot_delete(&s->bidx[binding_tag(&s->bindings[i], &p, &n)], slot_of(s, (uint32_t)i));
-        if ((uint32_t)i != last) {
-            struct index *lix = &s->bidx[binding_tag(&s->bindings[last], &p, &n)];
-            uint32_t lpos = slot_of(s, last);
-            s->bindings[i] = s->bindings[last];
-            src[i] = src[last];
-            lix->slots[lpos].idx1 = (uint32_t)i + 1;
-        }
-        s->n_bindings--;
-    }
-    for (size_t i = 0; i < s->n_bindings; i++) {
-        const void *p;
-        size_t n;
-        per_tag[binding_tag(&s->bindings[i], &p, &n)]++;
+        if (i >= 0 && derive_remove(s, src, (uint32_t)i) != 0)
+            goto out_nomem;
     }
     /* Set keys: changed in place, or appended. */
     for (size_t k = 0; k < n_set; k++) {
@@ -723,28 +909,35 @@ int cb_snapshot_derive(const struct cb_snapshot *old, const struct cb_binding *s
         if (set[k].clientca[0] && (ca = ca_append(s, set[k].clientca)) == 0)
             goto out_nomem;
         if (i >= 0) {
-            if ((ret = fill_record(s, &s->bindings[i], &set[k], err)) != 0)
+            struct cb_snap_binding *e = parts_mut(&s->recs, (size_t)i);
+            if (e == NULL)
+                goto out_nomem;
+            if ((ret = fill_record(s, e, &set[k], err)) != 0)
                 goto out_free;
-            s->bindings[i].clientca = ca;
+            e->clientca = ca;
             src[i] = CB_SNAPSHOT_NEW;
             continue;
         }
         uint32_t at = (uint32_t)s->n_bindings;
-        if ((ret = fill_record(s, &s->bindings[at], &set[k], err)) != 0)
+        struct cb_snap_binding *e;
+        if (parts_reserve(&s->recs, (size_t)at + 1) != 0 || (e = parts_mut(&s->recs, at)) == NULL)
+            goto out_nomem;
+        if ((ret = fill_record(s, e, &set[k], err)) != 0)
             goto out_free;
-        s->bindings[at].clientca = ca;
+        e->clientca = ca;
         const void *p;
         size_t n;
-        enum tag t = binding_tag(&s->bindings[at], &p, &n);
+        enum tag t = binding_tag(e, &p, &n);
         /* Keep the table at most ~88% full, as built; beyond that, build anew. */
-        if ((per_tag[t] + 1) * 8 > (size_t)s->bidx[t].cap * 7) {
+        if ((s->n_tag[t] + 1) * 8 > (size_t)s->bidx[t].cap * 7) {
             ret = CB_SNAPSHOT_REBUILD;
             goto out_free;
         }
-        per_tag[t]++;
+        s->n_tag[t]++;
         s->n_bindings++;
         src[at] = CB_SNAPSHOT_NEW;
-        slot_insert(s, at);
+        if (slot_insert(s, at) != 0)
+            goto out_nomem;
     }
     *out = s;
     *src_out = src;
@@ -786,7 +979,7 @@ uint64_t cb_snapshot_generation(const struct cb_snapshot *s)
 
 const struct cb_snap_binding *cb_snapshot_binding(const struct cb_snapshot *s, uint32_t index)
 {
-    return index < s->n_bindings ? &s->bindings[index] : NULL;
+    return index < s->n_bindings ? rec(s, index) : NULL;
 }
 
 const char *cb_snapshot_clientca(const struct cb_snapshot *s, const struct cb_snap_binding *e)
@@ -822,7 +1015,7 @@ static long probe(const struct cb_snapshot *s, enum tag tag, uint32_t h, uint16_
     const struct index *ix = &s->bidx[tag];
 
     for (uint32_t pos = slot_pos(ix, h);; pos = pos + 1 == ix->cap ? 0 : pos + 1) {
-        const struct slot *sl = &ix->slots[pos];
+        const struct slot *sl = slot_at(ix, pos);
         if (sl->idx1 == 0)
             return -1;
         if (sl->hash != h || sl->port != port || sl->kind != want_kind)
@@ -833,7 +1026,7 @@ static long probe(const struct cb_snapshot *s, enum tag tag, uint32_t h, uint16_
                 return (long)sl->idx1 - 1;
             continue;
         }
-        const struct cb_snap_binding *e = &s->bindings[sl->idx1 - 1];
+        const struct cb_snap_binding *e = rec(s, sl->idx1 - 1);
         size_t off = tag == TAG_WILD ? 2 : 0;
         if (e->host != NULL && e->host_len - off == n && memcmp(e->host + off, p, n) == 0)
             return (long)sl->idx1 - 1;
@@ -842,7 +1035,7 @@ static long probe(const struct cb_snapshot *s, enum tag tag, uint32_t h, uint16_
 
 static inline void prefetch_slot(const struct cb_snapshot *s, enum tag tag, uint32_t h)
 {
-    __builtin_prefetch(&s->bidx[tag].slots[slot_pos(&s->bidx[tag], h)]);
+    __builtin_prefetch(slot_at(&s->bidx[tag], slot_pos(&s->bidx[tag], h)));
 }
 
 /* An IP probe: the key is the family byte and the address. */

@@ -91,6 +91,11 @@ int cb_snapshot_derive(const struct cb_snapshot *old, const struct cb_binding *s
                        const struct cb_binding_key *removed, size_t n_removed, uint64_t generation,
                        struct cb_snapshot **out, uint32_t **src, struct cb_err *err) CB_MUST_CHECK;
 
+/* Snapshots keep their tables in parts of at most `bytes` (default and most 2 MiB, a
+ * huge page), shared with derived snapshots. Tests make them small so derivations
+ * cross parts; set before building. */
+void cb_snapshot_set_part_bytes(size_t bytes);
+
 struct cb_snapshot *cb_snapshot_ref(struct cb_snapshot *s);
 /* Drops one reference; frees at zero. NULL is a no-op. Thread-safe. */
 void cb_snapshot_unref(struct cb_snapshot *s);

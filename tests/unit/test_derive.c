@@ -174,9 +174,8 @@ static void assert_same(const struct cb_snapshot *d, const struct cb_snapshot *f
     }
 }
 
-static void test_derive_equals_full_build_over_random_changes(void **state)
+static void random_changes(void)
 {
-    (void)state;
     struct model m = {0};
     struct cb_err err = {0};
 
@@ -243,8 +242,10 @@ static void test_derive_equals_full_build_over_random_changes(void **state)
             assert_string_equal(o->key_text, e->key_text);
             assert_string_equal(o->certhash, e->certhash);
         }
-        /* The old snapshot is unchanged, even once the new one goes. */
+        /* The old snapshot is unchanged while the new one lives (they share parts), and
+         * once it goes. */
         struct cb_snapshot *old_full = full_build(&before, 0);
+        assert_same(cur, old_full, &before);
         cb_snapshot_unref(next);
         assert_same(cur, old_full, &before);
         cb_snapshot_unref(old_full);
@@ -266,6 +267,22 @@ static void test_derive_equals_full_build_over_random_changes(void **state)
     assert_true(derived > 200); /* the path under test was taken */
     assert_true(rebuilt >= 1);  /* and the depth limit forces a full build now and then */
     cb_snapshot_unref(cur);
+}
+
+static void test_derive_equals_full_build_over_random_changes(void **state)
+{
+    (void)state;
+    random_changes();
+}
+
+/* Parts of 256 bytes: a table of a few hundred bindings spans many parts, so the
+ * derivations copy some parts, share the others, and grow the last. */
+static void test_derive_over_small_parts(void **state)
+{
+    (void)state;
+    cb_snapshot_set_part_bytes(256);
+    random_changes();
+    cb_snapshot_set_part_bytes(0);
 }
 
 static void test_ccs_bindings_need_a_full_build(void **state)
@@ -303,6 +320,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_derive_equals_full_build_over_random_changes),
+        cmocka_unit_test(test_derive_over_small_parts),
         cmocka_unit_test(test_ccs_bindings_need_a_full_build),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
