@@ -705,8 +705,7 @@ int cb_check_run(struct cb_store *st, const struct cb_check_opts *opts, struct c
     if ((ret = cert_findings(&c, snap)) != 0 || (ret = binding_findings(&c, snap, n, ports)) != 0 ||
         (ret = ccs_findings(&c, snap, n)) != 0 || (ret = address_findings(&c, snap, n)) != 0 ||
         (ret = clientca_findings(&c, snap, n)) != 0 || (ret = acme_findings(&c, st, err)) != 0 ||
-        (ret = fleet_findings(&c)) != 0 ||
-        (ret = cb_check_ocsp(st, snap, opts->now, out)) != 0)
+        (ret = fleet_findings(&c)) != 0 || (ret = cb_check_ocsp(st, snap, opts->now, out)) != 0)
         goto out_free;
     if (out->n > 1) /* out->v is NULL without findings, which qsort must not be given */
         qsort(out->v, out->n, sizeof(*out->v), cmp_finding);

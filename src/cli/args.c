@@ -97,8 +97,7 @@ int cb_cli_parse(struct cb_cli *cli, int argc, char **argv)
                          strcmp(flag, "--handshake-timeout") == 0 ||
                          strcmp(flag, "--idle-timeout") == 0 || strcmp(flag, "--admin") == 0 ||
                          strcmp(flag, "--cert-cache-mb") == 0 ||
-                         strcmp(flag, "--ticket-rotate") == 0 ||
-                         strcmp(flag, "--iplisten") == 0;
+                         strcmp(flag, "--ticket-rotate") == 0 || strcmp(flag, "--iplisten") == 0;
             if (takes) {
                 val = eq ? eq + 1 : (i + 1 < argc ? argv[++i] : NULL);
                 if (val == NULL || val[0] == '\0')

@@ -69,7 +69,7 @@ struct cb_cli {
     bool admin_public;
     bool no_affinity; /* serve --no-affinity: no passing of connections between workers */
     struct cb_iplisten iplisten; /* serve --iplisten ADDR, repeatable */
-    int64_t ticket_rotate_s; /* serve --ticket-rotate HOURS, in seconds; 0: not given */
+    int64_t ticket_rotate_s;     /* serve --ticket-rotate HOURS, in seconds; 0: not given */
     struct cb_err err;
 };
 

@@ -39,7 +39,7 @@ struct cb_serve_opts {
      * from it; "" without. store_key: the --store-key file, "" none. */
     char store_url[1024];
     char store_key[CB_PATH_MAX + 1];
-    bool fleet_unreachable; /* start-up could not reach etcd: serving the replica as it was */
+    bool fleet_unreachable;  /* start-up could not reach etcd: serving the replica as it was */
     int64_t ticket_period_s; /* the manager rotates the session ticket keys this often */
 };
 
