@@ -127,7 +127,7 @@ int cb_check_ocsp(struct cb_store *st, const struct cb_snapshot *snap, int64_t n
                   struct cb_findings *f)
 {
     size_t n = cb_snapshot_count(snap), nu = 0;
-    struct use *u = calloc(n ? n : 1, sizeof(*u));
+    struct use *u = calloc(n ? 2 * n : 1, sizeof(*u)); /* a pair: two certificates */
     int ret = 0;
 
     if (u == NULL)
@@ -139,6 +139,10 @@ int cb_check_ocsp(struct cb_store *st, const struct cb_snapshot *snap, int64_t n
             continue;
         u[nu].thumb = b->certhash;
         u[nu++].binding = i;
+        if (b->certhash2[0] != '\0') { /* certhash=T1,T2: each certificate staples its own */
+            u[nu].thumb = b->certhash2;
+            u[nu++].binding = i;
+        }
     }
     if (nu > 1)
         qsort(u, nu, sizeof(*u), cmp_use);

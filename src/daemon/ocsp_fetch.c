@@ -105,13 +105,8 @@ struct scan {
     size_t n, cap;
 };
 
-static int on_binding(const struct cb_binding *b, void *arg)
+static int add_entry(struct scan *s, const struct cb_binding *b, const char *thumb)
 {
-    struct scan *s = arg;
-
-    if (b->certhash[0] == '\0' || b->key.kind == CB_KEY_CCS ||
-        (b->flags & CB_OPT_DISABLEOCSPSTAPLING))
-        return 0;
     if (s->n == s->cap) {
         size_t cap = s->cap ? s->cap * 2 : 16;
         struct entry *nv = realloc(s->v, cap * sizeof(*nv));
@@ -122,9 +117,23 @@ static int on_binding(const struct cb_binding *b, void *arg)
     }
     struct entry *e = &s->v[s->n++];
     memset(e, 0, sizeof(*e));
-    memcpy(e->thumb, b->certhash, sizeof(e->thumb));
+    memcpy(e->thumb, thumb, sizeof(e->thumb));
     cb_key_format(&b->key, e->key, sizeof(e->key));
     return 0;
+}
+
+static int on_binding(const struct cb_binding *b, void *arg)
+{
+    struct scan *s = arg;
+    int ret;
+
+    if (b->certhash[0] == '\0' || b->key.kind == CB_KEY_CCS ||
+        (b->flags & CB_OPT_DISABLEOCSPSTAPLING))
+        return 0;
+    if ((ret = add_entry(s, b, b->certhash)) != 0)
+        return ret;
+    /* certhash=T1,T2: each certificate has its own response. */
+    return b->certhash2[0] != '\0' ? add_entry(s, b, b->certhash2) : 0;
 }
 
 static int cmp_entry(const void *a, const void *b)

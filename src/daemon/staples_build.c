@@ -26,7 +26,7 @@ int cb_staples_build(struct cb_store *st, struct cb_runtime *rt, const struct cb
                      const uint32_t *src, const char (*changed)[CB_THUMB_LEN + 1], size_t n_changed)
 {
     size_t n = cb_snapshot_count(rt->snap), nw = 0;
-    struct want *w = calloc(n ? n : 1, sizeof(*w));
+    struct want *w = calloc(n ? 2 * n : 1, sizeof(*w)); /* a pair: two certificates */
     struct cb_tls_staples *s = cb_tls_staples_new();
     char(*sorted)[CB_THUMB_LEN + 1] = NULL;
     int64_t now = (int64_t)time(NULL);
@@ -46,11 +46,14 @@ int cb_staples_build(struct cb_store *st, struct cb_runtime *rt, const struct cb
             (b->flags & (CB_OPT_DISABLEOCSPSTAPLING | CB_OPT_DAMAGED)))
             continue;
         uint32_t from = src != NULL ? src[i] : i;
-        w[nw].thumb = b->certhash;
-        w[nw].read = old == NULL || from == CB_SNAPSHOT_NEW ||
-                     (sorted != NULL &&
-                      bsearch(b->certhash, sorted, n_changed, sizeof(*sorted), cmp_thumb) != NULL);
-        nw++;
+        const char *thumbs[2] = {b->certhash, b->certhash2};
+        for (int k = 0; k < 2 && thumbs[k][0] != '\0'; k++) { /* certhash=T1,T2: both */
+            w[nw].thumb = thumbs[k];
+            w[nw].read = old == NULL || from == CB_SNAPSHOT_NEW ||
+                         (sorted != NULL && bsearch(thumbs[k], sorted, n_changed, sizeof(*sorted),
+                                                    cmp_thumb) != NULL);
+            nw++;
+        }
     }
     if (nw > 1)
         qsort(w, nw, sizeof(*w), cmp_want);

@@ -364,9 +364,14 @@ int cb_conn_on_client_hello(SSL *ssl, int *alert, void *arg)
         *alert = cb_tls_alert_internal_error();
         return CB_TLS_HELLO_REFUSE;
     }
-    /* This certificate's own response, never another's: found by its thumbprint. */
+    /* This certificate's own response, never another's: found by its thumbprint (a pair's
+     * two, the status callback sending the one of the certificate OpenSSL chose). */
     if (!(c->binding->flags & CB_OPT_DISABLEOCSPSTAPLING) && c->binding->kind != CB_KEY_CCS)
-        cb_tls_staple_attach(ssl, cb_tls_staples_find(rt->staples, c->binding->certhash));
+        cb_tls_staple_attach(ssl, cb_tls_staples_find(rt->staples, c->binding->certhash),
+                             c->binding->certhash2[0] != '\0',
+                             c->binding->certhash2[0] != '\0'
+                                 ? cb_tls_staples_find(rt->staples, c->binding->certhash2)
+                                 : NULL);
     return CB_TLS_HELLO_OK;
 }
 

@@ -29,8 +29,9 @@ struct cb_tls_staples {
     size_t n, cap;
 };
 
-static int staple_index = -1; /* SSL ex_data: the response for this connection's certificate */
-static int served_index = -1; /* SSL ex_data: non-NULL once one was stapled */
+static int staple_index = -1;  /* SSL ex_data: the response for this connection's certificate */
+static int staple2_index = -1; /* SSL ex_data: a pair's second certificate's (certhash=T1,T2) */
+static int served_index = -1;  /* SSL ex_data: non-NULL once one was stapled */
 
 static void staple_unref(struct cb_tls_staple *st)
 {
@@ -198,11 +199,37 @@ out_free:
 
 /* OpenSSL asks after the certificate is chosen, in TLS 1.2 and 1.3 alike, only when the
  * client sent status_request. Nothing here waits: the response is in memory already. */
+/* Whether st is the response of the certificate ssl serves, by thumbprint (SHA-1 of the
+ * leaf, which OpenSSL keeps computed): for a pair, which of the two OpenSSL chose. */
+static bool is_served(SSL *ssl, const struct cb_tls_staple *st)
+{
+    static const char hex[] = "0123456789ABCDEF";
+    unsigned char md[20];
+    unsigned len = 0;
+    char thumb[CB_THUMB_LEN + 1];
+    X509 *leaf = SSL_get_certificate(ssl);
+
+    if (st == NULL || leaf == NULL || X509_digest(leaf, EVP_sha1(), md, &len) != 1 || len != 20) {
+        ERR_clear_error();
+        return false;
+    }
+    for (unsigned i = 0; i < 20; i++) {
+        thumb[2 * i] = hex[md[i] >> 4];
+        thumb[2 * i + 1] = hex[md[i] & 15];
+    }
+    thumb[CB_THUMB_LEN] = '\0';
+    return strcmp(thumb, st->thumb) == 0;
+}
+
 static int on_status(SSL *ssl, void *arg)
 {
     struct cb_tls_staple *st = SSL_get_ex_data(ssl, staple_index);
+    struct cb_tls_staple *st2 = SSL_get_ex_data(ssl, staple2_index);
     unsigned char *copy;
     (void)arg;
+
+    if (st2 != NULL) /* a pair: the response of the certificate served, or none */
+        st = is_served(ssl, st) ? st : is_served(ssl, st2) ? st2 : NULL;
 
     if (st == NULL || st->next_update <= (int64_t)time(NULL) || !matches(ssl, st))
         return SSL_TLSEXT_ERR_NOACK; /* none, expired, or not this certificate's: no staple */
@@ -221,15 +248,23 @@ void cb_tls_staple_install(SSL_CTX *ctx)
 {
     if (staple_index < 0)
         staple_index = SSL_get_ex_new_index(0, NULL, NULL, NULL, NULL);
+    if (staple2_index < 0)
+        staple2_index = SSL_get_ex_new_index(0, NULL, NULL, NULL, NULL);
     if (served_index < 0)
         served_index = SSL_get_ex_new_index(0, NULL, NULL, NULL, NULL);
     SSL_CTX_set_tlsext_status_cb(ctx, on_status);
 }
 
-void cb_tls_staple_attach(SSL *ssl, const struct cb_tls_staple *st)
+/* Stands for a pair's second certificate that has no response: never served. */
+static struct cb_tls_staple no_staple = {.matches = -1};
+
+void cb_tls_staple_attach(SSL *ssl, const struct cb_tls_staple *st, bool pair,
+                          const struct cb_tls_staple *st2)
 {
     if (staple_index >= 0)
         SSL_set_ex_data(ssl, staple_index, (void *)st);
+    if (staple2_index >= 0)
+        SSL_set_ex_data(ssl, staple2_index, pair ? (void *)(st2 != NULL ? st2 : &no_staple) : NULL);
 }
 
 bool cb_tls_staple_served(SSL *ssl)

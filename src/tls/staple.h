@@ -47,8 +47,11 @@ const struct cb_tls_staple *cb_tls_staples_find(const struct cb_tls_staples *s, 
  * response attached to its connection, if one is and it has not expired. */
 void cb_tls_staple_install(SSL_CTX *ctx);
 /* Attaches st (borrowed: the caller keeps it alive for the handshake; NULL for none) to
- * ssl, for the certificate ssl serves. Called in the ClientHello callback. */
-void cb_tls_staple_attach(SSL *ssl, const struct cb_tls_staple *st);
+ * ssl, for the certificate ssl serves. Called in the ClientHello callback. For a binding
+ * with two certificates (pair: certhash=T1,T2), st is the first's and st2 the second's:
+ * the status callback sends the one of the certificate OpenSSL chose, by its thumbprint. */
+void cb_tls_staple_attach(SSL *ssl, const struct cb_tls_staple *st, bool pair,
+                          const struct cb_tls_staple *st2);
 /* Whether ssl's handshake stapled a response. */
 bool cb_tls_staple_served(SSL *ssl);
 

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509 import ocsp
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
@@ -94,10 +94,11 @@ class PKI:
         self.index.write_text("")
         (self.dir / "index.txt.attr").write_text("unique_subject = no\n")
 
-    def leaf(self, stem, name, url, must_staple=False, listed="V"):
+    def leaf(self, stem, name, url, must_staple=False, listed="V", rsa_key=False):
         """A leaf for name whose AIA names url (None: no AIA). listed: "V" valid, "R"
-        revoked or None (not in the index: the responder answers unknown)."""
-        key = _key()
+        revoked or None (not in the index: the responder answers unknown). rsa_key: an
+        RSA-2048 key instead of ECDSA P-256."""
+        key = rsa.generate_private_key(public_exponent=65537, key_size=2048) if rsa_key else _key()
         b = (
             x509.CertificateBuilder()
             .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)]))

@@ -40,13 +40,16 @@ def env(workdir, service_user):
     e.hang = pki.leaf("hang", "hang.test", e.crafted.url("hang"))
     e.down = pki.leaf("down", "down.test", "http://127.0.0.1:%d/" % cbe2e.dead_port())
     e.off = pki.leaf("off", "off.test", e.ocsp_url)
+    # certhash=T1,T2: one ECDSA and one RSA certificate for one name, each with its response
+    e.pair = (pki.leaf("pair-ec", "pair.test", e.ocsp_url),
+              pki.leaf("pair-rsa", "pair.test", e.ocsp_url, rsa_key=True))
     now = ocspkit.NOW()
     e.crafted.set_response("expired", pki.response(e.expired, now - datetime.timedelta(days=2),
                                                    now - datetime.timedelta(days=1)))
     e.responder = ocspkit.OpenSSLResponder(pki, port, workdir / "openssl-ocsp.log").start()
     e.st = new_state(workdir, "ocsp-serve", service_user)
     e.port = cbe2e.free_port()
-    for leaf in (e.good, e.revoked, e.unknown, e.expired, e.junk, e.hang, e.down, e.off):
+    for leaf in (e.good, e.revoked, e.unknown, e.expired, e.junk, e.hang, e.down, e.off) + e.pair:
         e.st.run("add", "cert", leaf.chain_path, "key=%s" % leaf.key_path)
     for name, leaf in (("good", e.good), ("revoked", e.revoked), ("unknown", e.unknown),
                        ("expired", e.expired), ("junk", e.junk), ("hang", e.hang),
@@ -315,3 +318,26 @@ def test_manager_killed_mid_fetch_is_restarted_and_handshakes_go_on(workdir, ser
         responder.stop()
     finally:
         st.cleanup()
+
+
+
+def test_a_pair_staples_the_response_of_the_certificate_served(env):
+    """certhash=T1,T2 (one ECDSA, one RSA): each certificate's own response is fetched, and a
+    client gets the one of the certificate it was served, never the other's."""
+    ec_leaf, rsa_leaf = env.pair
+    env.st.run("add", "sslcert", "hostnameport=pair.test:%d" % env.port,
+               "certhash=%s,%s" % (ec_leaf.thumb, rsa_leaf.thumb))
+    for leaf in env.pair:
+        env.srv.wait_log(r"event=ocsp_fetched certhash=%s\b" % leaf.thumb, WAIT)
+    rsa_only = ("-sigalgs", "rsa_pss_rsae_sha256:RSA+SHA256")
+    for tls in ("-tls1_2", "-tls1_3"):
+        cipher = ("-cipher", "ECDHE-RSA-AES128-GCM-SHA256") if tls == "-tls1_2" else ()
+        for leaf, extra in ((ec_leaf, ()), (rsa_leaf, rsa_only + cipher)):
+            def staple_for():
+                rc, out = cbe2e.s_client("127.0.0.1", env.port, sni="pair.test",
+                                         extra=("-status", tls) + extra)
+                return out if ocspkit.stapled(out) else None
+            out = cbe2e.poll_until(staple_for, WAIT, 0.2)
+            assert out, "no staple for %s (%s)" % (leaf.thumb, tls)
+            m = re.search(r"Serial Number: ([0-9A-F]+)", out)
+            assert m and m.group(1).lstrip("0") == ("%X" % leaf.serial).lstrip("0"), (tls, out)
