@@ -334,12 +334,12 @@ int cb_cli_open_store(struct cb_cli *cli, enum cb_store_mode mode, struct cb_sto
     /* The batch's one store keeps its fleet (and commit hook) until the batch ends. */
     b->fleet = cli->fleet;
     cli->fleet = NULL;
+    b->st = *out;
     if ((ret = cb_store_batch_begin(*out, &cli->err)) != 0) {
-        cb_cli_close_batch_store(b);
+        cb_cli_close_batch_store(b); /* closes the store and its fleet, NULLs b->st */
         *out = NULL;
         return ret;
     }
-    b->st = *out;
     return 0;
 }
 
