@@ -409,6 +409,8 @@ static int challenge_from(json_t *obj, struct cb_acme_challenge *out, bool *keep
                           "not an object");
     if (get_str(obj, "type", true, out->type, sizeof(out->type), what, &local) != 0)
         return 0; /* unknown to us and unusable: ignore */
+    if (out->type[0] == '\0')
+        return 0; /* a challenge without a type cannot be answered: ignore */
     bool known = one_of(out->type, used);
     rc = get_url(obj, "url", true, out->url, what, err);
     if (rc == 0)

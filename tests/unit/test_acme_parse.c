@@ -153,6 +153,8 @@ static void test_authz_parses_challenges_and_error(void **state)
         "{\"status\":\"invalid\",\"identifier\":{\"type\":\"dns\",\"value\":\"x.test\"},"
         "\"wildcard\":true,\"challenges\":["
         "{\"type\":\"new-thing-07\",\"url\":\"nope\"},"
+        "{\"type\":\"\",\"url\":\"https://ca/c/0\",\"token\":\"" TOKEN "\","
+        "\"status\":\"pending\"},"
         "{\"type\":\"dns-01\",\"url\":\"https://ca/c/1\",\"token\":\"" TOKEN "\","
         "\"status\":\"invalid\",\"error\":{\"type\":\"urn:ietf:params:acme:error:unauthorized\","
         "\"detail\":\"No TXT\\nrecords\",\"status\":403}},"
@@ -163,7 +165,7 @@ static void test_authz_parses_challenges_and_error(void **state)
     assert_int_equal(cb_acme_parse_authz(ok, strlen(ok), &a, NULL), 0);
     assert_string_equal(a.identifier, "x.test");
     assert_true(a.wildcard);
-    assert_int_equal(a.n_challenges, 2); /* the unusable unknown one skipped */
+    assert_int_equal(a.n_challenges, 2); /* the unknown and the typeless one skipped */
     assert_string_equal(a.challenges[0].type, "dns-01");
     assert_string_equal(a.challenges[0].token, TOKEN);
     assert_true(a.has_error);
