@@ -99,6 +99,7 @@ struct cb_snapshot {
     struct arena *arena;
     size_t arena_bytes;
     unsigned depth;   /* derivations since the last full build */
+    uint8_t fp_mask;  /* the hash bits a fingerprint keeps: cb_snapshot_set_fp_bits */
     const char **cas; /* client CA paths (strings in the arena); a record's clientca is 1-based */
     uint32_t n_cas, cap_cas;
 };
@@ -183,6 +184,13 @@ static size_t part_bytes = HUGE_PAGE;
 void cb_snapshot_set_part_bytes(size_t bytes)
 {
     part_bytes = bytes >= 256 && bytes <= HUGE_PAGE ? bytes : HUGE_PAGE;
+}
+
+static uint8_t fp_mask = 0xff;
+
+void cb_snapshot_set_fp_bits(unsigned bits)
+{
+    fp_mask = bits >= 8 ? 0xff : (uint8_t)((1u << bits) - 1);
 }
 
 static void parts_setup(struct parts *a, size_t elem)
@@ -341,11 +349,12 @@ static inline const uint8_t *fp_at(const struct index *ix, uint32_t pos)
            (pos & ((1u << ix->fps.shift) - 1));
 }
 
-/* A slot's fingerprint: the hash's low byte (positions come from its high bits), never
- * 0, which marks an empty position. */
-static inline uint8_t slot_fp(uint32_t h)
+/* A slot's fingerprint: the hash's low byte (positions come from its high bits) under
+ * the snapshot's mask, never 0, which marks an empty position. */
+static inline uint8_t slot_fp(const struct cb_snapshot *s, uint32_t h)
 {
-    return (uint8_t)h != 0 ? (uint8_t)h : 1;
+    uint8_t f = (uint8_t)h & s->fp_mask;
+    return f != 0 ? f : 1;
 }
 
 static void *arena_alloc(struct cb_snapshot *s, size_t n)
@@ -438,6 +447,7 @@ struct cb_snapshot_builder *cb_snapshot_builder_new(void)
         return NULL;
     }
     atomic_init(&b->s->refs, 1);
+    b->s->fp_mask = fp_mask;
     parts_setup(&b->s->recs, sizeof(struct cb_snap_binding));
     for (int t = 0; t <= TAG_CCS; t++) {
         parts_setup(&b->s->bidx[t].p, sizeof(struct slot));
@@ -740,7 +750,7 @@ int cb_snapshot_builder_finish(struct cb_snapshot_builder *sb, uint64_t generati
                 sl->len = len <= SLOT_KEY ? (uint8_t)len : SLOT_LONG;
                 if (len > 0 && len <= SLOT_KEY)
                     memcpy(sl->key, key, len);
-                *(uint8_t *)parts_at(&ix->fps, pos) = slot_fp(h);
+                *(uint8_t *)parts_at(&ix->fps, pos) = slot_fp(s, h);
                 break;
             }
             if (sl->hash == h && binding_equal(rec(s, sl->idx1 - 1), e)) {
@@ -838,7 +848,7 @@ static int slot_insert(struct cb_snapshot *s, uint32_t i)
     uint8_t *f = parts_mut(&ix->fps, pos);
     if (sl == NULL || f == NULL)
         return CB_ENOMEM;
-    *f = slot_fp(h);
+    *f = slot_fp(s, h);
     uint8_t ipbuf[17];
     const char *key;
     size_t len = index_key(e, &key, ipbuf);
@@ -903,6 +913,7 @@ int cb_snapshot_derive(const struct cb_snapshot *old, const struct cb_binding *s
     atomic_init(&s->refs, 1);
     s->generation = generation;
     s->depth = old->depth + 1;
+    s->fp_mask = old->fp_mask;
     /* The arena's first chunk is sized by what this change adds, not 64 KiB. */
     s->arena_bytes = 0;
     s->n_bindings = old->n_bindings;
@@ -1046,7 +1057,7 @@ static long probe(const struct cb_snapshot *s, enum tag tag, uint32_t h, uint16_
                   const void *p, size_t n, uint8_t want_kind)
 {
     const struct index *ix = &s->bidx[tag];
-    const uint8_t fp = slot_fp(h);
+    const uint8_t fp = slot_fp(s, h);
 
     for (uint32_t pos = slot_pos(ix, h);; pos = pos + 1 == ix->cap ? 0 : pos + 1) {
         const uint8_t f = *fp_at(ix, pos);

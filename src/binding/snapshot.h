@@ -96,6 +96,11 @@ int cb_snapshot_derive(const struct cb_snapshot *old, const struct cb_binding *s
  * cross parts; set before building. */
 void cb_snapshot_set_part_bytes(size_t bytes);
 
+/* A probe reads a key's slot only where the key's fingerprint (8 bits of its hash, kept
+ * per index position) matches. Tests keep fewer bits (0: every key has the same one) so
+ * that fingerprints collide; set before building, derived snapshots keep their own. */
+void cb_snapshot_set_fp_bits(unsigned bits);
+
 struct cb_snapshot *cb_snapshot_ref(struct cb_snapshot *s);
 /* Drops one reference; frees at zero. NULL is a no-op. Thread-safe. */
 void cb_snapshot_unref(struct cb_snapshot *s);

@@ -285,6 +285,19 @@ static void test_derive_over_small_parts(void **state)
     cb_snapshot_set_part_bytes(0);
 }
 
+/* Every fingerprint alike: a probe compares each slot of its run, and the removals'
+ * backward shifts move fingerprints with their slots, across parts. */
+static void test_derive_with_colliding_fingerprints(void **state)
+{
+    (void)state;
+    cb_snapshot_set_fp_bits(0);
+    random_changes();
+    cb_snapshot_set_part_bytes(256);
+    random_changes();
+    cb_snapshot_set_part_bytes(0);
+    cb_snapshot_set_fp_bits(8);
+}
+
 static void test_ccs_bindings_need_a_full_build(void **state)
 {
     (void)state;
@@ -321,6 +334,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_derive_equals_full_build_over_random_changes),
         cmocka_unit_test(test_derive_over_small_parts),
+        cmocka_unit_test(test_derive_with_colliding_fingerprints),
         cmocka_unit_test(test_ccs_bindings_need_a_full_build),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

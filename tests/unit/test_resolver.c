@@ -977,6 +977,90 @@ static void test_200000_sni_bindings_each_resolve_to_themselves(void **state)
     cb_snapshot_unref(s);
 }
 
+/* A host name of exactly len bytes (1..CB_NAME_MAX) starting with `first`: labels of at
+ * most 61 bytes, the rest of each label 'k'. Names of one length and different first
+ * letters share their parent. */
+static void name_of_length(size_t len, char first, char *out)
+{
+    for (size_t i = 0; i < len; i++)
+        out[i] = i % 61 == 60 && i + 1 < len ? '.' : 'k';
+    out[0] = first;
+    out[len] = '\0';
+}
+
+static void expect(const struct cb_snapshot *s, const char *sni, enum cb_rule rule, long binding)
+{
+    struct cb_resolve_query q = {.family = AF_INET, .addr = {198, 51, 100, 1}, .port = 443};
+    struct cb_resolution res;
+
+    q.sni = sni;
+    cb_resolve(s, &q, &res);
+    if (res.rule != rule || (rule != CB_RULE_NONE && (long)res.binding != binding))
+        fail_msg("%zu-byte %.12s... resolved to %s #%u, want %s #%ld", strlen(sni), sni,
+                 cb_rule_name(res.rule), res.rule != CB_RULE_NONE ? res.binding : 0,
+                 cb_rule_name(rule), binding);
+}
+
+/* Every name length, exact and wildcard, bound and not, with the probe's fingerprints as
+ * built (8 bits), all alike (0 bits: every probe compares every slot of its run), and all
+ * alike over parts of 256 bytes (runs cross parts). Names up to 52 bytes are compared in
+ * the index slot, longer ones against the binding record. */
+static void test_names_of_every_length_with_colliding_fingerprints(void **state)
+{
+    (void)state;
+    static const struct {
+        unsigned fp_bits;
+        size_t part_bytes;
+    } modes[] = {{8, 0}, {0, 0}, {0, 256}, {2, 256}};
+
+    for (size_t m = 0; m < sizeof(modes) / sizeof(modes[0]); m++) {
+        cb_snapshot_set_fp_bits(modes[m].fp_bits);
+        cb_snapshot_set_part_bytes(modes[m].part_bytes);
+        struct cb_snapshot_builder *sb = cb_snapshot_builder_new();
+        struct cb_snapshot *s = NULL;
+        struct cb_err err = {0};
+        uint32_t exact[CB_NAME_MAX + 1], wild[CB_NAME_MAX + 1];
+        char name[CB_NAME_MAX + 1], word[CB_KEY_TEXT_MAX + 8];
+
+        assert_non_null(sb);
+        for (size_t len = 1; len <= CB_NAME_MAX; len++) {
+            struct cb_binding b;
+            name_of_length(len, 'a', name);
+            snprintf(word, sizeof(word), "hostnameport=%s:443", name);
+            make_binding(word, &b);
+            assert_int_equal(cb_snapshot_builder_add(sb, &b, &exact[len], &err), 0);
+            if (len + 2 > CB_NAME_MAX)
+                continue;
+            name_of_length(len, 'c', name);
+            snprintf(word, sizeof(word), "hostnameport=*.%s:443", name);
+            make_binding(word, &b);
+            assert_int_equal(cb_snapshot_builder_add(sb, &b, &wild[len], &err), 0);
+        }
+        assert_int_equal(cb_snapshot_builder_finish(sb, 1, &s, &err), 0);
+
+        for (size_t len = 1; len <= CB_NAME_MAX; len++) {
+            char query[CB_NAME_MAX + 8];
+            name_of_length(len, 'a', name);
+            expect(s, name, CB_RULE_SNI_EXACT, exact[len]);
+            name_of_length(len, 'b', name); /* same length and parent, not bound */
+            expect(s, name, CB_RULE_NONE, -1);
+            if (len + 2 > CB_NAME_MAX)
+                continue;
+            name_of_length(len, 'c', name);
+            expect(s, name, CB_RULE_NONE, -1); /* a wildcard needs one more label */
+            snprintf(query, sizeof(query), "x.%s", name);
+            expect(s, query, CB_RULE_SNI_WILDCARD, wild[len]);
+            if (len + 4 <= CB_NAME_MAX) {
+                snprintf(query, sizeof(query), "x.y.%s", name);
+                expect(s, query, CB_RULE_NONE, -1);
+            }
+        }
+        cb_snapshot_unref(s);
+    }
+    cb_snapshot_set_fp_bits(8);
+    cb_snapshot_set_part_bytes(0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -990,6 +1074,7 @@ int main(void)
         cmocka_unit_test(test_empty_builder_finishes_to_empty_snapshot),
         cmocka_unit_test(test_find_looks_up_exact_keys),
         cmocka_unit_test(test_200000_sni_bindings_each_resolve_to_themselves),
+        cmocka_unit_test(test_names_of_every_length_with_colliding_fingerprints),
     };
     return cmocka_run_group_tests_name("resolver", tests, NULL, NULL);
 }
