@@ -9,6 +9,7 @@
 #include "binding/snapshot.h"
 
 #include <arpa/inet.h>
+#include <endian.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
@@ -1054,33 +1055,84 @@ const struct cb_ccs_file *cb_snapshot_ccs_file(const struct cb_snapshot *s, size
     return index < s->n_files ? &s->files[index] : NULL;
 }
 
-/* Probes the table of `tag` for hash h and key bytes p[0..n) (for IP keys: family,
- * then the address); want_kind tells IP from ANY_IP. */
+/* Whether the slot at pos holds the key: hash, port and kind, then the key bytes (in the
+ * slot, or in the record for names longer than SLOT_KEY). Its binding index, or -1. */
+static long slot_match(const struct cb_snapshot *s, enum tag tag, uint32_t pos, uint32_t h,
+                       uint16_t port, const void *p, size_t n, uint8_t want_kind)
+{
+    const struct slot *sl = slot_at(&s->bidx[tag], pos);
+
+    if (sl->hash != h || sl->port != port || sl->kind != want_kind)
+        return -1;
+    if (sl->len != SLOT_LONG) {
+        /* ccs keys are empty and come with p == NULL: memcmp must not see them. */
+        return sl->len == n && (n == 0 || memcmp(sl->key, p, n) == 0) ? (long)sl->idx1 - 1 : -1;
+    }
+    const struct cb_snap_binding *e = rec(s, sl->idx1 - 1);
+    size_t off = tag == TAG_WILD ? 2 : 0;
+    if (e->host != NULL && e->host_len - off == n && memcmp(e->host + off, p, n) == 0)
+        return (long)sl->idx1 - 1;
+    return -1;
+}
+
+/* 0x80 in each byte of v that is zero, 0 in the others (exact: no borrow between bytes). */
+static inline uint64_t zero_bytes(uint64_t v)
+{
+    const uint64_t low7 = 0x7f7f7f7f7f7f7f7full;
+    return ~(((v & low7) + low7) | v | low7);
+}
+
+/*
+ * Probes the table of `tag` for hash h and key bytes p[0..n) (for IP keys: family, then
+ * the address); want_kind tells IP from ANY_IP. The fingerprints are read eight at a
+ * time, from 8-byte aligned words (never across a cache line): the positions whose
+ * fingerprint matches, before the first empty one, are the only slots read.
+ */
 static long probe(const struct cb_snapshot *s, enum tag tag, uint32_t h, uint16_t port,
                   const void *p, size_t n, uint8_t want_kind)
 {
     const struct index *ix = &s->bidx[tag];
     const uint8_t fp = slot_fp(s, h);
+    const uint64_t want = 0x0101010101010101ull * fp;
+    const uint64_t part = (uint64_t)1 << ix->fps.shift;
+    uint32_t pos = slot_pos(ix, h);
+    long i;
 
-    for (uint32_t pos = slot_pos(ix, h);; pos = pos + 1 == ix->cap ? 0 : pos + 1) {
-        const uint8_t f = *fp_at(ix, pos);
-        if (f == 0)
-            return -1;
-        if (f != fp)
-            continue;
-        const struct slot *sl = slot_at(ix, pos);
-        if (sl->hash != h || sl->port != port || sl->kind != want_kind)
-            continue;
-        if (sl->len != SLOT_LONG) {
-            /* ccs keys are empty and come with p == NULL: memcmp must not see them. */
-            if (sl->len == n && (n == 0 || memcmp(sl->key, p, n) == 0))
-                return (long)sl->idx1 - 1;
+    /* Six hits in ten lie at their home position: that slot was fetched beside the
+     * fingerprints (prefetch_slot), so it is compared first, without waiting for them. */
+    if (slot_at(ix, pos)->hash == h && (i = slot_match(s, tag, pos, h, port, p, n, want_kind)) >= 0)
+        return i;
+    for (;;) {
+        uint32_t word = pos & ~7u;
+        uint64_t end = ((uint64_t)word & ~(part - 1)) + part; /* parts start 8-aligned */
+        if (end > ix->cap)
+            end = ix->cap;
+        if ((uint64_t)word + 8 <= end) {
+            uint64_t w;
+            memcpy(&w, fp_at(ix, word), 8);
+            w = le64toh(w);
+            uint64_t keep = ~0ull << ((pos - word) * 8); /* positions before pos: not ours */
+            uint64_t empty = zero_bytes(w) & keep;
+            uint64_t cand = zero_bytes(w ^ want) & keep;
+            if (empty != 0)
+                cand &= (empty & (0 - empty)) - 1; /* only those before the first empty */
+            for (; cand != 0; cand &= cand - 1) {
+                uint32_t at = word + (uint32_t)(__builtin_ctzll(cand) >> 3);
+                if ((i = slot_match(s, tag, at, h, port, p, n, want_kind)) >= 0)
+                    return i;
+            }
+            if (empty != 0)
+                return -1;
+            pos = word + 8 == ix->cap ? 0 : word + 8;
             continue;
         }
-        const struct cb_snap_binding *e = rec(s, sl->idx1 - 1);
-        size_t off = tag == TAG_WILD ? 2 : 0;
-        if (e->host != NULL && e->host_len - off == n && memcmp(e->host + off, p, n) == 0)
-            return (long)sl->idx1 - 1;
+        /* The last few positions of a part or of the table: one at a time. */
+        uint8_t f = *fp_at(ix, pos);
+        if (f == 0)
+            return -1;
+        if (f == fp && (i = slot_match(s, tag, pos, h, port, p, n, want_kind)) >= 0)
+            return i;
+        pos = pos + 1 == ix->cap ? 0 : pos + 1;
     }
 }
 
