@@ -8,6 +8,7 @@
 #include "store/store.h"
 
 #include <arpa/inet.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -60,6 +61,93 @@ static void key_of(size_t i, size_t n, struct cb_binding *b)
     }
 }
 
+#define NQ ((size_t)1 << 20)
+
+/* NQ queries (owned, as is *names): hits of each kind and misses, normalised as serve
+ * does. NULL when out of memory. */
+static struct cb_resolve_query *make_queries(size_t n, char (**names_out)[64])
+{
+    struct cb_resolve_query *q = calloc(NQ, sizeof(*q));
+    char(*names)[64] = calloc(NQ, sizeof(*names));
+    unsigned seed = 12345;
+
+    if (q == NULL || names == NULL) {
+        free(q);
+        free(names);
+        return NULL;
+    }
+    for (size_t i = 0; i < NQ; i++) {
+        size_t k = (size_t)rand_r(&seed) % n;
+        q[i].family = AF_INET;
+        q[i].addr[0] = 127;
+        q[i].addr[3] = 1;
+        q[i].port = 443;
+        if (k < n / 2)
+            snprintf(names[i], sizeof(names[i]), "site%zu.example.com", k);
+        else if (k < n / 2 + n / 4)
+            snprintf(names[i], sizeof(names[i]), "www.zone%zu.example.net", k);
+        else if (i % 2)
+            snprintf(names[i], sizeof(names[i]), "miss%zu.example.org", k);
+        else {
+            q[i].addr[0] = 10;
+            q[i].addr[1] = (uint8_t)(k >> 16);
+            q[i].addr[2] = (uint8_t)(k >> 8);
+            q[i].addr[3] = (uint8_t)k;
+        }
+        q[i].sni = names[i][0] ? names[i] : NULL;
+    }
+    *names_out = names;
+    return q;
+}
+
+/*
+ * `bench-resolve N fixed`: the snapshot built directly (no store), then one pass over the
+ * NQ queries, untimed: the same work in every build, for counting instructions and cache
+ * misses under cachegrind (bench/resolve-ab with CACHEGRIND=1). `fixed0` does the same
+ * without the lookups: the difference is what the lookups cost.
+ */
+static int fixed_pass(size_t n, bool lookups)
+{
+    struct cb_snapshot_builder *sb = cb_snapshot_builder_new();
+    struct cb_snapshot *snap = NULL;
+    struct cb_err err = {0};
+    struct cb_binding b;
+    char(*names)[64] = NULL;
+    size_t hits = 0;
+
+    if (sb == NULL)
+        return 1;
+    cb_binding_init(&b);
+    memcpy(b.certhash, "0123456789ABCDEF0123456789ABCDEF01234567", 41);
+    for (size_t i = 0; i < n; i++) {
+        key_of(i, n, &b);
+        if (cb_snapshot_builder_add(sb, &b, NULL, &err) != 0) {
+            cb_snapshot_builder_free(sb);
+            fprintf(stderr, "add: %s\n", err.msg);
+            return 1;
+        }
+    }
+    if (cb_snapshot_builder_finish(sb, 1, &snap, &err) != 0) {
+        fprintf(stderr, "build: %s\n", err.msg);
+        return 1;
+    }
+    struct cb_resolve_query *q = make_queries(n, &names);
+    if (q == NULL) {
+        cb_snapshot_unref(snap);
+        return 1;
+    }
+    for (size_t i = 0; lookups && i < NQ; i++) {
+        struct cb_resolution r;
+        cb_resolve(snap, &q[i], &r);
+        hits += r.rule != CB_RULE_NONE;
+    }
+    printf("lookups %zu hits %zu\n", NQ, hits);
+    cb_snapshot_unref(snap);
+    free(q);
+    free(names);
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     size_t n = argc > 1 ? strtoul(argv[1], NULL, 10) : 1000000;
@@ -69,6 +157,8 @@ int main(int argc, char **argv)
     struct cb_err err = {0};
     struct cb_binding b;
 
+    if (argc > 2 && (strcmp(argv[2], "fixed") == 0 || strcmp(argv[2], "fixed0") == 0))
+        return fixed_pass(n, strcmp(argv[2], "fixed") == 0);
     if (mkdtemp(dir) == NULL || cb_store_open(dir, CB_STORE_WRITE, &st, &err) != 0) {
         fprintf(stderr, "store: %s\n", err.msg);
         return 1;
@@ -103,31 +193,11 @@ int main(int argc, char **argv)
     long rss1 = rss_kb();
     cb_store_close(st);
 
-    /* Queries: hits of each kind and misses, normalised as serve does. */
-    size_t nq = 1 << 20;
-    struct cb_resolve_query *q = calloc(nq, sizeof(*q));
-    char(*names)[64] = calloc(nq, sizeof(*names));
-    unsigned seed = 12345;
-    for (size_t i = 0; i < nq; i++) {
-        size_t k = (size_t)rand_r(&seed) % n;
-        q[i].family = AF_INET;
-        q[i].addr[0] = 127;
-        q[i].addr[3] = 1;
-        q[i].port = 443;
-        if (k < n / 2)
-            snprintf(names[i], sizeof(names[i]), "site%zu.example.com", k);
-        else if (k < n / 2 + n / 4)
-            snprintf(names[i], sizeof(names[i]), "www.zone%zu.example.net", k);
-        else if (i % 2)
-            snprintf(names[i], sizeof(names[i]), "miss%zu.example.org", k);
-        else {
-            q[i].addr[0] = 10;
-            q[i].addr[1] = (uint8_t)(k >> 16);
-            q[i].addr[2] = (uint8_t)(k >> 8);
-            q[i].addr[3] = (uint8_t)k;
-        }
-        q[i].sni = names[i][0] ? names[i] : NULL;
-    }
+    size_t nq = NQ;
+    char(*names)[64] = NULL;
+    struct cb_resolve_query *q = make_queries(n, &names);
+    if (q == NULL)
+        return 1;
     /* Rounds of 2^18 lookups for about 2 s: the median round, and the best one (on a
      * shared machine the least disturbed by other work). */
     struct cb_resolution r;
