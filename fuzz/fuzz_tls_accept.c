@@ -70,7 +70,8 @@ struct world {
     struct cb_snapshot *snap;
     struct cb_tls_cache *cache;
     struct cb_tls_entry bind_tls[N_BINDINGS];
-    struct cb_cow tls_table; /* bind_tls as cb_hello_choose takes it (the references stay in bind_tls) */
+    struct cb_cow
+        tls_table; /* bind_tls as cb_hello_choose takes it (the references stay in bind_tls) */
     SSL_CTX *default_ctx;
     X509 *leaf[N_CERTS];
 };

@@ -891,7 +891,8 @@ static int derive_remove(struct cb_snapshot *s, struct movemap *src, uint32_t i)
 
 static int cmp_move(const void *a, const void *b)
 {
-    uint32_t x = ((const struct cb_snapshot_move *)a)->at, y = ((const struct cb_snapshot_move *)b)->at;
+    uint32_t x = ((const struct cb_snapshot_move *)a)->at,
+             y = ((const struct cb_snapshot_move *)b)->at;
     return x < y ? -1 : x > y;
 }
 
@@ -1028,8 +1029,8 @@ int cb_snapshot_derive(const struct cb_snapshot *old, const struct cb_binding *s
 {
     struct cb_snapshot_move *moves = NULL;
     size_t n_moves = 0;
-    int ret = cb_snapshot_derive_moves(old, set, n_set, removed, n_removed, generation, out,
-                                       &moves, &n_moves, err);
+    int ret = cb_snapshot_derive_moves(old, set, n_set, removed, n_removed, generation, out, &moves,
+                                       &n_moves, err);
     if (ret != 0)
         return ret;
     size_t n = (*out)->n_bindings;

@@ -440,7 +440,8 @@ static long new_index(uint32_t j, size_t n, const struct cb_snapshot_move *moves
                       const struct moved *moved, size_t n_moved)
 {
     struct moved mk = {.from = j};
-    const struct moved *m = n_moved ? bsearch(&mk, moved, n_moved, sizeof(*moved), cmp_moved) : NULL;
+    const struct moved *m =
+        n_moved ? bsearch(&mk, moved, n_moved, sizeof(*moved), cmp_moved) : NULL;
     if (m != NULL)
         return m->at;
     struct cb_snapshot_move k = {.at = j};
@@ -454,10 +455,9 @@ static int tables_share(struct cb_runtime *rt, const struct cb_runtime *old, siz
 {
     if (cb_cow_share(&rt->bind_tls, &old->bind_tls) != 0 ||
         cb_cow_share(&rt->backends, &old->backends) != 0 ||
-        cb_cow_share(&rt->active, &old->active) != 0 ||
-        cb_cow_share(&rt->stat, &old->stat) != 0 || cb_cow_resize(&rt->bind_tls, n) != 0 ||
-        cb_cow_resize(&rt->backends, n) != 0 || cb_cow_resize(&rt->active, n) != 0 ||
-        cb_cow_resize(&rt->stat, n) != 0)
+        cb_cow_share(&rt->active, &old->active) != 0 || cb_cow_share(&rt->stat, &old->stat) != 0 ||
+        cb_cow_resize(&rt->bind_tls, n) != 0 || cb_cow_resize(&rt->backends, n) != 0 ||
+        cb_cow_resize(&rt->active, n) != 0 || cb_cow_resize(&rt->stat, n) != 0)
         return CB_ENOMEM;
     return 0;
 }
@@ -639,7 +639,7 @@ int cb_runtime_derive(struct cb_store *st, struct cb_tls_cache *cache, const str
          * (for the cap) and counters. */
         struct cb_binding_key key;
         long j = cb_key_parse_word(b->key_text, &key, NULL) == 0 ? cb_snapshot_find(old->snap, &key)
-                                                                : -1;
+                                                                 : -1;
         if (j >= 0) {
             *sl.active = *(const uint32_t *)cb_cow_at(&old->active, (size_t)j);
             *sl.stat = *(struct cb_metrics_entry *const *)cb_cow_at(&old->stat, (size_t)j);

@@ -108,8 +108,8 @@ int cb_staples_derive(struct cb_store *st, struct cb_runtime *rt, const struct c
         if (i > 0 && strcmp(read[i - 1], read[i]) == 0)
             continue;
         memmove(read[n_found], read[i], sizeof(*read));
-        if (cb_store_ocsp_read(st, read[n_found], &found[n_found].der, &found[n_found].len,
-                               NULL) != 0)
+        if (cb_store_ocsp_read(st, read[n_found], &found[n_found].der, &found[n_found].len, NULL) !=
+            0)
             found[n_found].der = NULL; /* none cached (yet), or unreadable: no staple */
         n_found++;
     }
@@ -125,7 +125,7 @@ int cb_staples_derive(struct cb_store *st, struct cb_runtime *rt, const struct c
     }
     /* Old's responses but those read again, then what was read. */
     if ((s = cb_tls_staples_new()) == NULL ||
-        cb_tls_staples_add_all_from(s, old->staples, (const char(*)[CB_THUMB_LEN + 1])read,
+        cb_tls_staples_add_all_from(s, old->staples, (const char(*)[CB_THUMB_LEN + 1]) read,
                                     n_found) != 0)
         goto out_free;
     for (size_t i = 0; i < n_found; i++) {

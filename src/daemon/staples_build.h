@@ -2,11 +2,11 @@
  * The OCSP responses a worker's runtime staples (tls/staple.h), read from the cache in
  * the state folder (store/ocsp.h): every bound certificate's when a runtime is built
  * from scratch; when one is derived, only those of new bindings and of the certificates
- * whose response changed, the rest shared with the old runtime (nothing per binding). A response is a small
- * local file (at most CB_STORE_OCSP_MAX bytes, read in one open and one read), and a
- * change reads only the changed ones, which is why this runs where the runtime is built
- * (on the loop for a change, on the thread pool for a full read) as the certificates'
- * own stat() calls do, rather than on a thread of its own.
+ * whose response changed, the rest shared with the old runtime (nothing per binding). A response is
+ * a small local file (at most CB_STORE_OCSP_MAX bytes, read in one open and one read), and a change
+ * reads only the changed ones, which is why this runs where the runtime is built (on the loop for a
+ * change, on the thread pool for a full read) as the certificates' own stat() calls do, rather than
+ * on a thread of its own.
  */
 #ifndef CB_DAEMON_STAPLES_BUILD_H
 #define CB_DAEMON_STAPLES_BUILD_H

@@ -41,10 +41,10 @@ struct cb_runtime {
      * change costs what it changes, not N. Write only through cb_cow_mut (never into a
      * part another runtime holds): a connection may still be running on that runtime.
      */
-    struct cb_cow bind_tls; /* struct cb_tls_entry (unused for ccs bindings) */
-    struct cb_cow backends; /* struct cb_backend */
-    struct cb_cow active;   /* uint32_t: open connections (for the per-binding cap) */
-    struct cb_cow stat;     /* struct cb_metrics_entry *: its counters, found on first use */
+    struct cb_cow bind_tls;        /* struct cb_tls_entry (unused for ccs bindings) */
+    struct cb_cow backends;        /* struct cb_backend */
+    struct cb_cow active;          /* uint32_t: open connections (for the per-binding cap) */
+    struct cb_cow stat;            /* struct cb_metrics_entry *: its counters, found on first use */
     struct cb_tls_entry *file_tls; /* per central-store file */
     /* uint32_t per port (65536, util/cow.h): how many bindings other than IP ones it has,
      * i.e. whether a socket for any local address listens on it (net/listen.h). */

@@ -39,8 +39,8 @@ struct cb_hello_choice {
 };
 
 /*
- * Chooses for ssl's ClientHello: bind_tls (struct cb_tls_entry, util/cow.h) is indexed by binding, file_tls by ccs
- * file (both borrowed, as snap). local is the address the connection reached, with
+ * Chooses for ssl's ClientHello: bind_tls (struct cb_tls_entry, util/cow.h) is indexed by binding,
+ * file_tls by ccs file (both borrowed, as snap). local is the address the connection reached, with
  * v4-mapped IPv6 already turned into AF_INET. The first ClientHello for a
  * certificate loads it (cb_tls_entry_load), unless defer_load: then the outcome is
  * CB_HELLO_UNPARSED and the caller parses it off the loop and asks again. After

@@ -97,9 +97,8 @@ static void store_set(unsigned k, bool insert)
     struct cb_binding b;
     struct cb_err err = {0};
     make_binding(&b, k, thumb_of[k], backend_of[k]);
-    assert_int_equal(insert ? cb_store_binding_insert(st, &b, &err)
-                            : cb_store_binding_update(st, &b, &err),
-                     0);
+    assert_int_equal(
+        insert ? cb_store_binding_insert(st, &b, &err) : cb_store_binding_update(st, &b, &err), 0);
 }
 
 static int setup(void **unused)
