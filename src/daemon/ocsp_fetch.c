@@ -100,13 +100,56 @@ void cb_ocsp_fetcher_stop(struct cb_ocsp_fetcher *f)
 
 /* ---- which certificates ------------------------------------------------------ */
 
+/* The certificates found by a scan, each once: a binding's thumbprint is looked up in a
+ * hash index of those found so far, so a million bindings over a hundred certificates
+ * make a hundred entries, not a million to sort. */
 struct scan {
     struct entry *v;
     size_t n, cap;
+    uint32_t *slot; /* entry index + 1, 0: empty; open addressing */
+    size_t mask;
 };
+
+static uint32_t thumb_hash(const char *thumb)
+{
+    uint32_t h = 2166136261u;
+    for (; *thumb; thumb++)
+        h = (h ^ (unsigned char)*thumb) * 16777619u;
+    return h;
+}
+
+/* The slot of thumb in s's index: its entry's, or the empty one it would take. */
+static uint32_t *scan_slot(const struct scan *s, const char *thumb)
+{
+    size_t pos = thumb_hash(thumb) & s->mask;
+    while (s->slot[pos] != 0 && strcmp(s->v[s->slot[pos] - 1].thumb, thumb) != 0)
+        pos = (pos + 1) & s->mask;
+    return &s->slot[pos];
+}
+
+/* Makes the index twice as large (at most half full). CB_ENOMEM. */
+static int scan_grow(struct scan *s)
+{
+    size_t size = s->slot != NULL ? 2 * (s->mask + 1) : 64;
+    uint32_t *old = s->slot;
+    if ((s->slot = calloc(size, sizeof(*s->slot))) == NULL) {
+        s->slot = old;
+        return CB_ENOMEM;
+    }
+    s->mask = size - 1;
+    for (size_t i = 0; i < s->n; i++)
+        *scan_slot(s, s->v[i].thumb) = (uint32_t)i + 1;
+    free(old);
+    return 0;
+}
 
 static int add_entry(struct scan *s, const struct cb_binding *b, const char *thumb)
 {
+    if ((s->slot == NULL || 2 * (s->n + 1) > s->mask + 1) && scan_grow(s) != 0)
+        return CB_ENOMEM;
+    uint32_t *slot = scan_slot(s, thumb);
+    if (*slot != 0)
+        return 0; /* one certificate, several bindings: the first one names it */
     if (s->n == s->cap) {
         size_t cap = s->cap ? s->cap * 2 : 16;
         struct entry *nv = realloc(s->v, cap * sizeof(*nv));
@@ -119,6 +162,7 @@ static int add_entry(struct scan *s, const struct cb_binding *b, const char *thu
     memset(e, 0, sizeof(*e));
     memcpy(e->thumb, thumb, sizeof(e->thumb));
     cb_key_format(&b->key, e->key, sizeof(e->key));
+    *slot = (uint32_t)s->n;
     return 0;
 }
 
@@ -149,7 +193,9 @@ static void rescan(struct cb_ocsp_fetcher *f, int64_t now)
     char q[900];
     size_t out = 0;
 
-    if (cb_store_binding_foreach(f->st, NULL, on_binding, &s, &err) != 0) {
+    int ret = cb_store_binding_foreach(f->st, NULL, on_binding, &s, &err);
+    free(s.slot);
+    if (ret != 0) {
         cb_log("error", "ocsp_scan_failed", "reason=%s",
                cb_log_quote(err.msg[0] ? err.msg : "out of memory", q, sizeof(q)));
         free(s.v);
