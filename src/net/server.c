@@ -132,7 +132,9 @@ void cb_server_swap_runtime(struct cb_server *srv, struct cb_runtime *rt)
         if (cb_key_parse_word(c->binding->key_text, &key, NULL) != 0 ||
             (i = cb_snapshot_find(rt->snap, &key)) < 0 ||
             (!carried && (n = cb_cow_mut(&rt->active, (size_t)i)) == NULL)) {
-            c->counted = false; /* the binding is gone: there is no cap left to hold */
+            /* The binding is gone: there is no cap left to hold (or, out of memory for
+             * its part, it is not counted: the cap errs on letting one more in). */
+            c->counted = false;
             continue;
         }
         c->cap_idx = (uint32_t)i;
