@@ -87,14 +87,17 @@ int cb_cli_batch(struct cb_cli *cli)
     line = malloc(CB_BATCH_LINE_MAX + 1);
     split = malloc(CB_BATCH_LINE_MAX + 1);
     lc = malloc(sizeof(*lc)); /* one command line's state, reused for every line */
-    if (line == NULL || split == NULL || lc == NULL) {
+    if (line == NULL || split == NULL || lc == NULL ||
+        cb_cert_keycache_new(&b.keys, &cli->err) != 0) {
         ret = cb_err_set(&cli->err, CB_ENOMEM, "out of memory");
         goto out_free;
     }
     for (;;) {
         size_t len;
         int n;
-        lineno++;
+        b.line = ++lineno;
+        if (b.st != NULL)
+            cb_store_batch_line(b.st, lineno);
         ret = cb_batch_read_line(f, line, CB_BATCH_LINE_MAX + 1, &len);
         if (ret == CB_ENOENT) {
             ret = 0;
@@ -116,13 +119,21 @@ int cb_cli_batch(struct cb_cli *cli)
             n > 0)
             ret = run_line(cli, &b, words, n, lc);
         if (ret != 0) {
-            cb_err_set(&cli->err, ret, "%s:%lu: %s", name, lineno,
+            /* A file an earlier line queued that could not be written is that line's. */
+            unsigned long at = b.st != NULL ? cb_store_batch_failed_line(b.st) : 0;
+            cb_err_set(&cli->err, ret, "%s:%lu: %s", name, at ? at : lineno,
                        lc->err.msg[0] ? lc->err.msg : cb_strerror(ret));
             goto out_rollback;
         }
     }
-    if (b.st != NULL && (ret = cb_store_batch_commit(b.st, &cli->err)) != 0)
+    if (b.st != NULL && (ret = cb_store_batch_commit(b.st, &lc->err)) != 0) {
+        unsigned long at = cb_store_batch_failed_line(b.st);
+        if (at != 0)
+            cb_err_set(&cli->err, ret, "%s:%lu: %s", name, at, lc->err.msg);
+        else
+            cli->err = lc->err;
         goto out_close;
+    }
     print_summary(cli, &b, name);
     goto out_close;
 out_rollback:
@@ -131,6 +142,7 @@ out_rollback:
 out_close:
     cb_cli_close_batch_store(&b);
 out_free:
+    cb_cert_keycache_free(b.keys);
     free(lc);
     free(split);
     free(line);
