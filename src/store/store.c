@@ -930,7 +930,8 @@ static int binding_write(struct cb_store *st, const struct cb_binding *b, bool i
     int ret, rc;
 
     cb_key_format(&b->key, text, sizeof(text));
-    if ((ret = prepare(
+    /* Kept prepared: a batch writes a binding on most of its lines. */
+    if ((ret = cb_store__prepare_cached(
              st,
              insert ? "INSERT INTO bindings(key, certhash, appid, backend, ccspath, flags, proxy, "
                       "clientca, certhash2) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)"
