@@ -165,10 +165,10 @@ static EVP_PKEY *pem_key(const unsigned char *buf, size_t len, const char *passw
 }
 
 struct cb_cert_keycache {
-    char path[CB_PATH_MAX + 1]; /* the key file last read, "" before the first */
-    struct stat st;             /* its device, inode, size and change times then */
-    EVP_PKEY *key;              /* its key, owned (a reference each bundle takes) */
-    char *pem;                  /* the key as the store writes it (PKCS#8 PEM), owned */
+    unsigned char *raw; /* the bytes of the key file last parsed, owned (cleansed) */
+    size_t raw_len;
+    EVP_PKEY *key; /* its key, owned (a reference each bundle takes) */
+    char *pem;     /* the key as the store writes it (PKCS#8 PEM), owned */
     size_t pem_len;
     unsigned char *spki; /* its public key as a certificate holds it (DER), owned */
     int spki_len;
@@ -197,7 +197,11 @@ static void keycache_drop(struct cb_cert_keycache *kc)
     }
     OPENSSL_free(kc->spki);
     kc->spki = NULL;
-    kc->path[0] = '\0';
+    if (kc->raw != NULL) {
+        OPENSSL_cleanse(kc->raw, kc->raw_len);
+        free(kc->raw);
+        kc->raw = NULL;
+    }
 }
 
 void cb_cert_keycache_free(struct cb_cert_keycache *kc)
@@ -228,42 +232,39 @@ static char *key_to_pem(EVP_PKEY *key, size_t *len)
     return out;
 }
 
-static bool same_file(const struct stat *a, const struct stat *b)
-{
-    return a->st_dev == b->st_dev && a->st_ino == b->st_ino && a->st_size == b->st_size &&
-           a->st_mtim.tv_sec == b->st_mtim.tv_sec && a->st_mtim.tv_nsec == b->st_mtim.tv_nsec &&
-           a->st_ctim.tv_sec == b->st_ctim.tv_sec && a->st_ctim.tv_nsec == b->st_ctim.tv_nsec;
-}
-
 /*
- * The unencrypted key in key_path through kc: read and parsed once while the file stays the
- * same (device, inode, size, modification and change times). Returns a new reference, or
- * NULL (*enc set when the key is encrypted) with ret in *ret when the file cannot be read.
+ * The unencrypted key in key_path through kc: the file is read for every call (a small read
+ * from the page cache) and parsed again only when its bytes differ from the last ones, so a
+ * key file rewritten between two lines, however quickly, is never taken for the old one.
+ * Returns a new reference, or NULL (*enc set when the key is encrypted) with *ret set when
+ * the file cannot be read.
  */
 static EVP_PKEY *keycache_get(struct cb_cert_keycache *kc, const char *key_path, bool *enc,
                               int *ret, struct cb_err *err)
 {
     unsigned char *kbuf = NULL;
     size_t klen = 0;
-    struct stat st;
     EVP_PKEY *k;
 
-    *ret = 0;
-    bool have_st = stat(key_path, &st) == 0;
-    if (have_st && kc->key != NULL && strcmp(kc->path, key_path) == 0 && same_file(&st, &kc->st)) {
+    if ((*ret = read_file(key_path, &kbuf, &klen, err)) != 0)
+        return NULL;
+    if (kc->key != NULL && klen == kc->raw_len && CRYPTO_memcmp(kbuf, kc->raw, klen) == 0) {
+        OPENSSL_cleanse(kbuf, klen);
+        free(kbuf);
         EVP_PKEY_up_ref(kc->key);
         return kc->key;
     }
-    if ((*ret = read_file(key_path, &kbuf, &klen, err)) != 0)
+    if ((k = pem_key(kbuf, klen, NULL, enc)) == NULL) {
+        OPENSSL_cleanse(kbuf, klen);
+        free(kbuf);
         return NULL;
-    k = pem_key(kbuf, klen, NULL, enc);
-    OPENSSL_cleanse(kbuf, klen);
-    free(kbuf);
-    if (k == NULL || !have_st || strlen(key_path) >= sizeof(kc->path))
-        return k;
+    }
     keycache_drop(kc);
+    kc->raw = kbuf;
+    kc->raw_len = klen;
     if ((kc->pem = key_to_pem(k, &kc->pem_len)) == NULL) {
         ERR_clear_error();
+        keycache_drop(kc);
         return k; /* not kept: encoded again when written */
     }
     kc->spki_len = i2d_PUBKEY(k, &kc->spki);
@@ -271,8 +272,6 @@ static EVP_PKEY *keycache_get(struct cb_cert_keycache *kc, const char *key_path,
         kc->spki = NULL; /* left unset by a failed i2d: certificates take the general path */
         ERR_clear_error();
     }
-    memcpy(kc->path, key_path, strlen(key_path) + 1);
-    kc->st = st;
     EVP_PKEY_up_ref(k);
     kc->key = k;
     return k;

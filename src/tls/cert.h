@@ -24,9 +24,12 @@ struct cb_cert_bundle; /* a leaf, its chain and its private key */
 int cb_cert_bundle_load(const char *path, const char *key_path, const char *password,
                         struct cb_cert_bundle **out, struct cb_err *err) CB_MUST_CHECK;
 /*
- * A cache of one key file for a batch that names the same key= on many lines: the file is
- * read and parsed again only when it changed (device, inode, size, times); an encrypted key
- * is never kept. Owned by its caller: cb_cert_keycache_free() cleanses and frees it.
+ * A cache of one key for a batch that names the same key= file on many lines: the file is
+ * read for every certificate, but parsed (and encoded as the store writes it) only when its
+ * bytes differ from the last ones; an encrypted key is never kept. Certificates loaded with
+ * it skip OpenSSL 3.0's public-key decoding (their leaf is the one whose public key is the
+ * key's, byte for byte; anything else takes the general path). Owned by its caller:
+ * cb_cert_keycache_free() cleanses and frees it.
  */
 struct cb_cert_keycache;
 int cb_cert_keycache_new(struct cb_cert_keycache **out, struct cb_err *err) CB_MUST_CHECK;
