@@ -109,12 +109,12 @@ int cb_certstore_import_batch(struct cb_store *st, const struct cb_cert_bundle *
     size_t cert_len, key_len;
     uid_t uid = (uid_t)-1;
     gid_t gid = (gid_t)-1;
+    struct cb_cert_row row;
     struct cb_user u;
     int ret;
 
     if (!cb_store_in_batch(st))
         return cb_err_set(err, CB_EINVAL, "internal: a batch import outside a batch");
-    struct cb_cert_row row;
     if (cb_store_cert_get(st, info->thumbprint, &row, NULL) == 0) {
         cb_cert_row_clear(&row);
         /* Its files may still be on their way to the disk: the copies are checked after. */

@@ -75,6 +75,7 @@ int cb_cli_batch(struct cb_cli *cli)
     const bool is_stdin = strcmp(cli->batch_file, "-") == 0;
     const char *name = is_stdin ? stdin_name : cli->batch_file;
     struct cb_cli_batch b = {0};
+    struct cb_err commit_err;
     struct cb_cli *lc = NULL;
     char *line = NULL, *split = NULL, *words[CB_BATCH_WORDS_MAX];
     unsigned long lineno = 0;
@@ -126,12 +127,13 @@ int cb_cli_batch(struct cb_cli *cli)
             goto out_rollback;
         }
     }
-    if (b.st != NULL && (ret = cb_store_batch_commit(b.st, &lc->err)) != 0) {
+    if (b.st != NULL && (ret = cb_store_batch_commit(b.st, &commit_err)) != 0) {
+        /* A file that could not be written is the line's that added it. */
         unsigned long at = cb_store_batch_failed_line(b.st);
         if (at != 0)
-            cb_err_set(&cli->err, ret, "%s:%lu: %s", name, at, lc->err.msg);
+            cb_err_set(&cli->err, ret, "%s:%lu: %s", name, at, commit_err.msg);
         else
-            cli->err = lc->err;
+            cli->err = commit_err;
         goto out_close;
     }
     print_summary(cli, &b, name);
