@@ -22,12 +22,13 @@ struct job {
 };
 
 struct cb_filewriter {
-    pthread_t thread;
+    pthread_t threads[CB_FILEWRITER_THREADS];
+    int n_threads; /* started */
     pthread_mutex_t lock;
     pthread_cond_t changed;               /* a job queued, taken or done; or stop */
     struct job jobs[CB_FILEWRITER_QUEUE]; /* a ring: head is the next to write */
     size_t head, count;
-    bool busy;  /* the writer holds a job it took from the ring */
+    int busy;   /* jobs the threads took from the ring and are writing */
     bool stop;  /* finish: no more jobs come */
     int failed; /* the first failure (a CB_E*), 0 while none */
     unsigned long failed_tag;
@@ -112,15 +113,17 @@ static void *run(void *arg)
         w->jobs[w->head].path = NULL;
         w->head = (w->head + 1) % CB_FILEWRITER_QUEUE;
         w->count--;
-        w->busy = true;
-        bool skip = w->failed != 0; /* after a failure the batch is lost: write nothing more */
+        w->busy++;
+        /* After a failure the batch is lost: only files of earlier lines are still written,
+         * to know whether one of them fails first. */
+        bool skip = w->failed != 0 && j.tag > w->failed_tag;
         pthread_cond_broadcast(&w->changed);
         pthread_mutex_unlock(&w->lock);
         int ret = skip ? 0 : write_job(&j, &err);
         free_data(&j);
         pthread_mutex_lock(&w->lock);
-        w->busy = false;
-        if (ret != 0 && w->failed == 0) {
+        w->busy--;
+        if (ret != 0 && (w->failed == 0 || j.tag < w->failed_tag)) {
             w->failed = ret;
             w->failed_tag = j.tag;
             w->err = err;
@@ -134,13 +137,16 @@ static void *run(void *arg)
 int cb_filewriter_start(struct cb_filewriter **out, struct cb_err *err)
 {
     struct cb_filewriter *w = calloc(1, sizeof(*w));
-    int e;
+    int e = 0;
 
     if (w == NULL)
         return cb_err_set(err, CB_ENOMEM, "out of memory");
     pthread_mutex_init(&w->lock, NULL);
     pthread_cond_init(&w->changed, NULL);
-    if ((e = pthread_create(&w->thread, NULL, run, w)) != 0) {
+    while (w->n_threads < CB_FILEWRITER_THREADS &&
+           (e = pthread_create(&w->threads[w->n_threads], NULL, run, w)) == 0)
+        w->n_threads++;
+    if (w->n_threads == 0) {
         pthread_cond_destroy(&w->changed);
         pthread_mutex_destroy(&w->lock);
         free(w);
@@ -150,11 +156,14 @@ int cb_filewriter_start(struct cb_filewriter **out, struct cb_err *err)
     return 0;
 }
 
-/* The first failure, with the lock held. */
+/* The first failure, with the lock held: once every file taken is written, since one of
+ * an earlier line may still fail. */
 static int failure(struct cb_filewriter *w, unsigned long *failed_tag, struct cb_err *err)
 {
     if (w->failed == 0)
         return 0;
+    while (w->busy > 0)
+        pthread_cond_wait(&w->changed, &w->lock);
     if (failed_tag != NULL)
         *failed_tag = w->failed_tag;
     if (err != NULL)
@@ -193,7 +202,7 @@ int cb_filewriter_wait(struct cb_filewriter *w, unsigned long *failed_tag, struc
     int ret;
 
     pthread_mutex_lock(&w->lock);
-    while ((w->count > 0 || w->busy) && w->failed == 0)
+    while ((w->count > 0 || w->busy > 0) && w->failed == 0)
         pthread_cond_wait(&w->changed, &w->lock);
     ret = failure(w, failed_tag, err);
     pthread_mutex_unlock(&w->lock);
@@ -210,7 +219,8 @@ int cb_filewriter_finish(struct cb_filewriter *w, unsigned long *failed_tag, str
     w->stop = true;
     pthread_cond_broadcast(&w->changed);
     pthread_mutex_unlock(&w->lock);
-    pthread_join(w->thread, NULL);
+    for (int i = 0; i < w->n_threads; i++)
+        pthread_join(w->threads[i], NULL);
     ret = failure(w, failed_tag, err);
     pthread_cond_destroy(&w->changed);
     pthread_mutex_destroy(&w->lock);

@@ -1,9 +1,10 @@
 /*
- * A file writer on a thread of its own: new files are handed over with their bytes and
+ * A file writer on threads of its own: new files are handed over with their bytes and
  * created while the caller goes on (a batch parses the next certificate while the kernel
  * creates the last one's files). The queue is bounded, so memory stays flat however many
- * files pass through it; the first failure is kept with the caller's tag (a batch's line
- * number) and stops the writing.
+ * files pass through it. The failure with the smallest tag (the caller's, a batch's line
+ * number; tags must not decrease from one file to the next) is kept: once one failed, files
+ * with larger tags are no longer written (some may already be: the caller removes them).
  */
 #ifndef CB_UTIL_FILEWRITER_H
 #define CB_UTIL_FILEWRITER_H
@@ -16,6 +17,9 @@
 struct cb_filewriter;
 
 #define CB_FILEWRITER_QUEUE 256 /* files waiting at most; cb_filewriter_add blocks beyond */
+/* Threads writing: creating a file waits on the disk (ext4 reads inode table blocks to find
+ * a free inode), so several creations in flight overlap those waits. */
+#define CB_FILEWRITER_THREADS 2
 
 /* Starts a writer (owned, ended with cb_filewriter_finish). Errors: CB_ENOMEM, CB_EIO. */
 int cb_filewriter_start(struct cb_filewriter **out, struct cb_err *err) CB_MUST_CHECK;

