@@ -120,10 +120,16 @@ int cb_cli_batch(struct cb_cli *cli)
             n > 0)
             ret = run_line(cli, &b, words, n, lc);
         if (ret != 0) {
-            /* A file an earlier line queued that could not be written is that line's. */
+            /* A file an earlier line queued that could not be written is the first error:
+             * the files still on their way are waited for to know. */
+            struct cb_err werr;
+            int wret = b.st != NULL ? cb_store_batch_wait_files(b.st, &werr) : 0;
             unsigned long at = b.st != NULL ? cb_store_batch_failed_line(b.st) : 0;
-            cb_err_set(&cli->err, ret, "%s:%lu: %s", name, at ? at : lineno,
-                       lc->err.msg[0] ? lc->err.msg : cb_strerror(ret));
+            if (at != 0 && at < lineno && wret != 0)
+                cb_err_set(&cli->err, wret, "%s:%lu: %s", name, at, werr.msg);
+            else
+                cb_err_set(&cli->err, ret, "%s:%lu: %s", name, at ? at : lineno,
+                           lc->err.msg[0] ? lc->err.msg : cb_strerror(ret));
             goto out_rollback;
         }
     }

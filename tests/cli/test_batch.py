@@ -401,3 +401,10 @@ def test_a_file_that_cannot_be_written_fails_its_own_line_and_nothing_changes(cb
     assert cb.bindings() == []
     assert [p for d in ("certs", "keys") for p in (cb.state / d).iterdir()
             if ".tmp" in p.name] == []
+    # The next line fails on its own, before the writer got to the file: the file of the
+    # line before is still the first error.
+    lines[2 * blocked + 1] = "delete sslcert ccs=1"
+    write_batch(cb, "# header\n" + "\n".join(lines) + "\n")
+    msg = cb.fails(1, "-f", batch, match="cannot write")
+    assert msg.startswith("%s:%d: " % (batch, 2 + 2 * blocked)), msg
+    assert (cb.certs(), store_files(cb)) == before
