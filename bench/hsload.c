@@ -28,6 +28,12 @@
  * counted apart (SSL_session_reused); a handshake that offered a session and was not
  * resumed counts as full, and a slot that gets no ticket counts a "ticket" error.
  *
+ * -1 is a sweep: each name of -n FILE is sent once, in the file's order (shuffle the file
+ * for a random order), with -c connections in flight; the run ends when every name has
+ * had its handshake (or its error: a failed name is counted, not retried), or after -d
+ * seconds at most. Warm-up is off. bench/run-scale uses it to hand every name of a large
+ * store one handshake (certbind parses a certificate on its first use).
+ *
  * The last line is machine-readable: "result key=value ...".
  */
 #include <arpa/inet.h>
@@ -69,7 +75,7 @@ struct options {
     const char *host, *port;
     int conns;
     double duration, warmup, timeout;
-    bool tls12, verify, close_notify, resume;
+    bool tls12, verify, close_notify, resume, once;
     const char *groups, *alpn, *expect_default;
     const char *sigalgs, *ciphers; /* or NULL: OpenSSL's defaults */
     pid_t pids[BENCH_MAX_PIDS];
@@ -118,26 +124,28 @@ static uint64_t rng(void)
 
 static void usage(FILE *f)
 {
-    fprintf(f, "usage: hsload [options] HOST:PORT\n"
-               "       hsload -L PORT            (backend sink on 127.0.0.1:PORT)\n"
-               "       hsload -M CERT,KEY [-s NAME] [-2] [-d S]  (in-memory handshakes)\n"
-               "  -c N        connections in flight (64)\n"
-               "  -d SECONDS  measured duration (10)\n"
-               "  -w SECONDS  warm-up before measuring (1)\n"
-               "  -s NAME     SNI for every connection\n"
-               "  -n FILE     SNI drawn at random from FILE, one name a line (\"-\": no SNI)\n"
-               "  -2          TLS 1.2 (default TLS 1.3)\n"
-               "  -g GROUPS   key exchange groups offered (X25519:P-256)\n"
-               "  -S SIGALGS  signature algorithms offered (OpenSSL's default list)\n"
-               "  -C CIPHERS  TLS 1.2 cipher suites offered (OpenSSL's default list)\n"
-               "  -a LIST     ALPN protocols offered, comma-separated (none)\n"
-               "  -v          check that each served certificate covers the SNI sent\n"
-               "  -e NAME     with -v: the name the default certificate covers (no-SNI)\n"
-               "  -k          send close_notify before closing\n"
-               "  -t SECONDS  handshake timeout (10)\n"
-               "  -p PID,...  server processes whose CPU time is measured\n"
-               "  -r SEED     random seed\n"
-               "  -R          resumed handshakes: each slot keeps its name and session ticket\n");
+    fprintf(f,
+            "usage: hsload [options] HOST:PORT\n"
+            "       hsload -L PORT            (backend sink on 127.0.0.1:PORT)\n"
+            "       hsload -M CERT,KEY [-s NAME] [-2] [-d S]  (in-memory handshakes)\n"
+            "  -c N        connections in flight (64)\n"
+            "  -d SECONDS  measured duration (10)\n"
+            "  -w SECONDS  warm-up before measuring (1)\n"
+            "  -s NAME     SNI for every connection\n"
+            "  -n FILE     SNI drawn at random from FILE, one name a line (\"-\": no SNI)\n"
+            "  -2          TLS 1.2 (default TLS 1.3)\n"
+            "  -g GROUPS   key exchange groups offered (X25519:P-256)\n"
+            "  -S SIGALGS  signature algorithms offered (OpenSSL's default list)\n"
+            "  -C CIPHERS  TLS 1.2 cipher suites offered (OpenSSL's default list)\n"
+            "  -a LIST     ALPN protocols offered, comma-separated (none)\n"
+            "  -v          check that each served certificate covers the SNI sent\n"
+            "  -e NAME     with -v: the name the default certificate covers (no-SNI)\n"
+            "  -k          send close_notify before closing\n"
+            "  -t SECONDS  handshake timeout (10)\n"
+            "  -p PID,...  server processes whose CPU time is measured\n"
+            "  -r SEED     random seed\n"
+            "  -R          resumed handshakes: each slot keeps its name and session ticket\n"
+            "  -1          sweep: each name of -n FILE once, in order; ends when all are done\n");
 }
 
 static int read_names(const char *path, struct names *out)
@@ -241,8 +249,9 @@ struct loader {
     struct conn *conns;
     struct stats st;
     bool measuring, draining;
-    int active;     /* connections open */
-    double t_start; /* of the measured window */
+    size_t next_name; /* -1: the next name of the file to send */
+    int active;       /* connections open */
+    double t_start;   /* of the measured window */
     uint64_t shown[E_KINDS];
     char proto_seen[160];
 };
@@ -305,7 +314,11 @@ static void conn_start(struct loader *L, struct conn *c)
 {
     char why[256];
 
-    if (!L->o->resume || !c->named) {
+    if (L->o->once) {
+        if (L->next_name >= L->names->n)
+            return; /* every name had its turn: the slot stays closed */
+        c->sni = L->names->v[L->next_name++];
+    } else if (!L->o->resume || !c->named) {
         c->sni = L->names->n == 1 ? L->names->v[0] : L->names->v[rng() % L->names->n];
         c->named = true;
     }
@@ -677,6 +690,8 @@ static int run_load(struct options *o, struct names *names)
         }
         if (t >= t_end)
             break;
+        if (o->once && L.next_name >= names->n && L.active == 0)
+            break; /* the sweep is over */
         if (t >= next_sweep) {
             /* Timeouts, and connections that could not even start: begin them again. */
             next_sweep = t + 0.1;
@@ -887,7 +902,7 @@ int main(int argc, char **argv)
     char *one_name = NULL;
     int opt;
 
-    while ((opt = getopt(argc, argv, "c:d:w:s:n:2g:S:C:a:ve:kt:p:r:RL:M:h")) != -1) {
+    while ((opt = getopt(argc, argv, "c:d:w:s:n:2g:S:C:a:ve:kt:p:r:RL:M:1h")) != -1) {
         switch (opt) {
         case 'c':
             o.conns = atoi(optarg);
@@ -943,6 +958,9 @@ int main(int argc, char **argv)
         case 'R':
             o.resume = true;
             break;
+        case '1':
+            o.once = true;
+            break;
         case 'L':
             sink_port = optarg;
             break;
@@ -965,11 +983,17 @@ int main(int argc, char **argv)
     if (memory != NULL)
         return run_memory(&o, memory, one_name);
     if (optind != argc - 1 || split_target(argv[optind], &o) != 0 || o.conns < 1 ||
-        o.conns > 100000 || o.duration <= 0 || o.duration > MAX_SAMPLES - 1 || o.warmup < 0 ||
-        o.timeout <= 0) {
+        o.conns > 100000 || o.duration <= 0 || (o.duration > MAX_SAMPLES - 1 && !o.once) ||
+        o.warmup < 0 || o.timeout <= 0) {
         usage(stderr);
         return 2;
     }
+    if (o.once && (names_file == NULL || o.resume)) {
+        fprintf(stderr, "hsload: -1 needs -n FILE (and no -R)\n");
+        return 2;
+    }
+    if (o.once)
+        o.warmup = 0; /* a sweep counts every name */
     if (names_file != NULL) {
         if (read_names(names_file, &names) != 0)
             return 2;

@@ -21,17 +21,25 @@
 #include <sys/socket.h>
 #include <time.h>
 
+/* One per certificate of the store, so kept small (~0.5 KB with its strings, where a
+ * struct cb_cert_row and a fixed reason and audit took 4 KB: 4 GB at 10^6 certificates):
+ * the paths and the texts of what is wrong are allocated, the texts only when something is. */
 struct cert {
-    struct cb_cert_row row;
+    struct cb_cert_info info;   /* its strings owned */
+    char *cert_path, *key_path; /* owned */
     bool used;
     size_t users;         /* bindings using it */
     uint32_t first, last; /* the first and last of them; next_cert[] links the rest (a
                            * link is a binding's index, plus n for its second certificate) */
     bool usable;
-    char reason[CB_PRIV_REASON];
-    struct cb_cert_audit audit;
-    bool audited;
+    char *reason; /* owned; set when not usable */
+    bool audited, chain_ok, weak;
+    char *chain_error, *weak_reason; /* owned; set when the audit found that */
 };
+
+/* Certificates whose key access is tested in one child process: bounds the reasons
+ * buffer (CB_PRIV_REASON bytes a probe) however many certificates the store holds. */
+#define CHECK_PROBE_BATCH 4096
 
 struct ctx {
     struct cb_findings *out;
@@ -63,28 +71,45 @@ static int collect_cert(const struct cb_cert_row *row, void *arg)
     }
     struct cert *x = &c->certs[c->n_certs++];
     memset(x, 0, sizeof(*x));
-    x->row = *row;
+    x->info = row->info;
     /* Take the row's strings: the walk's copy must not free them. */
-    x->row.info.names = malloc((row->info.n_names ? row->info.n_names : 1) * sizeof(char *));
-    x->row.info.subject = strdup(row->info.subject ? row->info.subject : "");
-    if (x->row.info.names == NULL || x->row.info.subject == NULL)
+    x->info.names = malloc((row->info.n_names ? row->info.n_names : 1) * sizeof(char *));
+    x->info.subject = strdup(row->info.subject ? row->info.subject : "");
+    x->cert_path = strdup(row->cert_path);
+    x->key_path = strdup(row->key_path);
+    if (x->info.names == NULL || x->info.subject == NULL || x->cert_path == NULL ||
+        x->key_path == NULL) {
+        x->info.n_names = 0; /* none copied yet: cert_clear frees only what is there */
         return CB_ENOMEM;
+    }
     for (size_t i = 0; i < row->info.n_names; i++)
-        if ((x->row.info.names[i] = strdup(row->info.names[i])) == NULL)
+        if ((x->info.names[i] = strdup(row->info.names[i])) == NULL) {
+            x->info.n_names = i;
             return CB_ENOMEM;
+        }
     return 0;
+}
+
+static void cert_clear(struct cert *ce)
+{
+    cb_cert_info_clear(&ce->info);
+    free(ce->cert_path);
+    free(ce->key_path);
+    free(ce->reason);
+    free(ce->chain_error);
+    free(ce->weak_reason);
 }
 
 static int cmp_cert(const void *a, const void *b)
 {
-    return strcmp(((const struct cert *)a)->row.info.thumbprint,
-                  ((const struct cert *)b)->row.info.thumbprint);
+    return strcmp(((const struct cert *)a)->info.thumbprint,
+                  ((const struct cert *)b)->info.thumbprint);
 }
 
 static struct cert *find_cert(struct ctx *c, const char *thumb)
 {
     struct cert key;
-    memcpy(key.row.info.thumbprint, thumb, sizeof(key.row.info.thumbprint));
+    memcpy(key.info.thumbprint, thumb, sizeof(key.info.thumbprint));
     if (c->n_certs == 0)
         return NULL; /* c->certs is NULL then, which bsearch must not be given */
     return bsearch(&key, c->certs, c->n_certs, sizeof(*c->certs), cmp_cert);
@@ -123,13 +148,17 @@ static int cert_findings(struct ctx *c, const struct cb_snapshot *snap)
         struct cert *ce = &c->certs[k];
         if (!ce->used)
             continue;
-        const struct cb_cert_info *in = &ce->row.info;
+        const struct cb_cert_info *in = &ce->info;
         char d[32], names[512];
         struct cb_finding *x[6] = {0};
         int nx = 0;
         cb_check_names_text(in->names, in->n_names, names, sizeof(names));
-        if (!ce->usable)
-            x[nx++] = cb_check_key_unusable(f, &ce->row, c->user_name, ce->reason);
+        if (!ce->usable) {
+            struct cb_cert_row row = {.info = ce->info}; /* what the finding's words need */
+            snprintf(row.cert_path, sizeof(row.cert_path), "%s", ce->cert_path);
+            snprintf(row.key_path, sizeof(row.key_path), "%s", ce->key_path);
+            x[nx++] = cb_check_key_unusable(f, &row, c->user_name, ce->reason ? ce->reason : "");
+        }
         if (in->not_after < c->opts->now) {
             fmt_date(in->not_after, d, sizeof(d));
             x[nx++] = cb_check_add(
@@ -156,19 +185,19 @@ static int cert_findings(struct ctx *c, const struct cb_snapshot *snap)
                              "then: bind the current certificate until that day",
                              in->thumbprint, names, d);
         }
-        if (ce->audited && !ce->audit.chain_ok)
+        if (ce->audited && !ce->chain_ok)
             x[nx++] = cb_check_add(
                 f, "chain-incomplete", CB_SEV_ERROR, 0,
                 "the chain of certificate %s (%s) does not reach a trusted root (%s); "
                 "import it again with its intermediate certificates: certbind add cert "
                 "FULLCHAIN.pem key=FILE",
-                in->thumbprint, names, ce->audit.chain_error);
-        if (ce->audited && ce->audit.weak)
+                in->thumbprint, names, ce->chain_error ? ce->chain_error : "");
+        if (ce->audited && ce->weak)
             x[nx++] =
                 cb_check_add(f, "weak-key", CB_SEV_WARNING, 0,
                              "certificate %s (%s) is weak: %s; replace it with an ECDSA P-256 or "
                              "RSA-2048+ certificate signed with SHA-256",
-                             in->thumbprint, names, ce->audit.weak_reason);
+                             in->thumbprint, names, ce->weak_reason ? ce->weak_reason : "");
         for (int i = 0; i < nx; i++)
             if (x[i] == NULL)
                 return CB_ENOMEM;
@@ -209,12 +238,12 @@ static int one_binding_cert(struct ctx *c, const struct cb_snap_binding *e, cons
     if (e->kind != CB_KEY_HOST && e->kind != CB_KEY_HOST_WILD)
         return 0;
     bool covered = false;
-    for (size_t i = 0; i < ce->row.info.n_names && !covered; i++)
-        covered = cb_name_covers(ce->row.info.names[i], e->host);
+    for (size_t i = 0; i < ce->info.n_names && !covered; i++)
+        covered = cb_name_covers(ce->info.names[i], e->host);
     if (covered)
         return 0;
     char names[512];
-    cb_check_names_text(ce->row.info.names, ce->row.info.n_names, names, sizeof(names));
+    cb_check_names_text(ce->info.names, ce->info.n_names, names, sizeof(names));
     struct cb_finding *x = cb_check_add(f, "name-mismatch", CB_SEV_ERROR, e->port,
                                         "certificate %s covers %s, not %s: clients reject it. "
                                         "Bind a certificate for the name: certbind update "
@@ -242,7 +271,7 @@ static int binding_findings(struct ctx *c, const struct cb_snapshot *snap, size_
                 return ret;
         }
         if (ces[0] != NULL && ces[1] != NULL) {
-            const struct cb_cert_info *a = &ces[0]->row.info, *d = &ces[1]->row.info;
+            const struct cb_cert_info *a = &ces[0]->info, *d = &ces[1]->info;
             char why[600];
             bool refused = cb_dual_pair_refused(a, d, why, sizeof(why));
             if (refused || !cb_dual_same_names(a, d)) {
@@ -676,31 +705,47 @@ int cb_check_run(struct cb_store *st, const struct cb_check_opts *opts, struct c
             ce->used = true;
         }
     }
-    /* Per certificate in use: key access (as the service user) and the chain audit. */
-    size_t nu = 0;
-    probes = calloc(c.n_certs + 1, sizeof(*probes));
-    ok = calloc(c.n_certs + 1, sizeof(*ok));
-    reasons = calloc(c.n_certs + 1, sizeof(*reasons));
+    /* Per certificate in use: key access (as the service user, CHECK_PROBE_BATCH at a
+     * time) and the chain audit. */
+    probes = calloc(CHECK_PROBE_BATCH, sizeof(*probes));
+    ok = calloc(CHECK_PROBE_BATCH, sizeof(*ok));
+    reasons = calloc(CHECK_PROBE_BATCH, sizeof(*reasons));
     if (probes == NULL || ok == NULL || reasons == NULL) {
         ret = CB_ENOMEM;
         goto out_free;
     }
-    for (size_t k = 0; k < c.n_certs; k++)
-        if (c.certs[k].used) {
-            probes[nu].cert = c.certs[k].row.cert_path;
-            probes[nu++].key = c.certs[k].row.key_path;
+    for (size_t from = 0; from < c.n_certs;) {
+        size_t nu = 0, to = from;
+        for (; to < c.n_certs && nu < CHECK_PROBE_BATCH; to++)
+            if (c.certs[to].used) {
+                probes[nu].cert = c.certs[to].cert_path;
+                probes[nu++].key = c.certs[to].key_path;
+            }
+        test_access(&c, probes, nu, ok, reasons);
+        nu = 0;
+        for (; from < to; from++) {
+            struct cert *ce = &c.certs[from];
+            if (!ce->used)
+                continue;
+            ce->usable = ok[nu];
+            if (!ce->usable && (ce->reason = strdup(reasons[nu])) == NULL) {
+                ret = CB_ENOMEM;
+                goto out_free;
+            }
+            nu++;
+            struct cb_err aerr;
+            struct cb_cert_audit audit;
+            ce->audited = cb_cert_audit_file(ce->cert_path, &audit, &aerr) == 0;
+            if (!ce->audited)
+                continue;
+            ce->chain_ok = audit.chain_ok;
+            ce->weak = audit.weak;
+            if ((!audit.chain_ok && (ce->chain_error = strdup(audit.chain_error)) == NULL) ||
+                (audit.weak && (ce->weak_reason = strdup(audit.weak_reason)) == NULL)) {
+                ret = CB_ENOMEM;
+                goto out_free;
+            }
         }
-    test_access(&c, probes, nu, ok, reasons);
-    nu = 0;
-    for (size_t k = 0; k < c.n_certs; k++) {
-        struct cert *ce = &c.certs[k];
-        if (!ce->used)
-            continue;
-        ce->usable = ok[nu];
-        snprintf(ce->reason, sizeof(ce->reason), "%s", reasons[nu]);
-        nu++;
-        struct cb_err aerr;
-        ce->audited = cb_cert_audit_file(ce->row.cert_path, &ce->audit, &aerr) == 0;
     }
     if ((ret = cert_findings(&c, snap)) != 0 || (ret = binding_findings(&c, snap, n, ports)) != 0 ||
         (ret = ccs_findings(&c, snap, n)) != 0 || (ret = address_findings(&c, snap, n)) != 0 ||
@@ -713,7 +758,7 @@ out_free:
     if (ret == CB_ENOMEM)
         cb_err_set(err, ret, "out of memory");
     for (size_t k = 0; k < c.n_certs; k++)
-        cb_cert_row_clear(&c.certs[k].row);
+        cert_clear(&c.certs[k]);
     free(c.certs);
     free(c.next_cert);
     free(c.next_sni);
