@@ -15,6 +15,7 @@ import json
 import os
 import pwd
 import shutil
+import sqlite3
 import subprocess
 import tempfile
 import warnings
@@ -200,8 +201,14 @@ class CertBind:
         db = self.state / "certbind.db"
         if not db.exists():
             return None
-        return subprocess.run(["sqlite3", "-batch", str(db), ".dump"], check=True,
-                              capture_output=True, text=True, timeout=60).stdout
+        # The whole content, as `sqlite3 .dump` prints it (with the schema version), read in
+        # this process: a snapshot runs on each side of every failing command.
+        con = sqlite3.connect(str(db), timeout=60)
+        try:
+            (version,) = con.execute("PRAGMA user_version").fetchone()
+            return "PRAGMA user_version=%d;\n%s" % (version, "\n".join(con.iterdump()))
+        finally:
+            con.close()
 
     def write(self, name, data):
         p = self.files / name
