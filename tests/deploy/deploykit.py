@@ -10,9 +10,9 @@ import ipaddress
 import json
 import os
 import pwd
-import shutil
 import signal
 import socket
+import sqlite3
 import ssl
 import subprocess
 import tempfile
@@ -218,16 +218,14 @@ class Env:
         return {c["thumbprint"]: c for c in self.json("show", "cert")["certs"]}
 
     def dump(self):
-        """The store's whole content, as `sqlite3 certbind.db .dump` prints it."""
-        if shutil.which("sqlite3"):
-            r = subprocess.run(["sqlite3", str(self.db), ".dump"], capture_output=True, text=True,
-                               timeout=TIMEOUT)
-            assert r.returncode == 0, r.stderr
-            return r.stdout
-        import sqlite3
-        con = sqlite3.connect(str(self.db))
+        """The store's whole content, as `sqlite3 certbind.db .dump` prints it (with the schema
+        version), read in this process: snapshots run around every deploy."""
+        if not self.db.exists():
+            return None  # (opening it here would create it)
+        con = sqlite3.connect(str(self.db), timeout=TIMEOUT)
         try:
-            return "\n".join(con.iterdump())
+            (version,) = con.execute("PRAGMA user_version").fetchone()
+            return "PRAGMA user_version=%d;\n%s" % (version, "\n".join(con.iterdump()))
         finally:
             con.close()
 
