@@ -70,6 +70,8 @@ struct world {
     struct cb_snapshot *snap;
     struct cb_tls_cache *cache;
     struct cb_tls_entry bind_tls[N_BINDINGS];
+    struct cb_cow
+        tls_table; /* bind_tls as cb_hello_choose takes it (the references stay in bind_tls) */
     SSL_CTX *default_ctx;
     X509 *leaf[N_CERTS];
 };
@@ -92,7 +94,7 @@ static int on_client_hello(SSL *ssl, int *alert, void *arg)
     (void)arg;
 
     enum cb_hello_outcome o =
-        cb_hello_choose(ssl, W.snap, W.bind_tls, NULL, NULL, &a->local, false, &ch);
+        cb_hello_choose(ssl, W.snap, &W.tls_table, NULL, NULL, &a->local, false, &ch);
     if (a->calls++ > 0) {
         /* After a HelloRetryRequest the server keeps its first choice; the same
          * bytes must lead to the same one. */
@@ -247,6 +249,11 @@ static void setup(void)
         if (why != NULL)
             die(why);
     }
+    static const struct cb_cow_ops entry_ops = {sizeof(struct cb_tls_entry), NULL, NULL};
+    if (cb_cow_init(&W.tls_table, &entry_ops, N_BINDINGS) != 0)
+        die("out of memory");
+    for (uint32_t i = 0; i < N_BINDINGS; i++)
+        memcpy(cb_cow_mut(&W.tls_table, i), &W.bind_tls[i], sizeof(W.bind_tls[i]));
     if ((W.default_ctx = cb_tls_default_ctx(on_client_hello)) == NULL)
         die("default context");
     attempt_index = SSL_get_ex_new_index(0, NULL, NULL, NULL, NULL);

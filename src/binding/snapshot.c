@@ -820,8 +820,52 @@ static int slot_insert(struct cb_snapshot *s, uint32_t i)
     return 0;
 }
 
+/*
+ * Where a derivation's bindings came from, for the indexes it touched only: new index ->
+ * old index (or CB_SNAPSHOT_NEW). An index not in it holds what it held in the old
+ * snapshot. Open addressing over a power-of-two table sized by the change, not by N.
+ */
+struct movemap {
+    struct cb_snapshot_move *v; /* .at + 1 == 0: empty */
+    uint32_t mask;
+};
+
+static int movemap_init(struct movemap *m, size_t changes)
+{
+    size_t cap = 16;
+    while (cap < 4 * changes + 4)
+        cap *= 2;
+    m->mask = (uint32_t)cap - 1;
+    m->v = malloc(cap * sizeof(*m->v));
+    if (m->v == NULL)
+        return CB_ENOMEM;
+    memset(m->v, 0xff, cap * sizeof(*m->v)); /* .at = UINT32_MAX: empty */
+    return 0;
+}
+
+static struct cb_snapshot_move *movemap_slot(const struct movemap *m, uint32_t at)
+{
+    uint32_t pos = (at * 0x9e3779b1u) & m->mask;
+    while (m->v[pos].at != UINT32_MAX && m->v[pos].at != at)
+        pos = (pos + 1) & m->mask;
+    return &m->v[pos];
+}
+
+static uint32_t movemap_get(const struct movemap *m, uint32_t at)
+{
+    const struct cb_snapshot_move *e = movemap_slot(m, at);
+    return e->at == at ? e->from : at;
+}
+
+static void movemap_set(struct movemap *m, uint32_t at, uint32_t from)
+{
+    struct cb_snapshot_move *e = movemap_slot(m, at);
+    e->at = at;
+    e->from = from;
+}
+
 /* Takes binding i out of s: the last record moves into its place, its slot follows it. */
-static int derive_remove(struct cb_snapshot *s, uint32_t *src, uint32_t i)
+static int derive_remove(struct cb_snapshot *s, struct movemap *src, uint32_t i)
 {
     const void *p;
     size_t n;
@@ -838,19 +882,26 @@ static int derive_remove(struct cb_snapshot *s, uint32_t *src, uint32_t i)
         if (lsl == NULL || e == NULL)
             return CB_ENOMEM;
         *e = *rec(s, last);
-        src[i] = src[last];
+        movemap_set(src, i, movemap_get(src, last));
         lsl->idx1 = i + 1;
     }
     s->n_bindings--;
     return 0;
 }
 
-int cb_snapshot_derive(const struct cb_snapshot *old, const struct cb_binding *set, size_t n_set,
-                       const struct cb_binding_key *removed, size_t n_removed, uint64_t generation,
-                       struct cb_snapshot **out, uint32_t **src_out, struct cb_err *err)
+static int cmp_move(const void *a, const void *b)
+{
+    uint32_t x = ((const struct cb_snapshot_move *)a)->at,
+             y = ((const struct cb_snapshot_move *)b)->at;
+    return x < y ? -1 : x > y;
+}
+
+/* cb_snapshot_derive_moves, with the moves left in the map *src (owned by the caller). */
+static int derive(const struct cb_snapshot *old, const struct cb_binding *set, size_t n_set,
+                  const struct cb_binding_key *removed, size_t n_removed, uint64_t generation,
+                  struct cb_snapshot **out, struct movemap *src, struct cb_err *err)
 {
     struct cb_snapshot *s = NULL;
-    uint32_t *src = NULL;
     int ret;
 
     /* Central-store bindings carry scanned folders: those always get a full build. */
@@ -863,10 +914,8 @@ int cb_snapshot_derive(const struct cb_snapshot *old, const struct cb_binding *s
         if (removed[i].kind == CB_KEY_CCS)
             return CB_SNAPSHOT_REBUILD;
 
-    size_t cap = old->n_bindings + n_set + 1;
     s = calloc(1, sizeof(*s));
-    if (s == NULL || (s->arena = arena_new(old->arena)) == NULL ||
-        (src = malloc(cap * sizeof(*src))) == NULL)
+    if (s == NULL || (s->arena = arena_new(old->arena)) == NULL)
         goto out_nomem;
     atomic_init(&s->refs, 1);
     s->generation = generation;
@@ -891,8 +940,6 @@ int cb_snapshot_derive(const struct cb_snapshot *old, const struct cb_binding *s
     }
     if (findex_init(&s->fidx, 0) != 0)
         goto out_nomem;
-    for (size_t i = 0; i < s->n_bindings; i++)
-        src[i] = (uint32_t)i;
 
     /* Removed keys: the last record moves into the hole, its slot follows it. */
     for (size_t r = 0; r < n_removed; r++) {
@@ -915,7 +962,7 @@ int cb_snapshot_derive(const struct cb_snapshot *old, const struct cb_binding *s
             if ((ret = fill_record(s, e, &set[k], err)) != 0)
                 goto out_free;
             e->clientca = ca;
-            src[i] = CB_SNAPSHOT_NEW;
+            movemap_set(src, (uint32_t)i, CB_SNAPSHOT_NEW);
             continue;
         }
         uint32_t at = (uint32_t)s->n_bindings;
@@ -935,12 +982,11 @@ int cb_snapshot_derive(const struct cb_snapshot *old, const struct cb_binding *s
         }
         s->n_tag[t]++;
         s->n_bindings++;
-        src[at] = CB_SNAPSHOT_NEW;
+        movemap_set(src, at, CB_SNAPSHOT_NEW);
         if (slot_insert(s, at) != 0)
             goto out_nomem;
     }
     *out = s;
-    *src_out = src;
     return 0;
 out_nomem:
     ret = cb_err_set(err, CB_ENOMEM, "out of memory deriving the binding table");
@@ -949,8 +995,59 @@ out_free:
         free(s);
     else if (s != NULL)
         snapshot_free(s);
-    free(src);
     return ret;
+}
+
+int cb_snapshot_derive_moves(const struct cb_snapshot *old, const struct cb_binding *set,
+                             size_t n_set, const struct cb_binding_key *removed, size_t n_removed,
+                             uint64_t generation, struct cb_snapshot **out,
+                             struct cb_snapshot_move **moves, size_t *n_moves, struct cb_err *err)
+{
+    struct movemap m;
+    int ret;
+
+    if (movemap_init(&m, n_set + n_removed) != 0)
+        return cb_err_set(err, CB_ENOMEM, "out of memory deriving the binding table");
+    if ((ret = derive(old, set, n_set, removed, n_removed, generation, out, &m, err)) != 0) {
+        free(m.v);
+        return ret;
+    }
+    /* Compacted in place: the touched indexes that are still bindings, in index order. */
+    size_t n = 0, n_bindings = (*out)->n_bindings;
+    for (size_t k = 0; k <= m.mask; k++)
+        if (m.v[k].at < n_bindings && m.v[k].from != m.v[k].at)
+            m.v[n++] = m.v[k];
+    qsort(m.v, n, sizeof(*m.v), cmp_move);
+    *moves = m.v;
+    *n_moves = n;
+    return 0;
+}
+
+int cb_snapshot_derive(const struct cb_snapshot *old, const struct cb_binding *set, size_t n_set,
+                       const struct cb_binding_key *removed, size_t n_removed, uint64_t generation,
+                       struct cb_snapshot **out, uint32_t **src_out, struct cb_err *err)
+{
+    struct cb_snapshot_move *moves = NULL;
+    size_t n_moves = 0;
+    int ret = cb_snapshot_derive_moves(old, set, n_set, removed, n_removed, generation, out, &moves,
+                                       &n_moves, err);
+    if (ret != 0)
+        return ret;
+    size_t n = (*out)->n_bindings;
+    uint32_t *src = malloc((n ? n : 1) * sizeof(*src));
+    if (src == NULL) {
+        cb_snapshot_unref(*out);
+        *out = NULL;
+        free(moves);
+        return cb_err_set(err, CB_ENOMEM, "out of memory deriving the binding table");
+    }
+    for (size_t i = 0; i < n; i++)
+        src[i] = (uint32_t)i;
+    for (size_t k = 0; k < n_moves; k++)
+        src[moves[k].at] = moves[k].from;
+    free(moves);
+    *src_out = src;
+    return 0;
 }
 
 struct cb_snapshot *cb_snapshot_ref(struct cb_snapshot *s)

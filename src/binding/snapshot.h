@@ -91,6 +91,21 @@ int cb_snapshot_derive(const struct cb_snapshot *old, const struct cb_binding *s
                        const struct cb_binding_key *removed, size_t n_removed, uint64_t generation,
                        struct cb_snapshot **out, uint32_t **src, struct cb_err *err) CB_MUST_CHECK;
 
+/*
+ * cb_snapshot_derive, with where the bindings came from given only for the indexes the
+ * change touched (whatever N, nothing per binding): (*moves)[k] says that new binding
+ * .at came from old's index .from, or is CB_SNAPSHOT_NEW (added or changed); an index
+ * not listed holds the very binding it held in old. Sorted by .at; owned array, free().
+ */
+struct cb_snapshot_move {
+    uint32_t at, from;
+};
+int cb_snapshot_derive_moves(const struct cb_snapshot *old, const struct cb_binding *set,
+                             size_t n_set, const struct cb_binding_key *removed, size_t n_removed,
+                             uint64_t generation, struct cb_snapshot **out,
+                             struct cb_snapshot_move **moves, size_t *n_moves,
+                             struct cb_err *err) CB_MUST_CHECK;
+
 /* Snapshots keep their tables in parts of at most `bytes` (default and most 2 MiB, a
  * huge page), shared with derived snapshots. Tests make them small so derivations
  * cross parts; set before building. */

@@ -99,6 +99,48 @@ int cb_certstore_import(struct cb_store *st, const struct cb_cert_bundle *bundle
     return cb_store_cert_put(st, info, cert_path, key_path, err);
 }
 
+int cb_certstore_import_batch(struct cb_store *st, const struct cb_cert_bundle *bundle,
+                              const struct cb_cert_info *info, const struct cb_cert_keycache *kc,
+                              bool *existed, cb_svcuser_warn_fn warn, void *warn_arg,
+                              struct cb_err *err)
+{
+    char cert_path[CB_PATH_MAX + 1], key_path[CB_PATH_MAX + 1];
+    char *cert_pem, *key_pem;
+    size_t cert_len, key_len;
+    uid_t uid = (uid_t)-1;
+    gid_t gid = (gid_t)-1;
+    struct cb_cert_row row;
+    struct cb_user u;
+    int ret;
+
+    if (!cb_store_in_batch(st))
+        return cb_err_set(err, CB_EINVAL, "internal: a batch import outside a batch");
+    if (cb_store_cert_get(st, info->thumbprint, &row, NULL) == 0) {
+        cb_cert_row_clear(&row);
+        /* Its files may still be on their way to the disk: the copies are checked after. */
+        if ((ret = cb_store_batch_wait_files(st, err)) != 0)
+            return ret;
+        return cb_certstore_import(st, bundle, info, NULL, NULL, existed, warn, warn_arg, err);
+    }
+    *existed = false;
+    if (geteuid() == 0 && cb_svcuser_get(st, &u, NULL) == 0) {
+        uid = u.uid;
+        gid = u.gid;
+    }
+    cb_store_cert_paths(st, info->thumbprint, cert_path, key_path, sizeof(cert_path));
+    if ((ret = cb_cert_bundle_pem(bundle, kc, &cert_pem, &cert_len, &key_pem, &key_len, err)) != 0)
+        return ret;
+    /* Both queued (each is freed by the writer, even on failure), then the row. */
+    ret = cb_store_batch_write(st, key_path, 0600, uid, gid, key_pem, key_len, err);
+    if (ret != 0) {
+        free(cert_pem);
+        return ret;
+    }
+    if ((ret = cb_store_batch_write(st, cert_path, 0644, uid, gid, cert_pem, cert_len, err)) != 0)
+        return ret;
+    return cb_store_cert_put(st, info, cert_path, key_path, err);
+}
+
 static void log_warning(const char *msg, void *arg)
 {
     char q[1024];

@@ -32,6 +32,20 @@ int cb_certstore_import(struct cb_store *st, const struct cb_cert_bundle *bundle
                         void *warn_arg, struct cb_err *err) CB_MUST_CHECK;
 
 /*
+ * cb_certstore_import for a batch (cb_store_batch_begin; CB_EINVAL outside one), without
+ * link: a new certificate's files are queued to the batch's writer (cb_store_batch_write,
+ * created as the service user's when running as root) and its row added at once; the key
+ * file's bytes come from kc (may be NULL) when the bundle's key was read through it. A
+ * certificate already in the store is handled as cb_certstore_import does, once the
+ * batch's files are written. Errors as cb_certstore_import, and a failed write of an
+ * earlier file of the batch (cb_store_batch_failed_line).
+ */
+int cb_certstore_import_batch(struct cb_store *st, const struct cb_cert_bundle *bundle,
+                              const struct cb_cert_info *info, const struct cb_cert_keycache *kc,
+                              bool *existed, cb_svcuser_warn_fn warn, void *warn_arg,
+                              struct cb_err *err) CB_MUST_CHECK;
+
+/*
  * Imports PEM chain+key (borrowed, key material cleansed by the caller) into the store
  * inside the caller's transaction: files 0600 owned by the service user, row added (an
  * existing thumbprint is reused, and keeps its origin), a new one marked ACME-issued

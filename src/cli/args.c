@@ -340,6 +340,7 @@ int cb_cli_open_store(struct cb_cli *cli, enum cb_store_mode mode, struct cb_sto
         *out = NULL;
         return ret;
     }
+    cb_store_batch_line(*out, b->line); /* the files of the line that opened it */
     return 0;
 }
 

@@ -75,6 +75,7 @@ int cb_cli_batch(struct cb_cli *cli)
     const bool is_stdin = strcmp(cli->batch_file, "-") == 0;
     const char *name = is_stdin ? stdin_name : cli->batch_file;
     struct cb_cli_batch b = {0};
+    struct cb_err commit_err;
     struct cb_cli *lc = NULL;
     char *line = NULL, *split = NULL, *words[CB_BATCH_WORDS_MAX];
     unsigned long lineno = 0;
@@ -87,14 +88,17 @@ int cb_cli_batch(struct cb_cli *cli)
     line = malloc(CB_BATCH_LINE_MAX + 1);
     split = malloc(CB_BATCH_LINE_MAX + 1);
     lc = malloc(sizeof(*lc)); /* one command line's state, reused for every line */
-    if (line == NULL || split == NULL || lc == NULL) {
+    if (line == NULL || split == NULL || lc == NULL ||
+        cb_cert_keycache_new(&b.keys, &cli->err) != 0) {
         ret = cb_err_set(&cli->err, CB_ENOMEM, "out of memory");
         goto out_free;
     }
     for (;;) {
         size_t len;
         int n;
-        lineno++;
+        b.line = ++lineno;
+        if (b.st != NULL)
+            cb_store_batch_line(b.st, lineno);
         ret = cb_batch_read_line(f, line, CB_BATCH_LINE_MAX + 1, &len);
         if (ret == CB_ENOENT) {
             ret = 0;
@@ -116,13 +120,28 @@ int cb_cli_batch(struct cb_cli *cli)
             n > 0)
             ret = run_line(cli, &b, words, n, lc);
         if (ret != 0) {
-            cb_err_set(&cli->err, ret, "%s:%lu: %s", name, lineno,
-                       lc->err.msg[0] ? lc->err.msg : cb_strerror(ret));
+            /* A file an earlier line queued that could not be written is the first error:
+             * the files still on their way are waited for to know. */
+            struct cb_err werr;
+            int wret = b.st != NULL ? cb_store_batch_wait_files(b.st, &werr) : 0;
+            unsigned long at = b.st != NULL ? cb_store_batch_failed_line(b.st) : 0;
+            if (at != 0 && at < lineno && wret != 0)
+                cb_err_set(&cli->err, wret, "%s:%lu: %s", name, at, werr.msg);
+            else
+                cb_err_set(&cli->err, ret, "%s:%lu: %s", name, at ? at : lineno,
+                           lc->err.msg[0] ? lc->err.msg : cb_strerror(ret));
             goto out_rollback;
         }
     }
-    if (b.st != NULL && (ret = cb_store_batch_commit(b.st, &cli->err)) != 0)
+    if (b.st != NULL && (ret = cb_store_batch_commit(b.st, &commit_err)) != 0) {
+        /* A file that could not be written is the line's that added it. */
+        unsigned long at = cb_store_batch_failed_line(b.st);
+        if (at != 0)
+            cb_err_set(&cli->err, ret, "%s:%lu: %s", name, at, commit_err.msg);
+        else
+            cli->err = commit_err;
         goto out_close;
+    }
     print_summary(cli, &b, name);
     goto out_close;
 out_rollback:
@@ -131,6 +150,7 @@ out_rollback:
 out_close:
     cb_cli_close_batch_store(&b);
 out_free:
+    cb_cert_keycache_free(b.keys);
     free(lc);
     free(split);
     free(line);

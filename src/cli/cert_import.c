@@ -19,8 +19,9 @@ int cb_cli_load_cert(struct cb_cli *cli, const char *file, struct cb_cert_bundle
 
     if (pwfile && (ret = cb_cli_read_password(cli, pwfile, password, sizeof(password))) != 0)
         return ret;
-    ret = cb_cert_bundle_load(file, cb_cli_opt(cli, "key"), pwfile ? password : NULL, bundle,
-                              &cli->err);
+    ret =
+        cb_cert_bundle_load_cached(file, cb_cli_opt(cli, "key"), pwfile ? password : NULL,
+                                   cli->batch != NULL ? cli->batch->keys : NULL, bundle, &cli->err);
     explicit_bzero(password, sizeof(password));
     if (ret != 0)
         return ret;

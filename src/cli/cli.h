@@ -26,8 +26,10 @@ struct cb_cli_opt {
 struct cb_fleet;
 
 struct cb_cli_batch {
-    struct cb_store *st;    /* opened by the first command that needs it; owned */
-    struct cb_fleet *fleet; /* with --store: st's fleet, owned */
+    struct cb_store *st;           /* opened by the first command that needs it; owned */
+    struct cb_fleet *fleet;        /* with --store: st's fleet, owned */
+    struct cb_cert_keycache *keys; /* the key= file last read (tls/cert.h), owned */
+    unsigned long line;            /* the line running, which new files are tagged with */
     size_t commands;
     size_t certs_added, certs_present, certs_deleted;
     size_t bindings_added, bindings_updated, bindings_deleted;

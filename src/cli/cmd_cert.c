@@ -67,8 +67,13 @@ static int add_one(struct cb_cli *cli, const char *file, bool link, struct cb_st
     if (*st == NULL && ((ret = cb_cli_open_store(cli, CB_STORE_WRITE, st)) != 0 ||
                         (ret = cb_store_begin(*st, &cli->err)) != 0))
         goto out_clear_info;
-    if ((ret = cb_certstore_import(*st, bundle, &info, link ? file : NULL, link ? key : NULL,
-                                   existed, cb_cli_warn, NULL, &cli->err)) != 0)
+    if (cli->batch != NULL && !link)
+        ret = cb_certstore_import_batch(*st, bundle, &info, cli->batch->keys, existed, cb_cli_warn,
+                                        NULL, &cli->err);
+    else
+        ret = cb_certstore_import(*st, bundle, &info, link ? file : NULL, link ? key : NULL,
+                                  existed, cb_cli_warn, NULL, &cli->err);
+    if (ret != 0)
         goto out_clear_info;
     memcpy(thumb, info.thumbprint, CB_THUMB_LEN + 1);
     /* Importing the same certificate again is harmless: say so and succeed. */

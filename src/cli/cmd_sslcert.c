@@ -186,6 +186,10 @@ static int refuse_findings(struct cb_cli *cli, struct cb_store *st, const struct
     if (bt != NULL &&
         (in_ring(bt->tested, bt->n_tested, b->certhash) || (written && bt->written_key_tested)))
         what |= CB_CHECK_KEY_KNOWN;
+    /* The key is read back for its test: the batch's files must be on disk by then. */
+    if (bt != NULL && !(what & CB_CHECK_KEY_KNOWN) &&
+        (ret = cb_store_batch_wait_files(st, &cli->err)) != 0)
+        return ret;
     if ((ret = cb_check_binding(st, b, what, &f, &cli->err)) != 0)
         return ret;
     if (bt != NULL && b->certhash[0] && !(what & CB_CHECK_KEY_KNOWN) && f.n == 0) {

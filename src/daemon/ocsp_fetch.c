@@ -100,13 +100,56 @@ void cb_ocsp_fetcher_stop(struct cb_ocsp_fetcher *f)
 
 /* ---- which certificates ------------------------------------------------------ */
 
+/* The certificates found by a scan, each once: a binding's thumbprint is looked up in a
+ * hash index of those found so far, so a million bindings over a hundred certificates
+ * make a hundred entries, not a million to sort. */
 struct scan {
     struct entry *v;
     size_t n, cap;
+    uint32_t *slot; /* entry index + 1, 0: empty; open addressing */
+    size_t mask;
 };
+
+static uint32_t thumb_hash(const char *thumb)
+{
+    uint32_t h = 2166136261u;
+    for (; *thumb; thumb++)
+        h = (h ^ (unsigned char)*thumb) * 16777619u;
+    return h;
+}
+
+/* The slot of thumb in s's index: its entry's, or the empty one it would take. */
+static uint32_t *scan_slot(const struct scan *s, const char *thumb)
+{
+    size_t pos = thumb_hash(thumb) & s->mask;
+    while (s->slot[pos] != 0 && strcmp(s->v[s->slot[pos] - 1].thumb, thumb) != 0)
+        pos = (pos + 1) & s->mask;
+    return &s->slot[pos];
+}
+
+/* Makes the index twice as large (at most half full). CB_ENOMEM. */
+static int scan_grow(struct scan *s)
+{
+    size_t size = s->slot != NULL ? 2 * (s->mask + 1) : 64;
+    uint32_t *old = s->slot;
+    if ((s->slot = calloc(size, sizeof(*s->slot))) == NULL) {
+        s->slot = old;
+        return CB_ENOMEM;
+    }
+    s->mask = size - 1;
+    for (size_t i = 0; i < s->n; i++)
+        *scan_slot(s, s->v[i].thumb) = (uint32_t)i + 1;
+    free(old);
+    return 0;
+}
 
 static int add_entry(struct scan *s, const struct cb_binding *b, const char *thumb)
 {
+    if ((s->slot == NULL || 2 * (s->n + 1) > s->mask + 1) && scan_grow(s) != 0)
+        return CB_ENOMEM;
+    uint32_t *slot = scan_slot(s, thumb);
+    if (*slot != 0)
+        return 0; /* one certificate, several bindings: the first one names it */
     if (s->n == s->cap) {
         size_t cap = s->cap ? s->cap * 2 : 16;
         struct entry *nv = realloc(s->v, cap * sizeof(*nv));
@@ -119,6 +162,7 @@ static int add_entry(struct scan *s, const struct cb_binding *b, const char *thu
     memset(e, 0, sizeof(*e));
     memcpy(e->thumb, thumb, sizeof(e->thumb));
     cb_key_format(&b->key, e->key, sizeof(e->key));
+    *slot = (uint32_t)s->n;
     return 0;
 }
 
@@ -149,7 +193,9 @@ static void rescan(struct cb_ocsp_fetcher *f, int64_t now)
     char q[900];
     size_t out = 0;
 
-    if (cb_store_binding_foreach(f->st, NULL, on_binding, &s, &err) != 0) {
+    int ret = cb_store_binding_foreach(f->st, NULL, on_binding, &s, &err);
+    free(s.slot);
+    if (ret != 0) {
         cb_log("error", "ocsp_scan_failed", "reason=%s",
                cb_log_quote(err.msg[0] ? err.msg : "out of memory", q, sizeof(q)));
         free(s.v);
@@ -173,6 +219,83 @@ static void rescan(struct cb_ocsp_fetcher *f, int64_t now)
     f->v = s.v;
     f->n = out;
     f->scanned = true;
+}
+
+/* Entry for thumb in f's sorted list, added (due now, key: b's) when absent. CB_ENOMEM. */
+static int entry_add(struct cb_ocsp_fetcher *f, const struct cb_binding *b, const char *thumb,
+                     int64_t now)
+{
+    size_t lo = 0, hi = f->n;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        int c = strcmp(f->v[mid].thumb, thumb);
+        if (c == 0)
+            return 0;
+        if (c < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    struct entry *nv = realloc(f->v, (f->n + 1) * sizeof(*nv));
+    if (nv == NULL)
+        return CB_ENOMEM;
+    f->v = nv;
+    memmove(&f->v[lo + 1], &f->v[lo], (f->n - lo) * sizeof(*f->v));
+    struct entry *e = &f->v[lo];
+    memset(e, 0, sizeof(*e));
+    memcpy(e->thumb, thumb, sizeof(e->thumb));
+    cb_key_format(&b->key, e->key, sizeof(e->key));
+    e->next_at = now;
+    f->n++;
+    return 0;
+}
+
+/* Whether an entry names binding key as the one that uses it. */
+static bool key_in_use(const struct cb_ocsp_fetcher *f, const char *key, const char *thumb1,
+                       const char *thumb2)
+{
+    for (size_t i = 0; i < f->n; i++)
+        if (strcmp(f->v[i].key, key) == 0 && strcmp(f->v[i].thumb, thumb1) != 0 &&
+            strcmp(f->v[i].thumb, thumb2) != 0)
+            return true;
+    return false;
+}
+
+/*
+ * The schedule after the store's changes since the last look, from its change log rather
+ * than a pass over every binding: a new certificate that staples is added. Each entry's
+ * key is a binding that uses its certificate; while no change touches such a binding,
+ * every entry is still bound, so nothing is dropped. False when that cannot be told
+ * (the log is gone, or a change removed or rebound an entry's binding): rescan then.
+ */
+static bool apply_changes(struct cb_ocsp_fetcher *f, uint64_t from, int64_t now)
+{
+    struct cb_store_changes ch;
+    struct cb_err err = {0};
+    char key[CB_KEY_TEXT_MAX];
+    bool ok = true;
+
+    if (cb_store_changes_since(f->st, from, &ch, &err) != 0)
+        return false;
+    for (size_t k = 0; ok && k < ch.n_removed; k++) {
+        cb_key_format(&ch.removed[k], key, sizeof(key));
+        ok = !key_in_use(f, key, "", "");
+    }
+    for (size_t k = 0; ok && k < ch.n_set; k++) {
+        const struct cb_binding *b = &ch.set[k];
+        bool staples = b->certhash[0] != '\0' && b->key.kind != CB_KEY_CCS &&
+                       !(b->flags & CB_OPT_DISABLEOCSPSTAPLING);
+        cb_key_format(&b->key, key, sizeof(key));
+        if (key_in_use(f, key, staples ? b->certhash : "", staples ? b->certhash2 : "")) {
+            ok = false;
+            break;
+        }
+        if (staples && (entry_add(f, b, b->certhash, now) != 0 ||
+                        (b->certhash2[0] != '\0' && entry_add(f, b, b->certhash2, now) != 0)))
+            ok = false;
+    }
+    cb_store_changes_clear(&ch);
+    return ok;
 }
 
 /* ---- one fetch, on a pool thread ---------------------------------------------- */
@@ -363,8 +486,10 @@ void cb_ocsp_fetcher_tick(struct cb_ocsp_fetcher *f)
     if (f->stopping)
         return;
     if (cb_store_generation(f->st, &gen) == 0 && (!f->scanned || gen != f->generation)) {
+        uint64_t from = f->generation;
         f->generation = gen;
-        rescan(f, now);
+        if (!f->scanned || !apply_changes(f, from, now))
+            rescan(f, now);
     }
     if (f->busy)
         return;

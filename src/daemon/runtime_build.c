@@ -219,12 +219,39 @@ static int log_damaged(const char *key_text, const char *reason, bool key_readab
     return 0;
 }
 
+/* Appends binding i to rt's list of broken ones (*cap: the list's room). CB_ENOMEM. */
+static int broken_add(struct cb_runtime *rt, size_t *cap, uint32_t i)
+{
+    if (rt->n_broken == *cap) {
+        size_t nc = *cap ? *cap * 2 : 16;
+        uint32_t *nv = realloc(rt->broken, nc * sizeof(*nv));
+        if (nv == NULL)
+            return CB_ENOMEM;
+        rt->broken = nv;
+        *cap = nc;
+    }
+    rt->broken[rt->n_broken++] = i;
+    return 0;
+}
+
+/* The per-binding tables of a runtime of n bindings, zeroed. CB_ENOMEM. */
+static int tables_init(struct cb_runtime *rt, size_t n)
+{
+    if (cb_cow_init(&rt->bind_tls, &cb_runtime_tls_ops, n) != 0 ||
+        cb_cow_init(&rt->backends, &cb_runtime_backend_ops, n) != 0 ||
+        cb_cow_init(&rt->active, &cb_runtime_active_ops, n) != 0 ||
+        cb_cow_init(&rt->stat, &cb_runtime_stat_ops, n) != 0)
+        return CB_ENOMEM;
+    return 0;
+}
+
 int cb_runtime_build(struct cb_store *st, struct cb_tls_cache *cache, bool log_broken,
                      struct cb_runtime **out, struct cb_runtime_stats *stats, struct cb_err *err)
 {
     struct certs cs = {0};
     struct cb_runtime *rt;
     struct timespec t0, t1;
+    size_t broken_cap = 0;
     int ret;
 
     clock_gettime(CLOCK_MONOTONIC, &t0);
@@ -250,51 +277,54 @@ int cb_runtime_build(struct cb_store *st, struct cb_tls_cache *cache, bool log_b
     if (cs.n > 0) /* qsort and bsearch take no NULL array, even when empty */
         qsort(cs.v, cs.n, sizeof(*cs.v), cmp_ref);
     size_t n = cb_snapshot_count(rt->snap), nf = cb_snapshot_ccs_count(rt->snap);
-    rt->bind_tls = calloc(n ? n : 1, sizeof(*rt->bind_tls));
-    rt->backends = calloc(n ? n : 1, sizeof(*rt->backends));
     rt->file_tls = calloc(nf ? nf : 1, sizeof(*rt->file_tls));
-    rt->active = calloc(n ? n : 1, sizeof(*rt->active));
-    rt->stat = calloc(n ? n : 1, sizeof(*rt->stat));
-    if (rt->bind_tls == NULL || rt->backends == NULL || rt->file_tls == NULL ||
-        rt->active == NULL || rt->stat == NULL) {
+    if (tables_init(rt, n) != 0 || rt->file_tls == NULL ||
+        cb_cow_init(&rt->port_bindings, &cb_runtime_active_ops, 65536) != 0) {
         ret = cb_err_set(err, CB_ENOMEM, "out of memory");
         goto out_free;
     }
     cb_tls_cache_mark(cache);
     for (uint32_t i = 0; i < n; i++) {
         const struct cb_snap_binding *b = cb_snapshot_binding(rt->snap, i);
+        /* Parts held by this runtime alone: written in place, never copied. */
+        struct cb_tls_entry *tls = cb_cow_mut(&rt->bind_tls, i);
         bool reused = false;
+        if (b->kind != CB_KEY_IP)
+            (*(uint32_t *)cb_cow_mut(&rt->port_bindings, b->port))++;
         if (b->backend != NULL)
-            resolve_backend(b->backend, &rt->backends[i]);
+            resolve_backend(b->backend, cb_cow_mut(&rt->backends, i));
         if (b->flags & CB_OPT_DAMAGED) {
-            damaged(&rt->bind_tls[i]);
+            damaged(tls);
         } else if (b->kind == CB_KEY_CCS) {
             continue;
         } else if (awaiting_acme(b)) {
-            awaiting(&rt->bind_tls[i]);
+            awaiting(tls);
         } else {
             const struct cert_ref *ref = find_ref(&cs, b->certhash);
             const struct cert_ref *ref2 = b->certhash2[0] ? find_ref(&cs, b->certhash2) : NULL;
             if (ref == NULL) {
-                missing_cert(b->certhash, &rt->bind_tls[i]);
+                missing_cert(b->certhash, tls);
             } else if (b->certhash2[0] && ref2 == NULL) {
-                missing_cert(b->certhash2, &rt->bind_tls[i]);
+                missing_cert(b->certhash2, tls);
             } else {
                 if (ref2 != NULL)
-                    pair_entry(st, cache, b, ref, ref2, cb_snapshot_clientca(rt->snap, b),
-                               &rt->bind_tls[i], &reused);
+                    pair_entry(st, cache, b, ref, ref2, cb_snapshot_clientca(rt->snap, b), tls,
+                               &reused);
                 else
                     cert_entry(st, cache, ref->thumb, ref->cert_path, ref->key_path,
-                               cb_snapshot_clientca(rt->snap, b), &rt->bind_tls[i], &reused);
+                               cb_snapshot_clientca(rt->snap, b), tls, &reused);
                 if (reused)
                     stats->certs_reused++;
                 else
                     stats->certs_new++;
             }
         }
-        const char *why = cb_tls_entry_error(&rt->bind_tls[i]);
+        const char *why = cb_tls_entry_error(tls);
         if (why != NULL) {
-            rt->n_broken++;
+            if (broken_add(rt, &broken_cap, i) != 0) {
+                ret = cb_err_set(err, CB_ENOMEM, "out of memory");
+                goto out_free;
+            }
             if (log_broken)
                 log_unusable(b, why);
         }
@@ -313,7 +343,7 @@ int cb_runtime_build(struct cb_store *st, struct cb_tls_cache *cache, bool log_b
     }
     cb_tls_cache_sweep(cache);
     certs_free(&cs);
-    if ((ret = cb_staples_build(st, rt, NULL, NULL, NULL, 0)) != 0) {
+    if ((ret = cb_staples_build(st, rt)) != 0) {
         cb_err_set(err, ret, "out of memory");
         cb_runtime_unref(rt);
         return ret;
@@ -386,6 +416,112 @@ static void entry_for(struct cb_store *st, struct cb_tls_cache *cache,
     cb_cert_row_clear(&row);
 }
 
+/* The moves of a derivation, by old index (from): where a binding that moved went. */
+struct moved {
+    uint32_t from, at;
+};
+
+static int cmp_moved(const void *a, const void *b)
+{
+    uint32_t x = ((const struct moved *)a)->from, y = ((const struct moved *)b)->from;
+    return x < y ? -1 : x > y;
+}
+
+static int cmp_move_at(const void *a, const void *b)
+{
+    uint32_t x = ((const struct cb_snapshot_move *)a)->at;
+    uint32_t y = ((const struct cb_snapshot_move *)b)->at;
+    return x < y ? -1 : x > y;
+}
+
+/* Where old's binding j is in the new snapshot, or -1 when it is gone (removed, or
+ * replaced by a changed binding of the same key, which the moves cover). */
+static long new_index(uint32_t j, size_t n, const struct cb_snapshot_move *moves, size_t n_moves,
+                      const struct moved *moved, size_t n_moved)
+{
+    struct moved mk = {.from = j};
+    const struct moved *m =
+        n_moved ? bsearch(&mk, moved, n_moved, sizeof(*moved), cmp_moved) : NULL;
+    if (m != NULL)
+        return m->at;
+    struct cb_snapshot_move k = {.at = j};
+    if (j >= n || (n_moves && bsearch(&k, moves, n_moves, sizeof(*moves), cmp_move_at) != NULL))
+        return -1;
+    return j;
+}
+
+/* The new runtime's tables: old's, shared, then made n long. CB_ENOMEM. */
+static int tables_share(struct cb_runtime *rt, const struct cb_runtime *old, size_t n)
+{
+    if (cb_cow_share(&rt->bind_tls, &old->bind_tls) != 0 ||
+        cb_cow_share(&rt->backends, &old->backends) != 0 ||
+        cb_cow_share(&rt->active, &old->active) != 0 || cb_cow_share(&rt->stat, &old->stat) != 0 ||
+        cb_cow_resize(&rt->bind_tls, n) != 0 || cb_cow_resize(&rt->backends, n) != 0 ||
+        cb_cow_resize(&rt->active, n) != 0 || cb_cow_resize(&rt->stat, n) != 0)
+        return CB_ENOMEM;
+    return 0;
+}
+
+/* Binding i's writable elements, emptied (their parts copied first when shared). */
+struct slots {
+    struct cb_tls_entry *tls;
+    struct cb_backend *be;
+    uint32_t *active;
+    struct cb_metrics_entry **stat;
+};
+
+static int slots_take(struct cb_runtime *rt, uint32_t i, struct slots *sl)
+{
+    sl->tls = cb_cow_mut(&rt->bind_tls, i);
+    sl->be = cb_cow_mut(&rt->backends, i);
+    sl->active = cb_cow_mut(&rt->active, i);
+    sl->stat = cb_cow_mut(&rt->stat, i);
+    if (sl->tls == NULL || sl->be == NULL || sl->active == NULL || sl->stat == NULL)
+        return CB_ENOMEM;
+    cb_tls_entry_clear(sl->tls);
+    free(sl->be->error);
+    memset(sl->be, 0, sizeof(*sl->be));
+    return 0;
+}
+
+/* rt's bindings per port after the change ch to old, and whether that changes where it
+ * listens (rt->listen_same). CB_ENOMEM. */
+static int count_ports(struct cb_runtime *rt, const struct cb_runtime *old,
+                       const struct cb_store_changes *ch)
+{
+    rt->listen_same = true;
+    for (size_t k = 0; k < ch->n_removed; k++) {
+        long j = cb_snapshot_find(old->snap, &ch->removed[k]);
+        if (j < 0)
+            continue;
+        if (ch->removed[k].kind == CB_KEY_IP) {
+            rt->listen_same = false;
+            continue;
+        }
+        uint32_t *c = cb_cow_mut(&rt->port_bindings, ch->removed[k].port);
+        if (c == NULL)
+            return CB_ENOMEM;
+        if (--*c == 0)
+            rt->listen_same = false;
+    }
+    for (size_t k = 0; k < ch->n_set; k++) {
+        const struct cb_binding_key *key = &ch->set[k].key;
+        /* Changed in place: the same key, so the same port and kind. */
+        if (cb_snapshot_find(old->snap, key) >= 0)
+            continue;
+        if (key->kind == CB_KEY_IP) {
+            rt->listen_same = false;
+            continue;
+        }
+        uint32_t *c = cb_cow_mut(&rt->port_bindings, key->port);
+        if (c == NULL)
+            return CB_ENOMEM;
+        if ((*c)++ == 0)
+            rt->listen_same = false;
+    }
+    return 0;
+}
+
 int cb_runtime_derive(struct cb_store *st, struct cb_tls_cache *cache, const struct cb_runtime *old,
                       bool log_broken, struct cb_runtime **out, struct cb_runtime_stats *stats,
                       struct cb_err *err)
@@ -393,7 +529,9 @@ int cb_runtime_derive(struct cb_store *st, struct cb_tls_cache *cache, const str
     struct cb_store_changes ch;
     struct cb_snapshot *snap = NULL;
     struct cb_runtime *rt = NULL;
-    uint32_t *src = NULL;
+    struct cb_snapshot_move *moves = NULL;
+    struct moved *moved = NULL;
+    size_t n_moves = 0, n_moved = 0, broken_cap = 0;
     struct timespec t0, t1;
     int ret;
 
@@ -414,8 +552,9 @@ int cb_runtime_derive(struct cb_store *st, struct cb_tls_cache *cache, const str
         return 0;
     }
     /* Only challenges or ticket keys changed: the same snapshot (with central-store files
-     * too), shared; the bindings' entries are copied below as they are, nothing is read but
-     * the challenges or keys. Otherwise the snapshot follows the changed bindings. */
+     * too), shared, and so are the bindings' tables; nothing is read but the challenges or
+     * keys. Otherwise the snapshot follows the changed bindings, and the tables follow it:
+     * shared, written only where the derivation moved or set a binding. */
     bool shared = ch.only_challenges;
     bool challenges = ch.challenges, tickets = ch.tickets;
     uint64_t generation = ch.generation;
@@ -426,10 +565,10 @@ int cb_runtime_derive(struct cb_store *st, struct cb_tls_cache *cache, const str
     if (shared)
         snap = cb_snapshot_ref(old->snap);
     else
-        ret = cb_snapshot_derive(old->snap, ch.set, ch.n_set, ch.removed, ch.n_removed,
-                                 ch.generation, &snap, &src, err);
-    cb_store_changes_clear(&ch);
+        ret = cb_snapshot_derive_moves(old->snap, ch.set, ch.n_set, ch.removed, ch.n_removed,
+                                       ch.generation, &snap, &moves, &n_moves, err);
     if (ret != 0) {
+        cb_store_changes_clear(&ch);
         free(ocsp);
         return ret; /* CB_SNAPSHOT_REBUILD included */
     }
@@ -438,7 +577,7 @@ int cb_runtime_derive(struct cb_store *st, struct cb_tls_cache *cache, const str
     rt = calloc(1, sizeof(*rt));
     if (rt == NULL) {
         cb_snapshot_unref(snap);
-        free(src);
+        free(moves);
         free(ocsp);
         return cb_err_set(err, CB_ENOMEM, "out of memory");
     }
@@ -446,16 +585,17 @@ int cb_runtime_derive(struct cb_store *st, struct cb_tls_cache *cache, const str
     rt->cache = cache;
     rt->snap = snap;
     rt->generation = generation;
-    rt->bind_tls = calloc(n ? n : 1, sizeof(*rt->bind_tls));
-    rt->backends = calloc(n ? n : 1, sizeof(*rt->backends));
+    rt->counts_of = old;
     rt->file_tls = calloc(nf ? nf : 1, sizeof(*rt->file_tls));
-    rt->active = calloc(n ? n : 1, sizeof(*rt->active));
-    rt->stat = calloc(n ? n : 1, sizeof(*rt->stat));
-    if (rt->bind_tls == NULL || rt->backends == NULL || rt->file_tls == NULL ||
-        rt->active == NULL || rt->stat == NULL) {
+    moved = malloc((n_moves ? n_moves : 1) * sizeof(*moved));
+    if (rt->file_tls == NULL || moved == NULL || tables_share(rt, old, n) != 0 ||
+        cb_cow_share(&rt->port_bindings, &old->port_bindings) != 0 ||
+        (ret = count_ports(rt, old, &ch)) != 0) {
+        cb_store_changes_clear(&ch);
         ret = cb_err_set(err, CB_ENOMEM, "out of memory");
         goto out_free;
     }
+    cb_store_changes_clear(&ch);
     if (challenges) {
         if ((ret = load_challenges(st, log_broken, &rt->challenges, err)) != 0)
             goto out_free;
@@ -470,49 +610,93 @@ int cb_runtime_derive(struct cb_store *st, struct cb_tls_cache *cache, const str
     }
     for (size_t i = 0; i < nf; i++)
         cb_tls_entry_copy(&rt->file_tls[i], &old->file_tls[i]);
-    for (uint32_t i = 0; i < n; i++) {
+    /* The bindings the derivation moved or set; every other index holds what it held in
+     * old, in parts shared with it. */
+    for (size_t k = 0; k < n_moves; k++) {
+        uint32_t i = moves[k].at, from = moves[k].from;
         const struct cb_snap_binding *b = cb_snapshot_binding(snap, i);
-        uint32_t from = src != NULL ? src[i] : i;
+        struct slots sl;
         bool loaded = false;
+        if (slots_take(rt, i, &sl) != 0) {
+            ret = cb_err_set(err, CB_ENOMEM, "out of memory");
+            goto out_free;
+        }
         if (from != CB_SNAPSHOT_NEW) {
-            /* Unchanged: the same certificate, backend address and counters. */
-            const struct cb_backend *ob = &old->backends[from];
-            rt->backends[i] = *ob;
-            rt->backends[i].error = ob->error ? strdup(ob->error) : NULL;
-            rt->stat[i] = old->stat[from];
-            if (cb_tls_entry_error(&old->bind_tls[from]) == NULL || b->kind == CB_KEY_CCS) {
-                cb_tls_entry_copy(&rt->bind_tls[i], &old->bind_tls[from]);
-                stats->certs_reused++;
-                continue;
+            /* Unchanged, moved: the same certificate, backend address and counters (if it
+             * was broken, it is looked at again with old's broken ones below). */
+            cb_tls_entry_copy(sl.tls, cb_runtime_tls(old, from));
+            if (cb_runtime_backend_ops.copy(sl.be, cb_runtime_backend(old, from)) != 0) {
+                ret = cb_err_set(err, CB_ENOMEM, "out of memory");
+                goto out_free;
             }
-            /* It was broken: look again, it may have been fixed since. */
-        } else if (b->backend != NULL) {
+            *sl.active = *(const uint32_t *)cb_cow_at(&old->active, from);
+            *sl.stat = *(struct cb_metrics_entry *const *)cb_cow_at(&old->stat, from);
+            moved[n_moved++] = (struct moved){.from = from, .at = i};
+            stats->certs_reused++;
+            continue;
+        }
+        /* Added, or changed in place: a changed binding keeps its key's open connections
+         * (for the cap) and counters. */
+        struct cb_binding_key key;
+        long j = cb_key_parse_word(b->key_text, &key, NULL) == 0 ? cb_snapshot_find(old->snap, &key)
+                                                                 : -1;
+        if (j >= 0) {
+            *sl.active = *(const uint32_t *)cb_cow_at(&old->active, (size_t)j);
+            *sl.stat = *(struct cb_metrics_entry *const *)cb_cow_at(&old->stat, (size_t)j);
+        }
+        if (b->backend != NULL) {
             if (backend_is_name(b->backend)) {
                 /* Asking DNS may take seconds: a full build does it, off the loop. */
                 ret = CB_RUNTIME_BUILD_ASIDE;
                 goto out_free;
             }
-            resolve_backend(b->backend, &rt->backends[i]);
+            resolve_backend(b->backend, sl.be);
         }
-        entry_for(st, cache, snap, b, &rt->bind_tls[i], &loaded);
+        entry_for(st, cache, snap, b, sl.tls, &loaded);
         if (loaded)
             stats->certs_new++;
         else
             stats->certs_reused++;
-        const char *why = cb_tls_entry_error(&rt->bind_tls[i]);
+        const char *why = cb_tls_entry_error(sl.tls);
+        if (why != NULL && b->kind != CB_KEY_CCS && broken_add(rt, &broken_cap, i) != 0) {
+            ret = cb_err_set(err, CB_ENOMEM, "out of memory");
+            goto out_free;
+        }
         if (why != NULL && log_broken)
             log_unusable(b, why);
     }
-    for (uint32_t i = 0; i < n; i++)
-        if (cb_snapshot_binding(snap, i)->kind != CB_KEY_CCS &&
-            cb_tls_entry_error(&rt->bind_tls[i]) != NULL)
-            rt->n_broken++;
-    if ((ret = cb_staples_build(st, rt, old, src, (const char(*)[CB_THUMB_LEN + 1]) ocsp,
-                                n_ocsp)) != 0) {
+    /* Old's broken bindings that are still there: looked at again, they may have been
+     * fixed since (the certificate imported, say). */
+    if (n_moved > 1)
+        qsort(moved, n_moved, sizeof(*moved), cmp_moved);
+    for (size_t k = 0; k < old->n_broken; k++) {
+        long i = new_index(old->broken[k], n, moves, n_moves, moved, n_moved);
+        if (i < 0)
+            continue;
+        const struct cb_snap_binding *b = cb_snapshot_binding(snap, (uint32_t)i);
+        struct cb_tls_entry *tls = cb_cow_mut(&rt->bind_tls, (size_t)i);
+        bool loaded = false;
+        if (tls == NULL) {
+            ret = cb_err_set(err, CB_ENOMEM, "out of memory");
+            goto out_free;
+        }
+        cb_tls_entry_clear(tls);
+        entry_for(st, cache, snap, b, tls, &loaded);
+        const char *why = cb_tls_entry_error(tls);
+        if (why != NULL && broken_add(rt, &broken_cap, (uint32_t)i) != 0) {
+            ret = cb_err_set(err, CB_ENOMEM, "out of memory");
+            goto out_free;
+        }
+        if (why != NULL && log_broken)
+            log_unusable(b, why);
+    }
+    if ((ret = cb_staples_derive(st, rt, old, moves, n_moves,
+                                 (const char(*)[CB_THUMB_LEN + 1]) ocsp, n_ocsp)) != 0) {
         cb_err_set(err, ret, "out of memory");
         goto out_free;
     }
-    free(src);
+    free(moves);
+    free(moved);
     free(ocsp);
     clock_gettime(CLOCK_MONOTONIC, &t1);
     stats->bindings = n;
@@ -524,7 +708,8 @@ int cb_runtime_derive(struct cb_store *st, struct cb_tls_cache *cache, const str
     *out = rt;
     return 0;
 out_free:
-    free(src);
+    free(moves);
+    free(moved);
     free(ocsp);
     cb_runtime_unref(rt);
     return ret;

@@ -8,7 +8,8 @@
 struct cb_runtime_stats {
     size_t bindings, broken;
     size_t certs_new; /* certificate entries made anew (parsed now if eager, else on first use) */
-    size_t certs_reused; /* entries kept from the cache: not parsed again */
+    size_t certs_reused; /* entries kept from the cache: not parsed again (derived: of the
+                          * bindings the change touched; the others are shared as they are) */
     uint64_t generation;
     double ms;
     bool derived;      /* from the previous runtime and the store's change log */
@@ -28,11 +29,16 @@ int cb_runtime_build(struct cb_store *st, struct cb_tls_cache *cache, bool log_b
 /*
  * The runtime after the store's latest changes, from old (borrowed) and the
  * store's change log: only the changed bindings are read, only their certificates
- * looked up. Returns CB_SNAPSHOT_REBUILD when cb_runtime_build is needed instead, and
- * CB_RUNTIME_BUILD_ASIDE when it is needed and should not run on a serving loop (a
- * changed binding's backend is a host name: resolving it asks DNS); *out is then
- * untouched. Names are resolved only by cb_runtime_build. Same ownership as
- * cb_runtime_build.
+ * looked up, and the per-binding tables are old's, shared in parts (net/runtime.h):
+ * only the parts of the bindings the change moved or set are copied, so a change
+ * costs what it changes, not the number of bindings. Old is never written. The
+ * result carries old's open-connection counts (rt->counts_of == old): swap it in in
+ * place of old (cb_server_swap_runtime) before any connection opens or closes. Old's
+ * broken bindings are looked at again (their certificate may have been imported). Returns
+ * CB_SNAPSHOT_REBUILD when cb_runtime_build is needed instead, and CB_RUNTIME_BUILD_ASIDE when it
+ * is needed and should not run on a serving loop (a changed binding's backend is a host name:
+ * resolving it asks DNS); *out is then untouched. Names are resolved only by cb_runtime_build. Same
+ * ownership as cb_runtime_build.
  */
 #define CB_RUNTIME_BUILD_ASIDE 2
 int cb_runtime_derive(struct cb_store *st, struct cb_tls_cache *cache, const struct cb_runtime *old,

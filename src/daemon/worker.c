@@ -46,6 +46,7 @@ struct worker {
     struct full_build *building; /* the one under way, or NULL */
     bool build_again;            /* another SIGHUP came meanwhile: read again after it */
     int64_t tickets_generation;  /* the session ticket keys in service (the newest key's id) */
+    bool listen_failed;          /* the last listen_for could not listen on everything */
 };
 
 struct full_build {
@@ -101,8 +102,9 @@ static void listen_for(struct worker *w, const struct cb_runtime *rt)
     char q[900];
     size_t n = 0;
 
-    if (cb_listen_plan(rt->snap, &w->opts->iplisten, &addrs, &n, &err) != 0 ||
-        cb_server_listen(w->srv, addrs, n, &err) != 0)
+    w->listen_failed = cb_listen_plan(rt->snap, &w->opts->iplisten, &addrs, &n, &err) != 0 ||
+                       cb_server_listen(w->srv, addrs, n, &err) != 0;
+    if (w->listen_failed)
         cb_log("error", "listen_failed", "worker=%d reason=%s", w->index,
                cb_log_quote(err.msg, q, sizeof(q)));
     free(addrs);
@@ -153,7 +155,10 @@ static int reload(struct worker *w, bool full, struct cb_err *err)
         cb_runtime_unref(rt);
         return 0;
     }
-    listen_for(w, rt);
+    /* A derived runtime that listens where old did needs no plan (a pass over every
+     * binding): the sockets stay as they are, unless one failed (tried again now). */
+    if (!(stats.derived && rt->listen_same && !w->listen_failed))
+        listen_for(w, rt);
     cb_server_swap_runtime(w->srv, rt);
     log_tickets(w, rt);
     cb_runtime_unref(rt);

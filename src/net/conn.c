@@ -72,10 +72,16 @@ static struct cb_metrics_entry *binding_metrics(struct cb_conn *c)
 {
     if (c->srv->cfg.stats == NULL || c->binding == NULL)
         return NULL;
-    struct cb_metrics_entry **slot = &c->rt->stat[c->bidx];
-    if (*slot == NULL)
-        *slot = cb_metrics_entry_get(c->srv->cfg.stats, c->binding->key_text);
-    return *slot;
+    struct cb_metrics_entry *const *found = cb_cow_at(&c->rt->stat, c->bidx);
+    if (*found != NULL)
+        return *found;
+    struct cb_metrics_entry *e = cb_metrics_entry_get(c->srv->cfg.stats, c->binding->key_text);
+    /* Kept for the next connection (in c's runtime's own copy of the part: a runtime
+     * sharing it may be in service elsewhere); out of memory, looked up again then. */
+    struct cb_metrics_entry **slot = cb_cow_mut(&c->rt->stat, c->bidx);
+    if (slot != NULL)
+        *slot = e;
+    return e;
 }
 
 /* A failed handshake, counted once: under its binding when one was chosen. */
@@ -219,8 +225,13 @@ void cb_conn_close(struct cb_conn *c)
     cb_tls_conn_free(c->ssl);
     c->ssl = NULL;
     close(c->cfd);
-    if (c->counted)
-        srv->rt->active[c->cap_idx]--;
+    if (c->counted) {
+        /* Out of memory for the part's copy, the count stays one high: the cap errs on
+         * refusing, never on letting more in. */
+        uint32_t *n = cb_cow_mut(&srv->rt->active, c->cap_idx);
+        if (n != NULL)
+            (*n)--;
+    }
     if (srv->cfg.stats != NULL) {
         cb_metric_sub(&cb_metrics_writer_area(srv->cfg.stats)->g[CB_GMETRIC_OPEN], 1);
         if (c->st != NULL)
@@ -246,7 +257,7 @@ static bool over_binding_cap(struct cb_conn *c, uint32_t binding, int *alert)
 {
     struct cb_server *srv = c->srv;
 
-    if (c->rt->active[binding] < srv->cfg.max_conns_binding)
+    if (*(const uint32_t *)cb_cow_at(&c->rt->active, binding) < srv->cfg.max_conns_binding)
         return false;
     srv->refused_binding++;
     if (uv_now(srv->loop) - srv->last_refusal_log >= 1000) {
@@ -301,12 +312,12 @@ int cb_conn_on_client_hello(SSL *ssl, int *alert, void *arg)
     }
     /* A certificate not parsed yet is parsed on the thread pool, the handshake paused
      * meanwhile: the loop goes on serving everyone else. */
-    enum cb_hello_outcome o = cb_hello_choose(ssl, rt->snap, rt->bind_tls, rt->file_tls,
+    enum cb_hello_outcome o = cb_hello_choose(ssl, rt->snap, &rt->bind_tls, rt->file_tls,
                                               rt->challenges, &c->local, true, &ch);
     if (o == CB_HELLO_UNPARSED) {
         if (pause_for(c, ch.tls))
             return CB_TLS_HELLO_RETRY;
-        o = cb_hello_choose(ssl, rt->snap, rt->bind_tls, rt->file_tls, rt->challenges, &c->local,
+        o = cb_hello_choose(ssl, rt->snap, &rt->bind_tls, rt->file_tls, rt->challenges, &c->local,
                             false, &ch);
         if (ch.loaded_now) /* parsed here after all (counted in on_parse_done otherwise) */
             cb_server_count(srv, CB_GMETRIC_CERTS_LOADED);
@@ -351,9 +362,15 @@ int cb_conn_on_client_hello(SSL *ssl, int *alert, void *arg)
         return CB_TLS_HELLO_REFUSE;
     }
     if (srv->cfg.max_conns_binding != 0) {
+        uint32_t *n;
         if (over_binding_cap(c, ch.binding, alert))
             return CB_TLS_HELLO_REFUSE;
-        rt->active[ch.binding]++;
+        if ((n = cb_cow_mut(&rt->active, ch.binding)) == NULL) {
+            cb_conn_log(c, "error", "handshake_failed", "out of memory");
+            *alert = cb_tls_alert_handshake_failure();
+            return CB_TLS_HELLO_REFUSE;
+        }
+        (*n)++;
         c->counted = true;
         c->cap_idx = ch.binding;
     }

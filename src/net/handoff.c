@@ -131,7 +131,7 @@ static int owner_of(struct cb_conn *c, enum cb_peek pk, const unsigned char *nam
     if (pk == CB_PEEK_SNI &&
         cb_tls_challenges_find(rt->challenges, sni, (int64_t)time(NULL)) != NULL)
         return srv->cfg.worker;
-    const struct cb_tls_entry *e = cb_hello_entry_for(rt->snap, rt->bind_tls, rt->file_tls,
+    const struct cb_tls_entry *e = cb_hello_entry_for(rt->snap, &rt->bind_tls, rt->file_tls,
                                                       &c->local, pk == CB_PEEK_SNI ? sni : NULL);
     if (e == NULL)
         return srv->cfg.worker;

@@ -321,7 +321,7 @@ static void start_relay(struct cb_conn *c)
 
 void cb_relay_connect_backend(struct cb_conn *c)
 {
-    const struct cb_backend *be = &c->rt->backends[c->bidx];
+    const struct cb_backend *be = cb_runtime_backend(c->rt, c->bidx);
     char why[300];
 
     if (c->binding->backend == NULL) {
@@ -387,7 +387,7 @@ void cb_relay_on_connected(struct cb_conn *c)
  */
 bool cb_relay_client_speaks_first(struct cb_conn *c)
 {
-    if (c->binding->backend == NULL || c->rt->backends[c->bidx].addr_len == 0)
+    if (c->binding->backend == NULL || cb_runtime_backend(c->rt, c->bidx)->addr_len == 0)
         return false;
     return cb_tls_alpn_is_http(c->ssl);
 }

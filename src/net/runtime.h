@@ -10,6 +10,7 @@
 
 #include "binding/snapshot.h"
 #include "tls/ctx.h"
+#include "util/cow.h"
 
 #include <netinet/in.h>
 #include <sys/socket.h>
@@ -33,13 +34,32 @@ struct cb_runtime {
     /* The store generation it is of: its snapshot's, or newer when only the challenges
      * changed since (the snapshot is then shared with the runtime it was derived from). */
     uint64_t generation;
-    struct cb_snapshot *snap;       /* owned reference */
-    struct cb_tls_entry *bind_tls;  /* per binding (unused for ccs bindings) */
-    struct cb_tls_entry *file_tls;  /* per central-store file */
-    struct cb_backend *backends;    /* per binding */
-    uint32_t *active;               /* per binding: open connections (for the per-binding cap) */
-    struct cb_metrics_entry **stat; /* per binding: its counters, found on first use (or NULL) */
+    struct cb_snapshot *snap; /* owned reference */
+    /*
+     * Per binding, indexed as snap (util/cow.h): shared in parts with the runtime this one
+     * was derived from and those derived from it, copied part by part on write, so a
+     * change costs what it changes, not N. Write only through cb_cow_mut (never into a
+     * part another runtime holds): a connection may still be running on that runtime.
+     */
+    struct cb_cow bind_tls;        /* struct cb_tls_entry (unused for ccs bindings) */
+    struct cb_cow backends;        /* struct cb_backend */
+    struct cb_cow active;          /* uint32_t: open connections (for the per-binding cap) */
+    struct cb_cow stat;            /* struct cb_metrics_entry *: its counters, found on first use */
+    struct cb_tls_entry *file_tls; /* per central-store file */
+    /* uint32_t per port (65536, util/cow.h): how many bindings other than IP ones it has,
+     * i.e. whether a socket for any local address listens on it (net/listen.h). */
+    struct cb_cow port_bindings;
+    /* Set by cb_runtime_derive: what it listens on is what old listened on (no port
+     * gained or lost its last binding, no IP binding changed): no plan needed. */
+    bool listen_same;
+    /* The bindings (not ccs) whose entry has an error: owned array of n_broken indexes,
+     * in no order; a derivation looks at these again (a certificate may have come). */
+    uint32_t *broken;
     size_t n_broken;
+    /* Identity only, never dereferenced: the runtime whose connection counts `active`
+     * carries (cb_runtime_derive's old), NULL when the counts start at zero. Swapped in
+     * in place of that runtime, open connections are then not counted again. */
+    const struct cb_runtime *counts_of;
     /* Owned reference, or NULL: the pending TLS-ALPN-01 challenges (tls/challenge.h), every
      * one in every worker, so any worker answers a validation it accepts. */
     struct cb_tls_challenges *challenges;
@@ -54,6 +74,20 @@ struct cb_runtime {
      * net/ reads it only through a runtime it holds a reference to (a connection's c->rt). */
     const struct cb_tls_cache *cache;
 };
+
+/* The element hooks of the per-binding tables (util/cow.h). */
+extern const struct cb_cow_ops cb_runtime_tls_ops, cb_runtime_backend_ops, cb_runtime_active_ops,
+    cb_runtime_stat_ops;
+
+/* Binding i's entry and backend (borrowed from rt). */
+static inline const struct cb_tls_entry *cb_runtime_tls(const struct cb_runtime *rt, uint32_t i)
+{
+    return cb_cow_at(&rt->bind_tls, i);
+}
+static inline const struct cb_backend *cb_runtime_backend(const struct cb_runtime *rt, uint32_t i)
+{
+    return cb_cow_at(&rt->backends, i);
+}
 
 struct cb_runtime *cb_runtime_ref(struct cb_runtime *rt);
 /* Drops one reference; frees at zero. NULL is a no-op. */

@@ -120,19 +120,26 @@ void cb_server_swap_runtime(struct cb_server *srv, struct cb_runtime *rt)
     srv->rt = cb_runtime_ref(rt);
     cb_tls_tickets_use(srv->default_ctx, rt->tickets);
     cb_server_publish_cache(srv);
-    /* Open connections go on counting against their binding's cap in the new runtime. */
+    /* Open connections go on counting against their binding's cap in the new runtime:
+     * counted there already when it carries old's counts (cb_runtime_derive), else now. */
+    bool carried = old != NULL && rt->counts_of == old;
     for (struct cb_conn *c = srv->conns; c != NULL; c = c->next) {
         struct cb_binding_key key;
+        uint32_t *n = NULL;
         long i;
         if (!c->counted)
             continue;
         if (cb_key_parse_word(c->binding->key_text, &key, NULL) != 0 ||
-            (i = cb_snapshot_find(rt->snap, &key)) < 0) {
-            c->counted = false; /* the binding is gone: there is no cap left to hold */
+            (i = cb_snapshot_find(rt->snap, &key)) < 0 ||
+            (!carried && (n = cb_cow_mut(&rt->active, (size_t)i)) == NULL)) {
+            /* The binding is gone: there is no cap left to hold (or, out of memory for
+             * its part, it is not counted: the cap errs on letting one more in). */
+            c->counted = false;
             continue;
         }
         c->cap_idx = (uint32_t)i;
-        rt->active[i]++;
+        if (n != NULL)
+            (*n)++;
     }
     cb_runtime_unref(old); /* connections still on it keep their own references */
 }

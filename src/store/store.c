@@ -499,6 +499,7 @@ int cb_store_batch_begin(struct cb_store *st, struct cb_err *err)
         (ret = cb_store_begin(st, err)) != 0)
         return ret;
     st->batch = true;
+    st->batch_line = st->batch_failed_line = 0;
     return 0;
 }
 
@@ -513,6 +514,10 @@ int cb_store_batch_commit(struct cb_store *st, struct cb_err *err)
 
     if (!st->batch)
         return cb_err_set(err, CB_EINVAL, "internal: no batch to commit");
+    if ((ret = cb_store__batch_files_end(st, err)) != 0) {
+        cb_store_batch_rollback(st);
+        return ret;
+    }
     /* The files were written without a sync each: one for the whole file system, before
      * the rows that name them are committed. */
     fd = open(st->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
@@ -541,6 +546,8 @@ void cb_store_batch_rollback(struct cb_store *st)
 {
     if (!st->batch)
         return;
+    /* The writer ends first: no file of the batch is created after its removal. */
+    (void)cb_store__batch_files_end(st, NULL);
     batch_paths_unlink(st, BATCH_WRITTEN); /* read before the rollback forgets them */
     st->batch = false;
     cb_store_rollback(st);
@@ -923,7 +930,8 @@ static int binding_write(struct cb_store *st, const struct cb_binding *b, bool i
     int ret, rc;
 
     cb_key_format(&b->key, text, sizeof(text));
-    if ((ret = prepare(
+    /* Kept prepared: a batch writes a binding on most of its lines. */
+    if ((ret = cb_store__prepare_cached(
              st,
              insert ? "INSERT INTO bindings(key, certhash, appid, backend, ccspath, flags, proxy, "
                       "clientca, certhash2) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)"

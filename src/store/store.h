@@ -12,6 +12,8 @@
 #include "binding/snapshot.h"
 #include "store/cert_info.h"
 
+#include <sys/types.h>
+
 #define CB_STORE_SCHEMA_VERSION 7
 
 struct cb_store;
@@ -57,6 +59,22 @@ int cb_store_batch_commit(struct cb_store *st, struct cb_err *err) CB_MUST_CHECK
 /* Rolls the batch back and removes the files written for it. No-op without a batch. */
 void cb_store_batch_rollback(struct cb_store *st);
 bool cb_store_in_batch(const struct cb_store *st);
+
+/*
+ * New files of a batch, created on a thread of their own while the batch goes on
+ * (batch_files.c). _line tags the files that follow with the batch's line (for the error).
+ * _write registers path (borrowed, inside the state folder) to be removed on a rollback and
+ * queues it with len bytes of data (taken: freed and cleansed), mode, owner uid:gid unless
+ * uid is (uid_t)-1. The queue is bounded: _write waits when it is full. A file that cannot
+ * be written fails the batch: a later _write, _wait_files or cb_store_batch_commit returns
+ * its error, and _failed_line its line. _wait_files returns once the queued files are on
+ * disk (for reading one back). Outside a batch _write and _wait_files are CB_EINVAL.
+ */
+void cb_store_batch_line(struct cb_store *st, unsigned long line);
+int cb_store_batch_write(struct cb_store *st, const char *path, mode_t mode, uid_t uid, gid_t gid,
+                         char *data, size_t len, struct cb_err *err) CB_MUST_CHECK;
+int cb_store_batch_wait_files(struct cb_store *st, struct cb_err *err) CB_MUST_CHECK;
+unsigned long cb_store_batch_failed_line(const struct cb_store *st);
 
 /*
  * Files that follow the current transaction (path borrowed, copied; ignored unless it

@@ -42,6 +42,11 @@ struct cb_store {
      * do nothing, and the files to remove are kept in the temporary table batch_paths
      * instead of the lists above, so that memory does not grow with the batch. */
     bool batch;
+    /* The batch's file writer (batch_files.c): started by its first file, ended before
+     * the batch commits or rolls back; the line its files are tagged with; the line of
+     * the first file that could not be written (0: none). */
+    struct cb_filewriter *writer;
+    unsigned long batch_line, batch_failed_line;
     size_t tx_changes; /* rows the open transaction wrote to the change log */
     /* Statements kept prepared for the calls a batch makes once per line (see
      * cb_store__prepare_cached); finalized by cb_store_close. */
@@ -53,6 +58,9 @@ void cb_store__track(struct cb_store *st);
 /* Runs the commit hook on the dirty set (0 when none or nothing changed). */
 int cb_store__run_hook(struct cb_store *st, struct cb_err *err) CB_MUST_CHECK;
 void cb_store__dirty_clear(struct cb_store *st);
+/* Waits for the batch's file writer and ends it (batch_files.c): the first file that could
+ * not be written fails with err filled (its line kept), else 0. */
+int cb_store__batch_files_end(struct cb_store *st, struct cb_err *err);
 
 /* Prepares sql; a failure fills err as cb_store__db_error does. */
 int cb_store__prepare(struct cb_store *st, const char *sql, sqlite3_stmt **stmt,

@@ -164,11 +164,213 @@ static EVP_PKEY *pem_key(const unsigned char *buf, size_t len, const char *passw
     return k;
 }
 
-/* The key comes from key_path when given, else from key_mem (key_mem_len bytes) when
- * given, else from buf itself. */
+struct cb_cert_keycache {
+    unsigned char *raw; /* the bytes of the key file last parsed, owned (cleansed) */
+    size_t raw_len;
+    EVP_PKEY *key; /* its key, owned (a reference each bundle takes) */
+    char *pem;     /* the key as the store writes it (PKCS#8 PEM), owned */
+    size_t pem_len;
+    unsigned char *spki; /* its public key as a certificate holds it (DER), owned */
+    int spki_len;
+    /* A library context with no algorithms (OpenSSL's "null" provider), owned: certificates
+     * decoded in it skip decoding their public key, which OpenSSL 3.0 does through a
+     * decoder set up anew for each certificate (~0.5 ms, 16 times the rest of the parse). */
+    OSSL_LIB_CTX *bare;
+    OSSL_PROVIDER *bare_null;
+};
+
+int cb_cert_keycache_new(struct cb_cert_keycache **out, struct cb_err *err)
+{
+    if ((*out = calloc(1, sizeof(**out))) == NULL)
+        return cb_err_set(err, CB_ENOMEM, "out of memory");
+    return 0;
+}
+
+static void keycache_drop(struct cb_cert_keycache *kc)
+{
+    EVP_PKEY_free(kc->key);
+    kc->key = NULL;
+    if (kc->pem != NULL) {
+        OPENSSL_cleanse(kc->pem, kc->pem_len);
+        free(kc->pem);
+        kc->pem = NULL;
+    }
+    OPENSSL_free(kc->spki);
+    kc->spki = NULL;
+    if (kc->raw != NULL) {
+        OPENSSL_cleanse(kc->raw, kc->raw_len);
+        free(kc->raw);
+        kc->raw = NULL;
+    }
+}
+
+void cb_cert_keycache_free(struct cb_cert_keycache *kc)
+{
+    if (kc == NULL)
+        return;
+    keycache_drop(kc);
+    OSSL_PROVIDER_unload(kc->bare_null);
+    OSSL_LIB_CTX_free(kc->bare);
+    free(kc);
+}
+
+/* key (borrowed) as unencrypted PKCS#8 PEM in an owned buffer; NULL when it fails. */
+static char *key_to_pem(EVP_PKEY *key, size_t *len)
+{
+    BIO *bio = BIO_new(BIO_s_mem());
+    char *p, *out = NULL;
+    long n;
+
+    if (bio == NULL)
+        return NULL;
+    if (PEM_write_bio_PrivateKey(bio, key, NULL, NULL, 0, NULL, NULL) &&
+        (n = BIO_get_mem_data(bio, &p)) > 0 && (out = malloc((size_t)n)) != NULL) {
+        memcpy(out, p, (size_t)n);
+        *len = (size_t)n;
+    }
+    BIO_free(bio); /* a memory BIO is cleansed when freed */
+    return out;
+}
+
+/*
+ * The unencrypted key in key_path through kc: the file is read for every call (a small read
+ * from the page cache) and parsed again only when its bytes differ from the last ones, so a
+ * key file rewritten between two lines, however quickly, is never taken for the old one.
+ * Returns a new reference, or NULL (*enc set when the key is encrypted) with *ret set when
+ * the file cannot be read.
+ */
+static EVP_PKEY *keycache_get(struct cb_cert_keycache *kc, const char *key_path, bool *enc,
+                              int *ret, struct cb_err *err)
+{
+    unsigned char *kbuf = NULL;
+    size_t klen = 0;
+    EVP_PKEY *k;
+
+    if ((*ret = read_file(key_path, &kbuf, &klen, err)) != 0)
+        return NULL;
+    if (kc->key != NULL && klen == kc->raw_len && CRYPTO_memcmp(kbuf, kc->raw, klen) == 0) {
+        OPENSSL_cleanse(kbuf, klen);
+        free(kbuf);
+        EVP_PKEY_up_ref(kc->key);
+        return kc->key;
+    }
+    if ((k = pem_key(kbuf, klen, NULL, enc)) == NULL) {
+        OPENSSL_cleanse(kbuf, klen);
+        free(kbuf);
+        return NULL;
+    }
+    keycache_drop(kc);
+    kc->raw = kbuf;
+    kc->raw_len = klen;
+    if ((kc->pem = key_to_pem(k, &kc->pem_len)) == NULL) {
+        ERR_clear_error();
+        keycache_drop(kc);
+        return k; /* not kept: encoded again when written */
+    }
+    kc->spki_len = i2d_PUBKEY(k, &kc->spki);
+    if (kc->spki_len <= 0) {
+        kc->spki = NULL; /* left unset by a failed i2d: certificates take the general path */
+        ERR_clear_error();
+    }
+    EVP_PKEY_up_ref(k);
+    kc->key = k;
+    return k;
+}
+
+/* Whether x's public key is the one kc holds, byte for byte as DER (SubjectPublicKeyInfo). */
+static bool spki_is(X509 *x, const struct cb_cert_keycache *kc)
+{
+    unsigned char *der = NULL;
+    int n = i2d_X509_PUBKEY(X509_get_X509_PUBKEY(x), &der);
+    bool same = n == kc->spki_len && memcmp(der, kc->spki, (size_t)n) == 0;
+
+    OPENSSL_free(der);
+    return same;
+}
+
+/* Decodes every certificate of a PEM buffer (as pem_certs) in kc's bare library context. */
+static int pem_certs_bare(struct cb_cert_keycache *kc, const unsigned char *buf, size_t len,
+                          STACK_OF(X509) * certs)
+{
+    BIO *bio = BIO_new_mem_buf(buf, (int)len);
+    char *name = NULL, *header = NULL;
+    unsigned char *data = NULL;
+    long dlen = 0;
+    int ret = 0;
+
+    if (bio == NULL)
+        return -1;
+    while (ret == 0 && PEM_read_bio(bio, &name, &header, &data, &dlen)) {
+        if (strcmp(name, PEM_STRING_X509) == 0 || strcmp(name, PEM_STRING_X509_OLD) == 0) {
+            const unsigned char *p = data;
+            X509 *x = X509_new_ex(kc->bare, NULL);
+            if (x == NULL || d2i_X509(&x, &p, dlen) == NULL || p != data + dlen ||
+                !sk_X509_push(certs, x)) {
+                X509_free(x);
+                ret = -1;
+            }
+        }
+        OPENSSL_free(name);
+        OPENSSL_free(header);
+        OPENSSL_free(data);
+    }
+    ERR_clear_error(); /* the loop ends on "no start line" */
+    BIO_free(bio);
+    return ret;
+}
+
+/*
+ * The batch's quick path for a PEM certificate with its key in key_path (no password): the
+ * key through kc, the certificates decoded without their public keys (kc->bare), the leaf
+ * found as the one whose public key is the key's, byte for byte. 0 with b filled; anything
+ * else (a certificate whose key is encoded otherwise, a file that is wrong in any way) has
+ * the caller take the general path, which says what is wrong.
+ */
+static int load_pem_quick(const unsigned char *buf, size_t len, const char *key_path,
+                          struct cb_cert_keycache *kc, struct cb_cert_bundle *b)
+{
+    STACK_OF(X509) *certs = NULL;
+    EVP_PKEY *k;
+    bool enc = false;
+    int ret = -1;
+
+    if (kc->bare == NULL && (kc->bare = OSSL_LIB_CTX_new()) != NULL &&
+        (kc->bare_null = OSSL_PROVIDER_load(kc->bare, "null")) == NULL) {
+        OSSL_LIB_CTX_free(kc->bare);
+        kc->bare = NULL;
+    }
+    if (kc->bare == NULL) {
+        ERR_clear_error();
+        return -1;
+    }
+    if ((k = keycache_get(kc, key_path, &enc, &ret, NULL)) == NULL)
+        return -1;
+    if (k != kc->key || kc->spki == NULL || (certs = sk_X509_new_null()) == NULL ||
+        pem_certs_bare(kc, buf, len, certs) != 0)
+        goto out_free;
+    ret = -1;
+    for (int i = 0; i < sk_X509_num(certs); i++) {
+        X509 *x = sk_X509_value(certs, i);
+        if (spki_is(x, kc)) {
+            b->leaf = x;
+            (void)sk_X509_delete(certs, i);
+            b->chain = certs;
+            b->key = k;
+            return 0;
+        }
+    }
+out_free:
+    ERR_clear_error();
+    sk_X509_pop_free(certs, X509_free);
+    EVP_PKEY_free(k);
+    return -1;
+}
+
+/* The key comes from key_path when given (through kc when not NULL and there is no
+ * password), else from key_mem (key_mem_len bytes) when given, else from buf itself. */
 static int load_pem(const char *path, const unsigned char *buf, size_t len, const char *key_path,
                     const unsigned char *key_mem, size_t key_mem_len, const char *password,
-                    struct cb_cert_bundle *b, struct cb_err *err)
+                    struct cb_cert_keycache *kc, struct cb_cert_bundle *b, struct cb_err *err)
 {
     STACK_OF(X509) *certs = sk_X509_new_null();
     unsigned char *kbuf = NULL;
@@ -178,6 +380,11 @@ static int load_pem(const char *path, const unsigned char *buf, size_t len, cons
 
     if (certs == NULL)
         return cb_err_set(err, CB_ENOMEM, "out of memory");
+    if (kc != NULL && key_path != NULL && password == NULL &&
+        load_pem_quick(buf, len, key_path, kc, b) == 0) {
+        sk_X509_free(certs);
+        return 0;
+    }
     if ((ret = pem_certs(buf, len, certs)) != 0) {
         cb_err_set(err, ret, "out of memory reading %s", path);
         goto out_free_certs;
@@ -189,7 +396,10 @@ static int load_pem(const char *path, const unsigned char *buf, size_t len, cons
                          path);
         goto out_free_certs;
     }
-    if (key_path != NULL) {
+    if (key_path != NULL && kc != NULL && password == NULL) {
+        if ((b->key = keycache_get(kc, key_path, &enc, &ret, err)) == NULL && ret != 0)
+            goto out_free_certs;
+    } else if (key_path != NULL) {
         if ((ret = read_file(key_path, &kbuf, &klen, err)) != 0)
             goto out_free_certs;
         b->key = pem_key(kbuf, klen, password, &enc);
@@ -322,6 +532,13 @@ out_free_p12:
 int cb_cert_bundle_load(const char *path, const char *key_path, const char *password,
                         struct cb_cert_bundle **out, struct cb_err *err)
 {
+    return cb_cert_bundle_load_cached(path, key_path, password, NULL, out, err);
+}
+
+int cb_cert_bundle_load_cached(const char *path, const char *key_path, const char *password,
+                               struct cb_cert_keycache *kc, struct cb_cert_bundle **out,
+                               struct cb_err *err)
+{
     struct cb_cert_bundle *b = calloc(1, sizeof(*b));
     unsigned char *buf = NULL;
     size_t len = 0;
@@ -332,7 +549,7 @@ int cb_cert_bundle_load(const char *path, const char *key_path, const char *pass
     if ((ret = read_file(path, &buf, &len, err)) != 0)
         goto out_free_bundle;
     if (is_pem(buf, len)) {
-        ret = load_pem(path, buf, len, key_path, NULL, 0, password, b, err);
+        ret = load_pem(path, buf, len, key_path, NULL, 0, password, kc, b, err);
     } else if (key_path != NULL) {
         ret = cb_err_set(err, CB_EBADFILE,
                          "%s is not PEM; key= is only for PEM certificates (a PKCS#12 file "
@@ -378,7 +595,7 @@ int cb_cert_bundle_from_pem(const char *what, const char *chain_pem, size_t chai
         ret = cb_err_set(err, CB_EBADFILE, "%s is not a PEM certificate chain", what);
         goto out_free;
     }
-    if ((ret = load_pem(what, chain, chain_len, NULL, key, key_len, NULL, b, err)) != 0)
+    if ((ret = load_pem(what, chain, chain_len, NULL, key, key_len, NULL, NULL, b, err)) != 0)
         goto out_free;
     *out = b;
     b = NULL;
@@ -493,12 +710,26 @@ static void key_type(EVP_PKEY *k, char *out, size_t size)
     }
 }
 
+/*
+ * The digest of x's DER encoding, as X509_digest computes it but with the default library
+ * context's digests: a certificate of the batch's quick path lives in one without any.
+ */
+static int der_digest(X509 *x, const EVP_MD *type, unsigned char *md, unsigned *n)
+{
+    unsigned char *der = NULL;
+    int len = i2d_X509(x, &der);
+    int ok = len > 0 && EVP_Digest(der, (size_t)len, md, n, type, NULL);
+
+    OPENSSL_free(der);
+    return ok;
+}
+
 int cb_cert_bundle_thumbprint(const struct cb_cert_bundle *b, char out[CB_THUMB_LEN + 1])
 {
     unsigned char md[EVP_MAX_MD_SIZE];
     unsigned n = 0;
 
-    if (!X509_digest(b->leaf, EVP_sha1(), md, &n) || n != CB_THUMB_LEN / 2) {
+    if (!der_digest(b->leaf, EVP_sha1(), md, &n) || n != CB_THUMB_LEN / 2) {
         ERR_clear_error();
         return CB_ETLS;
     }
@@ -516,10 +747,10 @@ int cb_cert_bundle_info(const struct cb_cert_bundle *b, struct cb_cert_info *inf
     long len;
 
     memset(info, 0, sizeof(*info));
-    if (!X509_digest(b->leaf, EVP_sha1(), md, &n))
+    if (!der_digest(b->leaf, EVP_sha1(), md, &n))
         goto out_tls;
     hex_upper(md, n, info->thumbprint);
-    if (!X509_digest(b->leaf, EVP_sha256(), md, &n))
+    if (!der_digest(b->leaf, EVP_sha256(), md, &n))
         goto out_tls;
     hex_upper(md, n, info->sha256);
     if ((bio = BIO_new(BIO_s_mem())) == NULL)
@@ -606,6 +837,44 @@ int cb_cert_bundle_write_unsynced(const struct cb_cert_bundle *b, const char *ce
                                   const char *key_path, struct cb_err *err)
 {
     return bundle_write(b, cert_path, key_path, false, err);
+}
+
+int cb_cert_bundle_pem(const struct cb_cert_bundle *b, const struct cb_cert_keycache *kc,
+                       char **cert_pem, size_t *cert_len, char **key_pem, size_t *key_len,
+                       struct cb_err *err)
+{
+    BIO *bio = BIO_new(BIO_s_mem());
+    char *p;
+    long n;
+    int ok;
+
+    *cert_pem = *key_pem = NULL;
+    if (bio == NULL)
+        return cb_err_set(err, CB_ENOMEM, "out of memory");
+    ok = PEM_write_bio_X509(bio, b->leaf);
+    for (int i = 0; ok && b->chain && i < sk_X509_num(b->chain); i++)
+        ok = PEM_write_bio_X509(bio, sk_X509_value(b->chain, i));
+    if (ok && (n = BIO_get_mem_data(bio, &p)) > 0 && (*cert_pem = malloc((size_t)n)) != NULL) {
+        memcpy(*cert_pem, p, (size_t)n);
+        *cert_len = (size_t)n;
+    }
+    BIO_free(bio);
+    if (kc != NULL && kc->key == b->key && kc->pem != NULL) {
+        if ((*key_pem = malloc(kc->pem_len)) != NULL) {
+            memcpy(*key_pem, kc->pem, kc->pem_len);
+            *key_len = kc->pem_len;
+        }
+    } else {
+        *key_pem = key_to_pem(b->key, key_len);
+    }
+    if (*cert_pem != NULL && *key_pem != NULL)
+        return 0;
+    free(*cert_pem);
+    free(*key_pem); /* NULL: a failed key_to_pem leaves nothing to cleanse */
+    *cert_pem = *key_pem = NULL;
+    cb_err_set(err, CB_ENOMEM, "cannot encode the certificate or its key as PEM");
+    cb_tls_err_append(err);
+    return CB_ENOMEM;
 }
 
 int cb_key_file_safe(const char *path, struct cb_err *err)

@@ -23,6 +23,21 @@ struct cb_cert_bundle; /* a leaf, its chain and its private key */
  */
 int cb_cert_bundle_load(const char *path, const char *key_path, const char *password,
                         struct cb_cert_bundle **out, struct cb_err *err) CB_MUST_CHECK;
+/*
+ * A cache of one key for a batch that names the same key= file on many lines: the file is
+ * read for every certificate, but parsed (and encoded as the store writes it) only when its
+ * bytes differ from the last ones; an encrypted key is never kept. Certificates loaded with
+ * it skip OpenSSL 3.0's public-key decoding (their leaf is the one whose public key is the
+ * key's, byte for byte; anything else takes the general path). Owned by its caller:
+ * cb_cert_keycache_free() cleanses and frees it.
+ */
+struct cb_cert_keycache;
+int cb_cert_keycache_new(struct cb_cert_keycache **out, struct cb_err *err) CB_MUST_CHECK;
+void cb_cert_keycache_free(struct cb_cert_keycache *kc);
+/* cb_cert_bundle_load with kc (may be NULL) for a key_path given without a password. */
+int cb_cert_bundle_load_cached(const char *path, const char *key_path, const char *password,
+                               struct cb_cert_keycache *kc, struct cb_cert_bundle **out,
+                               struct cb_err *err) CB_MUST_CHECK;
 /* Frees what parsing keeps per thread (a decoder made on a thread's first key): a thread
  * that parsed keys calls it before it ends. The thread may parse again afterwards. */
 void cb_cert_thread_done(void);
@@ -52,6 +67,16 @@ int cb_cert_bundle_write(const struct cb_cert_bundle *b, const char *cert_path,
  * them durable at once (syncfs) before anything names them. */
 int cb_cert_bundle_write_unsynced(const struct cb_cert_bundle *b, const char *cert_path,
                                   const char *key_path, struct cb_err *err) CB_MUST_CHECK;
+
+/*
+ * The files cb_cert_bundle_write would write, in memory: the leaf and chain as PEM in
+ * *cert_pem, the key as unencrypted PKCS#8 PEM in *key_pem (copied from kc, which may be
+ * NULL, when the bundle's key came from it). Both owned by the caller, who cleanses and
+ * frees the key. CB_ENOMEM.
+ */
+int cb_cert_bundle_pem(const struct cb_cert_bundle *b, const struct cb_cert_keycache *kc,
+                       char **cert_pem, size_t *cert_len, char **key_pem, size_t *key_len,
+                       struct cb_err *err) CB_MUST_CHECK;
 
 /* Refuses a private key file that others may read or anyone but its owner may write:
  * CB_EPERM with the chmod that fixes it. */

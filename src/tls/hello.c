@@ -28,15 +28,15 @@ static void set_local(struct cb_resolve_query *q, const struct sockaddr_storage 
 /* The certificate entry a resolution serves from: its central-store file's, or its binding's. */
 static const struct cb_tls_entry *entry_of(const struct cb_snapshot *snap,
                                            const struct cb_resolution *r,
-                                           const struct cb_tls_entry *bind_tls,
+                                           const struct cb_cow *bind_tls,
                                            const struct cb_tls_entry *file_tls)
 {
     return r->rule == CB_RULE_CCS ? &file_tls[r->ccs - cb_snapshot_ccs_file(snap, 0)]
-                                  : &bind_tls[r->binding];
+                                  : (const struct cb_tls_entry *)cb_cow_at(bind_tls, r->binding);
 }
 
 const struct cb_tls_entry *cb_hello_entry_for(const struct cb_snapshot *snap,
-                                              const struct cb_tls_entry *bind_tls,
+                                              const struct cb_cow *bind_tls,
                                               const struct cb_tls_entry *file_tls,
                                               const struct sockaddr_storage *local, const char *sni)
 {
@@ -74,7 +74,7 @@ static enum cb_hello_outcome choose_challenge(const struct cb_tls_challenges *ch
 }
 
 enum cb_hello_outcome
-cb_hello_choose(SSL *ssl, const struct cb_snapshot *snap, const struct cb_tls_entry *bind_tls,
+cb_hello_choose(SSL *ssl, const struct cb_snapshot *snap, const struct cb_cow *bind_tls,
                 const struct cb_tls_entry *file_tls, const struct cb_tls_challenges *challenges,
                 const struct sockaddr_storage *local, bool defer_load, struct cb_hello_choice *out)
 {

@@ -9,6 +9,7 @@
 
 #include "tls/challenge.h"
 #include "tls/ctx.h"
+#include "util/cow.h"
 
 #include <sys/socket.h>
 
@@ -38,8 +39,8 @@ struct cb_hello_choice {
 };
 
 /*
- * Chooses for ssl's ClientHello: bind_tls is indexed by binding, file_tls by ccs
- * file (both borrowed, as snap). local is the address the connection reached, with
+ * Chooses for ssl's ClientHello: bind_tls (struct cb_tls_entry, util/cow.h) is indexed by binding,
+ * file_tls by ccs file (both borrowed, as snap). local is the address the connection reached, with
  * v4-mapped IPv6 already turned into AF_INET. The first ClientHello for a
  * certificate loads it (cb_tls_entry_load), unless defer_load: then the outcome is
  * CB_HELLO_UNPARSED and the caller parses it off the loop and asks again. After
@@ -50,7 +51,7 @@ struct cb_hello_choice {
  * binding exists.
  */
 enum cb_hello_outcome
-cb_hello_choose(SSL *ssl, const struct cb_snapshot *snap, const struct cb_tls_entry *bind_tls,
+cb_hello_choose(SSL *ssl, const struct cb_snapshot *snap, const struct cb_cow *bind_tls,
                 const struct cb_tls_entry *file_tls, const struct cb_tls_challenges *challenges,
                 const struct sockaddr_storage *local, bool defer_load, struct cb_hello_choice *out);
 
@@ -61,7 +62,7 @@ cb_hello_choose(SSL *ssl, const struct cb_snapshot *snap, const struct cb_tls_en
  * before its handshake; the handshake itself still goes through cb_hello_choose.
  */
 const struct cb_tls_entry *cb_hello_entry_for(const struct cb_snapshot *snap,
-                                              const struct cb_tls_entry *bind_tls,
+                                              const struct cb_cow *bind_tls,
                                               const struct cb_tls_entry *file_tls,
                                               const struct sockaddr_storage *local,
                                               const char *sni);

@@ -111,6 +111,25 @@ int cb_tls_staples_add_from(struct cb_tls_staples *s, const struct cb_tls_staple
     return push(s, st);
 }
 
+static int cmp_skip(const void *a, const void *b)
+{
+    return strcmp((const char *)a, (const char *)b);
+}
+
+int cb_tls_staples_add_all_from(struct cb_tls_staples *s, const struct cb_tls_staples *old,
+                                const char (*skip)[CB_THUMB_LEN + 1], size_t n_skip)
+{
+    for (size_t i = 0; old != NULL && i < old->n; i++) {
+        struct cb_tls_staple *st = old->v[i];
+        if (n_skip > 0 && bsearch(st->thumb, skip, n_skip, sizeof(*skip), cmp_skip) != NULL)
+            continue;
+        st->refs++;
+        if (push(s, st) != 0)
+            return CB_ENOMEM;
+    }
+    return 0;
+}
+
 static int cmp_staple(const void *a, const void *b)
 {
     const struct cb_tls_staple *x = *(struct cb_tls_staple *const *)a;

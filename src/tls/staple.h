@@ -36,6 +36,10 @@ int cb_tls_staples_add(struct cb_tls_staples *s, const char *thumb, const unsign
 /* Adds old's response for thumb (a reference to it), if old has one. CB_ENOMEM. */
 int cb_tls_staples_add_from(struct cb_tls_staples *s, const struct cb_tls_staples *old,
                             const char *thumb) CB_MUST_CHECK;
+/* Adds references to all of old's responses (old may be NULL) but those of the n_skip
+ * thumbprints in skip (sorted, borrowed). CB_ENOMEM. */
+int cb_tls_staples_add_all_from(struct cb_tls_staples *s, const struct cb_tls_staples *old,
+                                const char (*skip)[CB_THUMB_LEN + 1], size_t n_skip) CB_MUST_CHECK;
 /* Sorts the set for lookups; a thumbprint added twice keeps one of its
  * responses (callers add each once). */
 void cb_tls_staples_finish(struct cb_tls_staples *s);

@@ -290,3 +290,121 @@ def test_unreadable_state_is_reported_with_line(cb, tmp_path):
     assert_one_error(err)
     assert err.startswith(ERR + "%s:1: " % batch)
     assert os.path.isfile(blocker)
+
+
+# -- the bulk path: one key file for many lines, the file writer thread ---------------------
+
+def test_one_key_file_named_by_many_lines(cb, certs):
+    """key= naming one file on many lines (a provider's shared key): read once while it stays
+    the same, and every certificate gets its own key file (0600, the key as PKCS#8), its own
+    certificate file (leaf first, then its chain) and its own thumbprint; a chain whose CA
+    comes first and an RSA certificate go in alike."""
+    shared = certs.new_key()
+    own = [certs.make(cn="s%d.example.com" % i, key=shared) for i in range(40)]
+    key_file = own[0].key_path
+    chained = certs.chain(cn="chained.example.com", ca_first=True)
+    rsa_one = certs.make(cn="rsa.example.com", key_type="rsa")
+    lines = ["add cert %s key=%s" % (c.cert_path, key_file) for c in own]
+    lines.append("add cert %s key=%s" % (chained.chain_path, chained.key_path))
+    lines.append("add cert %s key=%s" % (rsa_one.cert_path, rsa_one.key_path))
+    lines += ["add sslcert hostnameport=s%d.example.com:443 certhash=%s" % (i, c.thumbprint)
+              for i, c in enumerate(own)]
+    batch = write_batch(cb, "\n".join(lines) + "\n")
+    out = cb.ok("-f", batch)
+    assert "certificates 42 added" in out and "bindings 40 added" in out
+    stored = {c["thumbprint"]: c for c in cb.certs()}
+    want = own + [chained, rsa_one]
+    assert sorted(stored) == sorted(c.thumbprint for c in want)
+    for c in want:
+        assert stored[c.thumbprint]["sha256"] == c.sha256
+        key = cb.state / "keys" / ("%s.key" % c.thumbprint)
+        assert key.stat().st_mode & 0o777 == 0o600
+        assert key.read_bytes() == c.key_pem()
+        pem = (cb.state / "certs" / ("%s.pem" % c.thumbprint)).read_bytes()
+        assert pem.startswith(c.pem)
+    assert (cb.state / "certs" / ("%s.pem" % chained.thumbprint)).read_bytes() == \
+        chained.pem + chained.ca.pem
+    assert [p for p in (cb.state / "keys").iterdir() if ".tmp" in p.name] == []
+
+
+def test_a_certificate_not_matching_the_shared_key_fails_its_line(cb, certs):
+    shared = certs.new_key()
+    own = [certs.make(cn="m%d.example.com" % i, key=shared) for i in range(10)]
+    stranger = certs.make(cn="stranger.example.com")
+    base = certs.make(cn="base.example.com")
+    cb.add_cert(base, native=True)
+    lines = ["add cert %s key=%s" % (c.cert_path, own[0].key_path) for c in own]
+    lines.insert(7, "add cert %s key=%s" % (stranger.cert_path, own[0].key_path))
+    batch = write_batch(cb, "\n".join(lines) + "\n")
+    msg = cb.fails(2, "-f", batch, match="does not match the certificate")
+    assert msg.startswith("%s:8: " % batch), msg
+    assert [c["thumbprint"] for c in cb.certs()] == [base.thumbprint]
+    assert store_files(cb) == ["certs/%s.pem" % base.thumbprint, "keys/%s.key" % base.thumbprint]
+
+
+def test_a_key_file_changed_between_lines_is_read_again(cb, certs):
+    """The key file named by key= is rewritten in place (same inode, same size) between two
+    lines of one batch on standard input: the second line gets the new key."""
+    first = certs.make(cn="first.example.com")
+    second = certs.make(cn="second.example.com")
+    key_file = certs.write("rotating.key", first.key_pem())
+    p = subprocess.Popen([BIN, "-f", "-", "--state", str(cb.state)], env=cb.env(),
+                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        p.stdin.write(("add cert %s key=%s\n" % (first.cert_path, key_file)).encode())
+        p.stdin.flush()
+        written = cb.state / "keys" / ("%s.key" % first.thumbprint)
+        import time
+        deadline = time.monotonic() + TIMEOUT
+        while not written.exists() and p.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.01)  # polling a condition, with a deadline
+        assert written.exists() and p.poll() is None, "the first line did not run"
+        assert len(second.key_pem()) == len(first.key_pem())
+        with open(key_file, "r+b") as f:  # in place: the inode stays
+            f.write(second.key_pem())
+        p.stdin.write(("add cert %s key=%s\n" % (second.cert_path, key_file)).encode())
+        p.stdin.close()
+        out, err = p.stdout.read().decode(), p.stderr.read().decode()
+        assert p.wait(timeout=TIMEOUT) == 0, err
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+        p.stdout.close()
+        p.stderr.close()
+    assert "certificates 2 added" in out
+    assert (cb.state / "keys" / ("%s.key" % second.thumbprint)).read_bytes() == second.key_pem()
+    assert (cb.state / "keys" / ("%s.key" % first.thumbprint)).read_bytes() == first.key_pem()
+
+
+def test_a_file_that_cannot_be_written_fails_its_own_line_and_nothing_changes(cb, certs):
+    """The files are written on a thread while later lines run: a key file that cannot be
+    created (a folder is in its place) fails the batch with the line that added it, even
+    though later lines ran meanwhile; every file the batch wrote goes again."""
+    base = certs.make(cn="base.example.com")
+    cb.add_cert(base, native=True)
+    shared = certs.new_key()
+    own = [certs.make(cn="w%d.example.com" % i, key=shared) for i in range(150)]
+    blocked = 120
+    (cb.state / "keys" / ("%s.key" % own[blocked].thumbprint)).mkdir()
+    before = (cb.certs(), store_files(cb))
+    lines = []
+    for i, c in enumerate(own):
+        lines.append("add cert %s key=%s" % (c.cert_path, own[0].key_path))
+        lines.append("add sslcert hostnameport=w%d.example.com:443 certhash=%s"
+                     % (i, c.thumbprint))
+    batch = write_batch(cb, "# header\n" + "\n".join(lines) + "\n")
+    msg = cb.fails(1, "-f", batch, match="cannot write")
+    assert msg.startswith("%s:%d: " % (batch, 2 + 2 * blocked)), msg
+    assert own[blocked].thumbprint in msg
+    assert (cb.certs(), store_files(cb)) == before
+    assert cb.bindings() == []
+    assert [p for d in ("certs", "keys") for p in (cb.state / d).iterdir()
+            if ".tmp" in p.name] == []
+    # The next line fails on its own, before the writer got to the file: the file of the
+    # line before is still the first error.
+    lines[2 * blocked + 1] = "delete sslcert ccs=1"
+    write_batch(cb, "# header\n" + "\n".join(lines) + "\n")
+    msg = cb.fails(1, "-f", batch, match="cannot write")
+    assert msg.startswith("%s:%d: " % (batch, 2 + 2 * blocked)), msg
+    assert (cb.certs(), store_files(cb)) == before

@@ -1,6 +1,7 @@
 /*
  * test_cert.c: certificate import (cb_cert_bundle_load) from PEM and PKCS#12, and
- * what is recorded about a certificate (cb_cert_bundle_info). The test files are
+ * what is recorded about a certificate (cb_cert_bundle_info), and a batch's key cache
+ * (cb_cert_bundle_load_cached) against the plain load. The test files are
  * made once per run with the openssl command in a mkdtemp folder.
  */
 #include <setjmp.h>
@@ -463,6 +464,80 @@ static void test_write_stores_pair_that_loads_again(void **state)
     assert_true(err.msg[0] != '\0');
 }
 
+/* The whole of a file in an owned buffer (NUL after it), its length in *len. */
+static char *file_bytes(const char *path, size_t *len)
+{
+    FILE *f = fopen(path, "rb");
+    char *buf = calloc(1, 65536);
+    assert_non_null(f);
+    assert_non_null(buf);
+    *len = fread(buf, 1, 65535, f);
+    fclose(f);
+    return buf;
+}
+
+/*
+ * A batch's key cache (cb_cert_bundle_load_cached), one cache for many pairs as a batch keeps
+ * it: the same result as the plain load for every pair (the same leaf, or the same refusal),
+ * and the files it encodes (cb_cert_bundle_pem) byte for byte those cb_cert_bundle_write
+ * writes.
+ */
+static void test_key_cache_agrees_with_the_plain_load(void **state)
+{
+    (void)state;
+    static const char *const pairs[][2] = {
+        {"ec.crt", "ec.key"},
+        {"ec.crt", "ec.key"},
+        {"rsa.crt", "rsa.key"},
+        {"ed.crt", "ed.key"},
+        {"p384.crt", "p384.key"},
+        {"ecparam.crt", "ecparam.key"},
+        {"chain-ca-first.pem", "leaf.key"},
+        {"ec-crlf.crt", "ec-crlf.key"},
+        {"ec.crt", "other.key"},
+        {"ec.crt", "rsa-trad-enc.key"},
+        {"broken.pem", "ec.key"},
+        {"hello.txt", "ec.key"},
+        {"ec.crt", "ec.key"},
+    };
+    struct cb_cert_keycache *kc = NULL;
+    struct cb_err err = {0};
+
+    assert_int_equal(cb_cert_keycache_new(&kc, &err), 0);
+    for (size_t i = 0; i < sizeof(pairs) / sizeof(pairs[0]); i++) {
+        struct cb_cert_bundle *plain = NULL, *cached = NULL;
+        char t1[CB_THUMB_LEN + 1], t2[CB_THUMB_LEN + 1], *cert_pem, *key_pem, *want;
+        size_t cert_len, key_len, want_len;
+        struct cb_err e1 = {0}, e2 = {0};
+        int rc1 = cb_cert_bundle_load(p(pairs[i][0]), p(pairs[i][1]), NULL, &plain, &e1);
+        int rc2 =
+            cb_cert_bundle_load_cached(p(pairs[i][0]), p(pairs[i][1]), NULL, kc, &cached, &e2);
+        assert_int_equal(rc1, rc2);
+        assert_string_equal(e1.msg, e2.msg);
+        if (rc1 != 0)
+            continue;
+        assert_int_equal(cb_cert_bundle_thumbprint(plain, t1), 0);
+        assert_int_equal(cb_cert_bundle_thumbprint(cached, t2), 0);
+        assert_string_equal(t1, t2);
+        assert_int_equal(cb_cert_bundle_write(plain, p("w.crt"), p("w.key"), &err), 0);
+        assert_int_equal(
+            cb_cert_bundle_pem(cached, kc, &cert_pem, &cert_len, &key_pem, &key_len, &err), 0);
+        want = file_bytes(p("w.crt"), &want_len);
+        assert_int_equal(cert_len, want_len);
+        assert_memory_equal(cert_pem, want, want_len);
+        free(want);
+        want = file_bytes(p("w.key"), &want_len);
+        assert_int_equal(key_len, want_len);
+        assert_memory_equal(key_pem, want, want_len);
+        free(want);
+        free(cert_pem);
+        free(key_pem);
+        cb_cert_bundle_free(plain);
+        cb_cert_bundle_free(cached);
+    }
+    cb_cert_keycache_free(kc);
+}
+
 static void test_free_and_clear_accept_empty(void **state)
 {
     (void)state;
@@ -488,6 +563,7 @@ int main(void)
         cmocka_unit_test(test_info_uses_cn_only_without_dns_sans),
         cmocka_unit_test(test_info_key_types_and_validity),
         cmocka_unit_test(test_write_stores_pair_that_loads_again),
+        cmocka_unit_test(test_key_cache_agrees_with_the_plain_load),
         cmocka_unit_test(test_free_and_clear_accept_empty),
     };
     return cmocka_run_group_tests_name("cert", tests, setup_files, teardown_files);

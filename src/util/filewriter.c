@@ -1,0 +1,229 @@
+/* filewriter.c: creating files on a thread of the caller's (filewriter.h). */
+#include "util/filewriter.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+struct job {
+    char *path; /* owned */
+    char *data; /* owned */
+    size_t len;
+    mode_t mode;
+    uid_t uid;
+    gid_t gid;
+    unsigned long tag;
+};
+
+struct cb_filewriter {
+    pthread_t threads[CB_FILEWRITER_THREADS];
+    int n_threads; /* started */
+    pthread_mutex_t lock;
+    pthread_cond_t changed;               /* a job queued, taken or done; or stop */
+    struct job jobs[CB_FILEWRITER_QUEUE]; /* a ring: head is the next to write */
+    size_t head, count;
+    int busy;   /* jobs the threads took from the ring and are writing */
+    bool stop;  /* finish: no more jobs come */
+    int failed; /* the first failure (a CB_E*), 0 while none */
+    unsigned long failed_tag;
+    struct cb_err err; /* its message */
+};
+
+static void free_data(struct job *j)
+{
+    free(j->path);
+    j->path = NULL;
+    if (j->data != NULL) {
+        explicit_bzero(j->data, j->len);
+        free(j->data);
+        j->data = NULL;
+    }
+}
+
+/* Writes all of data to fd and gives it away when asked; 0 or errno. */
+static int fill(int fd, const struct job *j)
+{
+    size_t off = 0;
+
+    while (off < j->len) {
+        ssize_t n = write(fd, j->data + off, j->len - off);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            return n < 0 ? errno : EIO;
+        off += (size_t)n;
+    }
+    if (j->uid != (uid_t)-1 && fchown(fd, j->uid, j->gid) != 0)
+        return errno;
+    return 0;
+}
+
+/* Creates j's file; 0 or CB_EIO/CB_EPERM with err filled. */
+static int write_job(const struct job *j, struct cb_err *err)
+{
+    char tmp[PATH_MAX + 32];
+    const char *at = j->path;
+    int fd = open(j->path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, j->mode);
+    int e;
+
+    if (fd < 0 && errno == EEXIST) {
+        /* Left by a batch that was killed before it could remove it: replaced whole. */
+        snprintf(tmp, sizeof(tmp), "%s.tmp%ld", j->path, (long)getpid());
+        unlink(tmp);
+        at = tmp;
+        fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, j->mode);
+    }
+    if (fd < 0) {
+        e = errno;
+        goto out_error;
+    }
+    e = fill(fd, j);
+    if (close(fd) != 0 && e == 0)
+        e = errno;
+    if (e == 0 && at != j->path && rename(at, j->path) != 0)
+        e = errno;
+    if (e == 0)
+        return 0;
+    unlink(at);
+out_error:
+    return cb_err_set(err, e == EPERM || e == EACCES ? CB_EPERM : CB_EIO, "cannot write %s: %s",
+                      j->path, strerror(e));
+}
+
+static void *run(void *arg)
+{
+    struct cb_filewriter *w = arg;
+    struct job j;
+    struct cb_err err;
+
+    pthread_mutex_lock(&w->lock);
+    for (;;) {
+        while (w->count == 0 && !w->stop)
+            pthread_cond_wait(&w->changed, &w->lock);
+        if (w->count == 0)
+            break;
+        j = w->jobs[w->head];
+        w->jobs[w->head].data = NULL;
+        w->jobs[w->head].path = NULL;
+        w->head = (w->head + 1) % CB_FILEWRITER_QUEUE;
+        w->count--;
+        w->busy++;
+        /* After a failure the batch is lost: only files of earlier lines are still written,
+         * to know whether one of them fails first. */
+        bool skip = w->failed != 0 && j.tag > w->failed_tag;
+        pthread_cond_broadcast(&w->changed);
+        pthread_mutex_unlock(&w->lock);
+        int ret = skip ? 0 : write_job(&j, &err);
+        free_data(&j);
+        pthread_mutex_lock(&w->lock);
+        w->busy--;
+        if (ret != 0 && (w->failed == 0 || j.tag < w->failed_tag)) {
+            w->failed = ret;
+            w->failed_tag = j.tag;
+            w->err = err;
+        }
+        pthread_cond_broadcast(&w->changed);
+    }
+    pthread_mutex_unlock(&w->lock);
+    return NULL;
+}
+
+int cb_filewriter_start(struct cb_filewriter **out, struct cb_err *err)
+{
+    struct cb_filewriter *w = calloc(1, sizeof(*w));
+    int e = 0;
+
+    if (w == NULL)
+        return cb_err_set(err, CB_ENOMEM, "out of memory");
+    pthread_mutex_init(&w->lock, NULL);
+    pthread_cond_init(&w->changed, NULL);
+    while (w->n_threads < CB_FILEWRITER_THREADS &&
+           (e = pthread_create(&w->threads[w->n_threads], NULL, run, w)) == 0)
+        w->n_threads++;
+    if (w->n_threads == 0) {
+        pthread_cond_destroy(&w->changed);
+        pthread_mutex_destroy(&w->lock);
+        free(w);
+        return cb_err_set(err, CB_EIO, "cannot start a thread to write files: %s", strerror(e));
+    }
+    *out = w;
+    return 0;
+}
+
+/* The first failure, with the lock held: once every file taken is written, since one of
+ * an earlier line may still fail. */
+static int failure(struct cb_filewriter *w, unsigned long *failed_tag, struct cb_err *err)
+{
+    if (w->failed == 0)
+        return 0;
+    while (w->busy > 0)
+        pthread_cond_wait(&w->changed, &w->lock);
+    if (failed_tag != NULL)
+        *failed_tag = w->failed_tag;
+    if (err != NULL)
+        *err = w->err;
+    return w->failed;
+}
+
+int cb_filewriter_add(struct cb_filewriter *w, const char *path, mode_t mode, uid_t uid, gid_t gid,
+                      char *data, size_t len, unsigned long tag, unsigned long *failed_tag,
+                      struct cb_err *err)
+{
+    struct job j = {.data = data, .len = len, .mode = mode, .uid = uid, .gid = gid, .tag = tag};
+    int ret;
+
+    if (strlen(path) >= PATH_MAX || (j.path = strdup(path)) == NULL) {
+        free_data(&j);
+        return cb_err_set(err, CB_ENOMEM, "out of memory");
+    }
+    pthread_mutex_lock(&w->lock);
+    while (w->count == CB_FILEWRITER_QUEUE && w->failed == 0)
+        pthread_cond_wait(&w->changed, &w->lock);
+    if ((ret = failure(w, failed_tag, err)) != 0) {
+        pthread_mutex_unlock(&w->lock);
+        free_data(&j);
+        return ret;
+    }
+    w->jobs[(w->head + w->count) % CB_FILEWRITER_QUEUE] = j;
+    w->count++;
+    pthread_cond_broadcast(&w->changed);
+    pthread_mutex_unlock(&w->lock);
+    return 0;
+}
+
+int cb_filewriter_wait(struct cb_filewriter *w, unsigned long *failed_tag, struct cb_err *err)
+{
+    int ret;
+
+    pthread_mutex_lock(&w->lock);
+    while ((w->count > 0 || w->busy > 0) && w->failed == 0)
+        pthread_cond_wait(&w->changed, &w->lock);
+    ret = failure(w, failed_tag, err);
+    pthread_mutex_unlock(&w->lock);
+    return ret;
+}
+
+int cb_filewriter_finish(struct cb_filewriter *w, unsigned long *failed_tag, struct cb_err *err)
+{
+    int ret;
+
+    if (w == NULL)
+        return 0;
+    pthread_mutex_lock(&w->lock);
+    w->stop = true;
+    pthread_cond_broadcast(&w->changed);
+    pthread_mutex_unlock(&w->lock);
+    for (int i = 0; i < w->n_threads; i++)
+        pthread_join(w->threads[i], NULL);
+    ret = failure(w, failed_tag, err);
+    pthread_cond_destroy(&w->changed);
+    pthread_mutex_destroy(&w->lock);
+    free(w);
+    return ret;
+}
