@@ -40,7 +40,7 @@ fuzz-smoke:
 	else echo "clang not found: skipping fuzz smoke run"; fi
 
 valgrind: deps-test build
-	cd build && CERTBIND_VALGRIND=1 ctest --output-on-failure -R 'cli|e2e'
+	cd build && CERTBIND_VALGRIND=1 ctest --output-on-failure -L '^(cli|e2e)$$'
 
 demo: build
 	./scripts/demo

@@ -682,7 +682,8 @@ static int collect_names(X509 *x, struct cb_cert_info *info)
 
 static void key_type(EVP_PKEY *k, char *out, size_t size)
 {
-    char group[64] = "";
+    /* OpenSSL's longest curve name has 23 characters; "EC-" and 28 fill key_type[32]. */
+    char group[29] = "";
     switch (EVP_PKEY_get_base_id(k)) {
     case EVP_PKEY_RSA:
         snprintf(out, size, "RSA-%d", EVP_PKEY_get_bits(k));

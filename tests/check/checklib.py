@@ -15,6 +15,7 @@ import json
 import os
 import pwd
 import shutil
+import sqlite3
 import subprocess
 import tempfile
 import warnings
@@ -59,9 +60,13 @@ def ensure_service_user():
     try:
         pwd.getpwnam(SERVICE_USER)
     except KeyError:
-        subprocess.run(["useradd", "--system", "--no-create-home", "--shell",
-                        "/usr/sbin/nologin", SERVICE_USER], check=True, capture_output=True,
-                       timeout=60)
+        r = subprocess.run(["useradd", "--system", "--no-create-home", "--shell",
+                            "/usr/sbin/nologin", SERVICE_USER], capture_output=True, timeout=60)
+        # useradd fails when another test file's process (ctest runs them side by side) made
+        # the user meanwhile: only a user that is still missing is an error.
+        if r.returncode != 0 and subprocess.run(["id", SERVICE_USER],
+                                                capture_output=True).returncode != 0:
+            raise AssertionError("useradd %s: %s" % (SERVICE_USER, r.stderr.decode()))
     return pwd.getpwnam(SERVICE_USER)
 
 
@@ -200,8 +205,14 @@ class CertBind:
         db = self.state / "certbind.db"
         if not db.exists():
             return None
-        return subprocess.run(["sqlite3", "-batch", str(db), ".dump"], check=True,
-                              capture_output=True, text=True, timeout=60).stdout
+        # The whole content, as `sqlite3 .dump` prints it (with the schema version), read in
+        # this process: a snapshot runs on each side of every failing command.
+        con = sqlite3.connect(str(db), timeout=60)
+        try:
+            (version,) = con.execute("PRAGMA user_version").fetchone()
+            return "PRAGMA user_version=%d;\n%s" % (version, "\n".join(con.iterdump()))
+        finally:
+            con.close()
 
     def write(self, name, data):
         p = self.files / name

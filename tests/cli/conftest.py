@@ -14,6 +14,7 @@ import datetime
 import json
 import os
 import shutil
+import sqlite3
 import stat
 import subprocess
 import tempfile
@@ -68,6 +69,8 @@ class CertBind:
         self.state = Path(state)
         self.home = Path(home)
         self.db = self.state / "certbind.db"
+        self._shows_of = None  # the content (see snapshot) that self._shows were printed for
+        self._shows = None
 
     def env(self, **extra):
         env = base_env(self.home)
@@ -119,20 +122,26 @@ class CertBind:
         """Everything a command could change: the database, the files, and what show prints."""
         files = []
         if self.state.exists():
+            st = self.state.lstat()
+            files.append((".", stat.filemode(st.st_mode), st.st_uid, None))
             for p in sorted(self.state.rglob("*")):
                 if p.name.startswith("certbind.db"):
                     continue  # the database is compared by content, below
                 st = p.lstat()
                 files.append((str(p.relative_to(self.state)), stat.filemode(st.st_mode),
                               st.st_uid, p.read_bytes() if p.is_file() else None))
-        dump = None
-        if self.db.exists():
-            dump = subprocess.run(["sqlite3", "-batch", str(self.db), ".dump"], check=True,
-                                  capture_output=True, text=True, timeout=60).stdout
+        dump = db_dump(self.db) if self.db.exists() else None
+        # What show prints is read from the database and the files alone: for the same
+        # content it prints the same again, so it runs once per content (a failing command
+        # leaves the content as it was, and its two snapshots cost no extra processes).
         # Observation, not the command under test: no need to pay for valgrind here.
-        shows = [self.run("show", "cert", "--json", native=True)[:2],
-                 self.run("show", "sslcert", "--json", native=True)[:2]]
-        return {"exists": self.state.exists(), "files": files, "dump": dump, "shows": shows}
+        content = (self.state.exists(), tuple(files), dump)
+        if self._shows_of != content:
+            self._shows = [self.run("show", "cert", "--json", native=True)[:2],
+                           self.run("show", "sslcert", "--json", native=True)[:2]]
+            self._shows_of = content
+        return {"exists": self.state.exists(), "files": files, "dump": dump,
+                "shows": self._shows}
 
     def fails(self, status, *args, match=None, **kw):
         """Runs a command that must fail with exit `status`, print exactly one error line on
@@ -154,6 +163,17 @@ class CertBind:
         p = subprocess.run(["sqlite3", "-batch", str(self.db), "PRAGMA integrity_check"],
                            check=True, capture_output=True, text=True, timeout=60)
         return p.stdout.strip()
+
+
+def db_dump(db):
+    """The database's whole content, as `sqlite3 .dump` prints it (schema and rows, with the
+    schema version), read in this process: snapshots run around every failing command."""
+    con = sqlite3.connect(str(db), timeout=60)
+    try:
+        (version,) = con.execute("PRAGMA user_version").fetchone()
+        return "PRAGMA user_version=%d;\n%s" % (version, "\n".join(con.iterdump()))
+    finally:
+        con.close()
 
 
 def each(cases, check):

@@ -10,9 +10,9 @@ import ipaddress
 import json
 import os
 import pwd
-import shutil
 import signal
 import socket
+import sqlite3
 import ssl
 import subprocess
 import tempfile
@@ -143,8 +143,13 @@ def der_thumb(der):
 def ensure_service_user():
     """As root, serve needs a service user: create the system user certbind if missing."""
     if subprocess.run(["id", SERVICE_USER], capture_output=True).returncode != 0:
-        subprocess.run(["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin",
-                        SERVICE_USER], check=True, capture_output=True)
+        r = subprocess.run(["useradd", "--system", "--no-create-home", "--shell",
+                            "/usr/sbin/nologin", SERVICE_USER], capture_output=True)
+        # useradd fails when another test file's process (ctest runs them side by side) made
+        # the user meanwhile: only a user that is still missing is an error.
+        if r.returncode != 0 and subprocess.run(["id", SERVICE_USER],
+                                                capture_output=True).returncode != 0:
+            raise AssertionError("useradd %s: %s" % (SERVICE_USER, r.stderr.decode()))
 
 
 def free_port():
@@ -218,16 +223,14 @@ class Env:
         return {c["thumbprint"]: c for c in self.json("show", "cert")["certs"]}
 
     def dump(self):
-        """The store's whole content, as `sqlite3 certbind.db .dump` prints it."""
-        if shutil.which("sqlite3"):
-            r = subprocess.run(["sqlite3", str(self.db), ".dump"], capture_output=True, text=True,
-                               timeout=TIMEOUT)
-            assert r.returncode == 0, r.stderr
-            return r.stdout
-        import sqlite3
-        con = sqlite3.connect(str(self.db))
+        """The store's whole content, as `sqlite3 certbind.db .dump` prints it (with the schema
+        version), read in this process: snapshots run around every deploy."""
+        if not self.db.exists():
+            return None  # (opening it here would create it)
+        con = sqlite3.connect(str(self.db), timeout=TIMEOUT)
         try:
-            return "\n".join(con.iterdump())
+            (version,) = con.execute("PRAGMA user_version").fetchone()
+            return "PRAGMA user_version=%d;\n%s" % (version, "\n".join(con.iterdump()))
         finally:
             con.close()
 

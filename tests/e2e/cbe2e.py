@@ -61,8 +61,13 @@ def ensure_service_user():
     if not IS_ROOT:
         return None
     if subprocess.run(["id", SERVICE_USER], capture_output=True).returncode != 0:
-        subprocess.run(["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin",
-                        SERVICE_USER], check=True, capture_output=True)
+        r = subprocess.run(["useradd", "--system", "--no-create-home", "--shell",
+                            "/usr/sbin/nologin", SERVICE_USER], capture_output=True)
+        # useradd fails when another test file's process (ctest runs them side by side) made
+        # the user meanwhile: only a user that is still missing is an error.
+        if r.returncode != 0 and subprocess.run(["id", SERVICE_USER],
+                                                capture_output=True).returncode != 0:
+            raise AssertionError("useradd %s: %s" % (SERVICE_USER, r.stderr.decode()))
     import pwd
 
     return pwd.getpwnam(SERVICE_USER)
