@@ -338,6 +338,19 @@ class Env:
         assert set(got) == {"valid", "failed"}, text
         return {k: int(v) for k, v in got.items()}
 
+    def settled_orders_metric(self):
+        """orders_metric once /metrics describes the store as it is now: the admin process
+        rebuilds its view on its own schedule, so a read just after an order may be a
+        generation behind (the order's counter and its binding commit together)."""
+        (gen,) = db_row(self.st, "SELECT value FROM meta WHERE name = 'generation'")
+
+        def current():
+            m = re.search(r"^certbind_snapshot_generation (\d+)$", self.metrics(), re.M)
+            return m is not None and int(m.group(1)) >= int(gen)
+
+        assert poll_until(current, 10 * SLOW, interval=0.1), (gen, self.metrics())
+        return self.orders_metric()
+
     def wait_orders_metric(self, want, timeout=10 * SLOW):
         """Polls /metrics until the order counters are want; returns the last seen."""
         got = poll_until(lambda: (lambda m: m if m == want else None)(self.orders_metric()),

@@ -210,7 +210,7 @@ def test_forced_renewals_under_a_handshake_loop(env):
     inter = env.pebble.intermediate()
     seen = {s["certhash"]}
     durations = []
-    counters = env.orders_metric()
+    counters = env.settled_orders_metric()
     with HandshakeLoop(env.P, A) as loop:
         assert poll_until(lambda: loop.ok >= 5, 10 * SLOW), loop.failures
         t_all = time.monotonic()
@@ -272,7 +272,7 @@ def test_restart_orders_nothing_and_serves_the_same_certificate(env):
     a = env.ensure_issued(A)
     orders = env.pebble.orders()
     assert orders >= 1
-    counters = env.orders_metric()
+    counters = env.settled_orders_metric()
     env.srv.stop()
     env.start_serve()
     srv = env.srv
@@ -288,7 +288,7 @@ def test_restart_orders_nothing_and_serves_the_same_certificate(env):
         assert "not due" in out, out
     assert len(srv.lines("acme_renew_declined")) == 2, srv.log()
     assert env.pebble.orders() == orders, env.pebble.log_text()[-3000:]
-    assert env.orders_metric() == counters
+    assert env.settled_orders_metric() == counters
     assert srv.lines("acme_order") == [], srv.log()
     assert srv.lines("acme_issued") == []
     s = env.state(A)
@@ -302,7 +302,7 @@ def test_a_validation_the_ca_refuses(env):
     check exits 1 with acme-failing naming it and its next retry, `acme renew` of it exits
     1 with the error; its handshakes fail, every other binding is still served."""
     a = env.ensure_issued(A)
-    counters = env.orders_metric()
+    counters = env.settled_orders_metric()
     env.challsrv.set_servfail(FAIL + ".")
     try:
         env.run("add", "sslcert", env.key(FAIL), "acme=enable")
