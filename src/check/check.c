@@ -11,6 +11,7 @@
 #include "store/acme.h"
 #include "svcuser/svcuser.h"
 #include "tls/cert.h"
+#include "tls/ocsp.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -32,6 +33,7 @@ struct cert {
     uint32_t first, last; /* the first and last of them; next_cert[] links the rest (a
                            * link is a binding's index, plus n for its second certificate) */
     bool usable;
+    bool stapled; /* a binding staples it: its OCSP response is judged */
     char *reason; /* owned; set when not usable */
     bool audited, chain_ok, weak;
     char *chain_error, *weak_reason; /* owned; set when the audit found that */
@@ -129,6 +131,41 @@ static void fmt_date(int64_t t, char *buf, size_t size)
     struct tm tm;
     gmtime_r(&tt, &tm);
     strftime(buf, size, "%Y-%m-%d", &tm);
+}
+
+/* Whether binding e staples its certificates (OCSP): what names it in an OCSP finding. */
+static bool staples(const struct cb_snap_binding *e)
+{
+    return e->kind != CB_KEY_CCS && !(e->flags & (CB_OPT_DISABLEOCSPSTAPLING | CB_OPT_DAMAGED));
+}
+
+/*
+ * The OCSP finding of certificate ce, loaded as oc (borrowed), naming the bindings that
+ * staple it (the first CB_CHECK_LIST_MAX of them, in binding order).
+ */
+static int ocsp_finding(struct ctx *c, struct cb_store *st, const struct cb_snapshot *snap,
+                        const struct cert *ce, const struct cb_ocsp_cert *oc)
+{
+    bool added;
+    int ret = cb_check_ocsp_cert(c->out, st, oc, ce->info.thumbprint, c->opts->now, &added);
+
+    if (ret != 0 || !added)
+        return ret;
+    struct cb_finding *x = &c->out->v[c->out->n - 1];
+    uint32_t b = ce->first;
+    size_t listed = 0;
+    for (size_t u = 0; u < ce->users && listed < CB_CHECK_LIST_MAX; u++, b = c->next_cert[b]) {
+        const struct cb_snap_binding *e =
+            cb_snapshot_binding(snap, b >= c->n_bindings ? b - (uint32_t)c->n_bindings : b);
+        if (!staples(e))
+            continue;
+        if (x->n_bindings == 0)
+            x->port = e->port;
+        if (cb_check_add_binding(x, e->key_text) != 0)
+            return CB_ENOMEM;
+        listed++;
+    }
+    return 0;
 }
 
 /* ---- the checks ----------------------------------------------------------- */
@@ -703,10 +740,12 @@ int cb_check_run(struct cb_store *st, const struct cb_check_opts *opts, struct c
                 c.next_cert[ce->last] = link;
             ce->last = link;
             ce->used = true;
+            ce->stapled = ce->stapled || staples(e);
         }
     }
     /* Per certificate in use: key access (as the service user, CHECK_PROBE_BATCH at a
-     * time) and the chain audit. */
+     * time), then one parse of its file for the chain audit and, when a binding staples
+     * it, the OCSP finding. */
     probes = calloc(CHECK_PROBE_BATCH, sizeof(*probes));
     ok = calloc(CHECK_PROBE_BATCH, sizeof(*ok));
     reasons = calloc(CHECK_PROBE_BATCH, sizeof(*reasons));
@@ -735,7 +774,18 @@ int cb_check_run(struct cb_store *st, const struct cb_check_opts *opts, struct c
             nu++;
             struct cb_err aerr;
             struct cb_cert_audit audit;
-            ce->audited = cb_cert_audit_file(ce->cert_path, &audit, &aerr) == 0;
+            struct cb_ocsp_cert *oc = NULL;
+            ce->audited =
+                cb_cert_audit_file(ce->cert_path, &audit, ce->stapled ? &oc : NULL, &aerr) == 0;
+            /* A file the audit could not read, or not PEM: as the OCSP reader sees it. */
+            if (ce->stapled && oc == NULL &&
+                (ret = cb_ocsp_cert_load(ce->cert_path, &oc, NULL)) != 0 && ret != CB_ENOMEM)
+                ret = 0; /* key-unusable and the chain checks say what is wrong */
+            if (ret == 0 && oc != NULL)
+                ret = ocsp_finding(&c, st, snap, ce, oc);
+            cb_ocsp_cert_free(oc);
+            if (ret != 0)
+                goto out_free;
             if (!ce->audited)
                 continue;
             ce->chain_ok = audit.chain_ok;
@@ -750,7 +800,7 @@ int cb_check_run(struct cb_store *st, const struct cb_check_opts *opts, struct c
     if ((ret = cert_findings(&c, snap)) != 0 || (ret = binding_findings(&c, snap, n, ports)) != 0 ||
         (ret = ccs_findings(&c, snap, n)) != 0 || (ret = address_findings(&c, snap, n)) != 0 ||
         (ret = clientca_findings(&c, snap, n)) != 0 || (ret = acme_findings(&c, st, err)) != 0 ||
-        (ret = fleet_findings(&c)) != 0 || (ret = cb_check_ocsp(st, snap, opts->now, out)) != 0)
+        (ret = fleet_findings(&c)) != 0)
         goto out_free;
     if (out->n > 1) /* out->v is NULL without findings, which qsort must not be given */
         qsort(out->v, out->n, sizeof(*out->v), cmp_finding);

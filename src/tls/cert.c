@@ -3,6 +3,7 @@
  * the pair into the state folder.
  */
 #include "tls/cert.h"
+#include "tls/ocsp.h"
 #include "util/file.h"
 
 #include <errno.h>
@@ -898,11 +899,17 @@ int cb_key_file_safe(const char *path, struct cb_err *err)
 
 int cb_cert_check_pair(const char *cert_path, const char *key_path, struct cb_err *err)
 {
+    return cb_cert_check_pair_cached(cert_path, key_path, NULL, err);
+}
+
+int cb_cert_check_pair_cached(const char *cert_path, const char *key_path,
+                              struct cb_cert_keycache *kc, struct cb_err *err)
+{
     struct cb_cert_bundle *b = NULL;
     int ret = cb_key_file_safe(key_path ? key_path : cert_path, err);
     if (ret != 0)
         return CB_EKEY;
-    ret = cb_cert_bundle_load(cert_path, key_path, NULL, &b, err);
+    ret = cb_cert_bundle_load_cached(cert_path, key_path, NULL, kc, &b, err);
     if (ret == CB_EBADFILE)
         ret = CB_EKEY;
     cb_cert_bundle_free(b);
@@ -981,7 +988,8 @@ static bool self_signed(X509 *x)
     return X509_check_issued(x, x) == X509_V_OK;
 }
 
-int cb_cert_audit_file(const char *cert_path, struct cb_cert_audit *out, struct cb_err *err)
+int cb_cert_audit_file(const char *cert_path, struct cb_cert_audit *out,
+                       struct cb_ocsp_cert **ocsp, struct cb_err *err)
 {
     STACK_OF(X509) *certs = sk_X509_new_null(), *anchors = sk_X509_new_null();
     X509_STORE_CTX *vctx = NULL;
@@ -990,6 +998,8 @@ int cb_cert_audit_file(const char *cert_path, struct cb_cert_audit *out, struct 
     int ret;
 
     memset(out, 0, sizeof(*out));
+    if (ocsp != NULL)
+        *ocsp = NULL;
     if (certs == NULL || anchors == NULL) {
         ret = cb_err_set(err, CB_ENOMEM, "out of memory");
         goto out_free;
@@ -1017,6 +1027,9 @@ int cb_cert_audit_file(const char *cert_path, struct cb_cert_audit *out, struct 
         ret = cb_err_set(err, CB_EBADFILE, "%s holds no certificate", cert_path);
         goto out_free;
     }
+    /* The OCSP facts from the same parse, for a PEM file (what cb_ocsp_cert_load reads). */
+    if (ocsp != NULL && is_pem(buf, len) && (ret = cb_ocsp_cert_from(certs, ocsp, err)) != 0)
+        goto out_free;
     X509 *leaf = sk_X509_value(certs, 0);
     for (int i = 0; i < sk_X509_num(certs); i++) {
         X509 *x = sk_X509_value(certs, i);
@@ -1056,6 +1069,10 @@ int cb_cert_audit_file(const char *cert_path, struct cb_cert_audit *out, struct 
     ERR_clear_error();
     ret = 0;
 out_free:
+    if (ret != 0 && ocsp != NULL) {
+        cb_ocsp_cert_free(*ocsp);
+        *ocsp = NULL;
+    }
     X509_STORE_CTX_free(vctx);
     sk_X509_free(anchors); /* borrowed from certs */
     sk_X509_pop_free(certs, X509_free);

@@ -85,6 +85,10 @@ int cb_key_file_safe(const char *path, struct cb_err *err) CB_MUST_CHECK;
 /* Loads a stored pair and checks the key matches: the test `serve` will pass or fail. */
 int cb_cert_check_pair(const char *cert_path, const char *key_path,
                        struct cb_err *err) CB_MUST_CHECK;
+/* The same through kc (may be NULL): for many pairs in a row, each certificate is decoded
+ * without its public key (see struct cb_cert_keycache); the verdicts are the same. */
+int cb_cert_check_pair_cached(const char *cert_path, const char *key_path,
+                              struct cb_cert_keycache *kc, struct cb_err *err) CB_MUST_CHECK;
 
 /* Appends OpenSSL's queued errors to err->msg (and clears the queue). */
 void cb_tls_err_append(struct cb_err *err);
@@ -110,8 +114,11 @@ struct cb_cert_audit {
 };
 
 /* Audits the certificate chain in `cert_path` (PEM leaf first, or a PKCS#12 without
- * password). Validity dates are not judged here. */
-int cb_cert_audit_file(const char *cert_path, struct cb_cert_audit *out,
+ * password). Validity dates are not judged here. With ocsp not NULL, a PEM file's OCSP
+ * facts come from the same parse: *ocsp is then an owned object (cb_ocsp_cert_free), as
+ * cb_ocsp_cert_load would make it; NULL for a PKCS#12 file and on error. */
+struct cb_ocsp_cert;
+int cb_cert_audit_file(const char *cert_path, struct cb_cert_audit *out, struct cb_ocsp_cert **ocsp,
                        struct cb_err *err) CB_MUST_CHECK;
 
 #endif

@@ -68,6 +68,48 @@ static void read_must_staple(struct cb_ocsp_cert *c)
     ERR_clear_error();
 }
 
+/* The issuer among c->chain, the URL and must-staple, once c->leaf is set. */
+static void ocsp_cert_finish(struct cb_ocsp_cert *c)
+{
+    for (int i = 0; i < sk_X509_num(c->chain); i++) {
+        X509 *cand = sk_X509_value(c->chain, i);
+        if (X509_check_issued(cand, c->leaf) == X509_V_OK && X509_up_ref(cand)) {
+            c->issuer = cand;
+            break;
+        }
+    }
+    read_url(c);
+    read_must_staple(c);
+}
+
+int cb_ocsp_cert_from(const struct stack_st_X509 *certs, struct cb_ocsp_cert **out,
+                      struct cb_err *err)
+{
+    struct cb_ocsp_cert *c;
+
+    if (sk_X509_num(certs) <= 0)
+        return cb_err_set(err, CB_EBADFILE, "no certificate");
+    if ((c = calloc(1, sizeof(*c))) == NULL || (c->chain = sk_X509_new_null()) == NULL)
+        goto out_nomem;
+    for (int i = 0; i < sk_X509_num(certs); i++) {
+        X509 *x = sk_X509_value(certs, i);
+        if (!X509_up_ref(x))
+            goto out_nomem;
+        if (i == 0) {
+            c->leaf = x;
+        } else if (!sk_X509_push(c->chain, x)) {
+            X509_free(x);
+            goto out_nomem;
+        }
+    }
+    ocsp_cert_finish(c);
+    *out = c;
+    return 0;
+out_nomem:
+    cb_ocsp_cert_free(c);
+    return cb_err_set(err, CB_ENOMEM, "out of memory");
+}
+
 int cb_ocsp_cert_load(const char *cert_path, struct cb_ocsp_cert **out, struct cb_err *err)
 {
     struct cb_ocsp_cert *c = NULL;
@@ -99,15 +141,7 @@ int cb_ocsp_cert_load(const char *cert_path, struct cb_ocsp_cert **out, struct c
         ret = cb_err_set(err, CB_EBADFILE, "%s holds no PEM certificate", cert_path);
         goto out_free;
     }
-    for (int i = 0; i < sk_X509_num(c->chain); i++) {
-        X509 *cand = sk_X509_value(c->chain, i);
-        if (X509_check_issued(cand, c->leaf) == X509_V_OK && X509_up_ref(cand)) {
-            c->issuer = cand;
-            break;
-        }
-    }
-    read_url(c);
-    read_must_staple(c);
+    ocsp_cert_finish(c);
     BIO_free(bio);
     free(buf);
     *out = c;

@@ -29,6 +29,12 @@ struct cb_ocsp_cert; /* a leaf certificate and its issuer */
  */
 int cb_ocsp_cert_load(const char *cert_path, struct cb_ocsp_cert **out,
                       struct cb_err *err) CB_MUST_CHECK;
+/* The same from certificates already parsed: certs (STACK_OF(X509) *) holds a file's
+ * certificates in order, the leaf first; borrowed (the object takes its own references).
+ * CB_EBADFILE when it is empty, CB_ENOMEM. */
+struct stack_st_X509;
+int cb_ocsp_cert_from(const struct stack_st_X509 *certs, struct cb_ocsp_cert **out,
+                      struct cb_err *err) CB_MUST_CHECK;
 void cb_ocsp_cert_free(struct cb_ocsp_cert *c);
 /* The first http:// OCSP URL of the leaf's Authority Information Access, "" when none
  * (borrowed from c). */

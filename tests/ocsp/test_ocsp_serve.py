@@ -240,20 +240,28 @@ def test_check_reports_missing_and_must_staple(workdir, service_user, env):
         st.add("hostnameport=plain.test:%d" % tls_port, plain.thumb)
         st.add("hostnameport=must.test:%d" % tls_port, must.thumb)
         st.add("hostnameport=offc.test:%d" % tls_port, off.thumb, disableocspstapling="enable")
+        # plain's certificate on two more bindings: one staples (named in its finding), one
+        # does not (never named in an OCSP finding).
+        st.add("hostnameport=plain2.test:%d" % tls_port, plain.thumb)
+        st.add("hostnameport=plain-off.test:%d" % tls_port, plain.thumb,
+               disableocspstapling="enable")
 
         def findings():
             rc, out, _ = st.run("--json", "check", check=False)
-            return rc, {(f["code"], tuple(f["bindings"])): f for f in json.loads(out)["findings"]}
+            return rc, {(f["code"], frozenset(f["bindings"])): f
+                        for f in json.loads(out)["findings"]}
 
         rc, f = findings()
         assert rc == 1, f
-        key_plain = ("ocsp-unavailable", ("hostnameport=plain.test:%d" % tls_port,))
-        key_must = ("ocsp-must-staple", ("hostnameport=must.test:%d" % tls_port,))
+        key_plain = ("ocsp-unavailable", frozenset(("hostnameport=plain.test:%d" % tls_port,
+                                                    "hostnameport=plain2.test:%d" % tls_port)))
+        key_must = ("ocsp-must-staple", frozenset(("hostnameport=must.test:%d" % tls_port,)))
         assert key_plain in f and f[key_plain]["severity"] == "warning", f
         assert key_must in f and f[key_must]["severity"] == "error", f
         assert "disableocspstapling=enable" in f[key_plain]["message"]
         assert "must-staple" in f[key_must]["message"]
-        assert not any("offc.test" in b for (code, bs) in f if code.startswith("ocsp-") for b in bs), f
+        assert not any("offc.test" in b or "plain-off.test" in b
+                       for (code, bs) in f if code.startswith("ocsp-") for b in bs), f
         # serve fetches both; check then finds nothing about OCSP.
         srv = st.serve().start()
         for leaf in (plain, must):
