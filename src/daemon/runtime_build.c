@@ -20,12 +20,45 @@ struct cert_ref {
     char *cert_path, *key_path;
 };
 
+/* The paths' bytes, in blocks of CHUNK_BYTES (each its own mapping, given back whole when
+ * the build ends: 10^6 certificates' paths are ~200 MB that small allocations would leave
+ * scattered in the worker's heap). */
+#define CHUNK_BYTES ((size_t)1 << 20)
+
+struct chunk {
+    struct chunk *next;
+    size_t used, size;
+    char bytes[];
+};
+
 struct certs {
     struct cert_ref *v;
     size_t n, cap;
+    struct chunk *chunks; /* the newest first */
 };
 
-static int collect(const struct cb_cert_row *row, void *arg)
+/* A copy of str in cs's blocks, or NULL (out of memory). */
+static char *chunk_strdup(struct certs *cs, const char *str)
+{
+    size_t n = strlen(str) + 1;
+    struct chunk *c = cs->chunks;
+
+    if (c == NULL || c->size - c->used < n) {
+        size_t size = n > CHUNK_BYTES ? n : CHUNK_BYTES;
+        if ((c = malloc(sizeof(*c) + size)) == NULL)
+            return NULL;
+        c->used = 0;
+        c->size = size;
+        c->next = cs->chunks;
+        cs->chunks = c;
+    }
+    char *p = c->bytes + c->used;
+    memcpy(p, str, n);
+    c->used += n;
+    return p;
+}
+
+static int collect(const char *thumb, const char *cert_path, const char *key_path, void *arg)
 {
     struct certs *cs = arg;
     if (cs->n == cs->cap) {
@@ -37,14 +70,11 @@ static int collect(const struct cb_cert_row *row, void *arg)
         cs->cap = cap;
     }
     struct cert_ref *r = &cs->v[cs->n];
-    memcpy(r->thumb, row->info.thumbprint, sizeof(r->thumb));
-    r->cert_path = strdup(row->cert_path);
-    r->key_path = strdup(row->key_path);
-    if (r->cert_path == NULL || r->key_path == NULL) {
-        free(r->cert_path);
-        free(r->key_path);
+    snprintf(r->thumb, sizeof(r->thumb), "%s", thumb);
+    r->cert_path = chunk_strdup(cs, cert_path);
+    r->key_path = chunk_strdup(cs, key_path);
+    if (r->cert_path == NULL || r->key_path == NULL)
         return CB_ENOMEM;
-    }
     cs->n++;
     return 0;
 }
@@ -63,9 +93,9 @@ static const struct cert_ref *find_ref(const struct certs *cs, const char *thumb
 
 static void certs_free(struct certs *cs)
 {
-    for (size_t i = 0; i < cs->n; i++) {
-        free(cs->v[i].cert_path);
-        free(cs->v[i].key_path);
+    for (struct chunk *c = cs->chunks, *next; c != NULL; c = next) {
+        next = c->next;
+        free(c);
     }
     free(cs->v);
 }
@@ -269,7 +299,7 @@ int cb_runtime_build(struct cb_store *st, struct cb_tls_cache *cache, bool log_b
     if ((ret = load_challenges(st, log_broken, &rt->challenges, err)) != 0 ||
         (ret = load_tickets(st, &rt->tickets, err)) != 0)
         goto out_free;
-    if ((ret = cb_store_cert_foreach(st, collect, &cs, err)) != 0) {
+    if ((ret = cb_store_cert_paths_foreach(st, collect, &cs, err)) != 0) {
         if (ret == CB_ENOMEM)
             cb_err_set(err, ret, "out of memory");
         goto out_free;

@@ -28,6 +28,9 @@ int cb_staples_build(struct cb_store *st, struct cb_runtime *rt)
     struct want *w = calloc(n ? 2 * n : 1, sizeof(*w)); /* a pair: two certificates */
     struct cb_tls_staples *s = cb_tls_staples_new();
     int64_t now = (int64_t)time(NULL);
+    char(*cached)[CB_THUMB_LEN + 1] = NULL;
+    size_t n_cached = 0;
+    bool listed = true;
     int ret = CB_ENOMEM;
 
     if (w == NULL || s == NULL)
@@ -43,11 +46,18 @@ int cb_staples_build(struct cb_store *st, struct cb_runtime *rt)
     }
     if (nw > 1)
         qsort(w, nw, sizeof(*w), cmp_want);
+    /* Only what the cache holds is read; when the folder cannot be listed, every one is
+     * tried (and an unreadable one served without a staple, as before). */
+    if (cb_store_ocsp_list(st, &cached, &n_cached, NULL) != 0)
+        listed = false;
     for (size_t i = 0; i < nw; i++) {
         while (i + 1 < nw && strcmp(w[i].thumb, w[i + 1].thumb) == 0)
             i++; /* one certificate, several bindings: once */
         unsigned char *der = NULL;
         size_t len = 0;
+        if (listed && (n_cached == 0 || bsearch(w[i].thumb, cached, n_cached, sizeof(*cached),
+                                                cmp_thumb) == NULL))
+            continue;
         if (cb_store_ocsp_read(st, w[i].thumb, &der, &len, NULL) != 0)
             continue; /* none cached (yet), or unreadable: no staple */
         int r = cb_tls_staples_add(s, w[i].thumb, der, len, now);
@@ -62,6 +72,7 @@ int cb_staples_build(struct cb_store *st, struct cb_runtime *rt)
     ret = 0;
 out_free:
     cb_tls_staples_unref(s);
+    free(cached);
     free(w);
     return ret;
 }

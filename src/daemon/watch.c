@@ -42,10 +42,11 @@ struct collect {
     size_t n;
 };
 
-static int collect_linked(const struct cb_cert_row *row, void *arg)
+static int collect_linked(const char *thumb, const char *cert_path, const char *key_path,
+                          void *arg)
 {
     struct collect *c = arg;
-    if (cb_store_owns(c->w->st, row->cert_path))
+    if (cb_store_owns(c->w->st, cert_path))
         return 0; /* a copy in the state folder: never rewritten */
     struct linked *nv = realloc(c->v, (c->n + 1) * sizeof(*nv));
     if (nv == NULL)
@@ -53,9 +54,9 @@ static int collect_linked(const struct cb_cert_row *row, void *arg)
     c->v = nv;
     struct linked *l = &c->v[c->n++];
     memset(l, 0, sizeof(*l));
-    snprintf(l->thumb, sizeof(l->thumb), "%s", row->info.thumbprint);
-    snprintf(l->cert_path, sizeof(l->cert_path), "%s", row->cert_path);
-    snprintf(l->key_path, sizeof(l->key_path), "%s", row->key_path);
+    snprintf(l->thumb, sizeof(l->thumb), "%s", thumb);
+    snprintf(l->cert_path, sizeof(l->cert_path), "%s", cert_path);
+    snprintf(l->key_path, sizeof(l->key_path), "%s", key_path);
     return 0;
 }
 
@@ -182,7 +183,7 @@ void cb_watch_refresh(struct cb_watch *w)
     struct collect c = {.w = w};
     struct cb_err err = {0};
 
-    if (cb_store_cert_foreach(w->st, collect_linked, &c, &err) != 0) {
+    if (cb_store_cert_paths_foreach(w->st, collect_linked, &c, &err) != 0) {
         free(c.v);
         return;
     }

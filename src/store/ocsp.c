@@ -4,6 +4,7 @@
 #include "store/ocsp.h"
 #include "store/store_int.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -32,6 +33,55 @@ static int io_error(struct cb_err *err, const char *what, const char *path)
     int e = errno;
     return cb_err_set(err, e == EACCES || e == EPERM ? CB_EPERM : CB_EIO, "cannot %s %s: %s", what,
                       path, strerror(e));
+}
+
+static int cmp_thumb(const void *a, const void *b)
+{
+    return strcmp((const char *)a, (const char *)b);
+}
+
+int cb_store_ocsp_list(const struct cb_store *st, char (**out)[CB_THUMB_LEN + 1], size_t *n,
+                       struct cb_err *err)
+{
+    char path[CB_PATH_MAX + 16], name[CB_THUMB_LEN + 1];
+    char(*v)[CB_THUMB_LEN + 1] = NULL;
+    size_t nv = 0, cap = 0;
+    struct dirent *de;
+    DIR *d;
+
+    *out = NULL;
+    *n = 0;
+    snprintf(path, sizeof(path), "%s/ocsp", st->dir);
+    if ((d = opendir(path)) == NULL)
+        return errno == ENOENT ? 0 : io_error(err, "list", path);
+    while ((de = readdir(d)) != NULL) {
+        /* THUMB.der, as cb_store_ocsp_path names it; anything else is not a response */
+        if (strlen(de->d_name) != CB_THUMB_LEN + 4 ||
+            strcmp(de->d_name + CB_THUMB_LEN, ".der") != 0)
+            continue;
+        memcpy(name, de->d_name, CB_THUMB_LEN);
+        name[CB_THUMB_LEN] = '\0';
+        if (!thumb_ok(name))
+            continue;
+        if (nv == cap) {
+            size_t nc = cap ? cap * 2 : 64;
+            char(*nw)[CB_THUMB_LEN + 1] = realloc(v, nc * sizeof(*v));
+            if (nw == NULL) {
+                closedir(d);
+                free(v);
+                return cb_err_set(err, CB_ENOMEM, "out of memory");
+            }
+            v = nw;
+            cap = nc;
+        }
+        memcpy(v[nv++], name, sizeof(name));
+    }
+    closedir(d);
+    if (nv > 1)
+        qsort(v, nv, sizeof(*v), cmp_thumb);
+    *out = v;
+    *n = nv;
+    return 0;
 }
 
 /* Writes path through path.tmp, fsync and rename: a reader sees the old file or the new. */

@@ -16,6 +16,12 @@
 
 /* STATE/ocsp/THUMB.der into out (size bytes). */
 void cb_store_ocsp_path(const struct cb_store *st, const char *thumb, char *out, size_t size);
+/* The thumbprints that have a cached response, sorted (strcmp), in an owned array *out
+ * (free()) of *n; none when the cache folder does not exist. One read of the folder, for
+ * a caller that would otherwise try to open a response for each of 10^6 certificates.
+ * CB_EIO, CB_EPERM, CB_ENOMEM. */
+int cb_store_ocsp_list(const struct cb_store *st, char (**out)[CB_THUMB_LEN + 1], size_t *n,
+                       struct cb_err *err) CB_MUST_CHECK;
 
 /*
  * Caches der (len bytes, borrowed; at most CB_STORE_OCSP_MAX) for certificate thumb: the

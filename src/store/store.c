@@ -793,6 +793,30 @@ out_finalize:
     return ret;
 }
 
+int cb_store_cert_paths_foreach(struct cb_store *st, cb_cert_paths_fn fn, void *ctx,
+                                struct cb_err *err)
+{
+    char cert_path[CB_PATH_MAX + 1], key_path[CB_PATH_MAX + 1];
+    sqlite3_stmt *stmt = NULL;
+    int ret, rc;
+
+    /* In the table's own order: one sequential read, where thumbprint order would visit
+     * the rows at random through the primary key's index. */
+    if ((ret = prepare(st, "SELECT thumbprint, cert_path, key_path FROM certs", &stmt, err)) != 0)
+        return ret;
+    while ((rc = sqlite3_step(stmt)) == SQLITE_ROW) {
+        abs_path(st, col_text(stmt, 1), cert_path, sizeof(cert_path));
+        abs_path(st, col_text(stmt, 2), key_path, sizeof(key_path));
+        if ((ret = fn(col_text(stmt, 0), cert_path, key_path, ctx)) != 0)
+            goto out_finalize;
+    }
+    if (rc != SQLITE_DONE)
+        ret = db_error(st, err, rc, "listing certificates");
+out_finalize:
+    sqlite3_finalize(stmt);
+    return ret;
+}
+
 int cb_store_decode_binding(const char *key, const char *certhash, const char *certhash2,
                             const char *appid, const char *backend, const char *ccspath,
                             const char *clientca, int64_t flags, int64_t proxy,
@@ -1131,8 +1155,12 @@ int cb_store_binding_foreach_port_prefix(struct cb_store *st, uint16_t port, con
     /* [prefix, prefix with its last byte + 1): a range of the primary key. */
     memcpy(hi, prefix, plen + 1);
     hi[plen - 1]++;
-    snprintf(suffix, sizeof(suffix), "%%:%u", port);
-    snprintf(sql, sizeof(sql), "%s WHERE key >= ?1 AND key < ?2 AND key LIKE ?3 ORDER BY key",
+    snprintf(suffix, sizeof(suffix), ":%u", port);
+    /* The port by the key's last characters: a LIKE with a bound pattern would have SQLite
+     * compile the statement again at each call (its plan may depend on the pattern), which
+     * was a tenth of a bulk import's time. */
+    snprintf(sql, sizeof(sql),
+             "%s WHERE key >= ?1 AND key < ?2 AND substr(key, -length(?3)) = ?3 ORDER BY key",
              binding_columns);
     if ((ret = cb_store__prepare_cached(st, sql, &stmt, err)) != 0)
         return ret;

@@ -117,6 +117,14 @@ typedef int (*cb_cert_fn)(const struct cb_cert_row *row, void *ctx);
 int cb_store_cert_foreach(struct cb_store *st, cb_cert_fn fn, void *ctx,
                           struct cb_err *err) CB_MUST_CHECK;
 void cb_cert_row_clear(struct cb_cert_row *row);
+/* Calls fn with each certificate's thumbprint and absolute file paths (borrowed), in no
+ * set order and without the names: at 10^6 certificates a sequential read of the table,
+ * where cb_store_cert_foreach makes two index lookups a certificate. A non-zero return
+ * from fn stops the walk and is returned. */
+typedef int (*cb_cert_paths_fn)(const char *thumb, const char *cert_path, const char *key_path,
+                                void *ctx);
+int cb_store_cert_paths_foreach(struct cb_store *st, cb_cert_paths_fn fn, void *ctx,
+                                struct cb_err *err) CB_MUST_CHECK;
 
 /* Bindings. */
 int cb_store_binding_get(struct cb_store *st, const struct cb_binding_key *key,

@@ -878,23 +878,28 @@ int cb_cert_bundle_pem(const struct cb_cert_bundle *b, const struct cb_cert_keyc
     return CB_ENOMEM;
 }
 
+int cb_key_mode_safe(const char *path, unsigned mode, struct cb_err *err)
+{
+    if (mode & S_IRWXO)
+        return cb_err_set(err, CB_EPERM,
+                          "the private key %s can be read by every user (mode %03o): run chmod "
+                          "600 %s (or 640 with the service user's group)",
+                          path, mode & 0777, path);
+    if (mode & (S_IWGRP | S_IXGRP))
+        return cb_err_set(err, CB_EPERM,
+                          "the private key %s can be changed by its group (mode %03o): run chmod "
+                          "g-wx %s",
+                          path, mode & 0777, path);
+    return 0;
+}
+
 int cb_key_file_safe(const char *path, struct cb_err *err)
 {
     struct stat st;
 
     if (stat(path, &st) != 0)
         return 0; /* reading it will say what is wrong */
-    if (st.st_mode & S_IRWXO)
-        return cb_err_set(err, CB_EPERM,
-                          "the private key %s can be read by every user (mode %03o): run chmod "
-                          "600 %s (or 640 with the service user's group)",
-                          path, (unsigned)(st.st_mode & 0777), path);
-    if (st.st_mode & (S_IWGRP | S_IXGRP))
-        return cb_err_set(err, CB_EPERM,
-                          "the private key %s can be changed by its group (mode %03o): run chmod "
-                          "g-wx %s",
-                          path, (unsigned)(st.st_mode & 0777), path);
-    return 0;
+    return cb_key_mode_safe(path, (unsigned)st.st_mode, err);
 }
 
 int cb_cert_check_pair(const char *cert_path, const char *key_path, struct cb_err *err)

@@ -81,6 +81,8 @@ int cb_cert_bundle_pem(const struct cb_cert_bundle *b, const struct cb_cert_keyc
 /* Refuses a private key file that others may read or anyone but its owner may write:
  * CB_EPERM with the chmod that fixes it. */
 int cb_key_file_safe(const char *path, struct cb_err *err) CB_MUST_CHECK;
+/* The same for a key file (path, for the message) whose st_mode is mode. */
+int cb_key_mode_safe(const char *path, unsigned mode, struct cb_err *err) CB_MUST_CHECK;
 
 /* Loads a stored pair and checks the key matches: the test `serve` will pass or fail. */
 int cb_cert_check_pair(const char *cert_path, const char *key_path,

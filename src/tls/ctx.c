@@ -18,6 +18,7 @@
 #include "util/lru.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdatomic.h>
 #include <stddef.h>
 #include <stdlib.h>
@@ -37,6 +38,30 @@ static const char groups[] = "X25519:P-256";
 
 static int binding_index = -1; /* SSL ex_data slot: the binding a connection resolved to */
 
+/* What tells a file rewritten in place from the one looked at before. */
+struct file_id {
+    dev_t dev;
+    ino_t ino;
+    off_t size;
+    struct timespec mtim;
+    bool ok; /* stat succeeded */
+};
+
+struct file_ids {
+    struct file_id cert, key, ca;
+};
+
+static void file_id_take(const char *path, struct file_id *id)
+{
+    struct stat st;
+
+    memset(id, 0, sizeof(*id));
+    if (path == NULL || stat(path, &st) != 0)
+        return;
+    *id = (struct file_id){.dev = st.st_dev, .ino = st.st_ino, .size = st.st_size,
+                           .mtim = st.st_mtim, .ok = true};
+}
+
 struct cb_tls_cert {
     int refs;
     struct cb_tls_cert *next; /* in the cache's bucket */
@@ -46,8 +71,12 @@ struct cb_tls_cert {
     /* A binding's second certificate (certhash=T1,T2; key "T1,T2"), else NULL: the two are
      * parsed and served together, and neither is served when either cannot be. */
     char *cert_path2, *key_path2;
-    struct stat cert_st, key_st, ca_st; /* files as they were when looked at */
-    bool tried;                         /* loaded, or failed: bundle or error is set */
+    /* The files as they were when looked at, for files that can change in place (central
+     * store files, client CA files), owned; NULL for the store's own copies, which never
+     * change: 8 bytes, not 432, for each of 10^6 certificates. */
+    struct file_ids *ids;
+    bool tried;          /* loaded, or failed: bundle or error is set */
+    bool strings_inline; /* key and paths are in the entry's own allocation (cert_new) */
     bool loading;                       /* a cb_tls_load job is parsing it off the loop */
     bool seen;                          /* used by the snapshot being built */
     bool in_cache;
@@ -64,13 +93,95 @@ struct cb_tls_cert {
     uint64_t handoff_window; /* when that window began (loop ms) */
 };
 
+/* The folders a build looks files up in (the store's certs/ and keys/), held open from
+ * cb_tls_cache_mark to cb_tls_cache_sweep: at 10^6 certificates a build makes four lookups
+ * a new certificate, and each would walk the whole path again without them. */
+#define DIRS_HELD 2
+
 struct cb_tls_cache {
     struct cb_tls_cert **buckets;
     size_t n_buckets, n_entries;
     size_t n_untried;  /* entries neither loaded nor failed yet */
     struct cb_lru lru; /* parsed entries, most recently served first */
     struct cb_tls_cache_stats stats;
+    int dir_fd[DIRS_HELD]; /* O_PATH, -1 when none */
+    char *dir_path[DIRS_HELD];
+    unsigned dir_next; /* the one replaced next */
+    bool building;     /* between cb_tls_cache_mark and cb_tls_cache_sweep */
+    uid_t uid, euid;   /* this process's, read by cb_tls_cache_mark */
 };
+
+static void dirs_close(struct cb_tls_cache *c)
+{
+    for (int i = 0; i < DIRS_HELD; i++) {
+        if (c->dir_fd[i] >= 0)
+            close(c->dir_fd[i]);
+        c->dir_fd[i] = -1;
+        free(c->dir_path[i]);
+        c->dir_path[i] = NULL;
+    }
+}
+
+/*
+ * path's name and the folder fd (*dirfd) to look it up in through the *at() calls: a held
+ * folder, or path itself and AT_FDCWD when its folder cannot be held. What the lookups
+ * find is the same either way: a folder held open is the one the path names, for as
+ * long as the build (a folder replaced meanwhile is seen at the next build).
+ */
+static const char *dir_at(struct cb_tls_cache *c, const char *path, int *dirfd)
+{
+    const char *slash = strrchr(path, '/');
+    size_t n;
+
+    *dirfd = AT_FDCWD;
+    if (slash == NULL || slash == path || slash[1] == '\0')
+        return path;
+    n = (size_t)(slash - path);
+    for (int i = 0; i < DIRS_HELD; i++)
+        if (c->dir_path[i] != NULL && strncmp(c->dir_path[i], path, n) == 0 &&
+            c->dir_path[i][n] == '\0') {
+            *dirfd = c->dir_fd[i];
+            return slash + 1;
+        }
+    char *dir = strndup(path, n);
+    int fd = dir != NULL ? open(dir, O_PATH | O_DIRECTORY | O_CLOEXEC) : -1;
+    if (fd < 0) {
+        free(dir);
+        return path;
+    }
+    unsigned k = c->dir_next;
+    c->dir_next = (k + 1) % DIRS_HELD;
+    if (c->dir_fd[k] >= 0)
+        close(c->dir_fd[k]);
+    free(c->dir_path[k]);
+    c->dir_fd[k] = fd;
+    c->dir_path[k] = dir;
+    *dirfd = fd;
+    return slash + 1;
+}
+
+/* Within a build, whether this process owns the file st describes and its mode lets the
+ * owner read it (as for the store's own key files): readable then, without asking the
+ * kernel again. */
+static bool owner_reads(const struct cb_tls_cache *c, const struct stat *st)
+{
+    return c->building && st->st_nlink > 0 && st->st_uid == c->uid && st->st_uid == c->euid &&
+           (st->st_mode & S_IRUSR) != 0 && S_ISREG(st->st_mode);
+}
+
+static int stat_in(struct cb_tls_cache *c, const char *path, struct stat *st)
+{
+    int dirfd;
+    const char *name = dir_at(c, path, &dirfd);
+    return fstatat(dirfd, name, st, 0);
+}
+
+static int access_in(struct cb_tls_cache *c, const char *path)
+{
+    int dirfd;
+    const char *name = dir_at(c, path, &dirfd);
+    return faccessat(dirfd, name, R_OK, 0);
+}
 
 /* e leaves the cache: it no longer counts among the untried, nor in the budget. */
 static void leave_cache(struct cb_tls_cache *c, struct cb_tls_cert *e)
@@ -102,6 +213,8 @@ struct cb_tls_cache *cb_tls_cache_new(void)
     if (c == NULL)
         return NULL;
     cb_lru_init(&c->lru, 0);
+    for (int i = 0; i < DIRS_HELD; i++)
+        c->dir_fd[i] = -1;
     c->stats.id = atomic_fetch_add(&last_id, 1) + 1;
     c->n_buckets = 1024;
     c->buckets = calloc(c->n_buckets, sizeof(*c->buckets));
@@ -133,12 +246,15 @@ static void cert_unref(struct cb_tls_cert *t)
     cb_tls_ca_free(t->ca);
     cb_cert_bundle_free(t->bundle2);
     free(t->error);
-    free(t->key);
-    free(t->cert_path);
-    free(t->key_path);
-    free(t->ca_path);
-    free(t->cert_path2);
-    free(t->key_path2);
+    free(t->ids);
+    if (!t->strings_inline) {
+        free(t->key);
+        free(t->cert_path);
+        free(t->key_path);
+        free(t->ca_path);
+        free(t->cert_path2);
+        free(t->key_path2);
+    }
     free(t);
 }
 
@@ -160,12 +276,16 @@ void cb_tls_cache_free(struct cb_tls_cache *c)
             cert_unref(e);
         }
     }
+    dirs_close(c);
     free(c->buckets);
     free(c);
 }
 
 void cb_tls_cache_mark(struct cb_tls_cache *c)
 {
+    c->building = true;
+    c->uid = getuid();
+    c->euid = geteuid();
     for (size_t i = 0; i < c->n_buckets; i++)
         for (struct cb_tls_cert *e = c->buckets[i]; e != NULL; e = e->next)
             e->seen = false;
@@ -187,6 +307,8 @@ void cb_tls_cache_sweep(struct cb_tls_cache *c)
             c->n_entries--;
         }
     }
+    c->building = false;
+    dirs_close(c);
 }
 
 static void grow(struct cb_tls_cache *c)
@@ -323,15 +445,16 @@ static void precheck_files(struct cb_tls_cert *t, const char *cert_path, const c
 {
     struct cb_err err = {0};
     const char *kp = key_path ? key_path : cert_path;
+    struct stat kst = {0};
 
     if (t->tried)
         return;
-    if (access(cert_path, R_OK) != 0) {
+    if (access_in(t->cache, cert_path) != 0) {
         cb_err_set(&err, CB_EIO, "cannot read %s: %s", cert_path, strerror(errno));
         fail(t, &err);
-    } else if (cb_key_file_safe(kp, &err) != 0) {
+    } else if (stat_in(t->cache, kp, &kst) == 0 && cb_key_mode_safe(kp, kst.st_mode, &err) != 0) {
         fail(t, &err);
-    } else if (access(kp, R_OK) != 0) {
+    } else if (!owner_reads(t->cache, &kst) && access_in(t->cache, kp) != 0) {
         cb_err_set(&err, CB_EKEY, "cannot read the key %s: %s", kp, strerror(errno));
         fail(t, &err);
     } else if (t->ca_path != NULL && access(t->ca_path, R_OK) != 0) {
@@ -645,15 +768,54 @@ void cb_tls_entry_set_error(struct cb_tls_entry *e, const char *msg)
     e->cert = t;
 }
 
-static bool same_file(const struct stat *a, const char *path)
+/* Whether path is still the file a described (a NULL: its entry kept no description,
+ * which is never the same). */
+/* The bytes of str (NULL: none) at *at, moved past them; the copy, or NULL. */
+static char *put_str(char **at, const char *str)
+{
+    if (str == NULL)
+        return NULL;
+    size_t n = strlen(str) + 1;
+    char *p = memcpy(*at, str, n);
+    *at += n;
+    return p;
+}
+
+/* A new entry (owned, freed by cert_unref) with copies of its strings in the same
+ * allocation: one block instead of four for each of 10^6 certificates. */
+static struct cb_tls_cert *cert_new(const char *key, const char *cert_path, const char *key_path,
+                                    const char *ca_path, const char *cert_path2,
+                                    const char *key_path2)
+{
+    const char *strs[] = {key, cert_path, key_path, ca_path, cert_path2, key_path2};
+    size_t bytes = sizeof(struct cb_tls_cert);
+    struct cb_tls_cert *e;
+
+    for (size_t i = 0; i < sizeof(strs) / sizeof(strs[0]); i++)
+        bytes += strs[i] != NULL ? strlen(strs[i]) + 1 : 0;
+    if ((e = calloc(1, bytes)) == NULL)
+        return NULL;
+    char *at = (char *)(e + 1);
+    e->strings_inline = true;
+    e->key = put_str(&at, key);
+    e->cert_path = put_str(&at, cert_path);
+    e->key_path = put_str(&at, key_path);
+    e->ca_path = put_str(&at, ca_path);
+    e->cert_path2 = put_str(&at, cert_path2);
+    e->key_path2 = put_str(&at, key_path2);
+    return e;
+}
+
+static bool same_file(const struct file_id *a, const char *path)
 {
     struct stat st;
     if (path == NULL)
         return true;
-    if (stat(path, &st) != 0)
+    if (a == NULL || !a->ok || stat(path, &st) != 0)
         return false;
-    return st.st_ino == a->st_ino && st.st_dev == a->st_dev && st.st_size == a->st_size &&
-           st.st_mtim.tv_sec == a->st_mtim.tv_sec && st.st_mtim.tv_nsec == a->st_mtim.tv_nsec;
+    /* a stat that failed then matches nothing now: as before, a file that was not there */
+    return st.st_ino == a->ino && st.st_dev == a->dev && st.st_size == a->size &&
+           st.st_mtim.tv_sec == a->mtim.tv_sec && st.st_mtim.tv_nsec == a->mtim.tv_nsec;
 }
 
 /* Whether entry e is of client CA file ca_path (NULL: none). */
@@ -681,8 +843,9 @@ static void cache_get(struct cb_tls_cache *c, const char *key, const char *cert_
     bool fixed_name = strchr(key, '/') == NULL;
     /* A client CA file can be edited in place too (a CA added to it): same test. */
     if (e != NULL && (!e->tried || e->bundle != NULL) &&
-        (fixed_name || (same_file(&e->cert_st, cert_path) && same_file(&e->key_st, key_path))) &&
-        same_file(&e->ca_st, ca_path)) {
+        (fixed_name || (same_file(e->ids ? &e->ids->cert : NULL, cert_path) &&
+                        same_file(e->ids ? &e->ids->key : NULL, key_path))) &&
+        same_file(e->ids ? &e->ids->ca : NULL, ca_path)) {
         e->seen = true;
         *reused = true;
         e->refs++;
@@ -696,34 +859,24 @@ static void cache_get(struct cb_tls_cache *c, const char *key, const char *cert_
         c->n_entries--;
         cert_unref(e);
     }
-    e = calloc(1, sizeof(*e));
-    if (e == NULL || (e->key = strdup(key)) == NULL || (e->cert_path = strdup(cert_path)) == NULL ||
-        (key_path != NULL && (e->key_path = strdup(key_path)) == NULL) ||
-        (ca_path != NULL && (e->ca_path = strdup(ca_path)) == NULL) ||
-        (cert_path2 != NULL && (e->cert_path2 = strdup(cert_path2)) == NULL) ||
-        (key_path2 != NULL && (e->key_path2 = strdup(key_path2)) == NULL)) {
-        if (e != NULL) {
-            free(e->key);
-            free(e->cert_path);
-            free(e->key_path);
-            free(e->ca_path);
-            free(e->cert_path2);
-            free(e->key_path2);
-            free(e);
-        }
+    if ((e = cert_new(key, cert_path, key_path, ca_path, cert_path2, key_path2)) == NULL)
         return;
-    }
     e->refs = 2; /* the cache's and out's */
     e->in_cache = true;
     e->pinned = eager;
     e->cache = c;
     c->n_untried++;
     e->seen = true;
-    stat(cert_path, &e->cert_st);
-    if (key_path != NULL)
-        stat(key_path, &e->key_st);
-    if (ca_path != NULL)
-        stat(ca_path, &e->ca_st);
+    /* Only files that can change in place are described (NULL on no memory: the entry is
+     * then never taken for the same files again, so parsed anew at the next build). */
+    if ((strchr(key, '/') != NULL || ca_path != NULL) &&
+        (e->ids = calloc(1, sizeof(*e->ids))) != NULL) {
+        if (strchr(key, '/') != NULL) {
+            file_id_take(cert_path, &e->ids->cert);
+            file_id_take(key_path, &e->ids->key);
+        }
+        file_id_take(ca_path, &e->ids->ca);
+    }
     precheck(e);
     if (eager && !e->tried)
         load(e);
@@ -739,6 +892,8 @@ void cb_tls_cache_get(struct cb_tls_cache *c, const char *key, const char *cert_
                       struct cb_tls_entry *out, bool *reused)
 {
     cache_get(c, key, cert_path, key_path, NULL, NULL, ca_path, eager, out, reused);
+    if (!c->building) /* a derivation: folders are held only within a build */
+        dirs_close(c);
 }
 
 void cb_tls_cache_get_pair(struct cb_tls_cache *c, const char *key, const char *cert_path,
@@ -746,6 +901,8 @@ void cb_tls_cache_get_pair(struct cb_tls_cache *c, const char *key, const char *
                            const char *ca_path, bool eager, struct cb_tls_entry *out, bool *reused)
 {
     cache_get(c, key, cert_path, key_path, cert_path2, key_path2, ca_path, eager, out, reused);
+    if (!c->building)
+        dirs_close(c);
 }
 
 int cb_tls_entry_worker(const struct cb_tls_entry *e, int self, int workers, uint64_t now_ms)

@@ -21,11 +21,18 @@ struct job {
     unsigned long tag;
 };
 
+/* Jobs queued for each wake-up of an idle thread (cb_filewriter_add). */
+#define CB_FILEWRITER_WAKE 32
+
 struct cb_filewriter {
     pthread_t threads[CB_FILEWRITER_THREADS];
     int n_threads; /* started */
     pthread_mutex_t lock;
-    pthread_cond_t changed;               /* a job queued, taken or done; or stop */
+    pthread_cond_t work;                  /* for the threads: jobs queued, or stop */
+    pthread_cond_t done;                  /* for the caller: a job taken or written */
+    int idle;                             /* threads waiting on work */
+    bool waiting;                         /* the caller waits on done */
+    bool want_idle; /* for every job taken to be written (else for room in the queue) */
     struct job jobs[CB_FILEWRITER_QUEUE]; /* a ring: head is the next to write */
     size_t head, count;
     int busy;   /* jobs the threads took from the ring and are writing */
@@ -96,6 +103,20 @@ out_error:
                       j->path, strerror(e));
 }
 
+/*
+ * Wakes the caller, with the lock held, once what it waits for is there: room for half the
+ * queue (not for one job: a caller woken for every job taken would take turns with the
+ * threads, a context switch a file), or no job being written, or a failure.
+ */
+static void wake_caller(struct cb_filewriter *w)
+{
+    if (!w->waiting)
+        return;
+    if (w->want_idle ? w->busy == 0 && (w->count == 0 || w->failed != 0)
+                     : w->count <= CB_FILEWRITER_QUEUE / 2 || w->failed != 0)
+        pthread_cond_signal(&w->done);
+}
+
 static void *run(void *arg)
 {
     struct cb_filewriter *w = arg;
@@ -104,8 +125,11 @@ static void *run(void *arg)
 
     pthread_mutex_lock(&w->lock);
     for (;;) {
-        while (w->count == 0 && !w->stop)
-            pthread_cond_wait(&w->changed, &w->lock);
+        while (w->count == 0 && !w->stop) {
+            w->idle++;
+            pthread_cond_wait(&w->work, &w->lock);
+            w->idle--;
+        }
         if (w->count == 0)
             break;
         j = w->jobs[w->head];
@@ -117,7 +141,7 @@ static void *run(void *arg)
         /* After a failure the batch is lost: only files of earlier lines are still written,
          * to know whether one of them fails first. */
         bool skip = w->failed != 0 && j.tag > w->failed_tag;
-        pthread_cond_broadcast(&w->changed);
+        wake_caller(w);
         pthread_mutex_unlock(&w->lock);
         int ret = skip ? 0 : write_job(&j, &err);
         free_data(&j);
@@ -128,7 +152,7 @@ static void *run(void *arg)
             w->failed_tag = j.tag;
             w->err = err;
         }
-        pthread_cond_broadcast(&w->changed);
+        wake_caller(w);
     }
     pthread_mutex_unlock(&w->lock);
     return NULL;
@@ -142,18 +166,37 @@ int cb_filewriter_start(struct cb_filewriter **out, struct cb_err *err)
     if (w == NULL)
         return cb_err_set(err, CB_ENOMEM, "out of memory");
     pthread_mutex_init(&w->lock, NULL);
-    pthread_cond_init(&w->changed, NULL);
+    pthread_cond_init(&w->work, NULL);
+    pthread_cond_init(&w->done, NULL);
     while (w->n_threads < CB_FILEWRITER_THREADS &&
            (e = pthread_create(&w->threads[w->n_threads], NULL, run, w)) == 0)
         w->n_threads++;
     if (w->n_threads == 0) {
-        pthread_cond_destroy(&w->changed);
+        pthread_cond_destroy(&w->work);
+        pthread_cond_destroy(&w->done);
         pthread_mutex_destroy(&w->lock);
         free(w);
         return cb_err_set(err, CB_EIO, "cannot start a thread to write files: %s", strerror(e));
     }
     *out = w;
     return 0;
+}
+
+/* Waits on done, with the lock held: for every job taken to be written (idle), or for
+ * room in the queue. */
+static void wait_done(struct cb_filewriter *w, bool idle)
+{
+    w->waiting = true;
+    w->want_idle = idle;
+    pthread_cond_wait(&w->done, &w->lock);
+    w->waiting = false;
+}
+
+/* Wakes the idle threads, with the lock held: before the caller waits for them. */
+static void wake_all(struct cb_filewriter *w)
+{
+    if (w->idle > 0)
+        pthread_cond_broadcast(&w->work);
 }
 
 /* The first failure, with the lock held: once every file taken is written, since one of
@@ -163,7 +206,7 @@ static int failure(struct cb_filewriter *w, unsigned long *failed_tag, struct cb
     if (w->failed == 0)
         return 0;
     while (w->busy > 0)
-        pthread_cond_wait(&w->changed, &w->lock);
+        wait_done(w, true);
     if (failed_tag != NULL)
         *failed_tag = w->failed_tag;
     if (err != NULL)
@@ -183,8 +226,10 @@ int cb_filewriter_add(struct cb_filewriter *w, const char *path, mode_t mode, ui
         return cb_err_set(err, CB_ENOMEM, "out of memory");
     }
     pthread_mutex_lock(&w->lock);
-    while (w->count == CB_FILEWRITER_QUEUE && w->failed == 0)
-        pthread_cond_wait(&w->changed, &w->lock);
+    while (w->count == CB_FILEWRITER_QUEUE && w->failed == 0) {
+        wake_all(w);
+        wait_done(w, false);
+    }
     if ((ret = failure(w, failed_tag, err)) != 0) {
         pthread_mutex_unlock(&w->lock);
         free_data(&j);
@@ -192,7 +237,11 @@ int cb_filewriter_add(struct cb_filewriter *w, const char *path, mode_t mode, ui
     }
     w->jobs[(w->head + w->count) % CB_FILEWRITER_QUEUE] = j;
     w->count++;
-    pthread_cond_broadcast(&w->changed);
+    /* A thread is woken for every CB_FILEWRITER_WAKE jobs, not for each: a wake-up is a
+     * system call and a context switch, worth a file's writing here. An awake thread takes
+     * jobs until the queue is empty; wait and finish wake every thread. */
+    if (w->idle > 0 && w->count % CB_FILEWRITER_WAKE == 0)
+        pthread_cond_signal(&w->work);
     pthread_mutex_unlock(&w->lock);
     return 0;
 }
@@ -202,8 +251,9 @@ int cb_filewriter_wait(struct cb_filewriter *w, unsigned long *failed_tag, struc
     int ret;
 
     pthread_mutex_lock(&w->lock);
+    wake_all(w);
     while ((w->count > 0 || w->busy > 0) && w->failed == 0)
-        pthread_cond_wait(&w->changed, &w->lock);
+        wait_done(w, true);
     ret = failure(w, failed_tag, err);
     pthread_mutex_unlock(&w->lock);
     return ret;
@@ -217,12 +267,13 @@ int cb_filewriter_finish(struct cb_filewriter *w, unsigned long *failed_tag, str
         return 0;
     pthread_mutex_lock(&w->lock);
     w->stop = true;
-    pthread_cond_broadcast(&w->changed);
+    pthread_cond_broadcast(&w->work);
     pthread_mutex_unlock(&w->lock);
     for (int i = 0; i < w->n_threads; i++)
         pthread_join(w->threads[i], NULL);
     ret = failure(w, failed_tag, err);
-    pthread_cond_destroy(&w->changed);
+    pthread_cond_destroy(&w->work);
+    pthread_cond_destroy(&w->done);
     pthread_mutex_destroy(&w->lock);
     free(w);
     return ret;
