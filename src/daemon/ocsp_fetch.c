@@ -19,12 +19,14 @@
 #define CB_OCSP_BACKOFF_MAX 3600 /* and the longest wait between retries */
 #define CB_OCSP_REFRESH_MIN 60   /* never ask again sooner than this after an answer */
 
+/* One per certificate that staples: ~100 bytes with its key (10^6 certificates: 100 MB,
+ * where fixed-size texts took 650). */
 struct entry {
     char thumb[CB_THUMB_LEN + 1];
-    char key[CB_KEY_TEXT_MAX]; /* one binding that uses it, for the log */
-    int64_t next_at;           /* when to look at it again */
-    int64_t backoff;           /* seconds of the last wait after a failure, 0: none */
-    char last_error[300];      /* the reason last logged, "" while it works */
+    char *key;        /* one binding that uses it, for the log; owned (NULL: out of memory) */
+    int64_t next_at;  /* when to look at it again */
+    int64_t backoff;  /* seconds of the last wait after a failure, 0: none */
+    char *last_error; /* the reason last logged, owned; NULL while it works */
     bool no_responder;         /* no http OCSP URL: nothing to fetch while it is bound */
     bool announced;            /* a cached response was logged as in use */
 };
@@ -82,12 +84,34 @@ static void job_clear(struct job *j)
     memset(j, 0, sizeof(*j));
 }
 
+static void entries_free(struct entry *v, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        free(v[i].key);
+        free(v[i].last_error);
+    }
+    free(v);
+}
+
+/* binding b's key, formatted, in an owned string (NULL: out of memory, logged as "-"). */
+static char *key_text(const struct cb_binding *b)
+{
+    char key[CB_KEY_TEXT_MAX];
+    cb_key_format(&b->key, key, sizeof(key));
+    return strdup(key);
+}
+
+static const char *key_or_dash(const struct entry *e)
+{
+    return e->key != NULL ? e->key : "-";
+}
+
 void cb_ocsp_fetcher_free(struct cb_ocsp_fetcher *f)
 {
     if (f == NULL)
         return;
     job_clear(&f->job);
-    free(f->v);
+    entries_free(f->v, f->n);
     free(f);
     cb_ocsp_http_cleanup();
 }
@@ -161,7 +185,7 @@ static int add_entry(struct scan *s, const struct cb_binding *b, const char *thu
     struct entry *e = &s->v[s->n++];
     memset(e, 0, sizeof(*e));
     memcpy(e->thumb, thumb, sizeof(e->thumb));
-    cb_key_format(&b->key, e->key, sizeof(e->key));
+    e->key = key_text(b);
     *slot = (uint32_t)s->n;
     return 0;
 }
@@ -198,24 +222,30 @@ static void rescan(struct cb_ocsp_fetcher *f, int64_t now)
     if (ret != 0) {
         cb_log("error", "ocsp_scan_failed", "reason=%s",
                cb_log_quote(err.msg[0] ? err.msg : "out of memory", q, sizeof(q)));
-        free(s.v);
+        entries_free(s.v, s.n);
         return;
     }
     if (s.n > 1)
         qsort(s.v, s.n, sizeof(*s.v), cmp_entry);
+    /* s.v[0, out) are the results, s.v[out, i) inputs already taken or dropped. */
     for (size_t i = 0; i < s.n; i++) {
-        if (out > 0 && strcmp(s.v[out - 1].thumb, s.v[i].thumb) == 0)
-            continue; /* one certificate, several bindings */
+        if (out > 0 && strcmp(s.v[out - 1].thumb, s.v[i].thumb) == 0) {
+            free(s.v[i].key); /* one certificate, several bindings */
+            continue;
+        }
         struct entry *old = f->n ? bsearch(&s.v[i], f->v, f->n, sizeof(*f->v), cmp_entry) : NULL;
-        if (old != NULL) {
-            memcpy(old->key, s.v[i].key, sizeof(old->key));
-            s.v[out++] = *old;
+        if (old != NULL) { /* its schedule and last error, with the binding named now */
+            char *key = s.v[i].key;
+            s.v[out] = *old;
+            free(s.v[out].key);
+            s.v[out++].key = key;
+            old->key = old->last_error = NULL; /* moved */
         } else {
             s.v[out] = s.v[i];
             s.v[out++].next_at = now;
         }
     }
-    free(f->v);
+    entries_free(f->v, f->n);
     f->v = s.v;
     f->n = out;
     f->scanned = true;
@@ -244,7 +274,7 @@ static int entry_add(struct cb_ocsp_fetcher *f, const struct cb_binding *b, cons
     struct entry *e = &f->v[lo];
     memset(e, 0, sizeof(*e));
     memcpy(e->thumb, thumb, sizeof(e->thumb));
-    cb_key_format(&b->key, e->key, sizeof(e->key));
+    e->key = key_text(b);
     e->next_at = now;
     f->n++;
     return 0;
@@ -255,7 +285,8 @@ static bool key_in_use(const struct cb_ocsp_fetcher *f, const char *key, const c
                        const char *thumb2)
 {
     for (size_t i = 0; i < f->n; i++)
-        if (strcmp(f->v[i].key, key) == 0 && strcmp(f->v[i].thumb, thumb1) != 0 &&
+        if (f->v[i].key != NULL && strcmp(f->v[i].key, key) == 0 &&
+            strcmp(f->v[i].thumb, thumb1) != 0 &&
             strcmp(f->v[i].thumb, thumb2) != 0)
             return true;
     return false;
@@ -381,13 +412,15 @@ static void failed(struct cb_ocsp_fetcher *f, struct entry *e, const char *why, 
     f->jitter ^= f->jitter << 5;
     e->next_at = now + e->backoff - (int64_t)(f->jitter % (uint32_t)(e->backoff / 10 + 1));
     count_failure(f);
-    if (strcmp(e->last_error, why) == 0)
+    if (e->last_error != NULL && strcmp(e->last_error, why) == 0)
         return; /* said already: logged when the reason changes, not at every try */
-    snprintf(e->last_error, sizeof(e->last_error), "%s", why);
+    free(e->last_error);
+    e->last_error = strdup(why); /* NULL: out of memory, and logged again next time */
     cb_log("warn", "ocsp_fetch_failed",
            "certhash=%s binding=%s reason=%s retry_in_s=%lld action=\"serving without a new "
            "staple; the cached one while it is valid\"",
-           e->thumb, e->key, cb_log_quote(why, q, sizeof(q)), (long long)(e->next_at - now));
+           e->thumb, key_or_dash(e), cb_log_quote(why, q, sizeof(q)),
+           (long long)(e->next_at - now));
 }
 
 static void on_done(uv_work_t *req, int status)
@@ -410,7 +443,8 @@ static void on_done(uv_work_t *req, int status)
         break;
     case OUT_CACHED:
         e->backoff = 0;
-        e->last_error[0] = '\0';
+        free(e->last_error);
+        e->last_error = NULL;
         e->next_at = refresh_at(&j->res, now);
         if (!e->announced)
             cb_log("info", "ocsp_cached", "certhash=%s next_update=%lld refresh_in_s=%lld",
@@ -423,13 +457,15 @@ static void on_done(uv_work_t *req, int status)
             break;
         }
         e->backoff = 0;
-        e->last_error[0] = '\0';
+        free(e->last_error);
+        e->last_error = NULL;
         e->announced = true;
         e->next_at = refresh_at(&j->res, now);
         cb_log("info", "ocsp_fetched",
                "certhash=%s binding=%s url=%s this_update=%lld next_update=%lld "
                "refresh_in_s=%lld",
-               e->thumb, e->key, cb_log_quote(j->url, q, sizeof(q)), (long long)j->res.this_update,
+               e->thumb, key_or_dash(e), cb_log_quote(j->url, q, sizeof(q)),
+               (long long)j->res.this_update,
                (long long)j->res.next_update, (long long)(e->next_at - now));
         break;
     case OUT_REVOKED:
@@ -439,12 +475,13 @@ static void on_done(uv_work_t *req, int status)
         if (cb_store_ocsp_delete(f->st, j->thumb, &err) != 0)
             cb_log("error", "ocsp_cache_failed", "certhash=%s reason=%s", e->thumb,
                    cb_log_quote(err.msg, q, sizeof(q)));
-        if (strcmp(e->last_error, "revoked") != 0)
+        if (e->last_error == NULL || strcmp(e->last_error, "revoked") != 0)
             cb_log("error", "ocsp_revoked",
                    "certhash=%s binding=%s url=%s action=\"not stapled; replace the "
                    "certificate\"",
-                   e->thumb, e->key, cb_log_quote(j->url, q, sizeof(q)));
-        snprintf(e->last_error, sizeof(e->last_error), "revoked");
+                   e->thumb, key_or_dash(e), cb_log_quote(j->url, q, sizeof(q)));
+        free(e->last_error);
+        e->last_error = strdup("revoked");
         break;
     case OUT_FAILED:
         failed(f, e, j->err.msg[0] ? j->err.msg : "the OCSP fetch failed", now);

@@ -237,10 +237,11 @@ int cb_filewriter_add(struct cb_filewriter *w, const char *path, mode_t mode, ui
     }
     w->jobs[(w->head + w->count) % CB_FILEWRITER_QUEUE] = j;
     w->count++;
-    /* A thread is woken for every CB_FILEWRITER_WAKE jobs, not for each: a wake-up is a
-     * system call and a context switch, worth a file's writing here. An awake thread takes
-     * jobs until the queue is empty; wait and finish wake every thread. */
-    if (w->idle > 0 && w->count % CB_FILEWRITER_WAKE == 0)
+    /* A thread is woken when none is writing (so every job is soon on its way, even in a
+     * batch that waits for its next line), and another only once CB_FILEWRITER_WAKE jobs
+     * wait: not one per job, since a wake-up is a system call and a context switch, worth
+     * a file's writing here. An awake thread takes jobs until the queue is empty. */
+    if (w->idle > 0 && (w->busy == 0 || w->count >= CB_FILEWRITER_WAKE))
         pthread_cond_signal(&w->work);
     pthread_mutex_unlock(&w->lock);
     return 0;
