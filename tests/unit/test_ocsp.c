@@ -18,6 +18,7 @@
 #include <time.h>
 
 #include "store/ocsp.h"
+#include "tls/cert.h"
 #include "tls/ocsp.h"
 #include "tls/staple.h"
 
@@ -185,6 +186,48 @@ static void test_cert_facts(void **unused)
     assert_null(der);
     cb_ocsp_cert_free(c);
     cb_ocsp_cert_free(NULL);
+}
+
+/* check's one parse of a file (cb_cert_audit_file with its OCSP facts) says what
+ * cb_ocsp_cert_load says, request bytes included. */
+static void test_cert_facts_from_audit(void **unused)
+{
+    static const char *const files[] = {"good.chain", "revoked.chain", "noaia.chain", "good.crt"};
+    char path[256];
+    (void)unused;
+
+    for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++) {
+        struct cb_ocsp_cert *a = load(files[i]), *b = NULL;
+        struct cb_cert_audit audit;
+        struct cb_err err = {0};
+        path_of(files[i], path, sizeof(path));
+        if (cb_cert_audit_file(path, &audit, &b, &err) != 0)
+            fail_msg("audit %s: %s", files[i], err.msg);
+        assert_non_null(b);
+        assert_string_equal(cb_ocsp_cert_url(a), cb_ocsp_cert_url(b));
+        assert_int_equal(cb_ocsp_cert_must_staple(a), cb_ocsp_cert_must_staple(b));
+        assert_int_equal(cb_ocsp_cert_issuer_ok(a), cb_ocsp_cert_issuer_ok(b));
+        if (cb_ocsp_cert_issuer_ok(a)) {
+            unsigned char *da = NULL, *db = NULL;
+            size_t la = 0, lb = 0;
+            assert_int_equal(cb_ocsp_request_der(a, &da, &la, &err), 0);
+            assert_int_equal(cb_ocsp_request_der(b, &db, &lb, &err), 0);
+            assert_int_equal(la, lb);
+            assert_memory_equal(da, db, la);
+            free(da);
+            free(db);
+        }
+        cb_ocsp_cert_free(a);
+        cb_ocsp_cert_free(b);
+    }
+    /* Not a certificate: no audit, and no OCSP object left behind. */
+    struct cb_ocsp_cert *c = (struct cb_ocsp_cert *)&c; /* must be reset */
+    struct cb_cert_audit audit;
+    struct cb_err err = {0};
+    write_file("notpem2", (const unsigned char *)"hello", 5);
+    path_of("notpem2", path, sizeof(path));
+    assert_int_not_equal(cb_cert_audit_file(path, &audit, &c, &err), 0);
+    assert_null(c);
 }
 
 static void test_cert_load_refusals(void **unused)
@@ -391,15 +434,56 @@ static void test_store_cache(void **unused)
     cb_store_close(st);
 }
 
+/* The listing of the cache: responses only (THUMB.der, upper-case thumbprints), sorted;
+ * nothing and no error when the folder does not exist yet. */
+static void test_store_cache_list(void **unused)
+{
+    char state[160], path[400];
+    struct cb_store *st = NULL;
+    struct cb_err err = {0};
+    char(*v)[CB_THUMB_LEN + 1] = NULL;
+    size_t n = 99, len;
+    (void)unused;
+
+    snprintf(state, sizeof(state), "%s/state%d", base, ++test_no);
+    if (cb_store_open(state, CB_STORE_WRITE, &st, &err) != 0)
+        fail_msg("open: %s", err.msg);
+    assert_int_equal(cb_store_ocsp_list(st, &v, &n, &err), 0);
+    assert_int_equal(n, 0);
+    free(v);
+    unsigned char *der = slurp("good.resp", &len);
+    assert_int_equal(cb_store_ocsp_put(st, T3, der, len, &err), 0);
+    assert_int_equal(cb_store_ocsp_put(st, T1, der, len, &err), 0);
+    static const char *const junk[] = {
+        "/ocsp/abcdef0123456789abcdef0123456789abcdef01.der", /* lower case */
+        "/ocsp/" T2 ".der.tmp", "/ocsp/" T2 ".txt", "/ocsp/" T2 "0.der", "/ocsp/short.der",
+        "/ocsp/GGGGGGGGGGGGGGGGGGGGGGGGGGGGGGGGGGGGGGGG.der"};
+    for (size_t i = 0; i < sizeof(junk) / sizeof(junk[0]); i++) {
+        snprintf(path, sizeof(path), "%s%s", state, junk[i]);
+        FILE *f = fopen(path, "wb");
+        assert_non_null(f);
+        fclose(f);
+    }
+    assert_int_equal(cb_store_ocsp_list(st, &v, &n, &err), 0);
+    assert_int_equal(n, 2);
+    assert_string_equal(v[0], T1);
+    assert_string_equal(v[1], T3);
+    free(v);
+    free(der);
+    cb_store_close(st);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_cert_facts),
         cmocka_unit_test(test_cert_load_refusals),
+        cmocka_unit_test(test_cert_facts_from_audit),
         cmocka_unit_test(test_verify_good_and_revoked),
         cmocka_unit_test(test_verify_refusals),
         cmocka_unit_test(test_staples),
         cmocka_unit_test(test_store_cache),
+        cmocka_unit_test(test_store_cache_list),
     };
     return cmocka_run_group_tests(tests, setup_run, teardown_run);
 }
