@@ -23,12 +23,12 @@
  * where fixed-size texts took 650). */
 struct entry {
     char thumb[CB_THUMB_LEN + 1];
-    char *key;        /* one binding that uses it, for the log; owned (NULL: out of memory) */
-    int64_t next_at;  /* when to look at it again */
-    int64_t backoff;  /* seconds of the last wait after a failure, 0: none */
-    char *last_error; /* the reason last logged, owned; NULL while it works */
-    bool no_responder;         /* no http OCSP URL: nothing to fetch while it is bound */
-    bool announced;            /* a cached response was logged as in use */
+    char *key;         /* one binding that uses it, for the log; owned (NULL: out of memory) */
+    int64_t next_at;   /* when to look at it again */
+    int64_t backoff;   /* seconds of the last wait after a failure, 0: none */
+    char *last_error;  /* the reason last logged, owned; NULL while it works */
+    bool no_responder; /* no http OCSP URL: nothing to fetch while it is bound */
+    bool announced;    /* a cached response was logged as in use */
 };
 
 enum outcome { OUT_FRESH, OUT_CACHED, OUT_NO_URL, OUT_REVOKED, OUT_FAILED };
@@ -286,8 +286,7 @@ static bool key_in_use(const struct cb_ocsp_fetcher *f, const char *key, const c
 {
     for (size_t i = 0; i < f->n; i++)
         if (f->v[i].key != NULL && strcmp(f->v[i].key, key) == 0 &&
-            strcmp(f->v[i].thumb, thumb1) != 0 &&
-            strcmp(f->v[i].thumb, thumb2) != 0)
+            strcmp(f->v[i].thumb, thumb1) != 0 && strcmp(f->v[i].thumb, thumb2) != 0)
             return true;
     return false;
 }
@@ -465,8 +464,8 @@ static void on_done(uv_work_t *req, int status)
                "certhash=%s binding=%s url=%s this_update=%lld next_update=%lld "
                "refresh_in_s=%lld",
                e->thumb, key_or_dash(e), cb_log_quote(j->url, q, sizeof(q)),
-               (long long)j->res.this_update,
-               (long long)j->res.next_update, (long long)(e->next_at - now));
+               (long long)j->res.this_update, (long long)j->res.next_update,
+               (long long)(e->next_at - now));
         break;
     case OUT_REVOKED:
         /* A valid answer: nothing to retry sooner, but no "good" staple may stay. */

@@ -55,8 +55,8 @@ int cb_staples_build(struct cb_store *st, struct cb_runtime *rt)
             i++; /* one certificate, several bindings: once */
         unsigned char *der = NULL;
         size_t len = 0;
-        if (listed && (n_cached == 0 || bsearch(w[i].thumb, cached, n_cached, sizeof(*cached),
-                                                cmp_thumb) == NULL))
+        if (listed && (n_cached == 0 ||
+                       bsearch(w[i].thumb, cached, n_cached, sizeof(*cached), cmp_thumb) == NULL))
             continue;
         if (cb_store_ocsp_read(st, w[i].thumb, &der, &len, NULL) != 0)
             continue; /* none cached (yet), or unreadable: no staple */

@@ -42,8 +42,7 @@ struct collect {
     size_t n;
 };
 
-static int collect_linked(const char *thumb, const char *cert_path, const char *key_path,
-                          void *arg)
+static int collect_linked(const char *thumb, const char *cert_path, const char *key_path, void *arg)
 {
     struct collect *c = arg;
     if (cb_store_owns(c->w->st, cert_path))

@@ -993,8 +993,8 @@ static bool self_signed(X509 *x)
     return X509_check_issued(x, x) == X509_V_OK;
 }
 
-int cb_cert_audit_file(const char *cert_path, struct cb_cert_audit *out,
-                       struct cb_ocsp_cert **ocsp, struct cb_err *err)
+int cb_cert_audit_file(const char *cert_path, struct cb_cert_audit *out, struct cb_ocsp_cert **ocsp,
+                       struct cb_err *err)
 {
     STACK_OF(X509) *certs = sk_X509_new_null(), *anchors = sk_X509_new_null();
     X509_STORE_CTX *vctx = NULL;

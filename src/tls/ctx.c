@@ -58,8 +58,8 @@ static void file_id_take(const char *path, struct file_id *id)
     memset(id, 0, sizeof(*id));
     if (path == NULL || stat(path, &st) != 0)
         return;
-    *id = (struct file_id){.dev = st.st_dev, .ino = st.st_ino, .size = st.st_size,
-                           .mtim = st.st_mtim, .ok = true};
+    *id = (struct file_id){
+        .dev = st.st_dev, .ino = st.st_ino, .size = st.st_size, .mtim = st.st_mtim, .ok = true};
 }
 
 struct cb_tls_cert {
@@ -77,8 +77,8 @@ struct cb_tls_cert {
     struct file_ids *ids;
     bool tried;          /* loaded, or failed: bundle or error is set */
     bool strings_inline; /* key and paths are in the entry's own allocation (cert_new) */
-    bool loading;                       /* a cb_tls_load job is parsing it off the loop */
-    bool seen;                          /* used by the snapshot being built */
+    bool loading;        /* a cb_tls_load job is parsing it off the loop */
+    bool seen;           /* used by the snapshot being built */
     bool in_cache;
     bool pinned;                /* loaded at once (files that change in place): never dropped */
     struct cb_tls_cache *cache; /* while in_cache: its untried count follows this entry */
