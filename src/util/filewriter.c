@@ -28,11 +28,11 @@ struct cb_filewriter {
     pthread_t threads[CB_FILEWRITER_THREADS];
     int n_threads; /* started */
     pthread_mutex_t lock;
-    pthread_cond_t work;                  /* for the threads: jobs queued, or stop */
-    pthread_cond_t done;                  /* for the caller: a job taken or written */
-    int idle;                             /* threads waiting on work */
-    bool waiting;                         /* the caller waits on done */
-    bool want_idle; /* for every job taken to be written (else for room in the queue) */
+    pthread_cond_t work; /* for the threads: jobs queued, or stop */
+    pthread_cond_t done; /* for the caller: a job taken or written */
+    int idle;            /* threads waiting on work */
+    bool waiting;        /* the caller waits on done */
+    bool want_idle;      /* for every job taken to be written (else for room in the queue) */
     struct job jobs[CB_FILEWRITER_QUEUE]; /* a ring: head is the next to write */
     size_t head, count;
     int busy;   /* jobs the threads took from the ring and are writing */

@@ -456,7 +456,10 @@ static void test_store_cache_list(void **unused)
     assert_int_equal(cb_store_ocsp_put(st, T1, der, len, &err), 0);
     static const char *const junk[] = {
         "/ocsp/abcdef0123456789abcdef0123456789abcdef01.der", /* lower case */
-        "/ocsp/" T2 ".der.tmp", "/ocsp/" T2 ".txt", "/ocsp/" T2 "0.der", "/ocsp/short.der",
+        "/ocsp/" T2 ".der.tmp",
+        "/ocsp/" T2 ".txt",
+        "/ocsp/" T2 "0.der",
+        "/ocsp/short.der",
         "/ocsp/GGGGGGGGGGGGGGGGGGGGGGGGGGGGGGGGGGGGGGGG.der"};
     for (size_t i = 0; i < sizeof(junk) / sizeof(junk[0]); i++) {
         snprintf(path, sizeof(path), "%s%s", state, junk[i]);
