@@ -34,7 +34,8 @@ struct chunk {
 struct certs {
     struct cert_ref *v;
     size_t n, cap;
-    struct chunk *chunks; /* the newest first */
+    struct chunk *chunks;                       /* the newest first */
+    const struct cb_runtime_progress *progress; /* or NULL */
 };
 
 /* A copy of str in cs's blocks, or NULL (out of memory). */
@@ -69,6 +70,8 @@ static int collect(const char *thumb, const char *cert_path, const char *key_pat
         cs->v = nv;
         cs->cap = cap;
     }
+    if (cs->progress != NULL && cs->n % CB_RUNTIME_PROGRESS_EVERY == CB_RUNTIME_PROGRESS_EVERY - 1)
+        cs->progress->fn(cs->progress->arg, 0, 0);
     struct cert_ref *r = &cs->v[cs->n];
     snprintf(r->thumb, sizeof(r->thumb), "%s", thumb);
     r->cert_path = chunk_strdup(cs, cert_path);
@@ -276,9 +279,10 @@ static int tables_init(struct cb_runtime *rt, size_t n)
 }
 
 int cb_runtime_build(struct cb_store *st, struct cb_tls_cache *cache, bool log_broken,
-                     struct cb_runtime **out, struct cb_runtime_stats *stats, struct cb_err *err)
+                     const struct cb_runtime_progress *progress, struct cb_runtime **out,
+                     struct cb_runtime_stats *stats, struct cb_err *err)
 {
-    struct certs cs = {0};
+    struct certs cs = {.progress = progress};
     struct cb_runtime *rt;
     struct timespec t0, t1;
     size_t broken_cap = 0;
@@ -319,6 +323,8 @@ int cb_runtime_build(struct cb_store *st, struct cb_tls_cache *cache, bool log_b
         /* Parts held by this runtime alone: written in place, never copied. */
         struct cb_tls_entry *tls = cb_cow_mut(&rt->bind_tls, i);
         bool reused = false;
+        if (progress != NULL && i % CB_RUNTIME_PROGRESS_EVERY == CB_RUNTIME_PROGRESS_EVERY - 1)
+            progress->fn(progress->arg, i + 1, n);
         if (b->kind != CB_KEY_IP)
             (*(uint32_t *)cb_cow_mut(&rt->port_bindings, b->port))++;
         if (b->backend != NULL)

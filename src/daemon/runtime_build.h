@@ -16,15 +16,26 @@ struct cb_runtime_stats {
     size_t challenges; /* pending TLS-ALPN-01 challenges in the runtime */
 };
 
+/* What a long build tells its caller now and then (every CB_RUNTIME_PROGRESS_EVERY
+ * bindings): that it is still going. A worker's start-up passes it on to the master, so
+ * that a build of 10^6 bindings on a cold disk is not taken for a hung one. */
+#define CB_RUNTIME_PROGRESS_EVERY 4096
+struct cb_runtime_progress {
+    /* done of total bindings looked at; 0 and 0 while the store's rows are read */
+    void (*fn)(void *arg, size_t done, size_t total);
+    void *arg;
+};
+
 /*
  * Reads every binding, finds or loads each certificate's context through `cache`
  * (unchanged certificates are not parsed again), resolves backends, and returns an
  * owned runtime (refcount 1) in *out. When log_broken, each binding whose
- * certificate is unusable is logged once, with its reason.
+ * certificate is unusable is logged once, with its reason. progress: NULL, or called as
+ * above (borrowed).
  */
 int cb_runtime_build(struct cb_store *st, struct cb_tls_cache *cache, bool log_broken,
-                     struct cb_runtime **out, struct cb_runtime_stats *stats,
-                     struct cb_err *err) CB_MUST_CHECK;
+                     const struct cb_runtime_progress *progress, struct cb_runtime **out,
+                     struct cb_runtime_stats *stats, struct cb_err *err) CB_MUST_CHECK;
 
 /*
  * The runtime after the store's latest changes, from old (borrowed) and the

@@ -8,7 +8,10 @@
  *    writes the store (linked certificate files today); workers never do it;
  *  - the admin process (admin/), with --admin: metrics and the status page.
  * A child tells the master it is ready by writing 'R' on its ready pipe, or that it
- * cannot start by writing 'F' and exiting with CB_EXIT_FATAL.
+ * cannot start by writing 'F' and exiting with CB_EXIT_FATAL. A worker whose first build
+ * is long (10^6 bindings, a cold disk) writes 'P' at most every CB_PROGRESS_EVERY_MS while
+ * it goes on: the master's start-up deadline counts from the last sign of progress, not
+ * from the start, and it extends systemd's start timeout as well.
  */
 #ifndef CB_DAEMON_SERVE_INT_H
 #define CB_DAEMON_SERVE_INT_H
@@ -16,6 +19,8 @@
 #include "net/server.h"
 
 #include <stdbool.h>
+
+#define CB_PROGRESS_EVERY_MS 1000
 
 /* A child's exit status for "cannot run, do not start me again". */
 #define CB_EXIT_FATAL 3

@@ -34,7 +34,9 @@
 #define CB_BACKOFF_MAX_MS 30000
 #define CB_STABLE_MS 30000          /* up this long: the next death is not part of a loop */
 #define CB_KILL_AFTER_GRACE_MS 5000 /* SIGKILL what still runs this long after the grace */
-#define CB_START_TIMEOUT_MS 60000   /* every child ready within this, or start-up fails */
+/* Every child ready within this, or start-up fails; counted from the last sign of progress
+ * of a worker's first build ('P', serve_int.h), so only a build that stalls this long fails. */
+#define CB_START_TIMEOUT_MS 60000
 
 enum slot_kind { SLOT_WORKER, SLOT_MANAGER, SLOT_ADMIN };
 
@@ -312,6 +314,20 @@ static void announce(struct supervisor *sv)
                sv->opts->workers, (unsigned long)getpid());
 }
 
+static void on_start_timeout(uv_timer_t *t);
+
+/* A worker's first build goes on ('P'): the start-up deadline, and systemd's, move to
+ * CB_START_TIMEOUT_MS from now. */
+static void still_starting(struct slot *s)
+{
+    struct supervisor *sv = s->sv;
+    if (sv->announced || sv->stopping)
+        return;
+    uv_timer_start(&sv->start_timeout, on_start_timeout, CB_START_TIMEOUT_MS, 0);
+    sd_notifyf(0, "EXTEND_TIMEOUT_USEC=%llu\nSTATUS=starting: reading the store",
+               (unsigned long long)CB_START_TIMEOUT_MS * 1000ull);
+}
+
 static void on_ready_readable(uv_poll_t *h, int status, int events)
 {
     struct ready_reader *r = h->data;
@@ -323,6 +339,10 @@ static void on_ready_readable(uv_poll_t *h, int status, int events)
     if (n < 0 && (errno == EAGAIN || errno == EINTR))
         return;
     for (ssize_t i = 0; s != NULL && i < n; i++) {
+        if (buf[i] == 'P' && !s->ready && s->pid == r->pid) {
+            still_starting(s);
+            continue;
+        }
         if (buf[i] != 'R' || s->ready || s->pid != r->pid)
             continue;
         s->ready = true;
@@ -530,7 +550,8 @@ static void on_start_timeout(uv_timer_t *t)
 {
     struct supervisor *sv = t->data;
     if (!sv->announced)
-        fail(sv, "the workers did not become ready within 60 s (see the log lines above)");
+        fail(sv, "the workers did not become ready: no progress for 60 s (see the log lines "
+                 "above)");
 }
 
 int cb_supervise(struct cb_serve_opts *opts, const char *admin_addr, struct cb_err *err)

@@ -47,6 +47,8 @@ struct worker {
     bool build_again;            /* another SIGHUP came meanwhile: read again after it */
     int64_t tickets_generation;  /* the session ticket keys in service (the newest key's id) */
     bool listen_failed;          /* the last listen_for could not listen on everything */
+    int ready_fd;                /* to the master until ready, then -1 */
+    uint64_t progress_ms;        /* when the master was last told the build goes on */
 };
 
 struct full_build {
@@ -119,6 +121,22 @@ static void listen_for(struct worker *w, const struct cb_runtime *rt)
  */
 static bool full_build_async(struct worker *w);
 
+/* A start-up build still going: 'P' to the master at most once a second, so that its
+ * start-up deadline counts from the last sign of progress (serve_int.h). */
+static void on_build_progress(void *arg, size_t done, size_t total)
+{
+    struct worker *w = arg;
+    (void)done;
+    (void)total;
+    uv_update_time(&w->loop);
+    uint64_t now = uv_now(&w->loop);
+    if (w->ready_fd < 0 || now - w->progress_ms < CB_PROGRESS_EVERY_MS)
+        return;
+    w->progress_ms = now;
+    if (write(w->ready_fd, "P", 1) != 1)
+        return; /* the master is gone: it will say so, or its death ends this one */
+}
+
 static int reload(struct worker *w, bool full, struct cb_err *err)
 {
     struct cb_tls_cache *cache = w->cache, *fresh = NULL;
@@ -145,8 +163,10 @@ static int reload(struct worker *w, bool full, struct cb_err *err)
     if (ret == CB_SNAPSHOT_REBUILD && old != NULL && cb_snapshot_ccs_count(old->snap) > 0 &&
         full_build_async(w))
         return 0;
+    struct cb_runtime_progress progress = {.fn = on_build_progress, .arg = w};
     if (ret == CB_SNAPSHOT_REBUILD || ret == CB_RUNTIME_BUILD_ASIDE)
-        ret = cb_runtime_build(w->st, cache, log_broken, &rt, &stats, err);
+        ret = cb_runtime_build(w->st, cache, log_broken, w->ready_fd >= 0 ? &progress : NULL, &rt,
+                               &stats, err);
     if (ret != 0) {
         cb_tls_cache_free(fresh); /* nothing built with it is kept */
         return ret;
@@ -181,7 +201,7 @@ static void on_full_build(uv_work_t *req)
 
     b->ret = cb_store_open(b->w->opts->state_dir, CB_STORE_READ, &st, &b->err);
     if (b->ret == 0)
-        b->ret = cb_runtime_build(st, b->cache, b->w->index == 0, &b->rt, &b->stats, &b->err);
+        b->ret = cb_runtime_build(st, b->cache, b->w->index == 0, NULL, &b->rt, &b->stats, &b->err);
     cb_store_close(st);
 }
 
@@ -383,7 +403,7 @@ static int start_watching(struct worker *w)
 
 int cb_worker_main(struct cb_serve_opts *opts, int index, int ready_fd)
 {
-    struct worker w = {.opts = opts, .index = index};
+    struct worker w = {.opts = opts, .index = index, .ready_fd = ready_fd};
     struct cb_err err = {0};
     char q[900];
 
@@ -415,6 +435,7 @@ int cb_worker_main(struct cb_serve_opts *opts, int index, int ready_fd)
     if (write(ready_fd, "R", 1) != 1)
         return 1; /* the master is gone */
     close(ready_fd);
+    w.ready_fd = -1;
     uv_run(&w.loop, UV_RUN_DEFAULT);
     uv_loop_close(&w.loop);
     cb_tls_cache_free(w.cache);

@@ -185,7 +185,7 @@ static void assert_as_full_build(const struct cb_runtime *rt)
     struct cb_runtime_stats stats;
     struct cb_err err = {0};
 
-    assert_int_equal(cb_runtime_build(st, cache, false, &full, &stats, &err), 0);
+    assert_int_equal(cb_runtime_build(st, cache, false, NULL, &full, &stats, &err), 0);
     assert_int_equal(cb_snapshot_count(rt->snap), cb_snapshot_count(full->snap));
     assert_int_equal(rt->n_broken, full->n_broken);
     for (unsigned k = 0; k < UNIVERSE; k++) {
@@ -258,7 +258,7 @@ static void test_chain_matches_full_builds(void **unused)
     static struct image before, after, kept_im;
     (void)unused;
 
-    assert_int_equal(cb_runtime_build(st, cache, false, &rt, &stats, &err), 0);
+    assert_int_equal(cb_runtime_build(st, cache, false, NULL, &rt, &stats, &err), 0);
     assert_int_equal(rt->n_broken, 0); /* so that entries are compared by certificate */
     /* Open connections on some bindings (as the server counts them). */
     for (unsigned k = 0; k < INITIAL; k += 7)
@@ -314,7 +314,7 @@ static void test_broken_binding_fixed_by_import(void **unused)
     backend_of[k] = 0;
     store_set(k, true);
     assert_int_equal(cb_store_commit(st, &err), 0);
-    assert_int_equal(cb_runtime_build(st, cache, false, &rt, &stats, &err), 0);
+    assert_int_equal(cb_runtime_build(st, cache, false, NULL, &rt, &stats, &err), 0);
     size_t broken = rt->n_broken;
     assert_non_null(cb_tls_entry_error(cb_runtime_tls(rt, (uint32_t)index_of(rt, k))));
     /* An unrelated change keeps it broken... */
@@ -346,7 +346,7 @@ static void test_listen_same_unless_ports_change(void **unused)
     struct cb_binding b;
     (void)unused;
 
-    assert_int_equal(cb_runtime_build(st, cache, false, &rt, &stats, &err), 0);
+    assert_int_equal(cb_runtime_build(st, cache, false, NULL, &rt, &stats, &err), 0);
     /* A name on port 443, which has names already: the same sockets. */
     assert_int_equal(cb_store_begin(st, &err), 0);
     make_binding(&b, 1, 0, 0);
@@ -413,12 +413,50 @@ static void test_listen_same_unless_ports_change(void **unused)
     cb_runtime_unref(next);
 }
 
+/* A full build tells its caller it goes on, every CB_RUNTIME_PROGRESS_EVERY bindings, in
+ * order, with the count it will reach; a derivation and a build without a callback do not. */
+struct progress_log {
+    size_t calls, last_done, total;
+    bool ordered;
+};
+
+static void on_progress(void *arg, size_t done, size_t total)
+{
+    struct progress_log *p = arg;
+    if (done == 0 && total == 0)
+        return; /* the store's rows being read: fewer certificates than one step here */
+    p->ordered &= done > p->last_done && done % CB_RUNTIME_PROGRESS_EVERY == 0 && done <= total;
+    p->last_done = done;
+    p->total = total;
+    p->calls++;
+}
+
+static void test_build_reports_progress(void **unused)
+{
+    struct progress_log log = {.ordered = true};
+    struct cb_runtime_progress progress = {.fn = on_progress, .arg = &log};
+    struct cb_runtime *rt = NULL;
+    struct cb_runtime_stats stats;
+    struct cb_err err = {0};
+    (void)unused;
+
+    assert_int_equal(cb_runtime_build(st, cache, false, &progress, &rt, &stats, &err), 0);
+    size_t n = cb_snapshot_count(rt->snap);
+    assert_true(n >= 2 * CB_RUNTIME_PROGRESS_EVERY);
+    assert_int_equal(log.calls, n / CB_RUNTIME_PROGRESS_EVERY);
+    assert_true(log.ordered);
+    assert_int_equal(log.total, n);
+    assert_int_equal(log.last_done, (n / CB_RUNTIME_PROGRESS_EVERY) * CB_RUNTIME_PROGRESS_EVERY);
+    cb_runtime_unref(rt);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_chain_matches_full_builds),
         cmocka_unit_test(test_broken_binding_fixed_by_import),
         cmocka_unit_test(test_listen_same_unless_ports_change),
+        cmocka_unit_test(test_build_reports_progress),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
