@@ -699,7 +699,7 @@ int cb_check_run(struct cb_store *st, const struct cb_check_opts *opts, struct c
     c.have_user = cb_svcuser_get(st, &c.user, NULL) == 0;
     c.user_name = c.have_user ? c.user.name : "";
     /* One read of the bindings: the damaged rows are reported as the snapshot meets them. */
-    if ((ret = cb_store_load_snapshot_reporting(st, &snap, on_damaged, &c, err)) != 0)
+    if ((ret = cb_store_load_snapshot_reporting(st, &snap, on_damaged, &c, true, err)) != 0)
         goto out_free;
     if ((ret = cb_store_cert_foreach(st, collect_cert, &c, err)) != 0)
         goto out_free;

@@ -172,8 +172,19 @@ static int add_entry(struct scan *s, const struct cb_binding *b, const char *thu
     if ((s->slot == NULL || 2 * (s->n + 1) > s->mask + 1) && scan_grow(s) != 0)
         return CB_ENOMEM;
     uint32_t *slot = scan_slot(s, thumb);
-    if (*slot != 0)
-        return 0; /* one certificate, several bindings: the first one names it */
+    if (*slot != 0) {
+        /* One certificate, several bindings: the first in key order names it (the scan
+         * meets them in the store's order). */
+        struct entry *e = &s->v[*slot - 1];
+        char key[CB_KEY_TEXT_MAX];
+        cb_key_format(&b->key, key, sizeof(key));
+        char *k;
+        if (e->key != NULL && strcmp(key, e->key) < 0 && (k = strdup(key)) != NULL) {
+            free(e->key);
+            e->key = k;
+        }
+        return 0;
+    }
     if (s->n == s->cap) {
         size_t cap = s->cap ? s->cap * 2 : 16;
         struct entry *nv = realloc(s->v, cap * sizeof(*nv));
@@ -217,7 +228,7 @@ static void rescan(struct cb_ocsp_fetcher *f, int64_t now)
     char q[900];
     size_t out = 0;
 
-    int ret = cb_store_binding_foreach(f->st, NULL, on_binding, &s, &err);
+    int ret = cb_store_binding_foreach_stored(f->st, on_binding, &s, &err);
     free(s.slot);
     if (ret != 0) {
         cb_log("error", "ocsp_scan_failed", "reason=%s",

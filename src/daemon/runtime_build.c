@@ -31,9 +31,14 @@ struct chunk {
     char bytes[];
 };
 
+/* The store's certificates, in the order read, with a hash index by thumbprint (open
+ * addressing, at most half full): one probe a binding, where sorting 10^6 of them and
+ * searching took ~20 cache misses a binding. */
 struct certs {
     struct cert_ref *v;
     size_t n, cap;
+    uint32_t *slot; /* index into v + 1, 0: empty */
+    size_t mask;
     struct chunk *chunks;                       /* the newest first */
     const struct cb_runtime_progress *progress; /* or NULL */
 };
@@ -59,9 +64,47 @@ static char *chunk_strdup(struct certs *cs, const char *str)
     return p;
 }
 
+static size_t thumb_hash(const char *thumb)
+{
+    uint64_t h = 1469598103934665603ull; /* FNV-1a */
+    for (; *thumb; thumb++)
+        h = (h ^ (unsigned char)*thumb) * 1099511628211ull;
+    return (size_t)(h ^ (h >> 29));
+}
+
+/* The slot of thumb in cs's index: its certificate's, or the empty one it would take. */
+static uint32_t *ref_slot(const struct certs *cs, const char *thumb)
+{
+    size_t pos = thumb_hash(thumb) & cs->mask;
+    while (cs->slot[pos] != 0 && strcmp(cs->v[cs->slot[pos] - 1].thumb, thumb) != 0)
+        pos = (pos + 1) & cs->mask;
+    return &cs->slot[pos];
+}
+
+/* The index of every certificate read, at most half full (once, when all are read). A
+ * thumbprint is the table's key, so none is there twice. CB_ENOMEM. */
+static int index_build(struct certs *cs)
+{
+    size_t size = 1024;
+    while (size < 2 * cs->n)
+        size *= 2;
+    if ((cs->slot = calloc(size, sizeof(*cs->slot))) == NULL)
+        return CB_ENOMEM;
+    cs->mask = size - 1;
+    for (size_t i = 0; i < cs->n; i++) {
+        uint32_t *slot = ref_slot(cs, cs->v[i].thumb);
+        if (*slot == 0)
+            *slot = (uint32_t)i + 1;
+    }
+    return 0;
+}
+
 static int collect(const char *thumb, const char *cert_path, const char *key_path, void *arg)
 {
     struct certs *cs = arg;
+    size_t tlen = strlen(thumb);
+    if (cs->n >= UINT32_MAX - 1)
+        return CB_ENOMEM;
     if (cs->n == cs->cap) {
         size_t cap = cs->cap ? cs->cap * 2 : 64;
         struct cert_ref *nv = realloc(cs->v, cap * sizeof(*nv));
@@ -73,7 +116,10 @@ static int collect(const char *thumb, const char *cert_path, const char *key_pat
     if (cs->progress != NULL && cs->n % CB_RUNTIME_PROGRESS_EVERY == CB_RUNTIME_PROGRESS_EVERY - 1)
         cs->progress->fn(cs->progress->arg, 0, 0);
     struct cert_ref *r = &cs->v[cs->n];
-    snprintf(r->thumb, sizeof(r->thumb), "%s", thumb);
+    if (tlen >= sizeof(r->thumb))
+        tlen = sizeof(r->thumb) - 1; /* not a thumbprint: no binding names it */
+    memcpy(r->thumb, thumb, tlen);
+    r->thumb[tlen] = '\0';
     r->cert_path = chunk_strdup(cs, cert_path);
     r->key_path = chunk_strdup(cs, key_path);
     if (r->cert_path == NULL || r->key_path == NULL)
@@ -82,16 +128,12 @@ static int collect(const char *thumb, const char *cert_path, const char *key_pat
     return 0;
 }
 
-static int cmp_ref(const void *a, const void *b)
-{
-    return strcmp(((const struct cert_ref *)a)->thumb, ((const struct cert_ref *)b)->thumb);
-}
-
 static const struct cert_ref *find_ref(const struct certs *cs, const char *thumb)
 {
-    struct cert_ref key;
-    memcpy(key.thumb, thumb, sizeof(key.thumb));
-    return cs->n ? bsearch(&key, cs->v, cs->n, sizeof(*cs->v), cmp_ref) : NULL;
+    if (cs->slot == NULL)
+        return NULL;
+    uint32_t at = *ref_slot(cs, thumb);
+    return at != 0 ? &cs->v[at - 1] : NULL;
 }
 
 static void certs_free(struct certs *cs)
@@ -101,6 +143,7 @@ static void certs_free(struct certs *cs)
         free(c);
     }
     free(cs->v);
+    free(cs->slot);
 }
 
 /* Whether backend text names a host (resolving it asks DNS) rather than an address. */
@@ -278,6 +321,28 @@ static int tables_init(struct cb_runtime *rt, size_t n)
     return 0;
 }
 
+/* A store of CB_RUNTIME_LIST_MIN certificates or more: its certs/ and keys/ folders are
+ * read once for the build, and each certificate's files are found in those listings rather
+ * than looked up one by one (tls/ctx.h: whether they can be read is then learnt on first
+ * use). Below that, each is looked up, and a file the service user cannot read is reported
+ * at once. */
+#define CB_RUNTIME_LIST_MIN 1024
+
+static void list_store_folders(struct cb_store *st, struct cb_tls_cache *cache, size_t n_certs)
+{
+    static const char *const folders[] = {"certs", "keys"};
+    char dir[CB_PATH_MAX + 1];
+
+    if (n_certs < CB_RUNTIME_LIST_MIN)
+        return;
+    for (size_t i = 0; i < sizeof(folders) / sizeof(folders[0]); i++) {
+        int len = snprintf(dir, sizeof(dir), "%s/%s", cb_store_dir(st), folders[i]);
+        /* Not read: looked up one by one, as in a small store. */
+        if (len > 0 && (size_t)len < sizeof(dir))
+            (void)cb_tls_cache_list_folder(cache, dir);
+    }
+}
+
 int cb_runtime_build(struct cb_store *st, struct cb_tls_cache *cache, bool log_broken,
                      const struct cb_runtime_progress *progress, struct cb_runtime **out,
                      struct cb_runtime_stats *stats, struct cb_err *err)
@@ -296,20 +361,19 @@ int cb_runtime_build(struct cb_store *st, struct cb_tls_cache *cache, bool log_b
     rt->refs = 1;
     rt->cache = cache;
     if ((ret = cb_store_load_snapshot_reporting(st, &rt->snap, log_broken ? log_damaged : NULL,
-                                                NULL, err)) != 0)
+                                                NULL, false, err)) != 0)
         goto out_free;
     rt->generation = cb_snapshot_generation(rt->snap);
     /* Read after the snapshot's generation: at least as new as it, never older. */
     if ((ret = load_challenges(st, log_broken, &rt->challenges, err)) != 0 ||
         (ret = load_tickets(st, &rt->tickets, err)) != 0)
         goto out_free;
-    if ((ret = cb_store_cert_paths_foreach(st, collect, &cs, err)) != 0) {
+    if ((ret = cb_store_cert_paths_foreach(st, collect, &cs, err)) != 0 ||
+        (ret = index_build(&cs)) != 0) {
         if (ret == CB_ENOMEM)
             cb_err_set(err, ret, "out of memory");
         goto out_free;
     }
-    if (cs.n > 0) /* qsort and bsearch take no NULL array, even when empty */
-        qsort(cs.v, cs.n, sizeof(*cs.v), cmp_ref);
     size_t n = cb_snapshot_count(rt->snap), nf = cb_snapshot_ccs_count(rt->snap);
     rt->file_tls = calloc(nf ? nf : 1, sizeof(*rt->file_tls));
     if (tables_init(rt, n) != 0 || rt->file_tls == NULL ||
@@ -318,6 +382,8 @@ int cb_runtime_build(struct cb_store *st, struct cb_tls_cache *cache, bool log_b
         goto out_free;
     }
     cb_tls_cache_mark(cache);
+    list_store_folders(st, cache, cs.n);
+    cb_tls_cache_reserve(cache, cs.n);
     for (uint32_t i = 0; i < n; i++) {
         const struct cb_snap_binding *b = cb_snapshot_binding(rt->snap, i);
         /* Parts held by this runtime alone: written in place, never copied. */

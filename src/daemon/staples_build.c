@@ -35,29 +35,29 @@ int cb_staples_build(struct cb_store *st, struct cb_runtime *rt)
 
     if (w == NULL || s == NULL)
         goto out_free;
-    for (uint32_t i = 0; i < n; i++) {
+    /* Only what the cache holds is read; when the folder cannot be listed, every one is
+     * tried (and an unreadable one served without a staple, as before). */
+    if (cb_store_ocsp_list(st, &cached, &n_cached, NULL) != 0)
+        listed = false;
+    for (uint32_t i = 0; i < n && (!listed || n_cached > 0); i++) {
         const struct cb_snap_binding *b = cb_snapshot_binding(rt->snap, i);
         if (b->kind == CB_KEY_CCS || b->certhash[0] == '\0' ||
             (b->flags & (CB_OPT_DISABLEOCSPSTAPLING | CB_OPT_DAMAGED)))
             continue;
         const char *thumbs[2] = {b->certhash, b->certhash2};
         for (int k = 0; k < 2 && thumbs[k][0] != '\0'; k++) /* certhash=T1,T2: both */
-            w[nw++].thumb = thumbs[k];
+            if (!listed || bsearch(thumbs[k], cached, n_cached, sizeof(*cached), cmp_thumb) != NULL)
+                w[nw++].thumb = thumbs[k];
     }
+    /* Sorted, so that a certificate of several bindings is read once: only those with a
+     * cached response (at 10^6 bindings and no response yet, nothing to sort). */
     if (nw > 1)
         qsort(w, nw, sizeof(*w), cmp_want);
-    /* Only what the cache holds is read; when the folder cannot be listed, every one is
-     * tried (and an unreadable one served without a staple, as before). */
-    if (cb_store_ocsp_list(st, &cached, &n_cached, NULL) != 0)
-        listed = false;
     for (size_t i = 0; i < nw; i++) {
         while (i + 1 < nw && strcmp(w[i].thumb, w[i + 1].thumb) == 0)
             i++; /* one certificate, several bindings: once */
         unsigned char *der = NULL;
         size_t len = 0;
-        if (listed && (n_cached == 0 ||
-                       bsearch(w[i].thumb, cached, n_cached, sizeof(*cached), cmp_thumb) == NULL))
-            continue;
         if (cb_store_ocsp_read(st, w[i].thumb, &der, &len, NULL) != 0)
             continue; /* none cached (yet), or unreadable: no staple */
         int r = cb_tls_staples_add(s, w[i].thumb, der, len, now);

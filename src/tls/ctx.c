@@ -7,7 +7,10 @@
  * a client asks for it, so start-up and memory do not grow with an SSL_CTX per
  * certificate. What can be checked without parsing (the files exist, the key is
  * readable and not open to others) is checked when a snapshot is built, so a
- * broken binding is reported at once; the rest is checked on first use.
+ * broken binding is reported at once; the rest is checked on first use. In a large
+ * store (cb_tls_cache_list_folder) only that the store's own files exist is checked
+ * at build time, from one listing of each folder: 2 x 10^6 path lookups would be most
+ * of a 10^6-certificate start-up.
  */
 #include "tls/ctx.h"
 #include "tls/staple.h"
@@ -17,6 +20,7 @@
 #include "tls/ticket.h"
 #include "util/lru.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdatomic.h>
@@ -98,6 +102,15 @@ struct cb_tls_cert {
  * a new certificate, and each would walk the whole path again without them. */
 #define DIRS_HELD 2
 
+/* A folder read whole for a build (cb_tls_cache_list_folder): the names it held, as 64-bit
+ * hashes in an open-addressed table (0: empty). Two names with the same hash would make a
+ * missing file look present: ~10^-7 at 10^6 names, and then it is found on first use. */
+struct listing {
+    char *dir; /* owned; NULL: none */
+    uint64_t *slots;
+    size_t mask;
+};
+
 struct cb_tls_cache {
     struct cb_tls_cert **buckets;
     size_t n_buckets, n_entries;
@@ -106,10 +119,119 @@ struct cb_tls_cache {
     struct cb_tls_cache_stats stats;
     int dir_fd[DIRS_HELD]; /* O_PATH, -1 when none */
     char *dir_path[DIRS_HELD];
-    unsigned dir_next; /* the one replaced next */
-    bool building;     /* between cb_tls_cache_mark and cb_tls_cache_sweep */
-    uid_t uid, euid;   /* this process's, read by cb_tls_cache_mark */
+    unsigned dir_next;                /* the one replaced next */
+    struct listing listed[DIRS_HELD]; /* within a build */
+    bool building;                    /* between cb_tls_cache_mark and cb_tls_cache_sweep */
+    uid_t uid, euid;                  /* this process's, read by cb_tls_cache_mark */
 };
+
+static uint64_t name_hash(const char *s, size_t n)
+{
+    uint64_t h = 1469598103934665603ull; /* FNV-1a, then mixed (splitmix64's finaliser) */
+    for (size_t i = 0; i < n; i++)
+        h = (h ^ (unsigned char)s[i]) * 1099511628211ull;
+    h ^= h >> 30;
+    h *= 0xbf58476d1ce4e5b9ull;
+    h ^= h >> 27;
+    h *= 0x94d049bb133111ebull;
+    h ^= h >> 31;
+    return h ? h : 1;
+}
+
+static void listing_free(struct listing *l)
+{
+    free(l->dir);
+    free(l->slots);
+    memset(l, 0, sizeof(*l));
+}
+
+/* Adds hash h to l, doubling it when half full. CB_ENOMEM. */
+static int listing_add(struct listing *l, size_t *count, uint64_t h)
+{
+    if (2 * (*count + 1) > l->mask + 1) {
+        size_t n = (l->mask + 1) * 2;
+        uint64_t *nv = calloc(n, sizeof(*nv));
+        if (nv == NULL)
+            return CB_ENOMEM;
+        for (size_t i = 0; i <= l->mask; i++) {
+            if (l->slots[i] == 0)
+                continue;
+            size_t k = l->slots[i] & (n - 1);
+            while (nv[k] != 0)
+                k = (k + 1) & (n - 1);
+            nv[k] = l->slots[i];
+        }
+        free(l->slots);
+        l->slots = nv;
+        l->mask = n - 1;
+    }
+    size_t k = h & l->mask;
+    while (l->slots[k] != 0 && l->slots[k] != h)
+        k = (k + 1) & l->mask;
+    if (l->slots[k] == 0)
+        (*count)++;
+    l->slots[k] = h;
+    return 0;
+}
+
+int cb_tls_cache_list_folder(struct cb_tls_cache *c, const char *dir)
+{
+    struct listing l = {0};
+    size_t count = 0;
+    struct dirent *d;
+    DIR *dp;
+    int ret = 0, k;
+
+    for (k = 0; k < DIRS_HELD && c->listed[k].dir != NULL; k++)
+        if (strcmp(c->listed[k].dir, dir) == 0)
+            return 0;
+    if (k == DIRS_HELD)
+        return CB_ENOMEM;
+    if ((dp = opendir(dir)) == NULL)
+        return CB_EIO;
+    if ((l.dir = strdup(dir)) == NULL || (l.slots = calloc(1024, sizeof(*l.slots))) == NULL) {
+        ret = CB_ENOMEM;
+        goto out_close;
+    }
+    l.mask = 1023;
+    errno = 0;
+    while ((d = readdir(dp)) != NULL) {
+        if ((ret = listing_add(&l, &count, name_hash(d->d_name, strlen(d->d_name)))) != 0)
+            goto out_close;
+        errno = 0;
+    }
+    if (errno != 0)
+        ret = CB_EIO;
+out_close:
+    closedir(dp);
+    if (ret != 0)
+        listing_free(&l);
+    else
+        c->listed[k] = l;
+    return ret;
+}
+
+/* Whether path lies in a folder listed for this build; if so, *present says whether the
+ * listing named it. */
+static bool listed(const struct cb_tls_cache *c, const char *path, bool *present)
+{
+    const char *slash = strrchr(path, '/');
+    if (!c->building || slash == NULL)
+        return false;
+    size_t n = (size_t)(slash - path);
+    for (int k = 0; k < DIRS_HELD && c->listed[k].dir != NULL; k++) {
+        const struct listing *l = &c->listed[k];
+        if (strncmp(l->dir, path, n) != 0 || l->dir[n] != '\0')
+            continue;
+        uint64_t h = name_hash(slash + 1, strlen(slash + 1));
+        size_t i = h & l->mask;
+        while (l->slots[i] != 0 && l->slots[i] != h)
+            i = (i + 1) & l->mask;
+        *present = l->slots[i] == h;
+        return true;
+    }
+    return false;
+}
 
 static void dirs_close(struct cb_tls_cache *c)
 {
@@ -119,6 +241,7 @@ static void dirs_close(struct cb_tls_cache *c)
         c->dir_fd[i] = -1;
         free(c->dir_path[i]);
         c->dir_path[i] = NULL;
+        listing_free(&c->listed[i]);
     }
 }
 
@@ -311,9 +434,9 @@ void cb_tls_cache_sweep(struct cb_tls_cache *c)
     dirs_close(c);
 }
 
-static void grow(struct cb_tls_cache *c)
+/* The table made n buckets large (a power of two, more than it has). */
+static void rehash(struct cb_tls_cache *c, size_t n)
 {
-    size_t n = c->n_buckets * 4;
     struct cb_tls_cert **nb = calloc(n, sizeof(*nb));
     if (nb == NULL)
         return; /* keep the old table: slower, still correct */
@@ -329,6 +452,20 @@ static void grow(struct cb_tls_cache *c)
     free(c->buckets);
     c->buckets = nb;
     c->n_buckets = n;
+}
+
+static void grow(struct cb_tls_cache *c)
+{
+    rehash(c, c->n_buckets * 4);
+}
+
+void cb_tls_cache_reserve(struct cb_tls_cache *c, size_t n)
+{
+    size_t want = c->n_buckets;
+    while (want < n / 2)
+        want *= 2;
+    if (want > c->n_buckets)
+        rehash(c, want);
 }
 
 static int on_alpn(SSL *ssl, const unsigned char **out, unsigned char *outlen,
@@ -440,15 +577,29 @@ static void fail(struct cb_tls_cert *t, const struct cb_err *err)
     t->error = strdup(err->msg[0] ? err->msg : "cannot load the certificate");
 }
 
-/* What is known without parsing: the files are there, readable, and the key is safe. */
+/* What is known without parsing: the files are there, readable, and the key is safe. In
+ * a folder listed for the build, only that they are there (the rest on first use). */
 static void precheck_files(struct cb_tls_cert *t, const char *cert_path, const char *key_path)
 {
     struct cb_err err = {0};
     const char *kp = key_path ? key_path : cert_path;
     struct stat kst = {0};
+    bool cert_there = false, key_there = false;
 
     if (t->tried)
         return;
+    if (listed(t->cache, cert_path, &cert_there) && listed(t->cache, kp, &key_there)) {
+        if (!cert_there)
+            cb_err_set(&err, CB_EIO, "cannot read %s: %s", cert_path, strerror(ENOENT));
+        else if (!key_there)
+            cb_err_set(&err, CB_EKEY, "cannot read the key %s: %s", kp, strerror(ENOENT));
+        else if (t->ca_path != NULL && access(t->ca_path, R_OK) != 0)
+            cb_err_set(&err, CB_EIO, "cannot read its clientca=%s: %s", t->ca_path,
+                       strerror(errno));
+        if (err.msg[0])
+            fail(t, &err);
+        return;
+    }
     if (access_in(t->cache, cert_path) != 0) {
         cb_err_set(&err, CB_EIO, "cannot read %s: %s", cert_path, strerror(errno));
         fail(t, &err);

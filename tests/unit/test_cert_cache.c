@@ -304,6 +304,95 @@ static void test_an_entry_leaving_the_cache_leaves_the_budget(void **state)
     cb_tls_cache_free(c);
 }
 
+/* Copies certificate i's files into folder d as NAME.pem and NAME.key (key mode 0600),
+ * each only when asked. */
+static void copy_pair(const char *d, int i, const char *name, bool with_cert, bool with_key)
+{
+    char cmd[1024];
+    if (with_cert) {
+        snprintf(cmd, sizeof(cmd), "cp %s %s/%s.pem", cert[i], d, name);
+        assert_int_equal(system(cmd), 0);
+    }
+    if (with_key) {
+        snprintf(cmd, sizeof(cmd), "cp %s %s/%s.key && chmod 600 %s/%s.key", key[i], d, name, d,
+                 name);
+        assert_int_equal(system(cmd), 0);
+    }
+}
+
+static void get_in(struct cb_tls_cache *c, const char *d, const char *name, struct cb_tls_entry *e)
+{
+    char cp[256], kp[256];
+    bool reused;
+    snprintf(cp, sizeof(cp), "%s/%s.pem", d, name);
+    snprintf(kp, sizeof(kp), "%s/%s.key", d, name);
+    cb_tls_cache_get(c, cp, cp, kp, NULL, false, e, &reused); /* a path: no thumbprint test */
+    assert_non_null(e->cert);
+}
+
+/* A folder listed for a build (the store's certs/ and keys/ in a large store): a file the
+ * listing does not name is missing at once, as a lookup finds it; one it names is taken as
+ * there, and what a lookup would also have found (a key open to others) is found on first
+ * use, where the handshake fails and says why. Outside a build, files are looked up again. */
+static void test_a_listed_folder_tells_missing_files_at_once_and_the_rest_on_first_use(void **state)
+{
+    char d[128], cmd[512];
+    struct cb_tls_cache *c = cb_tls_cache_new();
+    SSL_CTX *ctx = cb_tls_default_ctx(NULL);
+    struct cb_tls_entry good = {0}, no_key = {0}, no_cert = {0}, open_key = {0}, looked = {0};
+    const char *why;
+    (void)state;
+
+    snprintf(d, sizeof(d), "%s/listed", dir);
+    snprintf(cmd, sizeof(cmd), "mkdir -p %s", d);
+    assert_int_equal(system(cmd), 0);
+    copy_pair(d, 0, "AAAA", true, true);
+    copy_pair(d, 1, "BBBB", true, false);
+    copy_pair(d, 2, "CCCC", false, true);
+    copy_pair(d, 3, "DDDD", true, true);
+    snprintf(cmd, sizeof(cmd), "chmod 644 %s/DDDD.key", d);
+    assert_int_equal(system(cmd), 0);
+    /* Enough other names that the listing's table grows several times. */
+    snprintf(cmd, sizeof(cmd), "cd %s && for i in $(seq 1 3000); do : > f$i.pem; done", d);
+    assert_int_equal(system(cmd), 0);
+
+    assert_int_not_equal(cb_tls_cache_list_folder(c, "/nonexistent/cb-listed"), 0);
+    cb_tls_cache_mark(c);
+    assert_int_equal(cb_tls_cache_list_folder(c, d), 0);
+    get_in(c, d, "AAAA", &good);
+    get_in(c, d, "BBBB", &no_key);
+    get_in(c, d, "CCCC", &no_cert);
+    get_in(c, d, "DDDD", &open_key);
+    assert_null(cb_tls_entry_error(&good));
+    assert_non_null(why = cb_tls_entry_error(&no_key));
+    assert_non_null(strstr(why, "cannot read the key"));
+    assert_non_null(strstr(why, "BBBB.key: No such file or directory"));
+    assert_non_null(why = cb_tls_entry_error(&no_cert));
+    assert_non_null(strstr(why, "CCCC.pem: No such file or directory"));
+    assert_null(cb_tls_entry_error(&open_key)); /* not looked at: learnt on first use */
+    cb_tls_cache_sweep(c);
+    assert_true(serve(ctx, &good, 0)); /* parsed now, and serves its own certificate */
+    why = cb_tls_entry_load(&open_key, NULL);
+    assert_non_null(why);
+    assert_non_null(strstr(why, "chmod"));
+    assert_non_null(cb_tls_entry_error(&open_key));
+
+    /* Outside a build, nothing is listed: the key open to others is looked at at once. */
+    struct cb_tls_cache *c2 = cb_tls_cache_new();
+    get_in(c2, d, "DDDD", &looked);
+    assert_non_null(why = cb_tls_entry_error(&looked));
+    assert_non_null(strstr(why, "chmod"));
+
+    cb_tls_entry_clear(&good);
+    cb_tls_entry_clear(&no_key);
+    cb_tls_entry_clear(&no_cert);
+    cb_tls_entry_clear(&open_key);
+    cb_tls_entry_clear(&looked);
+    cb_tls_cache_free(c2);
+    SSL_CTX_free(ctx);
+    cb_tls_cache_free(c);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -314,6 +403,8 @@ int main(void)
         cmocka_unit_test(test_a_client_ca_is_dropped_and_parsed_again_with_its_certificate),
         cmocka_unit_test(test_certificates_loaded_at_once_are_never_dropped),
         cmocka_unit_test(test_an_entry_leaving_the_cache_leaves_the_budget),
+        cmocka_unit_test(
+            test_a_listed_folder_tells_missing_files_at_once_and_the_rest_on_first_use),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
