@@ -433,8 +433,6 @@ static void failed(struct cb_ocsp_fetcher *f, struct entry *e, const char *why, 
            (long long)(e->next_at - now));
 }
 
-static void start_due(struct cb_ocsp_fetcher *f, int64_t now);
-
 static void on_done(uv_work_t *req, int status)
 {
     struct cb_ocsp_fetcher *f = req->data;
@@ -501,10 +499,6 @@ static void on_done(uv_work_t *req, int status)
     }
 out_clear:
     job_clear(j);
-    /* The next one due at once, not at the next tick: one fetch a second would take a day
-     * to staple 10^5 certificates. Still one fetch at a time. */
-    if (status == 0 && !f->stopping)
-        start_due(f, now);
 }
 
 /* Starts e's fetch on the thread pool. */
@@ -544,12 +538,6 @@ void cb_ocsp_fetcher_tick(struct cb_ocsp_fetcher *f)
         if (!f->scanned || !apply_changes(f, from, now))
             rescan(f, now);
     }
-    start_due(f, now);
-}
-
-/* Starts the fetch of the entry due first, if any and none is under way. */
-static void start_due(struct cb_ocsp_fetcher *f, int64_t now)
-{
     if (f->busy)
         return;
     struct entry *due = NULL;
