@@ -339,7 +339,7 @@ static void list_store_folders(struct cb_store *st, struct cb_tls_cache *cache, 
         int len = snprintf(dir, sizeof(dir), "%s/%s", cb_store_dir(st), folders[i]);
         /* Not read: looked up one by one, as in a small store. */
         if (len > 0 && (size_t)len < sizeof(dir))
-            (void)cb_tls_cache_list_folder(cache, dir);
+            (void)cb_tls_cache_list_folder(cache, dir, n_certs);
     }
 }
 

@@ -174,7 +174,7 @@ static int listing_add(struct listing *l, size_t *count, uint64_t h)
     return 0;
 }
 
-int cb_tls_cache_list_folder(struct cb_tls_cache *c, const char *dir)
+int cb_tls_cache_list_folder(struct cb_tls_cache *c, const char *dir, size_t expect)
 {
     struct listing l = {0};
     size_t count = 0;
@@ -189,11 +189,14 @@ int cb_tls_cache_list_folder(struct cb_tls_cache *c, const char *dir)
         return CB_ENOMEM;
     if ((dp = opendir(dir)) == NULL)
         return CB_EIO;
-    if ((l.dir = strdup(dir)) == NULL || (l.slots = calloc(1024, sizeof(*l.slots))) == NULL) {
+    size_t size = 1024;
+    while (size < 2 * expect) /* sized once for the names expected, not grown on the way */
+        size *= 2;
+    if ((l.dir = strdup(dir)) == NULL || (l.slots = calloc(size, sizeof(*l.slots))) == NULL) {
         ret = CB_ENOMEM;
         goto out_close;
     }
-    l.mask = 1023;
+    l.mask = size - 1;
     errno = 0;
     while ((d = readdir(dp)) != NULL) {
         if ((ret = listing_add(&l, &count, name_hash(d->d_name, strlen(d->d_name)))) != 0)
@@ -462,7 +465,7 @@ static void grow(struct cb_tls_cache *c)
 void cb_tls_cache_reserve(struct cb_tls_cache *c, size_t n)
 {
     size_t want = c->n_buckets;
-    while (want < n / 2)
+    while (want < n) /* a new entry's lookup walks its bucket: about one entry each */
         want *= 2;
     if (want > c->n_buckets)
         rehash(c, want);

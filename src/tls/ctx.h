@@ -51,10 +51,11 @@ void cb_tls_cache_sweep(struct cb_tls_cache *c);
  * without a lookup each; whether they can be read (and the key is not open to others) is
  * then learnt on first use, as their content is. For the store's own folders of a large
  * store: at 10^6 certificates, one pass over each folder in place of 2 x 10^6 path
- * lookups (seconds warm, minutes on a cold disk). At most two folders; 0, or CB_EIO /
- * CB_ENOMEM when it cannot be read (its files are then looked up one by one).
+ * lookups (seconds warm, minutes on a cold disk). expect: about how many names it holds
+ * (a size hint). At most two folders; 0, or CB_EIO / CB_ENOMEM when it cannot be read (its
+ * files are then looked up one by one).
  */
-int cb_tls_cache_list_folder(struct cb_tls_cache *c, const char *dir);
+int cb_tls_cache_list_folder(struct cb_tls_cache *c, const char *dir, size_t expect);
 /* Room for n entries made at once (a build of n certificates), so that the table is not
  * grown, and every entry moved, several times on the way. Without memory: grown as needed. */
 void cb_tls_cache_reserve(struct cb_tls_cache *c, size_t n);

@@ -356,9 +356,9 @@ static void test_a_listed_folder_tells_missing_files_at_once_and_the_rest_on_fir
     snprintf(cmd, sizeof(cmd), "cd %s && for i in $(seq 1 3000); do : > f$i.pem; done", d);
     assert_int_equal(system(cmd), 0);
 
-    assert_int_not_equal(cb_tls_cache_list_folder(c, "/nonexistent/cb-listed"), 0);
+    assert_int_not_equal(cb_tls_cache_list_folder(c, "/nonexistent/cb-listed", 0), 0);
     cb_tls_cache_mark(c);
-    assert_int_equal(cb_tls_cache_list_folder(c, d), 0);
+    assert_int_equal(cb_tls_cache_list_folder(c, d, 0), 0);
     get_in(c, d, "AAAA", &good);
     get_in(c, d, "BBBB", &no_key);
     get_in(c, d, "CCCC", &no_cert);
