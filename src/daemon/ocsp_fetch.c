@@ -7,7 +7,9 @@
 #include "daemon/ocsp_http.h"
 #include "store/ocsp.h"
 #include "tls/ocsp.h"
+#include "util/dueheap.h"
 #include "util/log.h"
+#include "util/strindex.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -18,6 +20,9 @@
 #define CB_OCSP_BACKOFF_MIN 60   /* seconds before the first retry */
 #define CB_OCSP_BACKOFF_MAX 3600 /* and the longest wait between retries */
 #define CB_OCSP_REFRESH_MIN 60   /* never ask again sooner than this after an answer */
+/* Fetches under way at once. libuv's pool has 4 threads: one stays free for the ACME
+ * order (daemon/manager.c), and a responder that hangs holds one fetch, not all. */
+#define CB_OCSP_IN_FLIGHT 3
 
 /* One per certificate that staples: ~100 bytes with its key (10^6 certificates: 100 MB,
  * where fixed-size texts took 650). */
@@ -29,11 +34,27 @@ struct entry {
     char *last_error;  /* the reason last logged, owned; NULL while it works */
     bool no_responder; /* no http OCSP URL: nothing to fetch while it is bound */
     bool announced;    /* a cached response was logged as in use */
+    bool busy;         /* a fetch is under way */
+};
+
+/*
+ * The certificates that staple, each once, with two indexes: by thumbprint, and by the
+ * binding an entry names (several entries may name one binding: certhash=T1,T2). Entries
+ * are only added between scans, so positions are stable; a scan builds a new table.
+ * Heap-allocated: the indexes read the entries through its address.
+ */
+struct table {
+    struct entry *v;
+    size_t n, cap;
+    struct cb_strindex by_thumb, by_key;
 };
 
 enum outcome { OUT_FRESH, OUT_CACHED, OUT_NO_URL, OUT_REVOKED, OUT_FAILED };
 
 struct job {
+    struct cb_ocsp_fetcher *f;
+    uv_work_t work;
+    bool used;
     char thumb[CB_THUMB_LEN + 1];
     char cert_path[CB_PATH_MAX + 1];
     unsigned char *cached; /* the cached response (owned), or NULL */
@@ -47,50 +68,103 @@ struct job {
     struct cb_err err;
 };
 
+/* Every entry is either under way (busy), without a responder, or in `due` once, at its
+ * next_at: the next fetch is the heap's top, not a pass over every certificate. */
 struct cb_ocsp_fetcher {
     uv_loop_t *loop;
     struct cb_store *st;
-    struct entry *v; /* sorted by thumb */
-    size_t n;
+    struct table *t; /* owned */
+    struct cb_dueheap due;
     uint64_t generation;
-    bool scanned, busy, stopping;
+    bool scanned, stopping;
     volatile int abort;
     uint32_t jitter; /* xorshift state for the retries' jitter */
-    uv_work_t work;
-    struct job job;
+    unsigned in_flight;
+    struct job jobs[CB_OCSP_IN_FLIGHT];
 };
+
+static const char *thumb_of(const void *ctx, uint32_t i)
+{
+    return ((const struct table *)ctx)->v[i].thumb;
+}
+
+static const char *key_of(const void *ctx, uint32_t i)
+{
+    return ((const struct table *)ctx)->v[i].key;
+}
+
+/* An owned, empty table. NULL: out of memory. */
+static struct table *table_new(void)
+{
+    struct table *t = calloc(1, sizeof(*t));
+
+    if (t == NULL)
+        return NULL;
+    if (cb_strindex_init(&t->by_thumb, 0, thumb_of, t) != 0 ||
+        cb_strindex_init(&t->by_key, 0, key_of, t) != 0) {
+        cb_strindex_free(&t->by_thumb);
+        free(t);
+        return NULL;
+    }
+    return t;
+}
+
+static void table_free(struct table *t)
+{
+    if (t == NULL)
+        return;
+    for (size_t i = 0; i < t->n; i++) {
+        free(t->v[i].key);
+        free(t->v[i].last_error);
+    }
+    free(t->v);
+    cb_strindex_free(&t->by_thumb);
+    cb_strindex_free(&t->by_key);
+    free(t);
+}
+
+static struct entry *table_find(const struct table *t, const char *thumb)
+{
+    uint32_t i = cb_strindex_find(&t->by_thumb, thumb);
+    return i != UINT32_MAX ? &t->v[i] : NULL;
+}
 
 int cb_ocsp_fetcher_new(uv_loop_t *loop, struct cb_store *st, struct cb_ocsp_fetcher **out,
                         struct cb_err *err)
 {
     struct cb_ocsp_fetcher *f = calloc(1, sizeof(*f));
 
-    if (f == NULL || cb_ocsp_http_init() != 0) {
-        free(f);
-        return cb_err_set(err, CB_ENOMEM, "out of memory");
-    }
+    if (f == NULL || (f->t = table_new()) == NULL)
+        goto out_free;
+    if (cb_ocsp_http_init() != 0)
+        goto out_free;
     f->loop = loop;
     f->st = st;
+    cb_dueheap_init(&f->due);
     f->jitter = (uint32_t)time(NULL) ^ ((uint32_t)getpid() << 16) ^ 0x9e3779b9u;
-    f->work.data = f;
+    for (size_t k = 0; k < CB_OCSP_IN_FLIGHT; k++) {
+        f->jobs[k].f = f;
+        f->jobs[k].work.data = &f->jobs[k];
+    }
     *out = f;
     return 0;
+out_free:
+    if (f != NULL)
+        table_free(f->t);
+    free(f);
+    return cb_err_set(err, CB_ENOMEM, "out of memory");
 }
 
+/* Frees what a job holds and makes it free for the next fetch. */
 static void job_clear(struct job *j)
 {
+    struct cb_ocsp_fetcher *f = j->f;
+
     free(j->cached);
     free(j->der);
     memset(j, 0, sizeof(*j));
-}
-
-static void entries_free(struct entry *v, size_t n)
-{
-    for (size_t i = 0; i < n; i++) {
-        free(v[i].key);
-        free(v[i].last_error);
-    }
-    free(v);
+    j->f = f;
+    j->work.data = j;
 }
 
 /* binding b's key, formatted, in an owned string (NULL: out of memory, logged as "-"). */
@@ -110,8 +184,10 @@ void cb_ocsp_fetcher_free(struct cb_ocsp_fetcher *f)
 {
     if (f == NULL)
         return;
-    job_clear(&f->job);
-    entries_free(f->v, f->n);
+    for (size_t k = 0; k < CB_OCSP_IN_FLIGHT; k++)
+        job_clear(&f->jobs[k]);
+    table_free(f->t);
+    cb_dueheap_free(&f->due);
     free(f);
     cb_ocsp_http_cleanup();
 }
@@ -124,180 +200,157 @@ void cb_ocsp_fetcher_stop(struct cb_ocsp_fetcher *f)
 
 /* ---- which certificates ------------------------------------------------------ */
 
-/* The certificates found by a scan, each once: a binding's thumbprint is looked up in a
- * hash index of those found so far, so a million bindings over a hundred certificates
- * make a hundred entries, not a million to sort. */
-struct scan {
-    struct entry *v;
-    size_t n, cap;
-    uint32_t *slot; /* entry index + 1, 0: empty; open addressing */
-    size_t mask;
-};
-
-static uint32_t thumb_hash(const char *thumb)
+/* Adds thumb's entry to t, named after binding b, unless it is there: then b names it if
+ * its key comes first (a scan meets bindings in the store's order, not the keys').
+ * *added: whether it was added. CB_ENOMEM. */
+static int table_add(struct table *t, const struct cb_binding *b, const char *thumb, bool *added)
 {
-    uint32_t h = 2166136261u;
-    for (; *thumb; thumb++)
-        h = (h ^ (unsigned char)*thumb) * 16777619u;
-    return h;
-}
+    char key[CB_KEY_TEXT_MAX];
+    uint32_t at;
 
-/* The slot of thumb in s's index: its entry's, or the empty one it would take. */
-static uint32_t *scan_slot(const struct scan *s, const char *thumb)
-{
-    size_t pos = thumb_hash(thumb) & s->mask;
-    while (s->slot[pos] != 0 && strcmp(s->v[s->slot[pos] - 1].thumb, thumb) != 0)
-        pos = (pos + 1) & s->mask;
-    return &s->slot[pos];
-}
-
-/* Makes the index twice as large (at most half full). CB_ENOMEM. */
-static int scan_grow(struct scan *s)
-{
-    size_t size = s->slot != NULL ? 2 * (s->mask + 1) : 64;
-    uint32_t *old = s->slot;
-    if ((s->slot = calloc(size, sizeof(*s->slot))) == NULL) {
-        s->slot = old;
+    *added = false;
+    if (t->n >= UINT32_MAX - 1)
         return CB_ENOMEM;
+    if (t->n == t->cap) {
+        size_t cap = t->cap ? t->cap * 2 : 16;
+        struct entry *nv = realloc(t->v, cap * sizeof(*nv));
+        if (nv == NULL)
+            return CB_ENOMEM;
+        t->v = nv;
+        t->cap = cap;
     }
-    s->mask = size - 1;
-    for (size_t i = 0; i < s->n; i++)
-        *scan_slot(s, s->v[i].thumb) = (uint32_t)i + 1;
-    free(old);
-    return 0;
-}
-
-static int add_entry(struct scan *s, const struct cb_binding *b, const char *thumb)
-{
-    if ((s->slot == NULL || 2 * (s->n + 1) > s->mask + 1) && scan_grow(s) != 0)
+    /* Staged at the end, indexed only if new. */
+    struct entry *e = &t->v[t->n];
+    memset(e, 0, sizeof(*e));
+    snprintf(e->thumb, sizeof(e->thumb), "%s", thumb);
+    if (cb_strindex_add_unique(&t->by_thumb, (uint32_t)t->n, &at) != 0)
         return CB_ENOMEM;
-    uint32_t *slot = scan_slot(s, thumb);
-    if (*slot != 0) {
-        /* One certificate, several bindings: the first in key order names it (the scan
-         * meets them in the store's order). */
-        struct entry *e = &s->v[*slot - 1];
-        char key[CB_KEY_TEXT_MAX];
-        cb_key_format(&b->key, key, sizeof(key));
+    if (at != t->n) {
+        /* One certificate, several bindings. */
+        struct entry *old = &t->v[at];
         char *k;
-        if (e->key != NULL && strcmp(key, e->key) < 0 && (k = strdup(key)) != NULL) {
-            free(e->key);
-            e->key = k;
+        cb_key_format(&b->key, key, sizeof(key));
+        if (old->key != NULL && strcmp(key, old->key) < 0 && (k = strdup(key)) != NULL) {
+            free(old->key);
+            old->key = k;
         }
         return 0;
     }
-    if (s->n == s->cap) {
-        size_t cap = s->cap ? s->cap * 2 : 16;
-        struct entry *nv = realloc(s->v, cap * sizeof(*nv));
-        if (nv == NULL)
-            return CB_ENOMEM;
-        s->v = nv;
-        s->cap = cap;
-    }
-    struct entry *e = &s->v[s->n++];
-    memset(e, 0, sizeof(*e));
-    memcpy(e->thumb, thumb, sizeof(e->thumb));
     e->key = key_text(b);
-    *slot = (uint32_t)s->n;
+    t->n++;
+    *added = true;
     return 0;
+}
+
+/* Whether binding b staples, and so fetches for its certificates. */
+static bool staples(const struct cb_binding *b)
+{
+    return b->certhash[0] != '\0' && b->key.kind != CB_KEY_CCS &&
+           !(b->flags & CB_OPT_DISABLEOCSPSTAPLING);
 }
 
 static int on_binding(const struct cb_binding *b, void *arg)
 {
-    struct scan *s = arg;
+    struct table *t = arg;
+    bool added;
     int ret;
 
-    if (b->certhash[0] == '\0' || b->key.kind == CB_KEY_CCS ||
-        (b->flags & CB_OPT_DISABLEOCSPSTAPLING))
+    if (!staples(b))
         return 0;
-    if ((ret = add_entry(s, b, b->certhash)) != 0)
+    if ((ret = table_add(t, b, b->certhash, &added)) != 0)
         return ret;
     /* certhash=T1,T2: each certificate has its own response. */
-    return b->certhash2[0] != '\0' ? add_entry(s, b, b->certhash2) : 0;
+    return b->certhash2[0] != '\0' ? table_add(t, b, b->certhash2, &added) : 0;
 }
 
-static int cmp_entry(const void *a, const void *b)
+/* Indexes t's entries by the binding each names, once they are all there. CB_ENOMEM. */
+static int index_keys(struct table *t)
 {
-    return strcmp(((const struct entry *)a)->thumb, ((const struct entry *)b)->thumb);
+    for (size_t i = 0; i < t->n; i++)
+        if (t->v[i].key != NULL && cb_strindex_add(&t->by_key, (uint32_t)i) != 0)
+            return CB_ENOMEM;
+    return 0;
+}
+
+/* The heap again: every entry that waits on a time, at its time. CB_ENOMEM. */
+static int schedule_all(struct cb_ocsp_fetcher *f)
+{
+    cb_dueheap_clear(&f->due);
+    for (size_t i = 0; i < f->t->n; i++) {
+        const struct entry *e = &f->t->v[i];
+        if (!e->busy && !e->no_responder && cb_dueheap_append(&f->due, e->next_at, (uint32_t)i))
+            return CB_ENOMEM;
+    }
+    cb_dueheap_heapify(&f->due);
+    return 0;
+}
+
+/* e (not under way) waits for its next_at. On failure to, the next tick scans again,
+ * which rebuilds the heap. */
+static void schedule(struct cb_ocsp_fetcher *f, const struct entry *e)
+{
+    if (!e->no_responder && cb_dueheap_push(&f->due, e->next_at, (uint32_t)(e - f->t->v)) != 0)
+        f->scanned = false;
 }
 
 /* The certificates that staple now, each keeping its schedule from the last scan. */
 static void rescan(struct cb_ocsp_fetcher *f, int64_t now)
 {
-    struct scan s = {0};
     struct cb_err err = {0};
+    struct table *t = table_new();
     char q[900];
-    size_t out = 0;
+    int ret = t != NULL ? cb_store_binding_foreach_stored(f->st, on_binding, t, &err) : CB_ENOMEM;
 
-    int ret = cb_store_binding_foreach_stored(f->st, on_binding, &s, &err);
-    free(s.slot);
+    if (ret == 0) {
+        for (size_t i = 0; i < t->n; i++) {
+            struct entry *e = &t->v[i], *old = table_find(f->t, e->thumb);
+            if (old == NULL) {
+                e->next_at = now;
+                continue;
+            }
+            /* Its schedule and last error, with the binding named now. */
+            char *key = e->key;
+            *e = *old;
+            e->key = key;
+            old->last_error = NULL; /* moved */
+        }
+        ret = index_keys(t);
+    }
     if (ret != 0) {
         cb_log("error", "ocsp_scan_failed", "reason=%s",
                cb_log_quote(err.msg[0] ? err.msg : "out of memory", q, sizeof(q)));
-        entries_free(s.v, s.n);
+        table_free(t);
         return;
     }
-    if (s.n > 1)
-        qsort(s.v, s.n, sizeof(*s.v), cmp_entry);
-    /* s.v[0, out) are the results, s.v[out, i) inputs already taken or dropped. */
-    for (size_t i = 0; i < s.n; i++) {
-        if (out > 0 && strcmp(s.v[out - 1].thumb, s.v[i].thumb) == 0) {
-            free(s.v[i].key); /* one certificate, several bindings */
-            continue;
-        }
-        struct entry *old = f->n ? bsearch(&s.v[i], f->v, f->n, sizeof(*f->v), cmp_entry) : NULL;
-        if (old != NULL) { /* its schedule and last error, with the binding named now */
-            char *key = s.v[i].key;
-            s.v[out] = *old;
-            free(s.v[out].key);
-            s.v[out++].key = key;
-            old->key = old->last_error = NULL; /* moved */
-        } else {
-            s.v[out] = s.v[i];
-            s.v[out++].next_at = now;
-        }
-    }
-    entries_free(f->v, f->n);
-    f->v = s.v;
-    f->n = out;
-    f->scanned = true;
+    table_free(f->t);
+    f->t = t;
+    f->scanned = schedule_all(f) == 0;
 }
 
-/* Entry for thumb in f's sorted list, added (due now, key: b's) when absent. CB_ENOMEM. */
+/* Adds thumb's entry, due now and named after b, when it is new. CB_ENOMEM. */
 static int entry_add(struct cb_ocsp_fetcher *f, const struct cb_binding *b, const char *thumb,
                      int64_t now)
 {
-    size_t lo = 0, hi = f->n;
-    while (lo < hi) {
-        size_t mid = lo + (hi - lo) / 2;
-        int c = strcmp(f->v[mid].thumb, thumb);
-        if (c == 0)
-            return 0;
-        if (c < 0)
-            lo = mid + 1;
-        else
-            hi = mid;
-    }
-    struct entry *nv = realloc(f->v, (f->n + 1) * sizeof(*nv));
-    if (nv == NULL)
-        return CB_ENOMEM;
-    f->v = nv;
-    memmove(&f->v[lo + 1], &f->v[lo], (f->n - lo) * sizeof(*f->v));
-    struct entry *e = &f->v[lo];
-    memset(e, 0, sizeof(*e));
-    memcpy(e->thumb, thumb, sizeof(e->thumb));
-    e->key = key_text(b);
+    struct table *t = f->t;
+    bool added;
+    int ret = table_add(t, b, thumb, &added);
+
+    if (ret != 0 || !added)
+        return ret;
+    struct entry *e = &t->v[t->n - 1];
     e->next_at = now;
-    f->n++;
-    return 0;
+    if (e->key != NULL && cb_strindex_add(&t->by_key, (uint32_t)(t->n - 1)) != 0)
+        return CB_ENOMEM;
+    return cb_dueheap_push(&f->due, e->next_at, (uint32_t)(t->n - 1));
 }
 
-/* Whether an entry names binding key as the one that uses it. */
-static bool key_in_use(const struct cb_ocsp_fetcher *f, const char *key, const char *thumb1,
+/* Whether an entry other than thumb1's and thumb2's names binding key as its user. */
+static bool key_in_use(const struct table *t, const char *key, const char *thumb1,
                        const char *thumb2)
 {
-    for (size_t i = 0; i < f->n; i++)
-        if (f->v[i].key != NULL && strcmp(f->v[i].key, key) == 0 &&
-            strcmp(f->v[i].thumb, thumb1) != 0 && strcmp(f->v[i].thumb, thumb2) != 0)
+    size_t cursor = 0;
+    for (uint32_t i; (i = cb_strindex_next(&t->by_key, key, &cursor)) != UINT32_MAX;)
+        if (strcmp(t->v[i].thumb, thumb1) != 0 && strcmp(t->v[i].thumb, thumb2) != 0)
             return true;
     return false;
 }
@@ -308,6 +361,7 @@ static bool key_in_use(const struct cb_ocsp_fetcher *f, const char *key, const c
  * key is a binding that uses its certificate; while no change touches such a binding,
  * every entry is still bound, so nothing is dropped. False when that cannot be told
  * (the log is gone, or a change removed or rebound an entry's binding): rescan then.
+ * Each change costs a probe of the indexes, not a pass over the entries.
  */
 static bool apply_changes(struct cb_ocsp_fetcher *f, uint64_t from, int64_t now)
 {
@@ -320,19 +374,18 @@ static bool apply_changes(struct cb_ocsp_fetcher *f, uint64_t from, int64_t now)
         return false;
     for (size_t k = 0; ok && k < ch.n_removed; k++) {
         cb_key_format(&ch.removed[k], key, sizeof(key));
-        ok = !key_in_use(f, key, "", "");
+        ok = !key_in_use(f->t, key, "", "");
     }
     for (size_t k = 0; ok && k < ch.n_set; k++) {
         const struct cb_binding *b = &ch.set[k];
-        bool staples = b->certhash[0] != '\0' && b->key.kind != CB_KEY_CCS &&
-                       !(b->flags & CB_OPT_DISABLEOCSPSTAPLING);
+        bool on = staples(b);
         cb_key_format(&b->key, key, sizeof(key));
-        if (key_in_use(f, key, staples ? b->certhash : "", staples ? b->certhash2 : "")) {
+        if (key_in_use(f->t, key, on ? b->certhash : "", on ? b->certhash2 : "")) {
             ok = false;
             break;
         }
-        if (staples && (entry_add(f, b, b->certhash, now) != 0 ||
-                        (b->certhash2[0] != '\0' && entry_add(f, b, b->certhash2, now) != 0)))
+        if (on && (entry_add(f, b, b->certhash, now) != 0 ||
+                   (b->certhash2[0] != '\0' && entry_add(f, b, b->certhash2, now) != 0)))
             ok = false;
     }
     cb_store_changes_clear(&ch);
@@ -351,8 +404,8 @@ static int64_t refresh_at(const struct cb_ocsp_result *r, int64_t now)
 
 static void on_work(uv_work_t *req)
 {
-    struct cb_ocsp_fetcher *f = req->data;
-    struct job *j = &f->job;
+    struct job *j = req->data;
+    struct cb_ocsp_fetcher *f = j->f;
     struct cb_ocsp_cert *c = NULL;
     unsigned char *rq = NULL;
     size_t rq_len = 0;
@@ -433,20 +486,26 @@ static void failed(struct cb_ocsp_fetcher *f, struct entry *e, const char *why, 
            (long long)(e->next_at - now));
 }
 
+static void fill(struct cb_ocsp_fetcher *f, int64_t now);
+
 static void on_done(uv_work_t *req, int status)
 {
-    struct cb_ocsp_fetcher *f = req->data;
-    struct job *j = &f->job;
+    struct job *j = req->data;
+    struct cb_ocsp_fetcher *f = j->f;
     struct cb_err err = {0};
     int64_t now = (int64_t)time(NULL);
-    struct entry key, *e;
+    struct entry *e;
     char q[900];
 
-    f->busy = false;
-    memcpy(key.thumb, j->thumb, sizeof(key.thumb));
-    e = f->n ? bsearch(&key, f->v, f->n, sizeof(*f->v), cmp_entry) : NULL;
-    if (status != 0 || f->stopping || e == NULL)
-        goto out_clear; /* cancelled, or no longer bound */
+    f->in_flight--;
+    if ((e = table_find(f->t, j->thumb)) == NULL || f->stopping)
+        goto out_clear; /* no longer bound, or stopping */
+    e->busy = false;
+    if (status != 0) { /* cancelled: tried again later */
+        e->next_at = now + CB_OCSP_BACKOFF_MIN;
+        schedule(f, e);
+        goto out_clear;
+    }
     switch (j->outcome) {
     case OUT_NO_URL:
         e->no_responder = true;
@@ -497,18 +556,21 @@ static void on_done(uv_work_t *req, int status)
         failed(f, e, j->err.msg[0] ? j->err.msg : "the OCSP fetch failed", now);
         break;
     }
+    schedule(f, e);
 out_clear:
     job_clear(j);
+    /* The next one due starts now, not at the next tick: a store of 10^5 certificates
+     * is a few minutes of fetches, not a day of one a second. */
+    if (!f->stopping)
+        fill(f, now);
 }
 
-/* Starts e's fetch on the thread pool. */
-static void start(struct cb_ocsp_fetcher *f, struct entry *e, int64_t now)
+/* Starts e's fetch on the thread pool, in job j (free). */
+static void start(struct cb_ocsp_fetcher *f, struct job *j, struct entry *e, int64_t now)
 {
     struct cb_cert_row row;
     struct cb_err err = {0};
-    struct job *j = &f->job;
 
-    job_clear(j);
     if (cb_store_cert_get(f->st, e->thumb, &row, &err) != 0) {
         e->no_responder = true; /* not in the store: `check` says so (unknown-cert) */
         return;
@@ -518,11 +580,32 @@ static void start(struct cb_ocsp_fetcher *f, struct entry *e, int64_t now)
     cb_cert_row_clear(&row);
     if (cb_store_ocsp_read(f->st, e->thumb, &j->cached, &j->cached_len, NULL) != 0)
         j->cached = NULL;
-    e->next_at = now + CB_OCSP_TOTAL_TIMEOUT_S; /* until the answer reschedules it */
-    if (uv_queue_work(f->loop, &f->work, on_work, on_done) == 0)
-        f->busy = true;
-    else
+    if (uv_queue_work(f->loop, &j->work, on_work, on_done) != 0) {
         job_clear(j);
+        e->next_at = now + CB_OCSP_TOTAL_TIMEOUT_S; /* try again then */
+        schedule(f, e);
+        return;
+    }
+    j->used = true;
+    e->busy = true;
+    f->in_flight++;
+}
+
+/* Starts what is due while fewer than CB_OCSP_IN_FLIGHT fetches are under way. */
+static void fill(struct cb_ocsp_fetcher *f, int64_t now)
+{
+    struct cb_due d;
+
+    while (f->in_flight < CB_OCSP_IN_FLIGHT && cb_dueheap_pop_due(&f->due, now, &d)) {
+        struct entry *e = &f->t->v[d.id];
+        if (e->busy || e->no_responder || e->next_at != d.at)
+            continue; /* not waiting on this time any more */
+        struct job *j = NULL;
+        for (size_t k = 0; j == NULL && k < CB_OCSP_IN_FLIGHT; k++)
+            if (!f->jobs[k].used)
+                j = &f->jobs[k];
+        start(f, j, e, now);
+    }
 }
 
 void cb_ocsp_fetcher_tick(struct cb_ocsp_fetcher *f)
@@ -538,13 +621,5 @@ void cb_ocsp_fetcher_tick(struct cb_ocsp_fetcher *f)
         if (!f->scanned || !apply_changes(f, from, now))
             rescan(f, now);
     }
-    if (f->busy)
-        return;
-    struct entry *due = NULL;
-    for (size_t i = 0; i < f->n; i++)
-        if (!f->v[i].no_responder && f->v[i].next_at <= now &&
-            (due == NULL || f->v[i].next_at < due->next_at))
-            due = &f->v[i];
-    if (due != NULL)
-        start(f, due, now);
+    fill(f, now);
 }

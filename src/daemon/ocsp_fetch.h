@@ -1,9 +1,10 @@
 /*
  * OCSP stapling's outbound half (design/bindings.md section 9), in the manager: for each
  * bound certificate that staples (a binding without disableocspstapling=enable) and
- * names an http OCSP responder, the response is fetched on libuv's thread pool (one at a
- * time, bounded by daemon/ocsp_http.h's timeouts), checked against the certificate's
- * issuer (tls/ocsp.h) and cached (store/ocsp.h), which tells the workers. A cached
+ * names an http OCSP responder, the response is fetched on libuv's thread pool (three at
+ * a time, the next as soon as one ends, each bounded by daemon/ocsp_http.h's timeouts;
+ * the next due is a heap's top, so 10^6 certificates cost no pass per fetch), checked against the
+ * certificate's issuer (tls/ocsp.h) and cached (store/ocsp.h), which tells the workers. A cached
  * response is refreshed at half its validity (thisUpdate..nextUpdate); a failure is
  * tried again after 1 minute, doubling to 1 hour, with jitter, and logged when the
  * reason changes rather than at every try. Only a "good" answer is cached and stapled,
@@ -22,8 +23,9 @@ struct cb_ocsp_fetcher;
 /* An owned fetcher on loop (borrowed, as st; both outlive it). CB_ENOMEM. */
 int cb_ocsp_fetcher_new(uv_loop_t *loop, struct cb_store *st, struct cb_ocsp_fetcher **out,
                         struct cb_err *err) CB_MUST_CHECK;
-/* Looks at the bindings when the store changed, and starts the first fetch due. Called
- * every second from the manager's loop. */
+/* Looks at the bindings when the store changed (a change costs what it changed, a full
+ * read only when the change log cannot tell), and starts what is due. Called every second
+ * from the manager's loop. */
 void cb_ocsp_fetcher_tick(struct cb_ocsp_fetcher *f);
 /* Stops: a fetch under way gives up at once; none is started any more. */
 void cb_ocsp_fetcher_stop(struct cb_ocsp_fetcher *f);

@@ -8,6 +8,7 @@
 #include "tls/challenge.h"
 #include "tls/ticket.h"
 #include "util/log.h"
+#include "util/strindex.h"
 
 #include <netdb.h>
 #include <stdio.h>
@@ -37,8 +38,7 @@ struct chunk {
 struct certs {
     struct cert_ref *v;
     size_t n, cap;
-    uint32_t *slot; /* index into v + 1, 0: empty */
-    size_t mask;
+    struct cb_strindex by_thumb;                /* filled once every certificate is read */
     struct chunk *chunks;                       /* the newest first */
     const struct cb_runtime_progress *progress; /* or NULL */
 };
@@ -64,38 +64,22 @@ static char *chunk_strdup(struct certs *cs, const char *str)
     return p;
 }
 
-static size_t thumb_hash(const char *thumb)
+static const char *ref_thumb(const void *ctx, uint32_t i)
 {
-    uint64_t h = 1469598103934665603ull; /* FNV-1a */
-    for (; *thumb; thumb++)
-        h = (h ^ (unsigned char)*thumb) * 1099511628211ull;
-    return (size_t)(h ^ (h >> 29));
-}
-
-/* The slot of thumb in cs's index: its certificate's, or the empty one it would take. */
-static uint32_t *ref_slot(const struct certs *cs, const char *thumb)
-{
-    size_t pos = thumb_hash(thumb) & cs->mask;
-    while (cs->slot[pos] != 0 && strcmp(cs->v[cs->slot[pos] - 1].thumb, thumb) != 0)
-        pos = (pos + 1) & cs->mask;
-    return &cs->slot[pos];
+    return ((const struct certs *)ctx)->v[i].thumb;
 }
 
 /* The index of every certificate read, at most half full (once, when all are read). A
  * thumbprint is the table's key, so none is there twice. CB_ENOMEM. */
 static int index_build(struct certs *cs)
 {
-    size_t size = 1024;
-    while (size < 2 * cs->n)
-        size *= 2;
-    if ((cs->slot = calloc(size, sizeof(*cs->slot))) == NULL)
+    uint32_t found;
+
+    if (cb_strindex_init(&cs->by_thumb, cs->n, ref_thumb, cs) != 0)
         return CB_ENOMEM;
-    cs->mask = size - 1;
-    for (size_t i = 0; i < cs->n; i++) {
-        uint32_t *slot = ref_slot(cs, cs->v[i].thumb);
-        if (*slot == 0)
-            *slot = (uint32_t)i + 1;
-    }
+    for (size_t i = 0; i < cs->n; i++)
+        if (cb_strindex_add_unique(&cs->by_thumb, (uint32_t)i, &found) != 0)
+            return CB_ENOMEM;
     return 0;
 }
 
@@ -130,10 +114,8 @@ static int collect(const char *thumb, const char *cert_path, const char *key_pat
 
 static const struct cert_ref *find_ref(const struct certs *cs, const char *thumb)
 {
-    if (cs->slot == NULL)
-        return NULL;
-    uint32_t at = *ref_slot(cs, thumb);
-    return at != 0 ? &cs->v[at - 1] : NULL;
+    uint32_t at = cb_strindex_find(&cs->by_thumb, thumb);
+    return at != UINT32_MAX ? &cs->v[at] : NULL;
 }
 
 static void certs_free(struct certs *cs)
@@ -143,7 +125,7 @@ static void certs_free(struct certs *cs)
         free(c);
     }
     free(cs->v);
-    free(cs->slot);
+    cb_strindex_free(&cs->by_thumb);
 }
 
 /* Whether backend text names a host (resolving it asks DNS) rather than an address. */

@@ -349,3 +349,48 @@ def test_a_pair_staples_the_response_of_the_certificate_served(env):
             assert out, "no staple for %s (%s)" % (leaf.thumb, tls)
             m = re.search(r"Serial Number: ([0-9A-F]+)", out)
             assert m and m.group(1).lstrip("0") == ("%X" % leaf.serial).lstrip("0"), (tls, out)
+
+
+def test_a_hanging_responder_holds_one_fetch_while_the_others_go_on(workdir, service_user, env):
+    """Fetches run side by side and the next starts as one ends: while one responder holds
+    its request until the fetch times out, the certificates bound meanwhile are fetched and
+    stapled. (One fetch at a time, one a second, would have waited for the timeout first.)"""
+    crafted = ocspkit.CraftedResponder()
+    hang = env.pki.leaf("many-hang", "many-hang.test", crafted.url("hang-many"))
+    port = cbe2e.free_port()
+    url = "http://127.0.0.1:%d/" % port
+    leaves = [env.pki.leaf("many%d" % i, "many%d.test" % i, url) for i in range(12)]
+    responder = ocspkit.OpenSSLResponder(env.pki, port, workdir / "openssl-ocsp-many.log").start()
+    st = new_state(workdir, "ocsp-many", service_user)
+    srv = None
+    try:
+        tls_port = cbe2e.free_port()
+        batch = st.dir / "many.txt"
+        batch.write_text("".join("add cert %s key=%s\n" % (l.chain_path, l.key_path)
+                                 for l in leaves + [hang]))
+        st.run("-f", batch)
+        st.add("hostnameport=many-hang.test:%d" % tls_port, hang.thumb)
+        srv = st.serve().start()
+        assert cbe2e.poll_until(lambda: "hang-many" in crafted.held, WAIT, 0.1), srv.log()
+        # The hanging fetch is under way: bind the rest in one change.
+        batch.write_text("".join("add sslcert hostnameport=many%d.test:%d certhash=%s\n"
+                                 % (i, tls_port, l.thumb) for i, l in enumerate(leaves)))
+        st.run("-f", batch)
+        for l in leaves:
+            srv.wait_log(r"event=ocsp_fetched certhash=%s\b" % l.thumb, WAIT)
+        log = srv.log()
+        hang_failed = re.search(r"event=ocsp_fetch_failed certhash=%s\b" % hang.thumb, log)
+        last_fetched = max(log.index("event=ocsp_fetched certhash=%s" % l.thumb) for l in leaves)
+        assert hang_failed is None or hang_failed.start() > last_fetched, log
+        for i in (0, 11):
+            rc, out = ocspkit.staple_text(tls_port, "many%d.test" % i, "-tls1_3")
+            assert ocspkit.stapled(out) and "Cert Status: good" in out, out
+        # The held one times out as any other failure does, and is tried again later.
+        line = srv.wait_log(r"event=ocsp_fetch_failed certhash=%s\b.*" % hang.thumb, WAIT)
+        assert re.search(r"[Tt]imeout|timed out", line), line
+    finally:
+        crafted.close()
+        if srv is not None:
+            srv.stop()
+        st.cleanup()
+        responder.stop()
