@@ -23,6 +23,9 @@
 /* Fetches under way at once. libuv's pool has 4 threads: one stays free for the ACME
  * order (daemon/manager.c), and a responder that hangs holds one fetch, not all. */
 #define CB_OCSP_IN_FLIGHT 3
+/* Facts learned from files of rows stored before schema 8, kept for the next tick's write;
+ * beyond this many the rest are learned again after a restart. */
+#define CB_OCSP_FACTS_MAX 65536
 
 /* One per certificate that staples: ~100 bytes with its key (10^6 certificates: 100 MB,
  * where fixed-size texts took 650). */
@@ -57,7 +60,9 @@ struct job {
     bool used;
     char thumb[CB_THUMB_LEN + 1];
     char cert_path[CB_PATH_MAX + 1];
-    unsigned char *cached; /* the cached response (owned), or NULL */
+    enum cb_ocsp_url stored;  /* what the store's row says of its OCSP URL */
+    enum cb_ocsp_url learned; /* what the file said, once read (UNKNOWN: not read) */
+    unsigned char *cached;    /* the cached response (owned), or NULL */
     size_t cached_len;
     /* Results. */
     enum outcome outcome;
@@ -81,6 +86,8 @@ struct cb_ocsp_fetcher {
     uint32_t jitter; /* xorshift state for the retries' jitter */
     unsigned in_flight;
     struct job jobs[CB_OCSP_IN_FLIGHT];
+    struct cb_ocsp_url_fact *facts; /* owned: learned, not yet written to the store */
+    size_t n_facts;
 };
 
 static const char *thumb_of(const void *ctx, uint32_t i)
@@ -188,6 +195,7 @@ void cb_ocsp_fetcher_free(struct cb_ocsp_fetcher *f)
         job_clear(&f->jobs[k]);
     table_free(f->t);
     cb_dueheap_free(&f->due);
+    free(f->facts);
     free(f);
     cb_ocsp_http_cleanup();
 }
@@ -293,7 +301,17 @@ static void schedule(struct cb_ocsp_fetcher *f, const struct entry *e)
         f->scanned = false;
 }
 
-/* The certificates that staple now, each keeping its schedule from the last scan. */
+static int mark_none(const char *thumb, void *arg)
+{
+    struct entry *e = table_find(arg, thumb);
+    if (e != NULL)
+        e->no_responder = true;
+    return 0;
+}
+
+/* The certificates that staple now, each keeping its schedule from the last scan. Those
+ * the store knows to name no responder wait on nothing (one query, where reading their
+ * files would be one each: at 10^6 certificates without OCSP, minutes of CPU). */
 static void rescan(struct cb_ocsp_fetcher *f, int64_t now)
 {
     struct cb_err err = {0};
@@ -316,6 +334,8 @@ static void rescan(struct cb_ocsp_fetcher *f, int64_t now)
         }
         ret = index_keys(t);
     }
+    if (ret == 0)
+        ret = cb_store_cert_foreach_ocsp_url(f->st, CB_OCSP_URL_NONE, mark_none, t, &err);
     if (ret != 0) {
         cb_log("error", "ocsp_scan_failed", "reason=%s",
                cb_log_quote(err.msg[0] ? err.msg : "out of memory", q, sizeof(q)));
@@ -415,6 +435,7 @@ static void on_work(uv_work_t *req)
     if (cb_ocsp_cert_load(j->cert_path, &c, &j->err) != 0)
         return;
     snprintf(j->url, sizeof(j->url), "%s", cb_ocsp_cert_url(c));
+    j->learned = j->url[0] != '\0' ? CB_OCSP_URL_HTTP : CB_OCSP_URL_NONE;
     if (j->url[0] == '\0') {
         j->outcome = OUT_NO_URL;
         goto out_free;
@@ -488,6 +509,36 @@ static void failed(struct cb_ocsp_fetcher *f, struct entry *e, const char *why, 
 
 static void fill(struct cb_ocsp_fetcher *f, int64_t now);
 
+/* Keeps what j read of a row stored before schema 8, for the next tick to record. */
+static void learn(struct cb_ocsp_fetcher *f, const struct job *j)
+{
+    if (f->facts == NULL && (f->facts = malloc(CB_OCSP_FACTS_MAX * sizeof(*f->facts))) == NULL)
+        return; /* learned again next time */
+    if (f->n_facts == CB_OCSP_FACTS_MAX)
+        return;
+    struct cb_ocsp_url_fact *fact = &f->facts[f->n_facts++];
+    memcpy(fact->thumb, j->thumb, sizeof(fact->thumb));
+    fact->url = j->learned;
+}
+
+/* Writes the facts learned since the last tick, in one transaction. A busy store keeps
+ * them for the next tick; another failure drops them (read again after a restart). */
+static void record_facts(struct cb_ocsp_fetcher *f)
+{
+    struct cb_err err = {0};
+    char q[900];
+
+    if (f->n_facts == 0)
+        return;
+    int ret = cb_store_cert_learn_ocsp_url(f->st, f->facts, f->n_facts, &err);
+    if (ret == CB_EBUSY)
+        return;
+    if (ret != 0)
+        cb_log("warn", "ocsp_facts_failed", "certificates=%zu reason=%s", f->n_facts,
+               cb_log_quote(err.msg, q, sizeof(q)));
+    f->n_facts = 0;
+}
+
 static void on_done(uv_work_t *req, int status)
 {
     struct job *j = req->data;
@@ -498,6 +549,8 @@ static void on_done(uv_work_t *req, int status)
     char q[900];
 
     f->in_flight--;
+    if (j->stored == CB_OCSP_URL_UNKNOWN && j->learned != CB_OCSP_URL_UNKNOWN)
+        learn(f, j);
     if ((e = table_find(f->t, j->thumb)) == NULL || f->stopping)
         goto out_clear; /* no longer bound, or stopping */
     e->busy = false;
@@ -575,8 +628,14 @@ static void start(struct cb_ocsp_fetcher *f, struct job *j, struct entry *e, int
         e->no_responder = true; /* not in the store: `check` says so (unknown-cert) */
         return;
     }
+    if (row.info.ocsp_url == CB_OCSP_URL_NONE) {
+        e->no_responder = true; /* known at import: no file to read */
+        cb_cert_row_clear(&row);
+        return;
+    }
     memcpy(j->thumb, e->thumb, sizeof(j->thumb));
     snprintf(j->cert_path, sizeof(j->cert_path), "%s", row.cert_path);
+    j->stored = row.info.ocsp_url;
     cb_cert_row_clear(&row);
     if (cb_store_ocsp_read(f->st, e->thumb, &j->cached, &j->cached_len, NULL) != 0)
         j->cached = NULL;
@@ -621,5 +680,6 @@ void cb_ocsp_fetcher_tick(struct cb_ocsp_fetcher *f)
         if (!f->scanned || !apply_changes(f, from, now))
             rescan(f, now);
     }
+    record_facts(f);
     fill(f, now);
 }

@@ -11,6 +11,15 @@
 #include <stdint.h>
 
 /* Owned strings; see cb_cert_info_clear(). */
+/* What a certificate's Authority Information Access says of OCSP, as stored: zero (a row
+ * from before schema 8, or an info not filled from a certificate) is "not known", and
+ * serve then reads the file to tell. */
+enum cb_ocsp_url {
+    CB_OCSP_URL_UNKNOWN = 0,
+    CB_OCSP_URL_NONE = 1, /* no http:// OCSP URL: nothing to fetch or staple */
+    CB_OCSP_URL_HTTP = 2, /* an http:// OCSP URL */
+};
+
 struct cb_cert_info {
     char thumbprint[CB_THUMB_LEN + 1]; /* SHA-1 of the DER certificate, upper-case hex */
     char sha256[65];                   /* SHA-256, upper-case hex */
@@ -20,6 +29,7 @@ struct cb_cert_info {
     int64_t not_before, not_after; /* seconds since the epoch, UTC */
     char key_type[32];             /* "RSA-2048", "EC-P256", "ED25519" */
     int chain_len;                 /* certificates after the leaf */
+    enum cb_ocsp_url ocsp_url;     /* whether the leaf names an OCSP responder serve can ask */
 };
 
 /* The kind of a certificate's key, from key_type: what certhash=T1,T2 pairs (one of each). */

@@ -213,3 +213,66 @@ out_close:
     close(fd);
     return ret;
 }
+
+int cb_store_cert_foreach_ocsp_url(struct cb_store *st, enum cb_ocsp_url which,
+                                   int (*fn)(const char *thumb, void *arg), void *arg,
+                                   struct cb_err *err)
+{
+    sqlite3_stmt *stmt = NULL;
+    int ret, rc;
+
+    if ((ret = cb_store__prepare(st, "SELECT thumbprint FROM certs WHERE ocsp_url = ?1", &stmt,
+                                 err)) != 0)
+        return ret;
+    sqlite3_bind_int(stmt, 1, (int)which);
+    while ((rc = sqlite3_step(stmt)) == SQLITE_ROW) {
+        const unsigned char *t = sqlite3_column_text(stmt, 0);
+        if ((ret = fn(t != NULL ? (const char *)t : "", arg)) != 0)
+            goto out_finalize;
+    }
+    if (rc != SQLITE_DONE)
+        ret = cb_store__db_error(st, err, rc, "listing certificates by OCSP URL");
+out_finalize:
+    sqlite3_finalize(stmt);
+    return ret;
+}
+
+int cb_store_cert_learn_ocsp_url(struct cb_store *st, const struct cb_ocsp_url_fact *facts,
+                                 size_t n, struct cb_err *err)
+{
+    sqlite3_stmt *stmt = NULL;
+    int ret, rc;
+
+    if (st->in_tx || st->batch)
+        return cb_err_set(err, CB_EINVAL, "internal: OCSP facts recorded inside a transaction");
+    if (n == 0)
+        return 0;
+    if ((rc = sqlite3_exec(st->db, "BEGIN IMMEDIATE", NULL, NULL, NULL)) != SQLITE_OK)
+        return cb_store__db_error(st, err, rc, "recording OCSP facts");
+    if ((ret = cb_store__prepare(st,
+                                 "UPDATE certs SET ocsp_url = ?2 WHERE thumbprint = ?1 AND "
+                                 "ocsp_url = 0",
+                                 &stmt, err)) != 0)
+        goto out_rollback;
+    for (size_t i = 0; i < n; i++) {
+        if (facts[i].url != CB_OCSP_URL_NONE && facts[i].url != CB_OCSP_URL_HTTP)
+            continue;
+        sqlite3_reset(stmt);
+        sqlite3_bind_text(stmt, 1, facts[i].thumb, -1, SQLITE_STATIC);
+        sqlite3_bind_int(stmt, 2, (int)facts[i].url);
+        if ((rc = sqlite3_step(stmt)) != SQLITE_DONE) {
+            ret = cb_store__db_error(st, err, rc, "recording OCSP facts");
+            goto out_rollback;
+        }
+    }
+    sqlite3_finalize(stmt);
+    if ((rc = sqlite3_exec(st->db, "COMMIT", NULL, NULL, NULL)) == SQLITE_OK)
+        return 0;
+    ret = cb_store__db_error(st, err, rc, "recording OCSP facts");
+    stmt = NULL;
+out_rollback:
+    sqlite3_finalize(stmt);
+    if (sqlite3_get_autocommit(st->db) == 0)
+        sqlite3_exec(st->db, "ROLLBACK", NULL, NULL, NULL);
+    return ret;
+}

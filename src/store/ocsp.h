@@ -8,6 +8,7 @@
 #ifndef CB_STORE_OCSP_H
 #define CB_STORE_OCSP_H
 
+#include "store/cert_info.h"
 #include "store/store.h"
 
 #include <stddef.h>
@@ -41,5 +42,27 @@ int cb_store_ocsp_delete(struct cb_store *st, const char *thumb, struct cb_err *
  */
 int cb_store_ocsp_read(const struct cb_store *st, const char *thumb, unsigned char **der,
                        size_t *len, struct cb_err *err) CB_MUST_CHECK;
+
+/* Calls fn(thumb, arg) for each stored certificate whose OCSP URL is `which` (as recorded
+ * at import: cb_cert_info.ocsp_url), in the table's order; a non-zero return from fn stops
+ * and is returned. CB_ESTORE. */
+int cb_store_cert_foreach_ocsp_url(struct cb_store *st, enum cb_ocsp_url which,
+                                   int (*fn)(const char *thumb, void *arg), void *arg,
+                                   struct cb_err *err) CB_MUST_CHECK;
+
+/* What serve learned of a certificate stored before schema 8 by reading its file. */
+struct cb_ocsp_url_fact {
+    char thumb[CB_THUMB_LEN + 1];
+    enum cb_ocsp_url url; /* CB_OCSP_URL_NONE or CB_OCSP_URL_HTTP */
+};
+
+/*
+ * Records facts[0..n) (borrowed) for the rows that do not say yet (ocsp_url 0), in one
+ * transaction of its own. Derived from the certificate's bytes, so no generation and no
+ * change-log entry: nothing that serves changes. Not inside cb_store_begin or a batch.
+ * Errors: CB_EBUSY (another writer: try again later), CB_EINVAL, CB_ESTORE.
+ */
+int cb_store_cert_learn_ocsp_url(struct cb_store *st, const struct cb_ocsp_url_fact *facts,
+                                 size_t n, struct cb_err *err) CB_MUST_CHECK;
 
 #endif

@@ -76,6 +76,10 @@ static const char *const migrations[] = {
     "CREATE TABLE fleet_state(id INTEGER PRIMARY KEY CHECK(id = 1),"
     "  revision INTEGER NOT NULL, synced_at INTEGER NOT NULL, url TEXT NOT NULL);"
     "CREATE TABLE fleet_keys(key TEXT PRIMARY KEY, mod_rev INTEGER NOT NULL);",
+    /* 7 -> 8: whether a certificate names an http OCSP responder (enum cb_ocsp_url: 0 not
+     * known, for the rows stored before; 1 none; 2 one), read at import, so that serve
+     * learns it for 10^6 certificates from one query rather than 10^6 file reads. */
+    "ALTER TABLE certs ADD COLUMN ocsp_url INTEGER NOT NULL DEFAULT 0;",
 };
 
 #define CB_CHANGES_KEPT 1000
@@ -602,11 +606,11 @@ int cb_store_cert_put(struct cb_store *st, const struct cb_cert_info *info, cons
     if ((ret = cb_store__prepare_cached(
              st,
              "INSERT INTO certs(thumbprint, sha256, subject, not_before, not_after, "
-             "key_type, chain_len, cert_path, key_path, added_at) "
-             "VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10) "
+             "key_type, chain_len, cert_path, key_path, added_at, ocsp_url) "
+             "VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11) "
              "ON CONFLICT(thumbprint) DO UPDATE SET sha256 = ?2, subject = ?3, "
              "not_before = ?4, not_after = ?5, key_type = ?6, chain_len = ?7, "
-             "cert_path = ?8, key_path = ?9, added_at = ?10",
+             "cert_path = ?8, key_path = ?9, added_at = ?10, ocsp_url = ?11",
              &stmt, err)) != 0)
         return ret;
     sqlite3_bind_text(stmt, 1, info->thumbprint, -1, SQLITE_STATIC);
@@ -619,6 +623,7 @@ int cb_store_cert_put(struct cb_store *st, const struct cb_cert_info *info, cons
     sqlite3_bind_text(stmt, 8, rel_path(st, cert_path), -1, SQLITE_STATIC);
     sqlite3_bind_text(stmt, 9, rel_path(st, key_path), -1, SQLITE_STATIC);
     sqlite3_bind_int64(stmt, 10, (sqlite3_int64)time(NULL));
+    sqlite3_bind_int(stmt, 11, (int)info->ocsp_url);
     rc = sqlite3_step(stmt);
     cb_store__release(st, stmt);
     if (rc != SQLITE_DONE)
@@ -650,7 +655,7 @@ int cb_store_cert_put(struct cb_store *st, const struct cb_cert_info *info, cons
 
 static const char cert_columns[] =
     "SELECT thumbprint, sha256, subject, not_before, not_after, key_type, chain_len, "
-    "cert_path, key_path, added_at, acme FROM certs";
+    "cert_path, key_path, added_at, acme, ocsp_url FROM certs";
 
 static int names_of(struct cb_store *st, sqlite3_stmt *names, struct cb_cert_row *row)
 {
@@ -686,6 +691,9 @@ static int row_from_stmt(struct cb_store *st, sqlite3_stmt *stmt, sqlite3_stmt *
     abs_path(st, col_text(stmt, 8), row->key_path, sizeof(row->key_path));
     row->added_at = sqlite3_column_int64(stmt, 9);
     row->acme_issued = sqlite3_column_int(stmt, 10) != 0;
+    int url = sqlite3_column_int(stmt, 11);
+    row->info.ocsp_url = url == CB_OCSP_URL_NONE || url == CB_OCSP_URL_HTTP ? (enum cb_ocsp_url)url
+                                                                            : CB_OCSP_URL_UNKNOWN;
     int ret = row->info.subject == NULL ? CB_ENOMEM : names_of(st, names, row);
     if (ret != 0) {
         cb_cert_row_clear(row);

@@ -14,7 +14,7 @@
 
 #include <sys/types.h>
 
-#define CB_STORE_SCHEMA_VERSION 7
+#define CB_STORE_SCHEMA_VERSION 8
 
 struct cb_store;
 

@@ -768,6 +768,7 @@ int cb_cert_bundle_info(const struct cb_cert_bundle *b, struct cb_cert_info *inf
     info->not_after = asn1_time_epoch(X509_get0_notAfter(b->leaf));
     key_type(b->key, info->key_type, sizeof(info->key_type));
     info->chain_len = b->chain ? sk_X509_num(b->chain) : 0;
+    info->ocsp_url = cb_ocsp_leaf_url(b->leaf, NULL, 0) ? CB_OCSP_URL_HTTP : CB_OCSP_URL_NONE;
     return 0;
 out_tls:
     cb_err_set(err, CB_ETLS, "cannot compute the certificate's fingerprint");

@@ -42,19 +42,29 @@ void cb_ocsp_cert_free(struct cb_ocsp_cert *c)
 
 /* The first http:// responder named in the leaf's AIA: the only scheme a responder is
  * reached by (RFC 6960 appendix A); an https URL could not be checked without OCSP. */
-static void read_url(struct cb_ocsp_cert *c)
+bool cb_ocsp_leaf_url(const X509 *leaf, char *url, size_t size)
 {
-    STACK_OF(OPENSSL_STRING) *urls = X509_get1_ocsp(c->leaf);
+    STACK_OF(OPENSSL_STRING) *urls = X509_get1_ocsp((X509 *)leaf);
+    bool found = false;
 
-    for (int i = 0; i < sk_OPENSSL_STRING_num(urls); i++) {
+    for (int i = 0; !found && i < sk_OPENSSL_STRING_num(urls); i++) {
         const char *u = sk_OPENSSL_STRING_value(urls, i);
         if (strncasecmp(u, "http://", 7) == 0 && strlen(u) <= CB_OCSP_URL_MAX &&
             strpbrk(u, " \t\r\n") == NULL) {
-            snprintf(c->url, sizeof(c->url), "%s", u);
-            break;
+            if (url != NULL)
+                snprintf(url, size, "%s", u);
+            found = true;
         }
     }
     X509_email_free(urls);
+    ERR_clear_error();
+    return found;
+}
+
+static void read_url(struct cb_ocsp_cert *c)
+{
+    if (!cb_ocsp_leaf_url(c->leaf, c->url, sizeof(c->url)))
+        c->url[0] = '\0';
 }
 
 static void read_must_staple(struct cb_ocsp_cert *c)

@@ -39,6 +39,11 @@ void cb_ocsp_cert_free(struct cb_ocsp_cert *c);
 /* The first http:// OCSP URL of the leaf's Authority Information Access, "" when none
  * (borrowed from c). */
 const char *cb_ocsp_cert_url(const struct cb_ocsp_cert *c);
+/* The same rule on a bare leaf (X509 *, borrowed): whether it names an http responder
+ * (written to url, size bytes, when url is not NULL). What the store records at import
+ * (cb_cert_info.ocsp), so that serve never opens a certificate file to learn it has none. */
+struct x509_st;
+bool cb_ocsp_leaf_url(const struct x509_st *leaf, char *url, size_t size);
 /* Whether the leaf carries the TLS Feature extension with status_request (RFC 7633). */
 bool cb_ocsp_cert_must_staple(const struct cb_ocsp_cert *c);
 /* Whether the issuer of the leaf is in its file (without it no request can be made). */

@@ -8,6 +8,7 @@ import os
 import re
 import shutil
 import signal
+import sqlite3
 import subprocess
 import urllib.request
 
@@ -390,6 +391,49 @@ def test_a_hanging_responder_holds_one_fetch_while_the_others_go_on(workdir, ser
         assert re.search(r"[Tt]imeout|timed out", line), line
     finally:
         crafted.close()
+        if srv is not None:
+            srv.stop()
+        st.cleanup()
+        responder.stop()
+
+
+def test_a_store_from_before_ocsp_urls_were_recorded_is_learned_once(workdir, service_user, env):
+    """Schema 8 records at import whether a certificate names an OCSP responder. A row
+    stored before says "not known" (0): serve reads its file as before, staples, and
+    records what it found (2: a responder, 1: none), so the next start reads no file to
+    learn that a certificate has no responder."""
+    port = cbe2e.free_port()
+    with_url = env.pki.leaf("old-url", "old-url.test", "http://127.0.0.1:%d/" % port)
+    without = env.pki.leaf("old-none", "old-none.test", None)
+    # A responder of its own, started once its leaf is in the index.
+    responder = ocspkit.OpenSSLResponder(env.pki, port, workdir / "openssl-ocsp-old.log").start()
+    st = new_state(workdir, "ocsp-old-rows", service_user)
+    srv = None
+    try:
+        for l in (with_url, without):
+            st.run("add", "cert", l.chain_path, "key=%s" % l.key_path)
+        tls_port = cbe2e.free_port()
+        st.add("hostnameport=old-url.test:%d" % tls_port, with_url.thumb)
+        st.add("hostnameport=old-none.test:%d" % tls_port, without.thumb)
+        db = str(st.state / "certbind.db")
+
+        def recorded():
+            with sqlite3.connect(db) as con:
+                return dict(con.execute("SELECT thumbprint, ocsp_url FROM certs"))
+
+        assert recorded() == {with_url.thumb: 2, without.thumb: 1}  # at import
+        with sqlite3.connect(db) as con:
+            con.execute("UPDATE certs SET ocsp_url = 0")  # as a store before schema 8
+        srv = st.serve().start()
+        srv.wait_log(r"event=ocsp_fetched certhash=%s\b" % with_url.thumb, WAIT)
+        want = {with_url.thumb: 2, without.thumb: 1}
+        assert cbe2e.poll_until(lambda: recorded() == want, WAIT, 0.2), recorded()
+        rc, out = ocspkit.staple_text(tls_port, "old-url.test", "-tls1_3")
+        assert ocspkit.stapled(out) and "Cert Status: good" in out, out
+        rc, out = ocspkit.staple_text(tls_port, "old-none.test", "-tls1_3")
+        assert ocspkit.no_staple(out), out
+        assert not srv.lines("ocsp_facts_failed"), srv.log()
+    finally:
         if srv is not None:
             srv.stop()
         st.cleanup()

@@ -18,6 +18,7 @@
 #include <time.h>
 
 #include "store/ocsp.h"
+#include "store/store.h"
 #include "tls/cert.h"
 #include "tls/ocsp.h"
 #include "tls/staple.h"
@@ -476,6 +477,109 @@ static void test_store_cache_list(void **unused)
     cb_store_close(st);
 }
 
+/* The store records at import whether a certificate names an http responder, so that
+ * serve learns it from one query; a row from before schema 8 says "not known" until serve
+ * records what the file said, once, without a new generation; known rows are not
+ * overwritten. */
+static int collect_thumb(const char *thumb, void *arg)
+{
+    char(*out)[CB_THUMB_LEN + 1] = arg;
+    for (int i = 0; i < 4; i++)
+        if (out[i][0] == '\0') {
+            snprintf(out[i], sizeof(out[i]), "%s", thumb);
+            break;
+        }
+    return 0;
+}
+
+static void test_store_records_the_ocsp_url(void **unused)
+{
+    static const char *const stems[] = {"good", "noaia"};
+    static const enum cb_ocsp_url want[] = {CB_OCSP_URL_HTTP, CB_OCSP_URL_NONE};
+    char state[160], crt[256], key[256], cert_path[400], key_path[400], cmd[600];
+    struct cb_cert_info info[2];
+    struct cb_cert_row row;
+    struct cb_store *st = NULL;
+    struct cb_err err = {0};
+    uint64_t g0 = 0, g1 = 0;
+    (void)unused;
+
+    snprintf(state, sizeof(state), "%s/state%d", base, ++test_no);
+    if (cb_store_open(state, CB_STORE_WRITE, &st, &err) != 0)
+        fail_msg("open: %s", err.msg);
+    for (int i = 0; i < 2; i++) {
+        struct cb_cert_bundle *b = NULL;
+        path_of(stems[i], crt, sizeof(crt));
+        strcat(crt, ".chain");
+        path_of(stems[i], key, sizeof(key));
+        strcat(key, ".key");
+        if (cb_cert_bundle_load(crt, key, NULL, &b, &err) != 0)
+            fail_msg("load %s: %s", crt, err.msg);
+        assert_int_equal(cb_cert_bundle_info(b, &info[i], &err), 0);
+        assert_int_equal(info[i].ocsp_url, want[i]);
+        cb_store_cert_paths(st, info[i].thumbprint, cert_path, key_path, sizeof(cert_path));
+        assert_int_equal(cb_cert_bundle_write(b, cert_path, key_path, &err), 0);
+        cb_cert_bundle_free(b);
+        assert_int_equal(cb_store_begin(st, &err), 0);
+        assert_int_equal(cb_store_cert_put(st, &info[i], cert_path, key_path, &err), 0);
+        assert_int_equal(cb_store_commit(st, &err), 0);
+        assert_int_equal(cb_store_cert_get(st, info[i].thumbprint, &row, &err), 0);
+        assert_int_equal(row.info.ocsp_url, want[i]);
+        cb_cert_row_clear(&row);
+    }
+    char none[4][CB_THUMB_LEN + 1] = {{0}};
+    assert_int_equal(
+        cb_store_cert_foreach_ocsp_url(st, CB_OCSP_URL_NONE, collect_thumb, none, &err), 0);
+    assert_string_equal(none[0], info[1].thumbprint);
+    assert_string_equal(none[1], "");
+    cb_store_close(st);
+
+    /* Rows as a store before schema 8 holds them: not known. */
+    snprintf(cmd, sizeof(cmd), "sqlite3 %s/certbind.db 'UPDATE certs SET ocsp_url = 0'", state);
+    sh(cmd);
+    if (cb_store_open(state, CB_STORE_WRITE, &st, &err) != 0)
+        fail_msg("open: %s", err.msg);
+    assert_int_equal(cb_store_cert_get(st, info[0].thumbprint, &row, &err), 0);
+    assert_int_equal(row.info.ocsp_url, CB_OCSP_URL_UNKNOWN);
+    cb_cert_row_clear(&row);
+    memset(none, 0, sizeof(none));
+    assert_int_equal(
+        cb_store_cert_foreach_ocsp_url(st, CB_OCSP_URL_NONE, collect_thumb, none, &err), 0);
+    assert_string_equal(none[0], "");
+
+    /* Learned: recorded without a new generation; a fact for a known row, an unknown
+     * thumbprint or a value that is not a fact changes nothing. */
+    struct cb_ocsp_url_fact facts[4] = {{.url = CB_OCSP_URL_HTTP},
+                                        {.url = CB_OCSP_URL_NONE},
+                                        {.url = CB_OCSP_URL_NONE},
+                                        {.url = 7}};
+    snprintf(facts[0].thumb, sizeof(facts[0].thumb), "%s", info[0].thumbprint);
+    snprintf(facts[1].thumb, sizeof(facts[1].thumb), "%s", info[1].thumbprint);
+    snprintf(facts[2].thumb, sizeof(facts[2].thumb), "%s", T1);
+    snprintf(facts[3].thumb, sizeof(facts[3].thumb), "%s", info[0].thumbprint);
+    assert_int_equal(cb_store_generation(st, &g0), 0);
+    assert_int_equal(cb_store_cert_learn_ocsp_url(st, facts, 4, &err), 0);
+    assert_int_equal(cb_store_generation(st, &g1), 0);
+    assert_int_equal(g0, g1);
+    for (int i = 0; i < 2; i++) {
+        assert_int_equal(cb_store_cert_get(st, info[i].thumbprint, &row, &err), 0);
+        assert_int_equal(row.info.ocsp_url, want[i]);
+        cb_cert_row_clear(&row);
+    }
+    facts[0].url = CB_OCSP_URL_NONE; /* known now: not overwritten */
+    assert_int_equal(cb_store_cert_learn_ocsp_url(st, facts, 1, &err), 0);
+    assert_int_equal(cb_store_cert_get(st, info[0].thumbprint, &row, &err), 0);
+    assert_int_equal(row.info.ocsp_url, CB_OCSP_URL_HTTP);
+    cb_cert_row_clear(&row);
+    /* Never inside another transaction. */
+    assert_int_equal(cb_store_begin(st, &err), 0);
+    assert_int_equal(cb_store_cert_learn_ocsp_url(st, facts, 1, &err), CB_EINVAL);
+    cb_store_rollback(st);
+    for (int i = 0; i < 2; i++)
+        cb_cert_info_clear(&info[i]);
+    cb_store_close(st);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -487,6 +591,7 @@ int main(void)
         cmocka_unit_test(test_staples),
         cmocka_unit_test(test_store_cache),
         cmocka_unit_test(test_store_cache_list),
+        cmocka_unit_test(test_store_records_the_ocsp_url),
     };
     return cmocka_run_group_tests(tests, setup_run, teardown_run);
 }
