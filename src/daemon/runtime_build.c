@@ -100,8 +100,11 @@ static int collect(const char *thumb, const char *cert_path, const char *key_pat
     if (cs->progress != NULL && cs->n % CB_RUNTIME_PROGRESS_EVERY == CB_RUNTIME_PROGRESS_EVERY - 1)
         cs->progress->fn(cs->progress->arg, 0, 0);
     struct cert_ref *r = &cs->v[cs->n];
+    /* Longer than a thumbprint (a row damaged or edited by other means): no binding can
+     * name it, and cut to 40 it could pass for another's. A binding that names the
+     * missing certificate is reported as unknown, as for any certificate not stored. */
     if (tlen >= sizeof(r->thumb))
-        tlen = sizeof(r->thumb) - 1; /* not a thumbprint: no binding names it */
+        return 0;
     memcpy(r->thumb, thumb, tlen);
     r->thumb[tlen] = '\0';
     r->cert_path = chunk_strdup(cs, cert_path);

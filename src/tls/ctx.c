@@ -23,6 +23,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stddef.h>
 #include <stdlib.h>
@@ -68,10 +69,10 @@ static void file_id_take(const char *path, struct file_id *id)
 
 struct cb_tls_cert {
     int refs;
-    struct cb_tls_cert *next; /* in the cache's bucket */
-    char *key;                /* thumbprint, or the path of a central-store file */
-    char *cert_path, *key_path;
-    char *ca_path; /* the binding's clientca=FILE, or NULL */
+    struct cb_tls_cert *next;   /* in the cache's bucket */
+    char *key;                  /* thumbprint, or the path of a central-store file */
+    char *cert_path, *key_path; /* NULL when state_dir says where they are */
+    char *ca_path;              /* the binding's clientca=FILE, or NULL */
     /* A binding's second certificate (certhash=T1,T2; key "T1,T2"), else NULL: the two are
      * parsed and served together, and neither is served when either cannot be. */
     char *cert_path2, *key_path2;
@@ -81,6 +82,7 @@ struct cb_tls_cert {
     struct file_ids *ids;
     bool tried;          /* loaded, or failed: bundle or error is set */
     bool strings_inline; /* key and paths are in the entry's own allocation (cert_new) */
+    uint8_t state_dir;   /* 0, or k + 1: the files are the store's own in state_dirs[k] */
     bool loading;        /* a cb_tls_load job is parsing it off the loop */
     bool seen;           /* used by the snapshot being built */
     bool in_cache;
@@ -101,6 +103,68 @@ struct cb_tls_cert {
  * cb_tls_cache_mark to cb_tls_cache_sweep: at 10^6 certificates a build makes four lookups
  * a new certificate, and each would walk the whole path again without them. */
 #define DIRS_HELD 2
+
+/*
+ * The state folders whose certs/THUMB.pem and keys/THUMB.key an entry may name by index
+ * (state_dir) instead of keeping both paths: ~140 bytes less at each of 10^6 store
+ * certificates. Process-wide and never freed: a process serves one state folder (a test
+ * may open a few); when all are taken, entries keep their paths as before.
+ */
+#define STATE_DIRS_MAX 4
+static char *state_dirs[STATE_DIRS_MAX];
+static pthread_mutex_t state_dirs_lock = PTHREAD_MUTEX_INITIALIZER;
+
+/* The index + 1 of state folder dir[0..n) (added if new), or 0 when there is no room. */
+static uint8_t state_dir_of(const char *dir, size_t n)
+{
+    uint8_t k, found = 0;
+
+    pthread_mutex_lock(&state_dirs_lock);
+    for (k = 0; k < STATE_DIRS_MAX && state_dirs[k] != NULL && !found; k++)
+        if (strncmp(state_dirs[k], dir, n) == 0 && state_dirs[k][n] == '\0')
+            found = k + 1;
+    if (!found && k < STATE_DIRS_MAX && (state_dirs[k] = strndup(dir, n)) != NULL)
+        found = k + 1;
+    pthread_mutex_unlock(&state_dirs_lock);
+    return found;
+}
+
+/* Whether the files of certificate key are the store's own (D/certs/KEY.pem and
+ * D/keys/KEY.key), and then D's index + 1; else 0. */
+static uint8_t store_files(const char *key, const char *cert_path, const char *key_path)
+{
+    static const char certs[] = "/certs/", keys[] = "/keys/";
+    size_t kn = strlen(key), cn = cert_path != NULL ? strlen(cert_path) : 0;
+    size_t tail = sizeof(certs) - 1 + kn + 4;
+
+    if (kn != CB_THUMB_LEN || strchr(key, '/') != NULL || key_path == NULL || cn <= tail)
+        return 0;
+    size_t dn = cn - tail;
+    const char *c = cert_path + dn, *k = key_path + dn;
+    if (memcmp(c, certs, sizeof(certs) - 1) != 0 || memcmp(c + 7, key, kn) != 0 ||
+        strcmp(c + 7 + kn, ".pem") != 0 || strlen(key_path) != dn + sizeof(keys) - 1 + kn + 4 ||
+        strncmp(key_path, cert_path, dn) != 0 || memcmp(k, keys, sizeof(keys) - 1) != 0 ||
+        memcmp(k + 6, key, kn) != 0 || strcmp(k + 6 + kn, ".key") != 0)
+        return 0;
+    return state_dir_of(cert_path, dn);
+}
+
+/* t's certificate and key files: its own strings, or made into cbuf and kbuf (CB_PATH_MAX
+ * + 1 bytes each) from its state folder. */
+static void entry_paths(const struct cb_tls_cert *t, char *cbuf, char *kbuf, const char **cert,
+                        const char **key)
+{
+    if (t->state_dir == 0) {
+        *cert = t->cert_path;
+        *key = t->key_path;
+        return;
+    }
+    const char *dir = state_dirs[t->state_dir - 1];
+    snprintf(cbuf, CB_PATH_MAX + 1, "%s/certs/%s.pem", dir, t->key);
+    snprintf(kbuf, CB_PATH_MAX + 1, "%s/keys/%s.key", dir, t->key);
+    *cert = cbuf;
+    *key = kbuf;
+}
 
 /* A folder read whole for a build (cb_tls_cache_list_folder): the names it held, as 64-bit
  * hashes in an open-addressed table (0: empty). Two names with the same hash would make a
@@ -655,7 +719,11 @@ static void set_sid(struct cb_tls_cert *t)
 
 static void precheck(struct cb_tls_cert *t)
 {
-    precheck_files(t, t->cert_path, t->key_path);
+    char cbuf[CB_PATH_MAX + 1], kbuf[CB_PATH_MAX + 1];
+    const char *cert_path, *key_path;
+
+    entry_paths(t, cbuf, kbuf, &cert_path, &key_path);
+    precheck_files(t, cert_path, key_path);
     if (t->cert_path2 != NULL)
         precheck_files(t, t->cert_path2, t->key_path2);
 }
@@ -762,9 +830,12 @@ static int parse_entry(const char *key, const char *cert_path, const char *key_p
 static void load(struct cb_tls_cert *t)
 {
     struct cb_err err = {0};
+    char cbuf[CB_PATH_MAX + 1], kbuf[CB_PATH_MAX + 1];
+    const char *cert_path, *key_path;
 
     mark_tried(t);
-    if (parse_entry(t->key, t->cert_path, t->key_path, t->cert_path2, t->key_path2, t->ca_path,
+    entry_paths(t, cbuf, kbuf, &cert_path, &key_path);
+    if (parse_entry(t->key, cert_path, key_path, t->cert_path2, t->key_path2, t->ca_path,
                     &t->bundle, &t->bundle2, &t->ca, &err) != 0) {
         fail(t, &err);
         return;
@@ -798,16 +869,19 @@ struct cb_tls_load *cb_tls_load_begin(const struct cb_tls_entry *e)
 {
     struct cb_tls_cert *t = e->cert;
     struct cb_tls_load *j;
+    char cbuf[CB_PATH_MAX + 1], kbuf[CB_PATH_MAX + 1];
+    const char *cert_path, *key_path;
 
     if (t == NULL || t->tried || t->loading || (j = calloc(1, sizeof(*j))) == NULL)
         return NULL;
+    entry_paths(t, cbuf, kbuf, &cert_path, &key_path);
     j->key = strdup(t->key);
-    j->cert_path = strdup(t->cert_path);
-    j->key_path = t->key_path ? strdup(t->key_path) : NULL;
+    j->cert_path = strdup(cert_path);
+    j->key_path = key_path ? strdup(key_path) : NULL;
     j->ca_path = t->ca_path ? strdup(t->ca_path) : NULL;
     j->cert_path2 = t->cert_path2 ? strdup(t->cert_path2) : NULL;
     j->key_path2 = t->key_path2 ? strdup(t->key_path2) : NULL;
-    if (j->key == NULL || j->cert_path == NULL || (t->key_path != NULL && j->key_path == NULL) ||
+    if (j->key == NULL || j->cert_path == NULL || (key_path != NULL && j->key_path == NULL) ||
         (t->ca_path != NULL && j->ca_path == NULL) ||
         (t->cert_path2 != NULL && j->cert_path2 == NULL) ||
         (t->key_path2 != NULL && j->key_path2 == NULL)) {
@@ -941,6 +1015,10 @@ static struct cb_tls_cert *cert_new(const char *key, const char *cert_path, cons
                                     const char *ca_path, const char *cert_path2,
                                     const char *key_path2)
 {
+    /* The store's own files (one certificate): named by the state folder's index. */
+    uint8_t dir = cert_path2 == NULL ? store_files(key, cert_path, key_path) : 0;
+    if (dir != 0)
+        cert_path = key_path = NULL;
     const char *strs[] = {key, cert_path, key_path, ca_path, cert_path2, key_path2};
     size_t bytes = sizeof(struct cb_tls_cert);
     struct cb_tls_cert *e;
@@ -951,6 +1029,7 @@ static struct cb_tls_cert *cert_new(const char *key, const char *cert_path, cons
         return NULL;
     char *at = (char *)(e + 1);
     e->strings_inline = true;
+    e->state_dir = dir;
     e->key = put_str(&at, key);
     e->cert_path = put_str(&at, cert_path);
     e->key_path = put_str(&at, key_path);

@@ -664,8 +664,8 @@ static void test_migrates_a_version_2_store(void **unused)
              "ALTER TABLE certs DROP COLUMN acme; DROP INDEX bindings_certhash2; ALTER TABLE "
              "bindings DROP "
              "COLUMN certhash2; ALTER TABLE bindings DROP COLUMN clientca; DROP TABLE ticket_keys; "
-             "DROP TABLE fleet_state; DROP TABLE fleet_keys; "
-             "PRAGMA user_version=2'",
+             "DROP TABLE fleet_state; DROP TABLE fleet_keys; ALTER TABLE certs DROP COLUMN "
+             "ocsp_url; PRAGMA user_version=2'",
              state);
     assert_int_equal(sh(cmd), 0);
     st = open_store();

@@ -393,6 +393,85 @@ static void test_a_listed_folder_tells_missing_files_at_once_and_the_rest_on_fir
     cb_tls_cache_free(c);
 }
 
+/* Certificate i's SHA-1 thumbprint (upper-case hex), as the store names its files. */
+static void thumb_of(int i, char out[41])
+{
+    char cmd[1024];
+    snprintf(cmd, sizeof(cmd),
+             "openssl x509 -in %s -noout -fingerprint -sha1 | sed 's/.*=//; s/://g'", cert[i]);
+    FILE *p = popen(cmd, "r");
+    assert_non_null(p);
+    assert_non_null(fgets(out, 41, p));
+    pclose(p);
+    assert_int_equal(strlen(out), 40);
+}
+
+/* Files in a state folder's own layout (D/certs/THUMB.pem, D/keys/THUMB.key) are named by
+ * the folder, not kept as two paths in each entry: what a handshake loads, what a parse
+ * off the loop loads and what an error names are the same files all the same, in two
+ * state folders at once; a file elsewhere or named otherwise keeps its own path. */
+static void test_store_layout_files_are_found_from_the_state_folder(void **state)
+{
+    char d[2][128], cp[256], kp[256], cmd[1024], t[N_CERTS][41];
+    struct cb_tls_cache *c = cb_tls_cache_new();
+    SSL_CTX *ctx = cb_tls_default_ctx(NULL);
+    struct cb_tls_entry e[4] = {{0}};
+    bool reused;
+    const char *why;
+    (void)state;
+
+    for (int i = 0; i < 3; i++)
+        thumb_of(i, t[i]);
+    for (int k = 0; k < 2; k++) {
+        snprintf(d[k], sizeof(d[k]), "%s/state%d", dir, k);
+        snprintf(cmd, sizeof(cmd), "mkdir -p %s/certs %s/keys", d[k], d[k]);
+        assert_int_equal(system(cmd), 0);
+    }
+    /* State 0 holds certificates 0 and 1 (1 without its key), state 1 holds 2. */
+    for (int i = 0; i < 3; i++) {
+        int k = i == 2;
+        snprintf(cmd, sizeof(cmd), "cp %s %s/certs/%s.pem", cert[i], d[k], t[i]);
+        assert_int_equal(system(cmd), 0);
+        if (i != 1) {
+            snprintf(cmd, sizeof(cmd), "cp %s %s/keys/%s.key && chmod 600 %s/keys/%s.key", key[i],
+                     d[k], t[i], d[k], t[i]);
+            assert_int_equal(system(cmd), 0);
+        }
+    }
+    for (int i = 0; i < 3; i++) {
+        int k = i == 2;
+        snprintf(cp, sizeof(cp), "%s/certs/%s.pem", d[k], t[i]);
+        snprintf(kp, sizeof(kp), "%s/keys/%s.key", d[k], t[i]);
+        cb_tls_cache_get(c, t[i], cp, kp, NULL, false, &e[i], &reused);
+        assert_non_null(e[i].cert);
+    }
+    /* Certificate 0 in its own layout but under another name for its key: its paths. */
+    snprintf(cmd, sizeof(cmd), "cp %s/keys/%s.key %s/keys/other.key", d[0], t[0], d[0]);
+    assert_int_equal(system(cmd), 0);
+    snprintf(cp, sizeof(cp), "%s/certs/%s.pem", d[0], t[0]);
+    snprintf(kp, sizeof(kp), "%s/keys/other.key", d[0]);
+    struct cb_tls_cache *c2 = cb_tls_cache_new();
+    cb_tls_cache_get(c2, t[0], cp, kp, NULL, false, &e[3], &reused);
+    assert_true(serve(ctx, &e[3], 0));
+
+    assert_true(serve(ctx, &e[0], 0));
+    snprintf(cmd, sizeof(cmd), "%s/keys/%s.key: No such file or directory", d[0], t[1]);
+    assert_non_null(why = cb_tls_entry_error(&e[1]));
+    assert_non_null(strstr(why, cmd));
+    /* Parsed off the loop, as a worker's first handshake for it does. */
+    struct cb_tls_load *j = cb_tls_load_begin(&e[2]);
+    assert_non_null(j);
+    cb_tls_load_run(j);
+    cb_tls_load_finish(j);
+    assert_false(serve(ctx, &e[2], 2));
+
+    for (int i = 0; i < 4; i++)
+        cb_tls_entry_clear(&e[i]);
+    cb_tls_cache_free(c2);
+    SSL_CTX_free(ctx);
+    cb_tls_cache_free(c);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -405,6 +484,7 @@ int main(void)
         cmocka_unit_test(test_an_entry_leaving_the_cache_leaves_the_budget),
         cmocka_unit_test(
             test_a_listed_folder_tells_missing_files_at_once_and_the_rest_on_first_use),
+        cmocka_unit_test(test_store_layout_files_are_found_from_the_state_folder),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
