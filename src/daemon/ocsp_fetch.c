@@ -26,6 +26,14 @@
 /* Facts learned from files of rows stored before schema 8, kept for the next tick's write;
  * beyond this many the rest are learned again after a restart. */
 #define CB_OCSP_FACTS_MAX 65536
+/* Fetches started a second at most (each reads and parses a certificate file, and at a
+ * restart checks its cached response): at 10^6 certificates, the manager's work then
+ * yields most of a core to the workers' start-up even when pinned beside them. */
+#define CB_OCSP_STARTS_PER_TICK 500
+/* New responses are told to the workers once a second, in commits of at most this many
+ * (the change log lists up to CB_CHANGES_MAX keys; beyond that a worker reads everything). */
+#define CB_OCSP_MARKS_PER_COMMIT 1024
+#define CB_OCSP_MARKS_MAX 65536
 
 /* One per certificate that staples: ~100 bytes with its key (10^6 certificates: 100 MB,
  * where fixed-size texts took 650). */
@@ -50,6 +58,12 @@ struct table {
     struct entry *v;
     size_t n, cap;
     struct cb_strindex by_thumb, by_key;
+};
+
+/* A response written to the cache, to be told to the workers, and then logged (owned). */
+struct mark {
+    char thumb[CB_THUMB_LEN + 1];
+    char *fields; /* the log line's fields after certhash=; NULL: out of memory */
 };
 
 enum outcome { OUT_FRESH, OUT_CACHED, OUT_NO_URL, OUT_REVOKED, OUT_FAILED };
@@ -88,6 +102,10 @@ struct cb_ocsp_fetcher {
     struct job jobs[CB_OCSP_IN_FLIGHT];
     struct cb_ocsp_url_fact *facts; /* owned: learned, not yet written to the store */
     size_t n_facts;
+    struct mark *marks; /* owned: responses written, not yet told the workers */
+    size_t n_marks, cap_marks;
+    unsigned long long failures; /* not yet added to the store's counter */
+    unsigned starts_left;        /* in this tick: CB_OCSP_STARTS_PER_TICK */
 };
 
 static const char *thumb_of(const void *ctx, uint32_t i)
@@ -196,6 +214,9 @@ void cb_ocsp_fetcher_free(struct cb_ocsp_fetcher *f)
     table_free(f->t);
     cb_dueheap_free(&f->due);
     free(f->facts);
+    for (size_t i = 0; i < f->n_marks; i++)
+        free(f->marks[i].fields);
+    free(f->marks);
     free(f);
     cb_ocsp_http_cleanup();
 }
@@ -422,6 +443,12 @@ static int64_t refresh_at(const struct cb_ocsp_result *r, int64_t now)
     return at < now + CB_OCSP_REFRESH_MIN ? now + CB_OCSP_REFRESH_MIN : at;
 }
 
+/* The fresh answer into the cache file. On failure, j->err says why. */
+static int write_answer(struct cb_ocsp_fetcher *f, struct job *j)
+{
+    return cb_store_ocsp_write(f->st, j->thumb, j->der, j->len, &j->err);
+}
+
 static void on_work(uv_work_t *req)
 {
     struct job *j = req->data;
@@ -457,9 +484,11 @@ static void on_work(uv_work_t *req)
         cb_err_set(&j->err, CB_EFAILED, "the answer of %.300s is refused: %s", j->url, why);
         goto out_free;
     }
-    if (j->res.status == CB_OCSP_GOOD)
-        j->outcome = OUT_FRESH;
-    else if (j->res.status == CB_OCSP_REVOKED)
+    if (j->res.status == CB_OCSP_GOOD) {
+        /* Written here, off the loop (a sync each); told to the workers by the tick. */
+        if (write_answer(f, j) == 0)
+            j->outcome = OUT_FRESH;
+    } else if (j->res.status == CB_OCSP_REVOKED)
         j->outcome = OUT_REVOKED;
     else
         cb_err_set(&j->err, CB_EFAILED,
@@ -471,16 +500,74 @@ out_free:
 
 /* ---- the answer, back on the loop --------------------------------------------- */
 
-static void count_failure(struct cb_ocsp_fetcher *f)
+/* Adds the failures of the last second to the store's counter (for metrics), in one
+ * write rather than one each. */
+static void count_failures(struct cb_ocsp_fetcher *f)
 {
     char v[32];
     unsigned long long n = 0;
 
+    if (f->failures == 0)
+        return;
     if (cb_store_setting_get(f->st, "ocsp.fetch.failures", v, sizeof(v), NULL) == 0)
         n = strtoull(v, NULL, 10);
-    snprintf(v, sizeof(v), "%llu", n + 1);
-    if (cb_store_setting_set(f->st, "ocsp.fetch.failures", v, NULL) != 0)
-        return; /* a counter for metrics: the schedule does not depend on it */
+    snprintf(v, sizeof(v), "%llu", n + f->failures);
+    if (cb_store_setting_set(f->st, "ocsp.fetch.failures", v, NULL) == 0)
+        f->failures = 0; /* else added next time: the schedule does not depend on it */
+}
+
+/* Tells the workers of the responses written since the last time, then logs each as
+ * fetched (in service from then on). A busy store keeps them for the next tick; they are
+ * never dropped (the files are in place already). */
+static void mark_written(struct cb_ocsp_fetcher *f)
+{
+    static char thumbs[CB_OCSP_MARKS_PER_COMMIT][CB_THUMB_LEN + 1]; /* the loop's only */
+    struct cb_err err = {0};
+    char q[900];
+    size_t done = 0;
+
+    while (done < f->n_marks) {
+        size_t n = f->n_marks - done;
+        if (n > CB_OCSP_MARKS_PER_COMMIT)
+            n = CB_OCSP_MARKS_PER_COMMIT;
+        for (size_t i = 0; i < n; i++)
+            memcpy(thumbs[i], f->marks[done + i].thumb, sizeof(thumbs[i]));
+        int ret = cb_store_ocsp_mark(f->st, (const char(*)[CB_THUMB_LEN + 1]) thumbs, n, &err);
+        if (ret == CB_EBUSY)
+            break;
+        if (ret != 0) /* dropped: the files are in place, for the workers' next full read */
+            cb_log("error", "ocsp_cache_failed", "responses=%zu reason=%s", n,
+                   cb_log_quote(err.msg, q, sizeof(q)));
+        for (size_t i = done; i < done + n; i++) {
+            if (ret == 0)
+                cb_log("info", "ocsp_fetched", "certhash=%s %s", f->marks[i].thumb,
+                       f->marks[i].fields != NULL ? f->marks[i].fields : "");
+            free(f->marks[i].fields);
+        }
+        done += n;
+    }
+    memmove(f->marks, f->marks + done, (f->n_marks - done) * sizeof(*f->marks));
+    f->n_marks -= done;
+}
+
+/* Keeps thumb's response (written) to be told to the workers, with its log line's fields
+ * (owned by the mark from now on). False: out of memory, or too many waiting. */
+static bool mark_add(struct cb_ocsp_fetcher *f, const char *thumb, char *fields)
+{
+    if (f->n_marks == f->cap_marks) {
+        size_t cap = f->cap_marks ? 2 * f->cap_marks : 64;
+        struct mark *m = cap <= CB_OCSP_MARKS_MAX ? realloc(f->marks, cap * sizeof(*m)) : NULL;
+        if (m == NULL) {
+            free(fields);
+            return false;
+        }
+        f->marks = m;
+        f->cap_marks = cap;
+    }
+    struct mark *m = &f->marks[f->n_marks++];
+    memcpy(m->thumb, thumb, sizeof(m->thumb));
+    m->fields = fields;
+    return true;
 }
 
 static void failed(struct cb_ocsp_fetcher *f, struct entry *e, const char *why, int64_t now)
@@ -495,7 +582,7 @@ static void failed(struct cb_ocsp_fetcher *f, struct entry *e, const char *why, 
     f->jitter ^= f->jitter >> 17;
     f->jitter ^= f->jitter << 5;
     e->next_at = now + e->backoff - (int64_t)(f->jitter % (uint32_t)(e->backoff / 10 + 1));
-    count_failure(f);
+    f->failures++;
     if (e->last_error != NULL && strcmp(e->last_error, why) == 0)
         return; /* said already: logged when the reason changes, not at every try */
     free(e->last_error);
@@ -573,9 +660,14 @@ static void on_done(uv_work_t *req, int status)
                    e->thumb, (long long)j->res.next_update, (long long)(e->next_at - now));
         e->announced = true;
         break;
-    case OUT_FRESH:
-        if (cb_store_ocsp_put(f->st, j->thumb, j->der, j->len, &err) != 0) {
-            failed(f, e, err.msg, now);
+    case OUT_FRESH: {
+        char line[CB_KEY_TEXT_MAX + sizeof(q) + 128];
+        snprintf(line, sizeof(line),
+                 "binding=%s url=%s this_update=%lld next_update=%lld refresh_in_s=%lld",
+                 key_or_dash(e), cb_log_quote(j->url, q, sizeof(q)), (long long)j->res.this_update,
+                 (long long)j->res.next_update, (long long)(refresh_at(&j->res, now) - now));
+        if (!mark_add(f, j->thumb, strdup(line))) {
+            failed(f, e, "out of memory", now); /* the file is there: a worker's next read */
             break;
         }
         e->backoff = 0;
@@ -583,13 +675,8 @@ static void on_done(uv_work_t *req, int status)
         e->last_error = NULL;
         e->announced = true;
         e->next_at = refresh_at(&j->res, now);
-        cb_log("info", "ocsp_fetched",
-               "certhash=%s binding=%s url=%s this_update=%lld next_update=%lld "
-               "refresh_in_s=%lld",
-               e->thumb, key_or_dash(e), cb_log_quote(j->url, q, sizeof(q)),
-               (long long)j->res.this_update, (long long)j->res.next_update,
-               (long long)(e->next_at - now));
         break;
+    }
     case OUT_REVOKED:
         /* A valid answer: nothing to retry sooner, but no "good" staple may stay. */
         e->backoff = 0;
@@ -616,6 +703,9 @@ out_clear:
      * is a few minutes of fetches, not a day of one a second. */
     if (!f->stopping)
         fill(f, now);
+    /* Nothing under way: the batch is whole, told now rather than at the next tick. */
+    if (f->in_flight == 0)
+        mark_written(f);
 }
 
 /* Starts e's fetch on the thread pool, in job j (free). */
@@ -655,7 +745,8 @@ static void fill(struct cb_ocsp_fetcher *f, int64_t now)
 {
     struct cb_due d;
 
-    while (f->in_flight < CB_OCSP_IN_FLIGHT && cb_dueheap_pop_due(&f->due, now, &d)) {
+    while (f->in_flight < CB_OCSP_IN_FLIGHT && f->starts_left > 0 &&
+           cb_dueheap_pop_due(&f->due, now, &d)) {
         struct entry *e = &f->t->v[d.id];
         if (e->busy || e->no_responder || e->next_at != d.at)
             continue; /* not waiting on this time any more */
@@ -663,6 +754,7 @@ static void fill(struct cb_ocsp_fetcher *f, int64_t now)
         for (size_t k = 0; j == NULL && k < CB_OCSP_IN_FLIGHT; k++)
             if (!f->jobs[k].used)
                 j = &f->jobs[k];
+        f->starts_left--;
         start(f, j, e, now);
     }
 }
@@ -681,5 +773,8 @@ void cb_ocsp_fetcher_tick(struct cb_ocsp_fetcher *f)
             rescan(f, now);
     }
     record_facts(f);
+    mark_written(f);
+    count_failures(f);
+    f->starts_left = CB_OCSP_STARTS_PER_TICK;
     fill(f, now);
 }

@@ -117,41 +117,66 @@ out_close:
     return ret;
 }
 
-/* Commits "ocsp=THUMB" in a transaction of its own. */
-static int mark(struct cb_store *st, const char *thumb, struct cb_err *err)
+int cb_store_ocsp_mark(struct cb_store *st, const char (*thumbs)[CB_THUMB_LEN + 1], size_t n,
+                       struct cb_err *err)
 {
     char key[sizeof(CB_STORE_CHANGE_OCSP) + CB_THUMB_LEN];
     int ret;
 
-    snprintf(key, sizeof(key), "%s%s", CB_STORE_CHANGE_OCSP, thumb);
+    for (size_t i = 0; i < n; i++)
+        if (!thumb_ok(thumbs[i]))
+            return cb_err_set(err, CB_EINVAL, "not a thumbprint: %.60s", thumbs[i]);
+    if (st->in_tx)
+        return cb_err_set(err, CB_EINVAL,
+                          "internal: an OCSP response is cached inside another transaction");
+    if (n == 0)
+        return 0;
     if ((ret = cb_store_begin(st, err)) != 0)
         return ret;
-    if ((ret = cb_store__record_change(st, key, err)) != 0) {
-        cb_store_rollback(st);
-        return ret;
+    for (size_t i = 0; i < n; i++) {
+        snprintf(key, sizeof(key), "%s%s", CB_STORE_CHANGE_OCSP, thumbs[i]);
+        if ((ret = cb_store__record_change(st, key, err)) != 0) {
+            cb_store_rollback(st);
+            return ret;
+        }
     }
     return cb_store_commit(st, err);
 }
 
-int cb_store_ocsp_put(struct cb_store *st, const char *thumb, const unsigned char *der, size_t len,
-                      struct cb_err *err)
+/* Commits "ocsp=THUMB" in a transaction of its own. */
+static int mark(struct cb_store *st, const char *thumb, struct cb_err *err)
+{
+    char one[1][CB_THUMB_LEN + 1];
+
+    snprintf(one[0], sizeof(one[0]), "%s", thumb);
+    return cb_store_ocsp_mark(st, (const char(*)[CB_THUMB_LEN + 1]) one, 1, err);
+}
+
+int cb_store_ocsp_write(const struct cb_store *st, const char *thumb, const unsigned char *der,
+                        size_t len, struct cb_err *err)
 {
     char dir[CB_PATH_MAX + 16], path[CB_PATH_MAX + 64];
-    int ret;
 
     if (!thumb_ok(thumb))
         return cb_err_set(err, CB_EINVAL, "not a thumbprint: %.60s", thumb ? thumb : "(none)");
     if (len == 0 || len > CB_STORE_OCSP_MAX)
         return cb_err_set(err, CB_EINVAL, "an OCSP response of %zu bytes is not cached", len);
-    if (st->in_tx)
-        return cb_err_set(err, CB_EINVAL,
-                          "internal: an OCSP response is cached outside a "
-                          "transaction");
     snprintf(dir, sizeof(dir), "%s/ocsp", st->dir);
     if (mkdir(dir, 0755) != 0 && errno != EEXIST)
         return io_error(err, "create", dir);
     cb_store_ocsp_path(st, thumb, path, sizeof(path));
-    if ((ret = write_atomic(path, der, len, err)) != 0)
+    return write_atomic(path, der, len, err);
+}
+
+int cb_store_ocsp_put(struct cb_store *st, const char *thumb, const unsigned char *der, size_t len,
+                      struct cb_err *err)
+{
+    int ret;
+
+    if (st->in_tx)
+        return cb_err_set(err, CB_EINVAL,
+                          "internal: an OCSP response is cached inside another transaction");
+    if ((ret = cb_store_ocsp_write(st, thumb, der, len, err)) != 0)
         return ret;
     return mark(st, thumb, err);
 }

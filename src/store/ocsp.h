@@ -32,6 +32,18 @@ int cb_store_ocsp_list(const struct cb_store *st, char (**out)[CB_THUMB_LEN + 1]
  */
 int cb_store_ocsp_put(struct cb_store *st, const char *thumb, const unsigned char *der, size_t len,
                       struct cb_err *err) CB_MUST_CHECK;
+/*
+ * The same in two steps, for many responses at a time: cb_store_ocsp_write writes the file
+ * only (as cb_store_ocsp_put does; it reads nothing of st but its folder, so it may run on
+ * another thread than st's owner), and cb_store_ocsp_mark then tells the workers of
+ * thumbs[0..n) in one commit: one new snapshot for a second's responses, where a commit
+ * each would make every worker derive one per response (at 400 responses a second, most
+ * of a core). Errors as cb_store_ocsp_put's.
+ */
+int cb_store_ocsp_write(const struct cb_store *st, const char *thumb, const unsigned char *der,
+                        size_t len, struct cb_err *err) CB_MUST_CHECK;
+int cb_store_ocsp_mark(struct cb_store *st, const char (*thumbs)[CB_THUMB_LEN + 1], size_t n,
+                       struct cb_err *err) CB_MUST_CHECK;
 /* Removes thumb's cached response, marking the change when there was one. Absent: 0. */
 int cb_store_ocsp_delete(struct cb_store *st, const char *thumb, struct cb_err *err) CB_MUST_CHECK;
 
