@@ -183,6 +183,13 @@ static int refuse_findings(struct cb_cli *cli, struct cb_store *st, const struct
 
     struct cb_cli_batch *bt = (what & CB_CHECK_CERT) ? cli->batch : NULL;
     bool written = bt != NULL && in_ring(bt->written, bt->n_written, b->certhash);
+    if (bt != NULL && !written && b->certhash[0]) {
+        /* Written by this batch longer ago than the ring reaches (all the certificates
+         * first, then all the bindings): its key file is in the batch's file table. */
+        char cert_path[CB_PATH_MAX + 1], key_path[CB_PATH_MAX + 1];
+        cb_store_cert_paths(st, b->certhash, cert_path, key_path, sizeof(cert_path));
+        written = cb_store_batch_wrote(st, key_path);
+    }
     if (bt != NULL &&
         (in_ring(bt->tested, bt->n_tested, b->certhash) || (written && bt->written_key_tested)))
         what |= CB_CHECK_KEY_KNOWN;

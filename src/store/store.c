@@ -364,6 +364,22 @@ static int batch_path_add(struct cb_store *st, const char *path, int bit, struct
     return rc == SQLITE_DONE ? 0 : db_error(st, err, rc, "noting a file of the batch");
 }
 
+bool cb_store_batch_wrote(struct cb_store *st, const char *path)
+{
+    sqlite3_stmt *stmt;
+    bool wrote = false;
+
+    if (!st->batch ||
+        cb_store__prepare_cached(st, "SELECT bits FROM temp.batch_paths WHERE path = ?1", &stmt,
+                                 NULL) != 0)
+        return false;
+    sqlite3_bind_text(stmt, 1, path, -1, SQLITE_STATIC);
+    if (sqlite3_step(stmt) == SQLITE_ROW)
+        wrote = (sqlite3_column_int(stmt, 0) & BATCH_WRITTEN) != 0;
+    cb_store__release(st, stmt);
+    return wrote;
+}
+
 /* Removes the batch's files that have `bit`. */
 static void batch_paths_unlink(struct cb_store *st, int bit)
 {

@@ -87,6 +87,10 @@ int cb_store_unlink_on_rollback(struct cb_store *st, const char *path,
                                 struct cb_err *err) CB_MUST_CHECK;
 int cb_store_unlink_after_commit(struct cb_store *st, const char *path,
                                  struct cb_err *err) CB_MUST_CHECK;
+/* Inside a batch: whether path is a file the batch wrote (for a row it adds). One lookup
+ * in the batch's file table, which stays on disk however many files the batch writes.
+ * False outside a batch, and when the lookup fails. */
+bool cb_store_batch_wrote(struct cb_store *st, const char *path);
 
 /*
  * The running serve's lock: STATE/serve.lock, held with an open-file-description write

@@ -161,3 +161,31 @@ def test_update_refuses_an_unusable_key(cb):
     assert rc == 0 and "warning" in err, err
     (x,) = cb.findings(code=KEY)
     assert x["bindings"] == ["hostnameport=a.example.com:443"]
+
+
+def test_a_batch_of_certificates_then_bindings_binds_all_and_still_refuses_a_broken_key(cb):
+    """A batch that adds all its certificates first and binds them after (further back than
+    the batch's ring of the last 64 it wrote) binds every one: the files it wrote are known
+    from its own file table, so their keys are not tested one process each. A certificate
+    the batch did not write, whose key the service user cannot use, still fails its line."""
+    shared = new_key()
+    certs = [make_cert(["g%d.example.com" % i], key=shared) for i in range(100)]
+    broken = make_cert(["broken.example.com"])
+    cb.add_cert(broken)
+    break_key(cb, broken)
+    adds = ["add cert %s\n" % cb.write("g%d.pem" % i, c.pem + c.key_pem)
+            for i, c in enumerate(certs)]
+    binds = ["add sslcert hostnameport=g%d.example.com:443 certhash=%s\n" % (i, c.thumbprint)
+             for i, c in enumerate(certs)]
+    cb.ok("-f", cb.write("grouped.txt", "".join(adds[:50] + binds[:50]).encode()))
+    assert len(bindings(cb)) == 50
+    before = bindings(cb)
+    bad = "add sslcert hostnameport=broken.example.com:443 certhash=%s\n" % broken.thumbprint
+    batch = cb.write("grouped-bad.txt", "".join(adds[50:] + binds[50:] + [bad]).encode())
+    msg = cb.fails(1, "-f", batch)
+    assert msg.startswith("%s:%d: " % (batch, 101)) and broken.thumbprint in msg, msg
+    assert "unusable" in msg, msg
+    assert bindings(cb) == before
+    cb.ok("-f", cb.write("grouped-rest.txt", "".join(adds[50:] + binds[50:]).encode()))
+    assert len(bindings(cb)) == 100
+    assert cb.findings(code=KEY) == []  # the broken certificate is bound by nothing
