@@ -1,15 +1,17 @@
 /*
  * OCSP stapling's outbound half (design/bindings.md section 9), in the manager: for each
  * bound certificate that staples (a binding without disableocspstapling=enable) and
- * names an http OCSP responder, the response is fetched on libuv's thread pool (three at
- * a time, the next as soon as one ends, each bounded by daemon/ocsp_http.h's timeouts;
- * the next due is a heap's top, so 10^6 certificates cost no pass per fetch), checked against the
- * certificate's issuer (tls/ocsp.h) and cached (store/ocsp.h), which tells the workers. A cached
- * response is refreshed at half its validity (thisUpdate..nextUpdate); a failure is
- * tried again after 1 minute, doubling to 1 hour, with jitter, and logged when the
- * reason changes rather than at every try. Only a "good" answer is cached and stapled,
- * as nginx does: "revoked" drops the cached response (stapling an older "good" one would
- * hide the revocation), "unknown" counts as a failure.
+ * names an http OCSP responder, the response is fetched on libuv's thread pool: three at a
+ * time, the next as soon as one ends, at most 500 started a second, each
+ * bounded by daemon/ocsp_http.h's timeouts. The next due is a heap's top, so 10^6
+ * certificates cost no pass per fetch; a certificate the store records as naming no
+ * responder is never read. A response is checked against the certificate's issuer
+ * (tls/ocsp.h), written to the cache (store/ocsp.h) and told to the workers with the
+ * others of that second, in one commit. A cached response is refreshed at half its
+ * validity (thisUpdate..nextUpdate); a failure is tried again after 1 minute, doubling to
+ * 1 hour, with jitter, and logged when the reason changes rather than at every try. Only a
+ * "good" answer is cached and stapled, as nginx does: "revoked" drops the cached response
+ * (stapling an older "good" one would hide the revocation), "unknown" counts as a failure.
  */
 #ifndef CB_DAEMON_OCSP_FETCH_H
 #define CB_DAEMON_OCSP_FETCH_H
