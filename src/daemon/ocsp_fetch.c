@@ -101,7 +101,7 @@ struct cb_ocsp_fetcher {
     unsigned in_flight;
     struct job jobs[CB_OCSP_IN_FLIGHT];
     struct cb_ocsp_url_fact *facts; /* owned: learned, not yet written to the store */
-    size_t n_facts;
+    size_t n_facts, cap_facts;
     struct mark *marks; /* owned: responses written, not yet told the workers */
     size_t n_marks, cap_marks;
     unsigned long long failures; /* not yet added to the store's counter */
@@ -229,10 +229,11 @@ void cb_ocsp_fetcher_stop(struct cb_ocsp_fetcher *f)
 
 /* ---- which certificates ------------------------------------------------------ */
 
-/* Adds thumb's entry to t, named after binding b, unless it is there: then b names it if
- * its key comes first (a scan meets bindings in the store's order, not the keys').
- * *added: whether it was added. CB_ENOMEM. */
-static int table_add(struct table *t, const struct cb_binding *b, const char *thumb, bool *added)
+/* Adds thumb's entry to t, named after binding b, unless it is there: then, with rename,
+ * b names it if its key comes first (a scan meets bindings in the store's order, not the
+ * keys'). *added: whether it was added. CB_ENOMEM. */
+static int table_add(struct table *t, const struct cb_binding *b, const char *thumb, bool rename,
+                     bool *added)
 {
     char key[CB_KEY_TEXT_MAX];
     uint32_t at;
@@ -255,11 +256,12 @@ static int table_add(struct table *t, const struct cb_binding *b, const char *th
     if (cb_strindex_add_unique(&t->by_thumb, (uint32_t)t->n, &at) != 0)
         return CB_ENOMEM;
     if (at != t->n) {
-        /* One certificate, several bindings. */
+        /* One certificate, several bindings. Once the keys are indexed (rename false: a
+         * change applied), an entry keeps the binding it names: by_key reads it there. */
         struct entry *old = &t->v[at];
         char *k;
         cb_key_format(&b->key, key, sizeof(key));
-        if (old->key != NULL && strcmp(key, old->key) < 0 && (k = strdup(key)) != NULL) {
+        if (rename && old->key != NULL && strcmp(key, old->key) < 0 && (k = strdup(key)) != NULL) {
             free(old->key);
             old->key = k;
         }
@@ -286,10 +288,20 @@ static int on_binding(const struct cb_binding *b, void *arg)
 
     if (!staples(b))
         return 0;
-    if ((ret = table_add(t, b, b->certhash, &added)) != 0)
+    if ((ret = table_add(t, b, b->certhash, true, &added)) != 0)
         return ret;
     /* certhash=T1,T2: each certificate has its own response. */
-    return b->certhash2[0] != '\0' ? table_add(t, b, b->certhash2, &added) : 0;
+    return b->certhash2[0] != '\0' ? table_add(t, b, b->certhash2, true, &added) : 0;
+}
+
+/* Whether a fetch of thumb is under way (its entry may have been dropped and made again
+ * meanwhile): a new entry then waits for it rather than start a second one. */
+static bool job_running(const struct cb_ocsp_fetcher *f, const char *thumb)
+{
+    for (size_t k = 0; k < CB_OCSP_IN_FLIGHT; k++)
+        if (f->jobs[k].used && strcmp(f->jobs[k].thumb, thumb) == 0)
+            return true;
+    return false;
 }
 
 /* Indexes t's entries by the binding each names, once they are all there. CB_ENOMEM. */
@@ -307,8 +319,10 @@ static int schedule_all(struct cb_ocsp_fetcher *f)
     cb_dueheap_clear(&f->due);
     for (size_t i = 0; i < f->t->n; i++) {
         const struct entry *e = &f->t->v[i];
-        if (!e->busy && !e->no_responder && cb_dueheap_append(&f->due, e->next_at, (uint32_t)i))
+        if (!e->busy && !e->no_responder && cb_dueheap_append(&f->due, e->next_at, (uint32_t)i)) {
+            cb_dueheap_heapify(&f->due); /* what is there is a heap; the next scan does all */
             return CB_ENOMEM;
+        }
     }
     cb_dueheap_heapify(&f->due);
     return 0;
@@ -345,6 +359,7 @@ static void rescan(struct cb_ocsp_fetcher *f, int64_t now)
             struct entry *e = &t->v[i], *old = table_find(f->t, e->thumb);
             if (old == NULL) {
                 e->next_at = now;
+                e->busy = f->in_flight > 0 && job_running(f, e->thumb);
                 continue;
             }
             /* Its schedule and last error, with the binding named now. */
@@ -361,6 +376,7 @@ static void rescan(struct cb_ocsp_fetcher *f, int64_t now)
         cb_log("error", "ocsp_scan_failed", "reason=%s",
                cb_log_quote(err.msg[0] ? err.msg : "out of memory", q, sizeof(q)));
         table_free(t);
+        f->scanned = false; /* the changes seen are not in the table: scan again next tick */
         return;
     }
     table_free(f->t);
@@ -374,7 +390,7 @@ static int entry_add(struct cb_ocsp_fetcher *f, const struct cb_binding *b, cons
 {
     struct table *t = f->t;
     bool added;
-    int ret = table_add(t, b, thumb, &added);
+    int ret = table_add(t, b, thumb, false, &added);
 
     if (ret != 0 || !added)
         return ret;
@@ -382,6 +398,8 @@ static int entry_add(struct cb_ocsp_fetcher *f, const struct cb_binding *b, cons
     e->next_at = now;
     if (e->key != NULL && cb_strindex_add(&t->by_key, (uint32_t)(t->n - 1)) != 0)
         return CB_ENOMEM;
+    if ((e->busy = job_running(f, thumb)))
+        return 0; /* its fetch, from before it was unbound, schedules it when it ends */
     return cb_dueheap_push(&f->due, e->next_at, (uint32_t)(t->n - 1));
 }
 
@@ -526,6 +544,9 @@ static void mark_written(struct cb_ocsp_fetcher *f)
     char q[900];
     size_t done = 0;
 
+    if (f->n_marks == 0)
+        return;
+
     while (done < f->n_marks) {
         size_t n = f->n_marks - done;
         if (n > CB_OCSP_MARKS_PER_COMMIT)
@@ -546,8 +567,10 @@ static void mark_written(struct cb_ocsp_fetcher *f)
         }
         done += n;
     }
-    memmove(f->marks, f->marks + done, (f->n_marks - done) * sizeof(*f->marks));
-    f->n_marks -= done;
+    if (done > 0) {
+        memmove(f->marks, f->marks + done, (f->n_marks - done) * sizeof(*f->marks));
+        f->n_marks -= done;
+    }
 }
 
 /* Keeps thumb's response (written) to be told to the workers, with its log line's fields
@@ -599,10 +622,15 @@ static void fill(struct cb_ocsp_fetcher *f, int64_t now);
 /* Keeps what j read of a row stored before schema 8, for the next tick to record. */
 static void learn(struct cb_ocsp_fetcher *f, const struct job *j)
 {
-    if (f->facts == NULL && (f->facts = malloc(CB_OCSP_FACTS_MAX * sizeof(*f->facts))) == NULL)
-        return; /* learned again next time */
-    if (f->n_facts == CB_OCSP_FACTS_MAX)
-        return;
+    if (f->n_facts == f->cap_facts) {
+        size_t cap = f->cap_facts ? 2 * f->cap_facts : 64;
+        struct cb_ocsp_url_fact *v =
+            cap <= CB_OCSP_FACTS_MAX ? realloc(f->facts, cap * sizeof(*v)) : NULL;
+        if (v == NULL)
+            return; /* learned again after a restart */
+        f->facts = v;
+        f->cap_facts = cap;
+    }
     struct cb_ocsp_url_fact *fact = &f->facts[f->n_facts++];
     memcpy(fact->thumb, j->thumb, sizeof(fact->thumb));
     fact->url = j->learned;
@@ -667,7 +695,11 @@ static void on_done(uv_work_t *req, int status)
                  key_or_dash(e), cb_log_quote(j->url, q, sizeof(q)), (long long)j->res.this_update,
                  (long long)j->res.next_update, (long long)(refresh_at(&j->res, now) - now));
         if (!mark_add(f, j->thumb, strdup(line))) {
-            failed(f, e, "out of memory", now); /* the file is there: a worker's next read */
+            /* The file is there, for a worker's next full read; asked again later. */
+            failed(f, e,
+                   f->n_marks >= CB_OCSP_MARKS_MAX ? "too many responses wait for a busy store"
+                                                   : "out of memory",
+                   now);
             break;
         }
         e->backoff = 0;
@@ -714,8 +746,14 @@ static void start(struct cb_ocsp_fetcher *f, struct job *j, struct entry *e, int
     struct cb_cert_row row;
     struct cb_err err = {0};
 
-    if (cb_store_cert_get(f->st, e->thumb, &row, &err) != 0) {
+    int ret = cb_store_cert_get(f->st, e->thumb, &row, &err);
+    if (ret == CB_ENOENT) {
         e->no_responder = true; /* not in the store: `check` says so (unknown-cert) */
+        return;
+    }
+    if (ret != 0) { /* a busy store: tried again later */
+        e->next_at = now + CB_OCSP_BACKOFF_MIN;
+        schedule(f, e);
         return;
     }
     if (row.info.ocsp_url == CB_OCSP_URL_NONE) {

@@ -10,7 +10,6 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* Owned strings; see cb_cert_info_clear(). */
 /* What a certificate's Authority Information Access says of OCSP, as stored: zero (a row
  * from before schema 8, or an info not filled from a certificate) is "not known", and
  * serve then reads the file to tell. */
@@ -20,6 +19,7 @@ enum cb_ocsp_url {
     CB_OCSP_URL_HTTP = 2, /* an http:// OCSP URL */
 };
 
+/* Owned strings; see cb_cert_info_clear(). */
 struct cb_cert_info {
     char thumbprint[CB_THUMB_LEN + 1]; /* SHA-1 of the DER certificate, upper-case hex */
     char sha256[65];                   /* SHA-256, upper-case hex */

@@ -91,8 +91,10 @@ static int write_atomic(const char *path, const unsigned char *der, size_t len, 
     size_t off = 0;
     int fd, ret = 0;
 
-    snprintf(tmp, sizeof(tmp), "%s.tmp", path);
-    fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0644);
+    /* A name of its own: two writers of one response (threads of one manager, or two
+     * processes) never write into each other's file. */
+    snprintf(tmp, sizeof(tmp), "%s.tmpXXXXXX", path);
+    fd = mkostemp(tmp, O_CLOEXEC);
     if (fd < 0)
         return io_error(err, "create", tmp);
     while (off < len) {
@@ -274,6 +276,9 @@ int cb_store_cert_learn_ocsp_url(struct cb_store *st, const struct cb_ocsp_url_f
         return 0;
     if ((rc = sqlite3_exec(st->db, "BEGIN IMMEDIATE", NULL, NULL, NULL)) != SQLITE_OK)
         return cb_store__db_error(st, err, rc, "recording OCSP facts");
+    /* Derived from each node's own copy of the bytes: never a fleet change to push. */
+    bool was_applying = st->applying;
+    st->applying = true;
     if ((ret = cb_store__prepare(st,
                                  "UPDATE certs SET ocsp_url = ?2 WHERE thumbprint = ?1 AND "
                                  "ocsp_url = 0",
@@ -291,13 +296,16 @@ int cb_store_cert_learn_ocsp_url(struct cb_store *st, const struct cb_ocsp_url_f
         }
     }
     sqlite3_finalize(stmt);
-    if ((rc = sqlite3_exec(st->db, "COMMIT", NULL, NULL, NULL)) == SQLITE_OK)
+    if ((rc = sqlite3_exec(st->db, "COMMIT", NULL, NULL, NULL)) == SQLITE_OK) {
+        st->applying = was_applying;
         return 0;
+    }
     ret = cb_store__db_error(st, err, rc, "recording OCSP facts");
     stmt = NULL;
 out_rollback:
     sqlite3_finalize(stmt);
     if (sqlite3_get_autocommit(st->db) == 0)
         sqlite3_exec(st->db, "ROLLBACK", NULL, NULL, NULL);
+    st->applying = was_applying;
     return ret;
 }

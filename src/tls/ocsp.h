@@ -41,7 +41,7 @@ void cb_ocsp_cert_free(struct cb_ocsp_cert *c);
 const char *cb_ocsp_cert_url(const struct cb_ocsp_cert *c);
 /* The same rule on a bare leaf (X509 *, borrowed): whether it names an http responder
  * (written to url, size bytes, when url is not NULL). What the store records at import
- * (cb_cert_info.ocsp), so that serve never opens a certificate file to learn it has none. */
+ * (cb_cert_info.ocsp_url), so that serve never opens a certificate file to learn it has none. */
 struct x509_st;
 bool cb_ocsp_leaf_url(const struct x509_st *leaf, char *url, size_t size);
 /* Whether the leaf carries the TLS Feature extension with status_request (RFC 7633). */

@@ -164,10 +164,12 @@ def test_update_refuses_an_unusable_key(cb):
 
 
 def test_a_batch_of_certificates_then_bindings_binds_all_and_still_refuses_a_broken_key(cb):
-    """A batch that adds all its certificates first and binds them after (further back than
-    the batch's ring of the last 64 it wrote) binds every one: the files it wrote are known
-    from its own file table, so their keys are not tested one process each. A certificate
-    the batch did not write, whose key the service user cannot use, still fails its line."""
+    """A batch that adds its certificates first and binds them after, further back than the
+    batch's ring of the last 64 it wrote (70 here), binds every one: which files the batch
+    wrote is then read from its own file table, and their keys are trusted once one passed
+    the test as the service user. A certificate the batch did not write, whose key that user
+    cannot use, still fails its line and the whole batch. (The test processes it saves are
+    a cost, measured in BENCHMARKS.md; this checks that nothing broken gets through.)"""
     shared = new_key()
     certs = [make_cert(["g%d.example.com" % i], key=shared) for i in range(100)]
     broken = make_cert(["broken.example.com"])
@@ -177,15 +179,15 @@ def test_a_batch_of_certificates_then_bindings_binds_all_and_still_refuses_a_bro
             for i, c in enumerate(certs)]
     binds = ["add sslcert hostnameport=g%d.example.com:443 certhash=%s\n" % (i, c.thumbprint)
              for i, c in enumerate(certs)]
-    cb.ok("-f", cb.write("grouped.txt", "".join(adds[:50] + binds[:50]).encode()))
-    assert len(bindings(cb)) == 50
+    cb.ok("-f", cb.write("grouped.txt", "".join(adds[:70] + binds[:70]).encode()))
+    assert len(bindings(cb)) == 70
     before = bindings(cb)
     bad = "add sslcert hostnameport=broken.example.com:443 certhash=%s\n" % broken.thumbprint
-    batch = cb.write("grouped-bad.txt", "".join(adds[50:] + binds[50:] + [bad]).encode())
+    batch = cb.write("grouped-bad.txt", "".join(adds[70:] + binds[70:] + [bad]).encode())
     msg = cb.fails(1, "-f", batch)
-    assert msg.startswith("%s:%d: " % (batch, 101)) and broken.thumbprint in msg, msg
+    assert msg.startswith("%s:%d: " % (batch, 61)) and broken.thumbprint in msg, msg
     assert "unusable" in msg, msg
     assert bindings(cb) == before
-    cb.ok("-f", cb.write("grouped-rest.txt", "".join(adds[50:] + binds[50:]).encode()))
+    cb.ok("-f", cb.write("grouped-rest.txt", "".join(adds[70:] + binds[70:]).encode()))
     assert len(bindings(cb)) == 100
     assert cb.findings(code=KEY) == []  # the broken certificate is bound by nothing
