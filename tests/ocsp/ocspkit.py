@@ -183,7 +183,9 @@ class CraftedResponder:
         self.responses = {}
         self.hung = threading.Event()  # a request to /hang is being held
         self.held = {}  # MODE -> Event: a request to /MODE (hang...) is being held
+        self.requests = {}  # MODE -> how many requests to /MODE arrived
         self.release = threading.Event()
+        self.lock = threading.Lock()
         kit = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -194,6 +196,8 @@ class CraftedResponder:
                 n = int(self.headers.get("Content-Length") or 0)
                 self.rfile.read(n)
                 mode = self.path.strip("/")
+                with kit.lock:
+                    kit.requests[mode] = kit.requests.get(mode, 0) + 1
                 if mode.startswith("hang"):
                     kit.held.setdefault(mode, threading.Event()).set()
                     if mode == "hang":

@@ -438,3 +438,87 @@ def test_a_store_from_before_ocsp_urls_were_recorded_is_learned_once(workdir, se
             srv.stop()
         st.cleanup()
         responder.stop()
+
+
+def test_a_certificate_unbound_and_bound_again_mid_fetch_is_not_fetched_twice(
+        workdir, service_user, env):
+    """A binding removed while its certificate's fetch is under way, and added back before the
+    fetch ends: the certificate waits for that fetch (one request at its responder), rather
+    than start a second one that would write the same cache file at the same time. Each step
+    is known to be seen by the manager from a certificate bound in the same change whose
+    response is then logged as fetched."""
+    crafted = ocspkit.CraftedResponder()
+    held = env.pki.leaf("dup-held", "dup-held.test", crafted.url("hang-dup"))
+    port = cbe2e.free_port()
+    url = "http://127.0.0.1:%d/" % port
+    marks = [env.pki.leaf("dup-mark%d" % i, "dup-mark%d.test" % i, url) for i in range(2)]
+    responder = ocspkit.OpenSSLResponder(env.pki, port, workdir / "openssl-ocsp-dup.log").start()
+    st = new_state(workdir, "ocsp-dup", service_user)
+    srv = None
+    try:
+        tls_port = cbe2e.free_port()
+        for l in [held] + marks:
+            st.run("add", "cert", l.chain_path, "key=%s" % l.key_path)
+        key = "hostnameport=dup-held.test:%d" % tls_port
+        st.add(key, held.thumb)
+        srv = st.serve().start()
+        assert cbe2e.poll_until(lambda: "hang-dup" in crafted.held, WAIT, 0.1), srv.log()
+        batch = st.dir / "dup.txt"
+
+        def change(text, mark):
+            batch.write_text(text + "add sslcert hostnameport=dup-mark%d.test:%d certhash=%s\n"
+                             % (mark, tls_port, marks[mark].thumb))
+            st.run("-f", batch)
+            srv.wait_log(r"event=ocsp_fetched certhash=%s\b" % marks[mark].thumb, WAIT)
+
+        change("delete sslcert %s\n" % key, 0)  # the held certificate is no longer bound
+        change("add sslcert %s certhash=%s\n" % (key, held.thumb), 1)  # bound again
+        assert crafted.requests.get("hang-dup") == 1, (crafted.requests, srv.log())
+        assert not re.search(r"event=ocsp_fetch_failed certhash=%s\b" % held.thumb, srv.log())
+    finally:
+        crafted.close()
+        if srv is not None:
+            srv.stop()
+        st.cleanup()
+        responder.stop()
+
+
+def test_a_certificate_whose_bindings_all_go_is_dropped_even_after_a_second_binding(
+        workdir, service_user, env):
+    """The schedule follows bindings through the change log: a certificate bound by b, then
+    by a as well (a key that sorts first), then by neither, is dropped from the schedule;
+    bound again by c, it is looked at anew (its cached response announced). The manager
+    seeing each change is known from a certificate bound in the same change being fetched."""
+    port = cbe2e.free_port()
+    url = "http://127.0.0.1:%d/" % port
+    cert = env.pki.leaf("drop-t", "drop.test", url)
+    marks = [env.pki.leaf("drop-mark%d" % i, "drop-mark%d.test" % i, url) for i in range(3)]
+    responder = ocspkit.OpenSSLResponder(env.pki, port, workdir / "openssl-ocsp-drop.log").start()
+    st = new_state(workdir, "ocsp-drop", service_user)
+    srv = None
+    try:
+        tls_port = cbe2e.free_port()
+        for l in [cert] + marks:
+            st.run("add", "cert", l.chain_path, "key=%s" % l.key_path)
+        keys = {n: "hostnameport=%s.drop.test:%d" % (n, tls_port) for n in "abc"}
+        st.add(keys["b"], cert.thumb)
+        srv = st.serve().start()
+        srv.wait_log(r"event=ocsp_fetched certhash=%s\b" % cert.thumb, WAIT)
+        batch = st.dir / "drop.txt"
+
+        def change(text, mark):
+            batch.write_text(text + "add sslcert hostnameport=drop-mark%d.test:%d certhash=%s\n"
+                             % (mark, tls_port, marks[mark].thumb))
+            st.run("-f", batch)
+            srv.wait_log(r"event=ocsp_fetched certhash=%s\b" % marks[mark].thumb, WAIT)
+
+        change("add sslcert %s certhash=%s\n" % (keys["a"], cert.thumb), 0)
+        change("delete sslcert %s\ndelete sslcert %s\n" % (keys["a"], keys["b"]), 1)
+        after = len(srv.log())
+        change("add sslcert %s certhash=%s\n" % (keys["c"], cert.thumb), 2)
+        srv.wait_log(r"event=ocsp_cached certhash=%s\b" % cert.thumb, WAIT, after=after)
+    finally:
+        if srv is not None:
+            srv.stop()
+        st.cleanup()
+        responder.stop()
