@@ -129,7 +129,9 @@ class PKI:
             dn = "/CN=" + name
             with open(self.index, "a") as f:
                 f.write("%s\t%s\t%s\t%X\tunknown\t%s\n" % (listed, exp, rev, cert.serial_number, dn))
-        return Leaf(cert, key, chain_path, key_path, cert_path)
+        leaf = Leaf(cert, key, chain_path, key_path, cert_path)
+        leaf.name = name  # the DNS name it is for
+        return leaf
 
     def response(self, leaf, this_update, next_update, status=ocsp.OCSPCertStatus.GOOD):
         """A DER OCSP response for leaf signed by the CA itself, with the times given."""

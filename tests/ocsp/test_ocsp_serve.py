@@ -2,6 +2,7 @@
 from the responder a certificate names, caches, and staples in TLS 1.2 and 1.3; every
 way a responder can fail leaves handshakes going without a staple."""
 
+import contextlib
 import datetime
 import json
 import os
@@ -352,92 +353,122 @@ def test_a_pair_staples_the_response_of_the_certificate_served(env):
             assert m and m.group(1).lstrip("0") == ("%X" % leaf.serial).lstrip("0"), (tls, out)
 
 
+class Own:
+    pass
+
+
+@contextlib.contextmanager
+def own_responders(workdir, service_user, env, name, make_leaves):
+    """For a test that needs responders of its own: an `openssl ocsp` at o.url and a crafted
+    one (o.crafted); make_leaves(o) makes the test's leaves on env.pki before the first starts
+    (it reads its index when it starts) and returns them (o.leaves); a fresh state folder
+    (o.st) and a TLS port (o.tls_port) for the serve the test starts (o.srv). Everything is
+    stopped and removed afterwards, whatever happened."""
+    o = Own()
+    port = cbe2e.free_port()
+    o.url = "http://127.0.0.1:%d/" % port
+    o.crafted = ocspkit.CraftedResponder()
+    o.responder = o.st = o.srv = None
+    try:
+        o.leaves = make_leaves(o)
+        o.responder = ocspkit.OpenSSLResponder(env.pki, port,
+                                               workdir / ("openssl-ocsp-%s.log" % name)).start()
+        o.st = new_state(workdir, "ocsp-" + name, service_user)
+        o.tls_port = cbe2e.free_port()
+        yield o
+    finally:
+        o.crafted.close()
+        try:
+            if o.srv is not None:
+                o.srv.stop()
+        finally:
+            if o.st is not None:
+                o.st.cleanup()
+            if o.responder is not None:
+                o.responder.stop()
+
+
+def batch_run(o, lines, name="batch.txt"):
+    batch = o.st.dir / name
+    batch.write_text("".join(lines))
+    o.st.run("-f", batch)
+
+
+def add_certs(o, leaves):
+    batch_run(o, ["add cert %s key=%s\n" % (l.chain_path, l.key_path) for l in leaves])
+
+
+def change_seen(o, lines, mark):
+    """Runs lines as one batch with a binding of certificate `mark` (with a good response)
+    and waits for that certificate to be fetched: the manager has then seen the change."""
+    batch_run(o, lines + ["add sslcert hostnameport=%s:%d certhash=%s\n"
+                          % (mark.name, o.tls_port, mark.thumb)])
+    o.srv.wait_log(r"event=ocsp_fetched certhash=%s\b" % mark.thumb, WAIT)
+
+
 def test_a_hanging_responder_holds_one_fetch_while_the_others_go_on(workdir, service_user, env):
     """Fetches run side by side and the next starts as one ends: while one responder holds
     its request until the fetch times out, the certificates bound meanwhile are fetched and
     stapled. (One fetch at a time, one a second, would have waited for the timeout first.)"""
-    crafted = ocspkit.CraftedResponder()
-    hang = env.pki.leaf("many-hang", "many-hang.test", crafted.url("hang-many"))
-    port = cbe2e.free_port()
-    url = "http://127.0.0.1:%d/" % port
-    leaves = [env.pki.leaf("many%d" % i, "many%d.test" % i, url) for i in range(12)]
-    responder = ocspkit.OpenSSLResponder(env.pki, port, workdir / "openssl-ocsp-many.log").start()
-    st = new_state(workdir, "ocsp-many", service_user)
-    srv = None
-    try:
-        tls_port = cbe2e.free_port()
-        batch = st.dir / "many.txt"
-        batch.write_text("".join("add cert %s key=%s\n" % (l.chain_path, l.key_path)
-                                 for l in leaves + [hang]))
-        st.run("-f", batch)
-        st.add("hostnameport=many-hang.test:%d" % tls_port, hang.thumb)
-        srv = st.serve().start()
-        assert cbe2e.poll_until(lambda: "hang-many" in crafted.held, WAIT, 0.1), srv.log()
+    def leaves(o):
+        o.hang = env.pki.leaf("many-hang", "many-hang.test", o.crafted.url("hang-many"))
+        return [env.pki.leaf("many%d" % i, "many%d.test" % i, o.url) for i in range(12)]
+
+    with own_responders(workdir, service_user, env, "many", leaves) as o:
+        add_certs(o, o.leaves + [o.hang])
+        o.st.add("hostnameport=many-hang.test:%d" % o.tls_port, o.hang.thumb)
+        o.srv = o.st.serve().start()
+        assert cbe2e.poll_until(lambda: "hang-many" in o.crafted.held, WAIT, 0.1), o.srv.log()
         # The hanging fetch is under way: bind the rest in one change.
-        batch.write_text("".join("add sslcert hostnameport=many%d.test:%d certhash=%s\n"
-                                 % (i, tls_port, l.thumb) for i, l in enumerate(leaves)))
-        st.run("-f", batch)
-        for l in leaves:
-            srv.wait_log(r"event=ocsp_fetched certhash=%s\b" % l.thumb, WAIT)
-        log = srv.log()
-        hang_failed = re.search(r"event=ocsp_fetch_failed certhash=%s\b" % hang.thumb, log)
-        last_fetched = max(log.index("event=ocsp_fetched certhash=%s" % l.thumb) for l in leaves)
+        batch_run(o, ["add sslcert hostnameport=many%d.test:%d certhash=%s\n"
+                      % (i, o.tls_port, l.thumb) for i, l in enumerate(o.leaves)])
+        for l in o.leaves:
+            o.srv.wait_log(r"event=ocsp_fetched certhash=%s\b" % l.thumb, WAIT)
+        log = o.srv.log()
+        hang_failed = re.search(r"event=ocsp_fetch_failed certhash=%s\b" % o.hang.thumb, log)
+        last_fetched = max(log.index("event=ocsp_fetched certhash=%s" % l.thumb)
+                           for l in o.leaves)
         assert hang_failed is None or hang_failed.start() > last_fetched, log
         for i in (0, 11):
-            rc, out = ocspkit.staple_text(tls_port, "many%d.test" % i, "-tls1_3")
+            rc, out = ocspkit.staple_text(o.tls_port, "many%d.test" % i, "-tls1_3")
             assert ocspkit.stapled(out) and "Cert Status: good" in out, out
         # The held one times out as any other failure does, and is tried again later.
-        line = srv.wait_log(r"event=ocsp_fetch_failed certhash=%s\b.*" % hang.thumb, WAIT)
+        line = o.srv.wait_log(r"event=ocsp_fetch_failed certhash=%s\b.*" % o.hang.thumb, WAIT)
         assert re.search(r"[Tt]imeout|timed out", line), line
-    finally:
-        crafted.close()
-        if srv is not None:
-            srv.stop()
-        st.cleanup()
-        responder.stop()
 
 
 def test_a_store_from_before_ocsp_urls_were_recorded_is_learned_once(workdir, service_user, env):
     """Schema 8 records at import whether a certificate names an OCSP responder. A row
     stored before says "not known" (0): serve reads its file as before, staples, and
-    records what it found (2: a responder, 1: none), so the next start reads no file to
-    learn that a certificate has no responder."""
-    port = cbe2e.free_port()
-    with_url = env.pki.leaf("old-url", "old-url.test", "http://127.0.0.1:%d/" % port)
-    without = env.pki.leaf("old-none", "old-none.test", None)
-    # A responder of its own, started once its leaf is in the index.
-    responder = ocspkit.OpenSSLResponder(env.pki, port, workdir / "openssl-ocsp-old.log").start()
-    st = new_state(workdir, "ocsp-old-rows", service_user)
-    srv = None
-    try:
-        for l in (with_url, without):
-            st.run("add", "cert", l.chain_path, "key=%s" % l.key_path)
-        tls_port = cbe2e.free_port()
-        st.add("hostnameport=old-url.test:%d" % tls_port, with_url.thumb)
-        st.add("hostnameport=old-none.test:%d" % tls_port, without.thumb)
-        db = str(st.state / "certbind.db")
+    records what it found (2: a responder, 1: none), so that a later start need not read
+    the file to learn it."""
+    def leaves(o):
+        return [env.pki.leaf("old-url", "old-url.test", o.url),
+                env.pki.leaf("old-none", "old-none.test", None)]
+
+    with own_responders(workdir, service_user, env, "old-rows", leaves) as o:
+        with_url, without = o.leaves
+        add_certs(o, o.leaves)
+        o.st.add("hostnameport=old-url.test:%d" % o.tls_port, with_url.thumb)
+        o.st.add("hostnameport=old-none.test:%d" % o.tls_port, without.thumb)
+        db = str(o.st.state / "certbind.db")
 
         def recorded():
             with sqlite3.connect(db) as con:
                 return dict(con.execute("SELECT thumbprint, ocsp_url FROM certs"))
 
-        assert recorded() == {with_url.thumb: 2, without.thumb: 1}  # at import
+        want = {with_url.thumb: 2, without.thumb: 1}
+        assert recorded() == want  # at import
         with sqlite3.connect(db) as con:
             con.execute("UPDATE certs SET ocsp_url = 0")  # as a store before schema 8
-        srv = st.serve().start()
-        srv.wait_log(r"event=ocsp_fetched certhash=%s\b" % with_url.thumb, WAIT)
-        want = {with_url.thumb: 2, without.thumb: 1}
+        o.srv = o.st.serve().start()
+        o.srv.wait_log(r"event=ocsp_fetched certhash=%s\b" % with_url.thumb, WAIT)
         assert cbe2e.poll_until(lambda: recorded() == want, WAIT, 0.2), recorded()
-        rc, out = ocspkit.staple_text(tls_port, "old-url.test", "-tls1_3")
+        rc, out = ocspkit.staple_text(o.tls_port, "old-url.test", "-tls1_3")
         assert ocspkit.stapled(out) and "Cert Status: good" in out, out
-        rc, out = ocspkit.staple_text(tls_port, "old-none.test", "-tls1_3")
+        rc, out = ocspkit.staple_text(o.tls_port, "old-none.test", "-tls1_3")
         assert ocspkit.no_staple(out), out
-        assert not srv.lines("ocsp_facts_failed"), srv.log()
-    finally:
-        if srv is not None:
-            srv.stop()
-        st.cleanup()
-        responder.stop()
+        assert not o.srv.lines("ocsp_facts_failed"), o.srv.log()
 
 
 def test_a_certificate_unbound_and_bound_again_mid_fetch_is_not_fetched_twice(
@@ -447,40 +478,21 @@ def test_a_certificate_unbound_and_bound_again_mid_fetch_is_not_fetched_twice(
     than start a second one that would write the same cache file at the same time. Each step
     is known to be seen by the manager from a certificate bound in the same change whose
     response is then logged as fetched."""
-    crafted = ocspkit.CraftedResponder()
-    held = env.pki.leaf("dup-held", "dup-held.test", crafted.url("hang-dup"))
-    port = cbe2e.free_port()
-    url = "http://127.0.0.1:%d/" % port
-    marks = [env.pki.leaf("dup-mark%d" % i, "dup-mark%d.test" % i, url) for i in range(2)]
-    responder = ocspkit.OpenSSLResponder(env.pki, port, workdir / "openssl-ocsp-dup.log").start()
-    st = new_state(workdir, "ocsp-dup", service_user)
-    srv = None
-    try:
-        tls_port = cbe2e.free_port()
-        for l in [held] + marks:
-            st.run("add", "cert", l.chain_path, "key=%s" % l.key_path)
-        key = "hostnameport=dup-held.test:%d" % tls_port
-        st.add(key, held.thumb)
-        srv = st.serve().start()
-        assert cbe2e.poll_until(lambda: "hang-dup" in crafted.held, WAIT, 0.1), srv.log()
-        batch = st.dir / "dup.txt"
+    def leaves(o):
+        o.held = env.pki.leaf("dup-held", "dup-held.test", o.crafted.url("hang-dup"))
+        return [env.pki.leaf("dup-mark%d" % i, "dup-mark%d.test" % i, o.url) for i in range(2)]
 
-        def change(text, mark):
-            batch.write_text(text + "add sslcert hostnameport=dup-mark%d.test:%d certhash=%s\n"
-                             % (mark, tls_port, marks[mark].thumb))
-            st.run("-f", batch)
-            srv.wait_log(r"event=ocsp_fetched certhash=%s\b" % marks[mark].thumb, WAIT)
-
-        change("delete sslcert %s\n" % key, 0)  # the held certificate is no longer bound
-        change("add sslcert %s certhash=%s\n" % (key, held.thumb), 1)  # bound again
-        assert crafted.requests.get("hang-dup") == 1, (crafted.requests, srv.log())
-        assert not re.search(r"event=ocsp_fetch_failed certhash=%s\b" % held.thumb, srv.log())
-    finally:
-        crafted.close()
-        if srv is not None:
-            srv.stop()
-        st.cleanup()
-        responder.stop()
+    with own_responders(workdir, service_user, env, "dup", leaves) as o:
+        add_certs(o, [o.held] + o.leaves)
+        key = "hostnameport=dup-held.test:%d" % o.tls_port
+        o.st.add(key, o.held.thumb)
+        o.srv = o.st.serve().start()
+        assert cbe2e.poll_until(lambda: "hang-dup" in o.crafted.held, WAIT, 0.1), o.srv.log()
+        change_seen(o, ["delete sslcert %s\n" % key], o.leaves[0])  # no longer bound
+        change_seen(o, ["add sslcert %s certhash=%s\n" % (key, o.held.thumb)], o.leaves[1])
+        assert o.crafted.requests.get("hang-dup") == 1, (o.crafted.requests, o.srv.log())
+        assert not re.search(r"event=ocsp_fetch_failed certhash=%s\b" % o.held.thumb,
+                             o.srv.log())
 
 
 def test_a_certificate_whose_bindings_all_go_is_dropped_even_after_a_second_binding(
@@ -489,36 +501,19 @@ def test_a_certificate_whose_bindings_all_go_is_dropped_even_after_a_second_bind
     by a as well (a key that sorts first), then by neither, is dropped from the schedule;
     bound again by c, it is looked at anew (its cached response announced). The manager
     seeing each change is known from a certificate bound in the same change being fetched."""
-    port = cbe2e.free_port()
-    url = "http://127.0.0.1:%d/" % port
-    cert = env.pki.leaf("drop-t", "drop.test", url)
-    marks = [env.pki.leaf("drop-mark%d" % i, "drop-mark%d.test" % i, url) for i in range(3)]
-    responder = ocspkit.OpenSSLResponder(env.pki, port, workdir / "openssl-ocsp-drop.log").start()
-    st = new_state(workdir, "ocsp-drop", service_user)
-    srv = None
-    try:
-        tls_port = cbe2e.free_port()
-        for l in [cert] + marks:
-            st.run("add", "cert", l.chain_path, "key=%s" % l.key_path)
-        keys = {n: "hostnameport=%s.drop.test:%d" % (n, tls_port) for n in "abc"}
-        st.add(keys["b"], cert.thumb)
-        srv = st.serve().start()
-        srv.wait_log(r"event=ocsp_fetched certhash=%s\b" % cert.thumb, WAIT)
-        batch = st.dir / "drop.txt"
+    def leaves(o):
+        o.cert = env.pki.leaf("drop-t", "drop.test", o.url)
+        return [env.pki.leaf("drop-mark%d" % i, "drop-mark%d.test" % i, o.url) for i in range(3)]
 
-        def change(text, mark):
-            batch.write_text(text + "add sslcert hostnameport=drop-mark%d.test:%d certhash=%s\n"
-                             % (mark, tls_port, marks[mark].thumb))
-            st.run("-f", batch)
-            srv.wait_log(r"event=ocsp_fetched certhash=%s\b" % marks[mark].thumb, WAIT)
-
-        change("add sslcert %s certhash=%s\n" % (keys["a"], cert.thumb), 0)
-        change("delete sslcert %s\ndelete sslcert %s\n" % (keys["a"], keys["b"]), 1)
-        after = len(srv.log())
-        change("add sslcert %s certhash=%s\n" % (keys["c"], cert.thumb), 2)
-        srv.wait_log(r"event=ocsp_cached certhash=%s\b" % cert.thumb, WAIT, after=after)
-    finally:
-        if srv is not None:
-            srv.stop()
-        st.cleanup()
-        responder.stop()
+    with own_responders(workdir, service_user, env, "drop", leaves) as o:
+        add_certs(o, [o.cert] + o.leaves)
+        keys = {n: "hostnameport=%s.drop.test:%d" % (n, o.tls_port) for n in "abc"}
+        o.st.add(keys["b"], o.cert.thumb)
+        o.srv = o.st.serve().start()
+        o.srv.wait_log(r"event=ocsp_fetched certhash=%s\b" % o.cert.thumb, WAIT)
+        change_seen(o, ["add sslcert %s certhash=%s\n" % (keys["a"], o.cert.thumb)], o.leaves[0])
+        change_seen(o, ["delete sslcert %s\n" % keys["a"], "delete sslcert %s\n" % keys["b"]],
+                    o.leaves[1])
+        after = len(o.srv.log())
+        change_seen(o, ["add sslcert %s certhash=%s\n" % (keys["c"], o.cert.thumb)], o.leaves[2])
+        o.srv.wait_log(r"event=ocsp_cached certhash=%s\b" % o.cert.thumb, WAIT, after=after)
