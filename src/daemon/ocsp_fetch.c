@@ -280,18 +280,72 @@ static bool staples(const struct cb_binding *b)
            !(b->flags & CB_OPT_DISABLEOCSPSTAPLING);
 }
 
+/*
+ * The certificates the store knows to name no OCSP responder, held only while a scan
+ * runs: they get no entry. At 10^6 such certificates (Let's Encrypt's no longer name one)
+ * the set is ~50 MB for the scan's second or two, where their entries took ~160 MB for
+ * as long as the manager ran. One bound later gets an entry when its binding changes,
+ * and start() finds it has no responder from its row.
+ */
+struct thumbset {
+    char (*v)[CB_THUMB_LEN + 1];
+    size_t n, cap;
+    struct cb_strindex ix;
+};
+
+static const char *set_key(const void *ctx, uint32_t i)
+{
+    return ((const struct thumbset *)ctx)->v[i];
+}
+
+static int set_add(const char *thumb, void *arg)
+{
+    struct thumbset *s = arg;
+    uint32_t at;
+
+    if (strlen(thumb) > CB_THUMB_LEN || s->n >= UINT32_MAX - 1)
+        return 0; /* no binding names it: nothing to leave out */
+    if (s->n == s->cap) {
+        size_t cap = s->cap ? s->cap * 2 : 1024;
+        char(*nv)[CB_THUMB_LEN + 1] = realloc(s->v, cap * sizeof(*nv));
+        if (nv == NULL)
+            return CB_ENOMEM;
+        s->v = nv;
+        s->cap = cap;
+    }
+    memcpy(s->v[s->n], thumb, strlen(thumb) + 1);
+    if (cb_strindex_add_unique(&s->ix, (uint32_t)s->n, &at) != 0)
+        return CB_ENOMEM;
+    if (at == s->n)
+        s->n++;
+    return 0;
+}
+
+struct scan {
+    struct table *t;
+    const struct thumbset *none;
+};
+
+static int scan_add(struct scan *sc, const struct cb_binding *b, const char *thumb)
+{
+    bool added;
+
+    if (cb_strindex_find(&sc->none->ix, thumb) != UINT32_MAX)
+        return 0;
+    return table_add(sc->t, b, thumb, true, &added);
+}
+
 static int on_binding(const struct cb_binding *b, void *arg)
 {
-    struct table *t = arg;
-    bool added;
+    struct scan *sc = arg;
     int ret;
 
     if (!staples(b))
         return 0;
-    if ((ret = table_add(t, b, b->certhash, true, &added)) != 0)
+    if ((ret = scan_add(sc, b, b->certhash)) != 0)
         return ret;
     /* certhash=T1,T2: each certificate has its own response. */
-    return b->certhash2[0] != '\0' ? table_add(t, b, b->certhash2, true, &added) : 0;
+    return b->certhash2[0] != '\0' ? scan_add(sc, b, b->certhash2) : 0;
 }
 
 /* Whether a fetch of thumb is under way (its entry may have been dropped and made again
@@ -336,24 +390,24 @@ static void schedule(struct cb_ocsp_fetcher *f, const struct entry *e)
         f->scanned = false;
 }
 
-static int mark_none(const char *thumb, void *arg)
-{
-    struct entry *e = table_find(arg, thumb);
-    if (e != NULL)
-        e->no_responder = true;
-    return 0;
-}
-
 /* The certificates that staple now, each keeping its schedule from the last scan. Those
- * the store knows to name no responder wait on nothing (one query, where reading their
- * files would be one each: at 10^6 certificates without OCSP, minutes of CPU). */
+ * the store knows to name no responder get no entry (one query, where reading their files
+ * would be one each: at 10^6 certificates without OCSP, minutes of CPU). */
 static void rescan(struct cb_ocsp_fetcher *f, int64_t now)
 {
     struct cb_err err = {0};
-    struct table *t = table_new();
+    struct thumbset none = {0};
+    struct scan sc = {.t = table_new(), .none = &none};
     char q[900];
-    int ret = t != NULL ? cb_store_binding_foreach_stored(f->st, on_binding, t, &err) : CB_ENOMEM;
+    int ret = sc.t != NULL ? cb_strindex_init(&none.ix, 0, set_key, &none) : CB_ENOMEM;
 
+    if (ret == 0)
+        ret = cb_store_cert_foreach_ocsp_url(f->st, CB_OCSP_URL_NONE, set_add, &none, &err);
+    if (ret == 0)
+        ret = cb_store_binding_foreach_stored(f->st, on_binding, &sc, &err);
+    cb_strindex_free(&none.ix);
+    free(none.v);
+    struct table *t = sc.t;
     if (ret == 0) {
         for (size_t i = 0; i < t->n; i++) {
             struct entry *e = &t->v[i], *old = table_find(f->t, e->thumb);
@@ -370,8 +424,6 @@ static void rescan(struct cb_ocsp_fetcher *f, int64_t now)
         }
         ret = index_keys(t);
     }
-    if (ret == 0)
-        ret = cb_store_cert_foreach_ocsp_url(f->st, CB_OCSP_URL_NONE, mark_none, t, &err);
     if (ret != 0) {
         cb_log("error", "ocsp_scan_failed", "reason=%s",
                cb_log_quote(err.msg[0] ? err.msg : "out of memory", q, sizeof(q)));

@@ -517,3 +517,47 @@ def test_a_certificate_whose_bindings_all_go_is_dropped_even_after_a_second_bind
         after = len(o.srv.log())
         change_seen(o, ["add sslcert %s certhash=%s\n" % (keys["c"], o.cert.thumb)], o.leaves[2])
         o.srv.wait_log(r"event=ocsp_cached certhash=%s\b" % o.cert.thumb, WAIT, after=after)
+
+
+def test_certificates_without_a_responder_get_no_entry_and_the_others_still_staple(
+        workdir, service_user, env):
+    """A certificate the store knows at import to name no responder gets no place in the
+    schedule (at 10^6 such certificates that was ~160 MB in the manager): at start, in a
+    pair whose other certificate staples, and when bound again at run time. The others
+    still staple: the pair's RSA certificate at start, a certificate that replaces the one
+    without a responder on its binding at run time."""
+    def leaves(o):
+        o.none = env.pki.leaf("nores", "nores.test", None)
+        o.pair = (env.pki.leaf("nores-ec", "nores-pair.test", None),
+                  env.pki.leaf("nores-rsa", "nores-pair.test", o.url, rsa_key=True))
+        return [env.pki.leaf("nores-late", "nores.test", o.url)]
+
+    with own_responders(workdir, service_user, env, "nores", leaves) as o:
+        late = o.leaves[0]
+        add_certs(o, [o.none, late] + list(o.pair))
+        key = "hostnameport=nores.test:%d" % o.tls_port
+        o.st.add(key, o.none.thumb)
+        o.st.run("add", "sslcert", "hostnameport=nores-pair.test:%d" % o.tls_port,
+                 "certhash=%s,%s" % (o.pair[0].thumb, o.pair[1].thumb))
+        o.srv = o.st.serve().start()
+        o.srv.wait_log(r"event=ocsp_fetched certhash=%s\b" % o.pair[1].thumb, WAIT)
+        rsa_only = ("-sigalgs", "rsa_pss_rsae_sha256:RSA+SHA256")
+        rc, out = cbe2e.s_client("127.0.0.1", o.tls_port, sni="nores-pair.test",
+                                 extra=("-status", "-tls1_3") + rsa_only)
+        assert ocspkit.stapled(out) and "Cert Status: good" in out, out
+        # Bound again under another name, and replaced on its own binding (nores.test, in
+        # the same change) by one that staples: the replacement is fetched, the one without
+        # a responder never is.
+        change_seen(o, ["add sslcert hostnameport=nores2.test:%d certhash=%s\n"
+                        % (o.tls_port, o.none.thumb),
+                        "delete sslcert %s\n" % key], late)
+
+        def late_stapled():
+            rc, out = ocspkit.staple_text(o.tls_port, "nores.test", "-tls1_3")
+            return out if ocspkit.stapled(out) else None
+        out = cbe2e.poll_until(late_stapled, WAIT, 0.2)
+        assert out and "Cert Status: good" in out, o.srv.log()
+        rc, out = ocspkit.staple_text(o.tls_port, "nores2.test", "-tls1_3")
+        assert ocspkit.no_staple(out), out
+        for leaf in (o.none, o.pair[0]):
+            assert not re.search(r"certhash=%s\b" % leaf.thumb, o.srv.log()), o.srv.log()
