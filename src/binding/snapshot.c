@@ -569,7 +569,9 @@ static int fill_record(struct cb_snapshot *s, struct cb_snap_binding *e, const s
         (b->appid[0] && (e->appid = arena_strdup(s, b->appid)) == NULL))
         return cb_err_set(err, CB_ENOMEM, "out of memory building the binding table");
     memcpy(e->certhash, b->certhash, sizeof(e->certhash));
-    memcpy(e->certhash2, b->certhash2, sizeof(e->certhash2));
+    e->certhash2 = b->certhash2[0] != '\0' ? arena_strdup(s, b->certhash2) : "";
+    if (e->certhash2 == NULL)
+        return cb_err_set(err, CB_ENOMEM, "out of memory building the binding table");
     e->kind = (uint8_t)b->key.kind;
     e->family = b->key.family;
     e->proxy = (uint8_t)b->proxy;

@@ -111,7 +111,10 @@ static int cmp_cert(const void *a, const void *b)
 static struct cert *find_cert(struct ctx *c, const char *thumb)
 {
     struct cert key;
-    memcpy(key.info.thumbprint, thumb, sizeof(key.info.thumbprint));
+    size_t n = strnlen(thumb, CB_THUMB_LEN + 1);
+    if (n > CB_THUMB_LEN)
+        return NULL;                           /* no certificate of the store has it */
+    memcpy(key.info.thumbprint, thumb, n + 1); /* thumb may be shorter: "" when none */
     if (c->n_certs == 0)
         return NULL; /* c->certs is NULL then, which bsearch must not be given */
     return bsearch(&key, c->certs, c->n_certs, sizeof(*c->certs), cmp_cert);

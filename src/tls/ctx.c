@@ -67,12 +67,11 @@ static void file_id_take(const char *path, struct file_id *id)
         .dev = st.st_dev, .ino = st.st_ino, .size = st.st_size, .mtim = st.st_mtim, .ok = true};
 }
 
-struct cb_tls_cert {
-    int refs;
-    struct cb_tls_cert *next;   /* in the cache's bucket */
-    char *key;                  /* thumbprint, or the path of a central-store file */
-    char *cert_path, *key_path; /* NULL when state_dir says where they are */
-    char *ca_path;              /* the binding's clientca=FILE, or NULL */
+/* What only some entries have: a client CA, a second certificate, or files that can change
+ * in place. In the entry's own allocation when it has any (cert_new), else not there: 48
+ * bytes less at each of the 10^6 certificates of a hosting store, which have none. */
+struct cert_extra {
+    char *ca_path; /* the binding's clientca=FILE, or NULL */
     /* A binding's second certificate (certhash=T1,T2; key "T1,T2"), else NULL: the two are
      * parsed and served together, and neither is served when either cannot be. */
     char *cert_path2, *key_path2;
@@ -80,24 +79,78 @@ struct cb_tls_cert {
      * store files, client CA files), owned; NULL for the store's own copies, which never
      * change: 8 bytes, not 432, for each of 10^6 certificates. */
     struct file_ids *ids;
-    bool tried;          /* loaded, or failed: bundle or error is set */
-    bool strings_inline; /* key and paths are in the entry's own allocation (cert_new) */
-    uint8_t state_dir;   /* 0, or k + 1: the files are the store's own in state_dirs[k] */
-    bool loading;        /* a cb_tls_load job is parsing it off the loop */
-    bool seen;           /* used by the snapshot being built */
+    struct cb_cert_bundle *bundle2; /* with cert_path2 */
+    struct cb_tls_ca *ca; /* with ca_path: parsed with the bundle, set whenever bundle is */
+    /* With ca: the session id context (32 bytes, owned), or NULL when it could not be
+     * made; without, sid_of() makes it from the key. */
+    unsigned char *ca_sid;
+};
+
+struct cb_tls_cert {
+    int refs;
+    uint32_t handoffs;          /* connections passed to its owner worker in this window */
+    struct cb_tls_cert *next;   /* in the cache's bucket */
+    char *key;                  /* thumbprint, or the path of a central-store file */
+    char *cert_path, *key_path; /* NULL when state_dir says where they are */
+    struct cert_extra *x;       /* NULL: none of it (cert_new) */
+    bool tried;                 /* loaded, or failed: bundle or error is set */
+    bool strings_inline;        /* key and paths are in the entry's own allocation (cert_new) */
+    uint8_t state_dir;          /* 0, or k + 1: the files are the store's own in state_dirs[k] */
+    bool loading;               /* a cb_tls_load job is parsing it off the loop */
+    bool seen;                  /* used by the snapshot being built */
     bool in_cache;
     bool pinned;                /* loaded at once (files that change in place): never dropped */
     struct cb_tls_cache *cache; /* while in_cache: its untried count follows this entry */
     struct cb_lru_node lru;     /* while parsed and in_cache (not pinned): in cache->lru */
     struct cb_cert_bundle *bundle;
-    struct cb_cert_bundle *bundle2; /* with cert_path2 */
-    struct cb_tls_ca *ca;  /* with ca_path: parsed with the bundle, set whenever bundle is */
-    unsigned char sid[32]; /* session id context: sessions resume only where they were made */
-    unsigned sid_len;
     char *error;
-    uint32_t handoffs;       /* connections passed to its owner worker in this window */
     uint64_t handoff_window; /* when that window began (loop ms) */
 };
+
+static const char *ca_path_of(const struct cb_tls_cert *t)
+{
+    return t->x != NULL ? t->x->ca_path : NULL;
+}
+
+static const char *cert_path2_of(const struct cb_tls_cert *t)
+{
+    return t->x != NULL ? t->x->cert_path2 : NULL;
+}
+
+static const char *key_path2_of(const struct cb_tls_cert *t)
+{
+    return t->x != NULL ? t->x->key_path2 : NULL;
+}
+
+static struct cb_cert_bundle *bundle2_of(const struct cb_tls_cert *t)
+{
+    return t->x != NULL ? t->x->bundle2 : NULL;
+}
+
+static struct cb_tls_ca *ca_of(const struct cb_tls_cert *t)
+{
+    return t->x != NULL ? t->x->ca : NULL;
+}
+
+static const struct file_id *ids_of(const struct cb_tls_cert *t, size_t which)
+{
+    if (t->x == NULL || t->x->ids == NULL)
+        return NULL;
+    return which == 0 ? &t->x->ids->cert : which == 1 ? &t->x->ids->key : &t->x->ids->ca;
+}
+
+/* What a parse gave beside the bundle, and the context made from it, freed. */
+static void extra_unload(struct cb_tls_cert *t)
+{
+    if (t->x == NULL)
+        return;
+    cb_cert_bundle_free(t->x->bundle2);
+    t->x->bundle2 = NULL;
+    cb_tls_ca_free(t->x->ca);
+    t->x->ca = NULL;
+    free(t->x->ca_sid);
+    t->x->ca_sid = NULL;
+}
 
 /* The folders a build looks files up in (the store's certs/ and keys/), held open from
  * cb_tls_cache_mark to cb_tls_cache_sweep: at 10^6 certificates a build makes four lookups
@@ -433,17 +486,14 @@ static void cert_unref(struct cb_tls_cert *t)
     if (t == NULL || --t->refs > 0)
         return;
     cb_cert_bundle_free(t->bundle);
-    cb_tls_ca_free(t->ca);
-    cb_cert_bundle_free(t->bundle2);
+    extra_unload(t);
     free(t->error);
-    free(t->ids);
+    if (t->x != NULL)
+        free(t->x->ids);
     if (!t->strings_inline) {
         free(t->key);
         free(t->cert_path);
         free(t->key_path);
-        free(t->ca_path);
-        free(t->cert_path2);
-        free(t->key_path2);
     }
     free(t);
 }
@@ -612,11 +662,8 @@ static void evict(struct cb_tls_cache *c, struct cb_tls_cert *t)
 {
     cb_lru_remove(&c->lru, &t->lru);
     cb_cert_bundle_free(t->bundle);
-    cb_cert_bundle_free(t->bundle2);
     t->bundle = NULL;
-    cb_tls_ca_free(t->ca); /* parsed again with the certificate */
-    t->ca = NULL;
-    t->bundle2 = NULL;
+    extra_unload(t); /* the second certificate and client CA: parsed again with the first */
     t->tried = false;
     c->n_untried++;
     c->stats.evictions++;
@@ -633,7 +680,7 @@ static void admit(struct cb_tls_cert *t)
     /* a pair (certhash=T1,T2) is charged for both of its certificates */
     cb_lru_insert(&t->cache->lru, &t->lru,
                   cb_cert_bundle_mem(t->bundle) +
-                      (t->bundle2 != NULL ? cb_cert_bundle_mem(t->bundle2) : 0));
+                      (bundle2_of(t) != NULL ? cb_cert_bundle_mem(bundle2_of(t)) : 0));
     while ((v = cb_lru_victim(&t->cache->lru, &t->lru)) != NULL)
         evict(t->cache, (struct cb_tls_cert *)((char *)v - offsetof(struct cb_tls_cert, lru)));
 }
@@ -660,8 +707,8 @@ static void precheck_files(struct cb_tls_cert *t, const char *cert_path, const c
             cb_err_set(&err, CB_EIO, "cannot read %s: %s", cert_path, strerror(ENOENT));
         else if (!key_there)
             cb_err_set(&err, CB_EKEY, "cannot read the key %s: %s", kp, strerror(ENOENT));
-        else if (t->ca_path != NULL && access(t->ca_path, R_OK) != 0)
-            cb_err_set(&err, CB_EIO, "cannot read its clientca=%s: %s", t->ca_path,
+        else if (ca_path_of(t) != NULL && access(ca_path_of(t), R_OK) != 0)
+            cb_err_set(&err, CB_EIO, "cannot read its clientca=%s: %s", ca_path_of(t),
                        strerror(errno));
         if (err.msg[0])
             fail(t, &err);
@@ -675,8 +722,8 @@ static void precheck_files(struct cb_tls_cert *t, const char *cert_path, const c
     } else if (!owner_reads(t->cache, &kst) && access_in(t->cache, kp) != 0) {
         cb_err_set(&err, CB_EKEY, "cannot read the key %s: %s", kp, strerror(errno));
         fail(t, &err);
-    } else if (t->ca_path != NULL && access(t->ca_path, R_OK) != 0) {
-        cb_err_set(&err, CB_EIO, "cannot read its clientca=%s: %s", t->ca_path, strerror(errno));
+    } else if (ca_path_of(t) != NULL && access(ca_path_of(t), R_OK) != 0) {
+        cb_err_set(&err, CB_EIO, "cannot read its clientca=%s: %s", ca_path_of(t), strerror(errno));
         fail(t, &err);
     }
 }
@@ -685,36 +732,57 @@ static void precheck_files(struct cb_tls_cert *t, const char *cert_path, const c
  * were verified against (its certificate or pair and the CA file's bytes), so that a session
  * never resumes where its client certificate would not have been accepted; else the
  * certificate alone (the last 32 characters of its key), or for a pair the first 16 digits of
- * each thumbprint (unlike either alone). */
-static void set_sid(struct cb_tls_cert *t)
+ * each thumbprint (unlike either alone). Only the first is kept (set_sid); the others are
+ * made from the key when a connection needs them. Into buf (32 bytes); its length. */
+static unsigned sid_of(const struct cb_tls_cert *t, unsigned char *buf)
 {
     size_t n = strlen(t->key);
+    unsigned len;
+
+    if (t->x != NULL && t->x->ca_sid != NULL) {
+        memcpy(buf, t->x->ca_sid, 32);
+        return 32;
+    }
+    if (bundle2_of(t) != NULL && n == 2 * CB_THUMB_LEN + 1) {
+        memcpy(buf, t->key, 16);
+        memcpy(buf + 16, t->key + CB_THUMB_LEN + 1, 16);
+        len = 32;
+    } else {
+        len = (unsigned)(n > 32 ? 32 : n);
+        memcpy(buf, t->key + n - len, len);
+    }
+    if (ca_of(t) != NULL && len > 0) /* no digest: a context no session of another entry has */
+        buf[0] ^= 0x80;
+    return len;
+}
+
+/* t was just parsed: with a client CA, its session id context (sid_of) is the digest of its
+ * key and the CA file's bytes, kept. Without memory or a digest, none is kept, and sid_of
+ * makes the fallback. */
+static void set_sid(struct cb_tls_cert *t)
+{
+    struct cert_extra *x = t->x;
     EVP_MD_CTX *md;
     unsigned len = 0;
 
-    if (t->ca != NULL && (md = EVP_MD_CTX_new()) != NULL) {
+    if (x == NULL)
+        return;
+    free(x->ca_sid);
+    x->ca_sid = NULL;
+    if (x->ca == NULL || (x->ca_sid = malloc(32)) == NULL)
+        return;
+    if ((md = EVP_MD_CTX_new()) != NULL) {
         int ok = EVP_DigestInit_ex(md, EVP_sha256(), NULL) == 1 &&
-                 EVP_DigestUpdate(md, t->key, n + 1) == 1 &&
-                 EVP_DigestUpdate(md, cb_tls_ca_digest(t->ca), 32) == 1 &&
-                 EVP_DigestFinal_ex(md, t->sid, &len) == 1;
+                 EVP_DigestUpdate(md, t->key, strlen(t->key) + 1) == 1 &&
+                 EVP_DigestUpdate(md, cb_tls_ca_digest(x->ca), 32) == 1 &&
+                 EVP_DigestFinal_ex(md, x->ca_sid, &len) == 1;
         EVP_MD_CTX_free(md);
-        if (ok && len == sizeof(t->sid)) {
-            t->sid_len = len;
+        if (ok && len == 32)
             return;
-        }
-        ERR_clear_error();
     }
-    if (t->bundle2 != NULL && n == 2 * CB_THUMB_LEN + 1) {
-        memcpy(t->sid, t->key, 16);
-        memcpy(t->sid + 16, t->key + CB_THUMB_LEN + 1, 16);
-        t->sid_len = 32;
-    } else {
-        const char *sid = n > 32 ? t->key + n - 32 : t->key;
-        t->sid_len = (unsigned)(n > 32 ? 32 : n);
-        memcpy(t->sid, sid, t->sid_len);
-    }
-    if (t->ca != NULL) /* no digest: a context no session of another entry can have */
-        t->sid[0] ^= 0x80;
+    ERR_clear_error();
+    free(x->ca_sid);
+    x->ca_sid = NULL;
 }
 
 static void precheck(struct cb_tls_cert *t)
@@ -724,8 +792,8 @@ static void precheck(struct cb_tls_cert *t)
 
     entry_paths(t, cbuf, kbuf, &cert_path, &key_path);
     precheck_files(t, cert_path, key_path);
-    if (t->cert_path2 != NULL)
-        precheck_files(t, t->cert_path2, t->key_path2);
+    if (cert_path2_of(t) != NULL)
+        precheck_files(t, cert_path2_of(t), key_path2_of(t));
 }
 
 /* Parses the files of certificate `key` (thumbprint or ccs path): *bundle on success,
@@ -835,10 +903,16 @@ static void load(struct cb_tls_cert *t)
 
     mark_tried(t);
     entry_paths(t, cbuf, kbuf, &cert_path, &key_path);
-    if (parse_entry(t->key, cert_path, key_path, t->cert_path2, t->key_path2, t->ca_path,
-                    &t->bundle, &t->bundle2, &t->ca, &err) != 0) {
+    struct cb_cert_bundle *bundle2 = NULL;
+    struct cb_tls_ca *ca = NULL;
+    if (parse_entry(t->key, cert_path, key_path, cert_path2_of(t), key_path2_of(t), ca_path_of(t),
+                    &t->bundle, &bundle2, &ca, &err) != 0) {
         fail(t, &err);
         return;
+    }
+    if (t->x != NULL) { /* else there is no second certificate or CA file to parse */
+        t->x->bundle2 = bundle2;
+        t->x->ca = ca;
     }
     set_sid(t);
     admit(t);
@@ -878,13 +952,13 @@ struct cb_tls_load *cb_tls_load_begin(const struct cb_tls_entry *e)
     j->key = strdup(t->key);
     j->cert_path = strdup(cert_path);
     j->key_path = key_path ? strdup(key_path) : NULL;
-    j->ca_path = t->ca_path ? strdup(t->ca_path) : NULL;
-    j->cert_path2 = t->cert_path2 ? strdup(t->cert_path2) : NULL;
-    j->key_path2 = t->key_path2 ? strdup(t->key_path2) : NULL;
+    j->ca_path = ca_path_of(t) ? strdup(ca_path_of(t)) : NULL;
+    j->cert_path2 = cert_path2_of(t) ? strdup(cert_path2_of(t)) : NULL;
+    j->key_path2 = key_path2_of(t) ? strdup(key_path2_of(t)) : NULL;
     if (j->key == NULL || j->cert_path == NULL || (key_path != NULL && j->key_path == NULL) ||
-        (t->ca_path != NULL && j->ca_path == NULL) ||
-        (t->cert_path2 != NULL && j->cert_path2 == NULL) ||
-        (t->key_path2 != NULL && j->key_path2 == NULL)) {
+        (ca_path_of(t) != NULL && j->ca_path == NULL) ||
+        (cert_path2_of(t) != NULL && j->cert_path2 == NULL) ||
+        (key_path2_of(t) != NULL && j->key_path2 == NULL)) {
         free(j->key);
         free(j->cert_path);
         free(j->key_path);
@@ -939,10 +1013,12 @@ void cb_tls_load_finish(struct cb_tls_load *j)
         } else {
             t->bundle = j->bundle;
             j->bundle = NULL;
-            t->bundle2 = j->bundle2;
-            j->bundle2 = NULL;
-            t->ca = j->ca;
-            j->ca = NULL;
+            if (t->x != NULL) { /* else the job parsed neither: it had no paths for them */
+                t->x->bundle2 = j->bundle2;
+                j->bundle2 = NULL;
+                t->x->ca = j->ca;
+                j->ca = NULL;
+            }
             set_sid(t);
             admit(t);
         }
@@ -1020,7 +1096,11 @@ static struct cb_tls_cert *cert_new(const char *key, const char *cert_path, cons
     if (dir != 0)
         cert_path = key_path = NULL;
     const char *strs[] = {key, cert_path, key_path, ca_path, cert_path2, key_path2};
-    size_t bytes = sizeof(struct cb_tls_cert);
+    /* Files that can change in place (a central-store file: its key is its path, and a
+     * client CA file) are described in the extra part too. */
+    bool extra =
+        ca_path != NULL || cert_path2 != NULL || key_path2 != NULL || strchr(key, '/') != NULL;
+    size_t bytes = sizeof(struct cb_tls_cert) + (extra ? sizeof(struct cert_extra) : 0);
     struct cb_tls_cert *e;
 
     for (size_t i = 0; i < sizeof(strs) / sizeof(strs[0]); i++)
@@ -1028,14 +1108,20 @@ static struct cb_tls_cert *cert_new(const char *key, const char *cert_path, cons
     if ((e = calloc(1, bytes)) == NULL)
         return NULL;
     char *at = (char *)(e + 1);
+    if (extra) {
+        e->x = (struct cert_extra *)at;
+        at += sizeof(struct cert_extra);
+    }
     e->strings_inline = true;
     e->state_dir = dir;
     e->key = put_str(&at, key);
     e->cert_path = put_str(&at, cert_path);
     e->key_path = put_str(&at, key_path);
-    e->ca_path = put_str(&at, ca_path);
-    e->cert_path2 = put_str(&at, cert_path2);
-    e->key_path2 = put_str(&at, key_path2);
+    if (extra) {
+        e->x->ca_path = put_str(&at, ca_path);
+        e->x->cert_path2 = put_str(&at, cert_path2);
+        e->x->key_path2 = put_str(&at, key_path2);
+    }
     return e;
 }
 
@@ -1054,8 +1140,8 @@ static bool same_file(const struct file_id *a, const char *path)
 /* Whether entry e is of client CA file ca_path (NULL: none). */
 static bool same_ca(const struct cb_tls_cert *e, const char *ca_path)
 {
-    return e->ca_path == NULL ? ca_path == NULL
-                              : ca_path != NULL && strcmp(e->ca_path, ca_path) == 0;
+    const char *mine = ca_path_of(e);
+    return mine == NULL ? ca_path == NULL : ca_path != NULL && strcmp(mine, ca_path) == 0;
 }
 
 /* cb_tls_cache_get and _get_pair: cert_path2 NULL for one certificate. */
@@ -1076,9 +1162,8 @@ static void cache_get(struct cb_tls_cache *c, const char *key, const char *cert_
     bool fixed_name = strchr(key, '/') == NULL;
     /* A client CA file can be edited in place too (a CA added to it): same test. */
     if (e != NULL && (!e->tried || e->bundle != NULL) &&
-        (fixed_name || (same_file(e->ids ? &e->ids->cert : NULL, cert_path) &&
-                        same_file(e->ids ? &e->ids->key : NULL, key_path))) &&
-        same_file(e->ids ? &e->ids->ca : NULL, ca_path)) {
+        (fixed_name || (same_file(ids_of(e, 0), cert_path) && same_file(ids_of(e, 1), key_path))) &&
+        same_file(ids_of(e, 2), ca_path)) {
         e->seen = true;
         *reused = true;
         e->refs++;
@@ -1102,13 +1187,13 @@ static void cache_get(struct cb_tls_cache *c, const char *key, const char *cert_
     e->seen = true;
     /* Only files that can change in place are described (NULL on no memory: the entry is
      * then never taken for the same files again, so parsed anew at the next build). */
-    if ((strchr(key, '/') != NULL || ca_path != NULL) &&
-        (e->ids = calloc(1, sizeof(*e->ids))) != NULL) {
+    if ((strchr(key, '/') != NULL || ca_path != NULL) && e->x != NULL &&
+        (e->x->ids = calloc(1, sizeof(*e->x->ids))) != NULL) {
         if (strchr(key, '/') != NULL) {
-            file_id_take(cert_path, &e->ids->cert);
-            file_id_take(key_path, &e->ids->key);
+            file_id_take(cert_path, &e->x->ids->cert);
+            file_id_take(key_path, &e->x->ids->key);
         }
-        file_id_take(ca_path, &e->ids->ca);
+        file_id_take(ca_path, &e->x->ids->ca);
     }
     precheck(e);
     if (eager && !e->tried)
@@ -1168,12 +1253,14 @@ int cb_tls_apply_binding(SSL *ssl, const struct cb_tls_entry *e, const struct cb
      * signs with the one the client's signature algorithms (and, in TLS 1.2, cipher
      * suites) accept, ECDSA first by the server's preference. */
     if (t == NULL || t->bundle == NULL || cb_cert_bundle_use_ssl(t->bundle, ssl) != 0 ||
-        (t->bundle2 != NULL && cb_cert_bundle_use_ssl(t->bundle2, ssl) != 0)) {
+        (bundle2_of(t) != NULL && cb_cert_bundle_use_ssl(bundle2_of(t), ssl) != 0)) {
         ERR_clear_error();
         return CB_ETLS;
     }
     /* Sessions resume only on the certificate (or pair, and client CA) that made them. */
-    SSL_set_session_id_context(ssl, t->sid, t->sid_len);
+    unsigned char sid[32];
+    unsigned sid_len = sid_of(t, sid);
+    SSL_set_session_id_context(ssl, sid, sid_len);
     SSL_set_ex_data(ssl, binding_index, (void *)b);
     if (b->flags & CB_OPT_DISABLETLS12)
         SSL_set_min_proto_version(ssl, TLS1_3_VERSION);
@@ -1188,8 +1275,8 @@ int cb_tls_apply_binding(SSL *ssl, const struct cb_tls_entry *e, const struct cb
     /* clientca=FILE: a certificate is required and verified (the file was parsed with the
      * certificate, off the loop). clientcertnegotiation=enable alone: one is asked for and
      * passed on as presented, unverified. */
-    if (t->ca != NULL) {
-        if (cb_tls_ca_apply(ssl, t->ca) != 0)
+    if (ca_of(t) != NULL) {
+        if (cb_tls_ca_apply(ssl, ca_of(t)) != 0)
             return CB_ETLS;
     } else if (b->flags & CB_OPT_CLIENTCERTNEGOTIATION) {
         SSL_set_verify(ssl, SSL_VERIFY_PEER | SSL_VERIFY_CLIENT_ONCE, verify_any);
