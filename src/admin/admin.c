@@ -202,7 +202,7 @@ static int attach_findings(struct cb_admin_model *m, const struct cb_findings *f
         const struct cb_finding *x = &f->v[i];
         if (x->n_bindings == 0)
             continue;
-        struct cb_snap_binding kb = {.key_text = x->bindings[0]};
+        struct cb_snap_binding kb = {.key_text = x->bindings[0], .certhash2 = ""};
         struct mbinding km = {.b = &kb}, *kp = &km;
         struct mbinding **hit = bsearch(&kp, by_key, m->n_bindings, sizeof(*by_key), cmp_by_key);
         if (hit == NULL)

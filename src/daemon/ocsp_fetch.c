@@ -434,6 +434,8 @@ static void rescan(struct cb_ocsp_fetcher *f, int64_t now)
     table_free(f->t);
     f->t = t;
     f->scanned = schedule_all(f) == 0;
+    /* What the schedule holds: the certificates that staple and may name a responder. */
+    cb_log("info", "ocsp_scanned", "certificates=%zu", t->n);
 }
 
 /* Adds thumb's entry, due now and named after b, when it is new. CB_ENOMEM. */

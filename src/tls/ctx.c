@@ -81,9 +81,10 @@ struct cert_extra {
     struct file_ids *ids;
     struct cb_cert_bundle *bundle2; /* with cert_path2 */
     struct cb_tls_ca *ca; /* with ca_path: parsed with the bundle, set whenever bundle is */
-    /* With ca: the session id context (32 bytes, owned), or NULL when it could not be
-     * made; without, sid_of() makes it from the key. */
-    unsigned char *ca_sid;
+    /* With ca: the session id context (has_ca_sid), the digest set_sid made; without,
+     * sid_of() makes it from the key. */
+    unsigned char ca_sid[32];
+    bool has_ca_sid;
 };
 
 struct cb_tls_cert {
@@ -148,8 +149,7 @@ static void extra_unload(struct cb_tls_cert *t)
     t->x->bundle2 = NULL;
     cb_tls_ca_free(t->x->ca);
     t->x->ca = NULL;
-    free(t->x->ca_sid);
-    t->x->ca_sid = NULL;
+    t->x->has_ca_sid = false;
 }
 
 /* The folders a build looks files up in (the store's certs/ and keys/), held open from
@@ -739,7 +739,7 @@ static unsigned sid_of(const struct cb_tls_cert *t, unsigned char *buf)
     size_t n = strlen(t->key);
     unsigned len;
 
-    if (t->x != NULL && t->x->ca_sid != NULL) {
+    if (t->x != NULL && t->x->has_ca_sid) {
         memcpy(buf, t->x->ca_sid, 32);
         return 32;
     }
@@ -757,8 +757,8 @@ static unsigned sid_of(const struct cb_tls_cert *t, unsigned char *buf)
 }
 
 /* t was just parsed: with a client CA, its session id context (sid_of) is the digest of its
- * key and the CA file's bytes, kept. Without memory or a digest, none is kept, and sid_of
- * makes the fallback. */
+ * key and the CA file's bytes, kept in its extra part. Without a digest (no memory for
+ * OpenSSL's context), none is kept, and sid_of makes the fallback. */
 static void set_sid(struct cb_tls_cert *t)
 {
     struct cert_extra *x = t->x;
@@ -767,22 +767,19 @@ static void set_sid(struct cb_tls_cert *t)
 
     if (x == NULL)
         return;
-    free(x->ca_sid);
-    x->ca_sid = NULL;
-    if (x->ca == NULL || (x->ca_sid = malloc(32)) == NULL)
+    x->has_ca_sid = false;
+    if (x->ca == NULL || (md = EVP_MD_CTX_new()) == NULL) {
+        ERR_clear_error();
         return;
-    if ((md = EVP_MD_CTX_new()) != NULL) {
-        int ok = EVP_DigestInit_ex(md, EVP_sha256(), NULL) == 1 &&
-                 EVP_DigestUpdate(md, t->key, strlen(t->key) + 1) == 1 &&
-                 EVP_DigestUpdate(md, cb_tls_ca_digest(x->ca), 32) == 1 &&
-                 EVP_DigestFinal_ex(md, x->ca_sid, &len) == 1;
-        EVP_MD_CTX_free(md);
-        if (ok && len == 32)
-            return;
     }
-    ERR_clear_error();
-    free(x->ca_sid);
-    x->ca_sid = NULL;
+    bool ok = EVP_DigestInit_ex(md, EVP_sha256(), NULL) == 1 &&
+              EVP_DigestUpdate(md, t->key, strlen(t->key) + 1) == 1 &&
+              EVP_DigestUpdate(md, cb_tls_ca_digest(x->ca), 32) == 1 &&
+              EVP_DigestFinal_ex(md, x->ca_sid, &len) == 1;
+    EVP_MD_CTX_free(md);
+    x->has_ca_sid = ok && len == sizeof(x->ca_sid);
+    if (!x->has_ca_sid)
+        ERR_clear_error();
 }
 
 static void precheck(struct cb_tls_cert *t)

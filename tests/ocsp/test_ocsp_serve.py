@@ -541,6 +541,9 @@ def test_certificates_without_a_responder_get_no_entry_and_the_others_still_stap
                  "certhash=%s,%s" % (o.pair[0].thumb, o.pair[1].thumb))
         o.srv = o.st.serve().start()
         o.srv.wait_log(r"event=ocsp_fetched certhash=%s\b" % o.pair[1].thumb, WAIT)
+        # The schedule holds the pair's RSA certificate alone, not the two without one.
+        scans = o.srv.lines("ocsp_scanned")
+        assert scans and all("certificates=1" in l for l in scans), o.srv.log()
         rsa_only = ("-sigalgs", "rsa_pss_rsae_sha256:RSA+SHA256")
         rc, out = cbe2e.s_client("127.0.0.1", o.tls_port, sni="nores-pair.test",
                                  extra=("-status", "-tls1_3") + rsa_only)

@@ -79,7 +79,7 @@ static void assert_serves(SSL *ssl, int i)
  * i. Returns whether it had to be parsed. */
 static bool serve(SSL_CTX *ctx, const struct cb_tls_entry *e, int i)
 {
-    static const struct cb_snap_binding b;
+    static const struct cb_snap_binding b = {.certhash2 = ""};
     bool parsed;
     SSL *ssl = SSL_new(ctx);
     assert_non_null(ssl);
@@ -165,7 +165,7 @@ static void test_over_budget_the_least_recently_served_is_parsed_again(void **st
 
 static void test_a_connection_keeps_a_dropped_certificate(void **state)
 {
-    static const struct cb_snap_binding b;
+    static const struct cb_snap_binding b = {.certhash2 = ""};
     struct cb_tls_cache *c = cb_tls_cache_new();
     SSL_CTX *ctx = cb_tls_default_ctx(NULL);
     struct cb_tls_entry e[N_CERTS] = {{0}};
@@ -196,7 +196,7 @@ static void test_a_client_ca_is_dropped_and_parsed_again_with_its_certificate(vo
     struct cb_tls_cache *c = cb_tls_cache_new();
     SSL_CTX *ctx = cb_tls_default_ctx(NULL);
     struct cb_tls_entry e[2] = {{0}};
-    static const struct cb_snap_binding b;
+    static const struct cb_snap_binding b = {.certhash2 = ""};
     bool reused;
     (void)state;
     assert_true(one > 0);

@@ -65,7 +65,7 @@ static void key_word(unsigned k, char *out, size_t size)
 
 static void make_binding(unsigned k, unsigned version, struct cb_binding *b)
 {
-    char word[128], thumb[41], backend[64];
+    char word[128], thumb[83], backend[64];
     struct cb_err err = {0};
     unsigned fields = 0;
 
@@ -74,6 +74,9 @@ static void make_binding(unsigned k, unsigned version, struct cb_binding *b)
     if (cb_key_parse_word(word, &b->key, &err) != 0)
         fail_msg("key %s: %s", word, err.msg);
     snprintf(thumb, sizeof(thumb), "%08X%032X", version, k);
+    /* A second certificate on some (certhash=T1,T2): a record points to it in the arena. */
+    if (version % 5 == 1)
+        snprintf(thumb + 40, sizeof(thumb) - 40, ",%08X%032X", version + 7, k ^ 0xabcu);
     snprintf(backend, sizeof(backend), "127.0.0.1:%u", 1000 + version % 60000);
     assert_int_equal(cb_binding_set_option(b, "certhash", thumb, &fields, &err), 0);
     assert_int_equal(cb_binding_set_option(b, "backend", backend, &fields, &err), 0);
@@ -127,6 +130,7 @@ static void assert_same(const struct cb_snapshot *d, const struct cb_snapshot *f
         cb_key_format(&key, text, sizeof(text));
         assert_string_equal(e->key_text, text);
         assert_string_equal(e->certhash, b.certhash);
+        assert_string_equal(e->certhash2, b.certhash2); /* "" when none, never NULL */
         assert_string_equal(e->backend, b.backend);
         const char *ca = cb_snapshot_clientca(d, e);
         if (b.clientca[0] == '\0')

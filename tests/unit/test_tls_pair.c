@@ -125,6 +125,7 @@ static unsigned serve_types(const struct cb_tls_entry *e, int *n)
     unsigned types;
 
     memset(&b, 0, sizeof(b));
+    b.certhash2 = "";
     assert_non_null(ctx);
     ssl = SSL_new(ctx);
     assert_non_null(ssl);
