@@ -6,6 +6,7 @@ CA's behalf with what the test asks for (an expired response, junk, or nothing a
 Processes are started and stopped by PID; ports come from cbe2e.free_port().
 """
 
+import atexit
 import datetime
 import os
 import socket
@@ -143,6 +144,20 @@ class PKI:
         return b.sign(self.ca_key, hashes.SHA256()).public_bytes(serialization.Encoding.DER)
 
 
+# Every responder started and not stopped yet: stopped when the test process exits, so that
+# one left behind by a test or fixture that failed before its own clean-up never outlives
+# the run (parented to init, holding its port).
+_running = set()
+
+
+def _stop_running():
+    for r in list(_running):
+        r.stop()
+
+
+atexit.register(_stop_running)
+
+
 class OpenSSLResponder:
     """`openssl ocsp -index` on 127.0.0.1:port, signing with the delegated responder."""
 
@@ -160,8 +175,14 @@ class OpenSSLResponder:
         self.log_path.write_bytes(b"")
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=log)
-        ok = cbe2e.poll_until(lambda: self._listening(), 20)
-        assert ok, "openssl ocsp did not listen on %d: %s" % (self.port, self.log_path.read_text())
+        _running.add(self)
+        try:
+            ok = cbe2e.poll_until(lambda: self._listening(), 20)
+            assert ok, "openssl ocsp did not listen on %d: %s" % (self.port,
+                                                                 self.log_path.read_text())
+        except BaseException:
+            self.stop()
+            raise
         return self
 
     def _listening(self):
@@ -171,9 +192,14 @@ class OpenSSLResponder:
         return "ACCEPT" in self.log_path.read_text(errors="replace")
 
     def stop(self):
+        _running.discard(self)
         if self.proc is not None and self.proc.poll() is None:
             self.proc.terminate()
-            self.proc.wait(10)
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
 
 
 class CraftedResponder:

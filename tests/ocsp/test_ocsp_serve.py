@@ -28,61 +28,69 @@ class Env:
 
 @pytest.fixture(scope="module")
 def env(workdir, service_user):
+    """The module's PKI, responders and serve. Whatever it started is stopped afterwards,
+    also when its own set-up fails half-way (a responder left running would outlive the run)."""
     e = Env()
     e.pki = ocspkit.PKI(workdir / "pki-serve")
     port = cbe2e.free_port()
     e.ocsp_url = "http://127.0.0.1:%d/" % port
     e.crafted = ocspkit.CraftedResponder()
-    pki = e.pki
-    e.good = pki.leaf("good", "good.test", e.ocsp_url)
-    e.revoked = pki.leaf("revoked", "revoked.test", e.ocsp_url, listed="R")
-    e.unknown = pki.leaf("unknown", "unknown.test", e.ocsp_url, listed=None)
-    e.expired = pki.leaf("expired", "expired.test", e.crafted.url("expired"))
-    e.junk = pki.leaf("junk", "junk.test", e.crafted.url("junk"))
-    e.hang = pki.leaf("hang", "hang.test", e.crafted.url("hang"))
-    e.down = pki.leaf("down", "down.test", "http://127.0.0.1:%d/" % cbe2e.dead_port())
-    e.off = pki.leaf("off", "off.test", e.ocsp_url)
-    # certhash=T1,T2: one ECDSA and one RSA certificate for one name, each with its response
-    e.pair = (pki.leaf("pair-ec", "pair.test", e.ocsp_url),
-              pki.leaf("pair-rsa", "pair.test", e.ocsp_url, rsa_key=True))
-    now = ocspkit.NOW()
-    e.crafted.set_response("expired", pki.response(e.expired, now - datetime.timedelta(days=2),
-                                                   now - datetime.timedelta(days=1)))
-    e.responder = ocspkit.OpenSSLResponder(pki, port, workdir / "openssl-ocsp.log").start()
-    e.st = new_state(workdir, "ocsp-serve", service_user)
-    e.port = cbe2e.free_port()
-    for leaf in (e.good, e.revoked, e.unknown, e.expired, e.junk, e.hang, e.down, e.off) + e.pair:
-        e.st.run("add", "cert", leaf.chain_path, "key=%s" % leaf.key_path)
-    for name, leaf in (("good", e.good), ("revoked", e.revoked), ("unknown", e.unknown),
-                       ("expired", e.expired), ("junk", e.junk), ("hang", e.hang),
-                       ("down", e.down)):
-        e.st.add("hostnameport=%s.test:%d" % (name, e.port), leaf.thumb)
-    # The same certificate on two bindings, one of them with stapling off.
-    e.st.add("hostnameport=good-off.test:%d" % e.port, e.good.thumb, disableocspstapling="enable")
-    # A certificate whose only binding staples nothing: even a valid cached response for it
-    # (put there before serve starts) is never sent, and nothing is fetched for it.
-    e.st.add("hostnameport=off.test:%d" % e.port, e.off.thumb, disableocspstapling="enable")
-    ocsp_dir = e.st.state / "ocsp"
-    ocsp_dir.mkdir(mode=0o755, exist_ok=True)
-    (ocsp_dir / (e.off.thumb + ".der")).write_bytes(
-        pki.response(e.off, now - datetime.timedelta(minutes=5), now + datetime.timedelta(days=1)))
-    # In down's cache, a valid "good" response of another certificate (good's): it must
-    # never be stapled for down, whose own responder never answers.
-    (ocsp_dir / (e.down.thumb + ".der")).write_bytes(
-        pki.response(e.good, now - datetime.timedelta(minutes=5), now + datetime.timedelta(days=1)))
-    # In junk's cache, a damaged file (cut short): never stapled, and no worker minds.
-    (ocsp_dir / (e.junk.thumb + ".der")).write_bytes(b"\x30\x82\x01\x00garbage")
-    if service_user is not None:  # the manager writes here as the service user
-        os.chown(ocsp_dir, service_user.pw_uid, service_user.pw_gid)
-    e.admin_port = cbe2e.free_port()
-    e.srv = e.st.serve(admin="127.0.0.1:%d" % e.admin_port).start()
-    yield e
-    e.crafted.close()
+    e.responder = e.st = e.srv = None
     try:
-        e.srv.stop()
+        pki = e.pki
+        e.good = pki.leaf("good", "good.test", e.ocsp_url)
+        e.revoked = pki.leaf("revoked", "revoked.test", e.ocsp_url, listed="R")
+        e.unknown = pki.leaf("unknown", "unknown.test", e.ocsp_url, listed=None)
+        e.expired = pki.leaf("expired", "expired.test", e.crafted.url("expired"))
+        e.junk = pki.leaf("junk", "junk.test", e.crafted.url("junk"))
+        e.hang = pki.leaf("hang", "hang.test", e.crafted.url("hang"))
+        e.down = pki.leaf("down", "down.test", "http://127.0.0.1:%d/" % cbe2e.dead_port())
+        e.off = pki.leaf("off", "off.test", e.ocsp_url)
+        # certhash=T1,T2: one ECDSA and one RSA certificate for one name, each with its response
+        e.pair = (pki.leaf("pair-ec", "pair.test", e.ocsp_url),
+                  pki.leaf("pair-rsa", "pair.test", e.ocsp_url, rsa_key=True))
+        now = ocspkit.NOW()
+        e.crafted.set_response("expired", pki.response(e.expired, now - datetime.timedelta(days=2),
+                                                       now - datetime.timedelta(days=1)))
+        e.responder = ocspkit.OpenSSLResponder(pki, port, workdir / "openssl-ocsp.log").start()
+        e.st = new_state(workdir, "ocsp-serve", service_user)
+        e.port = cbe2e.free_port()
+        for leaf in (e.good, e.revoked, e.unknown, e.expired, e.junk, e.hang, e.down, e.off) + e.pair:
+            e.st.run("add", "cert", leaf.chain_path, "key=%s" % leaf.key_path)
+        for name, leaf in (("good", e.good), ("revoked", e.revoked), ("unknown", e.unknown),
+                           ("expired", e.expired), ("junk", e.junk), ("hang", e.hang),
+                           ("down", e.down)):
+            e.st.add("hostnameport=%s.test:%d" % (name, e.port), leaf.thumb)
+        # The same certificate on two bindings, one of them with stapling off.
+        e.st.add("hostnameport=good-off.test:%d" % e.port, e.good.thumb, disableocspstapling="enable")
+        # A certificate whose only binding staples nothing: even a valid cached response for it
+        # (put there before serve starts) is never sent, and nothing is fetched for it.
+        e.st.add("hostnameport=off.test:%d" % e.port, e.off.thumb, disableocspstapling="enable")
+        ocsp_dir = e.st.state / "ocsp"
+        ocsp_dir.mkdir(mode=0o755, exist_ok=True)
+        (ocsp_dir / (e.off.thumb + ".der")).write_bytes(
+            pki.response(e.off, now - datetime.timedelta(minutes=5), now + datetime.timedelta(days=1)))
+        # In down's cache, a valid "good" response of another certificate (good's): it must
+        # never be stapled for down, whose own responder never answers.
+        (ocsp_dir / (e.down.thumb + ".der")).write_bytes(
+            pki.response(e.good, now - datetime.timedelta(minutes=5), now + datetime.timedelta(days=1)))
+        # In junk's cache, a damaged file (cut short): never stapled, and no worker minds.
+        (ocsp_dir / (e.junk.thumb + ".der")).write_bytes(b"\x30\x82\x01\x00garbage")
+        if service_user is not None:  # the manager writes here as the service user
+            os.chown(ocsp_dir, service_user.pw_uid, service_user.pw_gid)
+        e.admin_port = cbe2e.free_port()
+        e.srv = e.st.serve(admin="127.0.0.1:%d" % e.admin_port).start()
+        yield e
     finally:
-        e.st.cleanup()
-        e.responder.stop()
+        e.crafted.close()
+        try:
+            if e.srv is not None:
+                e.srv.stop()
+        finally:
+            if e.st is not None:
+                e.st.cleanup()
+            if e.responder is not None:
+                e.responder.stop()
 
 
 def handshake(env, name, tls):
