@@ -26,6 +26,20 @@ class Env:
     pass
 
 
+def stop_own(x):
+    """Stops what a fixture started (x.crafted, x.srv, x.st, x.responder; None when it did
+    not get that far), each whatever happened to the one before."""
+    x.crafted.close()
+    try:
+        if x.srv is not None:
+            x.srv.stop()
+    finally:
+        if x.st is not None:
+            x.st.cleanup()
+        if x.responder is not None:
+            x.responder.stop()
+
+
 @pytest.fixture(scope="module")
 def env(workdir, service_user):
     """The module's PKI, responders and serve. Whatever it started is stopped afterwards,
@@ -82,15 +96,7 @@ def env(workdir, service_user):
         e.srv = e.st.serve(admin="127.0.0.1:%d" % e.admin_port).start()
         yield e
     finally:
-        e.crafted.close()
-        try:
-            if e.srv is not None:
-                e.srv.stop()
-        finally:
-            if e.st is not None:
-                e.st.cleanup()
-            if e.responder is not None:
-                e.responder.stop()
+        stop_own(e)
 
 
 def handshake(env, name, tls):
@@ -385,15 +391,7 @@ def own_responders(workdir, service_user, env, name, make_leaves):
         o.tls_port = cbe2e.free_port()
         yield o
     finally:
-        o.crafted.close()
-        try:
-            if o.srv is not None:
-                o.srv.stop()
-        finally:
-            if o.st is not None:
-                o.st.cleanup()
-            if o.responder is not None:
-                o.responder.stop()
+        stop_own(o)
 
 
 def batch_run(o, lines, name="batch.txt"):
