@@ -17,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 struct dir {
@@ -172,6 +173,35 @@ static void test_the_first_failure_is_kept_with_its_tag(void **state)
     assert_int_equal(access(path, F_OK), 0);
 }
 
+/* Fewer files than wake a thread, and then nothing: a batch reading a slow standard input.
+ * They are written all the same, without a wait or finish (polled, with a deadline). */
+static void test_a_few_files_are_written_while_the_caller_waits_for_more(void **state)
+{
+    struct dir *d = *state;
+    struct cb_filewriter *w;
+    struct cb_err err = {0};
+    char path[300];
+    struct timespec start, now;
+
+    assert_int_equal(cb_filewriter_start(&w, &err), 0);
+    for (int round = 0; round < 2; round++) { /* the second after the threads slept again */
+        for (int i = 0; i < 3; i++) {
+            snprintf(path, sizeof(path), "%s/r%d-%d", d->path, round, i);
+            assert_int_equal(cb_filewriter_add(w, path, 0600, (uid_t)-1, (gid_t)-1, dup_bytes("x"),
+                                               1, 1, NULL, &err),
+                             0);
+        }
+        clock_gettime(CLOCK_MONOTONIC, &start);
+        do {
+            struct timespec tick = {0, 1000000};
+            nanosleep(&tick, NULL); /* polling a condition, with a deadline */
+            clock_gettime(CLOCK_MONOTONIC, &now);
+        } while (count_entries(d->path) < 3 * (round + 1) && now.tv_sec - start.tv_sec < 10);
+        assert_int_equal(count_entries(d->path), 3 * (round + 1));
+    }
+    assert_int_equal(cb_filewriter_finish(w, NULL, &err), 0);
+}
+
 static void test_finish_without_files(void **state)
 {
     struct cb_filewriter *w;
@@ -191,6 +221,8 @@ int main(void)
                                         remove_dir),
         cmocka_unit_test_setup_teardown(test_the_first_failure_is_kept_with_its_tag, make_dir,
                                         remove_dir),
+        cmocka_unit_test_setup_teardown(
+            test_a_few_files_are_written_while_the_caller_waits_for_more, make_dir, remove_dir),
         cmocka_unit_test(test_finish_without_files),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
