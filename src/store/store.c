@@ -313,24 +313,43 @@ static void paths_clear(struct cb_store_paths *p, bool unlink_them)
 
 /*
  * A batch keeps the files to remove in the temporary table batch_paths (temp_store: a file,
- * so memory stays flat however many certificates it adds), one row per path with bits:
+ * so memory stays flat however many certificates it adds), one row per path (relative to
+ * the state folder) with bits:
  * WRITTEN (written for a row the batch adds: removed if it rolls back) and DELETED (of a row
  * the batch deletes: removed once it commits).
  */
 #define BATCH_WRITTEN 1
 #define BATCH_DELETED 2
 
+/* path relative to the state folder (a pointer into path), or NULL for a path outside it.
+ * batch_paths keys files so: a smaller table than full paths (a row a file, 2 a pair). */
+static const char *owned_rel(const struct cb_store *st, const char *path)
+{
+    size_t n = strlen(st->dir);
+    while (n > 1 && st->dir[n - 1] == '/')
+        n--;
+    if (strncmp(path, st->dir, n) != 0 || path[n] != '/')
+        return NULL;
+    while (path[n] == '/')
+        n++;
+    return path + n;
+}
+
+/* path: inside the state folder (paths_add). */
 static int batch_path_add(struct cb_store *st, const char *path, int bit, struct cb_err *err)
 {
+    const char *rel = owned_rel(st, path);
     sqlite3_stmt *stmt;
     int ret, rc, have = 0;
 
+    if (rel == NULL)
+        return cb_err_set(err, CB_EINVAL, "internal: %s is outside the state folder", path);
     if ((ret = cb_store__prepare_cached(st,
                                         "INSERT INTO temp.batch_paths VALUES(?1, ?2) "
                                         "ON CONFLICT(path) DO NOTHING",
                                         &stmt, err)) != 0)
         return ret;
-    sqlite3_bind_text(stmt, 1, path, -1, SQLITE_STATIC);
+    sqlite3_bind_text(stmt, 1, rel, -1, SQLITE_STATIC);
     sqlite3_bind_int(stmt, 2, bit);
     rc = sqlite3_step(stmt);
     cb_store__release(st, stmt);
@@ -341,7 +360,7 @@ static int batch_path_add(struct cb_store *st, const char *path, int bit, struct
     /* Met before in this batch. */
     if ((ret = prepare(st, "SELECT bits FROM temp.batch_paths WHERE path = ?1", &stmt, err)) != 0)
         return ret;
-    sqlite3_bind_text(stmt, 1, path, -1, SQLITE_STATIC);
+    sqlite3_bind_text(stmt, 1, rel, -1, SQLITE_STATIC);
     if ((rc = sqlite3_step(stmt)) == SQLITE_ROW)
         have = sqlite3_column_int(stmt, 0);
     sqlite3_finalize(stmt);
@@ -357,7 +376,7 @@ static int batch_path_add(struct cb_store *st, const char *path, int bit, struct
     if ((ret = prepare(st, "UPDATE temp.batch_paths SET bits = ?2 WHERE path = ?1", &stmt, err)) !=
         0)
         return ret;
-    sqlite3_bind_text(stmt, 1, path, -1, SQLITE_STATIC);
+    sqlite3_bind_text(stmt, 1, rel, -1, SQLITE_STATIC);
     sqlite3_bind_int(stmt, 2, bits);
     rc = sqlite3_step(stmt);
     sqlite3_finalize(stmt);
@@ -366,14 +385,15 @@ static int batch_path_add(struct cb_store *st, const char *path, int bit, struct
 
 bool cb_store_batch_wrote(struct cb_store *st, const char *path)
 {
+    const char *rel = owned_rel(st, path);
     sqlite3_stmt *stmt;
     bool wrote = false;
 
-    if (!st->batch ||
+    if (!st->batch || rel == NULL ||
         cb_store__prepare_cached(st, "SELECT bits FROM temp.batch_paths WHERE path = ?1", &stmt,
                                  NULL) != 0)
         return false;
-    sqlite3_bind_text(stmt, 1, path, -1, SQLITE_STATIC);
+    sqlite3_bind_text(stmt, 1, rel, -1, SQLITE_STATIC);
     if (sqlite3_step(stmt) == SQLITE_ROW)
         wrote = (sqlite3_column_int(stmt, 0) & BATCH_WRITTEN) != 0;
     cb_store__release(st, stmt);
@@ -389,8 +409,12 @@ static void batch_paths_unlink(struct cb_store *st, int bit)
                            NULL) != SQLITE_OK)
         return;
     sqlite3_bind_int(stmt, 1, bit);
-    while (sqlite3_step(stmt) == SQLITE_ROW)
-        unlink(col_text(stmt, 0));
+    while (sqlite3_step(stmt) == SQLITE_ROW) {
+        char path[PATH_MAX];
+        int n = snprintf(path, sizeof(path), "%s/%s", st->dir, col_text(stmt, 0));
+        if (n > 0 && (size_t)n < sizeof(path))
+            unlink(path);
+    }
     sqlite3_finalize(stmt);
 }
 
@@ -506,6 +530,33 @@ void cb_store_rollback(struct cb_store *st)
     paths_clear(&st->after_commit, false);
 }
 
+/*
+ * A batch's page caches: SQLite's default (2 000 KiB a database) makes a batch that outgrows
+ * it spill the transaction's pages to the WAL and the temporary file and read them back over
+ * and over: at 10^5 pairs, most of the batch's system time; at 10^6, a cache of 64 MiB
+ * took 262 s, 256 MiB 211 s (BENCHMARKS.md). So a batch's cache is 1/16 of the machine's
+ * memory, at most 256 MiB (the temporary table's a quarter of it): bounded however long the
+ * batch, and back to the default once it ends.
+ */
+#define BATCH_CACHE_MAX_KB (256L * 1024)
+#define DEFAULT_CACHE_KB 2000L
+
+static int batch_caches(struct cb_store *st, bool batch, struct cb_err *err)
+{
+    long kb = DEFAULT_CACHE_KB, pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGESIZE);
+    char sql[128];
+
+    if (batch && pages > 0 && page > 0) {
+        kb = (long)((double)pages * (double)page / 16.0 / 1024.0);
+        kb = kb > BATCH_CACHE_MAX_KB ? BATCH_CACHE_MAX_KB
+             : kb < DEFAULT_CACHE_KB ? DEFAULT_CACHE_KB
+                                     : kb;
+    }
+    snprintf(sql, sizeof(sql), "PRAGMA main.cache_size=-%ld; PRAGMA temp.cache_size=-%ld", kb,
+             batch && kb / 4 > DEFAULT_CACHE_KB ? kb / 4 : DEFAULT_CACHE_KB);
+    return exec(st, sql, err);
+}
+
 int cb_store_batch_begin(struct cb_store *st, struct cb_err *err)
 {
     int ret;
@@ -514,10 +565,14 @@ int cb_store_batch_begin(struct cb_store *st, struct cb_err *err)
         return cb_err_set(err, CB_EINVAL, "internal: a batch begun inside a transaction");
     if ((ret = exec(st,
                     "CREATE TEMP TABLE IF NOT EXISTS batch_paths(path TEXT PRIMARY KEY, "
-                    "bits INTEGER NOT NULL); DELETE FROM temp.batch_paths",
+                    "bits INTEGER NOT NULL) WITHOUT ROWID; DELETE FROM temp.batch_paths",
                     err)) != 0 ||
         (ret = cb_store_begin(st, err)) != 0)
         return ret;
+    if ((ret = batch_caches(st, true, err)) != 0) {
+        cb_store_rollback(st);
+        return ret;
+    }
     st->batch = true;
     st->batch_line = st->batch_failed_line = 0;
     return 0;
@@ -559,6 +614,7 @@ int cb_store_batch_commit(struct cb_store *st, struct cb_err *err)
     cb_store__dirty_clear(st);
     batch_paths_unlink(st, BATCH_DELETED);
     exec(st, "DELETE FROM temp.batch_paths", NULL); /* scratch: a failure leaves only it */
+    (void)batch_caches(st, false, NULL);
     return 0;
 }
 
@@ -571,6 +627,7 @@ void cb_store_batch_rollback(struct cb_store *st)
     batch_paths_unlink(st, BATCH_WRITTEN); /* read before the rollback forgets them */
     st->batch = false;
     cb_store_rollback(st);
+    (void)batch_caches(st, false, NULL);
 }
 
 /* Text column as a C string, "" for NULL. */

@@ -725,6 +725,24 @@ static int der_digest(X509 *x, const EVP_MD *type, unsigned char *md, unsigned *
     return ok;
 }
 
+/* x's SHA-1 and SHA-256 thumbprints in hex, as der_digest computes them, from one encoding. */
+static int der_digests(X509 *x, char sha1[CB_THUMB_LEN + 1], char sha256[65])
+{
+    unsigned char md[EVP_MAX_MD_SIZE], *der = NULL;
+    unsigned n1 = 0, n2 = 0;
+    int len = i2d_X509(x, &der);
+    int ok = len > 0 && EVP_Digest(der, (size_t)len, md, &n1, EVP_sha1(), NULL) &&
+             n1 == CB_THUMB_LEN / 2;
+
+    if (ok)
+        hex_upper(md, n1, sha1);
+    ok = ok && EVP_Digest(der, (size_t)len, md, &n2, EVP_sha256(), NULL) && n2 == 32;
+    if (ok)
+        hex_upper(md, n2, sha256);
+    OPENSSL_free(der);
+    return ok;
+}
+
 int cb_cert_bundle_thumbprint(const struct cb_cert_bundle *b, char out[CB_THUMB_LEN + 1])
 {
     unsigned char md[EVP_MAX_MD_SIZE];
@@ -741,19 +759,13 @@ int cb_cert_bundle_thumbprint(const struct cb_cert_bundle *b, char out[CB_THUMB_
 int cb_cert_bundle_info(const struct cb_cert_bundle *b, struct cb_cert_info *info,
                         struct cb_err *err)
 {
-    unsigned char md[EVP_MAX_MD_SIZE];
-    unsigned n = 0;
     BIO *bio;
     char *p;
     long len;
 
     memset(info, 0, sizeof(*info));
-    if (!der_digest(b->leaf, EVP_sha1(), md, &n))
+    if (!der_digests(b->leaf, info->thumbprint, info->sha256))
         goto out_tls;
-    hex_upper(md, n, info->thumbprint);
-    if (!der_digest(b->leaf, EVP_sha256(), md, &n))
-        goto out_tls;
-    hex_upper(md, n, info->sha256);
     if ((bio = BIO_new(BIO_s_mem())) == NULL)
         goto out_tls;
     X509_NAME_print_ex(bio, X509_get_subject_name(b->leaf), 0, XN_FLAG_RFC2253);
