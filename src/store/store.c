@@ -4,6 +4,7 @@
  * BEGIN IMMEDIATE so two writers serialise (or the second is told to try again).
  */
 #include "store/store_int.h"
+#include "util/sysmem.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -534,26 +535,28 @@ void cb_store_rollback(struct cb_store *st)
  * A batch's page caches: SQLite's default (2 000 KiB a database) makes a batch that outgrows
  * it spill the transaction's pages to the WAL and the temporary file and read them back over
  * and over: at 10^5 pairs, most of the batch's system time; at 10^6, a cache of 64 MiB
- * took 262 s, 256 MiB 211 s (BENCHMARKS.md). So a batch's cache is 1/16 of the machine's
- * memory, at most 256 MiB (the temporary table's a quarter of it): bounded however long the
- * batch, and back to the default once it ends.
+ * took 262 s, 256 MiB 181 s (BENCHMARKS.md). So a batch's cache is 1/16 of the memory this
+ * process may use (the machine's, or its control group's limit), at most 256 MiB, and the
+ * temporary table's a quarter of that: 5/64 in all, bounded however long the batch. Both
+ * are back to SQLite's default once the batch ends.
  */
-#define BATCH_CACHE_MAX_KB (256L * 1024)
-#define DEFAULT_CACHE_KB 2000L
+#define BATCH_CACHE_MAX_KB (256ull * 1024)
+#define DEFAULT_CACHE_KB 2000ull
 
 static int batch_caches(struct cb_store *st, bool batch, struct cb_err *err)
 {
-    long kb = DEFAULT_CACHE_KB, pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGESIZE);
+    uint64_t kb = DEFAULT_CACHE_KB;
     char sql[128];
 
-    if (batch && pages > 0 && page > 0) {
-        kb = (long)((double)pages * (double)page / 16.0 / 1024.0);
+    if (batch) {
+        kb = cb_sysmem_limit() / 16 / 1024;
         kb = kb > BATCH_CACHE_MAX_KB ? BATCH_CACHE_MAX_KB
              : kb < DEFAULT_CACHE_KB ? DEFAULT_CACHE_KB
                                      : kb;
     }
-    snprintf(sql, sizeof(sql), "PRAGMA main.cache_size=-%ld; PRAGMA temp.cache_size=-%ld", kb,
-             batch && kb / 4 > DEFAULT_CACHE_KB ? kb / 4 : DEFAULT_CACHE_KB);
+    snprintf(sql, sizeof(sql), "PRAGMA main.cache_size=-%llu; PRAGMA temp.cache_size=-%llu",
+             (unsigned long long)kb,
+             (unsigned long long)(kb / 4 > DEFAULT_CACHE_KB ? kb / 4 : DEFAULT_CACHE_KB));
     return exec(st, sql, err);
 }
 
@@ -570,6 +573,7 @@ int cb_store_batch_begin(struct cb_store *st, struct cb_err *err)
         (ret = cb_store_begin(st, err)) != 0)
         return ret;
     if ((ret = batch_caches(st, true, err)) != 0) {
+        (void)batch_caches(st, false, NULL); /* one of the two may be set */
         cb_store_rollback(st);
         return ret;
     }

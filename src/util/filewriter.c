@@ -22,9 +22,6 @@ struct job {
     unsigned long tag;
 };
 
-/* Jobs queued for each wake-up of an idle thread (cb_filewriter_add). */
-#define CB_FILEWRITER_WAKE 32
-
 struct cb_filewriter {
     pthread_t threads[CB_FILEWRITER_THREADS];
     int n_threads; /* started */
@@ -33,6 +30,7 @@ struct cb_filewriter {
     pthread_cond_t done; /* for the caller: a job taken or written */
     int idle;            /* threads waiting on work */
     int asleep;          /* of those, waiting with no job queued (no time limit) */
+    clockid_t clock;     /* work's clock, for the linger's deadline */
     bool waiting;        /* the caller waits on done */
     bool want_idle;      /* for every job taken to be written (else for room in the queue) */
     struct job jobs[CB_FILEWRITER_QUEUE]; /* a ring: head is the next to write */
@@ -145,31 +143,38 @@ static void *run(void *arg)
 
     pthread_mutex_lock(&w->lock);
     for (;;) {
+        struct timespec until;
+        bool lingering = false, late = false;
         while (!worth_taking(w)) {
             w->idle++;
-            int timed_out = 0;
             if (w->count == 0) {
+                lingering = false;
                 w->asleep++;
                 pthread_cond_wait(&w->work, &w->lock);
                 w->asleep--;
             } else {
                 /* A few jobs wait and no more come for now (a batch reading a slow
-                 * standard input): taken after CB_FILEWRITER_LINGER_MS all the same. */
-                struct timespec at;
-                clock_gettime(CLOCK_MONOTONIC, &at);
-                at.tv_nsec += CB_FILEWRITER_LINGER_MS * 1000000L;
-                at.tv_sec += at.tv_nsec / 1000000000L;
-                at.tv_nsec %= 1000000000L;
-                timed_out = pthread_cond_timedwait(&w->work, &w->lock, &at) == ETIMEDOUT;
+                 * standard input): taken CB_FILEWRITER_LINGER_MS after this thread first
+                 * saw them, whatever wakes it meanwhile. */
+                if (!lingering) {
+                    clock_gettime(w->clock, &until);
+                    until.tv_nsec += CB_FILEWRITER_LINGER_MS * 1000000L;
+                    until.tv_sec += until.tv_nsec / 1000000000L;
+                    until.tv_nsec %= 1000000000L;
+                    lingering = true;
+                }
+                late = pthread_cond_timedwait(&w->work, &w->lock, &until) == ETIMEDOUT;
             }
             w->idle--;
-            if (timed_out && w->count > 0)
+            if (late && w->count > 0)
                 break;
+            late = false;
         }
         if (w->count == 0)
             break;
-        /* Half of what waits, up to a chunk: the other thread gets the rest. */
-        size_t k = (w->count + 1) / 2;
+        /* Half of what waits, up to a chunk, so the other thread gets the rest; all of it
+         * (up to a chunk) once it waited its time, when the other may be asleep. */
+        size_t k = late ? w->count : (w->count + 1) / 2;
         if (k > CB_FILEWRITER_CHUNK)
             k = CB_FILEWRITER_CHUNK;
         for (size_t i = 0; i < k; i++) {
@@ -180,6 +185,8 @@ static void *run(void *arg)
         }
         w->count -= k;
         w->busy += (int)k;
+        if (late && w->count > 0 && w->idle > 0)
+            pthread_cond_signal(&w->work); /* more than a chunk waited its time */
         /* After a failure the batch is lost: only files of earlier lines are still written,
          * to know whether one of them fails first. */
         bool failed = w->failed != 0;
@@ -217,7 +224,9 @@ int cb_filewriter_start(struct cb_filewriter **out, struct cb_err *err)
     pthread_mutex_init(&w->lock, NULL);
     pthread_condattr_t attr;
     pthread_condattr_init(&attr);
-    pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+    /* The linger's deadline on the monotonic clock, else (never on Linux) on the wall's. */
+    w->clock =
+        pthread_condattr_setclock(&attr, CLOCK_MONOTONIC) == 0 ? CLOCK_MONOTONIC : CLOCK_REALTIME;
     pthread_cond_init(&w->work, &attr);
     pthread_condattr_destroy(&attr);
     pthread_cond_init(&w->done, NULL);
@@ -298,6 +307,14 @@ int cb_filewriter_add(struct cb_filewriter *w, const char *path, mode_t mode, ui
         pthread_cond_signal(&w->work);
     pthread_mutex_unlock(&w->lock);
     return 0;
+}
+
+int cb_filewriter__asleep(struct cb_filewriter *w)
+{
+    pthread_mutex_lock(&w->lock);
+    int n = w->asleep;
+    pthread_mutex_unlock(&w->lock);
+    return n;
 }
 
 int cb_filewriter_wait(struct cb_filewriter *w, unsigned long *failed_tag, struct cb_err *err)

@@ -4,7 +4,10 @@
  * creates the last one's files). The queue is bounded, so memory stays flat however many
  * files pass through it. The failure with the smallest tag (the caller's, a batch's line
  * number; tags must not decrease from one file to the next) is kept: once one failed, files
- * with larger tags are no longer written (some may already be: the caller removes them).
+ * with larger tags are no longer written (some may already be, up to a chunk a thread had
+ * taken: the caller removes them). A file waits at most a few milliseconds for others before
+ * a thread takes it, so a caller that stops adding (a batch reading a slow standard input)
+ * still has its files written.
  */
 #ifndef CB_UTIL_FILEWRITER_H
 #define CB_UTIL_FILEWRITER_H
@@ -20,6 +23,8 @@ struct cb_filewriter;
 /* Threads writing: creating a file waits on the disk (ext4 reads inode table blocks to find
  * a free inode), so several creations in flight overlap those waits. */
 #define CB_FILEWRITER_THREADS 2
+/* Files queued before an idle thread is woken to take them (fewer are taken after a few ms). */
+#define CB_FILEWRITER_WAKE 32
 
 /* Starts a writer (owned, ended with cb_filewriter_finish). Errors: CB_ENOMEM, CB_EIO. */
 int cb_filewriter_start(struct cb_filewriter **out, struct cb_err *err) CB_MUST_CHECK;
@@ -35,6 +40,9 @@ int cb_filewriter_start(struct cb_filewriter **out, struct cb_err *err) CB_MUST_
 int cb_filewriter_add(struct cb_filewriter *w, const char *path, mode_t mode, uid_t uid, gid_t gid,
                       char *data, size_t len, unsigned long tag, unsigned long *failed_tag,
                       struct cb_err *err) CB_MUST_CHECK;
+
+/* For tests: how many threads wait with no file queued (no time limit). */
+int cb_filewriter__asleep(struct cb_filewriter *w);
 
 /* Waits until every queued file is written; returns the first failure as _add does. */
 int cb_filewriter_wait(struct cb_filewriter *w, unsigned long *failed_tag,

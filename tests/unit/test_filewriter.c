@@ -173,31 +173,48 @@ static void test_the_first_failure_is_kept_with_its_tag(void **state)
     assert_int_equal(access(path, F_OK), 0);
 }
 
+/* Polls (with a deadline) until every thread waits with no file queued. */
+static void until_all_asleep(struct cb_filewriter *w)
+{
+    struct timespec start, now, tick = {0, 1000000};
+
+    clock_gettime(CLOCK_MONOTONIC, &start);
+    do {
+        nanosleep(&tick, NULL); /* polling a condition, with a deadline */
+        clock_gettime(CLOCK_MONOTONIC, &now);
+    } while (cb_filewriter__asleep(w) < CB_FILEWRITER_THREADS && now.tv_sec - start.tv_sec < 10);
+    assert_int_equal(cb_filewriter__asleep(w), CB_FILEWRITER_THREADS);
+}
+
 /* Fewer files than wake a thread, and then nothing: a batch reading a slow standard input.
- * They are written all the same, without a wait or finish (polled, with a deadline). */
+ * With every thread asleep, they are written all the same, without a wait or finish
+ * (polled, with a deadline); and more than a chunk of them too. */
 static void test_a_few_files_are_written_while_the_caller_waits_for_more(void **state)
 {
     struct dir *d = *state;
     struct cb_filewriter *w;
     struct cb_err err = {0};
     char path[300];
-    struct timespec start, now;
+    struct timespec start, now, tick = {0, 1000000};
+    const int counts[] = {3, 1, CB_FILEWRITER_WAKE - 1};
+    int total = 0;
 
     assert_int_equal(cb_filewriter_start(&w, &err), 0);
-    for (int round = 0; round < 2; round++) { /* the second after the threads slept again */
-        for (int i = 0; i < 3; i++) {
+    for (int round = 0; round < 3; round++) {
+        until_all_asleep(w);
+        for (int i = 0; i < counts[round]; i++) {
             snprintf(path, sizeof(path), "%s/r%d-%d", d->path, round, i);
             assert_int_equal(cb_filewriter_add(w, path, 0600, (uid_t)-1, (gid_t)-1, dup_bytes("x"),
                                                1, 1, NULL, &err),
                              0);
         }
+        total += counts[round];
         clock_gettime(CLOCK_MONOTONIC, &start);
         do {
-            struct timespec tick = {0, 1000000};
             nanosleep(&tick, NULL); /* polling a condition, with a deadline */
             clock_gettime(CLOCK_MONOTONIC, &now);
-        } while (count_entries(d->path) < 3 * (round + 1) && now.tv_sec - start.tv_sec < 10);
-        assert_int_equal(count_entries(d->path), 3 * (round + 1));
+        } while (count_entries(d->path) < total && now.tv_sec - start.tv_sec < 10);
+        assert_int_equal(count_entries(d->path), total);
     }
     assert_int_equal(cb_filewriter_finish(w, NULL, &err), 0);
 }
