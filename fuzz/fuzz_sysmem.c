@@ -1,6 +1,7 @@
 /* fuzz_sysmem.c: the text of /proc/self/cgroup and of a memory limit file (util/sysmem.h).
  * A named limit file lies under the root given, ends in memory.max or
- * memory.limit_in_bytes, holds no NUL and fits the buffer; a limit value is a number only
+ * memory.limit_in_bytes, holds no NUL and fits the buffer, and so does each ancestor's,
+ * each shorter; a limit value is a number only
  * when every byte before trailing newlines and spaces is a digit (or it is "max"). */
 #include "fuzz_common.h"
 
@@ -18,6 +19,18 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         FUZZ_REQUIRE((n > 11 && strcmp(out + n - 11, "/memory.max") == 0) ||
                          (n > 22 && strcmp(out + n - 22, "/memory.limit_in_bytes") == 0),
                      out);
+        /* Up the ancestors: each step shorter, under the root, with the same file name. */
+        const char *name = strrchr(out, '/');
+        char last[32];
+        snprintf(last, sizeof(last), "%s", name);
+        size_t len = strlen(out);
+        while (cb_sysmem_parent_file(out, 5) == 0) {
+            size_t now = strlen(out);
+            FUZZ_REQUIRE(now < len, out);
+            FUZZ_REQUIRE(strncmp(out, "/root/", 6) == 0, out);
+            FUZZ_REQUIRE(now > strlen(last) && strcmp(out + now - strlen(last), last) == 0, out);
+            len = now;
+        }
     }
     uint64_t v = cb_sysmem_parse_limit(text, size);
     size_t len = size;

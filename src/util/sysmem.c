@@ -106,19 +106,47 @@ static ssize_t read_small(const char *path, char *buf, size_t size)
     return n;
 }
 
+int cb_sysmem_parent_file(char *file, size_t base)
+{
+    char *name = strrchr(file, '/');
+    char *end, *dir;
+
+    if (name == NULL)
+        return -1;
+    /* The parent's folder: before the name, past any empty components ("a//b"). */
+    for (end = name; end > file && end[-1] == '/'; end--)
+        ;
+    for (dir = end; dir > file && dir[-1] != '/'; dir--)
+        ;
+    if (dir == end || dir == file)
+        return -1; /* no component before the name */
+    for (dir--; dir > file && dir[-1] == '/'; dir--)
+        ;
+    if ((size_t)(dir - file) < base)
+        return -1; /* the parent is the hierarchy's root */
+    memmove(dir, name, strlen(name) + 1);
+    return 0;
+}
+
 uint64_t cb_sysmem_limit(void)
 {
+    static const char root[] = "/sys/fs/cgroup", v1_name[] = "/memory.limit_in_bytes";
     long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGESIZE);
     uint64_t limit = pages > 0 && page > 0 ? (uint64_t)pages * (uint64_t)page : 0;
     char text[4096], file[4096 + 64], value[64];
     ssize_t n = read_small("/proc/self/cgroup", text, sizeof(text));
-    ssize_t m;
 
-    if (n > 0 && cb_sysmem_limit_file(text, (size_t)n, "/sys/fs/cgroup", file, sizeof(file)) == 0 &&
-        (m = read_small(file, value, sizeof(value))) > 0) {
-        uint64_t cg = cb_sysmem_parse_limit(value, (size_t)m);
+    if (n <= 0 || cb_sysmem_limit_file(text, (size_t)n, root, file, sizeof(file)) != 0)
+        return limit;
+    /* The group's limit and every ancestor's up to the hierarchy's root (ROOT, or
+     * ROOT/memory for v1): a slice's MemoryMax= limits the services in it. */
+    size_t fl = strlen(file), vl = sizeof(v1_name) - 1;
+    size_t base = sizeof(root) - 1 + (fl > vl && strcmp(file + fl - vl, v1_name) == 0 ? 7 : 0);
+    do {
+        ssize_t m = read_small(file, value, sizeof(value));
+        uint64_t cg = m > 0 ? cb_sysmem_parse_limit(value, (size_t)m) : 0;
         if (cg > 0 && (limit == 0 || cg < limit))
             limit = cg;
-    }
+    } while (cb_sysmem_parent_file(file, base) == 0);
     return limit;
 }

@@ -19,6 +19,10 @@ uint64_t cb_sysmem_limit(void);
  */
 int cb_sysmem_limit_file(const char *text, size_t len, const char *root, char *out, size_t size);
 
+/* DIR/PARENT/NAME becomes DIR/NAME in place, while DIR is at least base bytes long (the
+ * hierarchy's root); 0, or -1 when PARENT is the root or file has no such parts. */
+int cb_sysmem_parent_file(char *file, size_t base);
+
 /* A limit file's text (len bytes): the limit in bytes, UINT64_MAX for none ("max", or a
  * value past the machine's), 0 when it is not a number. */
 uint64_t cb_sysmem_parse_limit(const char *text, size_t len);

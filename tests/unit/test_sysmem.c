@@ -1,7 +1,8 @@
 /*
  * test_sysmem.c: the memory limit a batch sizes its caches by (util/sysmem.h): the control
  * group's limit file named by /proc/self/cgroup (v2, v1, both, neither, malformed lines), a
- * limit file's value (a number, "max", past 64 bits, not a number), and the whole on this
+ * limit file's value (a number, "max", past 64 bits, not a number), the ancestors' limit
+ * files up to the hierarchy's root, and the whole on this
  * machine (no more than its memory).
  */
 #include <setjmp.h>
@@ -80,6 +81,36 @@ static void test_limit_values(void **state)
     assert_true(cb_sysmem_parse_limit("42junk", 2) == 42); /* only len bytes are read */
 }
 
+static void test_the_ancestors_limit_files(void **state)
+{
+    char f[128];
+    (void)state;
+    strcpy(f, "/sys/fs/cgroup/system.slice/certbind.service/memory.max");
+    assert_int_equal(cb_sysmem_parent_file(f, 14), 0);
+    assert_string_equal(f, "/sys/fs/cgroup/system.slice/memory.max");
+    assert_int_equal(cb_sysmem_parent_file(f, 14), 0);
+    assert_string_equal(f, "/sys/fs/cgroup/memory.max");
+    assert_int_equal(cb_sysmem_parent_file(f, 14), -1); /* the root: no parent */
+    assert_string_equal(f, "/sys/fs/cgroup/memory.max");
+    /* v1: the root is ROOT/memory. */
+    strcpy(f, "/sys/fs/cgroup/memory/a/memory.limit_in_bytes");
+    assert_int_equal(cb_sysmem_parent_file(f, 21), 0);
+    assert_string_equal(f, "/sys/fs/cgroup/memory/memory.limit_in_bytes");
+    assert_int_equal(cb_sysmem_parent_file(f, 21), -1);
+    /* The root group itself ("0::/"), empty components, and texts with no parts. */
+    strcpy(f, "/sys/fs/cgroup//memory.max");
+    assert_int_equal(cb_sysmem_parent_file(f, 14), -1);
+    strcpy(f, "/r/a//memory.max");
+    assert_int_equal(cb_sysmem_parent_file(f, 2), 0);
+    assert_string_equal(f, "/r/memory.max");
+    static const char *none[] = {"", "memory.max", "/memory.max", "//memory.max", "a/memory.max"};
+    for (size_t i = 0; i < sizeof(none) / sizeof(none[0]); i++) {
+        strcpy(f, none[i]);
+        assert_int_equal(cb_sysmem_parent_file(f, 0), -1);
+        assert_string_equal(f, none[i]);
+    }
+}
+
 static void test_this_machine(void **state)
 {
     long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGESIZE);
@@ -95,6 +126,7 @@ int main(void)
         cmocka_unit_test(test_the_limit_file_of_each_cgroup_version),
         cmocka_unit_test(test_texts_that_name_no_limit_file),
         cmocka_unit_test(test_limit_values),
+        cmocka_unit_test(test_the_ancestors_limit_files),
         cmocka_unit_test(test_this_machine),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
