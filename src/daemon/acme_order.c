@@ -9,8 +9,10 @@
 #include "daemon/acme_order.h"
 #include "acme/client.h"
 #include "certstore/certstore.h"
-#include "daemon/acme_lock.h"
+#include "daemon/lease_key.h"
 #include "daemon/acme_policy.h"
+#include "daemon/fleet_node.h"
+#include "etcd/etcd.h"
 #include "fleet/fleet.h"
 #include "store/acme.h"
 #include "store/challenge.h"
@@ -34,6 +36,9 @@ extern char **environ;
 
 #define CB_ACME_PROBE_OKS 8 /* self-checks in a row, so every worker answers */
 #define CB_ACME_PROBE_WINDOW_MS 5000
+#define CB_ACME_LOCK_TTL_S 30       /* the order's lock (lease_key.h) */
+#define CB_ACME_NODES_WAIT_MS 10000 /* for the other nodes to serve a challenge */
+#define CB_ACME_NODES_POLL_MS 50
 
 struct solver_ctx {
     struct cb_store *st;
@@ -41,6 +46,8 @@ struct solver_ctx {
     uint16_t port;
     const char *probe_host;    /* where this serve answers on that port */
     const volatile int *abort; /* serve is stopping: a hook still running is stopped */
+    struct cb_fleet *fleet;    /* a fleet node's, else NULL */
+    const char *node_id;       /* this node's presence key (fleet_node.h) */
 };
 
 static uint32_t rnd32(void)
@@ -104,9 +111,7 @@ static int run_hook(const char *hook, const char *verb, const char *fqdn, const 
     return 0;
 }
 
-/* Asks serve itself for the challenge until every worker has it (several answers in a
- * row), as the CA will: the workers pick the store change up within a second. */
-static int self_check(const char *host, const char *name, uint16_t port, struct cb_err *err)
+int cb_acme_self_check(const char *host, const char *name, uint16_t port, struct cb_err *err)
 {
     int oks = 0;
     for (long waited = 0; waited < CB_ACME_PROBE_WINDOW_MS; waited += 20) {
@@ -121,6 +126,81 @@ static int self_check(const char *host, const char *name, uint16_t port, struct 
     return cb_err_set(err, CB_EFAILED,
                       "serve did not answer TLS-ALPN-01 for %s on port %u within %d ms (%s)", name,
                       port, CB_ACME_PROBE_WINDOW_MS, err->msg);
+}
+
+/* The other live nodes whose presence value is below want (or unreadable): a list of their
+ * ids in buf; returns how many. -1 when etcd did not answer. */
+static int nodes_behind(struct cb_etcd *e, const char *prefix, const char *own, int64_t want,
+                        char *buf, size_t size, struct cb_err *err)
+{
+    struct cb_etcd_kvs kvs;
+    size_t used = 0, plen = strlen(prefix);
+    int behind = 0;
+
+    buf[0] = '\0';
+    if (cb_etcd_range_prefix(e, prefix, 0, &kvs, err) != 0)
+        return -1;
+    for (size_t i = 0; i < kvs.n; i++) {
+        const char *id = kvs.v[i].key + plen;
+        int64_t acked;
+        if (strcmp(id, own) == 0)
+            continue;
+        if (cb_fleet_node_parse_acked(kvs.v[i].value, kvs.v[i].value_len, &acked) == 0 &&
+            acked >= want)
+            continue;
+        behind++;
+        int w = snprintf(buf + used, size - used, "%s%s", used ? "," : "", id);
+        if (w > 0 && (size_t)w < size - used)
+            used += (size_t)w;
+    }
+    cb_etcd_kvs_clear(&kvs);
+    return behind;
+}
+
+/*
+ * A fleet node's challenge goes to the others through etcd, and the CA may validate against
+ * any of them: waits (at most CB_ACME_NODES_WAIT_MS) until every other live node says it
+ * serves the challenges up to the revision that published this one (fleet_node.h). A node
+ * that does not get there in time is logged, and the order goes on: the CA may still reach
+ * a node that answers.
+ */
+static void wait_for_nodes(struct solver_ctx *sc, const char *name)
+{
+    struct cb_etcd *e = cb_fleet_etcd(sc->fleet);
+    int64_t want = cb_fleet_pushed_revision(sc->fleet);
+    char prefix[600], list[600], q[900];
+    bool logged = false;
+    struct cb_err err = {0};
+
+    snprintf(prefix, sizeof(prefix), "%s%s", cb_etcd_prefix(e), CB_FLEET_NODE_KEY);
+    for (long waited = 0;; waited += CB_ACME_NODES_POLL_MS) {
+        int behind = nodes_behind(e, prefix, sc->node_id, want, list, sizeof(list), &err);
+        if (behind == 0) {
+            if (logged)
+                cb_log("info", "acme_nodes_ready", "name=%s revision=%lld waited_ms=%ld", name,
+                       (long long)want, waited);
+            return;
+        }
+        if (behind < 0) {
+            cb_log("warn", "acme_nodes_unknown",
+                   "name=%s reason=%s consequence=\"the CA is told without knowing whether the "
+                   "other nodes serve the challenge yet\"",
+                   name, cb_log_quote(err.msg, q, sizeof(q)));
+            return;
+        }
+        if (!logged)
+            cb_log("info", "acme_nodes_wait", "name=%s revision=%lld nodes=%s", name,
+                   (long long)want, list);
+        logged = true;
+        if (waited >= CB_ACME_NODES_WAIT_MS || (sc->abort != NULL && *sc->abort)) {
+            cb_log("warn", "acme_nodes_lagging",
+                   "name=%s revision=%lld nodes=%s waited_ms=%ld consequence=\"the CA may ask "
+                   "a node that cannot answer yet; a failed validation is retried with backoff\"",
+                   name, (long long)want, list, waited);
+            return;
+        }
+        sleep_ms(CB_ACME_NODES_POLL_MS);
+    }
 }
 
 static int present(void *arg, const char *type, const char *identifier, const char *token,
@@ -148,7 +228,9 @@ static int present(void *arg, const char *type, const char *identifier, const ch
     if (key != NULL)
         cb_acme_secret_free(key, strlen(key));
     if (ret == 0)
-        ret = self_check(sc->probe_host, identifier, sc->port, err);
+        ret = cb_acme_self_check(sc->probe_host, identifier, sc->port, err);
+    if (ret == 0 && sc->fleet != NULL)
+        wait_for_nodes(sc, identifier);
     return ret;
 }
 
@@ -277,10 +359,10 @@ out_free:
  * the lock, or when the order is not due any more (another node has just done it).
  */
 static int fleet_enter(struct cb_acme_job *o, struct cb_store *st, struct cb_fleet **fleet,
-                       struct cb_acme_lock **lock, bool *go, struct cb_err *err)
+                       struct cb_lease_key **lock, bool *go, struct cb_err *err)
 {
     struct cb_acme_state s;
-    char holder[256], host[128] = "";
+    char holder[256], host[128] = "", lock_key[CB_KEY_TEXT_MAX + 16];
     bool elsewhere;
     int64_t when;
     int ret;
@@ -291,7 +373,9 @@ static int fleet_enter(struct cb_acme_job *o, struct cb_store *st, struct cb_fle
     gethostname(host, sizeof(host) - 1);
     snprintf(holder, sizeof(holder), "host=%s pid=%d state=%.100s", host, (int)getpid(),
              o->state_dir);
-    if ((ret = cb_acme_lock_take(o->store_url, o->key, holder, lock, &elsewhere, err)) != 0)
+    snprintf(lock_key, sizeof(lock_key), "lock/acme/%s", o->key);
+    if ((ret = cb_lease_key_take(o->store_url, lock_key, holder, CB_ACME_LOCK_TTL_S, true, lock,
+                                 &elsewhere, err)) != 0)
         return ret;
     if (elsewhere) {
         cb_log("info", "acme_order_skipped",
@@ -323,7 +407,7 @@ void cb_acme_job_run(struct cb_acme_job *o)
     struct cb_binding_key bk;
     struct cb_store *st = NULL;
     struct cb_fleet *fleet = NULL;
-    struct cb_acme_lock *lock = NULL;
+    struct cb_lease_key *lock = NULL;
     struct cb_err err = {0};
     int64_t now = time(NULL);
     int ret;
@@ -389,7 +473,9 @@ void cb_acme_job_run(struct cb_acme_job *o)
                             .set = &set,
                             .port = bk.port,
                             .probe_host = o->probe_host[0] ? o->probe_host : "127.0.0.1",
-                            .abort = o->abort};
+                            .abort = o->abort,
+                            .fleet = fleet,
+                            .node_id = o->node_id};
     struct cb_acme_solver solver = {.present = present, .cleanup = cleanup, .ctx = &sc};
     const char *names[] = {bk.host};
     if ((ret = cb_acme_obtain(client, names, 1, ckey, false, &solver, &res, &err)) != 0)
@@ -447,7 +533,7 @@ out_free:
     cb_acme_key_free(ckey);
     cb_acme_key_free(akey);
 out_close:
-    cb_acme_lock_release(lock);
+    cb_lease_key_release(lock);
     cb_fleet_close(fleet);
     cb_store_close(st);
 }

@@ -8,6 +8,7 @@
 #define CB_DAEMON_ACME_ORDER_H
 
 #include "binding/binding.h"
+#include "daemon/fleet_node.h"
 
 #include <stdbool.h>
 #include <stdint.h>
@@ -23,7 +24,8 @@ struct cb_acme_job {
      * order runs only under the binding's lock, and only if, after catching up with etcd,
      * it is still due. */
     const char *store_url, *store_key;
-    char probe_host[64]; /* where the self-check asks this serve ("" : 127.0.0.1) */
+    char probe_host[64];                /* where the self-check asks this serve ("" : 127.0.0.1) */
+    char node_id[CB_FLEET_NODE_ID_MAX]; /* a fleet node's presence id (fleet_node.h) */
     /* Out, for the manager's log line: */
     bool ok;
     bool skipped; /* a fleet node found the lock held elsewhere, or nothing due any more */
@@ -31,6 +33,12 @@ struct cb_acme_job {
     int64_t not_after, renew_after, next_attempt;
     char error[1024]; /* why it failed, with the CA's problem document */
 };
+
+/* Asks the serve at host:port for name's TLS-ALPN-01 challenge until several answers in a
+ * row say that every worker has it, as the CA will ask: the workers pick a store change up
+ * within a second. CB_EFAILED when that does not happen within 5 s. */
+int cb_acme_self_check(const char *host, const char *name, uint16_t port,
+                       struct cb_err *err) CB_MUST_CHECK;
 
 /* Runs the order described by o (borrowed) and fills its results. Thread-safe: it opens
  * its own store connection. */

@@ -4,7 +4,12 @@
  * back off and start over. The workers read the replica as they always do.
  */
 #include "daemon/fleet_node.h"
+#include "binding/binding.h"
+#include "daemon/acme_order.h"
+#include "daemon/lease_key.h"
 #include "fleet/fleet.h"
+#include "store/acme.h"
+#include "store/challenge.h"
 #include "store/store.h"
 #include "tls/cert.h"
 #include "util/log.h"
@@ -17,6 +22,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 struct cb_fleet_node {
     pthread_t thread;
@@ -26,7 +32,59 @@ struct cb_fleet_node {
     bool unreachable;    /* start-up found etcd unreachable (logged there) */
     struct cb_store *st; /* the thread's own connection to the replica */
     struct cb_fleet *fleet;
+    char url[512];
+    char id[CB_FLEET_NODE_ID_MAX];
+    char probe_host[64];
+    struct cb_lease_key *presence; /* NULL until etcd took it */
+    bool presence_failing;         /* logged once */
+    bool acked_any;
+    uint64_t acked; /* digest of the challenges served at the last acknowledgement */
 };
+
+static uint64_t fnv1a(uint64_t h, const void *p, size_t n)
+{
+    const unsigned char *b = p;
+    for (size_t i = 0; i < n; i++)
+        h = (h ^ b[i]) * 1099511628211ULL;
+    return h;
+}
+
+void cb_fleet_node_id(const char *state_dir, char out[CB_FLEET_NODE_ID_MAX])
+{
+    char host[64] = "";
+    size_t k = 0;
+
+    gethostname(host, sizeof(host) - 1);
+    for (const char *c = host; *c != '\0' && k < sizeof(host) - 1; c++) {
+        bool ok = (*c >= 'a' && *c <= 'z') || (*c >= 'A' && *c <= 'Z') ||
+                  (*c >= '0' && *c <= '9') || *c == '-' || *c == '.';
+        out[k++] = ok ? *c : '_';
+    }
+    if (k == 0)
+        out[k++] = 'x';
+    snprintf(out + k, CB_FLEET_NODE_ID_MAX - k, "-%08llx",
+             (unsigned long long)(fnv1a(14695981039346656037ULL, state_dir, strlen(state_dir)) &
+                                  0xffffffffULL));
+}
+
+int cb_fleet_node_parse_acked(const void *value, size_t len, int64_t *rev)
+{
+    const unsigned char *v = value;
+    int64_t r = 0;
+
+    if (len == 0 || len > 19)
+        return CB_EINVAL;
+    for (size_t i = 0; i < len; i++) {
+        if (v[i] < '0' || v[i] > '9')
+            return CB_EINVAL;
+        int d = v[i] - '0';
+        if (r > (INT64_MAX - d) / 10)
+            return CB_EINVAL;
+        r = r * 10 + d;
+    }
+    *rev = r;
+    return 0;
+}
 
 /* "42s", or "never" for a replica that never heard from etcd. */
 static void age_text(int64_t synced_at, char *buf, size_t size)
@@ -114,6 +172,109 @@ static int64_t now_ms(void)
     return (int64_t)t.tv_sec * 1000 + t.tv_nsec / 1000000;
 }
 
+/* The port the CA validates `name` on: that of a managed binding hostnameport=name:PORT. */
+struct port_of {
+    const char *name;
+    uint16_t port;
+};
+
+static int port_of_fn(const struct cb_acme_state *s, void *ctx)
+{
+    struct port_of *p = ctx;
+    struct cb_binding_key bk;
+    if (cb_key_parse_word(s->key, &bk, NULL) == 0 && bk.kind == CB_KEY_HOST &&
+        strcmp(bk.host, p->name) == 0) {
+        p->port = bk.port;
+        return 1;
+    }
+    return 0;
+}
+
+/* Puts the presence key when it is not held yet. */
+static int presence_take(struct cb_fleet_node *n)
+{
+    struct cb_err err = {0};
+    char key[CB_FLEET_NODE_ID_MAX + 16], q[900];
+    bool elsewhere;
+
+    if (n->presence != NULL)
+        return 0;
+    snprintf(key, sizeof(key), "%s%s", CB_FLEET_NODE_KEY, n->id);
+    if (cb_lease_key_take(n->url, key, "0", CB_FLEET_NODE_TTL_S, false, &n->presence, &elsewhere,
+                          &err) == 0) {
+        n->presence_failing = false;
+        n->acked_any = false;
+        return 0;
+    }
+    if (!n->presence_failing)
+        cb_log("warn", "fleet_presence_failed",
+               "node=%s reason=%s consequence=\"an ordering node does not wait for this one "
+               "to serve a challenge\"",
+               n->id, cb_log_quote(err.msg, q, sizeof(q)));
+    n->presence_failing = true;
+    return CB_EIO;
+}
+
+/*
+ * After the replica reached rev: when the pending challenges changed since the last
+ * acknowledgement, asks this serve for each (every worker answers it, as the CA will ask),
+ * then puts rev as the presence value. A challenge this serve does not answer within the
+ * probe's window is logged and not acknowledged: the ordering node stops waiting at its
+ * own deadline.
+ */
+static void presence_update(struct cb_fleet_node *n, int64_t rev)
+{
+    struct cb_challenge *v = NULL;
+    struct cb_err err = {0};
+    size_t count = 0;
+    uint64_t digest = 14695981039346656037ULL;
+    char value[24], q[900];
+
+    if (presence_take(n) != 0)
+        return;
+    if (cb_store_challenges_load(n->st, &v, &count, &err) != 0) {
+        cb_log("warn", "fleet_presence_failed", "node=%s reason=%s", n->id,
+               cb_log_quote(err.msg, q, sizeof(q)));
+        return;
+    }
+    for (size_t i = 0; i < count; i++) {
+        digest = fnv1a(digest, v[i].name, strlen(v[i].name) + 1);
+        digest = fnv1a(digest, v[i].cert_pem, strlen(v[i].cert_pem));
+    }
+    if (n->acked_any && digest == n->acked) {
+        cb_challenges_free(v, count);
+        return;
+    }
+    for (size_t i = 0; i < count; i++) {
+        struct port_of p = {.name = v[i].name};
+        if (cb_store_acme_state_foreach(n->st, port_of_fn, &p, NULL) < 0 || p.port == 0)
+            continue; /* not a binding of this store's: nothing to ask */
+        if (cb_acme_self_check(n->probe_host, v[i].name, p.port, &err) != 0) {
+            cb_log("warn", "fleet_challenge_unserved", "node=%s name=%s reason=%s", n->id,
+                   v[i].name, cb_log_quote(err.msg, q, sizeof(q)));
+            cb_challenges_free(v, count);
+            return;
+        }
+    }
+    cb_challenges_free(v, count);
+    snprintf(value, sizeof(value), "%lld", (long long)rev);
+    if (cb_lease_key_set(n->presence, value, &err) != 0) {
+        cb_log("warn", "fleet_presence_failed", "node=%s reason=%s", n->id,
+               cb_log_quote(err.msg, q, sizeof(q)));
+        return;
+    }
+    n->acked = digest;
+    n->acked_any = true;
+    if (count > 0)
+        cb_log("info", "fleet_challenges_served", "node=%s challenges=%zu revision=%lld", n->id,
+               count, (long long)rev);
+}
+
+static void on_applied(int64_t rev, void *ctx)
+{
+    presence_update(ctx, rev);
+}
+
 static void *follow_main(void *arg)
 {
     struct cb_fleet_node *n = arg;
@@ -132,8 +293,9 @@ static void *follow_main(void *arg)
                 cb_log("info", "fleet_reconnected", "revision=%lld",
                        (long long)cb_fleet_revision(n->fleet));
             unreachable = false;
+            presence_update(n, cb_fleet_revision(n->fleet));
             began = now_ms();
-            ret = cb_fleet_follow(n->fleet, &n->stop, NULL, NULL, &err);
+            ret = cb_fleet_follow(n->fleet, &n->stop, on_applied, n, &err);
             if (ret == 0)
                 continue; /* stopped */
             /* The stream broke: sync again at once; a stream that keeps breaking soon
@@ -161,7 +323,8 @@ static void *follow_main(void *arg)
 }
 
 int cb_fleet_node_start(const char *state_dir, const char *url, const char *key_path,
-                        bool unreachable, struct cb_fleet_node **out, struct cb_err *err)
+                        bool unreachable, const char *probe_host, struct cb_fleet_node **out,
+                        struct cb_err *err)
 {
     struct cb_fleet_node *n = calloc(1, sizeof(*n));
     pthread_condattr_t ca;
@@ -171,6 +334,9 @@ int cb_fleet_node_start(const char *state_dir, const char *url, const char *key_
         return cb_err_set(err, CB_ENOMEM, "out of memory");
     atomic_init(&n->stop, false);
     n->unreachable = unreachable;
+    snprintf(n->url, sizeof(n->url), "%s", url);
+    snprintf(n->probe_host, sizeof(n->probe_host), "%s", probe_host);
+    cb_fleet_node_id(state_dir, n->id);
     if ((ret = open_fleet(state_dir, url, key_path, &n->st, &n->fleet, err)) != 0)
         goto out_free;
     pthread_mutex_init(&n->lock, NULL);
@@ -203,6 +369,7 @@ void cb_fleet_node_stop(struct cb_fleet_node *n)
     pthread_cond_broadcast(&n->wake);
     pthread_mutex_unlock(&n->lock);
     pthread_join(n->thread, NULL);
+    cb_lease_key_release(n->presence);
     pthread_cond_destroy(&n->wake);
     pthread_mutex_destroy(&n->lock);
     cb_fleet_close(n->fleet);

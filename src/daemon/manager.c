@@ -213,6 +213,7 @@ static void on_acme_tick(uv_timer_t *t)
         m->order.store_key = m->opts->store_key[0] ? m->opts->store_key : NULL;
     }
     probe_host(&m->opts->iplisten, m->order.probe_host, sizeof(m->order.probe_host));
+    cb_fleet_node_id(m->opts->state_dir, m->order.node_id);
     m->acme_work.data = m;
     if (uv_queue_work(&m->loop, &m->acme_work, on_order_work, on_order_done) == 0) {
         m->acme_busy = true;
@@ -312,10 +313,12 @@ int cb_manager_main(const struct cb_serve_opts *opts, int ready_fd)
         cb_fleet_open(opts->store_url, opts->store_key[0] ? opts->store_key : NULL, m.st, &m.push,
                       &err) != 0)
         goto out_watch;
+    char probe[64];
+    probe_host(&opts->iplisten, probe, sizeof(probe));
     if (opts->store_url[0] != '\0' &&
         cb_fleet_node_start(opts->state_dir, opts->store_url,
                             opts->store_key[0] ? opts->store_key : NULL, opts->fleet_unreachable,
-                            &m.fleet, &err) != 0)
+                            probe, &m.fleet, &err) != 0)
         goto out_watch;
     cb_watch_refresh(m.watch);
     uv_timer_init(&m.loop, &m.poll);

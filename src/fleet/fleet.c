@@ -58,6 +58,11 @@ int64_t cb_fleet_revision(const struct cb_fleet *f)
     return f->revision;
 }
 
+int64_t cb_fleet_pushed_revision(const struct cb_fleet *f)
+{
+    return f->pushed;
+}
+
 int64_t cb_fleet_synced_at(const struct cb_fleet *f)
 {
     return f->synced_at;

@@ -13,7 +13,8 @@
  * Node-local (never in etcd): the setting `user`.
  * Keys: PREFIX/binding/<key>, PREFIX/cert/<THUMBPRINT>, PREFIX/setting/<name>,
  * PREFIX/acme/account, PREFIX/acme/state/<binding key>, PREFIX/challenge/<name>,
- * PREFIX/ticket/<id>, PREFIX/lock/acme/<binding key> (lease-held, not replicated).
+ * PREFIX/ticket/<id>; lease-held and not replicated: PREFIX/lock/acme/<binding key> and
+ * PREFIX/node/<id> (a node's presence, daemon/fleet_node.h).
  */
 #ifndef CB_FLEET_FLEET_H
 #define CB_FLEET_FLEET_H
@@ -43,8 +44,9 @@ int cb_fleet_sync(struct cb_fleet *f, struct cb_err *err) CB_MUST_CHECK;
 int cb_fleet_follow(struct cb_fleet *f, const _Atomic bool *stop,
                     void (*on_applied)(int64_t rev, void *ctx), void *ctx,
                     struct cb_err *err) CB_MUST_CHECK;
-int64_t cb_fleet_revision(const struct cb_fleet *f);  /* last applied */
-int64_t cb_fleet_synced_at(const struct cb_fleet *f); /* epoch s of last contact, 0 never */
-struct cb_etcd *cb_fleet_etcd(struct cb_fleet *f);    /* borrowed, for leases */
+int64_t cb_fleet_revision(const struct cb_fleet *f);        /* last applied */
+int64_t cb_fleet_pushed_revision(const struct cb_fleet *f); /* of this handle's last push, 0 none */
+int64_t cb_fleet_synced_at(const struct cb_fleet *f);       /* epoch s of last contact, 0 never */
+struct cb_etcd *cb_fleet_etcd(struct cb_fleet *f);          /* borrowed, for leases */
 
 #endif

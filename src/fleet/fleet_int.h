@@ -17,6 +17,7 @@ struct cb_fleet {
     bool key_verified; /* the key opened the fleet's key check value */
     unsigned char key[CB_SEAL_KEY_LEN];
     int64_t revision, synced_at;
+    int64_t pushed; /* the revision of the last push's txn */
 };
 
 /* Where a replicated row lives in etcd: "PREFIX/binding/KEY" for (bindings, KEY), and so

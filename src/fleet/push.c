@@ -123,6 +123,7 @@ int cb_fleet__push(struct cb_store *st, const struct cb_store_dirty *d, size_t n
                          "the same entries); nothing changed: run the command again");
         goto out_free;
     }
+    f->pushed = rev;
     /* etcd has the change now: the command succeeded. Failing to note the revisions only
      * makes the next sync read those rows again. */
     bool noted = true;

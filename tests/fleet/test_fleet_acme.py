@@ -12,6 +12,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import sys
 import tempfile
 from pathlib import Path
@@ -115,3 +116,56 @@ def test_one_order_for_the_fleet_and_both_nodes_serve_it(world):
     assert world["pebble"].orders() == 1
     for n in (n1, n2):
         assert not n.srv.lines("acme_order"), n.srv.log()
+
+
+def manager_pid(node):
+    kids = [p for p in node.srv.children()
+            if Path("/proc/%d/comm" % p).read_text().strip() == "cb-manager"]
+    assert len(kids) == 1, kids
+    return kids[0]
+
+
+def alpn_refused(node, port, name):
+    """node's workers refuse acme-tls/1 for name: no challenge for it there (yet)."""
+    ctx = cbe2e.client_ctx(alpn=["acme-tls/1"])
+    return cbe2e.handshake_error(node.address, port, sni=name, ctx=ctx) is not None
+
+
+def test_the_ordering_node_waits_until_the_other_serves_the_challenge(world):
+    """Fault injection: node2's manager (which applies etcd's changes to its replica) is
+    stopped before node1 orders a name that the CA reaches only at node2. Node1 must not
+    tell the CA until node2 serves the challenge: it waits, saying for which node; node2,
+    resumed, applies the challenge, asks its own workers for it, and says so through its
+    presence key; then the validation at node2 succeeds and one order is enough."""
+    n1, n2 = world["nodes"]
+    port = world["port"]
+    name = "late.fleet.test"
+    key = "hostnameport=%s:%d" % (name, port)
+    world["challsrv"].add_a(name, [n2.address])
+    orders = world["pebble"].orders()
+    mark1, mark2 = len(n1.srv.log()), len(n2.srv.log())
+    manager = manager_pid(n2)
+    os.kill(manager, signal.SIGSTOP)
+    try:
+        n1.run("add", "sslcert", key, "acme=enable")
+        wait = n1.srv.wait_log(r"event=acme_nodes_wait name=%s .*nodes=\S*" % re.escape(name),
+                               ISSUE_WITHIN, after=mark1)
+        # The premise: node2 cannot answer the CA now, so telling the CA would fail.
+        assert alpn_refused(n2, port, name)
+    finally:
+        os.kill(manager, signal.SIGCONT)
+    assert "nodes=" in wait
+    def valid_everywhere():
+        s = [state_of(n, key) for n in (n1, n2)]
+        return s if all(x and x["status"] == "valid" for x in s) else None
+    s1, s2 = wait_for(valid_everywhere, ISSUE_WITHIN, "the second binding valid on both nodes",
+                      interval=0.2)
+    assert s1["certhash"] == s2["certhash"] and s1["certhash"], (s1, s2)
+    n2.wait_serves(port, name, s1["certhash"])
+    assert world["pebble"].orders() == orders + 1, world["pebble"].log_text()[-3000:]
+    log1 = n1.srv.log()[mark1:]
+    assert "event=acme_nodes_ready name=%s" % name in log1, log1
+    assert "event=acme_nodes_lagging" not in log1, log1
+    assert "event=acme_failed" not in log1, log1
+    assert re.search(r"event=fleet_challenges_served node=\S+ challenges=1",
+                     n2.srv.log()[mark2:]), n2.srv.log()[mark2:]
