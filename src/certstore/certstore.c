@@ -99,10 +99,19 @@ int cb_certstore_import(struct cb_store *st, const struct cb_cert_bundle *bundle
     return cb_store_cert_put(st, info, cert_path, key_path, err);
 }
 
+void cb_certstore_pems_clear(struct cb_certstore_pems *p)
+{
+    if (p->key != NULL)
+        explicit_bzero(p->key, p->key_len);
+    free(p->key);
+    free(p->cert);
+    memset(p, 0, sizeof(*p));
+}
+
 int cb_certstore_import_batch(struct cb_store *st, const struct cb_cert_bundle *bundle,
                               const struct cb_cert_info *info, const struct cb_cert_keycache *kc,
-                              bool *existed, cb_svcuser_warn_fn warn, void *warn_arg,
-                              struct cb_err *err)
+                              struct cb_certstore_pems *pems, bool *existed,
+                              cb_svcuser_warn_fn warn, void *warn_arg, struct cb_err *err)
 {
     char cert_path[CB_PATH_MAX + 1], key_path[CB_PATH_MAX + 1];
     char *cert_pem, *key_pem;
@@ -128,8 +137,16 @@ int cb_certstore_import_batch(struct cb_store *st, const struct cb_cert_bundle *
         gid = u.gid;
     }
     cb_store_cert_paths(st, info->thumbprint, cert_path, key_path, sizeof(cert_path));
-    if ((ret = cb_cert_bundle_pem(bundle, kc, &cert_pem, &cert_len, &key_pem, &key_len, err)) != 0)
+    if (pems != NULL && pems->cert != NULL && pems->key != NULL) {
+        cert_pem = pems->cert;
+        cert_len = pems->cert_len;
+        key_pem = pems->key;
+        key_len = pems->key_len;
+        memset(pems, 0, sizeof(*pems)); /* taken */
+    } else if ((ret = cb_cert_bundle_pem(bundle, kc, &cert_pem, &cert_len, &key_pem, &key_len,
+                                         err)) != 0) {
         return ret;
+    }
     /* Both queued (each is freed by the writer, even on failure), then the row. */
     ret = cb_store_batch_write(st, key_path, 0600, uid, gid, key_pem, key_len, err);
     if (ret != 0) {

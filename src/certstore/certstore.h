@@ -31,18 +31,29 @@ int cb_certstore_import(struct cb_store *st, const struct cb_cert_bundle *bundle
                         const char *link_key, bool *existed, cb_svcuser_warn_fn warn,
                         void *warn_arg, struct cb_err *err) CB_MUST_CHECK;
 
+/* A certificate's two files as the store writes them (cb_cert_bundle_pem), encoded ahead of
+ * the import, e.g. on another thread. Both owned; the key is cleansed when freed. */
+struct cb_certstore_pems {
+    char *cert, *key;
+    size_t cert_len, key_len;
+};
+void cb_certstore_pems_clear(struct cb_certstore_pems *p);
+
 /*
  * cb_certstore_import for a batch (cb_store_batch_begin; CB_EINVAL outside one), without
  * link: a new certificate's files are queued to the batch's writer (cb_store_batch_write,
- * created as the service user's when running as root) and its row added at once; the key
- * file's bytes come from kc (may be NULL) when the bundle's key was read through it. A
+ * created as the service user's when running as root) and its row added at once. The files'
+ * bytes: those of pems when not NULL (they are taken: its fields are left NULL, or left as
+ * they were when the certificate was already there), else encoded here, the key file's
+ * bytes coming from kc (may be NULL) when the bundle's key was read through it. A
  * certificate already in the store is handled as cb_certstore_import does, once the
  * batch's files are written. Errors as cb_certstore_import, and a failed write of an
  * earlier file of the batch (cb_store_batch_failed_line).
  */
 int cb_certstore_import_batch(struct cb_store *st, const struct cb_cert_bundle *bundle,
                               const struct cb_cert_info *info, const struct cb_cert_keycache *kc,
-                              bool *existed, cb_svcuser_warn_fn warn, void *warn_arg,
+                              struct cb_certstore_pems *pems, bool *existed,
+                              cb_svcuser_warn_fn warn, void *warn_arg,
                               struct cb_err *err) CB_MUST_CHECK;
 
 /*

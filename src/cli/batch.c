@@ -75,38 +75,38 @@ int cb_cli_batch(struct cb_cli *cli)
     const bool is_stdin = strcmp(cli->batch_file, "-") == 0;
     const char *name = is_stdin ? stdin_name : cli->batch_file;
     struct cb_cli_batch b = {0};
+    struct cb_batch_reader *reader = NULL;
     struct cb_err commit_err;
     struct cb_cli *lc = NULL;
-    char *line = NULL, *split = NULL, *words[CB_BATCH_WORDS_MAX];
-    unsigned long lineno = 0;
+    char *split = NULL, *words[CB_BATCH_WORDS_MAX];
     FILE *f = is_stdin ? stdin : fopen(cli->batch_file, "r");
     int ret = 0;
 
     if (f == NULL)
         return cb_err_set(&cli->err, errno == ENOENT ? CB_EINVAL : CB_EIO,
                           "cannot read the batch file %s: %s", name, strerror(errno));
-    line = malloc(CB_BATCH_LINE_MAX + 1);
     split = malloc(CB_BATCH_LINE_MAX + 1);
     lc = malloc(sizeof(*lc)); /* one command line's state, reused for every line */
-    if (line == NULL || split == NULL || lc == NULL ||
-        cb_cert_keycache_new(&b.keys, &cli->err) != 0) {
+    if (split == NULL || lc == NULL || cb_cert_keycache_new(&b.keys, &cli->err) != 0 ||
+        cb_batch_reader_new(f, &reader, &cli->err) != 0) {
         ret = cb_err_set(&cli->err, CB_ENOMEM, "out of memory");
         goto out_free;
     }
     for (;;) {
-        size_t len;
+        struct cb_batch_line *l = cb_batch_reader_next(reader);
+        unsigned long lineno = l->lineno;
         int n;
-        b.line = ++lineno;
+        b.line = lineno;
         if (b.st != NULL)
             cb_store_batch_line(b.st, lineno);
-        ret = cb_batch_read_line(f, line, CB_BATCH_LINE_MAX + 1, &len);
+        ret = l->read_ret;
         if (ret == CB_ENOENT) {
             ret = 0;
             break;
         }
         if (ret == CB_EIO) {
             ret = cb_err_set(&cli->err, CB_EIO, "%s:%lu: cannot read: %s", name, lineno,
-                             strerror(errno));
+                             strerror(l->read_errno));
             goto out_rollback;
         }
         if (ret == CB_EINVAL) {
@@ -115,10 +115,14 @@ int cb_cli_batch(struct cb_cli *cli)
                              lineno, CB_BATCH_LINE_MAX);
             goto out_rollback;
         }
-        if ((ret = cb_batch_split(line, len, split, words, CB_BATCH_WORDS_MAX, &n, &lc->err)) ==
-                0 &&
+        b.prepared = l->files;
+        b.n_prepared = l->n_files;
+        if ((ret = cb_batch_split(l->text, l->len, split, words, CB_BATCH_WORDS_MAX, &n,
+                                  &lc->err)) == 0 &&
             n > 0)
             ret = run_line(cli, &b, words, n, lc);
+        b.prepared = NULL;
+        b.n_prepared = 0;
         if (ret != 0) {
             /* A file an earlier line queued that could not be written is the first error:
              * the files still on their way are waited for to know. */
@@ -150,10 +154,10 @@ out_rollback:
 out_close:
     cb_cli_close_batch_store(&b);
 out_free:
+    cb_batch_reader_free(reader);
     cb_cert_keycache_free(b.keys);
     free(lc);
     free(split);
-    free(line);
     if (!is_stdin)
         fclose(f);
     return ret;

@@ -36,4 +36,38 @@ int cb_batch_read_line(FILE *f, char *buf, size_t size, size_t *len) CB_MUST_CHE
 int cb_batch_split(const char *line, size_t len, char *out, char **words, int max, int *n,
                    struct cb_err *err) CB_MUST_CHECK;
 
+/* Lines a batch's reader keeps ahead of the line running (with their files loaded). */
+#define CB_BATCH_AHEAD 64
+
+struct cb_cli_prepared;
+
+/* One line of a batch, as the reader hands it over. */
+struct cb_batch_line {
+    unsigned long lineno;
+    int read_ret;   /* cb_batch_read_line's: 0, CB_ENOENT (the end), CB_EINVAL, CB_EIO */
+    int read_errno; /* with CB_EIO */
+    char *text;     /* the line, NUL-terminated (len bytes), owned by the reader */
+    size_t len;
+    struct cb_cli_prepared *files; /* an `add cert` line's files, loaded ahead; else NULL */
+    int n_files;
+};
+
+struct cb_batch_reader;
+
+/*
+ * A reader of the batch file f (borrowed; read by the reader alone until it is freed). When
+ * f is a regular file, a thread of the reader's reads up to CB_BATCH_AHEAD lines ahead and
+ * loads the files each `add cert` line names (read, decoded, checked against their key,
+ * encoded as the store writes them): the batch's costliest work besides SQLite, done
+ * beside it. Lines that take a password file or link=yes are left to the command. Any
+ * other input (a pipe, a terminal) is read a line at a time when asked, so that no line
+ * waits for input that is not needed yet. Owned *out: cb_batch_reader_free. CB_ENOMEM.
+ */
+int cb_batch_reader_new(FILE *f, struct cb_batch_reader **out, struct cb_err *err) CB_MUST_CHECK;
+/* The next line, owned by the reader until the next call (its files may be taken from it).
+ * After a line whose read_ret is not 0 there is none: do not call again. */
+struct cb_batch_line *cb_batch_reader_next(struct cb_batch_reader *r);
+/* Stops the thread (it finishes the line it is loading) and frees what was read ahead. */
+void cb_batch_reader_free(struct cb_batch_reader *r);
+
 #endif

@@ -6,6 +6,7 @@
 #define CB_CLI_CLI_H
 
 #include "binding/binding.h"
+#include "certstore/certstore.h"
 #include "net/iplisten.h"
 #include "store/store.h"
 #include "tls/cert.h"
@@ -22,14 +23,27 @@ struct cb_cli_opt {
     char name_buf[32];
 };
 
+/* One file of a batch's `add cert` line, loaded ahead of the line's turn by the batch's
+ * reader (batch_read.c): what cb_cli_load_cert and the encoding of its files would give. */
+struct cb_cli_prepared {
+    char *file; /* as the line names it, owned */
+    int ret;    /* 0, or why it could not be loaded (err) */
+    struct cb_err err;
+    struct cb_cert_bundle *bundle; /* owned until add cert takes it */
+    struct cb_cert_info info;      /* owned until add cert takes it */
+    struct cb_certstore_pems pems; /* owned until add cert takes it; may be empty */
+};
+
 /* A batch being run (cb_cli_batch): its one store and transaction, and what it did. */
 struct cb_fleet;
 
 struct cb_cli_batch {
-    struct cb_store *st;           /* opened by the first command that needs it; owned */
-    struct cb_fleet *fleet;        /* with --store: st's fleet, owned */
-    struct cb_cert_keycache *keys; /* the key= file last read (tls/cert.h), owned */
-    unsigned long line;            /* the line running, which new files are tagged with */
+    struct cb_store *st;              /* opened by the first command that needs it; owned */
+    struct cb_fleet *fleet;           /* with --store: st's fleet, owned */
+    struct cb_cert_keycache *keys;    /* the key= file last read (tls/cert.h), owned */
+    unsigned long line;               /* the line running, which new files are tagged with */
+    struct cb_cli_prepared *prepared; /* the running line's files, loaded ahead; or NULL */
+    int n_prepared;
     size_t commands;
     size_t certs_added, certs_present, certs_deleted;
     size_t bindings_added, bindings_updated, bindings_deleted;

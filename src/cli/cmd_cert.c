@@ -53,23 +53,45 @@ static int bindings_of(struct cb_cli *cli, struct cb_store *st, const char *thum
 
 /* Imports one file (with the command's key=, password-file= and link=) in the open
  * transaction of *st, opening it first if *st is NULL; its thumbprint into thumb. */
-static int add_one(struct cb_cli *cli, const char *file, bool link, struct cb_store **st,
+/* The running batch line's file i, loaded ahead by the batch's reader; NULL: none. */
+static struct cb_cli_prepared *prepared(struct cb_cli *cli, int i, const char *file)
+{
+    struct cb_cli_batch *b = cli->batch;
+    if (b == NULL || b->prepared == NULL || i >= b->n_prepared ||
+        strcmp(b->prepared[i].file, file) != 0)
+        return NULL;
+    return &b->prepared[i];
+}
+
+static int add_one(struct cb_cli *cli, int i, bool link, struct cb_store **st,
                    char thumb[CB_THUMB_LEN + 1], bool *existed)
 {
-    const char *key = cb_cli_opt(cli, "key");
+    const char *file = cli->pos[i], *key = cb_cli_opt(cli, "key");
+    struct cb_cli_prepared *pre = link ? NULL : prepared(cli, i, file);
     struct cb_cert_bundle *bundle = NULL;
     struct cb_cert_info info;
     int ret;
 
     /* Read before the store is opened: a bad file leaves no trace. */
-    if ((ret = cb_cli_load_cert(cli, file, &bundle, &info)) != 0)
+    if (pre != NULL && pre->ret != 0) {
+        cli->err = pre->err;
+        return pre->ret;
+    }
+    if (pre != NULL) {
+        bundle = pre->bundle;
+        info = pre->info;
+        pre->bundle = NULL;
+        memset(&pre->info, 0, sizeof(pre->info));
+    } else if ((ret = cb_cli_load_cert(cli, file, &bundle, &info)) != 0) {
         return ret;
+    }
     if (*st == NULL && ((ret = cb_cli_open_store(cli, CB_STORE_WRITE, st)) != 0 ||
                         (ret = cb_store_begin(*st, &cli->err)) != 0))
         goto out_clear_info;
     if (cli->batch != NULL && !link)
-        ret = cb_certstore_import_batch(*st, bundle, &info, cli->batch->keys, existed, cb_cli_warn,
-                                        NULL, &cli->err);
+        ret = cb_certstore_import_batch(*st, bundle, &info, cli->batch->keys,
+                                        pre != NULL ? &pre->pems : NULL, existed, cb_cli_warn, NULL,
+                                        &cli->err);
     else
         ret = cb_certstore_import(*st, bundle, &info, link ? file : NULL, link ? key : NULL,
                                   existed, cb_cli_warn, NULL, &cli->err);
@@ -111,7 +133,7 @@ int cb_cmd_add_cert(struct cb_cli *cli)
                           "link=yes keeps a PEM certificate and its unencrypted key where they "
                           "are: give both files, certbind add cert FILE key=FILE link=yes");
     for (int i = 0; i < cli->n_pos; i++) {
-        if ((ret = add_one(cli, cli->pos[i], link, &st, thumbs[i], &existed)) != 0)
+        if ((ret = add_one(cli, i, link, &st, thumbs[i], &existed)) != 0)
             goto out_rollback;
         added += !existed;
         if (cli->batch != NULL && existed)

@@ -34,7 +34,6 @@
 
 extern char **environ;
 
-#define CB_ACME_PROBE_OKS 8 /* self-checks in a row, so every worker answers */
 #define CB_ACME_PROBE_WINDOW_MS 5000
 #define CB_ACME_LOCK_TTL_S 30       /* the order's lock (lease_key.h) */
 #define CB_ACME_NODES_WAIT_MS 10000 /* for the other nodes to serve a challenge */
@@ -111,35 +110,19 @@ static int run_hook(const char *hook, const char *verb, const char *fqdn, const 
     return 0;
 }
 
-int cb_acme_self_check(const char *host, const char *name, uint16_t port, struct cb_err *err)
-{
-    int oks = 0;
-    for (long waited = 0; waited < CB_ACME_PROBE_WINDOW_MS; waited += 20) {
-        if (cb_tls_alpn_probe(host, port, name, 2000, err) == 0) {
-            if (++oks >= CB_ACME_PROBE_OKS)
-                return 0;
-            continue;
-        }
-        oks = 0;
-        sleep_ms(20); /* the workers apply store changes within a second */
-    }
-    return cb_err_set(err, CB_EFAILED,
-                      "serve did not answer TLS-ALPN-01 for %s on port %u within %d ms (%s)", name,
-                      port, CB_ACME_PROBE_WINDOW_MS, err->msg);
-}
-
-/* The other live nodes whose presence value is below want (or unreadable): a list of their
- * ids in buf; returns how many. -1 when etcd did not answer. */
+/* The other live nodes whose presence value is below want (or unreadable): how many in
+ * *behind, a list of their ids in buf ("…" when cut). 0, or CB_EIO when etcd did not answer. */
 static int nodes_behind(struct cb_etcd *e, const char *prefix, const char *own, int64_t want,
-                        char *buf, size_t size, struct cb_err *err)
+                        size_t *behind, char *buf, size_t size, struct cb_err *err)
 {
     struct cb_etcd_kvs kvs;
     size_t used = 0, plen = strlen(prefix);
-    int behind = 0;
+    int ret;
 
     buf[0] = '\0';
-    if (cb_etcd_range_prefix(e, prefix, 0, &kvs, err) != 0)
-        return -1;
+    *behind = 0;
+    if ((ret = cb_etcd_range_prefix(e, prefix, 0, &kvs, err)) != 0)
+        return ret;
     for (size_t i = 0; i < kvs.n; i++) {
         const char *id = kvs.v[i].key + plen;
         int64_t acked;
@@ -148,13 +131,22 @@ static int nodes_behind(struct cb_etcd *e, const char *prefix, const char *own, 
         if (cb_fleet_node_parse_acked(kvs.v[i].value, kvs.v[i].value_len, &acked) == 0 &&
             acked >= want)
             continue;
-        behind++;
+        ++*behind;
         int w = snprintf(buf + used, size - used, "%s%s", used ? "," : "", id);
         if (w > 0 && (size_t)w < size - used)
             used += (size_t)w;
+        else if (size >= 4)
+            memcpy(buf + size - 4, "...", 4); /* cut */
     }
     cb_etcd_kvs_clear(&kvs);
-    return behind;
+    return 0;
+}
+
+static int64_t now_ms(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (int64_t)t.tv_sec * 1000 + t.tv_nsec / 1000000;
 }
 
 /*
@@ -167,36 +159,44 @@ static int nodes_behind(struct cb_etcd *e, const char *prefix, const char *own, 
 static void wait_for_nodes(struct solver_ctx *sc, const char *name)
 {
     struct cb_etcd *e = cb_fleet_etcd(sc->fleet);
-    int64_t want = cb_fleet_pushed_revision(sc->fleet);
+    /* This order's own fleet handle: its last push is the challenge just put. */
+    const int64_t want = cb_fleet_pushed_revision(sc->fleet), began = now_ms();
     char prefix[600], list[600], q[900];
     bool logged = false;
     struct cb_err err = {0};
 
+    if (want <= 0)
+        return; /* not published through etcd: nothing to wait for */
     snprintf(prefix, sizeof(prefix), "%s%s", cb_etcd_prefix(e), CB_FLEET_NODE_KEY);
-    for (long waited = 0;; waited += CB_ACME_NODES_POLL_MS) {
-        int behind = nodes_behind(e, prefix, sc->node_id, want, list, sizeof(list), &err);
-        if (behind == 0) {
-            if (logged)
-                cb_log("info", "acme_nodes_ready", "name=%s revision=%lld waited_ms=%ld", name,
-                       (long long)want, waited);
-            return;
-        }
-        if (behind < 0) {
+    for (;;) {
+        size_t behind;
+        int64_t waited = now_ms() - began;
+        if (nodes_behind(e, prefix, sc->node_id, want, &behind, list, sizeof(list), &err) != 0) {
             cb_log("warn", "acme_nodes_unknown",
                    "name=%s reason=%s consequence=\"the CA is told without knowing whether the "
                    "other nodes serve the challenge yet\"",
                    name, cb_log_quote(err.msg, q, sizeof(q)));
             return;
         }
+        if (behind == 0) {
+            if (logged)
+                cb_log("info", "acme_nodes_ready", "name=%s revision=%lld waited_ms=%lld", name,
+                       (long long)want, (long long)waited);
+            return;
+        }
         if (!logged)
             cb_log("info", "acme_nodes_wait", "name=%s revision=%lld nodes=%s", name,
                    (long long)want, list);
         logged = true;
-        if (waited >= CB_ACME_NODES_WAIT_MS || (sc->abort != NULL && *sc->abort)) {
+        if (sc->abort != NULL && *sc->abort)
+            return; /* serve is stopping: the order ends at its next step */
+        if (waited >= CB_ACME_NODES_WAIT_MS) {
             cb_log("warn", "acme_nodes_lagging",
-                   "name=%s revision=%lld nodes=%s waited_ms=%ld consequence=\"the CA may ask "
-                   "a node that cannot answer yet; a failed validation is retried with backoff\"",
-                   name, (long long)want, list, waited);
+                   "name=%s revision=%lld nodes=%s waited_ms=%lld consequence=\"the CA may ask "
+                   "a node that cannot answer yet; a failed validation is retried with "
+                   "backoff\" fix=\"look at those nodes' logs (fleet_challenge_unserved, "
+                   "fleet_presence_failed) or whether their serve is running\"",
+                   name, (long long)want, list, (long long)waited);
             return;
         }
         sleep_ms(CB_ACME_NODES_POLL_MS);
@@ -224,11 +224,12 @@ static int present(void *arg, const char *type, const char *identifier, const ch
     int ret = cb_acme_alpn_cert(identifier, key_auth, &cert, &key, err);
     if (ret == 0)
         ret = cb_store_challenge_put(sc->st, identifier, cert, key, time(NULL) + 3600, err);
-    free(cert);
     if (key != NULL)
         cb_acme_secret_free(key, strlen(key));
     if (ret == 0)
-        ret = cb_acme_self_check(sc->probe_host, identifier, sc->port, err);
+        ret = cb_tls_alpn_probe_steady(sc->probe_host, sc->port, identifier, cert,
+                                       CB_ACME_PROBE_WINDOW_MS, NULL, err);
+    free(cert);
     if (ret == 0 && sc->fleet != NULL)
         wait_for_nodes(sc, identifier);
     return ret;

@@ -34,12 +34,6 @@ struct cb_acme_job {
     char error[1024]; /* why it failed, with the CA's problem document */
 };
 
-/* Asks the serve at host:port for name's TLS-ALPN-01 challenge until several answers in a
- * row say that every worker has it, as the CA will ask: the workers pick a store change up
- * within a second. CB_EFAILED when that does not happen within 5 s. */
-int cb_acme_self_check(const char *host, const char *name, uint16_t port,
-                       struct cb_err *err) CB_MUST_CHECK;
-
 /* Runs the order described by o (borrowed) and fills its results. Thread-safe: it opens
  * its own store connection. */
 void cb_acme_job_run(struct cb_acme_job *o);

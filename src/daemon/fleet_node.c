@@ -5,12 +5,13 @@
  */
 #include "daemon/fleet_node.h"
 #include "binding/binding.h"
-#include "daemon/acme_order.h"
 #include "daemon/lease_key.h"
 #include "fleet/fleet.h"
 #include "store/acme.h"
 #include "store/challenge.h"
 #include "store/store.h"
+#include "tls/probe.h"
+#include "util/strindex.h"
 #include "tls/cert.h"
 #include "util/log.h"
 
@@ -37,17 +38,11 @@ struct cb_fleet_node {
     char probe_host[64];
     struct cb_lease_key *presence; /* NULL until etcd took it */
     bool presence_failing;         /* logged once */
-    bool acked_any;
-    uint64_t acked; /* digest of the challenges served at the last acknowledgement */
+    bool announced;                /* fleet_presence logged for the key held now */
+    /* The pending challenges (names and certificates) last asked for, owned: not asked for
+     * again until they change, whether this serve answered them (acknowledged) or not. */
+    char *asked;
 };
-
-static uint64_t fnv1a(uint64_t h, const void *p, size_t n)
-{
-    const unsigned char *b = p;
-    for (size_t i = 0; i < n; i++)
-        h = (h ^ b[i]) * 1099511628211ULL;
-    return h;
-}
 
 void cb_fleet_node_id(const char *state_dir, char out[CB_FLEET_NODE_ID_MAX])
 {
@@ -62,9 +57,18 @@ void cb_fleet_node_id(const char *state_dir, char out[CB_FLEET_NODE_ID_MAX])
     }
     if (k == 0)
         out[k++] = 'x';
-    snprintf(out + k, CB_FLEET_NODE_ID_MAX - k, "-%08llx",
-             (unsigned long long)(fnv1a(14695981039346656037ULL, state_dir, strlen(state_dir)) &
-                                  0xffffffffULL));
+    /* Two nodes on one host (or clones of one machine, which keep its host name) differ by
+     * their state folder, or by their machine id (systemd gives a clone a new one). */
+    char machine[64] = "";
+    FILE *f = fopen("/etc/machine-id", "re");
+    if (f != NULL) {
+        if (fgets(machine, sizeof(machine), f) == NULL)
+            machine[0] = '\0';
+        fclose(f);
+    }
+    uint64_t h = cb_strindex_hash(state_dir) ^ (cb_strindex_hash(machine) * 31);
+    snprintf(out + k, CB_FLEET_NODE_ID_MAX - k, "-%012llx",
+             (unsigned long long)(h & 0xffffffffffffULL));
 }
 
 int cb_fleet_node_parse_acked(const void *value, size_t len, int64_t *rev)
@@ -203,71 +207,105 @@ static int presence_take(struct cb_fleet_node *n)
     if (cb_lease_key_take(n->url, key, "0", CB_FLEET_NODE_TTL_S, false, &n->presence, &elsewhere,
                           &err) == 0) {
         n->presence_failing = false;
-        n->acked_any = false;
+        n->announced = false;
+        free(n->asked);
+        n->asked = NULL; /* the value is 0 again: acknowledged anew */
         return 0;
     }
     if (!n->presence_failing)
         cb_log("warn", "fleet_presence_failed",
-               "node=%s reason=%s consequence=\"an ordering node does not wait for this one "
-               "to serve a challenge\"",
+               "node=%s reason=%s consequence=\"a node that orders a certificate does not wait "
+               "for this one to serve its challenge; tried again at the next change\"",
                n->id, cb_log_quote(err.msg, q, sizeof(q)));
     n->presence_failing = true;
     return CB_EIO;
 }
 
+/* The challenges as one text (names and certificates), owned; NULL when out of memory. */
+static char *challenges_text(const struct cb_challenge *v, size_t n)
+{
+    size_t len = 1;
+    for (size_t i = 0; i < n; i++)
+        len += strlen(v[i].name) + strlen(v[i].cert_pem) + 2;
+    char *t = malloc(len), *p = t;
+    if (t == NULL)
+        return NULL;
+    for (size_t i = 0; i < n; i++)
+        p += sprintf(p, "%s\n%s\n", v[i].name, v[i].cert_pem);
+    *p = '\0';
+    return t;
+}
+
 /*
- * After the replica reached rev: when the pending challenges changed since the last
- * acknowledgement, asks this serve for each (every worker answers it, as the CA will ask),
- * then puts rev as the presence value. A challenge this serve does not answer within the
- * probe's window is logged and not acknowledged: the ordering node stops waiting at its
- * own deadline.
+ * After the replica reached rev: when the pending challenges changed since they were last
+ * asked for, asks this serve for each (every worker answers it with that certificate, as
+ * the CA will ask), then puts rev as the presence value. A challenge this serve does not
+ * answer is logged and not acknowledged, and not asked for again until the challenges
+ * change: the ordering node stops waiting at its own deadline.
  */
 static void presence_update(struct cb_fleet_node *n, int64_t rev)
 {
     struct cb_challenge *v = NULL;
     struct cb_err err = {0};
-    size_t count = 0;
-    uint64_t digest = 14695981039346656037ULL;
+    size_t count = 0, served = 0;
     char value[24], q[900];
+    char *text = NULL;
 
     if (presence_take(n) != 0)
         return;
-    if (cb_store_challenges_load(n->st, &v, &count, &err) != 0) {
+    if (cb_store_challenges_load(n->st, &v, &count, &err) != 0 ||
+        (text = challenges_text(v, count)) == NULL) {
         cb_log("warn", "fleet_presence_failed", "node=%s reason=%s", n->id,
-               cb_log_quote(err.msg, q, sizeof(q)));
-        return;
+               cb_log_quote(err.msg[0] ? err.msg : "out of memory", q, sizeof(q)));
+        goto out_free;
     }
-    for (size_t i = 0; i < count; i++) {
-        digest = fnv1a(digest, v[i].name, strlen(v[i].name) + 1);
-        digest = fnv1a(digest, v[i].cert_pem, strlen(v[i].cert_pem));
-    }
-    if (n->acked_any && digest == n->acked) {
-        cb_challenges_free(v, count);
-        return;
-    }
+    if (n->asked != NULL && strcmp(text, n->asked) == 0)
+        goto out_free;
+    free(n->asked);
+    n->asked = text;
+    text = NULL;
     for (size_t i = 0; i < count; i++) {
         struct port_of p = {.name = v[i].name};
-        if (cb_store_acme_state_foreach(n->st, port_of_fn, &p, NULL) < 0 || p.port == 0)
-            continue; /* not a binding of this store's: nothing to ask */
-        if (cb_acme_self_check(n->probe_host, v[i].name, p.port, &err) != 0) {
-            cb_log("warn", "fleet_challenge_unserved", "node=%s name=%s reason=%s", n->id,
-                   v[i].name, cb_log_quote(err.msg, q, sizeof(q)));
-            cb_challenges_free(v, count);
-            return;
+        int found = cb_store_acme_state_foreach(n->st, port_of_fn, &p, &err);
+        if (found < 0) {
+            cb_log("warn", "fleet_presence_failed", "node=%s name=%s reason=%s", n->id, v[i].name,
+                   cb_log_quote(err.msg, q, sizeof(q)));
+            goto out_free;
         }
+        if (p.port == 0)
+            continue; /* no managed binding of that name: the CA is not sent here */
+        if (cb_tls_alpn_probe_steady(n->probe_host, p.port, v[i].name, v[i].cert_pem,
+                                     CB_FLEET_NODE_PROBE_MS, &n->stop, &err) != 0) {
+            if (!atomic_load(&n->stop))
+                cb_log("warn", "fleet_challenge_unserved",
+                       "node=%s name=%s reason=%s consequence=\"the CA may fail the validation "
+                       "if it asks this node\" fix=\"check that this serve listens on %s port "
+                       "%u (--iplisten) and its workers run\"",
+                       n->id, v[i].name, cb_log_quote(err.msg, q, sizeof(q)), n->probe_host,
+                       p.port);
+            goto out_free;
+        }
+        served++;
     }
-    cb_challenges_free(v, count);
     snprintf(value, sizeof(value), "%lld", (long long)rev);
     if (cb_lease_key_set(n->presence, value, &err) != 0) {
-        cb_log("warn", "fleet_presence_failed", "node=%s reason=%s", n->id,
-               cb_log_quote(err.msg, q, sizeof(q)));
-        return;
+        cb_log("warn", "fleet_presence_failed",
+               "node=%s reason=%s consequence=\"a node that orders a certificate waits for this "
+               "one until its deadline\"",
+               n->id, cb_log_quote(err.msg, q, sizeof(q)));
+        free(n->asked);
+        n->asked = NULL; /* tried again at the next change */
+        goto out_free;
     }
-    n->acked = digest;
-    n->acked_any = true;
-    if (count > 0)
+    if (!n->announced)
+        cb_log("info", "fleet_presence", "node=%s revision=%lld", n->id, (long long)rev);
+    n->announced = true;
+    if (served > 0)
         cb_log("info", "fleet_challenges_served", "node=%s challenges=%zu revision=%lld", n->id,
-               count, (long long)rev);
+               served, (long long)rev);
+out_free:
+    free(text);
+    cb_challenges_free(v, count);
 }
 
 static void on_applied(int64_t rev, void *ctx)
@@ -370,6 +408,7 @@ void cb_fleet_node_stop(struct cb_fleet_node *n)
     pthread_mutex_unlock(&n->lock);
     pthread_join(n->thread, NULL);
     cb_lease_key_release(n->presence);
+    free(n->asked);
     pthread_cond_destroy(&n->wake);
     pthread_mutex_destroy(&n->lock);
     cb_fleet_close(n->fleet);

@@ -28,9 +28,10 @@
 #define CB_FLEET_NODE_KEY "node/"
 #define CB_FLEET_NODE_TTL_S 30
 #define CB_FLEET_NODE_ID_MAX 96
+#define CB_FLEET_NODE_PROBE_MS 5000 /* for this serve to answer a challenge */
 
-/* This node's id: its host name and a hash of its state folder, so that a restarted node
- * takes its own key back ("web1-3f2a9c01"). */
+/* This node's id: its host name and a hash of its state folder and machine id, so that a
+ * restarted node takes its own key back ("web1-3f2a9c01b7e4"). */
 void cb_fleet_node_id(const char *state_dir, char out[CB_FLEET_NODE_ID_MAX]);
 /* A presence value (outside bytes): 1 to 19 decimal digits, no sign, within int64_t. 0 and
  * *rev; CB_EINVAL for anything else. */
@@ -51,16 +52,17 @@ struct cb_fleet_node;
 /*
  * Starts the follow thread (the manager's): its own connection to the replica, then
  * sync + follow until stopped, holding the node's presence key (probe_host: where this
- * serve answers its own challenge probes). etcd unreachable: logs fleet_unreachable once, retries
- * with jittered exponential backoff (CB_FLEET_BACKOFF_MIN_MS doubling to _MAX_MS), and logs
- * fleet_reconnected with the revision once caught up (also when start-up found etcd
- * unreachable: `unreachable`). Owned *out: cb_fleet_node_stop.
+ * serve answers its own challenge probes; the strings are copied). etcd unreachable: logs
+ * fleet_unreachable once, retries with jittered exponential backoff (CB_FLEET_BACKOFF_MIN_MS
+ * doubling to _MAX_MS), and logs fleet_reconnected with the revision once caught up (also when
+ * start-up found etcd unreachable: `unreachable`). Owned *out: cb_fleet_node_stop.
  */
 int cb_fleet_node_start(const char *state_dir, const char *url, const char *key_path,
                         bool unreachable, const char *probe_host, struct cb_fleet_node **out,
                         struct cb_err *err) CB_MUST_CHECK;
 /* Stops the thread (within the watch's 500 ms stop check, a backoff wait, or a challenge
- * probe's 5 s), revokes the presence key, frees n. */
+ * probe's 2 s), revokes the presence key (unless etcd was away at its last keepalive),
+ * frees n. */
 void cb_fleet_node_stop(struct cb_fleet_node *n);
 
 #endif

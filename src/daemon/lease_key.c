@@ -22,6 +22,7 @@ struct cb_lease_key {
     pthread_mutex_t mu; /* stop and wake */
     pthread_cond_t wake;
     bool stop;
+    bool failing; /* the last keepalive failed (logged once): release does not wait on etcd */
 };
 
 /* A new lease, and the key put under it. Called with io held (or before the thread runs). */
@@ -39,11 +40,31 @@ static int put_fresh(struct cb_lease_key *l, struct cb_err *err)
     return cb_etcd_txn(l->etcd, NULL, 0, &op, 1, &ok, &rev, err);
 }
 
+/* Logs a keepalive that failed (once until one succeeds again), or one that succeeds again. */
+static void keepalive_log(struct cb_lease_key *l, int ret, bool renewed, const struct cb_err *err)
+{
+    char k[512], q[600];
+
+    cb_log_quote(l->key, k, sizeof(k));
+    if (ret == 0 && (l->failing || renewed))
+        cb_log("info", "lease_renewed", "key=%s", k);
+    else if (ret != 0 && !l->failing && l->exclusive && ret == CB_ENOENT)
+        cb_log("error", "lease_lost",
+               "key=%s reason=%s consequence=\"the lock is free: another node may take it while "
+               "this one still works under it\"",
+               k, cb_log_quote(err->msg, q, sizeof(q)));
+    else if (ret != 0 && !l->failing)
+        cb_log("warn", "lease_keepalive",
+               "key=%s reason=%s consequence=\"etcd drops the key once the lease's %d s have "
+               "passed; it is put again when etcd answers\"",
+               k, cb_log_quote(err->msg, q, sizeof(q)), l->ttl_s);
+    l->failing = ret != 0;
+}
+
 static void *keepalive_main(void *arg)
 {
     struct cb_lease_key *l = arg;
     struct timespec until;
-    char q[900];
 
     pthread_mutex_lock(&l->mu);
     while (!l->stop) {
@@ -55,19 +76,16 @@ static void *keepalive_main(void *arg)
             break;
         pthread_mutex_unlock(&l->mu);
         struct cb_err err = {0};
+        bool renewed = false;
         pthread_mutex_lock(&l->io);
         int ret = cb_etcd_lease_keepalive(l->etcd, l->lease, &err);
         if (ret == CB_ENOENT && !l->exclusive) {
             /* Expired (etcd was away longer than the TTL): the key went with it. */
             ret = put_fresh(l, &err);
-            if (ret == 0)
-                cb_log("info", "lease_renewed", "key=%s", cb_log_quote(l->key, q, sizeof(q)));
+            renewed = ret == 0;
         }
+        keepalive_log(l, ret, renewed, &err);
         pthread_mutex_unlock(&l->io);
-        if (ret != 0)
-            cb_log("warn", "lease_keepalive", "key=%s reason=%s",
-                   cb_log_quote(l->key, q, sizeof(q) / 2),
-                   cb_log_quote(err.msg, q + sizeof(q) / 2, sizeof(q) / 2));
         pthread_mutex_lock(&l->mu);
     }
     pthread_mutex_unlock(&l->mu);
@@ -98,7 +116,7 @@ int cb_lease_key_take(const char *url, const char *key, const char *value, int t
     snprintf(l->key, sizeof(l->key), "%s%s", cb_etcd_prefix(l->etcd), key);
     if (!exclusive) {
         if ((ret = put_fresh(l, err)) != 0)
-            goto out_close;
+            goto out_close; /* put_fresh revoked its lease */
     } else {
         if ((ret = cb_etcd_lease_grant(l->etcd, ttl_s, &l->lease, err)) != 0)
             goto out_close;
@@ -146,6 +164,7 @@ out_free:
 int cb_lease_key_set(struct cb_lease_key *l, const char *value, struct cb_err *err)
 {
     char *v = strdup(value);
+    struct cb_err why = {0};
     int64_t rev;
     bool ok;
     int ret;
@@ -157,10 +176,12 @@ int cb_lease_key_set(struct cb_lease_key *l, const char *value, struct cb_err *e
     l->value = v;
     struct cb_etcd_op op = {
         .kind = CB_ETCD_PUT, .key = l->key, .value = v, .value_len = strlen(v), .lease = l->lease};
-    ret = cb_etcd_txn(l->etcd, NULL, 0, &op, 1, &ok, &rev, err);
-    if (ret != 0 && strstr(err->msg, "lease not found") != NULL)
-        ret = put_fresh(l, err); /* expired before the keepalive noticed */
+    ret = cb_etcd_txn(l->etcd, NULL, 0, &op, 1, &ok, &rev, &why);
+    if (ret != 0 && !l->exclusive && strstr(why.msg, "lease not found") != NULL)
+        ret = put_fresh(l, &why); /* expired before the keepalive noticed */
     pthread_mutex_unlock(&l->io);
+    if (ret != 0)
+        cb_err_set(err, ret, "%s", why.msg);
     return ret;
 }
 
@@ -176,7 +197,8 @@ void cb_lease_key_release(struct cb_lease_key *l)
     pthread_cond_broadcast(&l->wake);
     pthread_mutex_unlock(&l->mu);
     pthread_join(l->thread, NULL);
-    if (cb_etcd_lease_revoke(l->etcd, l->lease, &err) != 0)
+    /* etcd away: the lease expires by itself, and stopping does not wait on it. */
+    if (!l->failing && cb_etcd_lease_revoke(l->etcd, l->lease, &err) != 0)
         cb_log("warn", "lease_release", "key=%s reason=%s consequence=\"it expires within %d s\"",
                cb_log_quote(l->key, q, sizeof(q) / 2),
                cb_log_quote(err.msg, q + sizeof(q) / 2, sizeof(q) / 2), l->ttl_s);

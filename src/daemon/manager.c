@@ -49,9 +49,10 @@ struct manager {
     uv_signal_t sigterm, sigint, sighup;
     uint64_t data_version;
     const struct cb_serve_opts *opts;
-    struct cb_fleet_node *fleet; /* a fleet node's follow thread, or NULL */
-    struct cb_fleet *push;       /* a fleet node: st's own writes go to etcd, or NULL */
-    int64_t acme_held_until;     /* a fleet node: another node holds the lock; look later */
+    struct cb_fleet_node *fleet;        /* a fleet node's follow thread, or NULL */
+    char node_id[CB_FLEET_NODE_ID_MAX]; /* its presence key's (fleet_node.h) */
+    struct cb_fleet *push;              /* a fleet node: st's own writes go to etcd, or NULL */
+    int64_t acme_held_until;            /* a fleet node: another node holds the lock; look later */
     /* ACME: one order at a time, on the thread pool. */
     uv_timer_t acme_tick;
     uv_work_t acme_work;
@@ -213,7 +214,7 @@ static void on_acme_tick(uv_timer_t *t)
         m->order.store_key = m->opts->store_key[0] ? m->opts->store_key : NULL;
     }
     probe_host(&m->opts->iplisten, m->order.probe_host, sizeof(m->order.probe_host));
-    cb_fleet_node_id(m->opts->state_dir, m->order.node_id);
+    memcpy(m->order.node_id, m->node_id, sizeof(m->order.node_id));
     m->acme_work.data = m;
     if (uv_queue_work(&m->loop, &m->acme_work, on_order_work, on_order_done) == 0) {
         m->acme_busy = true;
@@ -315,6 +316,7 @@ int cb_manager_main(const struct cb_serve_opts *opts, int ready_fd)
         goto out_watch;
     char probe[64];
     probe_host(&opts->iplisten, probe, sizeof(probe));
+    cb_fleet_node_id(opts->state_dir, m.node_id);
     if (opts->store_url[0] != '\0' &&
         cb_fleet_node_start(opts->state_dir, opts->store_url,
                             opts->store_key[0] ? opts->store_key : NULL, opts->fleet_unreachable,

@@ -273,6 +273,8 @@ int cb_fleet_follow(struct cb_fleet *f, const _Atomic bool *stop,
         cb_log("info", "fleet_resync", "reason=compacted revision=%lld", (long long)f->revision);
         if ((ret = cb_fleet_sync(f, err)) != 0)
             return ret;
+        if (on_applied != NULL)
+            on_applied(f->revision, ctx);
         if (stop != NULL && atomic_load(stop))
             return 0;
     }

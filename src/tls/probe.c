@@ -4,13 +4,16 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <openssl/pem.h>
 #include <netinet/in.h>
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 #include <poll.h>
+#include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/time.h>
+#include <time.h>
 #include <unistd.h>
 
 /* A connected, blocking socket whose reads and writes time out after timeout_ms; or a
@@ -59,8 +62,22 @@ out_errno:;
     return cb_err_set(err, CB_EIO, "cannot connect to %s:%u: %s", addr, port, strerror(e));
 }
 
-int cb_tls_alpn_probe(const char *addr, uint16_t port, const char *name, int timeout_ms,
-                      struct cb_err *err)
+/* Whether the peer's certificate is the one in expect_pem. */
+static bool served_is(SSL *ssl, const char *expect_pem)
+{
+    BIO *bio = BIO_new_mem_buf(expect_pem, -1);
+    X509 *want = bio != NULL ? PEM_read_bio_X509(bio, NULL, NULL, NULL) : NULL;
+    X509 *got = SSL_get1_peer_certificate(ssl);
+    bool same = want != NULL && got != NULL && X509_cmp(want, got) == 0;
+
+    X509_free(got);
+    X509_free(want);
+    BIO_free(bio);
+    return same;
+}
+
+int cb_tls_alpn_probe(const char *addr, uint16_t port, const char *name, const char *expect_pem,
+                      int timeout_ms, struct cb_err *err)
 {
     static const unsigned char acme_tls[] = "\x0a"
                                             "acme-tls/1";
@@ -99,6 +116,13 @@ int cb_tls_alpn_probe(const char *addr, uint16_t port, const char *name, int tim
                          name);
         goto out_free;
     }
+    if (expect_pem != NULL && !served_is(ssl, expect_pem)) {
+        ret = cb_err_set(err, CB_EFAILED,
+                         "the self-check of the TLS-ALPN-01 answer for %s failed: another "
+                         "challenge certificate was served (an older challenge for the name)",
+                         name);
+        goto out_free;
+    }
     ret = 0;
 out_free:
     ERR_clear_error();
@@ -106,4 +130,41 @@ out_free:
     SSL_CTX_free(ctx);
     close(fd);
     return ret;
+}
+
+static int64_t now_ms(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (int64_t)t.tv_sec * 1000 + t.tv_nsec / 1000000;
+}
+
+int cb_tls_alpn_probe_steady(const char *addr, uint16_t port, const char *name,
+                             const char *expect_pem, long window_ms, const _Atomic bool *stop,
+                             struct cb_err *err)
+{
+    const int64_t deadline = now_ms() + window_ms;
+    char why[sizeof(err->msg)] = "no answer";
+    int oks = 0;
+
+    for (int64_t left; (left = deadline - now_ms()) > 0;) {
+        if (stop != NULL && atomic_load(stop))
+            return cb_err_set(err, CB_EFAILED, "stopped while asking %s:%u for %s", addr, port,
+                              name);
+        struct cb_err one = {0};
+        if (cb_tls_alpn_probe(addr, port, name, expect_pem, left < 2000 ? (int)left : 2000, &one) ==
+            0) {
+            if (++oks >= CB_TLS_PROBE_OKS)
+                return 0;
+            continue;
+        }
+        oks = 0;
+        snprintf(why, sizeof(why), "%s", one.msg);
+        struct timespec ts = {.tv_sec = 0, .tv_nsec = 20 * 1000000L}; /* a worker reloads */
+        while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
+            ;
+    }
+    return cb_err_set(err, CB_EFAILED,
+                      "serve at %s:%u did not answer TLS-ALPN-01 for %s within %ld ms (%.500s)",
+                      addr, port, name, window_ms, why);
 }

@@ -408,3 +408,47 @@ def test_a_file_that_cannot_be_written_fails_its_own_line_and_nothing_changes(cb
     msg = cb.fails(1, "-f", batch, match="cannot write")
     assert msg.startswith("%s:%d: " % (batch, 2 + 2 * blocked)), msg
     assert (cb.certs(), store_files(cb)) == before
+
+
+def test_files_loaded_ahead_fail_at_their_own_line(cb, certs):
+    """A batch file is read ahead of the line running, and the files of its `add cert` lines
+    loaded beside it (up to 64 lines ahead): a file that cannot be loaded, far past the
+    first lines, still fails its own line with the command's own words and nothing changes;
+    lines the reader leaves to the command (a password file, link=yes, two files on one
+    line) mixed in go in as before."""
+    base = certs.make(cn="base.example.com")
+    cb.add_cert(base, native=True)
+    before = store_files(cb)
+    shared = certs.new_key()
+    own = [certs.make(cn="a%d.example.com" % i, key=shared) for i in range(150)]
+    key_file = own[0].key_path
+    lines = ["add cert %s key=%s" % (c.cert_path, key_file) for c in own]
+    secret = certs.make(cn="secret.example.com", key_password="s3cret")
+    pw = certs.password_file("s3cret")
+    linked = certs.make(cn="linked.example.com")
+    pair = [certs.make(cn="p%d.example.com" % i) for i in range(2)]
+    lines.insert(3, "add cert %s key=%s password-file=%s" % (secret.cert_path, secret.key_path, pw))
+    lines.insert(70, "add cert %s key=%s link=yes" % (linked.cert_path, linked.key_path))
+    lines.insert(100, "add cert %s %s" % (pair[0].bundle_path, pair[1].bundle_path))
+    missing = cb.home / "missing.pem"
+    bad = lines[:]
+    bad.insert(130, "add cert %s key=%s" % (missing, key_file))
+    batch = write_batch(cb, "\n".join(bad) + "\n")
+    msg = cb.fails(2, "-f", batch, match="no such file")
+    assert msg.startswith("%s:131: " % batch) and str(missing) in msg, msg
+    assert len(cb.certs()) == 1 and store_files(cb) == before
+    # The wrong key for one certificate, in the middle: the command's message, its line.
+    stranger = certs.make(cn="stranger.example.com")
+    bad = lines[:]
+    bad.insert(120, "add cert %s key=%s" % (stranger.cert_path, key_file))
+    write_batch(cb, "\n".join(bad) + "\n")
+    msg = cb.fails(2, "-f", batch, match="does not match the certificate")
+    assert msg.startswith("%s:121: " % batch), msg
+    assert len(cb.certs()) == 1 and store_files(cb) == before
+    write_batch(cb, "\n".join(lines) + "\n")
+    assert "certificates 154 added" in cb.ok("-f", batch)
+    stored = {c["thumbprint"] for c in cb.certs()}
+    want = own + [secret, linked] + pair + [base]
+    assert stored == {c.thumbprint for c in want}
+    for c in own[::37] + [secret] + pair:
+        assert (cb.state / "keys" / ("%s.key" % c.thumbprint)).read_bytes() == c.key_pem()

@@ -136,25 +136,29 @@ def test_the_ordering_node_waits_until_the_other_serves_the_challenge(world):
     stopped before node1 orders a name that the CA reaches only at node2. Node1 must not
     tell the CA until node2 serves the challenge: it waits, saying for which node; node2,
     resumed, applies the challenge, asks its own workers for it, and says so through its
-    presence key; then the validation at node2 succeeds and one order is enough."""
+    presence key; then the validation at node2 succeeds and one order is enough. Runs
+    after the test above, in its world (ACME set up, both nodes serving)."""
     n1, n2 = world["nodes"]
     port = world["port"]
     name = "late.fleet.test"
     key = "hostnameport=%s:%d" % (name, port)
     world["challsrv"].add_a(name, [n2.address])
     orders = world["pebble"].orders()
+    # node2 is present: its key in etcd says up to which revision it serves challenges.
+    line = n2.srv.wait_log(r"event=fleet_presence node=\S+", 20 * SLOW)
+    node2 = re.search(r"node=(\S+)", line).group(1)
     mark1, mark2 = len(n1.srv.log()), len(n2.srv.log())
     manager = manager_pid(n2)
     os.kill(manager, signal.SIGSTOP)
     try:
         n1.run("add", "sslcert", key, "acme=enable")
-        wait = n1.srv.wait_log(r"event=acme_nodes_wait name=%s .*nodes=\S*" % re.escape(name),
+        wait = n1.srv.wait_log(r"event=acme_nodes_wait name=%s " % re.escape(name),
                                ISSUE_WITHIN, after=mark1)
         # The premise: node2 cannot answer the CA now, so telling the CA would fail.
         assert alpn_refused(n2, port, name)
     finally:
         os.kill(manager, signal.SIGCONT)
-    assert "nodes=" in wait
+    assert re.search(r"\bnodes=%s\b" % re.escape(node2), wait), (node2, wait)
     def valid_everywhere():
         s = [state_of(n, key) for n in (n1, n2)]
         return s if all(x and x["status"] == "valid" for x in s) else None

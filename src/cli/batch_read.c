@@ -1,0 +1,265 @@
+/*
+ * batch_read.c: the batch's reader (batch.h). On a regular file, one thread reads the lines
+ * ahead into a ring of CB_BATCH_AHEAD and loads the files of `add cert` lines, while the
+ * batch's own thread runs the lines before them (SQLite, the file writer): a pair's decoding
+ * and encoding then costs the batch's thread nothing. The line's command takes what was
+ * loaded (cmd_cert.c) and reports a file that could not be, as it would have.
+ */
+#include "cli/batch.h"
+#include "cli/cli.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+struct cb_batch_reader {
+    FILE *f;
+    bool ahead; /* a thread reads ahead (f is a regular file) */
+    unsigned long lineno;
+    char *buf; /* CB_BATCH_LINE_MAX + 1: the line being read */
+    /* Ahead: the ring, and the thread's own state. */
+    pthread_t thread;
+    pthread_mutex_t mu;
+    pthread_cond_t ready, space;
+    struct cb_batch_line ring[CB_BATCH_AHEAD];
+    size_t head, count; /* the line handed over is ring[head] while held */
+    bool held;          /* the caller holds ring[head] */
+    bool stop;
+    /* Each side sleeps only when it must, and is woken only when it sleeps: the thread when
+     * the ring is full, until half of it is free again; the caller when it is empty. */
+    bool thread_waits, caller_waits;
+    char *split;                 /* the thread's: cb_batch_split's words */
+    struct cb_cli *lc;           /* the thread's: a line parsed as a command */
+    struct cb_cert_keycache *kc; /* the thread's own key cache */
+    /* Not ahead: the one line handed over. */
+    struct cb_batch_line one;
+};
+
+static void prepared_free(struct cb_cli_prepared *v, int n)
+{
+    for (int i = 0; i < n; i++) {
+        free(v[i].file);
+        cb_cert_bundle_free(v[i].bundle);
+        cb_cert_info_clear(&v[i].info);
+        cb_certstore_pems_clear(&v[i].pems);
+    }
+    free(v);
+}
+
+static void line_clear(struct cb_batch_line *l)
+{
+    free(l->text);
+    prepared_free(l->files, l->n_files);
+    memset(l, 0, sizeof(*l));
+}
+
+/* Reads the next line into l (text owned by l). */
+static void read_one(struct cb_batch_reader *r, struct cb_batch_line *l)
+{
+    size_t len = 0;
+
+    memset(l, 0, sizeof(*l));
+    l->lineno = ++r->lineno;
+    errno = 0;
+    l->read_ret = cb_batch_read_line(r->f, r->buf, CB_BATCH_LINE_MAX + 1, &len);
+    l->read_errno = errno;
+    if (l->read_ret != 0)
+        return;
+    if ((l->text = malloc(len + 1)) == NULL) {
+        l->read_ret = CB_EIO;
+        l->read_errno = ENOMEM;
+        return;
+    }
+    memcpy(l->text, r->buf, len + 1);
+    l->len = len;
+}
+
+/* One file of an `add cert` line: loaded as cb_cli_load_cert would (no password), then
+ * encoded as the store writes it. */
+static void prepare_file(struct cb_batch_reader *r, const char *file, const char *key,
+                         struct cb_cli_prepared *p)
+{
+    if ((p->file = strdup(file)) == NULL) {
+        p->ret = cb_err_set(&p->err, CB_ENOMEM, "out of memory");
+        return;
+    }
+    p->ret = cb_cert_bundle_load_cached(file, key, NULL, r->kc, &p->bundle, &p->err);
+    if (p->ret != 0)
+        return;
+    if ((p->ret = cb_cert_bundle_info(p->bundle, &p->info, &p->err)) != 0) {
+        cb_cert_bundle_free(p->bundle);
+        p->bundle = NULL;
+        return;
+    }
+    struct cb_err ignored;
+    if (cb_cert_bundle_pem(p->bundle, r->kc, &p->pems.cert, &p->pems.cert_len, &p->pems.key,
+                           &p->pems.key_len, &ignored) != 0)
+        memset(&p->pems, 0, sizeof(p->pems)); /* the import encodes them, and says why not */
+}
+
+/* The files of an `add cert` line that its command would load itself, loaded ahead. A line
+ * that is anything else, or that the command will refuse before loading, is left alone. */
+static void prepare(struct cb_batch_reader *r, struct cb_batch_line *l)
+{
+    char *words[CB_BATCH_WORDS_MAX + 1];
+    struct cb_err err;
+    const char *key = NULL;
+    int n;
+
+    if (cb_batch_split(l->text, l->len, r->split, words + 1, CB_BATCH_WORDS_MAX, &n, &err) != 0 ||
+        n < 3 || strcmp(words[1], "add") != 0 || strcmp(words[2], "cert") != 0)
+        return;
+    for (int i = 1; i <= n; i++)
+        if (words[i][0] == '-' && strchr(words[i], '=') == NULL)
+            return; /* a flag: refused by the batch */
+    words[0] = "certbind";
+    memset(r->lc, 0, sizeof(*r->lc));
+    if (cb_cli_parse(r->lc, n + 1, words) != 0 || r->lc->n_pos == 0)
+        return;
+    for (int i = 0; i < r->lc->n_opts; i++) {
+        const char *name = r->lc->opts[i].name;
+        if (strcmp(name, "key") == 0)
+            key = r->lc->opts[i].value;
+        else
+            return; /* password-file, link, or one the command refuses */
+    }
+    if (key != NULL && r->lc->n_pos > 1)
+        return;
+    if ((l->files = calloc((size_t)r->lc->n_pos, sizeof(*l->files))) == NULL)
+        return;
+    l->n_files = r->lc->n_pos;
+    for (int i = 0; i < l->n_files; i++)
+        prepare_file(r, r->lc->pos[i], key, &l->files[i]);
+}
+
+static void *ahead_main(void *arg)
+{
+    struct cb_batch_reader *r = arg;
+
+    for (;;) {
+        struct cb_batch_line l;
+        pthread_mutex_lock(&r->mu);
+        if (r->count == CB_BATCH_AHEAD) {
+            r->thread_waits = true;
+            while (!r->stop && r->count > CB_BATCH_AHEAD / 2)
+                pthread_cond_wait(&r->space, &r->mu);
+            r->thread_waits = false;
+        }
+        bool stop = r->stop;
+        pthread_mutex_unlock(&r->mu);
+        if (stop)
+            break;
+        read_one(r, &l);
+        if (l.read_ret == 0)
+            prepare(r, &l);
+        pthread_mutex_lock(&r->mu);
+        r->ring[(r->head + r->count) % CB_BATCH_AHEAD] = l;
+        r->count++;
+        if (r->caller_waits)
+            pthread_cond_signal(&r->ready);
+        pthread_mutex_unlock(&r->mu);
+        if (l.read_ret != 0)
+            break; /* the end, or an error: the batch stops there */
+    }
+    cb_cert_thread_done(); /* the keys parsed on this thread */
+    return NULL;
+}
+
+int cb_batch_reader_new(FILE *f, struct cb_batch_reader **out, struct cb_err *err)
+{
+    struct cb_batch_reader *r = calloc(1, sizeof(*r));
+    struct stat sb;
+
+    *out = NULL;
+    if (r == NULL || (r->buf = malloc(CB_BATCH_LINE_MAX + 1)) == NULL)
+        goto out_nomem;
+    r->f = f;
+    r->ahead = fstat(fileno(f), &sb) == 0 && S_ISREG(sb.st_mode);
+    if (!r->ahead) {
+        *out = r;
+        return 0;
+    }
+    if ((r->split = malloc(CB_BATCH_LINE_MAX + 1)) == NULL ||
+        (r->lc = malloc(sizeof(*r->lc))) == NULL || cb_cert_keycache_new(&r->kc, err) != 0)
+        goto out_nomem;
+    pthread_mutex_init(&r->mu, NULL);
+    pthread_cond_init(&r->ready, NULL);
+    pthread_cond_init(&r->space, NULL);
+    if (pthread_create(&r->thread, NULL, ahead_main, r) != 0) {
+        /* No thread: read as for a pipe. */
+        pthread_cond_destroy(&r->space);
+        pthread_cond_destroy(&r->ready);
+        pthread_mutex_destroy(&r->mu);
+        cb_cert_keycache_free(r->kc);
+        r->kc = NULL;
+        r->ahead = false;
+    }
+    *out = r;
+    return 0;
+out_nomem:
+    if (r != NULL) {
+        cb_cert_keycache_free(r->kc);
+        free(r->lc);
+        free(r->split);
+        free(r->buf);
+    }
+    free(r);
+    return cb_err_set(err, CB_ENOMEM, "out of memory");
+}
+
+struct cb_batch_line *cb_batch_reader_next(struct cb_batch_reader *r)
+{
+    struct cb_batch_line *l;
+
+    if (!r->ahead) {
+        line_clear(&r->one);
+        read_one(r, &r->one);
+        return &r->one;
+    }
+    pthread_mutex_lock(&r->mu);
+    if (r->held) {
+        /* The line handed over last is done: its slot is free again. */
+        line_clear(&r->ring[r->head]);
+        r->head = (r->head + 1) % CB_BATCH_AHEAD;
+        r->count--;
+        r->held = false;
+        if (r->thread_waits && r->count <= CB_BATCH_AHEAD / 2)
+            pthread_cond_signal(&r->space);
+    }
+    if (r->count == 0) {
+        r->caller_waits = true;
+        while (r->count == 0)
+            pthread_cond_wait(&r->ready, &r->mu);
+        r->caller_waits = false;
+    }
+    l = &r->ring[r->head];
+    r->held = true;
+    pthread_mutex_unlock(&r->mu);
+    return l;
+}
+
+void cb_batch_reader_free(struct cb_batch_reader *r)
+{
+    if (r == NULL)
+        return;
+    if (r->ahead) {
+        pthread_mutex_lock(&r->mu);
+        r->stop = true;
+        pthread_cond_signal(&r->space);
+        pthread_mutex_unlock(&r->mu);
+        pthread_join(r->thread, NULL);
+        for (size_t i = 0; i < r->count; i++)
+            line_clear(&r->ring[(r->head + i) % CB_BATCH_AHEAD]);
+        pthread_cond_destroy(&r->space);
+        pthread_cond_destroy(&r->ready);
+        pthread_mutex_destroy(&r->mu);
+        cb_cert_keycache_free(r->kc);
+    }
+    line_clear(&r->one);
+    free(r->lc);
+    free(r->split);
+    free(r->buf);
+    free(r);
+}
