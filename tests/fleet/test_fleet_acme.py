@@ -79,6 +79,17 @@ def state_of(node, key):
     return None
 
 
+def valid_on_both(world, key):
+    """Waits until both replicas hold binding key valid with one certificate; its state."""
+    def valid_everywhere():
+        s = [state_of(n, key) for n in world["nodes"]]
+        return s if all(x and x["status"] == "valid" for x in s) else None
+    s1, s2 = wait_for(valid_everywhere, ISSUE_WITHIN, "%s valid on both nodes" % key,
+                      interval=0.2)
+    assert s1["certhash"] == s2["certhash"] and s1["certhash"], (s1, s2)
+    return s1
+
+
 def test_one_order_for_the_fleet_and_both_nodes_serve_it(world):
     n1, n2 = world["nodes"]
     port = world["port"]
@@ -93,12 +104,7 @@ def test_one_order_for_the_fleet_and_both_nodes_serve_it(world):
            "agreetos=yes", "cafile=%s" % world["tls"].cafile)
     n1.run("add", "sslcert", key, "acme=enable")
     # Both replicas see it valid, with the same certificate, and both nodes serve it.
-    def valid_everywhere():
-        s = [state_of(n, key) for n in (n1, n2)]
-        return s if all(x and x["status"] == "valid" for x in s) else None
-    s1, s2 = wait_for(valid_everywhere, ISSUE_WITHIN, "the managed binding valid on both nodes",
-                      interval=0.2)
-    assert s1["certhash"] == s2["certhash"] and s1["certhash"], (s1, s2)
+    s1 = valid_on_both(world, key)
     for n in (n1, n2):
         n.wait_serves(port, NAME, s1["certhash"])
     # Exactly one order, by one node; the other one found the lock held, or nothing due.
@@ -159,12 +165,7 @@ def test_the_ordering_node_waits_until_the_other_serves_the_challenge(world):
     finally:
         os.kill(manager, signal.SIGCONT)
     assert re.search(r"\bnodes=%s\b" % re.escape(node2), wait), (node2, wait)
-    def valid_everywhere():
-        s = [state_of(n, key) for n in (n1, n2)]
-        return s if all(x and x["status"] == "valid" for x in s) else None
-    s1, s2 = wait_for(valid_everywhere, ISSUE_WITHIN, "the second binding valid on both nodes",
-                      interval=0.2)
-    assert s1["certhash"] == s2["certhash"] and s1["certhash"], (s1, s2)
+    s1 = valid_on_both(world, key)
     n2.wait_serves(port, name, s1["certhash"])
     assert world["pebble"].orders() == orders + 1, world["pebble"].log_text()[-3000:]
     log1 = n1.srv.log()[mark1:]
