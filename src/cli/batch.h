@@ -8,6 +8,7 @@
 
 #include <certbind/certbind.h>
 
+#include <stdbool.h>
 #include <stdio.h>
 
 #define CB_BATCH_LINE_MAX 65536 /* bytes in one line, its newline excluded */
@@ -36,7 +37,8 @@ int cb_batch_read_line(FILE *f, char *buf, size_t size, size_t *len) CB_MUST_CHE
 int cb_batch_split(const char *line, size_t len, char *out, char **words, int max, int *n,
                    struct cb_err *err) CB_MUST_CHECK;
 
-/* Lines a batch's reader keeps ahead of the line running (with their files loaded). */
+/* Lines a batch's reader keeps ahead of the line running, and files loaded for them: it
+ * stops at either, and goes on once both are down to half. */
 #define CB_BATCH_AHEAD 64
 
 struct cb_cli_prepared;
@@ -67,7 +69,9 @@ int cb_batch_reader_new(FILE *f, struct cb_batch_reader **out, struct cb_err *er
 /* The next line, owned by the reader until the next call (its files may be taken from it).
  * After a line whose read_ret is not 0 there is none: do not call again. */
 struct cb_batch_line *cb_batch_reader_next(struct cb_batch_reader *r);
-/* Stops the thread (it finishes the line it is loading) and frees what was read ahead. */
+/* Stops the thread (it finishes the file it is loading) and frees what was read ahead. */
 void cb_batch_reader_free(struct cb_batch_reader *r);
+/* For tests: the thread waits for room in the ring (it is full). */
+bool cb_batch_reader__waiting(struct cb_batch_reader *r);
 
 #endif

@@ -10,6 +10,7 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -22,11 +23,14 @@ struct cb_batch_reader {
     /* Ahead: the ring, and the thread's own state. */
     pthread_t thread;
     pthread_mutex_t mu;
-    pthread_cond_t ready, space;
+    pthread_cond_t ready, space, idle;
     struct cb_batch_line ring[CB_BATCH_AHEAD];
     size_t head, count; /* the line handed over is ring[head] while held */
     bool held;          /* the caller holds ring[head] */
-    bool stop;
+    _Atomic bool stop;
+    size_t files_ahead; /* prepared files in the ring: at most CB_BATCH_AHEAD before a wait */
+    bool loading;       /* the thread is reading or loading a line (not waiting between two) */
+    bool paused;        /* a fork is under way: the thread starts no line (see on_fork_*) */
     /* Each side sleeps only when it must, and is woken only when it sleeps: the thread when
      * the ring is full, until half of it is free again; the caller when it is empty. */
     bool thread_waits, caller_waits;
@@ -81,10 +85,6 @@ static void read_one(struct cb_batch_reader *r, struct cb_batch_line *l)
 static void prepare_file(struct cb_batch_reader *r, const char *file, const char *key,
                          struct cb_cli_prepared *p)
 {
-    if ((p->file = strdup(file)) == NULL) {
-        p->ret = cb_err_set(&p->err, CB_ENOMEM, "out of memory");
-        return;
-    }
     p->ret = cb_cert_bundle_load_cached(file, key, NULL, r->kc, &p->bundle, &p->err);
     if (p->ret != 0)
         return;
@@ -127,11 +127,72 @@ static void prepare(struct cb_batch_reader *r, struct cb_batch_line *l)
     }
     if (key != NULL && r->lc->n_pos > 1)
         return;
-    if ((l->files = calloc((size_t)r->lc->n_pos, sizeof(*l->files))) == NULL)
+    /* Only regular files: opening anything else (a FIFO) may block, and the command says
+     * what is wrong with a path it cannot read. */
+    struct stat sb;
+    if (key != NULL && (stat(key, &sb) != 0 || !S_ISREG(sb.st_mode)))
         return;
+    for (int i = 0; i < r->lc->n_pos; i++)
+        if (stat(r->lc->pos[i], &sb) != 0 || !S_ISREG(sb.st_mode))
+            return;
+    struct cb_cli_prepared *files = calloc((size_t)r->lc->n_pos, sizeof(*files));
+    if (files == NULL)
+        return;
+    for (int i = 0; i < r->lc->n_pos; i++)
+        if ((files[i].file = strdup(r->lc->pos[i])) == NULL) {
+            prepared_free(files, r->lc->n_pos); /* the command loads them */
+            return;
+        }
+    for (int i = 0; i < r->lc->n_pos && !atomic_load(&r->stop); i++)
+        prepare_file(r, r->lc->pos[i], key, &files[i]);
+    l->files = files;
     l->n_files = r->lc->n_pos;
-    for (int i = 0; i < l->n_files; i++)
-        prepare_file(r, r->lc->pos[i], key, &l->files[i]);
+}
+
+/*
+ * A fork while the thread is inside OpenSSL would leave the child with whatever lock the
+ * thread held (a batch run as root forks to test a key as the service user, and the child
+ * uses OpenSSL): the fork waits until the thread is between two lines, and the thread
+ * starts none until it is done. One reader at a time (the batch's).
+ */
+static struct cb_batch_reader *forking_reader;
+static pthread_mutex_t forking_mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_once_t atfork_once = PTHREAD_ONCE_INIT;
+
+static void on_fork_prepare(void)
+{
+    pthread_mutex_lock(&forking_mu);
+    struct cb_batch_reader *r = forking_reader;
+    if (r == NULL)
+        return; /* forking_mu stays held until the fork is done */
+    pthread_mutex_lock(&r->mu);
+    r->paused = true;
+    while (r->loading)
+        pthread_cond_wait(&r->idle, &r->mu);
+    pthread_mutex_unlock(&r->mu);
+}
+
+static void on_fork_parent(void)
+{
+    struct cb_batch_reader *r = forking_reader;
+    if (r != NULL) {
+        pthread_mutex_lock(&r->mu);
+        r->paused = false;
+        pthread_cond_signal(&r->space);
+        pthread_mutex_unlock(&r->mu);
+    }
+    pthread_mutex_unlock(&forking_mu);
+}
+
+static void on_fork_child(void)
+{
+    /* No reader thread here: the child never reads the batch. */
+    pthread_mutex_unlock(&forking_mu);
+}
+
+static void register_atfork(void)
+{
+    pthread_atfork(on_fork_prepare, on_fork_parent, on_fork_child);
 }
 
 static void *ahead_main(void *arg)
@@ -141,13 +202,17 @@ static void *ahead_main(void *arg)
     for (;;) {
         struct cb_batch_line l;
         pthread_mutex_lock(&r->mu);
-        if (r->count == CB_BATCH_AHEAD) {
+        if (r->count == CB_BATCH_AHEAD || r->files_ahead >= CB_BATCH_AHEAD) {
             r->thread_waits = true;
-            while (!r->stop && r->count > CB_BATCH_AHEAD / 2)
+            while (!atomic_load(&r->stop) &&
+                   (r->count > CB_BATCH_AHEAD / 2 || r->files_ahead > CB_BATCH_AHEAD / 2))
                 pthread_cond_wait(&r->space, &r->mu);
             r->thread_waits = false;
         }
-        bool stop = r->stop;
+        while (r->paused && !atomic_load(&r->stop))
+            pthread_cond_wait(&r->space, &r->mu);
+        bool stop = atomic_load(&r->stop);
+        r->loading = !stop;
         pthread_mutex_unlock(&r->mu);
         if (stop)
             break;
@@ -157,6 +222,10 @@ static void *ahead_main(void *arg)
         pthread_mutex_lock(&r->mu);
         r->ring[(r->head + r->count) % CB_BATCH_AHEAD] = l;
         r->count++;
+        r->files_ahead += (size_t)l.n_files;
+        r->loading = false;
+        if (r->paused)
+            pthread_cond_signal(&r->idle);
         if (r->caller_waits)
             pthread_cond_signal(&r->ready);
         pthread_mutex_unlock(&r->mu);
@@ -187,15 +256,24 @@ int cb_batch_reader_new(FILE *f, struct cb_batch_reader **out, struct cb_err *er
     pthread_mutex_init(&r->mu, NULL);
     pthread_cond_init(&r->ready, NULL);
     pthread_cond_init(&r->space, NULL);
-    if (pthread_create(&r->thread, NULL, ahead_main, r) != 0) {
-        /* No thread: read as for a pipe. */
+    pthread_cond_init(&r->idle, NULL);
+    pthread_once(&atfork_once, register_atfork);
+    pthread_mutex_lock(&forking_mu);
+    if (forking_reader != NULL || pthread_create(&r->thread, NULL, ahead_main, r) != 0) {
+        /* Another reader, or no thread: read as for a pipe. */
+        pthread_mutex_unlock(&forking_mu);
+        pthread_cond_destroy(&r->idle);
         pthread_cond_destroy(&r->space);
         pthread_cond_destroy(&r->ready);
         pthread_mutex_destroy(&r->mu);
         cb_cert_keycache_free(r->kc);
         r->kc = NULL;
         r->ahead = false;
+        *out = r;
+        return 0;
     }
+    forking_reader = r;
+    pthread_mutex_unlock(&forking_mu);
     *out = r;
     return 0;
 out_nomem:
@@ -221,11 +299,13 @@ struct cb_batch_line *cb_batch_reader_next(struct cb_batch_reader *r)
     pthread_mutex_lock(&r->mu);
     if (r->held) {
         /* The line handed over last is done: its slot is free again. */
+        r->files_ahead -= (size_t)r->ring[r->head].n_files;
         line_clear(&r->ring[r->head]);
         r->head = (r->head + 1) % CB_BATCH_AHEAD;
         r->count--;
         r->held = false;
-        if (r->thread_waits && r->count <= CB_BATCH_AHEAD / 2)
+        if (r->thread_waits && r->count <= CB_BATCH_AHEAD / 2 &&
+            r->files_ahead <= CB_BATCH_AHEAD / 2)
             pthread_cond_signal(&r->space);
     }
     if (r->count == 0) {
@@ -245,13 +325,17 @@ void cb_batch_reader_free(struct cb_batch_reader *r)
     if (r == NULL)
         return;
     if (r->ahead) {
+        pthread_mutex_lock(&forking_mu);
+        forking_reader = NULL;
+        pthread_mutex_unlock(&forking_mu);
         pthread_mutex_lock(&r->mu);
-        r->stop = true;
+        atomic_store(&r->stop, true);
         pthread_cond_signal(&r->space);
         pthread_mutex_unlock(&r->mu);
         pthread_join(r->thread, NULL);
         for (size_t i = 0; i < r->count; i++)
             line_clear(&r->ring[(r->head + i) % CB_BATCH_AHEAD]);
+        pthread_cond_destroy(&r->idle);
         pthread_cond_destroy(&r->space);
         pthread_cond_destroy(&r->ready);
         pthread_mutex_destroy(&r->mu);
@@ -262,4 +346,15 @@ void cb_batch_reader_free(struct cb_batch_reader *r)
     free(r->split);
     free(r->buf);
     free(r);
+}
+
+bool cb_batch_reader__waiting(struct cb_batch_reader *r)
+{
+    bool waits = false;
+    if (r->ahead) {
+        pthread_mutex_lock(&r->mu);
+        waits = r->thread_waits;
+        pthread_mutex_unlock(&r->mu);
+    }
+    return waits;
 }

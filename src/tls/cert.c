@@ -10,6 +10,7 @@
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <pthread.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -466,13 +467,22 @@ out_free_certs:
  * older exporters (Windows before Server 2019 among them) encrypt with RC2-40, which
  * OpenSSL 3 keeps there. The provider stays loaded for the life of the process.
  */
+static OSSL_PROVIDER *legacy_provider;
+static pthread_once_t legacy_once = PTHREAD_ONCE_INIT;
+
+static void load_legacy(void)
+{
+    legacy_provider = OSSL_PROVIDER_try_load(NULL, "legacy", 1);
+}
+
+/* The provider is loaded once, whichever thread (a batch reads ahead on its own) asks
+ * first; a retry is worth it only when that load succeeded. */
 static int p12_parse(PKCS12 *p12, const char *password, struct cb_cert_bundle *b)
 {
-    static OSSL_PROVIDER *legacy;
-
     if (PKCS12_parse(p12, password, &b->key, &b->leaf, &b->chain))
         return 1;
-    if (legacy != NULL || (legacy = OSSL_PROVIDER_try_load(NULL, "legacy", 1)) == NULL)
+    pthread_once(&legacy_once, load_legacy);
+    if (legacy_provider == NULL)
         return 0;
     ERR_clear_error();
     return PKCS12_parse(p12, password, &b->key, &b->leaf, &b->chain);

@@ -452,3 +452,25 @@ def test_files_loaded_ahead_fail_at_their_own_line(cb, certs):
     assert stored == {c.thumbprint for c in want}
     for c in own[::37] + [secret] + pair:
         assert (cb.state / "keys" / ("%s.key" % c.thumbprint)).read_bytes() == c.key_pem()
+
+
+@pytest.mark.skipif(not os.path.exists("/usr/bin/strace"), reason="strace is not installed")
+def test_add_cert_takes_the_files_loaded_ahead(cb, certs, tmp_path):
+    """The certificates of a batch file are read once, by the reader thread, and the lines
+    take what it loaded: every certificate file is opened exactly once in the whole run
+    (strace), and the store holds each one, with the shared key."""
+    base = certs.make(cn="base.example.com")
+    cb.add_cert(base, native=True)
+    shared = certs.new_key()
+    own = [certs.make(cn="o%d.example.com" % i, key=shared) for i in range(100)]
+    lines = ["add cert %s key=%s" % (c.cert_path, own[0].key_path) for c in own]
+    batch = write_batch(cb, "\n".join(lines) + "\n")
+    trace = tmp_path / "trace.txt"
+    p = subprocess.run(["/usr/bin/strace", "-f", "-qq", "-e", "trace=openat", "-o", str(trace),
+                        BIN, "--state", str(cb.state), "-f", str(batch)], env=cb.env(),
+                       capture_output=True, timeout=TIMEOUT)
+    assert p.returncode == 0, p.stderr.decode()
+    text = trace.read_text()
+    for c in own:
+        assert text.count('"%s"' % c.cert_path) == 1, c.cert_path
+    assert {c["thumbprint"] for c in cb.certs()} == {c.thumbprint for c in own + [base]}
