@@ -51,8 +51,6 @@ static int bindings_of(struct cb_cli *cli, struct cb_store *st, const char *thum
     return ret;
 }
 
-/* Imports one file (with the command's key=, password-file= and link=) in the open
- * transaction of *st, opening it first if *st is NULL; its thumbprint into thumb. */
 /* The running batch line's file i, loaded ahead by the batch's reader; NULL: none. */
 static struct cb_cli_prepared *prepared(struct cb_cli *cli, int i, const char *file)
 {
@@ -63,6 +61,9 @@ static struct cb_cli_prepared *prepared(struct cb_cli *cli, int i, const char *f
     return &b->prepared[i];
 }
 
+/* Imports the command's file i (with its key=, password-file= and link=; taken from what
+ * the batch's reader loaded when it did) in the open transaction of *st, opening it first if
+ * *st is NULL; its thumbprint into thumb. */
 static int add_one(struct cb_cli *cli, int i, bool link, struct cb_store **st,
                    char thumb[CB_THUMB_LEN + 1], bool *existed)
 {
