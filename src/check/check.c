@@ -1,14 +1,19 @@
 /*
- * check.c: the pre-flight checks. One pass over the snapshot; certificate facts
- * (dates, names, key access, chain, strength) are computed once per certificate,
- * never once per binding, so 10^6 bindings sharing a few thousand certificates
- * check in seconds. The check of one binding is binding.c; the words of the findings
- * the two share are finding.c.
+ * check.c: the pre-flight checks, in memory that stays flat however many bindings,
+ * certificates and findings the store holds (10^6 of each). Nothing is held for every
+ * binding or certificate: the bindings are read once in key order, one at a time, and the
+ * certificates once, CHECK_PROBE_BATCH at a time (their facts: dates, names, key access,
+ * chain, strength, computed once per certificate, never once per binding). What a later
+ * step needs of every binding (each port's SNI bindings, the IP bindings, who uses each
+ * client CA file) and the findings themselves wait in the store's temporary tables
+ * (store/spool.h), from which the findings come out sorted. The check of one binding is
+ * binding.c; the words of the findings the two share are finding.c.
  */
 #include "check/dual.h"
 #include "check/finding.h"
 #include "check/ocsp.h"
 #include "store/acme.h"
+#include "store/spool.h"
 #include "svcuser/svcuser.h"
 #include "tls/cert.h"
 #include "tls/ocsp.h"
@@ -22,56 +27,182 @@
 #include <sys/socket.h>
 #include <time.h>
 
-/* One per certificate of the store, so kept small (~0.5 KB with its strings, where a
- * struct cb_cert_row and a fixed reason and audit took 4 KB: 4 GB at 10^6 certificates):
- * the paths and the texts of what is wrong are allocated, the texts only when something is. */
+/* One per certificate of the batch in hand: the paths and the texts of what is wrong are
+ * allocated, the texts only when something is. */
 struct cert {
     struct cb_cert_info info;   /* its strings owned */
     char *cert_path, *key_path; /* owned */
-    bool used;
-    size_t users;         /* bindings using it */
-    uint32_t first, last; /* the first and last of them; next_cert[] links the rest (a
-                           * link is a binding's index, plus n for its second certificate) */
+    bool used;                  /* a binding uses it */
+    bool stapled;               /* a binding staples it: its OCSP response is judged */
     bool usable;
-    bool stapled; /* a binding staples it: its OCSP response is judged */
     char *reason; /* owned; set when not usable */
     bool audited, chain_ok, weak;
     char *chain_error, *weak_reason; /* owned; set when the audit found that */
 };
 
-/* Certificates whose key access is tested in one child process: bounds the reasons
- * buffer (CB_PRIV_REASON bytes a probe) however many certificates the store holds. */
+/* Certificates read, and their key access tested in one child process, at a time: bounds
+ * the memory of the certificates in hand and the reasons buffer (CB_PRIV_REASON bytes a
+ * probe) however many certificates the store holds. */
 #define CHECK_PROBE_BATCH 4096
+/* Client CA files tested in one child process. */
+#define CHECK_CA_BATCH 256
+
+/* What the walk over the bindings learns of each port. The first CB_CHECK_LIST_MAX SNI and
+ * ccs bindings of a port (in key order, as the walk meets them) are what its findings list:
+ * held here, so memory is bounded by the ports (20 short strings a port that has SNI
+ * bindings), not by the bindings. */
+struct port_info {
+    uint32_t n_sni; /* SNI and ccs bindings on the port */
+    bool any4, any6;
+    uint8_t n_listed;
+    char **listed; /* owned: CB_CHECK_LIST_MAX of "KEY\0NAME" (the name a finding lists: the
+                    * host, or the key of a ccs binding); NULL until the first */
+};
+
+/* A walk's callback returns this to stop early without an error (errors are negative). */
+#define CHECK_STOP 1
 
 struct ctx {
-    struct cb_findings *out;
-    struct cert *certs;
-    size_t n_certs, cap_certs;
+    struct cb_store *st;
+    struct cb_err *err;
     const struct cb_check_opts *opts;
     struct cb_user user;
     bool have_user;
     const char *user_name; /* the service user's, or "" */
-    /* Per binding: the next binding of the same certificate (2n links: [n + b] for b's
-     * second certificate), and the next SNI or ccs binding of the same port, so no
-     * finding scans every binding. */
-    uint32_t *next_cert, *next_sni;
-    size_t n_bindings;
+    /* The findings being made (out: &stage), spooled by flush() as soon as they are whole:
+     * the stage holds the few findings of one binding, certificate or port. */
+    struct cb_findings stage, *out;
+    uint64_t seq; /* findings spooled: the last part of their sort key, for a stable order */
+    size_t errors, warnings;
+    /* findings: sort key -> finding; ips: port + key -> family and address; cas: path NUL
+     * key -> port. */
+    struct cb_spool *findings, *ips, *cas;
+    struct port_info *ports; /* 65536 of them */
+    struct cert *certs;      /* the batch in hand */
+    struct info_slot *infos; /* CHECK_INFO_CACHE of them, for the walk over the bindings */
+    size_t n_certs;
 };
+
+/* ---- the findings' spool --------------------------------------------------- */
+
+static void put16(unsigned char *p, uint16_t v)
+{
+    p[0] = (unsigned char)(v >> 8);
+    p[1] = (unsigned char)v;
+}
+
+static uint16_t get16(const unsigned char *p)
+{
+    return (uint16_t)(p[0] << 8 | p[1]);
+}
+
+/*
+ * A finding in the spool. Its key sorts as cmp_finding did: port (2 bytes, big-endian),
+ * the first binding's key and a NUL (memcmp of that is strcmp's order), 255 - severity
+ * (errors first), the code and a NUL, then the order it was found in (8 bytes). Its value:
+ * severity, port, the code's address (a static string, and the spool lives only within
+ * cb_check_stream), the number of bindings (4 bytes), the message and each binding, each
+ * NUL-terminated.
+ */
+static int spool_finding(struct ctx *c, const struct cb_finding *x)
+{
+    const char *first = x->n_bindings ? x->bindings[0] : "";
+    size_t nf = strlen(first), nc = strlen(x->code), nm = strlen(x->message);
+    size_t klen = 2 + nf + 1 + 1 + nc + 1 + 8, vlen = 1 + 2 + sizeof(x->code) + 4 + nm + 1;
+    unsigned char *k, *v, *p;
+    int ret;
+
+    for (size_t i = 0; i < x->n_bindings; i++)
+        vlen += strlen(x->bindings[i]) + 1;
+    if ((k = malloc(klen + vlen)) == NULL)
+        return CB_ENOMEM;
+    v = k + klen;
+    p = k;
+    put16(p, x->port);
+    p += 2;
+    memcpy(p, first, nf + 1);
+    p += nf + 1;
+    *p++ = (unsigned char)(255 - x->severity);
+    memcpy(p, x->code, nc + 1);
+    p += nc + 1;
+    for (int i = 7; i >= 0; i--)
+        *p++ = (unsigned char)(c->seq >> (i * 8));
+    c->seq++;
+    p = v;
+    *p++ = (unsigned char)x->severity;
+    put16(p, x->port);
+    p += 2;
+    memcpy(p, &x->code, sizeof(x->code));
+    p += sizeof(x->code);
+    uint32_t nb = (uint32_t)x->n_bindings;
+    memcpy(p, &nb, 4);
+    p += 4;
+    memcpy(p, x->message, nm + 1);
+    p += nm + 1;
+    for (size_t i = 0; i < x->n_bindings; i++) {
+        size_t n = strlen(x->bindings[i]) + 1;
+        memcpy(p, x->bindings[i], n);
+        p += n;
+    }
+    ret = cb_spool_put(c->findings, k, klen, v, vlen, c->err);
+    free(k);
+    return ret;
+}
+
+/* Spools the findings staged, whole now, and empties the stage. */
+static int flush(struct ctx *c)
+{
+    int ret = 0;
+
+    for (size_t i = 0; i < c->stage.n && ret == 0; i++)
+        ret = spool_finding(c, &c->stage.v[i]);
+    c->errors += c->stage.errors;
+    c->warnings += c->stage.warnings;
+    cb_findings_clear(&c->stage);
+    return ret;
+}
+
+struct emit_ctx {
+    cb_finding_fn fn;
+    void *ctx;
+};
+
+static int emit_one(const void *key, size_t klen, const void *val, size_t vlen, void *arg)
+{
+    struct emit_ctx *e = arg;
+    const unsigned char *p = val, *end = p + vlen;
+    struct cb_finding x = {0};
+    uint32_t nb;
+    int ret;
+
+    (void)key;
+    (void)klen;
+    if (vlen < 1 + 2 + sizeof(x.code) + 4 + 1 || end[-1] != '\0')
+        return CB_ESTORE; /* not what spool_finding wrote */
+    x.severity = (enum cb_severity) * p++;
+    x.port = get16(p);
+    p += 2;
+    memcpy(&x.code, p, sizeof(x.code));
+    p += sizeof(x.code);
+    memcpy(&nb, p, 4);
+    p += 4;
+    x.message = (char *)p;
+    p += strlen((const char *)p) + 1;
+    if ((x.bindings = calloc(nb + 1, sizeof(*x.bindings))) == NULL)
+        return CB_ENOMEM;
+    for (; x.n_bindings < nb && p < end; x.n_bindings++) {
+        x.bindings[x.n_bindings] = (char *)p;
+        p += strlen((const char *)p) + 1;
+    }
+    ret = x.n_bindings == nb ? e->fn(&x, e->ctx) : CB_ESTORE;
+    free(x.bindings);
+    return ret;
+}
 
 /* ---- certificates ------------------------------------------------------- */
 
-static int collect_cert(const struct cb_cert_row *row, void *arg)
+static int collect_cert(const struct cb_cert_row *row, struct cert *x)
 {
-    struct ctx *c = arg;
-    if (c->n_certs == c->cap_certs) {
-        size_t cap = c->cap_certs ? c->cap_certs * 2 : 64;
-        struct cert *nc = realloc(c->certs, cap * sizeof(*nc));
-        if (nc == NULL)
-            return CB_ENOMEM;
-        c->certs = nc;
-        c->cap_certs = cap;
-    }
-    struct cert *x = &c->certs[c->n_certs++];
     memset(x, 0, sizeof(*x));
     x->info = row->info;
     /* Take the row's strings: the walk's copy must not free them. */
@@ -102,24 +233,6 @@ static void cert_clear(struct cert *ce)
     free(ce->weak_reason);
 }
 
-static int cmp_cert(const void *a, const void *b)
-{
-    return strcmp(((const struct cert *)a)->info.thumbprint,
-                  ((const struct cert *)b)->info.thumbprint);
-}
-
-static struct cert *find_cert(struct ctx *c, const char *thumb)
-{
-    struct cert key;
-    size_t n = strnlen(thumb, CB_THUMB_LEN + 1);
-    if (n > CB_THUMB_LEN)
-        return NULL;                           /* no certificate of the store has it */
-    memcpy(key.info.thumbprint, thumb, n + 1); /* thumb may be shorter: "" when none */
-    if (c->n_certs == 0)
-        return NULL; /* c->certs is NULL then, which bsearch must not be given */
-    return bsearch(&key, c->certs, c->n_certs, sizeof(*c->certs), cmp_cert);
-}
-
 /* Key access, and central store folders, as the service user (svcuser/svcuser.h). */
 static void test_access(struct ctx *c, const struct cb_svcuser_probe *probes, size_t n, bool *ok,
                         char (*reasons)[CB_PRIV_REASON])
@@ -136,240 +249,629 @@ static void fmt_date(int64_t t, char *buf, size_t size)
     strftime(buf, size, "%Y-%m-%d", &tm);
 }
 
-/* Whether binding e staples its certificates (OCSP): what names it in an OCSP finding. */
-static bool staples(const struct cb_snap_binding *e)
+/* Whether binding b staples its certificates (OCSP): what names it in an OCSP finding. */
+static bool staples(const struct cb_binding *b)
 {
-    return e->kind != CB_KEY_CCS && !(e->flags & (CB_OPT_DISABLEOCSPSTAPLING | CB_OPT_DAMAGED));
+    return b->key.kind != CB_KEY_CCS && !(b->flags & (CB_OPT_DISABLEOCSPSTAPLING | CB_OPT_DAMAGED));
+}
+
+/* Whether a certificate is used, and stapled: stops once both are known. */
+static int note_user(const struct cb_binding *b, void *arg)
+{
+    struct cert *ce = arg;
+
+    ce->used = true;
+    ce->stapled = ce->stapled || staples(b);
+    return ce->stapled ? CHECK_STOP : 0;
+}
+
+/* Names the users of a certificate (the first CB_CHECK_LIST_MAX, in key order) in the last
+ * nx findings of the stage, the first one's port being theirs. */
+struct list_users {
+    struct ctx *c;
+    int nx;
+    bool stapling; /* only the bindings that staple it */
+    size_t listed;
+};
+
+static int list_user(const struct cb_binding *b, void *arg)
+{
+    struct list_users *l = arg;
+    struct cb_findings *f = l->c->out;
+    char key[CB_KEY_TEXT_MAX];
+
+    if (l->stapling && !staples(b))
+        return 0;
+    if (l->listed == CB_CHECK_LIST_MAX)
+        return CHECK_STOP;
+    cb_key_format(&b->key, key, sizeof(key));
+    for (int i = 0; i < l->nx; i++) {
+        struct cb_finding *x = &f->v[f->n - (size_t)l->nx + (size_t)i];
+        if (x->n_bindings == 0)
+            x->port = b->key.port;
+        if (cb_check_add_binding(x, key) != 0)
+            return CB_ENOMEM;
+    }
+    l->listed++;
+    return 0;
+}
+
+static int list_users(struct ctx *c, const char *thumb, int nx, bool stapling)
+{
+    struct list_users l = {.c = c, .nx = nx, .stapling = stapling};
+    int ret = cb_store_cert_users_foreach(c->st, thumb, true, list_user, &l, c->err);
+
+    return ret == CHECK_STOP ? 0 : ret;
 }
 
 /*
  * The OCSP finding of certificate ce, loaded as oc (borrowed), naming the bindings that
- * staple it (the first CB_CHECK_LIST_MAX of them, in binding order).
+ * staple it (the first CB_CHECK_LIST_MAX of them, in key order).
  */
-static int ocsp_finding(struct ctx *c, struct cb_store *st, const struct cb_snapshot *snap,
-                        const struct cert *ce, const struct cb_ocsp_cert *oc)
+static int ocsp_finding(struct ctx *c, const struct cert *ce, const struct cb_ocsp_cert *oc)
 {
     bool added;
-    int ret = cb_check_ocsp_cert(c->out, st, oc, ce->info.thumbprint, c->opts->now, &added);
+    int ret = cb_check_ocsp_cert(c->out, c->st, oc, ce->info.thumbprint, c->opts->now, &added);
 
     if (ret != 0 || !added)
         return ret;
-    struct cb_finding *x = &c->out->v[c->out->n - 1];
-    uint32_t b = ce->first;
-    size_t listed = 0;
-    for (size_t u = 0; u < ce->users && listed < CB_CHECK_LIST_MAX; u++, b = c->next_cert[b]) {
-        const struct cb_snap_binding *e =
-            cb_snapshot_binding(snap, b >= c->n_bindings ? b - (uint32_t)c->n_bindings : b);
-        if (!staples(e))
-            continue;
-        if (x->n_bindings == 0)
-            x->port = e->port;
-        if (cb_check_add_binding(x, e->key_text) != 0)
-            return CB_ENOMEM;
-        listed++;
-    }
-    return 0;
+    return list_users(c, ce->info.thumbprint, 1, true);
 }
 
-/* ---- the checks ----------------------------------------------------------- */
-
-struct port_info {
-    uint32_t n_sni;     /* SNI and ccs bindings on the port */
-    uint32_t first_sni; /* index of the first */
-    uint32_t last_sni;  /* and of the last; next_sni[] links them */
-    bool any4, any6;
-};
-
-static int cert_findings(struct ctx *c, const struct cb_snapshot *snap)
+/* One finding per certificate fact, naming every binding that uses it. */
+static int cert_findings(struct ctx *c, struct cert *ce)
 {
     struct cb_findings *f = c->out;
-    /* One finding per certificate fact, naming every binding that uses it. */
+    const struct cb_cert_info *in = &ce->info;
+    char d[32], names[512];
+    struct cb_finding *x[6] = {0};
+    int nx = 0;
+
+    cb_check_names_text(in->names, in->n_names, names, sizeof(names));
+    if (!ce->usable) {
+        struct cb_cert_row row = {.info = ce->info}; /* what the finding's words need */
+        snprintf(row.cert_path, sizeof(row.cert_path), "%s", ce->cert_path);
+        snprintf(row.key_path, sizeof(row.key_path), "%s", ce->key_path);
+        x[nx++] = cb_check_key_unusable(f, &row, c->user_name, ce->reason ? ce->reason : "");
+    }
+    if (in->not_after < c->opts->now) {
+        fmt_date(in->not_after, d, sizeof(d));
+        x[nx++] =
+            cb_check_add(f, "expired", CB_SEV_ERROR, 0,
+                         "certificate %s (%s) expired on %s; import the renewed certificate "
+                         "(certbind add cert FILE) and move its bindings to it (certbind update "
+                         "sslcert KEY certhash=NEW)",
+                         in->thumbprint, names, d);
+    } else if (in->not_after < c->opts->now + (int64_t)c->opts->soon_days * 86400) {
+        fmt_date(in->not_after, d, sizeof(d));
+        x[nx++] = cb_check_add(
+            f, "expires-soon", CB_SEV_WARNING, 0,
+            "certificate %s (%s) expires on %s, in %lld days; renew it and move its "
+            "bindings to the new one",
+            in->thumbprint, names, d, /* whole days left, rounded up: "in 10 days" all day long */
+            (long long)((in->not_after - c->opts->now + 86399) / 86400));
+    }
+    if (in->not_before > c->opts->now) {
+        fmt_date(in->not_before, d, sizeof(d));
+        x[nx++] = cb_check_add(f, "not-yet-valid", CB_SEV_ERROR, 0,
+                               "certificate %s (%s) is valid only from %s; clients refuse it until "
+                               "then: bind the current certificate until that day",
+                               in->thumbprint, names, d);
+    }
+    if (ce->audited && !ce->chain_ok)
+        x[nx++] =
+            cb_check_add(f, "chain-incomplete", CB_SEV_ERROR, 0,
+                         "the chain of certificate %s (%s) does not reach a trusted root (%s); "
+                         "import it again with its intermediate certificates: certbind add cert "
+                         "FULLCHAIN.pem key=FILE",
+                         in->thumbprint, names, ce->chain_error ? ce->chain_error : "");
+    if (ce->audited && ce->weak)
+        x[nx++] = cb_check_add(f, "weak-key", CB_SEV_WARNING, 0,
+                               "certificate %s (%s) is weak: %s; replace it with an ECDSA P-256 or "
+                               "RSA-2048+ certificate signed with SHA-256",
+                               in->thumbprint, names, ce->weak_reason ? ce->weak_reason : "");
+    for (int i = 0; i < nx; i++)
+        if (x[i] == NULL)
+            return CB_ENOMEM;
+    if (nx == 0)
+        return 0;
+    return list_users(c, in->thumbprint, nx, false);
+}
+
+/* The certificates in hand: who uses them, key access (as the service user, in one child
+ * process), then one parse of each file for the chain audit and, when a binding staples
+ * it, the OCSP finding; then their findings. */
+static int cert_batch(struct ctx *c)
+{
+    struct cb_svcuser_probe *probes = calloc(c->n_certs + 1, sizeof(*probes));
+    bool *ok = calloc(c->n_certs + 1, sizeof(*ok));
+    char(*reasons)[CB_PRIV_REASON] = calloc(c->n_certs + 1, sizeof(*reasons));
+    size_t nu = 0;
+    int ret = 0;
+
+    if (probes == NULL || ok == NULL || reasons == NULL) {
+        ret = CB_ENOMEM;
+        goto out_free;
+    }
+    for (size_t k = 0; k < c->n_certs; k++) {
+        struct cert *ce = &c->certs[k];
+        ret = cb_store_cert_users_foreach(c->st, ce->info.thumbprint, false, note_user, ce, c->err);
+        if (ret != 0 && ret != CHECK_STOP)
+            goto out_free;
+        ret = 0;
+        if (ce->used) {
+            probes[nu].cert = ce->cert_path;
+            probes[nu++].key = ce->key_path;
+        }
+    }
+    test_access(c, probes, nu, ok, reasons);
+    nu = 0;
     for (size_t k = 0; k < c->n_certs; k++) {
         struct cert *ce = &c->certs[k];
         if (!ce->used)
             continue;
-        const struct cb_cert_info *in = &ce->info;
-        char d[32], names[512];
-        struct cb_finding *x[6] = {0};
-        int nx = 0;
-        cb_check_names_text(in->names, in->n_names, names, sizeof(names));
-        if (!ce->usable) {
-            struct cb_cert_row row = {.info = ce->info}; /* what the finding's words need */
-            snprintf(row.cert_path, sizeof(row.cert_path), "%s", ce->cert_path);
-            snprintf(row.key_path, sizeof(row.key_path), "%s", ce->key_path);
-            x[nx++] = cb_check_key_unusable(f, &row, c->user_name, ce->reason ? ce->reason : "");
+        ce->usable = ok[nu];
+        if (!ce->usable && (ce->reason = strdup(reasons[nu])) == NULL) {
+            ret = CB_ENOMEM;
+            goto out_free;
         }
-        if (in->not_after < c->opts->now) {
-            fmt_date(in->not_after, d, sizeof(d));
-            x[nx++] = cb_check_add(
-                f, "expired", CB_SEV_ERROR, 0,
-                "certificate %s (%s) expired on %s; import the renewed certificate "
-                "(certbind add cert FILE) and move its bindings to it (certbind update "
-                "sslcert KEY certhash=NEW)",
-                in->thumbprint, names, d);
-        } else if (in->not_after < c->opts->now + (int64_t)c->opts->soon_days * 86400) {
-            fmt_date(in->not_after, d, sizeof(d));
-            x[nx++] = cb_check_add(
-                f, "expires-soon", CB_SEV_WARNING, 0,
-                "certificate %s (%s) expires on %s, in %lld days; renew it and move its "
-                "bindings to the new one",
-                in->thumbprint, names,
-                d, /* whole days left, rounded up: "in 10 days" all day long */
-                (long long)((in->not_after - c->opts->now + 86399) / 86400));
-        }
-        if (in->not_before > c->opts->now) {
-            fmt_date(in->not_before, d, sizeof(d));
-            x[nx++] =
-                cb_check_add(f, "not-yet-valid", CB_SEV_ERROR, 0,
-                             "certificate %s (%s) is valid only from %s; clients refuse it until "
-                             "then: bind the current certificate until that day",
-                             in->thumbprint, names, d);
-        }
-        if (ce->audited && !ce->chain_ok)
-            x[nx++] = cb_check_add(
-                f, "chain-incomplete", CB_SEV_ERROR, 0,
-                "the chain of certificate %s (%s) does not reach a trusted root (%s); "
-                "import it again with its intermediate certificates: certbind add cert "
-                "FULLCHAIN.pem key=FILE",
-                in->thumbprint, names, ce->chain_error ? ce->chain_error : "");
-        if (ce->audited && ce->weak)
-            x[nx++] =
-                cb_check_add(f, "weak-key", CB_SEV_WARNING, 0,
-                             "certificate %s (%s) is weak: %s; replace it with an ECDSA P-256 or "
-                             "RSA-2048+ certificate signed with SHA-256",
-                             in->thumbprint, names, ce->weak_reason ? ce->weak_reason : "");
-        for (int i = 0; i < nx; i++)
-            if (x[i] == NULL)
-                return CB_ENOMEM;
-        if (nx == 0)
-            continue;
-        /* add() may have moved f->v: this certificate's findings are the last nx. */
-        for (int i = 0; i < nx; i++)
-            x[i] = &f->v[f->n - (size_t)nx + (size_t)i];
-        /* Name the bindings (and the first one's port, for grouping). */
-        uint32_t b = ce->first;
-        for (size_t u = 0; u < ce->users && u < CB_CHECK_LIST_MAX; u++, b = c->next_cert[b]) {
-            const struct cb_snap_binding *e =
-                cb_snapshot_binding(snap, b >= c->n_bindings ? b - (uint32_t)c->n_bindings : b);
-            for (int i = 0; i < nx; i++) {
-                if (x[i]->n_bindings == 0)
-                    x[i]->port = e->port;
-                if (cb_check_add_binding(x[i], e->key_text) != 0)
-                    return CB_ENOMEM;
+        nu++;
+        struct cb_err aerr;
+        struct cb_cert_audit audit;
+        struct cb_ocsp_cert *oc = NULL;
+        ce->audited =
+            cb_cert_audit_file(ce->cert_path, &audit, ce->stapled ? &oc : NULL, &aerr) == 0;
+        /* A file the audit could not read, or not PEM: as the OCSP reader sees it. */
+        if (ce->stapled && oc == NULL && (ret = cb_ocsp_cert_load(ce->cert_path, &oc, NULL)) != 0 &&
+            ret != CB_ENOMEM)
+            ret = 0; /* key-unusable and the chain checks say what is wrong */
+        if (ret == 0 && oc != NULL)
+            ret = ocsp_finding(c, ce, oc);
+        cb_ocsp_cert_free(oc);
+        if (ret != 0)
+            goto out_free;
+        if (ce->audited) {
+            ce->chain_ok = audit.chain_ok;
+            ce->weak = audit.weak;
+            if ((!audit.chain_ok && (ce->chain_error = strdup(audit.chain_error)) == NULL) ||
+                (audit.weak && (ce->weak_reason = strdup(audit.weak_reason)) == NULL)) {
+                ret = CB_ENOMEM;
+                goto out_free;
             }
         }
+        if ((ret = cert_findings(c, ce)) != 0 || (ret = flush(c)) != 0)
+            goto out_free;
     }
+out_free:
+    for (size_t k = 0; k < c->n_certs; k++)
+        cert_clear(&c->certs[k]);
+    c->n_certs = 0;
+    free(probes);
+    free(ok);
+    free(reasons);
+    return ret;
+}
+
+static int on_cert(const struct cb_cert_row *row, void *arg)
+{
+    struct ctx *c = arg;
+    int ret = collect_cert(row, &c->certs[c->n_certs]);
+
+    c->n_certs++; /* cleared by cert_batch, whole or not */
+    if (ret == 0 && c->n_certs == CHECK_PROBE_BATCH)
+        ret = cert_batch(c);
+    return ret;
+}
+
+/* ---- each binding ----------------------------------------------------------- */
+
+/* The facts of the certificates the walk over the bindings met last: CHECK_INFO_SETS sets of
+ * two (by thumbprint), the older of a set replaced. Most stores bind many names to few
+ * certificates: with a few thousand, every binding after the first of each finds it here. */
+#define CHECK_INFO_SETS 4096
+#define CHECK_INFO_CACHE (2 * CHECK_INFO_SETS)
+
+struct info_slot {
+    bool used;
+    bool present;             /* in the store; else only info.thumbprint is set */
+    bool newer;               /* of the two of its set, the one read last */
+    struct cb_cert_info info; /* its strings owned */
+};
+
+static size_t info_set_of(const char *thumb)
+{
+    uint32_t h = 2166136261u;
+    for (; *thumb; thumb++)
+        h = (h ^ (unsigned char)*thumb) * 16777619u;
+    return 2 * (h % CHECK_INFO_SETS);
+}
+
+/* The facts of certificate thumb: *in (borrowed: good until the next lookup of a
+ * certificate not in the cache) or NULL when the store has no such certificate. */
+static int cert_lookup(struct ctx *c, const char *thumb, const struct cb_cert_info **in)
+{
+    struct info_slot *set = &c->infos[info_set_of(thumb)], *e;
+    struct cb_cert_row row;
+    int ret;
+
+    for (int way = 0; way < 2; way++) {
+        e = &set[way];
+        if (e->used && strcmp(e->info.thumbprint, thumb) == 0) {
+            *in = e->present ? &e->info : NULL;
+            return 0;
+        }
+    }
+    if ((ret = cb_store_cert_get(c->st, thumb, &row, c->err)) != 0 && ret != CB_ENOENT)
+        return ret;
+    e = set[0].newer ? &set[1] : &set[0];
+    set[0].newer = e == &set[0];
+    set[1].newer = e == &set[1];
+    cb_cert_info_clear(&e->info);
+    e->used = strlen(thumb) <= CB_THUMB_LEN; /* longer: no certificate has it, none kept */
+    e->present = ret == 0;
+    if (e->present)
+        e->info = row.info; /* taken: the row is not cleared */
+    else
+        snprintf(e->info.thumbprint, sizeof(e->info.thumbprint), "%s", thumb);
+    *in = e->present ? &e->info : NULL;
     return 0;
 }
 
-/* unknown-cert and name-mismatch for one certificate (thumb) of binding e; *out is the
- * certificate when it is in the store. */
-static int one_binding_cert(struct ctx *c, const struct cb_snap_binding *e, const char *thumb,
-                            struct cert **out)
+/* unknown-cert and name-mismatch for one certificate of binding b (key), whose facts are
+ * in (NULL: not in the store). */
+static int one_binding_cert(struct ctx *c, const struct cb_binding *b, const char *key,
+                            const char *thumb, const struct cb_cert_info *in)
 {
     struct cb_findings *f = c->out;
-    struct cert *ce = find_cert(c, thumb);
 
-    *out = ce;
-    if (ce == NULL) {
-        struct cb_finding *x = cb_check_unknown_cert(f, e->key_text, thumb, e->port);
-        return x == NULL || cb_check_add_binding(x, e->key_text) != 0 ? CB_ENOMEM : 0;
+    if (in == NULL) {
+        struct cb_finding *x = cb_check_unknown_cert(f, key, thumb, b->key.port);
+        return x == NULL || cb_check_add_binding(x, key) != 0 ? CB_ENOMEM : 0;
     }
-    if (e->kind != CB_KEY_HOST && e->kind != CB_KEY_HOST_WILD)
+    if (b->key.kind != CB_KEY_HOST && b->key.kind != CB_KEY_HOST_WILD)
         return 0;
     bool covered = false;
-    for (size_t i = 0; i < ce->info.n_names && !covered; i++)
-        covered = cb_name_covers(ce->info.names[i], e->host);
+    for (size_t i = 0; i < in->n_names && !covered; i++)
+        covered = cb_name_covers(in->names[i], b->key.host);
     if (covered)
         return 0;
     char names[512];
-    cb_check_names_text(ce->info.names, ce->info.n_names, names, sizeof(names));
-    struct cb_finding *x = cb_check_add(f, "name-mismatch", CB_SEV_ERROR, e->port,
+    cb_check_names_text(in->names, in->n_names, names, sizeof(names));
+    struct cb_finding *x = cb_check_add(f, "name-mismatch", CB_SEV_ERROR, b->key.port,
                                         "certificate %s covers %s, not %s: clients reject it. "
                                         "Bind a certificate for the name: certbind update "
                                         "sslcert %s certhash=…",
-                                        thumb, names, e->host, e->key_text);
-    return x == NULL || cb_check_add_binding(x, e->key_text) != 0 ? CB_ENOMEM : 0;
+                                        thumb, names, b->key.host, key);
+    return x == NULL || cb_check_add_binding(x, key) != 0 ? CB_ENOMEM : 0;
 }
 
-static int binding_findings(struct ctx *c, const struct cb_snapshot *snap, size_t n,
-                            struct port_info *ports)
+/* unknown-cert, name-mismatch and dual-cert-mismatch of binding b (key). */
+static int binding_certs(struct ctx *c, const struct cb_binding *b, const char *key)
 {
-    struct cb_findings *f = c->out;
+    const struct cb_cert_info *a = NULL, *d = NULL;
+    int ret;
 
-    for (uint32_t b = 0; b < n; b++) {
-        const struct cb_snap_binding *e = cb_snapshot_binding(snap, b);
-        if (e->kind == CB_KEY_CCS || (e->flags & CB_OPT_DAMAGED)) /* store-damaged says it */
-            continue;
-        if ((e->flags & CB_OPT_ACME) && e->certhash[0] == '\0')
-            continue; /* no certificate yet: acme-pending or acme-failing says it */
-        const char *thumbs[2] = {e->certhash, e->certhash2};
-        struct cert *ces[2] = {NULL, NULL};
-        for (int slot = 0; slot < 2 && thumbs[slot][0] != '\0'; slot++) {
-            int ret = one_binding_cert(c, e, thumbs[slot], &ces[slot]);
-            if (ret != 0)
-                return ret;
-        }
-        if (ces[0] != NULL && ces[1] != NULL) {
-            const struct cb_cert_info *a = &ces[0]->info, *d = &ces[1]->info;
-            char why[600];
-            bool refused = cb_dual_pair_refused(a, d, why, sizeof(why));
-            if (refused || !cb_dual_same_names(a, d)) {
-                struct cb_finding *x =
-                    cb_check_dual_mismatch(f, e->key_text, a, d, refused ? why : NULL, e->port);
-                if (x == NULL || cb_check_add_binding(x, e->key_text) != 0)
-                    return CB_ENOMEM;
-            }
-        }
-    }
-    /* ip-shadows-sni: an IP binding answers every client of its address first. */
-    for (uint32_t b = 0; b < n; b++) {
-        const struct cb_snap_binding *e = cb_snapshot_binding(snap, b);
-        if (e->kind != CB_KEY_IP || ports[e->port].n_sni == 0)
-            continue;
-        struct cb_check_sni_list list = {0};
-        uint32_t s = ports[e->port].first_sni;
-        for (size_t k = 0; k < ports[e->port].n_sni && k < CB_CHECK_LIST_MAX; k++) {
-            const struct cb_snap_binding *o = cb_snapshot_binding(snap, s);
-            cb_check_sni_list_add(&list, o->host ? o->host : o->key_text);
-            s = c->next_sni[s];
-        }
-        list.n = ports[e->port].n_sni; /* the rest are counted, not listed */
-        struct cb_finding *x =
-            cb_check_ip_shadows_sni(f, e->key_text, e->family, e->addr, e->port, &list);
-        if (x == NULL || cb_check_add_binding(x, e->key_text) != 0)
-            return CB_ENOMEM;
-        s = ports[e->port].first_sni;
-        for (size_t k = 0; k < ports[e->port].n_sni && k < CB_CHECK_LIST_MAX; k++) {
-            if (cb_check_add_binding(x, cb_snapshot_binding(snap, s)->key_text) != 0)
+    if ((ret = cert_lookup(c, b->certhash, &a)) != 0 ||
+        (ret = one_binding_cert(c, b, key, b->certhash, a)) != 0 || b->certhash2[0] == '\0')
+        return ret;
+    /* The second's lookup may replace the first in the cache: looked up again after it
+     * (two of a set hold both). */
+    if ((ret = cert_lookup(c, b->certhash2, &d)) != 0 ||
+        (ret = one_binding_cert(c, b, key, b->certhash2, d)) != 0 ||
+        (ret = cert_lookup(c, b->certhash, &a)) != 0)
+        return ret;
+    if (a != NULL && d != NULL) {
+        char why[600];
+        bool refused = cb_dual_pair_refused(a, d, why, sizeof(why));
+        if (refused || !cb_dual_same_names(a, d)) {
+            struct cb_finding *x =
+                cb_check_dual_mismatch(c->out, key, a, d, refused ? why : NULL, b->key.port);
+            if (x == NULL || cb_check_add_binding(x, key) != 0)
                 return CB_ENOMEM;
-            s = c->next_sni[s];
-        }
-    }
-    /* no-default-for-non-sni: a port with SNI bindings and an address where a client
-     * without SNI matches nothing. */
-    for (uint32_t p = 1; p < 65536; p++) {
-        struct port_info *pi = &ports[p];
-        if (pi->n_sni == 0 || pi->any4)
-            continue;
-        const char *where = pi->any6 ? "its IPv4 addresses" : "every address without an IP binding";
-        const char *fix = pi->any6 ? "ipport=0.0.0.0" : "ipport=0.0.0.0";
-        struct cb_finding *x = cb_check_add(
-            f, "no-default-for-non-sni", CB_SEV_WARNING, (uint16_t)p,
-            "port %u has SNI bindings but no default: a client that sends no server name "
-            "to %s gets no certificate (handshake_failure). Add one: certbind add sslcert "
-            "%s:%u certhash=…",
-            p, where, fix, p);
-        if (x == NULL)
-            return CB_ENOMEM;
-        uint32_t s = pi->first_sni;
-        for (size_t listed = 0; listed < pi->n_sni && listed < CB_CHECK_LIST_MAX; listed++) {
-            if (cb_check_add_binding(x, cb_snapshot_binding(snap, s)->key_text) != 0)
-                return CB_ENOMEM;
-            s = c->next_sni[s];
         }
     }
     return 0;
+}
+
+/* address-not-local: an IP binding on an address this machine does not have; its
+ * handshakes never arrive (serve listens on it all the same, and serves it once the
+ * address is added). */
+static int address_finding(struct ctx *c, const struct cb_binding *b, const char *key)
+{
+    struct sockaddr_storage ss = {0};
+    socklen_t len;
+
+    if (b->key.family == AF_INET) {
+        struct sockaddr_in *in = (struct sockaddr_in *)&ss;
+        in->sin_family = AF_INET;
+        memcpy(&in->sin_addr, b->key.addr, 4);
+        len = sizeof(*in);
+    } else {
+        struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)&ss;
+        in6->sin6_family = AF_INET6;
+        memcpy(&in6->sin6_addr, b->key.addr, 16);
+        len = sizeof(*in6);
+    }
+    int fd = socket(b->key.family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return 0;
+    bool missing = bind(fd, (struct sockaddr *)&ss, len) != 0 && errno == EADDRNOTAVAIL;
+    close(fd);
+    if (!missing)
+        return 0;
+    struct cb_finding *x = cb_check_add(
+        c->out, "address-not-local", CB_SEV_WARNING, b->key.port,
+        "%s: this machine has no such address, so no client reaches this binding here; "
+        "add the address to an interface, or bind the certificate to a name or to "
+        "0.0.0.0:%u instead",
+        key, b->key.port);
+    return x == NULL || cb_check_add_binding(x, key) != 0 ? CB_ENOMEM : 0;
+}
+
+/* A spool key: the port (2 bytes, big-endian), then text (without its NUL). */
+static size_t port_key(unsigned char *out, uint16_t port, const char *text)
+{
+    size_t n = strlen(text);
+    put16(out, port);
+    memcpy(out + 2, text, n);
+    return n + 2;
+}
+
+/* The walk over every binding, in key order: what each binding tells alone, and what the
+ * steps after need of it. */
+static int on_binding(const struct cb_binding *b, void *arg)
+{
+    struct ctx *c = arg;
+    struct port_info *pi = &c->ports[b->key.port];
+    char key[CB_KEY_TEXT_MAX];
+    unsigned char k[CB_PATH_MAX + CB_KEY_TEXT_MAX + 2], v[17];
+    int ret = 0;
+
+    cb_key_format(&b->key, key, sizeof(key));
+    switch (b->key.kind) {
+    case CB_KEY_HOST:
+    case CB_KEY_HOST_WILD:
+    case CB_KEY_CCS: {
+        /* An IP binding's ip-shadows-sni and the port's no-default-for-non-sni list them. */
+        const char *name = b->key.kind == CB_KEY_CCS ? key : b->key.host;
+        size_t nk = strlen(key) + 1, nn = strlen(name) + 1;
+        pi->n_sni++;
+        if (pi->n_listed == CB_CHECK_LIST_MAX)
+            break;
+        if (pi->listed == NULL &&
+            (pi->listed = calloc(CB_CHECK_LIST_MAX, sizeof(*pi->listed))) == NULL)
+            return CB_ENOMEM;
+        char *kn = malloc(nk + nn);
+        if (kn == NULL)
+            return CB_ENOMEM;
+        memcpy(kn, key, nk);
+        memcpy(kn + nk, name, nn);
+        pi->listed[pi->n_listed++] = kn;
+        break;
+    }
+    case CB_KEY_ANY_IP:
+        if (b->key.family == AF_INET)
+            pi->any4 = true;
+        else
+            pi->any6 = true;
+        break;
+    case CB_KEY_IP:
+        v[0] = b->key.family;
+        memcpy(v + 1, b->key.addr, 16);
+        if ((ret = cb_spool_put(c->ips, k, port_key(k, b->key.port, key), v, sizeof(v), c->err)) ==
+            0)
+            ret = address_finding(c, b, key);
+        break;
+    }
+    if (ret == 0 && b->clientca[0] != '\0') {
+        size_t n = strlen(b->clientca) + 1, nk = strlen(key);
+        memcpy(k, b->clientca, n);
+        memcpy(k + n, key, nk);
+        put16(v, b->key.port);
+        ret = cb_spool_put(c->cas, k, n + nk, v, 2, c->err);
+    }
+    /* A damaged row: store-damaged says it; a managed binding without a certificate yet:
+     * acme-pending or acme-failing. */
+    if (ret == 0 && b->key.kind != CB_KEY_CCS && !(b->flags & CB_OPT_DAMAGED) &&
+        !((b->flags & CB_OPT_ACME) && b->certhash[0] == '\0'))
+        ret = binding_certs(c, b, key);
+    return ret != 0 ? ret : flush(c);
+}
+
+static int on_damaged(const char *key_text, const char *reason, bool key_readable, void *arg)
+{
+    struct ctx *c = arg;
+    struct cb_binding_key key;
+    uint16_t port = key_readable && cb_key_parse_word(key_text, &key, NULL) == 0 ? key.port : 0;
+    struct cb_finding *x = cb_check_add(
+        c->out, "store-damaged", CB_SEV_ERROR, port,
+        key_readable ? "%s: its row in the store is damaged (%s); it fails every handshake "
+                       "until you delete it (certbind delete sslcert %s) and add it again"
+                     : "%s: its row in the store is damaged (%s); no client can reach it; "
+                       "restore the store from a backup%.0s",
+        key_text, reason, key_text);
+    return x == NULL || cb_check_add_binding(x, key_text) != 0 ? CB_ENOMEM : flush(c);
+}
+
+/* ---- each port ------------------------------------------------------------- */
+
+/* The SNI bindings of a port, as its findings list them: names into a list, or keys into
+ * a finding. */
+static int sni_walk(struct ctx *c, uint16_t port, struct cb_check_sni_list *list,
+                    struct cb_finding *x)
+{
+    const struct port_info *pi = &c->ports[port];
+
+    for (size_t i = 0; i < pi->n_listed; i++) {
+        const char *key = pi->listed[i];
+        if (list != NULL)
+            cb_check_sni_list_add(list, key + strlen(key) + 1);
+        else if (cb_check_add_binding(x, key) != 0)
+            return CB_ENOMEM;
+    }
+    return 0;
+}
+
+/* ip-shadows-sni: an IP binding answers every client of its address first. */
+static int on_ip(const void *key, size_t klen, const void *val, size_t vlen, void *arg)
+{
+    struct ctx *c = arg;
+    char text[CB_KEY_TEXT_MAX];
+    const unsigned char *v = val;
+    uint8_t addr[16];
+    int ret;
+
+    if (klen < 2 || klen - 2 >= sizeof(text) || vlen != 17)
+        return CB_ESTORE; /* not what on_binding wrote */
+    uint16_t port = get16(key);
+    if (c->ports[port].n_sni == 0)
+        return 0;
+    memcpy(text, (const char *)key + 2, klen - 2);
+    text[klen - 2] = '\0';
+    memcpy(addr, v + 1, 16);
+    struct cb_check_sni_list list = {0};
+    if ((ret = sni_walk(c, port, &list, NULL)) != 0)
+        return ret;
+    list.n = c->ports[port].n_sni; /* the rest are counted, not listed */
+    struct cb_finding *x = cb_check_ip_shadows_sni(c->out, text, v[0], addr, port, &list);
+    if (x == NULL || cb_check_add_binding(x, text) != 0)
+        return CB_ENOMEM;
+    if ((ret = sni_walk(c, port, NULL, x)) != 0)
+        return ret;
+    return flush(c);
+}
+
+/* no-default-for-non-sni: a port with SNI bindings and an address where a client without
+ * SNI matches nothing. */
+static int port_findings(struct ctx *c)
+{
+    int ret;
+
+    for (uint32_t p = 1; p < 65536; p++) {
+        struct port_info *pi = &c->ports[p];
+        if (pi->n_sni == 0 || pi->any4)
+            continue;
+        const char *where = pi->any6 ? "its IPv4 addresses" : "every address without an IP binding";
+        struct cb_finding *x = cb_check_add(
+            c->out, "no-default-for-non-sni", CB_SEV_WARNING, (uint16_t)p,
+            "port %u has SNI bindings but no default: a client that sends no server name "
+            "to %s gets no certificate (handshake_failure). Add one: certbind add sslcert "
+            "%s:%u certhash=…",
+            p, where, "ipport=0.0.0.0", p);
+        if (x == NULL)
+            return CB_ENOMEM;
+        if ((ret = sni_walk(c, (uint16_t)p, NULL, x)) != 0 || (ret = flush(c)) != 0)
+            return ret;
+    }
+    return 0;
+}
+
+/* ---- client CA files ---------------------------------------------------------- */
+
+/* clientca-unusable: a client CA file that serve could not use (missing, unreadable by the
+ * service user, not PEM, no CA certificate). Every handshake on its bindings would fail:
+ * an error, one finding per file, naming its bindings (the first CB_CHECK_LIST_MAX, in key
+ * order). The files come from the cas spool, CHECK_CA_BATCH tested at a time. */
+struct ca_walk {
+    struct ctx *c;
+    char *paths[CHECK_CA_BATCH]; /* owned */
+    size_t n;
+    struct cb_finding *x; /* the finding whose bindings ca_user names */
+};
+
+static int ca_user(const void *key, size_t klen, const void *val, size_t vlen, void *arg)
+{
+    struct ca_walk *w = arg;
+    const char *k = key;
+    const char *nul = memchr(k, '\0', klen);
+    char text[CB_KEY_TEXT_MAX];
+    size_t n;
+
+    if (nul == NULL || (n = klen - (size_t)(nul + 1 - k)) >= sizeof(text) || vlen != 2)
+        return CB_ESTORE; /* not what on_binding wrote */
+    memcpy(text, nul + 1, n);
+    text[n] = '\0';
+    if (w->x->n_bindings == 0)
+        w->x->port = get16(val);
+    return cb_check_add_binding(w->x, text) != 0 ? CB_ENOMEM : 0;
+}
+
+static int ca_batch(struct ca_walk *w)
+{
+    struct ctx *c = w->c;
+    struct cb_svcuser_probe probes[CHECK_CA_BATCH];
+    bool ok[CHECK_CA_BATCH];
+    char(*reasons)[CB_PRIV_REASON] = calloc(CHECK_CA_BATCH, sizeof(*reasons));
+    int ret = 0;
+
+    if (reasons == NULL) {
+        ret = CB_ENOMEM;
+        goto out_free;
+    }
+    for (size_t i = 0; i < w->n; i++)
+        probes[i] = (struct cb_svcuser_probe){.cert = w->paths[i], .clientca = true};
+    test_access(c, probes, w->n, ok, reasons);
+    for (size_t i = 0; i < w->n && ret == 0; i++) {
+        if (ok[i])
+            continue;
+        w->x = cb_check_add(c->out, "clientca-unusable", CB_SEV_ERROR, 0,
+                            "the client CA file %s cannot be used%s%s: %s; every handshake "
+                            "on its bindings fails until it is a readable PEM file of CA "
+                            "certificates",
+                            w->paths[i], c->user_name[0] ? " by " : "", c->user_name, reasons[i]);
+        if (w->x == NULL) {
+            ret = CB_ENOMEM;
+            break;
+        }
+        ret = cb_spool_foreach(c->cas, w->paths[i], strlen(w->paths[i]) + 1, CB_CHECK_LIST_MAX,
+                               ca_user, w, c->err);
+        if (ret == 0)
+            ret = flush(c);
+    }
+out_free:
+    for (size_t i = 0; i < w->n; i++)
+        free(w->paths[i]);
+    w->n = 0;
+    free(reasons);
+    return ret;
+}
+
+/* Each file once: the spool holds it once a binding, in a row. */
+static int on_ca(const void *key, size_t klen, const void *val, size_t vlen, void *arg)
+{
+    struct ca_walk *w = arg;
+    const char *nul = memchr(key, '\0', klen);
+
+    (void)val;
+    (void)vlen;
+    if (nul == NULL)
+        return CB_ESTORE; /* not what on_binding wrote */
+    if (w->n > 0 && strcmp(w->paths[w->n - 1], key) == 0)
+        return 0;
+    if (w->n == CHECK_CA_BATCH) {
+        /* Keep the last one: the next rows may be its own. */
+        char *last = w->paths[--w->n];
+        int ret = ca_batch(w);
+        w->paths[w->n++] = last;
+        if (ret != 0)
+            return ret;
+    }
+    if ((w->paths[w->n] = strdup(key)) == NULL)
+        return CB_ENOMEM;
+    w->n++;
+    return 0;
+}
+
+static int clientca_findings(struct ctx *c)
+{
+    struct ca_walk w = {.c = c};
+    int ret = cb_spool_foreach(c->cas, NULL, 0, 0, on_ca, &w, c->err);
+
+    if (ret == 0)
+        return ca_batch(&w);
+    for (size_t i = 0; i < w.n; i++)
+        free(w.paths[i]);
+    return ret;
 }
 
 /* ---- managed bindings (ACME) -------------------------------------------- */
@@ -423,7 +925,7 @@ static int on_acme_state(const struct cb_acme_state *s, void *arg)
     } else {
         return 0;
     }
-    return x == NULL || cb_check_add_binding(x, s->key) != 0 ? CB_ENOMEM : 0;
+    return x == NULL || cb_check_add_binding(x, s->key) != 0 ? CB_ENOMEM : flush(ac->c);
 }
 
 static int acme_findings(struct ctx *c, struct cb_store *st, struct cb_err *err)
@@ -436,115 +938,12 @@ static int acme_findings(struct ctx *c, struct cb_store *st, struct cb_err *err)
     return cb_store_acme_state_foreach(st, on_acme_state, &ac, err);
 }
 
-/* ---- the store and the machine ------------------------------------------ */
+/* ---- central store folders ------------------------------------------------ */
 
-static int on_damaged(const char *key_text, const char *reason, bool key_readable, void *arg)
+/* ccs-missing, and the files of each folder (snap: the ccs bindings alone). */
+static int ccs_findings(struct ctx *c, const struct cb_snapshot *snap)
 {
-    struct ctx *c = arg;
-    struct cb_binding_key key;
-    uint16_t port = key_readable && cb_key_parse_word(key_text, &key, NULL) == 0 ? key.port : 0;
-    struct cb_finding *x = cb_check_add(
-        c->out, "store-damaged", CB_SEV_ERROR, port,
-        key_readable ? "%s: its row in the store is damaged (%s); it fails every handshake "
-                       "until you delete it (certbind delete sslcert %s) and add it again"
-                     : "%s: its row in the store is damaged (%s); no client can reach it; "
-                       "restore the store from a backup%.0s",
-        key_text, reason, key_text);
-    return x == NULL || cb_check_add_binding(x, key_text) != 0 ? CB_ENOMEM : 0;
-}
-
-/* An IP binding on an address this machine does not have: its handshakes never arrive
- * (serve listens on it all the same, and serves it once the address is added). */
-static int address_findings(struct ctx *c, const struct cb_snapshot *snap, size_t n)
-{
-    for (uint32_t b = 0; b < n; b++) {
-        const struct cb_snap_binding *e = cb_snapshot_binding(snap, b);
-        if (e->kind != CB_KEY_IP)
-            continue;
-        struct sockaddr_storage ss = {0};
-        socklen_t len;
-        if (e->family == AF_INET) {
-            struct sockaddr_in *in = (struct sockaddr_in *)&ss;
-            in->sin_family = AF_INET;
-            memcpy(&in->sin_addr, e->addr, 4);
-            len = sizeof(*in);
-        } else {
-            struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)&ss;
-            in6->sin6_family = AF_INET6;
-            memcpy(&in6->sin6_addr, e->addr, 16);
-            len = sizeof(*in6);
-        }
-        int fd = socket(e->family, SOCK_STREAM | SOCK_CLOEXEC, 0);
-        if (fd < 0)
-            continue;
-        bool missing = bind(fd, (struct sockaddr *)&ss, len) != 0 && errno == EADDRNOTAVAIL;
-        close(fd);
-        if (!missing)
-            continue;
-        struct cb_finding *x = cb_check_add(
-            c->out, "address-not-local", CB_SEV_WARNING, e->port,
-            "%s: this machine has no such address, so no client reaches this binding here; "
-            "add the address to an interface, or bind the certificate to a name or to "
-            "0.0.0.0:%u instead",
-            e->key_text, e->port);
-        if (x == NULL || cb_check_add_binding(x, e->key_text) != 0)
-            return CB_ENOMEM;
-    }
-    return 0;
-}
-
-/* clientca-unusable: a client CA file that serve could not use (missing, unreadable by the
- * service user, not PEM, no CA certificate). Every handshake on its bindings would fail:
- * an error, one finding per file, naming every binding that uses it. */
-static int clientca_findings(struct ctx *c, const struct cb_snapshot *snap, size_t n)
-{
-    size_t nca = cb_snapshot_clientca_count(snap);
-    struct cb_svcuser_probe *probes = calloc(nca + 1, sizeof(*probes));
-    bool *ok = calloc(nca + 1, sizeof(*ok));
-    char(*reasons)[CB_PRIV_REASON] = calloc(nca + 1, sizeof(*reasons));
-    int ret = 0;
-
-    if (probes == NULL || ok == NULL || reasons == NULL) {
-        ret = CB_ENOMEM;
-        goto out_free;
-    }
-    for (uint32_t i = 0; i < nca; i++)
-        probes[i] = (struct cb_svcuser_probe){.cert = cb_snapshot_clientca_at(snap, i + 1),
-                                              .clientca = true};
-    test_access(c, probes, nca, ok, reasons);
-    for (uint32_t i = 0; i < nca; i++) {
-        if (ok[i])
-            continue;
-        struct cb_finding *x = NULL;
-        for (uint32_t b = 0; b < n; b++) {
-            const struct cb_snap_binding *e = cb_snapshot_binding(snap, b);
-            if (e->clientca != i + 1)
-                continue;
-            if (x == NULL &&
-                (x = cb_check_add(c->out, "clientca-unusable", CB_SEV_ERROR, e->port,
-                                  "the client CA file %s cannot be used%s%s: %s; every handshake "
-                                  "on its bindings fails until it is a readable PEM file of CA "
-                                  "certificates",
-                                  probes[i].cert, c->user_name[0] ? " by " : "", c->user_name,
-                                  reasons[i])) == NULL) {
-                ret = CB_ENOMEM;
-                goto out_free;
-            }
-            if (cb_check_add_binding(x, e->key_text) != 0) {
-                ret = CB_ENOMEM;
-                goto out_free;
-            }
-        }
-    }
-out_free:
-    free(probes);
-    free(ok);
-    free(reasons);
-    return ret;
-}
-
-static int ccs_findings(struct ctx *c, const struct cb_snapshot *snap, size_t n)
-{
+    size_t n = cb_snapshot_count(snap);
     struct cb_findings *f = c->out;
     size_t nf = cb_snapshot_ccs_count(snap), np = 0;
     struct cb_svcuser_probe *probes = calloc(n + nf + 1, sizeof(*probes));
@@ -641,22 +1040,7 @@ out_free:
     free(probes);
     free(ok);
     free(reasons);
-    return ret;
-}
-
-static int cmp_finding(const void *a, const void *b)
-{
-    const struct cb_finding *x = a, *y = b;
-    if (x->port != y->port)
-        return x->port < y->port ? -1 : 1;
-    const char *kx = x->n_bindings ? x->bindings[0] : "";
-    const char *ky = y->n_bindings ? y->bindings[0] : "";
-    int c = strcmp(kx, ky);
-    if (c != 0)
-        return c;
-    if (x->severity != y->severity)
-        return x->severity > y->severity ? -1 : 1;
-    return strcmp(x->code, y->code);
+    return ret != 0 ? ret : flush(c);
 }
 
 /* A fleet node whose replica has not heard from etcd for a while serves what it had then:
@@ -687,140 +1071,114 @@ static int fleet_findings(struct ctx *c)
     return 0;
 }
 
-int cb_check_run(struct cb_store *st, const struct cb_check_opts *opts, struct cb_findings *out,
-                 struct cb_err *err)
+/* ---- the whole check ---------------------------------------------------------- */
+
+static int run(struct ctx *c)
 {
-    struct ctx c = {.out = out, .opts = opts};
-    struct cb_snapshot *snap = NULL;
-    struct port_info *ports = NULL;
-    struct cb_svcuser_probe *probes = NULL;
-    bool *ok = NULL;
-    char(*reasons)[CB_PRIV_REASON] = NULL;
+    struct cb_snapshot *ccs = NULL;
     int ret;
 
-    memset(out, 0, sizeof(*out));
+    /* Every binding once, then every certificate once: a batch of them at a time. */
+    if ((c->infos = calloc(CHECK_INFO_CACHE, sizeof(*c->infos))) == NULL)
+        return CB_ENOMEM;
+    if ((ret = cb_store_binding_foreach_serving(c->st, on_binding, on_damaged, c, c->err)) != 0)
+        return ret;
+    if ((c->certs = calloc(CHECK_PROBE_BATCH, sizeof(*c->certs))) == NULL)
+        return CB_ENOMEM;
+    if ((ret = cb_store_cert_foreach(c->st, on_cert, c, c->err)) != 0 || (ret = cert_batch(c)) != 0)
+        return ret;
+    if ((ret = cb_spool_foreach(c->ips, NULL, 0, 0, on_ip, c, c->err)) != 0 ||
+        (ret = port_findings(c)) != 0 || (ret = clientca_findings(c)) != 0)
+        return ret;
+    if ((ret = cb_store_load_ccs_snapshot(c->st, &ccs, c->err)) != 0)
+        return ret;
+    ret = ccs_findings(c, ccs);
+    cb_snapshot_unref(ccs);
+    if (ret != 0 || (ret = acme_findings(c, c->st, c->err)) != 0 || (ret = fleet_findings(c)) != 0)
+        return ret;
+    return flush(c);
+}
+
+int cb_check_stream(struct cb_store *st, const struct cb_check_opts *opts, cb_finding_fn fn,
+                    void *fn_ctx, size_t *errors, size_t *warnings, struct cb_err *err)
+{
+    struct ctx c = {.st = st, .opts = opts, .err = err};
+    struct emit_ctx e = {.fn = fn, .ctx = fn_ctx};
+    bool reading = false;
+    int ret;
+
+    c.out = &c.stage;
+    *errors = *warnings = 0;
     c.have_user = cb_svcuser_get(st, &c.user, NULL) == 0;
     c.user_name = c.have_user ? c.user.name : "";
-    /* One read of the bindings: the damaged rows are reported as the snapshot meets them. */
-    if ((ret = cb_store_load_snapshot_reporting(st, &snap, on_damaged, &c, true, err)) != 0)
-        goto out_free;
-    if ((ret = cb_store_cert_foreach(st, collect_cert, &c, err)) != 0)
-        goto out_free;
-    if (c.n_certs > 1)
-        qsort(c.certs, c.n_certs, sizeof(*c.certs), cmp_cert);
-    size_t n = cb_snapshot_count(snap);
-    ports = calloc(65536, sizeof(*ports));
-    c.n_bindings = n;
-    c.next_cert = calloc(2 * n + 1, sizeof(*c.next_cert));
-    c.next_sni = calloc(n + 1, sizeof(*c.next_sni));
-    if (ports == NULL || c.next_cert == NULL || c.next_sni == NULL) {
+    if ((c.ports = calloc(65536, sizeof(*c.ports))) == NULL) {
         ret = CB_ENOMEM;
         goto out_free;
     }
-    for (uint32_t b = 0; b < n; b++) {
-        const struct cb_snap_binding *e = cb_snapshot_binding(snap, b);
-        struct port_info *pi = &ports[e->port];
-        if (e->kind == CB_KEY_HOST || e->kind == CB_KEY_HOST_WILD || e->kind == CB_KEY_CCS) {
-            if (pi->n_sni++ == 0)
-                pi->first_sni = b;
-            else
-                c.next_sni[pi->last_sni] = b;
-            pi->last_sni = b;
-        } else if (e->kind == CB_KEY_ANY_IP) {
-            if (e->family == AF_INET)
-                pi->any4 = true;
-            else
-                pi->any6 = true;
-        }
-        for (uint32_t slot = 0; slot < 2 && e->kind != CB_KEY_CCS; slot++) {
-            struct cert *ce = find_cert(&c, slot == 0 ? e->certhash : e->certhash2);
-            uint32_t link = slot == 0 ? b : (uint32_t)n + b;
-            if (ce == NULL)
-                continue;
-            if (ce->users++ == 0)
-                ce->first = link;
-            else
-                c.next_cert[ce->last] = link;
-            ce->last = link;
-            ce->used = true;
-            ce->stapled = ce->stapled || staples(e);
-        }
-    }
-    /* Per certificate in use: key access (as the service user, CHECK_PROBE_BATCH at a
-     * time), then one parse of its file for the chain audit and, when a binding staples
-     * it, the OCSP finding. */
-    probes = calloc(CHECK_PROBE_BATCH, sizeof(*probes));
-    ok = calloc(CHECK_PROBE_BATCH, sizeof(*ok));
-    reasons = calloc(CHECK_PROBE_BATCH, sizeof(*reasons));
-    if (probes == NULL || ok == NULL || reasons == NULL) {
-        ret = CB_ENOMEM;
+    /* One read transaction: every step sees the same commit (and the spools' rows are
+     * written in one go). */
+    if ((ret = cb_store_read_begin(st, err)) != 0)
         goto out_free;
-    }
-    for (size_t from = 0; from < c.n_certs;) {
-        size_t nu = 0, to = from;
-        for (; to < c.n_certs && nu < CHECK_PROBE_BATCH; to++)
-            if (c.certs[to].used) {
-                probes[nu].cert = c.certs[to].cert_path;
-                probes[nu++].key = c.certs[to].key_path;
-            }
-        test_access(&c, probes, nu, ok, reasons);
-        nu = 0;
-        for (; from < to; from++) {
-            struct cert *ce = &c.certs[from];
-            if (!ce->used)
-                continue;
-            ce->usable = ok[nu];
-            if (!ce->usable && (ce->reason = strdup(reasons[nu])) == NULL) {
-                ret = CB_ENOMEM;
-                goto out_free;
-            }
-            nu++;
-            struct cb_err aerr;
-            struct cb_cert_audit audit;
-            struct cb_ocsp_cert *oc = NULL;
-            ce->audited =
-                cb_cert_audit_file(ce->cert_path, &audit, ce->stapled ? &oc : NULL, &aerr) == 0;
-            /* A file the audit could not read, or not PEM: as the OCSP reader sees it. */
-            if (ce->stapled && oc == NULL &&
-                (ret = cb_ocsp_cert_load(ce->cert_path, &oc, NULL)) != 0 && ret != CB_ENOMEM)
-                ret = 0; /* key-unusable and the chain checks say what is wrong */
-            if (ret == 0 && oc != NULL)
-                ret = ocsp_finding(&c, st, snap, ce, oc);
-            cb_ocsp_cert_free(oc);
-            if (ret != 0)
-                goto out_free;
-            if (!ce->audited)
-                continue;
-            ce->chain_ok = audit.chain_ok;
-            ce->weak = audit.weak;
-            if ((!audit.chain_ok && (ce->chain_error = strdup(audit.chain_error)) == NULL) ||
-                (audit.weak && (ce->weak_reason = strdup(audit.weak_reason)) == NULL)) {
-                ret = CB_ENOMEM;
-                goto out_free;
-            }
-        }
-    }
-    if ((ret = cert_findings(&c, snap)) != 0 || (ret = binding_findings(&c, snap, n, ports)) != 0 ||
-        (ret = ccs_findings(&c, snap, n)) != 0 || (ret = address_findings(&c, snap, n)) != 0 ||
-        (ret = clientca_findings(&c, snap, n)) != 0 || (ret = acme_findings(&c, st, err)) != 0 ||
-        (ret = fleet_findings(&c)) != 0)
+    reading = true;
+    if ((ret = cb_spool_open(st, &c.findings, err)) != 0 ||
+        (ret = cb_spool_open(st, &c.ips, err)) != 0 ||
+        (ret = cb_spool_open(st, &c.cas, err)) != 0 || (ret = run(&c)) != 0)
         goto out_free;
-    if (out->n > 1) /* out->v is NULL without findings, which qsort must not be given */
-        qsort(out->v, out->n, sizeof(*out->v), cmp_finding);
+    *errors = c.errors;
+    *warnings = c.warnings;
+    ret = cb_spool_foreach(c.findings, NULL, 0, 0, emit_one, &e, err);
 out_free:
     if (ret == CB_ENOMEM)
         cb_err_set(err, ret, "out of memory");
+    else if (ret == CB_ESTORE && err != NULL && err->msg[0] == '\0')
+        cb_err_set(err, ret,
+                   "internal: a temporary table of the check holds what it did not write");
     for (size_t k = 0; k < c.n_certs; k++)
         cert_clear(&c.certs[k]);
     free(c.certs);
-    free(c.next_cert);
-    free(c.next_sni);
-    free(ports);
-    free(probes);
-    free(ok);
-    free(reasons);
-    cb_snapshot_unref(snap);
-    if (ret != 0)
+    for (size_t k = 0; c.infos != NULL && k < CHECK_INFO_CACHE; k++)
+        cb_cert_info_clear(&c.infos[k].info);
+    free(c.infos);
+    cb_findings_clear(&c.stage);
+    cb_spool_close(c.findings);
+    cb_spool_close(c.ips);
+    cb_spool_close(c.cas);
+    if (reading)
+        cb_store_read_end(st);
+    for (size_t p = 0; c.ports != NULL && p < 65536; p++) {
+        for (size_t i = 0; i < c.ports[p].n_listed; i++)
+            free(c.ports[p].listed[i]);
+        free(c.ports[p].listed);
+    }
+    free(c.ports);
+    return ret;
+}
+
+/* cb_check_run's collector: a copy of each finding. */
+static int collect(const struct cb_finding *x, void *arg)
+{
+    struct cb_findings *f = arg;
+    struct cb_finding *y = cb_check_add(f, x->code, x->severity, x->port, "%s", x->message);
+
+    if (y == NULL)
+        return CB_ENOMEM;
+    for (size_t i = 0; i < x->n_bindings; i++)
+        if (cb_check_add_binding(y, x->bindings[i]) != 0)
+            return CB_ENOMEM;
+    return 0;
+}
+
+int cb_check_run(struct cb_store *st, const struct cb_check_opts *opts, struct cb_findings *out,
+                 struct cb_err *err)
+{
+    size_t errors, warnings;
+    int ret;
+
+    memset(out, 0, sizeof(*out));
+    if ((ret = cb_check_stream(st, opts, collect, out, &errors, &warnings, err)) != 0) {
+        if (ret == CB_ENOMEM)
+            cb_err_set(err, ret, "out of memory");
         cb_findings_clear(out);
+    }
     return ret;
 }

@@ -41,8 +41,18 @@ struct cb_check_opts {
     int fleet_stale_s;
 };
 
-/* Runs every check against the store; fills *out (owned: cb_findings_clear()),
- * sorted by port, then binding, then severity. */
+/*
+ * Runs every check against the store and gives fn each finding (borrowed until fn returns),
+ * sorted by port, then the first binding, then severity (errors first), then code. Memory
+ * stays flat however many bindings, certificates and findings there are: what waits meanwhile
+ * is in the store's temporary tables (store/spool.h). *errors and *warnings: how many of
+ * each. A non-zero return from fn stops the walk and is returned.
+ */
+typedef int (*cb_finding_fn)(const struct cb_finding *x, void *ctx);
+int cb_check_stream(struct cb_store *st, const struct cb_check_opts *opts, cb_finding_fn fn,
+                    void *ctx, size_t *errors, size_t *warnings, struct cb_err *err) CB_MUST_CHECK;
+/* cb_check_stream into *out (owned: cb_findings_clear()), in that order: for callers that
+ * show the findings beside other things (the admin endpoint). */
 int cb_check_run(struct cb_store *st, const struct cb_check_opts *opts, struct cb_findings *out,
                  struct cb_err *err) CB_MUST_CHECK;
 void cb_findings_clear(struct cb_findings *f);

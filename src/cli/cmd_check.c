@@ -45,13 +45,62 @@ static json_t *json_text(const char *s)
     return j;
 }
 
+/* Each finding as it comes, sorted (all are found before the first comes): a JSON list element, or
+ * a line of the text report (under its port and its first binding, each printed when it changes).
+ */
+struct out_ctx {
+    bool json;
+    struct cb_cli_json_list list;
+    size_t n;
+    int port;
+    char binding[CB_KEY_TEXT_MAX];
+};
+
+static int print_finding(const struct cb_finding *x, void *arg)
+{
+    struct out_ctx *o = arg;
+
+    if (o->json) {
+        if (o->n == 0) /* begun with the first: a check that fails prints nothing */
+            cb_cli_json_list_begin(&o->list, "findings");
+        json_t *b = json_array();
+        for (size_t j = 0; j < x->n_bindings; j++)
+            json_array_append_new(b, json_string(x->bindings[j]));
+        cb_cli_json_list_add(&o->list, json_pack("{s:s, s:s, s:o, s:o}", "code", x->code,
+                                                 "severity", cb_severity_name(x->severity),
+                                                 "bindings", b, "message", json_text(x->message)));
+        o->n++;
+        return 0;
+    }
+    const char *first = x->n_bindings ? x->bindings[0] : "(no binding)";
+    if ((int)x->port != o->port) {
+        o->port = x->port;
+        o->binding[0] = '\0';
+        printf("%sPort %u\n", o->n ? "\n" : "", x->port);
+    }
+    if (o->binding[0] == '\0' || strcmp(o->binding, first) != 0) {
+        snprintf(o->binding, sizeof(o->binding), "%s", first);
+        printf("  %s\n", first);
+    }
+    printf("    %-7s %-22s %s\n", cb_severity_name(x->severity), x->code, x->message);
+    if (x->n_bindings > 1) {
+        printf("    %-30s also:", "");
+        for (size_t j = 1; j < x->n_bindings; j++)
+            printf("%s %s", j > 1 ? "," : "", x->bindings[j]);
+        printf("\n");
+    }
+    o->n++;
+    return 0;
+}
+
 int cb_cmd_check(struct cb_cli *cli)
 {
     static const char *const allowed[] = {"soon", NULL};
     struct cb_check_opts opts = {.soon_days = 14, .now = (int64_t)time(NULL)};
-    struct cb_findings f;
+    struct out_ctx o = {.json = cli->json, .port = -1};
     struct cb_store *st = NULL;
     const char *soon = cb_cli_opt(cli, "soon");
+    size_t errors = 0, warnings = 0;
     int ret;
 
     if ((ret = cb_cli_expect(cli, allowed, 0)) != 0)
@@ -78,56 +127,21 @@ int cb_cmd_check(struct cb_cli *cli)
         opts.fleet_synced_at = cb_fleet_synced_at(cli->fleet);
         opts.fleet_stale_s = CB_CHECK_FLEET_STALE_S;
     }
-    ret = cb_check_run(st, &opts, &f, &cli->err);
+    ret = cb_check_stream(st, &opts, print_finding, &o, &errors, &warnings, &cli->err);
     cb_cli_close_store(cli, st);
     if (ret != 0)
         return ret;
-    if (cli->json) {
-        struct cb_cli_json_list list;
-        cb_cli_json_list_begin(&list, "findings");
-        for (size_t i = 0; i < f.n; i++) {
-            json_t *b = json_array();
-            for (size_t j = 0; j < f.v[i].n_bindings; j++)
-                json_array_append_new(b, json_string(f.v[i].bindings[j]));
-            cb_cli_json_list_add(&list,
-                                 json_pack("{s:s, s:s, s:o, s:o}", "code", f.v[i].code, "severity",
-                                           cb_severity_name(f.v[i].severity), "bindings", b,
-                                           "message", json_text(f.v[i].message)));
-        }
-        cb_cli_json_list_end(&list);
-    } else {
-        int port = -1;
-        const char *binding = NULL;
-        for (size_t i = 0; i < f.n; i++) {
-            const struct cb_finding *x = &f.v[i];
-            const char *first = x->n_bindings ? x->bindings[0] : "(no binding)";
-            if ((int)x->port != port) {
-                port = x->port;
-                binding = NULL;
-                printf("%sPort %u\n", i ? "\n" : "", x->port);
-            }
-            if (binding == NULL || strcmp(binding, first) != 0) {
-                binding = first;
-                printf("  %s\n", first);
-            }
-            printf("    %-7s %-22s %s\n", cb_severity_name(x->severity), x->code, x->message);
-            if (x->n_bindings > 1) {
-                printf("    %-30s also:", "");
-                for (size_t j = 1; j < x->n_bindings; j++)
-                    printf("%s %s", j > 1 ? "," : "", x->bindings[j]);
-                printf("\n");
-            }
-        }
-        if (f.n == 0)
-            printf("No problems found.\n");
-        else
-            printf("\n%zu error%s, %zu warning%s.\n", f.errors, f.errors == 1 ? "" : "s",
-                   f.warnings, f.warnings == 1 ? "" : "s");
-    }
-    ret = f.errors > 0 ? cb_err_set(&cli->err, CB_EFAILED,
-                                    "check found %zu error%s; fix them as each line says", f.errors,
-                                    f.errors == 1 ? "" : "s")
-                       : 0;
-    cb_findings_clear(&f);
-    return ret;
+    if (o.json) {
+        if (o.n == 0)
+            cb_cli_json_list_begin(&o.list, "findings");
+        cb_cli_json_list_end(&o.list);
+    } else if (o.n == 0)
+        printf("No problems found.\n");
+    else
+        printf("\n%zu error%s, %zu warning%s.\n", errors, errors == 1 ? "" : "s", warnings,
+               warnings == 1 ? "" : "s");
+    return errors > 0 ? cb_err_set(&cli->err, CB_EFAILED,
+                                   "check found %zu error%s; fix them as each line says", errors,
+                                   errors == 1 ? "" : "s")
+                      : 0;
 }

@@ -33,6 +33,7 @@ struct cb_store {
     sqlite3 *db;
     char dir[CB_PATH_MAX + 1];
     bool in_tx;
+    bool reading; /* the transaction is cb_store_read_begin's: it ends rolled back */
     struct cb_store_paths on_rollback, after_commit;
     cb_store_commit_hook hook;
     void *hook_ctx;
@@ -51,6 +52,8 @@ struct cb_store {
     /* Statements kept prepared for the calls a batch makes once per line (see
      * cb_store__prepare_cached); finalized by cb_store_close. */
     sqlite3_stmt *cache[CB_STORE_STMT_CACHE];
+    unsigned spools;      /* spools opened on this connection, for their tables' names (spool.c) */
+    unsigned spools_open; /* and open now: while any is, the temporary cache is larger */
 };
 
 /* Tracks the rows each statement changes (installed at open; replica.c). */
