@@ -1,6 +1,7 @@
 """clientca-unusable: a binding's client CA file (clientca=FILE) that serve could not use:
 gone, unreadable by the service user (tested as that user), or no longer a PEM file of CA
-certificates. One finding per file, naming every binding that uses it."""
+certificates. One finding per file, naming the bindings that use it (the first 20 in key
+order, as every finding lists them: check holds no list of every binding)."""
 
 import os
 
@@ -48,6 +49,30 @@ def test_missing_file(cb):
     assert sorted(x["bindings"]) == ["hostnameport=a.example.com:443",
                                      "hostnameport=b.example.com:443"]
     assert str(own) not in x["message"]
+
+
+def test_many_users_named_up_to_twenty(cb):
+    """25 bindings share a missing CA file: one finding, its first 20 bindings in key order,
+    on the first one's port."""
+    ca = make_cert([], cn="clients CA", ca=True)
+    path = cb.folder("cas") / "many.pem"
+    path.write_bytes(ca.pem)
+    os.chmod(path, 0o644)
+    names = ["h%02d.example.com" % i for i in range(25)]
+    leaf = make_cert(names)
+    cb.add_cert(leaf)
+    keys = []
+    for i, name in enumerate(names):
+        port = 8443 if i % 2 else 443
+        keys.append("hostnameport=%s:%d" % (name, port))
+        cb.bind(keys[-1], leaf, clientca=path)
+    cb.bind("ipport=0.0.0.0:443", leaf)
+    cb.bind("ipport=0.0.0.0:8443", leaf)
+    assert cb.findings(code=CODE) == []
+    os.unlink(path)
+    x = the_finding(cb, path)
+    assert x["bindings"] == sorted(keys)[:20]
+    assert len(cb.findings(code=CODE)) == 1
 
 
 @pytest.mark.parametrize("content,why", [
