@@ -47,16 +47,11 @@ struct cert {
 /* Client CA files tested in one child process. */
 #define CHECK_CA_BATCH 256
 
-/* What the walk over the bindings learns of each port. The first CB_CHECK_LIST_MAX SNI and
- * ccs bindings of a port (in key order, as the walk meets them) are what its findings list:
- * held here, so memory is bounded by the ports (20 short strings a port that has SNI
- * bindings), not by the bindings. */
+/* What the walk over the bindings learns of each port (the first CB_CHECK_LIST_MAX of its
+ * SNI and ccs bindings, which its findings list, wait in the sni spool). */
 struct port_info {
     uint32_t n_sni; /* SNI and ccs bindings on the port */
     bool any4, any6;
-    uint8_t n_listed;
-    char **listed; /* owned: CB_CHECK_LIST_MAX of "KEY\0NAME" (the name a finding lists: the
-                    * host, or the key of a ccs binding); NULL until the first */
 };
 
 /* A walk's callback returns this to stop early without an error (errors are negative). */
@@ -74,9 +69,12 @@ struct ctx {
     struct cb_findings stage, *out;
     uint64_t seq; /* findings spooled: the last part of their sort key, for a stable order */
     size_t errors, warnings;
-    /* findings: sort key -> finding; ips: port + key -> family and address; cas: path NUL
-     * key -> port. */
-    struct cb_spool *findings, *ips, *cas;
+    /* findings: sort key -> finding. Keyed by what they are about, then the walk's order:
+     * sni (port) -> KEY NUL NAME, the first CB_CHECK_LIST_MAX of a port; ips (port) ->
+     * family, address, key; cas (path NUL) -> port, key; uses (thumbprint) -> see use_put;
+     * noncanon (canonical key) -> the key as stored. */
+    struct cb_spool *findings, *sni, *ips, *cas, *uses, *noncanon;
+    uint64_t walked;         /* bindings the walk has met */
     struct port_info *ports; /* 65536 of them */
     struct cert *certs;      /* the batch in hand */
     struct info_slot *infos; /* CHECK_INFO_CACHE of them, for the walk over the bindings */
@@ -255,18 +253,46 @@ static bool staples(const struct cb_binding *b)
     return b->key.kind != CB_KEY_CCS && !(b->flags & (CB_OPT_DISABLEOCSPSTAPLING | CB_OPT_DAMAGED));
 }
 
+/*
+ * The uses spool: one record for each certificate a binding names (as decoded: the store may
+ * hold another spelling), keyed by the thumbprint and the order of the walk over the bindings
+ * (8 bytes), so that a certificate's records are its bindings in stored key order, as the
+ * old snapshot listed them. Value: whether the binding staples (1 byte), its port (2 bytes),
+ * its key.
+ */
+#define USE_HEAD 3
+
+static int use_put(struct ctx *c, const char *thumb, const struct cb_binding *b, const char *key,
+                   uint64_t seq)
+{
+    unsigned char k[CB_THUMB_LEN + 8], v[USE_HEAD + CB_KEY_TEXT_MAX];
+    size_t nk = strlen(key);
+
+    memcpy(k, thumb, CB_THUMB_LEN);
+    for (int i = 0; i < 8; i++)
+        k[CB_THUMB_LEN + i] = (unsigned char)(seq >> (56 - 8 * i));
+    v[0] = staples(b);
+    put16(v + 1, b->key.port);
+    memcpy(v + USE_HEAD, key, nk);
+    return cb_spool_put(c->uses, k, sizeof(k), v, USE_HEAD + nk, c->err);
+}
+
 /* Whether a certificate is used, and stapled: stops once both are known. */
-static int note_user(const struct cb_binding *b, void *arg)
+static int note_user(const void *key, size_t klen, const void *val, size_t vlen, void *arg)
 {
     struct cert *ce = arg;
 
+    (void)key;
+    (void)klen;
+    if (vlen < USE_HEAD)
+        return CB_ESTORE; /* not what use_put wrote */
     ce->used = true;
-    ce->stapled = ce->stapled || staples(b);
+    ce->stapled = ce->stapled || ((const unsigned char *)val)[0] != 0;
     return ce->stapled ? CHECK_STOP : 0;
 }
 
-/* Names the users of a certificate (the first CB_CHECK_LIST_MAX, in key order) in the last
- * nx findings of the stage, the first one's port being theirs. */
+/* Names the users of a certificate (the first CB_CHECK_LIST_MAX) in the last nx findings of
+ * the stage, the first one's port being theirs. */
 struct list_users {
     struct ctx *c;
     int nx;
@@ -274,34 +300,50 @@ struct list_users {
     size_t listed;
 };
 
-static int list_user(const struct cb_binding *b, void *arg)
+static int list_user(const void *key, size_t klen, const void *val, size_t vlen, void *arg)
 {
     struct list_users *l = arg;
     struct cb_findings *f = l->c->out;
-    char key[CB_KEY_TEXT_MAX];
+    const unsigned char *v = val;
+    char text[CB_KEY_TEXT_MAX];
 
-    if (l->stapling && !staples(b))
+    (void)key;
+    (void)klen;
+    if (vlen < USE_HEAD || vlen - USE_HEAD >= sizeof(text))
+        return CB_ESTORE; /* not what use_put wrote */
+    if (l->stapling && v[0] == 0)
         return 0;
     if (l->listed == CB_CHECK_LIST_MAX)
         return CHECK_STOP;
-    cb_key_format(&b->key, key, sizeof(key));
+    memcpy(text, v + USE_HEAD, vlen - USE_HEAD);
+    text[vlen - USE_HEAD] = '\0';
     for (int i = 0; i < l->nx; i++) {
         struct cb_finding *x = &f->v[f->n - (size_t)l->nx + (size_t)i];
         if (x->n_bindings == 0)
-            x->port = b->key.port;
-        if (cb_check_add_binding(x, key) != 0)
+            x->port = get16(v + 1);
+        if (cb_check_add_binding(x, text) != 0)
             return CB_ENOMEM;
     }
     l->listed++;
     return 0;
 }
 
+/* The records of certificate thumb in the uses spool, to fn; a thumbprint of another length
+ * than the store's own is no binding's. */
+static int uses_walk(struct ctx *c, const char *thumb, size_t limit, cb_spool_fn fn, void *arg)
+{
+    int ret;
+
+    if (strlen(thumb) != CB_THUMB_LEN)
+        return 0;
+    ret = cb_spool_foreach(c->uses, thumb, CB_THUMB_LEN, limit, fn, arg, c->err);
+    return ret == CHECK_STOP ? 0 : ret;
+}
+
 static int list_users(struct ctx *c, const char *thumb, int nx, bool stapling)
 {
     struct list_users l = {.c = c, .nx = nx, .stapling = stapling};
-    int ret = cb_store_cert_users_foreach(c->st, thumb, true, list_user, &l, c->err);
-
-    return ret == CHECK_STOP ? 0 : ret;
+    return uses_walk(c, thumb, stapling ? 0 : CB_CHECK_LIST_MAX, list_user, &l);
 }
 
 /*
@@ -395,10 +437,8 @@ static int cert_batch(struct ctx *c)
     }
     for (size_t k = 0; k < c->n_certs; k++) {
         struct cert *ce = &c->certs[k];
-        ret = cb_store_cert_users_foreach(c->st, ce->info.thumbprint, false, note_user, ce, c->err);
-        if (ret != 0 && ret != CHECK_STOP)
+        if ((ret = uses_walk(c, ce->info.thumbprint, 0, note_user, ce)) != 0)
             goto out_free;
-        ret = 0;
         if (ce->used) {
             probes[nu].cert = ce->cert_path;
             probes[nu++].key = ce->key_path;
@@ -608,45 +648,48 @@ static int address_finding(struct ctx *c, const struct cb_binding *b, const char
     return x == NULL || cb_check_add_binding(x, key) != 0 ? CB_ENOMEM : 0;
 }
 
-/* A spool key: the port (2 bytes, big-endian), then text (without its NUL). */
-static size_t port_key(unsigned char *out, uint16_t port, const char *text)
+/* A spool key: head[0..n) then the walk's order (8 bytes, big-endian); its length. */
+static size_t seq_key(unsigned char *out, const void *head, size_t n, uint64_t seq)
 {
-    size_t n = strlen(text);
-    put16(out, port);
-    memcpy(out + 2, text, n);
-    return n + 2;
+    memcpy(out, head, n);
+    for (int i = 0; i < 8; i++)
+        out[n + (size_t)i] = (unsigned char)(seq >> (56 - 8 * i));
+    return n + 8;
 }
 
-/* The walk over every binding, in key order: what each binding tells alone, and what the
- * steps after need of it. */
-static int on_binding(const struct cb_binding *b, void *arg)
+/* The walk over every binding, in stored key order: what each binding tells alone, and what
+ * the steps after need of it, in spools keyed so that their walks come in this order. */
+static int on_binding(const struct cb_binding *b, const char *stored, void *arg)
 {
     struct ctx *c = arg;
     struct port_info *pi = &c->ports[b->key.port];
     char key[CB_KEY_TEXT_MAX];
-    unsigned char k[CB_PATH_MAX + CB_KEY_TEXT_MAX + 2], v[17];
+    unsigned char k[CB_PATH_MAX + 16], v[CB_KEY_TEXT_MAX + CB_NAME_MAX + 24], p[2];
+    uint64_t seq = c->walked++;
+    size_t nk;
     int ret = 0;
 
     cb_key_format(&b->key, key, sizeof(key));
+    nk = strlen(key);
+    put16(p, b->key.port);
+    /* Another spelling of a key (written by other means): two of them may be one binding,
+     * which serve refuses to load; checked once the walk is over. */
+    if (strcmp(stored, key) != 0 && (ret = cb_spool_put(c->noncanon, k, seq_key(k, key, nk, seq),
+                                                        stored, strlen(stored), c->err)) != 0)
+        return ret;
     switch (b->key.kind) {
     case CB_KEY_HOST:
     case CB_KEY_HOST_WILD:
     case CB_KEY_CCS: {
-        /* An IP binding's ip-shadows-sni and the port's no-default-for-non-sni list them. */
+        /* An IP binding's ip-shadows-sni and the port's no-default-for-non-sni list the first
+         * CB_CHECK_LIST_MAX of them (KEY NUL NAME: the host, or the key of a ccs binding). */
         const char *name = b->key.kind == CB_KEY_CCS ? key : b->key.host;
-        size_t nk = strlen(key) + 1, nn = strlen(name) + 1;
-        pi->n_sni++;
-        if (pi->n_listed == CB_CHECK_LIST_MAX)
+        size_t nn = strlen(name);
+        if (pi->n_sni++ >= CB_CHECK_LIST_MAX)
             break;
-        if (pi->listed == NULL &&
-            (pi->listed = calloc(CB_CHECK_LIST_MAX, sizeof(*pi->listed))) == NULL)
-            return CB_ENOMEM;
-        char *kn = malloc(nk + nn);
-        if (kn == NULL)
-            return CB_ENOMEM;
-        memcpy(kn, key, nk);
-        memcpy(kn + nk, name, nn);
-        pi->listed[pi->n_listed++] = kn;
+        memcpy(v, key, nk + 1);
+        memcpy(v + nk + 1, name, nn);
+        ret = cb_spool_put(c->sni, k, seq_key(k, p, 2, seq), v, nk + 1 + nn, c->err);
         break;
     }
     case CB_KEY_ANY_IP:
@@ -658,17 +701,22 @@ static int on_binding(const struct cb_binding *b, void *arg)
     case CB_KEY_IP:
         v[0] = b->key.family;
         memcpy(v + 1, b->key.addr, 16);
-        if ((ret = cb_spool_put(c->ips, k, port_key(k, b->key.port, key), v, sizeof(v), c->err)) ==
-            0)
+        memcpy(v + 17, key, nk);
+        if ((ret = cb_spool_put(c->ips, k, seq_key(k, p, 2, seq), v, 17 + nk, c->err)) == 0)
             ret = address_finding(c, b, key);
         break;
     }
     if (ret == 0 && b->clientca[0] != '\0') {
-        size_t n = strlen(b->clientca) + 1, nk = strlen(key);
-        memcpy(k, b->clientca, n);
-        memcpy(k + n, key, nk);
-        put16(v, b->key.port);
-        ret = cb_spool_put(c->cas, k, n + nk, v, 2, c->err);
+        memcpy(v, p, 2);
+        memcpy(v + 2, key, nk);
+        ret = cb_spool_put(c->cas, k, seq_key(k, b->clientca, strlen(b->clientca) + 1, seq), v,
+                           2 + nk, c->err);
+    }
+    /* The certificates it names, as their findings list their bindings. */
+    for (int slot = 0; slot < 2 && ret == 0; slot++) {
+        const char *thumb = slot == 0 ? b->certhash : b->certhash2;
+        if (b->key.kind != CB_KEY_CCS && strlen(thumb) == CB_THUMB_LEN)
+            ret = use_put(c, thumb, b, key, seq);
     }
     /* A damaged row: store-damaged says it; a managed binding without a certificate yet:
      * acme-pending or acme-failing. */
@@ -676,6 +724,43 @@ static int on_binding(const struct cb_binding *b, void *arg)
         !((b->flags & CB_OPT_ACME) && b->certhash[0] == '\0'))
         ret = binding_certs(c, b, key);
     return ret != 0 ? ret : flush(c);
+}
+
+/* Two rows of the store that are one binding (its key spelt two ways): serve refuses to load
+ * such a store, and so does check, in the same words. The noncanon spool holds each row whose
+ * key is not spelt as certbind writes it, by its canonical key: such a row collides with the
+ * row spelt canonically, or with another spelling, next to it in the spool. */
+struct dup_walk {
+    struct ctx *c;
+    char last[CB_KEY_TEXT_MAX];
+};
+
+static int on_noncanon(const void *key, size_t klen, const void *val, size_t vlen, void *arg)
+{
+    struct dup_walk *w = arg;
+    char text[CB_KEY_TEXT_MAX];
+    struct cb_binding_key bk;
+    struct cb_binding b;
+    int ret;
+
+    (void)val;
+    (void)vlen;
+    if (klen < 8 || klen - 8 >= sizeof(text))
+        return CB_ESTORE; /* not what on_binding wrote */
+    memcpy(text, key, klen - 8);
+    text[klen - 8] = '\0';
+    if (strcmp(text, w->last) == 0)
+        goto duplicate;
+    snprintf(w->last, sizeof(w->last), "%s", text);
+    if (cb_key_parse_word(text, &bk, NULL) != 0)
+        return CB_ESTORE;
+    ret = cb_store_binding_get(w->c->st, &bk, &b, NULL);
+    if (ret == CB_ENOENT)
+        return 0;
+    if (ret != 0 && ret != CB_ESTORE) /* a damaged row is a row all the same */
+        return cb_err_set(w->c->err, ret, "reading binding %s: %s", text, cb_strerror(ret));
+duplicate:
+    return cb_err_set(w->c->err, CB_EEXIST, "duplicate binding %s in the store", text);
 }
 
 static int on_damaged(const char *key_text, const char *reason, bool key_readable, void *arg)
@@ -697,19 +782,38 @@ static int on_damaged(const char *key_text, const char *reason, bool key_readabl
 
 /* The SNI bindings of a port, as its findings list them: names into a list, or keys into
  * a finding. */
+struct sni_walk {
+    struct cb_check_sni_list *list;
+    struct cb_finding *x;
+};
+
+static int sni_one(const void *key, size_t klen, const void *val, size_t vlen, void *arg)
+{
+    struct sni_walk *w = arg;
+    char text[CB_KEY_TEXT_MAX + CB_NAME_MAX + 2];
+    const char *nul;
+
+    (void)key;
+    (void)klen;
+    if (vlen >= sizeof(text) || (nul = memchr(val, '\0', vlen)) == NULL)
+        return CB_ESTORE; /* not what on_binding wrote */
+    memcpy(text, val, vlen);
+    text[vlen] = '\0';
+    if (w->list != NULL) {
+        cb_check_sni_list_add(w->list, text + (nul - (const char *)val) + 1);
+        return 0;
+    }
+    return cb_check_add_binding(w->x, text) != 0 ? CB_ENOMEM : 0;
+}
+
 static int sni_walk(struct ctx *c, uint16_t port, struct cb_check_sni_list *list,
                     struct cb_finding *x)
 {
-    const struct port_info *pi = &c->ports[port];
+    struct sni_walk w = {.list = list, .x = x};
+    unsigned char p[2];
 
-    for (size_t i = 0; i < pi->n_listed; i++) {
-        const char *key = pi->listed[i];
-        if (list != NULL)
-            cb_check_sni_list_add(list, key + strlen(key) + 1);
-        else if (cb_check_add_binding(x, key) != 0)
-            return CB_ENOMEM;
-    }
-    return 0;
+    put16(p, port);
+    return cb_spool_foreach(c->sni, p, 2, CB_CHECK_LIST_MAX, sni_one, &w, c->err);
 }
 
 /* ip-shadows-sni: an IP binding answers every client of its address first. */
@@ -721,13 +825,13 @@ static int on_ip(const void *key, size_t klen, const void *val, size_t vlen, voi
     uint8_t addr[16];
     int ret;
 
-    if (klen < 2 || klen - 2 >= sizeof(text) || vlen != 17)
+    if (klen != 10 || vlen < 17 || vlen - 17 >= sizeof(text))
         return CB_ESTORE; /* not what on_binding wrote */
     uint16_t port = get16(key);
     if (c->ports[port].n_sni == 0)
         return 0;
-    memcpy(text, (const char *)key + 2, klen - 2);
-    text[klen - 2] = '\0';
+    memcpy(text, v + 17, vlen - 17);
+    text[vlen - 17] = '\0';
     memcpy(addr, v + 1, 16);
     struct cb_check_sni_list list = {0};
     if ((ret = sni_walk(c, port, &list, NULL)) != 0)
@@ -782,15 +886,14 @@ struct ca_walk {
 static int ca_user(const void *key, size_t klen, const void *val, size_t vlen, void *arg)
 {
     struct ca_walk *w = arg;
-    const char *k = key;
-    const char *nul = memchr(k, '\0', klen);
     char text[CB_KEY_TEXT_MAX];
-    size_t n;
 
-    if (nul == NULL || (n = klen - (size_t)(nul + 1 - k)) >= sizeof(text) || vlen != 2)
+    (void)key;
+    (void)klen;
+    if (vlen < 2 || vlen - 2 >= sizeof(text))
         return CB_ESTORE; /* not what on_binding wrote */
-    memcpy(text, nul + 1, n);
-    text[n] = '\0';
+    memcpy(text, (const char *)val + 2, vlen - 2);
+    text[vlen - 2] = '\0';
     if (w->x->n_bindings == 0)
         w->x->port = get16(val);
     return cb_check_add_binding(w->x, text) != 0 ? CB_ENOMEM : 0;
@@ -1083,6 +1186,9 @@ static int run(struct ctx *c)
         return CB_ENOMEM;
     if ((ret = cb_store_binding_foreach_serving(c->st, on_binding, on_damaged, c, c->err)) != 0)
         return ret;
+    struct dup_walk dw = {.c = c};
+    if ((ret = cb_spool_foreach(c->noncanon, NULL, 0, 0, on_noncanon, &dw, c->err)) != 0)
+        return ret;
     if ((c->certs = calloc(CHECK_PROBE_BATCH, sizeof(*c->certs))) == NULL)
         return CB_ENOMEM;
     if ((ret = cb_store_cert_foreach(c->st, on_cert, c, c->err)) != 0 || (ret = cert_batch(c)) != 0)
@@ -1121,6 +1227,9 @@ int cb_check_stream(struct cb_store *st, const struct cb_check_opts *opts, cb_fi
         goto out_free;
     reading = true;
     if ((ret = cb_spool_open(st, &c.findings, err)) != 0 ||
+        (ret = cb_spool_open(st, &c.sni, err)) != 0 ||
+        (ret = cb_spool_open(st, &c.uses, err)) != 0 ||
+        (ret = cb_spool_open(st, &c.noncanon, err)) != 0 ||
         (ret = cb_spool_open(st, &c.ips, err)) != 0 ||
         (ret = cb_spool_open(st, &c.cas, err)) != 0 || (ret = run(&c)) != 0)
         goto out_free;
@@ -1142,14 +1251,12 @@ out_free:
     cb_findings_clear(&c.stage);
     cb_spool_close(c.findings);
     cb_spool_close(c.ips);
+    cb_spool_close(c.sni);
+    cb_spool_close(c.uses);
+    cb_spool_close(c.noncanon);
     cb_spool_close(c.cas);
     if (reading)
         cb_store_read_end(st);
-    for (size_t p = 0; c.ports != NULL && p < 65536; p++) {
-        for (size_t i = 0; i < c.ports[p].n_listed; i++)
-            free(c.ports[p].listed[i]);
-        free(c.ports[p].listed);
-    }
     free(c.ports);
     return ret;
 }

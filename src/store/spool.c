@@ -12,6 +12,18 @@
 #define SPOOL_CACHE "PRAGMA temp.cache_size=-16384"
 #define DEFAULT_CACHE "PRAGMA temp.cache_size=-2000"
 
+/* A spool's tables live in SQLite's temporary file: a failure there is not the store's. */
+static int spool_error(struct cb_store *st, struct cb_err *err, int rc, const char *what)
+{
+    if (rc == SQLITE_NOMEM)
+        return cb_err_set(err, CB_ENOMEM, "out of memory");
+    return cb_err_set(err, CB_EIO,
+                      "cannot %s a temporary file (%s): SQLite keeps it in the first folder of "
+                      "$SQLITE_TMPDIR, $TMPDIR, /var/tmp, /usr/tmp and /tmp that exists; make "
+                      "it writable, with free space, or point TMPDIR at such a folder",
+                      what, sqlite3_errmsg(st->db));
+}
+
 struct cb_spool {
     struct cb_store *st; /* borrowed */
     char table[32];      /* temp.cb_spool_N */
@@ -39,7 +51,7 @@ int cb_spool_open(struct cb_store *st, struct cb_spool **out, struct cb_err *err
              "CREATE TABLE %s(k BLOB PRIMARY KEY NOT NULL, v BLOB NOT NULL) WITHOUT ROWID",
              sp->table);
     if ((rc = sqlite3_exec(st->db, sql, NULL, NULL, NULL)) != SQLITE_OK) {
-        ret = cb_store__db_error(st, err, rc, "creating a temporary table");
+        ret = spool_error(st, err, rc, "create");
         goto out_free;
     }
     snprintf(sql, sizeof(sql), "INSERT OR REPLACE INTO %s(k, v) VALUES(?1, ?2)", sp->table);
@@ -88,7 +100,7 @@ int cb_spool_put(struct cb_spool *sp, const void *key, size_t klen, const void *
     rc = sqlite3_step(sp->put);
     sqlite3_reset(sp->put);
     sqlite3_clear_bindings(sp->put);
-    return rc == SQLITE_DONE ? 0 : cb_store__db_error(sp->st, err, rc, "writing a temporary table");
+    return rc == SQLITE_DONE ? 0 : spool_error(sp->st, err, rc, "write");
 }
 
 /* The first key after every key that starts with p[0..n): p with its last byte that is not
@@ -144,7 +156,7 @@ int cb_spool_foreach(struct cb_spool *sp, const void *prefix, size_t plen, size_
             goto out_free;
     }
     if (rc != SQLITE_DONE)
-        ret = cb_store__db_error(sp->st, err, rc, "reading a temporary table");
+        ret = spool_error(sp->st, err, rc, "read");
 out_free:
     if (stmt != NULL && stmt == sp->walk[kind]) {
         sqlite3_reset(stmt);

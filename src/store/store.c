@@ -1325,8 +1325,10 @@ static int scan_ccs(struct cb_snapshot_builder *sb, uint32_t index, const char *
  * decoding it); a row not wanted is neither decoded nor passed to fn. */
 typedef bool (*want_fn)(const char *key_text, void *ctx);
 
-static int walk_serving(struct cb_store *st, cb_binding_fn fn, cb_damaged_fn on_damaged, void *ctx,
-                        bool key_order, want_fn want, const char *where, struct cb_err *err)
+/* sfn: when not NULL, called instead of fn, with the key as stored too. */
+static int walk_serving(struct cb_store *st, cb_binding_fn fn, cb_binding_stored_fn sfn,
+                        cb_damaged_fn on_damaged, void *ctx, bool key_order, want_fn want,
+                        const char *where, struct cb_err *err)
 {
     char sql[sizeof(binding_columns) + 128];
     struct cb_binding b;
@@ -1356,7 +1358,7 @@ static int walk_serving(struct cb_store *st, cb_binding_fn fn, cb_damaged_fn on_
             b.key = key;
             b.flags = CB_OPT_DAMAGED;
         }
-        if ((ret = fn(&b, ctx)) != 0)
+        if ((ret = sfn != NULL ? sfn(&b, col_text(stmt, 0), ctx) : fn(&b, ctx)) != 0)
             goto out_finalize;
     }
     ret = rc == SQLITE_DONE ? 0 : db_error(st, err, rc, "listing bindings");
@@ -1389,36 +1391,10 @@ static int load_one(const struct cb_binding *b, void *arg)
     return ret;
 }
 
-int cb_store_binding_foreach_serving(struct cb_store *st, cb_binding_fn fn,
+int cb_store_binding_foreach_serving(struct cb_store *st, cb_binding_stored_fn fn,
                                      cb_damaged_fn on_damaged, void *ctx, struct cb_err *err)
 {
-    return walk_serving(st, fn, on_damaged, ctx, true, NULL, NULL, err);
-}
-
-int cb_store_cert_users_foreach(struct cb_store *st, const char *thumbprint, bool key_order,
-                                cb_binding_fn fn, void *ctx, struct cb_err *err)
-{
-    char sql[sizeof(binding_columns) + 64];
-    struct cb_binding b;
-    sqlite3_stmt *stmt;
-    int ret = 0, rc;
-
-    snprintf(sql, sizeof(sql), "%s WHERE certhash = ?1 OR certhash2 = ?1%s", binding_columns,
-             key_order ? " ORDER BY key" : "");
-    /* Kept prepared: check asks it for every certificate of the store. */
-    if ((ret = cb_store__prepare_cached(st, sql, &stmt, err)) != 0)
-        return ret;
-    sqlite3_bind_text(stmt, 1, thumbprint, -1, SQLITE_STATIC);
-    while ((rc = sqlite3_step(stmt)) == SQLITE_ROW) {
-        if (binding_from_stmt(stmt, &b, NULL) != 0)
-            continue; /* a damaged row uses no certificate: store-damaged names it */
-        if ((ret = fn(&b, ctx)) != 0)
-            goto out_release;
-    }
-    ret = rc == SQLITE_DONE ? 0 : db_error(st, err, rc, "listing bindings");
-out_release:
-    cb_store__release(st, stmt);
-    return ret;
+    return walk_serving(st, NULL, fn, on_damaged, ctx, true, NULL, NULL, err);
 }
 
 int cb_store_load_ccs_snapshot(struct cb_store *st, struct cb_snapshot **out, struct cb_err *err)
@@ -1430,8 +1406,8 @@ int cb_store_load_ccs_snapshot(struct cb_store *st, struct cb_snapshot **out, st
         return cb_err_set(err, CB_ENOMEM, "out of memory");
     /* The keys from "ccs=" up to the next prefix ('>' follows '='): the key's index finds
      * them without reading the other bindings. */
-    if ((ret = walk_serving(st, load_one, NULL, &lc, true, NULL, "key >= 'ccs=' AND key < 'ccs>'",
-                            err)) != 0) {
+    if ((ret = walk_serving(st, load_one, NULL, NULL, &lc, true, NULL,
+                            "key >= 'ccs=' AND key < 'ccs>'", err)) != 0) {
         cb_snapshot_builder_free(lc.sb);
         return ret;
     }
@@ -1519,7 +1495,7 @@ int cb_store_load_endpoints(struct cb_store *st, struct cb_snapshot **out, struc
     }
     ret = cb_store_generation(st, &generation);
     if (ret == 0)
-        ret = walk_serving(st, endpoint_one, NULL, ec, false, endpoint_wanted, NULL, err);
+        ret = walk_serving(st, endpoint_one, NULL, NULL, ec, false, endpoint_wanted, NULL, err);
     sqlite3_exec(st->db, "COMMIT", NULL, NULL, NULL);
     if (ret != 0)
         goto out_free;
@@ -1555,8 +1531,8 @@ int cb_store_load_snapshot_reporting(struct cb_store *st, struct cb_snapshot **o
     }
     ret = cb_store_generation(st, &generation);
     if (ret == 0)
-        ret = walk_serving(st, load_one, on_damaged != NULL ? load_damaged : NULL, &lc, key_order,
-                           NULL, NULL, err);
+        ret = walk_serving(st, load_one, NULL, on_damaged != NULL ? load_damaged : NULL, &lc,
+                           key_order, NULL, NULL, err);
     sqlite3_exec(st->db, "COMMIT", NULL, NULL, NULL);
     if (ret != 0) {
         cb_snapshot_builder_free(lc.sb);

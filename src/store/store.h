@@ -207,17 +207,14 @@ int cb_store_changes_since(struct cb_store *st, uint64_t from, struct cb_store_c
 void cb_store_changes_clear(struct cb_store_changes *c);
 
 /* Every binding in key order as serve reads them (a damaged row whose key is readable comes
- * to fn with CB_OPT_DAMAGED and nothing else), telling on_damaged (may be NULL) of each
- * damaged row, readable key or not: one read for both, holding one binding at a time. */
-int cb_store_binding_foreach_serving(struct cb_store *st, cb_binding_fn fn,
+ * to fn with CB_OPT_DAMAGED and nothing else), with its key as stored (borrowed: the
+ * canonical text, unless the row was written by other means), telling on_damaged (may be
+ * NULL) of each damaged row, readable key or not: one read for both, holding one binding at
+ * a time. */
+typedef int (*cb_binding_stored_fn)(const struct cb_binding *b, const char *stored_key, void *ctx);
+int cb_store_binding_foreach_serving(struct cb_store *st, cb_binding_stored_fn fn,
                                      cb_damaged_fn on_damaged, void *ctx,
                                      struct cb_err *err) CB_MUST_CHECK;
-/* The bindings that use certificate thumbprint, first or second, in key order (else in the
- * order the indexes give them: a walk that stops early then reads only what it needs, where
- * key order reads and sorts them all first); a damaged row (one the strict readers refuse)
- * is left out. fn borrows b; a non-zero return from fn stops the walk and is returned. */
-int cb_store_cert_users_foreach(struct cb_store *st, const char *thumbprint, bool key_order,
-                                cb_binding_fn fn, void *ctx, struct cb_err *err) CB_MUST_CHECK;
 /* A snapshot of the central store (ccs) bindings alone, with their folders' files. Owned. */
 int cb_store_load_ccs_snapshot(struct cb_store *st, struct cb_snapshot **out,
                                struct cb_err *err) CB_MUST_CHECK;
