@@ -1164,22 +1164,70 @@ const struct cb_ccs_file *cb_snapshot_ccs_file(const struct cb_snapshot *s, size
     return index < s->n_files ? &s->files[index] : NULL;
 }
 
+#define CB_INLINE inline __attribute__((always_inline))
+
+static CB_INLINE uint64_t load64(const void *p)
+{
+    uint64_t v;
+    memcpy(&v, p, 8);
+    return v;
+}
+
+static CB_INLINE uint32_t load32(const void *p)
+{
+    uint32_t v;
+    memcpy(&v, p, 4);
+    return v;
+}
+
+/* Whether a[0..n) and b[0..n) are equal, in fixed-size loads that never read outside
+ * either (no memcmp call: a lookup compares a key or two of ~20 bytes). */
+static CB_INLINE bool bytes_equal(const void *a, const void *b, size_t n)
+{
+    const unsigned char *x = a, *y = b;
+
+    if (n >= 8) {
+        for (; n > 8; x += 8, y += 8, n -= 8)
+            if (load64(x) != load64(y))
+                return false;
+        return load64(x + n - 8) == load64(y + n - 8); /* the last 1-8 bytes, overlapping */
+    }
+    if (n >= 4)
+        return (load32(x) ^ load32(y)) == 0 && load32(x + n - 4) == load32(y + n - 4);
+    return n == 0 || (x[0] == y[0] && x[n >> 1] == y[n >> 1] && x[n - 1] == y[n - 1]);
+}
+
+/* A key looked up: the bytes a slot compares (for IP keys: family, then the address in
+ * addr), its hash, and its home position in its table. */
+struct probe_key {
+    const void *p;
+    size_t n;
+    uint32_t h, pos;
+    uint16_t port;
+    uint8_t kind;   /* the binding kind wanted: tells IP from ANY_IP */
+    uint8_t family; /* IP keys */
+};
+
 /* Whether the slot at pos holds the key: hash, port and kind, then the key bytes (in the
  * slot, or in the record for names longer than SLOT_KEY). Its binding index, or -1. */
-static long slot_match(const struct cb_snapshot *s, enum tag tag, uint32_t pos, uint32_t h,
-                       uint16_t port, const void *p, size_t n, uint8_t want_kind)
+static CB_INLINE long slot_match(const struct cb_snapshot *s, enum tag tag, const struct slot *sl,
+                                 const struct probe_key *k)
 {
-    const struct slot *sl = slot_at(&s->bidx[tag], pos);
-
-    if (sl->hash != h || sl->port != port || sl->kind != want_kind)
+    if (sl->hash != k->h || sl->port != k->port || sl->kind != k->kind)
         return -1;
-    if (sl->len != SLOT_LONG) {
-        /* ccs keys are empty and come with p == NULL: memcmp must not see them. */
-        return sl->len == n && (n == 0 || memcmp(sl->key, p, n) == 0) ? (long)sl->idx1 - 1 : -1;
+    if (tag == TAG_IP) {
+        /* [family, address]: IP keys are never SLOT_LONG. */
+        if (sl->len != k->n + 1 || (uint8_t)sl->key[0] != k->family)
+            return -1;
+        if (k->n == 4)
+            return load32(sl->key + 1) == load32(k->p) ? (long)sl->idx1 - 1 : -1;
+        return bytes_equal(sl->key + 1, k->p, 16) ? (long)sl->idx1 - 1 : -1;
     }
+    if (sl->len != SLOT_LONG)
+        return sl->len == k->n && bytes_equal(sl->key, k->p, k->n) ? (long)sl->idx1 - 1 : -1;
     const struct cb_snap_binding *e = rec(s, sl->idx1 - 1);
     size_t off = tag == TAG_WILD ? 2 : 0;
-    if (e->host != NULL && e->host_len - off == n && memcmp(e->host + off, p, n) == 0)
+    if (e->host != NULL && e->host_len - off == k->n && memcmp(e->host + off, k->p, k->n) == 0)
         return (long)sl->idx1 - 1;
     return -1;
 }
@@ -1191,85 +1239,107 @@ static inline uint64_t zero_bytes(uint64_t v)
     return ~(((v & low7) + low7) | v | low7);
 }
 
-/*
- * Probes the table of `tag` for hash h and key bytes p[0..n) (for IP keys: family, then
- * the address); want_kind tells IP from ANY_IP. The fingerprints are read eight at a
- * time, from 8-byte aligned words (never across a cache line): the positions whose
- * fingerprint matches, before the first empty one, are the only slots read.
- */
-static long probe(const struct cb_snapshot *s, enum tag tag, uint32_t h, uint16_t port,
-                  const void *p, size_t n, uint8_t want_kind)
+/* The table's last positions, in no whole word (fewer than 8), one at a time from pos:
+ * the key's index, -1 when absent, -2 when the end was reached (go on from position 0).
+ * Rare: not inlined. */
+static long probe_tail(const struct cb_snapshot *s, enum tag tag, const struct probe_key *k,
+                       uint32_t pos, uint8_t fp)
 {
     const struct index *ix = &s->bidx[tag];
-    const uint8_t fp = slot_fp(s, h);
+    long i;
+
+    for (; pos < ix->cap; pos++) {
+        uint8_t f = *fp_at(ix, pos);
+        if (f == 0)
+            return -1;
+        if (f == fp && (i = slot_match(s, tag, slot_at(ix, pos), k)) >= 0)
+            return i;
+    }
+    return -2;
+}
+
+/*
+ * Probes the table of `tag` for key k from its home position. The fingerprints are read
+ * eight at a time, from 8-byte aligned words: a fingerprint part holds 2^8 positions at
+ * least and starts 8-aligned, so a word never crosses a part; only the table's last
+ * (cap mod 8) positions are read one at a time (probe_tail). The positions whose
+ * fingerprint matches, before the first empty one, are the only slots read.
+ */
+static CB_INLINE long probe(const struct cb_snapshot *s, enum tag tag, const struct probe_key *k)
+{
+    const struct index *ix = &s->bidx[tag];
+    const uint8_t fp = slot_fp(s, k->h);
     const uint64_t want = 0x0101010101010101ull * fp;
-    const uint64_t part = (uint64_t)1 << ix->fps.shift;
-    uint32_t pos = slot_pos(ix, h);
+    uint32_t pos = k->pos;
     long i;
 
     /* Six hits in ten lie at their home position: that slot was fetched beside the
      * fingerprints (prefetch_slot), so it is compared first, without waiting for them. */
-    if (slot_at(ix, pos)->hash == h && (i = slot_match(s, tag, pos, h, port, p, n, want_kind)) >= 0)
+    if ((i = slot_match(s, tag, slot_at(ix, pos), k)) >= 0)
         return i;
     for (;;) {
         uint32_t word = pos & ~7u;
-        uint64_t end = ((uint64_t)word & ~(part - 1)) + part; /* parts start 8-aligned */
-        if (end > ix->cap)
-            end = ix->cap;
-        if ((uint64_t)word + 8 <= end) {
-            uint64_t w;
-            memcpy(&w, fp_at(ix, word), 8);
-            w = le64toh(w);
-            uint64_t keep = ~0ull << ((pos - word) * 8); /* positions before pos: not ours */
-            uint64_t empty = zero_bytes(w) & keep;
-            uint64_t cand = zero_bytes(w ^ want) & keep;
-            if (empty != 0)
-                cand &= (empty & (0 - empty)) - 1; /* only those before the first empty */
-            for (; cand != 0; cand &= cand - 1) {
-                uint32_t at = word + (uint32_t)(__builtin_ctzll(cand) >> 3);
-                if ((i = slot_match(s, tag, at, h, port, p, n, want_kind)) >= 0)
-                    return i;
-            }
-            if (empty != 0)
-                return -1;
-            pos = word + 8 == ix->cap ? 0 : word + 8;
+        if (__builtin_expect(word + 8 > ix->cap, 0)) {
+            if ((i = probe_tail(s, tag, k, pos, fp)) != -2)
+                return i;
+            pos = 0;
             continue;
         }
-        /* The last few positions of a part or of the table: one at a time. */
-        uint8_t f = *fp_at(ix, pos);
-        if (f == 0)
+        uint64_t w = le64toh(load64(fp_at(ix, word)));
+        uint64_t keep = ~0ull << ((pos - word) * 8); /* positions before pos: not ours */
+        uint64_t empty = zero_bytes(w) & keep;
+        uint64_t cand = zero_bytes(w ^ want) & keep;
+        if (empty != 0)
+            cand &= (empty & (0 - empty)) - 1; /* only those before the first empty */
+        for (; cand != 0; cand &= cand - 1) {
+            uint32_t at = word + (uint32_t)(__builtin_ctzll(cand) >> 3);
+            if ((i = slot_match(s, tag, slot_at(ix, at), k)) >= 0)
+                return i;
+        }
+        if (empty != 0)
             return -1;
-        if (f == fp && (i = slot_match(s, tag, pos, h, port, p, n, want_kind)) >= 0)
-            return i;
-        pos = pos + 1 == ix->cap ? 0 : pos + 1;
+        pos = word + 8 == ix->cap ? 0 : word + 8;
     }
 }
 
-/* The fingerprints of h's run and its home slot, where a hit most often lies, are
+/* The fingerprints of a key's run and its home slot, where a hit most often lies, are
  * fetched together: a hit costs one memory latency, not two in a row. The slot after it
  * too (within its part), where most of the other hits lie: at 10^6, 1.04-1.22x the
  * lookups per second side by side (bench/resolve), for a line of bandwidth. */
-static inline void prefetch_slot(const struct cb_snapshot *s, enum tag tag, uint32_t h)
+static CB_INLINE void prefetch_slot(const struct cb_snapshot *s, enum tag tag, uint32_t pos)
 {
     const struct index *ix = &s->bidx[tag];
-    uint32_t pos = slot_pos(ix, h);
+    const struct slot *sl = slot_at(ix, pos);
 
     __builtin_prefetch(fp_at(ix, pos));
-    __builtin_prefetch(slot_at(ix, pos));
+    __builtin_prefetch(sl);
     if (((pos + 1) & ((1u << ix->p.shift) - 1)) != 0 && pos + 1 < ix->cap)
-        __builtin_prefetch(slot_at(ix, pos + 1));
+        __builtin_prefetch(sl + 1);
 }
 
-/* An IP probe: the key is the family byte and the address. */
-static long probe_ip(const struct cb_snapshot *s, uint32_t h, uint16_t port, uint8_t family,
-                     const uint8_t *addr, uint8_t want_kind)
+/* The key of an IP binding (kind IP or ANY_IP) on family, addr (borrowed) and port. */
+static CB_INLINE struct probe_key ip_key(const struct cb_snapshot *s, uint8_t family,
+                                         const uint8_t *addr, uint16_t port, uint8_t kind)
 {
-    uint8_t key[17];
-    size_t n = family == AF_INET ? 4 : 16;
+    uint32_t h = hash_ip(family, addr, port);
 
-    key[0] = family;
-    memcpy(key + 1, addr, n);
-    return probe(s, TAG_IP, h, port, key, n + 1, want_kind);
+    return (struct probe_key){.p = addr,
+                              .n = family == AF_INET ? 4 : 16,
+                              .h = h,
+                              .pos = slot_pos(&s->bidx[TAG_IP], h),
+                              .port = port,
+                              .kind = kind,
+                              .family = family};
+}
+
+/* The key of a name, wildcard or ccs binding in the table of tag: bytes p[0..n), borrowed. */
+static CB_INLINE struct probe_key name_key(const struct cb_snapshot *s, enum tag tag, const void *p,
+                                           size_t n, uint16_t port, uint8_t kind)
+{
+    uint32_t h = hash_key(tag, port, p, n);
+
+    return (struct probe_key){
+        .p = p, .n = n, .h = h, .pos = slot_pos(&s->bidx[tag], h), .port = port, .kind = kind};
 }
 
 static const struct cb_ccs_file *probe_file(const struct cb_snapshot *s, enum tag tag,
@@ -1293,24 +1363,23 @@ static const struct cb_ccs_file *probe_file(const struct cb_snapshot *s, enum ta
 
 long cb_snapshot_find(const struct cb_snapshot *s, const struct cb_binding_key *key)
 {
-    size_t n;
+    struct probe_key k;
 
     switch (key->kind) {
     case CB_KEY_IP:
     case CB_KEY_ANY_IP:
-        return probe_ip(s, hash_ip(key->family, key->addr, key->port), key->port, key->family,
-                        key->addr, (uint8_t)key->kind);
+        k = ip_key(s, key->family, key->addr, key->port, (uint8_t)key->kind);
+        return probe(s, TAG_IP, &k);
     case CB_KEY_HOST:
-        n = strlen(key->host);
-        return probe(s, TAG_NAME, hash_key(TAG_NAME, key->port, key->host, n), key->port, key->host,
-                     n, CB_KEY_HOST);
+        k = name_key(s, TAG_NAME, key->host, strlen(key->host), key->port, CB_KEY_HOST);
+        return probe(s, TAG_NAME, &k);
     case CB_KEY_HOST_WILD:
-        n = strlen(key->host + 2);
-        return probe(s, TAG_WILD, hash_key(TAG_WILD, key->port, key->host + 2, n), key->port,
-                     key->host + 2, n, CB_KEY_HOST_WILD);
+        k = name_key(s, TAG_WILD, key->host + 2, strlen(key->host + 2), key->port,
+                     CB_KEY_HOST_WILD);
+        return probe(s, TAG_WILD, &k);
     case CB_KEY_CCS:
-        return probe(s, TAG_CCS, hash_key(TAG_CCS, key->port, NULL, 0), key->port, NULL, 0,
-                     CB_KEY_CCS);
+        k = name_key(s, TAG_CCS, NULL, 0, key->port, CB_KEY_CCS);
+        return probe(s, TAG_CCS, &k);
     }
     return -1;
 }
@@ -1320,48 +1389,49 @@ void cb_resolve(const struct cb_snapshot *s, const struct cb_resolve_query *q,
 {
     static const uint8_t any[16];
     const char *parent = NULL;
-    size_t n = 0, pn = 0;
-    uint32_t h_ip, h_name = 0, h_wild = 0;
+    struct probe_key ip, name, wild, k;
     long i;
 
     /* Hash every candidate first and prefetch their slots, so the cache misses of
      * rules 1-3 overlap instead of following one another. */
-    h_ip = hash_ip(q->family, q->addr, q->port);
-    prefetch_slot(s, TAG_IP, h_ip);
+    ip = ip_key(s, q->family, q->addr, q->port, CB_KEY_IP);
+    prefetch_slot(s, TAG_IP, ip.pos);
     if (q->sni != NULL) {
-        n = strlen(q->sni);
+        size_t n = strlen(q->sni);
         parent = cb_name_parent(q->sni);
-        h_name = hash_key(TAG_NAME, q->port, q->sni, n);
-        prefetch_slot(s, TAG_NAME, h_name);
+        name = name_key(s, TAG_NAME, q->sni, n, q->port, CB_KEY_HOST);
+        prefetch_slot(s, TAG_NAME, name.pos);
         if (parent != NULL) {
-            pn = n - (size_t)(parent - q->sni);
-            h_wild = hash_key(TAG_WILD, q->port, parent, pn);
-            prefetch_slot(s, TAG_WILD, h_wild);
+            wild = name_key(s, TAG_WILD, parent, n - (size_t)(parent - q->sni), q->port,
+                            CB_KEY_HOST_WILD);
+            prefetch_slot(s, TAG_WILD, wild.pos);
         }
     }
     out->ccs = NULL;
     /* 1. IP binding on exactly the local address and port. */
-    if ((i = probe_ip(s, h_ip, q->port, q->family, q->addr, CB_KEY_IP)) >= 0) {
+    if ((i = probe(s, TAG_IP, &ip)) >= 0) {
         out->rule = CB_RULE_IP;
         goto found;
     }
     if (q->sni != NULL) {
         /* 2. exact name; 3. wildcard: one extra label over the parent. */
-        if ((i = probe(s, TAG_NAME, h_name, q->port, q->sni, n, CB_KEY_HOST)) >= 0) {
+        if ((i = probe(s, TAG_NAME, &name)) >= 0) {
             out->rule = CB_RULE_SNI_EXACT;
             goto found;
         }
-        if (parent != NULL &&
-            (i = probe(s, TAG_WILD, h_wild, q->port, parent, pn, CB_KEY_HOST_WILD)) >= 0) {
+        if (parent != NULL && (i = probe(s, TAG_WILD, &wild)) >= 0) {
             out->rule = CB_RULE_SNI_WILDCARD;
             goto found;
         }
         /* 4. central store: NAME, then _.PARENT. */
-        if (s->n_files > 0 && probe(s, TAG_CCS, hash_key(TAG_CCS, q->port, NULL, 0), q->port, NULL,
-                                    0, CB_KEY_CCS) >= 0) {
-            const struct cb_ccs_file *f = probe_file(s, TAG_FILE, q->port, q->sni, n);
-            if (f == NULL && parent != NULL)
-                f = probe_file(s, TAG_FILE_WILD, q->port, parent, pn);
+        if (s->n_files > 0) {
+            k = name_key(s, TAG_CCS, NULL, 0, q->port, CB_KEY_CCS);
+            const struct cb_ccs_file *f = NULL;
+            if (probe(s, TAG_CCS, &k) >= 0) {
+                f = probe_file(s, TAG_FILE, q->port, q->sni, name.n);
+                if (f == NULL && parent != NULL)
+                    f = probe_file(s, TAG_FILE_WILD, q->port, parent, wild.n);
+            }
             if (f != NULL) {
                 out->rule = CB_RULE_CCS;
                 out->ccs = f;
@@ -1373,13 +1443,15 @@ void cb_resolve(const struct cb_snapshot *s, const struct cb_resolve_query *q,
     /* 5. wildcard IP: [::] then 0.0.0.0 for IPv6 connections, 0.0.0.0 for IPv4. These
      * keys are the same for every connection to a port, so their lines stay cached and
      * are hashed only when the rules above found nothing. */
-    if (q->family == AF_INET6 && (i = probe_ip(s, hash_ip(AF_INET6, any, q->port), q->port,
-                                               AF_INET6, any, CB_KEY_ANY_IP)) >= 0) {
-        out->rule = CB_RULE_WILDCARD_IP;
-        goto found;
+    if (q->family == AF_INET6) {
+        k = ip_key(s, AF_INET6, any, q->port, CB_KEY_ANY_IP);
+        if ((i = probe(s, TAG_IP, &k)) >= 0) {
+            out->rule = CB_RULE_WILDCARD_IP;
+            goto found;
+        }
     }
-    if ((i = probe_ip(s, hash_ip(AF_INET, any, q->port), q->port, AF_INET, any, CB_KEY_ANY_IP)) >=
-        0) {
+    k = ip_key(s, AF_INET, any, q->port, CB_KEY_ANY_IP);
+    if ((i = probe(s, TAG_IP, &k)) >= 0) {
         out->rule = CB_RULE_WILDCARD_IP;
         goto found;
     }
