@@ -632,15 +632,32 @@ static enum tag binding_tag(const struct cb_snap_binding *e, const void **p, siz
     }
 }
 
-/* IP keys also hash the family, so 0.0.0.0 and [::] differ. */
+/* IP keys also hash the family, so 0.0.0.0 and [::] differ: the hash of the bytes
+ * [family, address] (hash_key's, on a little-endian machine), read from the address in
+ * place, not copied after the family byte first. */
 static uint32_t hash_ip(uint8_t family, const uint8_t *addr, uint16_t port)
 {
-    uint8_t buf[17];
-    size_t n = family == AF_INET ? 4 : 16;
+    uint64_t h = 0x9e3779b97f4a7c15ull ^ ((uint64_t)TAG_IP << 56) ^ ((uint64_t)port << 32);
 
-    buf[0] = family;
-    memcpy(buf + 1, addr, n);
-    return hash_key(TAG_IP, port, buf, n + 1);
+    if (family == AF_INET) {
+        uint32_t a;
+        memcpy(&a, addr, 4);
+        a = le32toh(a);
+        /* 5 bytes: two 4-byte loads that overlap, [family, a0..a2] and [a0..a3]. */
+        h = mix(h ^ 5 ^ ((uint64_t)(uint32_t)(family | a << 8) << 32 | a), 0x94d049bb133111ebull);
+    } else {
+        uint64_t a0, a1;
+        memcpy(&a0, addr, 8);
+        memcpy(&a1, addr + 8, 8);
+        a0 = le64toh(a0);
+        a1 = le64toh(a1);
+        /* 17 bytes: [family, a0..a6], [a7..a14], then a15 alone. */
+        h = mix(h ^ 17 ^ (family | a0 << 8), 0xbf58476d1ce4e5b9ull);
+        h = mix(h ^ (a0 >> 56 | a1 << 8), 0xbf58476d1ce4e5b9ull);
+        h = mix(h ^ (a1 >> 56) * 0x010101, 0x94d049bb133111ebull);
+    }
+    h = mix(h, 0x9e3779b97f4a7c15ull);
+    return (uint32_t)(h ^ (h >> 32));
 }
 
 static uint32_t binding_hash(const struct cb_snap_binding *e)
