@@ -1215,10 +1215,13 @@ static CB_INLINE bool bytes_equal(const void *a, const void *b, size_t n)
 }
 
 /* A key looked up: the bytes a slot compares (for IP keys: family, then the address in
- * addr), its hash, and its home position in its table. */
+ * addr), its hash, and its home position in its table, with that position's fingerprint
+ * and slot (found once, for the prefetch and the probe). */
 struct probe_key {
     const void *p;
     size_t n;
+    const uint8_t *fp;
+    const struct slot *sl;
     uint32_t h, pos;
     uint16_t port;
     uint8_t kind;   /* the binding kind wanted: tells IP from ANY_IP */
@@ -1287,22 +1290,23 @@ static CB_INLINE long probe(const struct cb_snapshot *s, enum tag tag, const str
     const struct index *ix = &s->bidx[tag];
     const uint8_t fp = slot_fp(s, k->h);
     const uint64_t want = 0x0101010101010101ull * fp;
-    uint32_t pos = k->pos;
+    uint32_t pos = k->pos, word = pos & ~7u;
+    const uint8_t *fw = k->fp - (pos - word); /* the home position's word */
     long i;
 
     /* Six hits in ten lie at their home position: that slot was fetched beside the
      * fingerprints (prefetch_slot), so it is compared first, without waiting for them. */
-    if ((i = slot_match(s, tag, slot_at(ix, pos), k)) >= 0)
+    if ((i = slot_match(s, tag, k->sl, k)) >= 0)
         return i;
     for (;;) {
-        uint32_t word = pos & ~7u;
         if (__builtin_expect(word + 8 > ix->cap, 0)) {
             if ((i = probe_tail(s, tag, k, pos, fp)) != -2)
                 return i;
-            pos = 0;
+            pos = word = 0;
+            fw = fp_at(ix, 0);
             continue;
         }
-        uint64_t w = le64toh(load64(fp_at(ix, word)));
+        uint64_t w = le64toh(load64(fw));
         uint64_t keep = ~0ull << ((pos - word) * 8); /* positions before pos: not ours */
         uint64_t empty = zero_bytes(w) & keep;
         uint64_t cand = zero_bytes(w ^ want) & keep;
@@ -1315,48 +1319,56 @@ static CB_INLINE long probe(const struct cb_snapshot *s, enum tag tag, const str
         }
         if (empty != 0)
             return -1;
-        pos = word + 8 == ix->cap ? 0 : word + 8;
+        pos = word = word + 8 == ix->cap ? 0 : word + 8;
+        fw = fp_at(ix, word);
     }
 }
 
 /* The fingerprints of a key's run and its home slot, where a hit most often lies, are
  * fetched together: a hit costs one memory latency, not two in a row. The slot after it
- * too (within its part), where most of the other hits lie: at 10^6, 1.04-1.22x the
- * lookups per second side by side (bench/resolve), for a line of bandwidth. */
-static CB_INLINE void prefetch_slot(const struct cb_snapshot *s, enum tag tag, uint32_t pos)
+ * too, where most of the other hits lie: at 10^6, 1.04-1.22x the lookups per second side
+ * by side (bench/resolve), for a line of bandwidth. At a part's last slot that is one
+ * past the part's end: a valid pointer, and a prefetch never faults. */
+static CB_INLINE void prefetch_slot(const struct probe_key *k)
+{
+    __builtin_prefetch(k->fp);
+    __builtin_prefetch(k->sl);
+    __builtin_prefetch(k->sl + 1);
+}
+
+/* The key at h in the table of tag: bytes p[0..n) (for IP keys, the address after the
+ * family), borrowed. */
+static CB_INLINE struct probe_key key_at(const struct cb_snapshot *s, enum tag tag, uint32_t h,
+                                         const void *p, size_t n, uint16_t port, uint8_t kind,
+                                         uint8_t family)
 {
     const struct index *ix = &s->bidx[tag];
-    const struct slot *sl = slot_at(ix, pos);
+    uint32_t pos = slot_pos(ix, h);
 
-    __builtin_prefetch(fp_at(ix, pos));
-    __builtin_prefetch(sl);
-    if (((pos + 1) & ((1u << ix->p.shift) - 1)) != 0 && pos + 1 < ix->cap)
-        __builtin_prefetch(sl + 1);
+    return (struct probe_key){.p = p,
+                              .n = n,
+                              .fp = fp_at(ix, pos),
+                              .sl = slot_at(ix, pos),
+                              .h = h,
+                              .pos = pos,
+                              .port = port,
+                              .kind = kind,
+                              .family = family};
 }
 
 /* The key of an IP binding (kind IP or ANY_IP) on family, addr (borrowed) and port. */
 static CB_INLINE struct probe_key ip_key(const struct cb_snapshot *s, uint8_t family,
                                          const uint8_t *addr, uint16_t port, uint8_t kind)
 {
-    uint32_t h = hash_ip(family, addr, port);
-
-    return (struct probe_key){.p = addr,
-                              .n = family == AF_INET ? 4 : 16,
-                              .h = h,
-                              .pos = slot_pos(&s->bidx[TAG_IP], h),
-                              .port = port,
-                              .kind = kind,
-                              .family = family};
+    return key_at(s, TAG_IP, hash_ip(family, addr, port), addr, family == AF_INET ? 4 : 16, port,
+                  kind, family);
 }
 
 /* The key of a name, wildcard or ccs binding in the table of tag: bytes p[0..n), borrowed. */
 static CB_INLINE struct probe_key name_key(const struct cb_snapshot *s, enum tag tag, const void *p,
                                            size_t n, uint16_t port, uint8_t kind)
 {
-    uint32_t h = hash_key(tag, port, p, n);
-
-    return (struct probe_key){
-        .p = p, .n = n, .h = h, .pos = slot_pos(&s->bidx[tag], h), .port = port, .kind = kind};
+    return key_at(s, tag, hash_key(tag, port, p, n), p, n, port, kind, 0);
 }
 
 static const struct cb_ccs_file *probe_file(const struct cb_snapshot *s, enum tag tag,
@@ -1412,16 +1424,16 @@ void cb_resolve(const struct cb_snapshot *s, const struct cb_resolve_query *q,
     /* Hash every candidate first and prefetch their slots, so the cache misses of
      * rules 1-3 overlap instead of following one another. */
     ip = ip_key(s, q->family, q->addr, q->port, CB_KEY_IP);
-    prefetch_slot(s, TAG_IP, ip.pos);
+    prefetch_slot(&ip);
     if (q->sni != NULL) {
         size_t n = strlen(q->sni);
         parent = cb_name_parent(q->sni);
         name = name_key(s, TAG_NAME, q->sni, n, q->port, CB_KEY_HOST);
-        prefetch_slot(s, TAG_NAME, name.pos);
+        prefetch_slot(&name);
         if (parent != NULL) {
             wild = name_key(s, TAG_WILD, parent, n - (size_t)(parent - q->sni), q->port,
                             CB_KEY_HOST_WILD);
-            prefetch_slot(s, TAG_WILD, wild.pos);
+            prefetch_slot(&wild);
         }
     }
     out->ccs = NULL;
