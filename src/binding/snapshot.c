@@ -43,7 +43,8 @@ struct parts {
     uint32_t n;         /* parts */
     uint32_t elem;      /* bytes per element */
     uint8_t shift;
-    size_t cap; /* elements held: part 0 alone may be short of 2^shift */
+    uint32_t mask; /* 2^shift - 1: an element's place in its part */
+    size_t cap;    /* elements held: part 0 alone may be short of 2^shift */
 };
 
 /*
@@ -112,6 +113,22 @@ struct cb_snapshot_builder {
     uint32_t ca_mask;
 };
 
+#define CB_INLINE inline __attribute__((always_inline))
+
+static CB_INLINE uint64_t load64(const void *p)
+{
+    uint64_t v;
+    memcpy(&v, p, 8);
+    return v;
+}
+
+static CB_INLINE uint32_t load32(const void *p)
+{
+    uint32_t v;
+    memcpy(&v, p, 4);
+    return v;
+}
+
 /* A multiply-mix hash over 8-byte words: a handful of cycles for a host name. */
 static inline uint64_t mix(uint64_t a, uint64_t b)
 {
@@ -119,7 +136,7 @@ static inline uint64_t mix(uint64_t a, uint64_t b)
     return (uint64_t)r ^ (uint64_t)(r >> 64);
 }
 
-static uint32_t hash_key(enum tag tag, uint16_t port, const void *p, size_t n)
+static CB_INLINE uint32_t hash_key(enum tag tag, uint16_t port, const void *p, size_t n)
 {
     const unsigned char *b = p;
     uint64_t h = 0x9e3779b97f4a7c15ull ^ ((uint64_t)tag << 56) ^ ((uint64_t)port << 32) ^ n;
@@ -211,11 +228,12 @@ static void parts_setup(struct parts *a, size_t elem)
     a->shift = 2;
     while (((size_t)elem << (a->shift + 1)) <= part_bytes)
         a->shift++;
+    a->mask = (1u << a->shift) - 1;
 }
 
 static inline void *parts_at(const struct parts *a, size_t i)
 {
-    return a->part[i >> a->shift] + (i & (((size_t)1 << a->shift) - 1)) * a->elem;
+    return a->part[i >> a->shift] + (i & a->mask) * a->elem;
 }
 
 static size_t part_len(const struct parts *a, uint32_t k)
@@ -351,13 +369,12 @@ static inline struct cb_snap_binding *rec(const struct cb_snapshot *s, size_t i)
 
 static inline struct slot *slot_at(const struct index *ix, uint32_t pos)
 {
-    return (struct slot *)ix->p.part[pos >> ix->p.shift] + (pos & ((1u << ix->p.shift) - 1));
+    return (struct slot *)ix->p.part[pos >> ix->p.shift] + (pos & ix->p.mask);
 }
 
 static inline const uint8_t *fp_at(const struct index *ix, uint32_t pos)
 {
-    return (const uint8_t *)ix->fps.part[pos >> ix->fps.shift] +
-           (pos & ((1u << ix->fps.shift) - 1));
+    return (const uint8_t *)ix->fps.part[pos >> ix->fps.shift] + (pos & ix->fps.mask);
 }
 
 /* A slot's fingerprint: the hash's low byte (positions come from its high bits) under
@@ -1179,22 +1196,6 @@ size_t cb_snapshot_ccs_count(const struct cb_snapshot *s)
 const struct cb_ccs_file *cb_snapshot_ccs_file(const struct cb_snapshot *s, size_t index)
 {
     return index < s->n_files ? &s->files[index] : NULL;
-}
-
-#define CB_INLINE inline __attribute__((always_inline))
-
-static CB_INLINE uint64_t load64(const void *p)
-{
-    uint64_t v;
-    memcpy(&v, p, 8);
-    return v;
-}
-
-static CB_INLINE uint32_t load32(const void *p)
-{
-    uint32_t v;
-    memcpy(&v, p, 4);
-    return v;
 }
 
 /* Whether a[0..n) and b[0..n) are equal, in fixed-size loads that never read outside
