@@ -652,7 +652,7 @@ static enum tag binding_tag(const struct cb_snap_binding *e, const void **p, siz
 /* IP keys also hash the family, so 0.0.0.0 and [::] differ: the hash of the bytes
  * [family, address] (hash_key's, on a little-endian machine), read from the address in
  * place, not copied after the family byte first. */
-static uint32_t hash_ip(uint8_t family, const uint8_t *addr, uint16_t port)
+static CB_INLINE uint32_t hash_ip(uint8_t family, const uint8_t *addr, uint16_t port)
 {
     uint64_t h = 0x9e3779b97f4a7c15ull ^ ((uint64_t)TAG_IP << 56) ^ ((uint64_t)port << 32);
 
