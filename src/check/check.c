@@ -72,7 +72,8 @@ struct ctx {
     /* findings: sort key -> finding. Keyed by what they are about, then the walk's order:
      * sni (port) -> KEY NUL NAME, the first CB_CHECK_LIST_MAX of a port; ips (port) ->
      * family, address, key; cas (path NUL) -> port, key; uses (thumbprint) -> see use_put;
-     * noncanon (canonical key) -> the key as stored. */
+     * noncanon (canonical key) -> nothing: the rows whose key is not stored as certbind
+     * writes it (another spelling, a BLOB, a NUL in it). */
     struct cb_spool *findings, *sni, *ips, *cas, *uses, *noncanon;
     uint64_t walked;         /* bindings the walk has met */
     struct port_info *ports; /* 65536 of them */
@@ -674,8 +675,8 @@ static int on_binding(const struct cb_binding *b, const char *stored, void *arg)
     put16(p, b->key.port);
     /* Another spelling of a key (written by other means): two of them may be one binding,
      * which serve refuses to load; checked once the walk is over. */
-    if (strcmp(stored, key) != 0 && (ret = cb_spool_put(c->noncanon, k, seq_key(k, key, nk, seq),
-                                                        stored, strlen(stored), c->err)) != 0)
+    if ((stored == NULL || strcmp(stored, key) != 0) &&
+        (ret = cb_spool_put(c->noncanon, k, seq_key(k, key, nk, seq), "", 0, c->err)) != 0)
         return ret;
     switch (b->key.kind) {
     case CB_KEY_HOST:

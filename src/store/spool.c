@@ -17,6 +17,8 @@ static int spool_error(struct cb_store *st, struct cb_err *err, int rc, const ch
 {
     if (rc == SQLITE_NOMEM)
         return cb_err_set(err, CB_ENOMEM, "out of memory");
+    if (rc != SQLITE_CANTOPEN && rc != SQLITE_IOERR && rc != SQLITE_FULL)
+        return cb_store__db_error(st, err, rc, "using a temporary table");
     return cb_err_set(err, CB_EIO,
                       "cannot %s a temporary file (%s): SQLite keeps it in the first folder of "
                       "$SQLITE_TMPDIR, $TMPDIR, /var/tmp, /usr/tmp and /tmp that exists; make "

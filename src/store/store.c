@@ -1345,6 +1345,9 @@ static int walk_serving(struct cb_store *st, cb_binding_fn fn, cb_binding_stored
         return ret;
     while ((rc = sqlite3_step(stmt)) == SQLITE_ROW) {
         struct cb_err why = {0};
+        /* Its type before any read converts it: a key stored as a BLOB, or with a NUL in it,
+         * is not the text it reads as (sfn gets NULL for it). */
+        bool plain = sqlite3_column_type(stmt, 0) == SQLITE_TEXT;
         if (want != NULL && !want(col_text(stmt, 0), ctx))
             continue;
         if (binding_from_stmt(stmt, &b, &why) != 0) {
@@ -1358,7 +1361,9 @@ static int walk_serving(struct cb_store *st, cb_binding_fn fn, cb_binding_stored
             b.key = key;
             b.flags = CB_OPT_DAMAGED;
         }
-        if ((ret = sfn != NULL ? sfn(&b, col_text(stmt, 0), ctx) : fn(&b, ctx)) != 0)
+        const char *stored = col_text(stmt, 0);
+        plain = plain && (size_t)sqlite3_column_bytes(stmt, 0) == strlen(stored);
+        if ((ret = sfn != NULL ? sfn(&b, plain ? stored : NULL, ctx) : fn(&b, ctx)) != 0)
             goto out_finalize;
     }
     ret = rc == SQLITE_DONE ? 0 : db_error(st, err, rc, "listing bindings");

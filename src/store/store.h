@@ -208,7 +208,8 @@ void cb_store_changes_clear(struct cb_store_changes *c);
 
 /* Every binding in key order as serve reads them (a damaged row whose key is readable comes
  * to fn with CB_OPT_DAMAGED and nothing else), with its key as stored (borrowed: the
- * canonical text, unless the row was written by other means), telling on_damaged (may be
+ * canonical text, unless the row was written by other means; NULL when it is not plain
+ * text: a BLOB, or text with a NUL in it), telling on_damaged (may be
  * NULL) of each damaged row, readable key or not: one read for both, holding one binding at
  * a time. */
 typedef int (*cb_binding_stored_fn)(const struct cb_binding *b, const char *stored_key, void *ctx);

@@ -127,6 +127,30 @@ def test_one_binding_stored_under_two_spellings_fails_as_serve_does(cb):
     assert cb.check() == (0, [])
 
 
+def test_one_binding_stored_as_text_and_as_bytes_fails_as_serve_does(cb):
+    """The canonical key again, but stored as a BLOB (or with a NUL after it) by another
+    program: the same binding twice for serve, which refuses the store; so does check."""
+    import sqlite3
+    c = make_cert(["www.example.com"])
+    cb.add_cert(c)
+    cb.bind("ipport=0.0.0.0:443", c)
+    cb.bind("hostnameport=www.example.com:443", c)
+    assert cb.check()[0] == 0
+    for stored in (b"hostnameport=www.example.com:443",
+                   "hostnameport=www.example.com:443\x00x"):
+        con = sqlite3.connect(str(cb.state / "certbind.db"), timeout=60)
+        con.execute("INSERT INTO bindings SELECT ?, certhash, appid, backend, ccspath, flags,"
+                    " proxy, clientca, certhash2 FROM bindings WHERE key = ?",
+                    (stored, "hostnameport=www.example.com:443"))
+        con.commit()
+        con.close()
+        rc, out, err = cb.run("check", "--json")
+        assert rc == 1 and out == "", (stored, rc, out, err)
+        assert "duplicate binding hostnameport=www.example.com:443 in the store" in err, err
+        db_exec(cb, "DELETE FROM bindings WHERE key = ?", stored)
+        assert cb.check()[0] == 0
+
+
 @root_only
 def test_temporary_folder_unusable(cb):
     """check sorts its findings in SQLite's temporary file once they outgrow its cache: when
