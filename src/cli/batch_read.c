@@ -232,7 +232,19 @@ static void *ahead_main(void *arg)
         if (l.read_ret != 0)
             break; /* the end, or an error: the batch stops there */
     }
-    cb_cert_thread_done(); /* the keys parsed on this thread */
+    /* The keys parsed on this thread: OpenSSL's clean-up takes its locks, so a fork waits
+     * for it as for a line (a child forked meanwhile hung on such a lock, under ASan). */
+    pthread_mutex_lock(&r->mu);
+    while (r->paused && !atomic_load(&r->stop))
+        pthread_cond_wait(&r->space, &r->mu);
+    r->loading = true;
+    pthread_mutex_unlock(&r->mu);
+    cb_cert_thread_done();
+    pthread_mutex_lock(&r->mu);
+    r->loading = false;
+    if (r->paused)
+        pthread_cond_signal(&r->idle);
+    pthread_mutex_unlock(&r->mu);
     return NULL;
 }
 
