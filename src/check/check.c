@@ -6,8 +6,10 @@
  * chain, strength, computed once per certificate, never once per binding). What a later
  * step needs of every binding (each port's SNI bindings, the IP bindings, who uses each
  * client CA file) and the findings themselves wait in the store's temporary tables
- * (store/spool.h), from which the findings come out sorted. The check of one binding is
- * binding.c; the words of the findings the two share are finding.c.
+ * (store/spool.h), from which the findings come out sorted. One exception: the central
+ * store (ccs) bindings are read as a snapshot of their own, with their folders' file lists,
+ * which grow with that configuration, not with the other bindings. The check of one
+ * binding is binding.c; the words of the findings the two share are finding.c.
  */
 #include "check/dual.h"
 #include "check/finding.h"

@@ -265,8 +265,9 @@ static void test_many_and_apart(void **state)
     cb_spool_close(b);
 }
 
-/* In a read transaction: the spool works on a store opened for reading, and its table goes
- * with the transaction's end (no drop); the store is as it was. */
+/* In a read transaction: the spool works on a store opened for reading, a second read cannot
+ * begin inside it, and once it ends a write transaction can begin and the store is as it
+ * was. (That the table itself is gone with the rollback is SQLite's to keep, not checked.) */
 static void test_in_a_read(void **state)
 {
     struct cb_store *ro = NULL;
