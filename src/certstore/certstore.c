@@ -108,10 +108,16 @@ void cb_certstore_pems_clear(struct cb_certstore_pems *p)
     memset(p, 0, sizeof(*p));
 }
 
+bool cb_certstore_batch_owner(struct cb_store *st, struct cb_user *owner)
+{
+    return geteuid() == 0 && cb_svcuser_get(st, owner, NULL) == 0;
+}
+
 int cb_certstore_import_batch(struct cb_store *st, const struct cb_cert_bundle *bundle,
                               const struct cb_cert_info *info, const struct cb_cert_keycache *kc,
-                              struct cb_certstore_pems *pems, bool *existed,
-                              cb_svcuser_warn_fn warn, void *warn_arg, struct cb_err *err)
+                              const struct cb_user *owner, struct cb_certstore_pems *pems,
+                              bool *existed, cb_svcuser_warn_fn warn, void *warn_arg,
+                              struct cb_err *err)
 {
     char cert_path[CB_PATH_MAX + 1], key_path[CB_PATH_MAX + 1];
     char *cert_pem, *key_pem;
@@ -119,7 +125,6 @@ int cb_certstore_import_batch(struct cb_store *st, const struct cb_cert_bundle *
     uid_t uid = (uid_t)-1;
     gid_t gid = (gid_t)-1;
     struct cb_cert_row row;
-    struct cb_user u;
     int ret;
 
     if (!cb_store_in_batch(st))
@@ -132,9 +137,9 @@ int cb_certstore_import_batch(struct cb_store *st, const struct cb_cert_bundle *
         return cb_certstore_import(st, bundle, info, NULL, NULL, existed, warn, warn_arg, err);
     }
     *existed = false;
-    if (geteuid() == 0 && cb_svcuser_get(st, &u, NULL) == 0) {
-        uid = u.uid;
-        gid = u.gid;
+    if (owner != NULL) {
+        uid = owner->uid;
+        gid = owner->gid;
     }
     cb_store_cert_paths(st, info->thumbprint, cert_path, key_path, sizeof(cert_path));
     if (pems != NULL && pems->cert != NULL && pems->key != NULL) {

@@ -40,9 +40,17 @@ struct cb_certstore_pems {
 void cb_certstore_pems_clear(struct cb_certstore_pems *p);
 
 /*
+ * The owner a batch's new files are given: the service user when running as root and one is
+ * set (true, *owner filled), else none (false). Looked up once a batch: a user lookup reads
+ * the system's user database, and `set user=` cannot run inside a batch.
+ */
+bool cb_certstore_batch_owner(struct cb_store *st, struct cb_user *owner);
+
+/*
  * cb_certstore_import for a batch (cb_store_batch_begin; CB_EINVAL outside one), without
  * link: a new certificate's files are queued to the batch's writer (cb_store_batch_write,
- * created as the service user's when running as root) and its row added at once. The files'
+ * created as owner's: the service user when running as root, looked up once a batch by
+ * cb_certstore_batch_owner; NULL leaves them the process's) and its row added at once. The files'
  * bytes: those of pems when not NULL (they are taken: its fields are left NULL, or left as
  * they were when the certificate was already there), else encoded here, the key file's
  * bytes coming from kc (may be NULL) when the bundle's key was read through it. A
@@ -52,8 +60,8 @@ void cb_certstore_pems_clear(struct cb_certstore_pems *p);
  */
 int cb_certstore_import_batch(struct cb_store *st, const struct cb_cert_bundle *bundle,
                               const struct cb_cert_info *info, const struct cb_cert_keycache *kc,
-                              struct cb_certstore_pems *pems, bool *existed,
-                              cb_svcuser_warn_fn warn, void *warn_arg,
+                              const struct cb_user *owner, struct cb_certstore_pems *pems,
+                              bool *existed, cb_svcuser_warn_fn warn, void *warn_arg,
                               struct cb_err *err) CB_MUST_CHECK;
 
 /*

@@ -200,6 +200,8 @@ int cb_cli_parse(struct cb_cli *cli, int argc, char **argv)
             cli->pos[cli->n_pos++] = w;
         }
     }
+    if (cli->batch_line)
+        return 0;
     if (cli->store_url == NULL && (cli->store_url = getenv("CERTBIND_STORE")) != NULL &&
         cli->store_url[0] == '\0')
         cli->store_url = NULL;

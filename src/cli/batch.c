@@ -33,6 +33,7 @@ static int run_line(struct cb_cli *cli, struct cb_cli_batch *b, char **words, in
     argv[0] = "certbind";
     memcpy(argv + 1, words, (size_t)n * sizeof(*argv));
     memset(lc, 0, sizeof(*lc));
+    lc->batch_line = true;
     if ((ret = cb_cli_parse(lc, n + 1, argv)) != 0)
         return ret;
     memcpy(lc->state_dir, cli->state_dir, sizeof(lc->state_dir));

@@ -116,6 +116,7 @@ static void prepare(struct cb_batch_reader *r, struct cb_batch_line *l)
             return; /* a flag: refused by the batch */
     words[0] = "certbind";
     memset(r->lc, 0, sizeof(*r->lc));
+    r->lc->batch_line = true;
     if (cb_cli_parse(r->lc, n + 1, words) != 0 || r->lc->n_pos == 0)
         return;
     for (int i = 0; i < r->lc->n_opts; i++) {

@@ -56,6 +56,10 @@ struct cb_cli_batch {
     char tested[CB_CLI_MAX_POS][CB_THUMB_LEN + 1];
     unsigned n_written, n_tested;
     bool written_key_tested;
+    /* The service user new files are given to, looked up by the first `add cert`
+     * (cb_certstore_batch_owner): 0 not yet, 1 none, 2 owner. */
+    int owner_known;
+    struct cb_user owner;
 };
 
 struct cb_cli {
@@ -65,6 +69,9 @@ struct cb_cli {
     struct cb_fleet *fleet;     /* owned while a command's store is open (cb_cli_open_store) */
     const char *batch_file;     /* -f FILE, borrowed from argv */
     struct cb_cli_batch *batch; /* set while a line of a batch runs: borrowed */
+    bool batch_line;            /* parsed as a batch's line: the state and store are the batch's, so
+                                 * cb_cli_parse looks up no defaults for them (an environment scan and a
+                                 * system call a line) */
     bool json;
     bool help;
     const char *verb;

@@ -89,13 +89,17 @@ static int add_one(struct cb_cli *cli, int i, bool link, struct cb_store **st,
     if (*st == NULL && ((ret = cb_cli_open_store(cli, CB_STORE_WRITE, st)) != 0 ||
                         (ret = cb_store_begin(*st, &cli->err)) != 0))
         goto out_clear_info;
-    if (cli->batch != NULL && !link)
-        ret = cb_certstore_import_batch(*st, bundle, &info, cli->batch->keys,
-                                        pre != NULL ? &pre->pems : NULL, existed, cb_cli_warn, NULL,
-                                        &cli->err);
-    else
+    if (cli->batch != NULL && !link) {
+        struct cb_cli_batch *b = cli->batch;
+        if (b->owner_known == 0)
+            b->owner_known = cb_certstore_batch_owner(*st, &b->owner) ? 2 : 1;
+        ret = cb_certstore_import_batch(
+            *st, bundle, &info, b->keys, b->owner_known == 2 ? &b->owner : NULL,
+            pre != NULL ? &pre->pems : NULL, existed, cb_cli_warn, NULL, &cli->err);
+    } else {
         ret = cb_certstore_import(*st, bundle, &info, link ? file : NULL, link ? key : NULL,
                                   existed, cb_cli_warn, NULL, &cli->err);
+    }
     if (ret != 0)
         goto out_clear_info;
     memcpy(thumb, info.thumbprint, CB_THUMB_LEN + 1);

@@ -191,3 +191,25 @@ def test_a_batch_of_certificates_then_bindings_binds_all_and_still_refuses_a_bro
     cb.ok("-f", cb.write("grouped-rest.txt", "".join(adds[70:] + binds[70:]).encode()))
     assert len(bindings(cb)) == 100
     assert cb.findings(code=KEY) == []  # the broken certificate is bound by nothing
+
+
+@pytest.mark.skipif(not IS_ROOT, reason="files are given to the service user only as root")
+def test_a_batch_gives_every_file_it_writes_to_the_service_user(cb):
+    """As root with a service user set, a batch creates each certificate and key file as that
+    user's (the user is looked up once a batch, not once a file): every file it wrote, the
+    last as the first, belongs to the service user, and the key files stay 0600."""
+    u = pwd.getpwnam(SERVICE_USER)
+    shared = new_key()
+    certs = [make_cert(["own%d.example.com" % i], key=shared) for i in range(5)]
+    lines = ["add cert %s\n" % cb.write("own%d.pem" % i, c.pem + c.key_pem)
+             for i, c in enumerate(certs)]
+    cb.ok("-f", cb.write("own.txt", "".join(lines).encode()))
+    shown = json.loads(cb.ok("show", "cert", "--json"))["certs"]
+    assert len(shown) == 5
+    for e in shown:
+        st = os.stat(e["key_path"])
+        assert (st.st_uid, st.st_gid, st.st_mode & 0o777) == (u.pw_uid, u.pw_gid, 0o600), e
+    written = list((cb.state / "certs").iterdir())
+    assert len(written) == 5
+    for f in written:
+        assert (f.stat().st_uid, f.stat().st_gid) == (u.pw_uid, u.pw_gid), f
