@@ -128,14 +128,13 @@ static void prepare(struct cb_batch_reader *r, struct cb_batch_line *l)
     }
     if (key != NULL && r->lc->n_pos > 1)
         return;
-    /* Only regular files: opening anything else (a FIFO) may block, and the command says
-     * what is wrong with a path it cannot read. */
+    /* A key that is not a regular file (a FIFO: opening it may block) is the command's, which
+     * says what is wrong. The certificates need no such check: they are read without waiting
+     * (cb_read_file_stat), and a failure is the command's to report as it would have. The
+     * stat also spares reading the key again when it is the same file as before. */
     struct stat sb;
-    if (key != NULL && (stat(key, &sb) != 0 || !S_ISREG(sb.st_mode)))
+    if (key != NULL && (cb_cert_keycache_stat(r->kc, key, &sb) != 0 || !S_ISREG(sb.st_mode)))
         return;
-    for (int i = 0; i < r->lc->n_pos; i++)
-        if (stat(r->lc->pos[i], &sb) != 0 || !S_ISREG(sb.st_mode))
-            return;
     struct cb_cli_prepared *files = calloc((size_t)r->lc->n_pos, sizeof(*files));
     if (files == NULL)
         return;

@@ -169,8 +169,16 @@ static EVP_PKEY *pem_key(const unsigned char *buf, size_t len, const char *passw
 struct cb_cert_keycache {
     unsigned char *raw; /* the bytes of the key file last parsed, owned (cleansed) */
     size_t raw_len;
-    EVP_PKEY *key; /* its key, owned (a reference each bundle takes) */
-    char *pem;     /* the key as the store writes it (PKCS#8 PEM), owned */
+    /* The file they were last read from (path owned), as fstat saw it then, when that
+     * identity vouches for the bytes (id_ok, keycache_vouch); and a stat since that found
+     * the file the same (seen_ok: the next keycache_get of path takes the key unread). */
+    char *path;
+    struct stat id;
+    bool id_ok, seen_ok;
+    unsigned long reads; /* key files read (for tests) */
+    long skew;           /* seconds added to the clock (for tests) */
+    EVP_PKEY *key;       /* its key, owned (a reference each bundle takes) */
+    char *pem;           /* the key as the store writes it (PKCS#8 PEM), owned */
     size_t pem_len;
     unsigned char *spki; /* its public key as a certificate holds it (DER), owned */
     int spki_len;
@@ -190,6 +198,9 @@ int cb_cert_keycache_new(struct cb_cert_keycache **out, struct cb_err *err)
 
 static void keycache_drop(struct cb_cert_keycache *kc)
 {
+    free(kc->path);
+    kc->path = NULL;
+    kc->id_ok = kc->seen_ok = false;
     EVP_PKEY_free(kc->key);
     kc->key = NULL;
     if (kc->pem != NULL) {
@@ -234,25 +245,88 @@ static char *key_to_pem(EVP_PKEY *key, size_t *len)
     return out;
 }
 
+/* Whether two stats are of the same file unchanged: the same inode, size and times. */
+static bool same_file(const struct stat *a, const struct stat *b)
+{
+    return a->st_dev == b->st_dev && a->st_ino == b->st_ino && a->st_size == b->st_size &&
+           a->st_mtim.tv_sec == b->st_mtim.tv_sec && a->st_mtim.tv_nsec == b->st_mtim.tv_nsec &&
+           a->st_ctim.tv_sec == b->st_ctim.tv_sec && a->st_ctim.tv_nsec == b->st_ctim.tv_nsec;
+}
+
+/*
+ * Remembers that kc's bytes were read from path, which fstat then saw as *st. The identity
+ * vouches for the bytes only when the file's last change (ctime, which every write and
+ * rename sets to the clock's time, and no one can set otherwise) is over a second older than
+ * the read: a write after the read then gives another ctime, however soon it comes. A file
+ * changed within the second before the read could still be changed again within the same
+ * clock tick, unseen by its times (what git calls a racy entry): it is read every time.
+ */
+static void keycache_vouch(struct cb_cert_keycache *kc, const char *path, const struct stat *st)
+{
+    struct timespec now;
+
+    kc->id_ok = false;
+    if (kc->path == NULL || strcmp(kc->path, path) != 0) {
+        free(kc->path);
+        if ((kc->path = strdup(path)) == NULL)
+            return;
+    }
+    kc->id = *st;
+    kc->id_ok =
+        clock_gettime(CLOCK_REALTIME, &now) == 0 && st->st_ctim.tv_sec + 1 < now.tv_sec + kc->skew;
+}
+
+unsigned long cb_cert__keycache_reads(const struct cb_cert_keycache *kc)
+{
+    return kc->reads;
+}
+
+void cb_cert__keycache_skew(struct cb_cert_keycache *kc, long seconds)
+{
+    kc->skew = seconds;
+}
+
+int cb_cert_keycache_stat(struct cb_cert_keycache *kc, const char *key_path, struct stat *st)
+{
+    kc->seen_ok = false;
+    if (stat(key_path, st) != 0)
+        return -1;
+    kc->seen_ok =
+        kc->key != NULL && kc->id_ok && strcmp(kc->path, key_path) == 0 && same_file(st, &kc->id);
+    return 0;
+}
+
 /*
  * The unencrypted key in key_path through kc: the file is read for every call (a small read
- * from the page cache) and parsed again only when its bytes differ from the last ones, so a
- * key file rewritten between two lines, however quickly, is never taken for the old one.
- * Returns a new reference, or NULL (*enc set when the key is encrypted) with *ret set when
- * the file cannot be read.
+ * from the page cache) unless a cb_cert_keycache_stat just before found it unchanged since
+ * the read of the bytes kc holds (keycache_vouch), and parsed again only when its bytes
+ * differ from the last ones, so a key file rewritten between two lines, however quickly, is
+ * never taken for the old one. Returns a new reference, or NULL (*enc set when the key is
+ * encrypted) with *ret set when the file cannot be read.
  */
 static EVP_PKEY *keycache_get(struct cb_cert_keycache *kc, const char *key_path, bool *enc,
                               int *ret, struct cb_err *err)
 {
     unsigned char *kbuf = NULL;
     size_t klen = 0;
+    struct stat st;
     EVP_PKEY *k;
+    bool seen = kc->seen_ok;
 
-    if ((*ret = read_file(key_path, &kbuf, &klen, err)) != 0)
+    kc->seen_ok = false; /* for one call: a second (the general path's) reads the file */
+    *ret = 0;
+    if (seen && kc->key != NULL && strcmp(kc->path, key_path) == 0) {
+        EVP_PKEY_up_ref(kc->key);
+        return kc->key;
+    }
+    kc->reads++;
+    if ((*ret = cb_read_file_stat(key_path, CB_MAX_INPUT_FILE, (char **)&kbuf, &klen, &st, err)) !=
+        0)
         return NULL;
     if (kc->key != NULL && klen == kc->raw_len && CRYPTO_memcmp(kbuf, kc->raw, klen) == 0) {
         OPENSSL_cleanse(kbuf, klen);
         free(kbuf);
+        keycache_vouch(kc, key_path, &st);
         EVP_PKEY_up_ref(kc->key);
         return kc->key;
     }
@@ -276,6 +350,7 @@ static EVP_PKEY *keycache_get(struct cb_cert_keycache *kc, const char *key_path,
     }
     EVP_PKEY_up_ref(k);
     kc->key = k;
+    keycache_vouch(kc, key_path, &st);
     return k;
 }
 

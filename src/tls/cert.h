@@ -10,6 +10,7 @@
 #include "store/cert_info.h"
 
 #include <stdint.h>
+#include <sys/stat.h>
 
 struct cb_cert_bundle; /* a leaf, its chain and its private key */
 
@@ -25,8 +26,9 @@ int cb_cert_bundle_load(const char *path, const char *key_path, const char *pass
                         struct cb_cert_bundle **out, struct cb_err *err) CB_MUST_CHECK;
 /*
  * A cache of one key for a batch that names the same key= file on many lines: the file is
- * read for every certificate, but parsed (and encoded as the store writes it) only when its
- * bytes differ from the last ones; an encrypted key is never kept. Certificates loaded with
+ * read for every certificate (unless cb_cert_keycache_stat vouched for it), but parsed (and
+ * encoded as the store writes it) only when its bytes differ from the last ones; an
+ * encrypted key is never kept. Certificates loaded with
  * it skip OpenSSL 3.0's public-key decoding (their leaf is the one whose public key is the
  * key's, byte for byte; anything else takes the general path). Owned by its caller:
  * cb_cert_keycache_free() cleanses and frees it.
@@ -34,6 +36,18 @@ int cb_cert_bundle_load(const char *path, const char *key_path, const char *pass
 struct cb_cert_keycache;
 int cb_cert_keycache_new(struct cb_cert_keycache **out, struct cb_err *err) CB_MUST_CHECK;
 void cb_cert_keycache_free(struct cb_cert_keycache *kc);
+/*
+ * stat(key_path, st), and when the file is the one kc's key was read from, unchanged since
+ * (the same inode, size and times, and its last change over a second before that read: a
+ * change after it would show), the next load with kc takes the cached key without reading
+ * the file again: a batch's key= file costs one stat a line instead of four calls. -1
+ * (errno set) when stat fails.
+ */
+int cb_cert_keycache_stat(struct cb_cert_keycache *kc, const char *key_path, struct stat *st);
+/* For tests: how many times kc read a key file; and seconds kc adds to the clock when it
+ * judges whether a file changed long enough before its read (a test's own files are new). */
+unsigned long cb_cert__keycache_reads(const struct cb_cert_keycache *kc);
+void cb_cert__keycache_skew(struct cb_cert_keycache *kc, long seconds);
 /* cb_cert_bundle_load with kc (may be NULL) for a key_path given without a password. */
 int cb_cert_bundle_load_cached(const char *path, const char *key_path, const char *password,
                                struct cb_cert_keycache *kc, struct cb_cert_bundle **out,

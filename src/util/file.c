@@ -10,7 +10,16 @@
 
 int cb_read_file(const char *path, size_t max, char **out, size_t *len, struct cb_err *err)
 {
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    struct stat st;
+    return cb_read_file_stat(path, max, out, len, &st, err);
+}
+
+int cb_read_file_stat(const char *path, size_t max, char **out, size_t *len, struct stat *sp,
+                      struct cb_err *err)
+{
+    /* O_NONBLOCK: opening a FIFO would wait for a writer; it is refused below instead
+     * (callers need no stat of their own first). No effect on a regular file's reads. */
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
     struct stat st;
     size_t got = 0;
     char *buf;
@@ -39,6 +48,7 @@ int cb_read_file(const char *path, size_t max, char **out, size_t *len, struct c
     }
     close(fd);
     buf[got] = '\0';
+    *sp = st;
     *out = buf;
     *len = got;
     return 0;

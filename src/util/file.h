@@ -4,6 +4,7 @@
 
 #include <certbind/certbind.h>
 #include <stddef.h>
+#include <sys/stat.h>
 
 /*
  * Reads the regular file `path` (at most `max` bytes) into an owned buffer with a
@@ -13,5 +14,9 @@
  */
 int cb_read_file(const char *path, size_t max, char **out, size_t *len,
                  struct cb_err *err) CB_MUST_CHECK;
+/* cb_read_file, with what fstat said of the file that was read in *st. Anything but a
+ * regular file is refused without waiting (a FIFO is opened with O_NONBLOCK). */
+int cb_read_file_stat(const char *path, size_t max, char **out, size_t *len, struct stat *st,
+                      struct cb_err *err) CB_MUST_CHECK;
 
 #endif

@@ -1,8 +1,8 @@
 /*
  * A file writer on threads of its own: new files are handed over with their bytes and
  * created while the caller goes on (a batch parses the next certificate while the kernel
- * creates the last one's files). The queue is bounded, so memory stays flat however many
- * files pass through it. The failure with the smallest tag (the caller's, a batch's line
+ * creates the last one's files). The queues are bounded, so memory stays flat however many
+ * files pass through them. The failure with the smallest tag (the caller's, a batch's line
  * number; tags must not decrease from one file to the next) is kept: once one failed, files
  * with larger tags are no longer written (some may already be, up to a chunk a thread had
  * taken: the caller removes them). A file waits at most a few milliseconds for others before
@@ -19,9 +19,12 @@
 
 struct cb_filewriter;
 
-#define CB_FILEWRITER_QUEUE 256 /* files waiting at most; cb_filewriter_add blocks beyond */
+#define CB_FILEWRITER_QUEUE                                                                        \
+    256 /* files waiting a thread at most; cb_filewriter_add blocks beyond */
 /* Threads writing: creating a file waits on the disk (ext4 reads inode table blocks to find
- * a free inode), so several creations in flight overlap those waits. */
+ * a free inode), so several creations in flight overlap those waits. Each folder's files
+ * are created by one thread (a batch's certs/ and keys/, one each): two threads creating
+ * in one folder only take turns on its lock. */
 #define CB_FILEWRITER_THREADS 2
 /* Files queued before an idle thread is woken to take them (fewer are taken after a few ms). */
 #define CB_FILEWRITER_WAKE 32
@@ -43,6 +46,10 @@ int cb_filewriter_add(struct cb_filewriter *w, const char *path, mode_t mode, ui
 
 /* For tests: how many threads wait with no file queued (no time limit). */
 int cb_filewriter__asleep(struct cb_filewriter *w);
+
+/* For tests: the thread (0 .. CB_FILEWRITER_THREADS - 1) that creates the files of path's
+ * folder; the first folders met get one each. Not thread-safe: the caller's, as _add. */
+int cb_filewriter__lane(struct cb_filewriter *w, const char *path);
 
 /* Waits until every queued file is written; returns the first failure as _add does. */
 int cb_filewriter_wait(struct cb_filewriter *w, unsigned long *failed_tag,

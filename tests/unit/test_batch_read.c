@@ -120,6 +120,21 @@ static void loaded_alone(const char *file, const char *key, char thumb[CB_THUMB_
     cb_cert_bundle_free(b);
 }
 
+/* A file the reader could not load: refused as loading it alone refuses it (without a
+ * key: the lines that use this name none). */
+static void assert_refused_as_alone(const struct cb_cli_prepared *pre, const char *file)
+{
+    struct cb_cert_bundle *b = NULL;
+    struct cb_err alone = {0};
+    int ret = cb_cert_bundle_load(file, NULL, NULL, &b, &alone);
+    assert_int_not_equal(ret, 0);
+    assert_null(b);
+    assert_string_equal(pre->file, file);
+    assert_int_equal(pre->ret, ret);
+    assert_string_equal(pre->err.msg, alone.msg);
+    assert_null(pre->bundle);
+}
+
 static void test_add_cert_lines_are_loaded_as_the_command_would(void **unused)
 {
     (void)unused;
@@ -167,11 +182,14 @@ static void test_add_cert_lines_are_loaded_as_the_command_would(void **unused)
     assert_int_equal(l->files[0].pems.key_len, ka_len);
     assert_memory_equal(l->files[0].pems.key, ka, ka_len);
 
-    /* A path that is no regular file (missing, or a FIFO that would block an open): the
-     * whole line is the command's. */
+    /* A file that cannot be loaded (missing here, a FIFO below) is loaded ahead all the same,
+     * with the command's refusal word for word, and the files before it loaded. */
     l = cb_batch_reader_next(r);
     assert_int_equal(l->lineno, 2);
-    assert_null(l->files);
+    assert_int_equal(l->n_files, 2);
+    assert_int_equal(l->files[0].ret, 0);
+    assert_string_equal(l->files[0].info.thumbprint, tb);
+    assert_refused_as_alone(&l->files[1], missing);
 
     /* The same refusal, word for word, as loading it alone. */
     l = cb_batch_reader_next(r);
@@ -199,7 +217,10 @@ static void test_add_cert_lines_are_loaded_as_the_command_would(void **unused)
     assert_string_equal(l->files[1].info.thumbprint, ta);
     l = cb_batch_reader_next(r); /* the reader did not block opening the FIFO */
     assert_int_equal(l->lineno, 11);
-    assert_null(l->files);
+    assert_int_equal(l->n_files, 2);
+    assert_refused_as_alone(&l->files[0], acrt); /* its key is in a.key, not named here */
+    assert_refused_as_alone(&l->files[1], fifo);
+    assert_int_equal(l->files[1].ret, CB_EBADFILE);
     assert_int_equal(cb_batch_reader_next(r)->read_ret, CB_ENOENT);
     cb_batch_reader_free(r);
     fclose(f);

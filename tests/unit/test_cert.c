@@ -538,6 +538,66 @@ static void test_key_cache_agrees_with_the_plain_load(void **state)
     cb_cert_keycache_free(kc);
 }
 
+/* Loads ec.crt with key file kc.key through kc, stat first when asked (as a batch's reader
+ * does); the result as cb_cert_bundle_load's for the same files. */
+static int load_through(struct cb_cert_keycache *kc, bool stat_first)
+{
+    struct cb_cert_bundle *plain = NULL, *cached = NULL;
+    struct cb_err e1 = {0}, e2 = {0};
+    struct stat sb;
+
+    if (stat_first)
+        assert_int_equal(cb_cert_keycache_stat(kc, p("kc.key"), &sb), 0);
+    int rc1 = cb_cert_bundle_load(p("ec.crt"), p("kc.key"), NULL, &plain, &e1);
+    int rc2 = cb_cert_bundle_load_cached(p("ec.crt"), p("kc.key"), NULL, kc, &cached, &e2);
+    assert_int_equal(rc1, rc2);
+    assert_string_equal(e1.msg, e2.msg);
+    cb_cert_bundle_free(plain);
+    cb_cert_bundle_free(cached);
+    return rc2;
+}
+
+/*
+ * A key file is read again for every certificate unless a stat just before found it the
+ * file last read, unchanged (inode, size, times) and changed over a second before that read;
+ * a file replaced by a rename or rewritten is read again. A file changed within the second
+ * before its read is read every time: rewritten within the same clock tick, its times would
+ * not show it (the test's own files are that new; the skew makes them older).
+ */
+static void test_key_cache_reads_a_key_file_again_unless_a_stat_vouches(void **state)
+{
+    (void)state;
+    struct cb_cert_keycache *kc = NULL;
+    struct cb_err err = {0};
+
+    assert_int_equal(cb_cert_keycache_new(&kc, &err), 0);
+    sh("cp ec.key kc.key");
+    assert_int_equal(load_through(kc, true), 0);
+    assert_int_equal(load_through(kc, true), 0);
+    assert_int_equal(cb_cert__keycache_reads(kc), 2); /* new: read each time */
+    /* Rewritten in place with another key of the same size, maybe within the same clock
+     * tick: read, and refused as the plain load refuses it. */
+    sh("cat other.key > kc.key");
+    assert_int_not_equal(load_through(kc, true), 0);
+
+    sh("cp ec.key kc.key");
+    cb_cert__keycache_skew(kc, 10);
+    assert_int_equal(load_through(kc, true), 0); /* read: the last bytes were other.key's */
+    unsigned long reads = cb_cert__keycache_reads(kc);
+    assert_int_equal(load_through(kc, true), 0);
+    assert_int_equal(load_through(kc, true), 0);
+    assert_int_equal(cb_cert__keycache_reads(kc), reads); /* vouched for: not read */
+    assert_int_equal(load_through(kc, false), 0);
+    assert_int_equal(cb_cert__keycache_reads(kc), reads + 1); /* no stat: read */
+    sh("cp ec.key kc2.key && mv kc2.key kc.key");
+    assert_int_equal(load_through(kc, true), 0);
+    assert_int_equal(cb_cert__keycache_reads(kc), reads + 2); /* another inode: read */
+    sh("cat rsa.key > kc.key");
+    assert_int_not_equal(load_through(kc, true), 0); /* another size: read, and refused */
+    assert_int_equal(sh_failures, 0);
+    cb_cert_keycache_free(kc);
+}
+
 static void test_free_and_clear_accept_empty(void **state)
 {
     (void)state;
@@ -552,6 +612,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_loads_pem_with_key_inside_either_order),
+        cmocka_unit_test(test_key_cache_reads_a_key_file_again_unless_a_stat_vouches),
         cmocka_unit_test(test_loads_pem_with_separate_key_file),
         cmocka_unit_test(test_loads_pkcs12_with_and_without_password),
         cmocka_unit_test(test_loads_encrypted_pem_key_with_password),

@@ -219,6 +219,40 @@ static void test_a_few_files_are_written_while_the_caller_waits_for_more(void **
     assert_int_equal(cb_filewriter_finish(w, NULL, &err), 0);
 }
 
+/* Each folder's files go to one thread, and the first two folders to two threads (two
+ * threads creating files in one folder take turns on its lock); a third shares one, and
+ * files of every folder are written. */
+static void test_each_folder_has_a_thread_of_its_own(void **state)
+{
+    struct dir *d = *state;
+    struct cb_filewriter *w;
+    struct cb_err err = {0};
+    char path[300];
+    const char *folders[] = {"certs", "keys", "more"};
+    int lane[3][2];
+
+    assert_int_equal(cb_filewriter_start(&w, &err), 0);
+    for (int f = 0; f < 3; f++) {
+        snprintf(path, sizeof(path), "%s/%s", d->path, folders[f]);
+        assert_int_equal(mkdir(path, 0700), 0);
+        for (int i = 0; i < 2; i++) {
+            snprintf(path, sizeof(path), "%s/%s/f%d", d->path, folders[f], i);
+            lane[f][i] = cb_filewriter__lane(w, path);
+            assert_true(lane[f][i] >= 0 && lane[f][i] < CB_FILEWRITER_THREADS);
+            assert_int_equal(cb_filewriter_add(w, path, 0600, (uid_t)-1, (gid_t)-1, dup_bytes("x"),
+                                               1, (unsigned long)f + 1, NULL, &err),
+                             0);
+        }
+        assert_int_equal(lane[f][0], lane[f][1]);
+    }
+    assert_int_not_equal(lane[0][0], lane[1][0]);
+    assert_int_equal(cb_filewriter_finish(w, NULL, &err), 0);
+    for (int f = 0; f < 3; f++) {
+        snprintf(path, sizeof(path), "%s/%s", d->path, folders[f]);
+        assert_int_equal(count_entries(path), 2);
+    }
+}
+
 static void test_finish_without_files(void **state)
 {
     struct cb_filewriter *w;
@@ -240,6 +274,8 @@ int main(void)
                                         remove_dir),
         cmocka_unit_test_setup_teardown(
             test_a_few_files_are_written_while_the_caller_waits_for_more, make_dir, remove_dir),
+        cmocka_unit_test_setup_teardown(test_each_folder_has_a_thread_of_its_own, make_dir,
+                                        remove_dir),
         cmocka_unit_test(test_finish_without_files),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
