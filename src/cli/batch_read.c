@@ -129,9 +129,10 @@ static void prepare(struct cb_batch_reader *r, struct cb_batch_line *l)
     if (key != NULL && r->lc->n_pos > 1)
         return;
     /* A key that is not a regular file (a FIFO: opening it may block) is the command's, which
-     * says what is wrong. The certificates need no such check: they are read without waiting
-     * (cb_read_file_stat), and a failure is the command's to report as it would have. The
-     * stat also spares reading the key again when it is the same file as before. */
+     * says what is wrong. The certificates need no such check: loaded with a key cache, they
+     * are read without waiting (a FIFO is refused at once), and a failure is the command's to
+     * report as it would have. The stat also spares reading the key again when it is the
+     * same file as before. */
     struct stat sb;
     if (key != NULL && (cb_cert_keycache_stat(r->kc, key, &sb) != 0 || !S_ISREG(sb.st_mode)))
         return;

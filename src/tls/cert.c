@@ -630,9 +630,14 @@ int cb_cert_bundle_load_cached(const char *path, const char *key_path, const cha
     size_t len = 0;
     int ret;
 
+    struct stat st;
+
     if (b == NULL)
         return cb_err_set(err, CB_ENOMEM, "out of memory");
-    if ((ret = read_file(path, &buf, &len, err)) != 0)
+    /* A batch's (kc) never waits on a FIFO: its reader loads files ahead without a stat. */
+    ret = kc != NULL ? cb_read_file_stat(path, CB_MAX_INPUT_FILE, (char **)&buf, &len, &st, err)
+                     : read_file(path, &buf, &len, err);
+    if (ret != 0)
         goto out_free_bundle;
     if (is_pem(buf, len)) {
         ret = load_pem(path, buf, len, key_path, NULL, 0, password, kc, b, err);

@@ -48,7 +48,8 @@ int cb_cert_keycache_stat(struct cb_cert_keycache *kc, const char *key_path, str
  * judges whether a file changed long enough before its read (a test's own files are new). */
 unsigned long cb_cert__keycache_reads(const struct cb_cert_keycache *kc);
 void cb_cert__keycache_skew(struct cb_cert_keycache *kc, long seconds);
-/* cb_cert_bundle_load with kc (may be NULL) for a key_path given without a password. */
+/* cb_cert_bundle_load with kc (may be NULL) for a key_path given without a password; with
+ * kc (a batch's) a file that is no regular file (a FIFO) is refused without waiting. */
 int cb_cert_bundle_load_cached(const char *path, const char *key_path, const char *password,
                                struct cb_cert_keycache *kc, struct cb_cert_bundle **out,
                                struct cb_err *err) CB_MUST_CHECK;

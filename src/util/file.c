@@ -8,18 +8,11 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-int cb_read_file(const char *path, size_t max, char **out, size_t *len, struct cb_err *err)
+/* The whole file, opened with O_RDONLY | O_CLOEXEC | oflags; what fstat said of it in *sp. */
+static int read_whole(const char *path, size_t max, char **out, size_t *len, struct stat *sp,
+                      int oflags, struct cb_err *err)
 {
-    struct stat st;
-    return cb_read_file_stat(path, max, out, len, &st, err);
-}
-
-int cb_read_file_stat(const char *path, size_t max, char **out, size_t *len, struct stat *sp,
-                      struct cb_err *err)
-{
-    /* O_NONBLOCK: opening a FIFO would wait for a writer; it is refused below instead
-     * (callers need no stat of their own first). No effect on a regular file's reads. */
-    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+    int fd = open(path, O_RDONLY | O_CLOEXEC | oflags);
     struct stat st;
     size_t got = 0;
     char *buf;
@@ -52,4 +45,18 @@ int cb_read_file_stat(const char *path, size_t max, char **out, size_t *len, str
     *out = buf;
     *len = got;
     return 0;
+}
+
+int cb_read_file(const char *path, size_t max, char **out, size_t *len, struct cb_err *err)
+{
+    struct stat st;
+    return read_whole(path, max, out, len, &st, 0, err);
+}
+
+int cb_read_file_stat(const char *path, size_t max, char **out, size_t *len, struct stat *st,
+                      struct cb_err *err)
+{
+    /* O_NONBLOCK: opening a FIFO would wait for a writer; it is refused at once instead.
+     * No effect on a regular file's reads. */
+    return read_whole(path, max, out, len, st, O_NONBLOCK, err);
 }

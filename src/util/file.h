@@ -14,8 +14,9 @@
  */
 int cb_read_file(const char *path, size_t max, char **out, size_t *len,
                  struct cb_err *err) CB_MUST_CHECK;
-/* cb_read_file, with what fstat said of the file that was read in *st. Anything but a
- * regular file is refused without waiting (a FIFO is opened with O_NONBLOCK). */
+/* cb_read_file, with what fstat said of the file that was read in *st, and anything but a
+ * regular file refused without waiting (a FIFO is opened with O_NONBLOCK: cb_read_file waits
+ * in open() for a writer, then refuses it). */
 int cb_read_file_stat(const char *path, size_t max, char **out, size_t *len, struct stat *st,
                       struct cb_err *err) CB_MUST_CHECK;
 

@@ -120,13 +120,16 @@ static void loaded_alone(const char *file, const char *key, char thumb[CB_THUMB_
     cb_cert_bundle_free(b);
 }
 
-/* A file the reader could not load: refused as loading it alone refuses it (without a
- * key: the lines that use this name none). */
+/* A file the reader could not load: refused as the batch's command refuses it, loading it
+ * alone with the batch's key cache (without a key: the lines that use this name none). */
 static void assert_refused_as_alone(const struct cb_cli_prepared *pre, const char *file)
 {
     struct cb_cert_bundle *b = NULL;
+    struct cb_cert_keycache *kc = NULL;
     struct cb_err alone = {0};
-    int ret = cb_cert_bundle_load(file, NULL, NULL, &b, &alone);
+    assert_int_equal(cb_cert_keycache_new(&kc, &alone), 0);
+    int ret = cb_cert_bundle_load_cached(file, NULL, NULL, kc, &b, &alone);
+    cb_cert_keycache_free(kc);
     assert_int_not_equal(ret, 0);
     assert_null(b);
     assert_string_equal(pre->file, file);
